@@ -1,0 +1,17 @@
+//! keyless: a workload's identity in one cloud becomes short-lived credentials in another.
+//!
+//! Data flows **source → exchange → delivery**, and the modules show it: [`source`] knows where
+//! an identity comes from, [`exchange`] trades it at the other cloud's STS, [`deliver`] hands the
+//! result to programs that know nothing about keyless. [`policy`], [`secret`] and
+//! [`credentials`] are leaves every layer may use; [`lab`] is the offline emulation of the
+//! clouds that the tests and `keyless demo` run against.
+
+pub mod cache;
+pub mod credentials;
+pub mod deliver;
+pub mod exchange;
+pub mod http_client;
+pub mod lab;
+pub mod policy;
+pub mod secret;
+pub mod source;

@@ -1,0 +1,87 @@
+//! The one type that holds secrets (tokens, secret keys, refresh tokens).
+//!
+//! Credentials open production accounts, so they must not leak through a stray `{:?}`, a log
+//! line, a panic message or an error. `Secret` prints as `Secret(****)`; reading the value is an
+//! explicit, greppable call to [`Secret::expose`].
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use zeroize::Zeroize;
+
+/// A secret string whose `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value so that it can only be read on purpose.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The one way to read the value: call it where the secret goes on the wire or into a 0600 file.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when nothing is held (an empty token file, an empty command output).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(****)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+/// Serialization writes the value itself: it is used only for the 0600 cache file and for the
+/// credential outputs whose whole purpose is to carry the secret.
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
+impl Drop for Secret {
+    /// Wipes the bytes before the allocation is returned, so a freed secret does not linger in
+    /// memory that a later allocation or a core dump could show.
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_never_show_the_value() {
+        let s = Secret::new("AKIA-very-secret");
+        assert_eq!(format!("{s:?}"), "Secret(****)");
+        assert_eq!(format!("{s}"), "****");
+        assert!(!format!("{:?}", Some(&s)).contains("very-secret"));
+    }
+
+    #[test]
+    fn expose_and_serde_carry_the_value() {
+        let s = Secret::new("tok");
+        assert_eq!(s.expose(), "tok");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"tok\"");
+        let back: Secret = serde_json::from_str("\"tok\"").unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,3 @@
+//! Where an identity comes from: a Google ID token (GCP → AWS) or AWS credentials (AWS → GCP).
+
+pub mod google;
