@@ -1,1 +1,885 @@
-//! TODO
+//! AWS STS: `AssumeRoleWithWebIdentity` (a Google ID token becomes AWS credentials) and
+//! `GetCallerIdentity` (prove who the credentials are).
+//!
+//! STS speaks the query protocol: a form-encoded POST, an XML answer. Errors are classified the
+//! way DESIGN.md says, because the right reaction differs: an IdP hiccup or throttling is
+//! retried with backoff, a rejected token is re-minted once (it may simply have expired on the
+//! way), and a refusal by the trust policy fails at once with the claims AWS compared.
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime};
+
+use backon::BackoffBuilder;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::credentials::AwsCredentials;
+use crate::secret::Secret;
+use crate::source::google::{error_chain, truncate, IdToken, IdTokenClaims, SourceError};
+
+/// The STS API version every request names.
+const STS_API_VERSION: &str = "2011-06-15";
+
+/// An IAM role ARN, checked before it goes on the wire so a typo fails here, not at STS.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleArn(String);
+
+impl RoleArn {
+    /// Accepts `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
+    pub fn parse(text: &str) -> Result<Self, ExchangeError> {
+        let invalid = |why: &str| ExchangeError::InvalidRoleArn {
+            arn: text.to_string(),
+            why: why.to_string(),
+        };
+        let parts: Vec<&str> = text.splitn(6, ':').collect();
+        if parts.len() != 6 || parts[0] != "arn" || !parts[1].starts_with("aws") {
+            return Err(invalid(
+                "it must look like arn:aws:iam::123456789012:role/NAME",
+            ));
+        }
+        if parts[2] != "iam" {
+            return Err(invalid("the service must be iam"));
+        }
+        if parts[4].len() != 12 || !parts[4].bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("the account must be 12 digits"));
+        }
+        match parts[5].strip_prefix("role/") {
+            Some(name) if !name.is_empty() && !name.ends_with('/') => Ok(Self(text.to_string())),
+            _ => Err(invalid("the resource must be role/NAME")),
+        }
+    }
+
+    /// The ARN as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The account the role lives in.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+
+    /// The role's name without its path.
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for RoleArn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A role session name: shows up in CloudTrail and in the assumed-role ARN.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionName(String);
+
+impl SessionName {
+    /// Checks a name the user chose: 2–64 characters of `[\w+=,.@-]`, as STS demands.
+    pub fn parse(text: &str) -> Result<Self, ExchangeError> {
+        let valid_len = (2..=64).contains(&text.chars().count());
+        if valid_len && text.chars().all(is_session_char) {
+            Ok(Self(text.to_string()))
+        } else {
+            Err(ExchangeError::InvalidSessionName {
+                name: text.to_string(),
+            })
+        }
+    }
+
+    /// Derives a name that says who and where: `LOCALPART@HOST` from the token's email (or
+    /// its `sub`) and this machine's host name, with what STS does not allow replaced by `-`.
+    pub fn derive(claims: &IdTokenClaims, host: &str) -> Self {
+        let who = claims
+            .email
+            .as_deref()
+            .and_then(|e| e.split('@').next())
+            .filter(|w| !w.is_empty())
+            .unwrap_or(&claims.sub);
+        let host = host.split('.').next().unwrap_or(host);
+        let raw = if host.is_empty() {
+            who.to_string()
+        } else {
+            format!("{who}@{host}")
+        };
+        let mut name: String = raw
+            .chars()
+            .map(|c| if is_session_char(c) { c } else { '-' })
+            .take(64)
+            .collect();
+        while name.chars().count() < 2 {
+            name.push_str("-keyless");
+            name.truncate(64);
+        }
+        Self(name)
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_session_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
+}
+
+/// Where STS is, resolved the way the AWS SDKs resolve it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StsEndpoint {
+    /// The base URL requests go to.
+    pub url: String,
+    /// The region used for SigV4 (`us-east-1` for the global endpoint).
+    pub signing_region: String,
+}
+
+impl StsEndpoint {
+    /// Resolves, first match wins: an explicit URL (flag), `AWS_ENDPOINT_URL_STS`,
+    /// `AWS_ENDPOINT_URL` (both ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`),
+    /// the regional endpoint of `region`, else the global endpoint.
+    pub fn resolve(explicit: Option<&str>, region: Option<&str>) -> Self {
+        let ignore_env = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+            .map(|v| v.eq_ignore_ascii_case("true"))
+            .unwrap_or(false);
+        let env_url = |name: &str| {
+            if ignore_env {
+                None
+            } else {
+                std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+            }
+        };
+        let signing_region = region.unwrap_or("us-east-1").to_string();
+        let configured = explicit
+            .map(str::to_string)
+            .or_else(|| env_url("AWS_ENDPOINT_URL_STS"))
+            .or_else(|| env_url("AWS_ENDPOINT_URL"));
+        let url = match (configured, region) {
+            (Some(url), _) => url,
+            (None, Some(r)) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
+            (None, Some(r)) => format!("https://sts.{r}.amazonaws.com"),
+            (None, None) => "https://sts.amazonaws.com".to_string(),
+        };
+        Self {
+            url: url.trim_end_matches('/').to_string() + "/",
+            signing_region,
+        }
+    }
+}
+
+/// The region from `AWS_REGION` or `AWS_DEFAULT_REGION`, as the SDKs read it.
+pub fn region_from_env() -> Option<String> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.trim().is_empty())
+}
+
+/// What to ask STS for besides the token.
+#[derive(Clone, Debug)]
+pub struct WebIdentityRequest {
+    pub role_arn: RoleArn,
+    /// `None`: derive one from the token and the host name.
+    pub session_name: Option<SessionName>,
+    pub duration_seconds: Option<u32>,
+    /// An inline session policy (JSON) that narrows the role's permissions.
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
+}
+
+/// STS's answer: the credentials and who they belong to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AssumedRole {
+    pub credentials: AwsCredentials,
+    pub assumed_role_arn: String,
+    pub assumed_role_id: String,
+    pub subject_from_web_identity_token: Option<String>,
+    pub audience: Option<String>,
+    pub provider: Option<String>,
+    pub packed_policy_size: Option<u32>,
+}
+
+/// Who a set of credentials is, as `GetCallerIdentity` says.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct CallerIdentity {
+    pub user_id: String,
+    pub account: String,
+    pub arn: String,
+}
+
+/// What went wrong trading a token for credentials, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The role ARN is malformed.
+    #[error("{arn:?} is not a role ARN: {why}")]
+    InvalidRoleArn { arn: String, why: String },
+
+    /// The session name breaks STS's rules.
+    #[error("{name:?} is not a valid role session name\n  hint: use 2 to 64 characters of letters, digits and _+=,.@-")]
+    InvalidSessionName { name: String },
+
+    /// The trust policy (or the IdP's claims check) refused this identity.
+    #[error("AWS refused to let this identity assume {role} ({code}: {message})\n  the token: {token}\n  hint: AWS compares accounts.google.com:aud with the token's azp, accounts.google.com:oaud with its aud and accounts.google.com:sub with its sub; the role's trust policy must name these values (see `keyless demo` for a working policy)")]
+    Refused {
+        role: RoleArn,
+        code: String,
+        message: String,
+        token: String,
+    },
+
+    /// STS did not accept the token itself, even after minting a fresh one.
+    #[error("AWS STS rejected the identity token for {role} ({code}: {message})\n  the token: {token}\n  hint: {hint}")]
+    TokenRejected {
+        role: RoleArn,
+        code: String,
+        message: String,
+        token: String,
+        hint: String,
+    },
+
+    /// The request itself is wrong (duration, policy, session name, region).
+    #[error("AWS STS refused the request for {role} ({code}): {message}")]
+    InvalidRequest {
+        role: String,
+        code: String,
+        message: String,
+    },
+
+    /// STS kept failing in a way that may pass; every attempt was used.
+    #[error("AWS STS at {endpoint} is unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        endpoint: String,
+        attempts: u32,
+        last: String,
+    },
+
+    /// STS answered something we cannot read.
+    #[error("AWS STS at {endpoint} answered {status} with something unexpected: {detail}")]
+    UnexpectedAnswer {
+        endpoint: String,
+        status: u16,
+        detail: String,
+    },
+
+    /// `GetCallerIdentity` refused the credentials.
+    #[error("AWS STS at {endpoint} refused the credentials ({code}): {message}")]
+    CallerIdentityRefused {
+        endpoint: String,
+        code: String,
+        message: String,
+    },
+
+    /// The credentials could not be signed with (a malformed key).
+    #[error("could not sign the request: {0}")]
+    Signing(String),
+
+    /// The Google side failed before STS was asked.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+impl ExchangeError {
+    /// Retrying later may help (network, throttling, IdP hiccups); a refusal will not change by itself.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } => true,
+            Self::Source(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// The trust configuration refused the identity (as opposed to a broken request or outage).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused { .. } | Self::TokenRejected { .. })
+    }
+}
+
+/// One STS error answer, before we decide what it means.
+#[derive(Clone, Debug)]
+struct StsFault {
+    status: u16,
+    code: String,
+    message: String,
+}
+
+/// What to do about a failed attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Reaction {
+    Retry,
+    Remint,
+    Fail,
+}
+
+impl StsFault {
+    fn reaction(&self) -> Reaction {
+        match self.code.as_str() {
+            "IDPCommunicationError"
+            | "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "ServiceUnavailable"
+            | "InternalFailure"
+            | "InternalError" => Reaction::Retry,
+            "InvalidIdentityToken" | "ExpiredTokenException" => Reaction::Remint,
+            _ if self.status >= 500 || self.status == 429 => Reaction::Retry,
+            _ => Reaction::Fail,
+        }
+    }
+}
+
+/// How hard to try before giving up on a transient failure.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    /// No new attempt starts after this much time since the first.
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            first_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            deadline: Duration::from_secs(45),
+        }
+    }
+}
+
+/// Mints a token and trades it for credentials, retrying what is retryable and re-minting a
+/// rejected token once. `mint` is called for each token needed; `host` names this machine in
+/// derived session names.
+pub async fn exchange_web_identity<F, Fut>(
+    http: &reqwest::Client,
+    endpoint: &StsEndpoint,
+    request: &WebIdentityRequest,
+    retry: &RetryPolicy,
+    host: &str,
+    mut mint: F,
+) -> Result<AssumedRole, ExchangeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<IdToken, SourceError>>,
+{
+    let started = Instant::now();
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(retry.first_delay)
+        .with_max_delay(retry.max_delay)
+        .with_jitter()
+        .with_max_times(retry.max_attempts.saturating_sub(1) as usize)
+        .build();
+    let mut attempts = 0u32;
+    let mut reminted = false;
+    let mut token: Option<IdToken> = None;
+    loop {
+        attempts += 1;
+        let outcome = match &token {
+            Some(t) => call_assume_role(http, endpoint, request, t, host).await,
+            None => match mint().await {
+                Ok(t) => {
+                    let result = call_assume_role(http, endpoint, request, &t, host).await;
+                    token = Some(t);
+                    result
+                }
+                Err(e) => Err(Attempt::Source(e)),
+            },
+        };
+        let failure = match outcome {
+            Ok(role) => return Ok(role),
+            Err(f) => f,
+        };
+        let summary = token
+            .as_ref()
+            .map(|t| t.claims().summary())
+            .unwrap_or_default();
+        let (reaction, last) = match &failure {
+            Attempt::Fault(f) => (f.reaction(), format!("{} ({})", f.code, f.message)),
+            Attempt::Network(cause) => (Reaction::Retry, cause.clone()),
+            Attempt::Source(e) if e.is_transient() => (Reaction::Retry, e.to_string()),
+            Attempt::Source(_) => (Reaction::Fail, String::new()),
+            Attempt::Unreadable { .. } => (Reaction::Fail, String::new()),
+        };
+        match reaction {
+            Reaction::Remint if !reminted => {
+                tracing::info!(%last, "STS rejected the token; minting a fresh one once");
+                reminted = true;
+                token = None;
+                continue;
+            }
+            Reaction::Retry => {
+                let next = delays.next();
+                let out_of_time = started.elapsed() + next.unwrap_or_default() > retry.deadline;
+                match next {
+                    Some(delay) if !out_of_time => {
+                        tracing::warn!(attempt = attempts, ?delay, %last, "transient STS failure; retrying");
+                        // A transient token-source failure means no token was minted; keep the
+                        // token we have otherwise (it is still valid).
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    _ => {
+                        if let Attempt::Source(e) = failure {
+                            return Err(ExchangeError::Source(e));
+                        }
+                        return Err(ExchangeError::Unavailable {
+                            endpoint: endpoint.url.clone(),
+                            attempts,
+                            last,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        return Err(match failure {
+            Attempt::Source(e) => ExchangeError::Source(e),
+            Attempt::Unreadable { status, detail } => ExchangeError::UnexpectedAnswer {
+                endpoint: endpoint.url.clone(),
+                status,
+                detail,
+            },
+            Attempt::Network(cause) => ExchangeError::Unavailable {
+                endpoint: endpoint.url.clone(),
+                attempts,
+                last: cause,
+            },
+            Attempt::Fault(f) => classify_final(f, &request.role_arn, summary),
+        });
+    }
+}
+
+fn classify_final(fault: StsFault, role: &RoleArn, token: String) -> ExchangeError {
+    match fault.code.as_str() {
+        "AccessDenied" | "IDPRejectedClaim" => ExchangeError::Refused {
+            role: role.clone(),
+            code: fault.code,
+            message: fault.message,
+            token,
+        },
+        "InvalidIdentityToken" | "ExpiredTokenException" => {
+            let hint = if fault.code == "ExpiredTokenException" {
+                "the token had expired even after minting a new one: check this machine's clock, or the token file/command is serving a stale token".to_string()
+            } else {
+                "STS could not verify the token: AWS needs an RS256 token from https://accounts.google.com; the IAM OIDC provider for accounts.google.com is built in, but a custom provider's thumbprint or audience list may not match".to_string()
+            };
+            ExchangeError::TokenRejected {
+                role: role.clone(),
+                code: fault.code,
+                message: fault.message,
+                token,
+                hint,
+            }
+        }
+        _ => ExchangeError::InvalidRequest {
+            role: role.to_string(),
+            code: fault.code,
+            message: fault.message,
+        },
+    }
+}
+
+/// The outcome of one attempt, before the retry loop decides.
+enum Attempt {
+    Fault(StsFault),
+    Network(String),
+    Source(SourceError),
+    Unreadable { status: u16, detail: String },
+}
+
+async fn call_assume_role(
+    http: &reqwest::Client,
+    endpoint: &StsEndpoint,
+    request: &WebIdentityRequest,
+    token: &IdToken,
+    host: &str,
+) -> Result<AssumedRole, Attempt> {
+    let session = request
+        .session_name
+        .clone()
+        .unwrap_or_else(|| SessionName::derive(token.claims(), host));
+    let duration = request.duration_seconds.map(|d| d.to_string());
+    let mut form: Vec<(String, &str)> = vec![
+        ("Action".into(), "AssumeRoleWithWebIdentity"),
+        ("Version".into(), STS_API_VERSION),
+        ("RoleArn".into(), request.role_arn.as_str()),
+        ("RoleSessionName".into(), session.as_str()),
+        ("WebIdentityToken".into(), token.secret().expose()),
+    ];
+    if let Some(d) = &duration {
+        form.push(("DurationSeconds".into(), d));
+    }
+    if let Some(p) = &request.policy {
+        form.push(("Policy".into(), p));
+    }
+    for (i, arn) in request.policy_arns.iter().enumerate() {
+        form.push((format!("PolicyArns.member.{}.arn", i + 1), arn));
+    }
+    let (status, body) = post_form(http, &endpoint.url, &form).await?;
+    if status != 200 {
+        return Err(parse_fault(status, &body));
+    }
+    parse_assume_role(&body).map_err(|detail| Attempt::Unreadable { status, detail })
+}
+
+async fn post_form(
+    http: &reqwest::Client,
+    url: &str,
+    form: &[(String, &str)],
+) -> Result<(u16, String), Attempt> {
+    let response = http
+        .post(url)
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| Attempt::Network(error_chain(&e)))?;
+    let status = response.status().as_u16();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| Attempt::Network(error_chain(&e)))?;
+    Ok((status, body))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumeRoleWithWebIdentityResponse {
+    assume_role_with_web_identity_result: AssumeRoleResult,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumeRoleResult {
+    subject_from_web_identity_token: Option<String>,
+    audience: Option<String>,
+    assumed_role_user: AssumedRoleUser,
+    credentials: XmlCredentials,
+    provider: Option<String>,
+    packed_policy_size: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumedRoleUser {
+    arn: String,
+    assumed_role_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlCredentials {
+    access_key_id: String,
+    secret_access_key: Secret,
+    session_token: Secret,
+    expiration: String,
+}
+
+fn parse_assume_role(body: &str) -> Result<AssumedRole, String> {
+    let parsed: AssumeRoleWithWebIdentityResponse = quick_xml::de::from_str(body)
+        .map_err(|e| format!("not an AssumeRoleWithWebIdentity answer: {e}"))?;
+    let r = parsed.assume_role_with_web_identity_result;
+    let expiration = parse_timestamp(&r.credentials.expiration)?;
+    Ok(AssumedRole {
+        credentials: AwsCredentials {
+            access_key_id: r.credentials.access_key_id,
+            secret_access_key: r.credentials.secret_access_key,
+            session_token: Some(r.credentials.session_token),
+            expiration: Some(expiration),
+        },
+        assumed_role_arn: r.assumed_role_user.arn,
+        assumed_role_id: r.assumed_role_user.assumed_role_id,
+        subject_from_web_identity_token: r.subject_from_web_identity_token,
+        audience: r.audience,
+        provider: r.provider,
+        packed_policy_size: r.packed_policy_size,
+    })
+}
+
+/// STS writes `2026-11-23T10:00:00Z`, sometimes with fractional seconds; both are RFC 3339.
+fn parse_timestamp(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("unreadable expiration {text:?}: {e}"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorResponse {
+    error: XmlError,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct XmlError {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn parse_fault(status: u16, body: &str) -> Attempt {
+    match quick_xml::de::from_str::<ErrorResponse>(body) {
+        Ok(e) => Attempt::Fault(StsFault {
+            status,
+            code: e.error.code,
+            message: e.error.message,
+        }),
+        Err(_) if status >= 500 || status == 429 => Attempt::Fault(StsFault {
+            status,
+            code: format!("HTTP {status}"),
+            message: truncate(body.trim(), 200),
+        }),
+        Err(_) => Attempt::Unreadable {
+            status,
+            detail: truncate(body.trim(), 300),
+        },
+    }
+}
+
+/// Asks STS who `credentials` are, signing the request with SigV4.
+pub async fn fetch_caller_identity(
+    http: &reqwest::Client,
+    endpoint: &StsEndpoint,
+    credentials: &AwsCredentials,
+) -> Result<CallerIdentity, ExchangeError> {
+    let body = format!("Action=GetCallerIdentity&Version={STS_API_VERSION}");
+    let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+    let headers = sign_request(
+        "POST",
+        &endpoint.url,
+        &[("content-type", content_type)],
+        body.as_bytes(),
+        credentials,
+        &endpoint.signing_region,
+        "sts",
+        SystemTime::now(),
+    )?;
+    let mut builder = http
+        .post(&endpoint.url)
+        .header("content-type", content_type);
+    for (name, value) in &headers {
+        builder = builder.header(name.as_str(), value.expose());
+    }
+    let response = builder
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| ExchangeError::Unavailable {
+            endpoint: endpoint.url.clone(),
+            attempts: 1,
+            last: error_chain(&e),
+        })?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    if status != 200 {
+        return Err(match parse_fault(status, &text) {
+            Attempt::Fault(f) => ExchangeError::CallerIdentityRefused {
+                endpoint: endpoint.url.clone(),
+                code: f.code,
+                message: f.message,
+            },
+            _ => ExchangeError::UnexpectedAnswer {
+                endpoint: endpoint.url.clone(),
+                status,
+                detail: truncate(&text, 300),
+            },
+        });
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Response {
+        get_caller_identity_result: CallerIdentity,
+    }
+    quick_xml::de::from_str::<Response>(&text)
+        .map(|r| r.get_caller_identity_result)
+        .map_err(|e| ExchangeError::UnexpectedAnswer {
+            endpoint: endpoint.url.clone(),
+            status,
+            detail: format!("not a GetCallerIdentity answer: {e}"),
+        })
+}
+
+/// Signs a request with SigV4 (the `aws-sigv4` crate does the cryptography) and returns the
+/// headers to add: `authorization`, `x-amz-date`, `x-amz-security-token` when present. The
+/// values are secrets because the security token is one.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    credentials: &AwsCredentials,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, Secret)>, ExchangeError> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(
+            credentials.access_key_id.clone(),
+            credentials.secret_access_key.expose().to_string(),
+            credentials
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_string()),
+            None,
+            "keyless",
+        )
+        .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| ExchangeError::Signing(e.to_string()))?
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| ExchangeError::Signing(e.to_string()))?;
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|e| ExchangeError::Signing(e.to_string()))?
+        .into_parts();
+    Ok(instructions
+        .headers()
+        .map(|(k, v)| (k.to_string(), Secret::new(v)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_are_checked() {
+        let arn = RoleArn::parse("arn:aws:iam::123456789012:role/path/Deploy").unwrap();
+        assert_eq!(arn.account(), "123456789012");
+        assert_eq!(arn.name(), "Deploy");
+        assert!(RoleArn::parse("arn:aws:iam::12345:role/x").is_err());
+        assert!(RoleArn::parse("arn:aws:s3:::bucket").is_err());
+        assert!(RoleArn::parse("Deploy").is_err());
+    }
+
+    fn claims(email: Option<&str>, sub: &str) -> IdTokenClaims {
+        IdTokenClaims {
+            iss: "https://accounts.google.com".into(),
+            aud: "sts.amazonaws.com".into(),
+            azp: Some(sub.into()),
+            sub: sub.into(),
+            email: email.map(str::to_string),
+            exp: 0,
+            iat: None,
+        }
+    }
+
+    #[test]
+    fn derived_session_names_say_who_and_where_within_sts_rules() {
+        let c = claims(Some("deployer@p.iam.gserviceaccount.com"), "1");
+        assert_eq!(
+            SessionName::derive(&c, "build-7.internal").as_str(),
+            "deployer@build-7"
+        );
+        let c = claims(None, "1234567890");
+        assert_eq!(
+            SessionName::derive(&c, "h o/st").as_str(),
+            "1234567890@h-o-st"
+        );
+        let long = claims(Some(&format!("{}@x", "a".repeat(100))), "1");
+        let name = SessionName::derive(&long, "host");
+        assert_eq!(name.as_str().len(), 64);
+        assert!(SessionName::parse(name.as_str()).is_ok());
+        assert_eq!(
+            SessionName::derive(&claims(None, "7"), "").as_str(),
+            "7-keyless"
+        );
+    }
+
+    #[test]
+    fn user_session_names_are_validated() {
+        assert!(SessionName::parse("ok-name").is_ok());
+        assert!(SessionName::parse("x").is_err());
+        assert!(SessionName::parse("has space").is_err());
+        assert!(SessionName::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn endpoint_prefers_explicit_then_region() {
+        let e = StsEndpoint::resolve(Some("http://127.0.0.1:5000"), Some("eu-west-1"));
+        assert_eq!(e.url, "http://127.0.0.1:5000/");
+        assert_eq!(e.signing_region, "eu-west-1");
+    }
+
+    #[test]
+    fn faults_are_classified_as_design_says() {
+        let f = |status, code: &str| StsFault {
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert_eq!(f(400, "IDPCommunicationError").reaction(), Reaction::Retry);
+        assert_eq!(f(400, "Throttling").reaction(), Reaction::Retry);
+        assert_eq!(f(503, "Whatever").reaction(), Reaction::Retry);
+        assert_eq!(f(400, "InvalidIdentityToken").reaction(), Reaction::Remint);
+        assert_eq!(f(400, "ExpiredTokenException").reaction(), Reaction::Remint);
+        assert_eq!(f(403, "AccessDenied").reaction(), Reaction::Fail);
+        assert_eq!(f(403, "IDPRejectedClaim").reaction(), Reaction::Fail);
+        assert_eq!(f(400, "MalformedPolicyDocument").reaction(), Reaction::Fail);
+    }
+
+    #[test]
+    fn parses_the_aws_documented_answer() {
+        let xml = r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleWithWebIdentityResult>
+    <SubjectFromWebIdentityToken>amzn1.account.AF6RHO7KZU5XRVQJGXK6HB56KR2A</SubjectFromWebIdentityToken>
+    <Audience>client.5498841531868486423.1548@apps.example.com</Audience>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/FederatedWebIdentityRole/app1</Arn>
+      <AssumedRoleId>AROACLKWSDQRAOEXAMPLE:app1</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <SessionToken>AQoDYXdzEE0a8ANXXXXXXXXNO1ewxE5TijQyp+IEXAMPLE</SessionToken>
+      <SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY</SecretAccessKey>
+      <Expiration>2014-10-24T23:00:23Z</Expiration>
+      <AccessKeyId>ASgeIAIOSFODNN7EXAMPLE</AccessKeyId>
+    </Credentials>
+    <SourceIdentity>SourceIdentityValue</SourceIdentity>
+    <Provider>www.amazon.com</Provider>
+  </AssumeRoleWithWebIdentityResult>
+  <ResponseMetadata>
+    <RequestId>ad4156e9-bce1-11e2-82e6-6b6efEXAMPLE</RequestId>
+  </ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>"#;
+        let role = parse_assume_role(xml).unwrap();
+        assert_eq!(role.credentials.access_key_id, "ASgeIAIOSFODNN7EXAMPLE");
+        assert_eq!(
+            role.assumed_role_arn,
+            "arn:aws:sts::123456789012:assumed-role/FederatedWebIdentityRole/app1"
+        );
+        assert_eq!(
+            crate::credentials::format_expiration(role.credentials.expiration.unwrap()),
+            "2014-10-24T23:00:23Z"
+        );
+    }
+
+    #[test]
+    fn parses_error_answers() {
+        let xml = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error>
+  <RequestId>r</RequestId></ErrorResponse>"#;
+        match parse_fault(403, xml) {
+            Attempt::Fault(f) => {
+                assert_eq!(f.code, "AccessDenied");
+                assert!(f.message.starts_with("Not authorized"));
+            }
+            _ => panic!("expected a fault"),
+        }
+        assert!(
+            matches!(parse_fault(502, "<html>bad gateway"), Attempt::Fault(f) if f.reaction() == Reaction::Retry)
+        );
+    }
+}

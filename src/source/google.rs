@@ -1,1 +1,656 @@
-//! TODO
+//! Google ID tokens: the identity a GCE VM, GKE pod or Cloud Run service already has.
+//!
+//! The metadata server mints a fresh token per request, so we never cache the token itself,
+//! only what it buys (the AWS credentials): AWS checks `exp` when the token is used, and a
+//! token from a file or a command is re-read on every use for the same reason.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::secret::Secret;
+
+/// The audience AWS STS expects by default for web identity federation.
+pub const DEFAULT_AWS_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// Where the metadata server lives when `GCE_METADATA_HOST` does not say otherwise.
+pub const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+
+/// Where IAM Credentials lives when no flag or config says otherwise.
+pub const DEFAULT_IAMCREDENTIALS_URL: &str = "https://iamcredentials.googleapis.com";
+
+/// Google's OAuth2 token endpoint, used to refresh `authorized_user` ADC when the file names none.
+pub const DEFAULT_OAUTH_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
+
+/// What can go wrong while obtaining a Google ID token, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// `--token-source` did not parse.
+    #[error("unknown token source {spec:?}\n  hint: use metadata, impersonate:EMAIL, file:PATH or command:CMD")]
+    UnknownTokenSource { spec: String },
+
+    /// The metadata server could not be reached (not on GCE, or `GCE_METADATA_HOST` is wrong).
+    #[error("could not reach the Google metadata server at {url}: {cause}\n  hint: outside GCE/GKE/Cloud Run use --token-source impersonate:EMAIL, file:PATH or command:CMD, or set GCE_METADATA_HOST")]
+    MetadataUnreachable { url: String, cause: String },
+
+    /// The metadata server answered, but not with a token.
+    #[error("the Google metadata server at {url} answered {status}: {body}")]
+    MetadataRefused {
+        url: String,
+        status: u16,
+        body: String,
+    },
+
+    /// IAM Credentials refused to mint a token for the service account.
+    #[error("IAM Credentials refused to mint a token for {service_account} ({status}): {message}\n  hint: the caller ({caller}) needs roles/iam.serviceAccountTokenCreator on {service_account}")]
+    ImpersonationRefused {
+        service_account: String,
+        caller: String,
+        status: u16,
+        message: String,
+    },
+
+    /// IAM Credentials could not be reached.
+    #[error("could not reach IAM Credentials at {url}: {cause}")]
+    IamCredentialsUnreachable { url: String, cause: String },
+
+    /// Application Default Credentials exist but cannot authorise impersonation.
+    #[error("the application default credentials in {path} cannot be used: {reason}")]
+    AdcUnusable { path: PathBuf, reason: String },
+
+    /// The token file could not be read.
+    #[error("could not read the token file {path}: {cause}")]
+    FileUnreadable { path: PathBuf, cause: String },
+
+    /// The token command failed or printed nothing.
+    #[error("the token command `{command}` failed ({status}){stderr}")]
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+
+    /// What we got does not look like a JWT, so AWS would refuse it anyway.
+    #[error("the token from {origin} is not a JWT ({reason})")]
+    NotAJwt { origin: String, reason: String },
+}
+
+impl SourceError {
+    /// Worth retrying: the metadata server or IAM Credentials may come back.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::MetadataUnreachable { .. } | Self::IamCredentialsUnreachable { .. } => true,
+            Self::MetadataRefused { status, .. } => *status >= 500 || *status == 429,
+            Self::ImpersonationRefused { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// The claims keyless reads from a Google ID token (never verified here: AWS verifies).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub aud: String,
+    #[serde(default)]
+    pub azp: Option<String>,
+    pub sub: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub exp: i64,
+    #[serde(default)]
+    pub iat: Option<i64>,
+}
+
+impl IdTokenClaims {
+    /// One line naming the claims AWS matches, for error messages and the demo.
+    pub fn summary(&self) -> String {
+        format!(
+            "iss={} aud={} azp={} sub={}{}",
+            self.iss,
+            self.aud,
+            self.azp.as_deref().unwrap_or("(none)"),
+            self.sub,
+            self.email
+                .as_deref()
+                .map(|e| format!(" email={e}"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// When the token stops being accepted.
+    pub fn expires_at(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(self.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+/// A Google ID token: the secret JWT and its (unverified) claims.
+#[derive(Clone, Debug)]
+pub struct IdToken {
+    raw: Secret,
+    claims: IdTokenClaims,
+}
+
+impl IdToken {
+    /// Decodes the claims so that errors and session names can name the identity; `origin`
+    /// says where the token came from in the error.
+    pub fn parse(raw: Secret, origin: &str) -> Result<Self, SourceError> {
+        let not_a_jwt = |reason: &str| SourceError::NotAJwt {
+            origin: origin.to_string(),
+            reason: reason.to_string(),
+        };
+        let mut parts = raw.expose().split('.');
+        let (Some(_header), Some(payload), Some(_sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(not_a_jwt("expected three dot-separated parts"));
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| not_a_jwt("the payload is not base64url"))?;
+        let claims: IdTokenClaims = serde_json::from_slice(&bytes)
+            .map_err(|e| not_a_jwt(&format!("the payload lacks a claim AWS needs: {e}")))?;
+        Ok(Self { raw, claims })
+    }
+
+    /// The claims, for messages and session names.
+    pub fn claims(&self) -> &IdTokenClaims {
+        &self.claims
+    }
+
+    /// The JWT itself; read only to put it on the wire.
+    pub fn secret(&self) -> &Secret {
+        &self.raw
+    }
+}
+
+/// Where the Google ID token comes from (`--token-source`).
+#[derive(Clone, Debug)]
+pub enum GoogleTokenSource {
+    /// The metadata server of GCE, GKE or Cloud Run.
+    Metadata(MetadataServer),
+    /// IAM Credentials `generateIdToken` for another service account.
+    Impersonate(Impersonation),
+    /// A file holding the token, re-read on every use (a token another tool keeps fresh).
+    File(PathBuf),
+    /// A shell command whose standard output is the token.
+    Command(String),
+}
+
+impl GoogleTokenSource {
+    /// Parses `metadata`, `impersonate:EMAIL`, `file:PATH` or `command:CMD`, with endpoints from
+    /// the environment the way Google's SDKs read them.
+    pub fn parse(spec: &str, iamcredentials_url: Option<&str>) -> Result<Self, SourceError> {
+        let spec_trimmed = spec.trim();
+        if spec_trimmed == "metadata" {
+            return Ok(Self::Metadata(MetadataServer::from_env()));
+        }
+        if let Some(email) = spec_trimmed.strip_prefix("impersonate:") {
+            if !email.contains('@') {
+                return Err(SourceError::UnknownTokenSource { spec: spec.into() });
+            }
+            return Ok(Self::Impersonate(Impersonation {
+                service_account: email.to_string(),
+                iamcredentials_url: iamcredentials_url
+                    .unwrap_or(DEFAULT_IAMCREDENTIALS_URL)
+                    .trim_end_matches('/')
+                    .to_string(),
+                metadata: MetadataServer::from_env(),
+            }));
+        }
+        if let Some(path) = spec_trimmed.strip_prefix("file:") {
+            return Ok(Self::File(PathBuf::from(path)));
+        }
+        if let Some(cmd) = spec_trimmed.strip_prefix("command:") {
+            return Ok(Self::Command(cmd.to_string()));
+        }
+        Err(SourceError::UnknownTokenSource { spec: spec.into() })
+    }
+
+    /// A stable description (no secrets), part of the cache key and of messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Metadata(m) => format!("metadata({})", m.host),
+            Self::Impersonate(i) => {
+                format!("impersonate:{}@{}", i.service_account, i.iamcredentials_url)
+            }
+            Self::File(p) => format!("file:{}", p.display()),
+            Self::Command(c) => format!("command:{c}"),
+        }
+    }
+
+    /// Fetches a fresh token for `audience`. Each call may go to the network or run a command.
+    pub async fn fetch_id_token(
+        &self,
+        http: &reqwest::Client,
+        audience: &str,
+    ) -> Result<IdToken, SourceError> {
+        match self {
+            Self::Metadata(m) => m.fetch_id_token(http, audience).await,
+            Self::Impersonate(i) => i.fetch_id_token(http, audience).await,
+            Self::File(path) => read_token_file(path),
+            Self::Command(cmd) => run_token_command(cmd).await,
+        }
+    }
+}
+
+/// The GCE metadata server, found the way Google's SDKs find it.
+#[derive(Clone, Debug)]
+pub struct MetadataServer {
+    host: String,
+}
+
+impl MetadataServer {
+    /// `GCE_METADATA_HOST` (host or host:port), else `metadata.google.internal`.
+    pub fn from_env() -> Self {
+        let host = std::env::var("GCE_METADATA_HOST")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_string());
+        Self::new(host)
+    }
+
+    /// A metadata server at `host` (host or host:port, no scheme).
+    pub fn new(host: impl Into<String>) -> Self {
+        let host = host.into();
+        let host = host
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        Self { host }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/computeMetadata/v1/{path}", self.host)
+    }
+
+    async fn get(&self, http: &reqwest::Client, url: &str) -> Result<String, SourceError> {
+        let response = http
+            .get(url)
+            .header("Metadata-Flavor", "Google")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| SourceError::MetadataUnreachable {
+                url: url.to_string(),
+                cause: error_chain(&e),
+            })?;
+        let status = response.status().as_u16();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| SourceError::MetadataUnreachable {
+                url: url.to_string(),
+                cause: error_chain(&e),
+            })?;
+        if status != 200 {
+            return Err(SourceError::MetadataRefused {
+                url: url.to_string(),
+                status,
+                body: truncate(&body, 300),
+            });
+        }
+        Ok(body)
+    }
+
+    /// An ID token for the instance's default service account.
+    pub async fn fetch_id_token(
+        &self,
+        http: &reqwest::Client,
+        audience: &str,
+    ) -> Result<IdToken, SourceError> {
+        let url = format!(
+            "{}?audience={}&format=full",
+            self.url("instance/service-accounts/default/identity"),
+            percent_encoding::utf8_percent_encode(audience, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let body = self.get(http, &url).await?;
+        IdToken::parse(Secret::new(body.trim()), "the metadata server")
+    }
+
+    /// An OAuth access token for the default service account (authorises impersonation).
+    pub async fn fetch_access_token(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<(Secret, String), SourceError> {
+        let url = format!(
+            "{}?scopes=https://www.googleapis.com/auth/cloud-platform",
+            self.url("instance/service-accounts/default/token")
+        );
+        let body = self.get(http, &url).await?;
+        let token: AccessTokenResponse =
+            serde_json::from_str(&body).map_err(|e| SourceError::MetadataRefused {
+                url: url.clone(),
+                status: 200,
+                body: format!("not an access token answer: {e}"),
+            })?;
+        let email_url = self.url("instance/service-accounts/default/email");
+        let email = self
+            .get(http, &email_url)
+            .await
+            .map(|e| e.trim().to_string())
+            .unwrap_or_else(|_| "the instance's service account".into());
+        Ok((token.access_token, email))
+    }
+}
+
+#[derive(Deserialize)]
+struct AccessTokenResponse {
+    access_token: Secret,
+}
+
+/// `generateIdToken` for a service account, authorised by ADC or the metadata server.
+#[derive(Clone, Debug)]
+pub struct Impersonation {
+    pub service_account: String,
+    pub iamcredentials_url: String,
+    metadata: MetadataServer,
+}
+
+impl Impersonation {
+    async fn fetch_id_token(
+        &self,
+        http: &reqwest::Client,
+        audience: &str,
+    ) -> Result<IdToken, SourceError> {
+        let (access_token, caller) = match find_authorized_user_adc()? {
+            Some((path, adc)) => (adc.fetch_access_token(http, &path).await?, adc.describe()),
+            None => self.metadata.fetch_access_token(http).await?,
+        };
+        let url = format!(
+            "{}/v1/projects/-/serviceAccounts/{}:generateIdToken",
+            self.iamcredentials_url, self.service_account
+        );
+        let response = http
+            .post(&url)
+            .bearer_auth(access_token.expose())
+            .json(&serde_json::json!({ "audience": audience, "includeEmail": true }))
+            .send()
+            .await
+            .map_err(|e| SourceError::IamCredentialsUnreachable {
+                url: url.clone(),
+                cause: error_chain(&e),
+            })?;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(SourceError::ImpersonationRefused {
+                service_account: self.service_account.clone(),
+                caller,
+                status,
+                message: google_error_message(&body),
+            });
+        }
+        #[derive(Deserialize)]
+        struct GenerateIdTokenResponse {
+            token: Secret,
+        }
+        let parsed: GenerateIdTokenResponse =
+            serde_json::from_str(&body).map_err(|e| SourceError::NotAJwt {
+                origin: url.clone(),
+                reason: format!("unexpected answer: {e}"),
+            })?;
+        IdToken::parse(parsed.token, "IAM Credentials generateIdToken")
+    }
+}
+
+/// An `authorized_user` Application Default Credentials file (a developer's laptop after
+/// `gcloud auth application-default login`).
+#[derive(Deserialize)]
+struct AuthorizedUser {
+    client_id: String,
+    client_secret: Secret,
+    refresh_token: Secret,
+    #[serde(default)]
+    token_uri: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+}
+
+impl AuthorizedUser {
+    fn describe(&self) -> String {
+        self.account
+            .clone()
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "the application-default user".into())
+    }
+
+    async fn fetch_access_token(
+        &self,
+        http: &reqwest::Client,
+        path: &Path,
+    ) -> Result<Secret, SourceError> {
+        let url = self
+            .token_uri
+            .clone()
+            .unwrap_or_else(|| DEFAULT_OAUTH_TOKEN_URL.to_string());
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+            ("refresh_token", self.refresh_token.expose()),
+        ];
+        let response = http.post(&url).form(&form).send().await.map_err(|e| {
+            SourceError::IamCredentialsUnreachable {
+                url: url.clone(),
+                cause: error_chain(&e),
+            }
+        })?;
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(SourceError::AdcUnusable {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "refreshing at {url} failed ({status}: {}); run `gcloud auth application-default login` again",
+                    google_error_message(&body)
+                ),
+            });
+        }
+        let token: AccessTokenResponse =
+            serde_json::from_str(&body).map_err(|e| SourceError::AdcUnusable {
+                path: path.to_path_buf(),
+                reason: format!("{url} answered without an access token: {e}"),
+            })?;
+        Ok(token.access_token)
+    }
+}
+
+/// Finds ADC as google-auth does: `GOOGLE_APPLICATION_CREDENTIALS`, then gcloud's well-known
+/// file. Only `authorized_user` is used; other types are refused with the reason, and no file
+/// at all means "use the metadata server".
+fn find_authorized_user_adc() -> Result<Option<(PathBuf, AuthorizedUser)>, SourceError> {
+    let explicit = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from);
+    let well_known = std::env::var_os("CLOUDSDK_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| dirs::config_dir().map(|d| d.join("gcloud")))
+        .map(|d| d.join("application_default_credentials.json"));
+    let path = match (explicit, well_known) {
+        (Some(p), _) => p,
+        (None, Some(p)) if p.exists() => p,
+        _ => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| SourceError::AdcUnusable {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let kind: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| SourceError::AdcUnusable {
+            path: path.clone(),
+            reason: format!("not JSON: {e}"),
+        })?;
+    match kind.get("type").and_then(|t| t.as_str()) {
+        Some("authorized_user") => {
+            let adc: AuthorizedUser =
+                serde_json::from_value(kind).map_err(|e| SourceError::AdcUnusable {
+                    path: path.clone(),
+                    reason: format!("an authorized_user file needs {e}"),
+                })?;
+            Ok(Some((path, adc)))
+        }
+        other => Err(SourceError::AdcUnusable {
+            path,
+            reason: format!(
+                "type {:?} is not supported for impersonation; use `gcloud auth application-default login` (authorized_user) or run on GCP with the metadata server",
+                other.unwrap_or("(missing)")
+            ),
+        }),
+    }
+}
+
+fn read_token_file(path: &Path) -> Result<IdToken, SourceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SourceError::FileUnreadable {
+        path: path.to_path_buf(),
+        cause: e.to_string(),
+    })?;
+    IdToken::parse(
+        Secret::new(text.trim()),
+        &format!("the file {}", path.display()),
+    )
+}
+
+async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
+    let failed = |status: String, stderr: String| SourceError::CommandFailed {
+        command: command.to_string(),
+        status,
+        stderr,
+    };
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("could not start: {e}"), String::new()))?;
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .map_err(|_| failed("timed out after 60 s".into(), String::new()))?
+        .map_err(|e| failed(e.to_string(), String::new()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = stderr.trim();
+        let stderr = if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", truncate(stderr, 500))
+        };
+        return Err(failed(output.status.to_string(), stderr));
+    }
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if token.is_empty() {
+        return Err(failed("printed nothing".into(), String::new()));
+    }
+    IdToken::parse(Secret::new(token), &format!("the command `{command}`"))
+}
+
+/// Google APIs answer `{"error": {"message": ...}}`; OAuth answers `{"error_description": ...}`.
+fn google_error_message(body: &str) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
+    let message = parsed.as_ref().and_then(|v| {
+        v.pointer("/error/message")
+            .or_else(|| v.get("error_description"))
+            .or_else(|| v.get("error"))
+            .and_then(|m| m.as_str())
+            .map(str::to_string)
+    });
+    message.unwrap_or_else(|| truncate(body, 300))
+}
+
+/// The error and its causes on one line: reqwest's top-level message alone hides the reason.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let enc = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.c2ln",
+            enc(&serde_json::json!({"alg":"RS256"})),
+            enc(&claims)
+        )
+    }
+
+    #[test]
+    fn parses_the_claims_aws_matches() {
+        let raw = jwt(serde_json::json!({
+            "iss": "https://accounts.google.com", "aud": "sts.amazonaws.com",
+            "azp": "1001", "sub": "1001", "email": "a@b.iam.gserviceaccount.com",
+            "exp": 2000000000, "iat": 1999996400
+        }));
+        let token = IdToken::parse(Secret::new(raw), "test").unwrap();
+        assert_eq!(token.claims().azp.as_deref(), Some("1001"));
+        assert_eq!(
+            token.claims().summary(),
+            "iss=https://accounts.google.com aud=sts.amazonaws.com azp=1001 sub=1001 email=a@b.iam.gserviceaccount.com"
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_jwt_without_echoing_it() {
+        let err = IdToken::parse(Secret::new("not-a-token-secret"), "the file x").unwrap_err();
+        assert!(matches!(err, SourceError::NotAJwt { .. }));
+        assert!(!err.to_string().contains("not-a-token-secret"));
+    }
+
+    #[test]
+    fn token_source_specs_parse() {
+        assert!(matches!(
+            GoogleTokenSource::parse("metadata", None).unwrap(),
+            GoogleTokenSource::Metadata(_)
+        ));
+        match GoogleTokenSource::parse(
+            "impersonate:sa@p.iam.gserviceaccount.com",
+            Some("http://x/"),
+        )
+        .unwrap()
+        {
+            GoogleTokenSource::Impersonate(i) => assert_eq!(i.iamcredentials_url, "http://x"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            GoogleTokenSource::parse("file:/tmp/t", None).unwrap(),
+            GoogleTokenSource::File(_)
+        ));
+        assert!(GoogleTokenSource::parse("gcloud", None).is_err());
+        assert!(GoogleTokenSource::parse("impersonate:nobody", None).is_err());
+    }
+
+    #[tokio::test]
+    async fn command_source_reports_stderr_and_exit_status() {
+        let err = run_token_command("echo boom >&2; exit 3")
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("boom") && text.contains('3'), "{text}");
+    }
+}
