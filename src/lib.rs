@@ -7,11 +7,14 @@
 //! clouds that the tests and `keyless demo` run against.
 
 pub mod cache;
+pub mod cli;
 pub mod credentials;
 pub mod deliver;
 pub mod exchange;
 pub mod http_client;
 pub mod lab;
 pub mod policy;
+pub mod private_file;
+pub mod refresh;
 pub mod secret;
 pub mod source;

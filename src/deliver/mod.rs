@@ -1,3 +1,5 @@
 //! Handing credentials to programs that know nothing about keyless.
 
 pub mod aws_files;
+pub mod credential_process;
+pub mod env;

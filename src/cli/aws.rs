@@ -1,0 +1,332 @@
+//! `keyless aws ...`: GCP → AWS. A Google identity becomes AWS credentials, delivered as
+//! `credential_process` JSON, shell variables, a child's environment or a profile.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::cache::CredentialCache;
+use crate::credentials::AwsCredentials;
+use crate::deliver::{aws_files, credential_process, env};
+use crate::exchange::aws_sts::{
+    fetch_caller_identity, region_from_env, AssumedRole, RetryPolicy, RoleArn, SessionName,
+    StsEndpoint, WebIdentityRequest,
+};
+use crate::refresh::AwsRoleProfile;
+use crate::secret::Secret;
+use crate::source::google::{GoogleTokenSource, DEFAULT_AWS_AUDIENCE};
+
+/// The `aws` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Print AWS credentials (credential_process JSON by default) for a role trusted by this
+    /// Google identity.
+    #[command(
+        after_help = "Example, in ~/.aws/config:\n  [profile deploy]\n  credential_process = keyless aws credentials --role-arn arn:aws:iam::123456789012:role/DeploymentRole"
+    )]
+    Credentials(CredentialsArgs),
+    /// Run a command with the role's credentials in its environment.
+    #[command(
+        after_help = "Example:\n  keyless aws exec --role-arn arn:aws:iam::123456789012:role/DeploymentRole -- aws s3 ls"
+    )]
+    Exec(ExecArgs),
+    /// Write the role's credentials into a profile of the shared credentials file.
+    WriteProfile(WriteProfileArgs),
+    /// Show who a set of AWS credentials is (STS GetCallerIdentity), like `aws sts get-caller-identity`.
+    Whoami(WhoamiArgs),
+}
+
+/// How to obtain the token and what to ask STS for; shared by every `aws` command.
+#[derive(Debug, Args)]
+pub struct ExchangeArgs {
+    /// The audience of the Google ID token (what the role's trust policy calls accounts.google.com:oaud).
+    #[arg(long, env = "KEYLESS_AUDIENCE", default_value = DEFAULT_AWS_AUDIENCE)]
+    pub audience: String,
+
+    /// Where the Google ID token comes from: metadata | impersonate:EMAIL | file:PATH | command:CMD.
+    #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = "metadata")]
+    pub token_source: String,
+
+    /// The role session name (shows in CloudTrail); default: the token's email local part @ host name.
+    #[arg(long, env = "KEYLESS_SESSION_NAME")]
+    pub session_name: Option<String>,
+
+    /// How long the credentials last, 900 to 43200 seconds (the role's maximum applies).
+    #[arg(long, env = "KEYLESS_DURATION", value_parser = clap::value_parser!(u32).range(900..=43200))]
+    pub duration: Option<u32>,
+
+    /// The AWS region: picks the regional STS endpoint (default: AWS_REGION, AWS_DEFAULT_REGION, else global).
+    #[arg(long, env = "KEYLESS_REGION")]
+    pub region: Option<String>,
+
+    /// A JSON session policy file that narrows the role's permissions.
+    #[arg(long, env = "KEYLESS_POLICY")]
+    pub policy: Option<PathBuf>,
+
+    /// A managed policy ARN that narrows the role's permissions (repeatable, up to 10).
+    #[arg(
+        long = "policy-arn",
+        env = "KEYLESS_POLICY_ARNS",
+        value_delimiter = ','
+    )]
+    pub policy_arns: Vec<String>,
+
+    /// IAM Credentials base URL, for impersonate: (default https://iamcredentials.googleapis.com).
+    #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL")]
+    pub iamcredentials_url: Option<String>,
+
+    /// AWS STS endpoint URL (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else by region).
+    #[arg(long, env = "KEYLESS_STS_ENDPOINT")]
+    pub sts_endpoint: Option<String>,
+
+    /// Always exchange; neither read nor write the credential cache.
+    #[arg(long, env = "KEYLESS_NO_CACHE")]
+    pub no_cache: bool,
+}
+
+/// A role to assume plus how.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// The AWS role to assume.
+    #[arg(long, env = "KEYLESS_ROLE_ARN")]
+    pub role_arn: String,
+
+    #[command(flatten)]
+    pub exchange: ExchangeArgs,
+}
+
+/// What `credentials` prints.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// credential_process JSON (Version 1).
+    CredentialProcess,
+    /// `export AWS_...=` lines for eval.
+    Env,
+    /// The full STS answer, as `aws sts assume-role-with-web-identity` prints it.
+    Json,
+}
+
+/// `keyless aws credentials`.
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, env = "KEYLESS_FORMAT", default_value_t = OutputFormat::CredentialProcess)]
+    pub format: OutputFormat,
+}
+
+/// `keyless aws exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// `keyless aws write-profile`.
+#[derive(Debug, Args)]
+pub struct WriteProfileArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+
+    /// The profile to write (other profiles are left byte for byte as they are).
+    #[arg(long, env = "KEYLESS_PROFILE")]
+    pub profile: String,
+
+    /// The credentials file (default: AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials).
+    #[arg(long, env = "KEYLESS_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+}
+
+/// `keyless aws whoami`.
+#[derive(Debug, Args)]
+pub struct WhoamiArgs {
+    /// Assume this role first and show who that makes us (otherwise: ambient credentials).
+    #[arg(long, env = "KEYLESS_ROLE_ARN")]
+    pub role_arn: Option<String>,
+
+    /// Use this profile of the shared credentials file instead of the environment.
+    #[arg(long, conflicts_with = "role_arn")]
+    pub profile: Option<String>,
+
+    /// The credentials file for --profile (default: AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials).
+    #[arg(long, requires = "profile")]
+    pub credentials_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub exchange: ExchangeArgs,
+}
+
+/// Runs an `aws` subcommand.
+pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
+    let http = crate::http_client::build().context("could not start the HTTP client")?;
+    match command {
+        AwsCommand::Credentials(args) => {
+            let role = obtain(&http, &args.role).await?;
+            let region = region_of(&args.role.exchange);
+            let text = match args.format {
+                OutputFormat::CredentialProcess => {
+                    credential_process::credential_process_json(&role.credentials).to_string()
+                        + "\n"
+                }
+                OutputFormat::Json => {
+                    serde_json::to_string_pretty(&credential_process::assumed_role_json(&role))?
+                        + "\n"
+                }
+                OutputFormat::Env => {
+                    env::export_lines(&env::aws_env_vars(&role.credentials, region.as_deref()))
+                }
+            };
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .context("could not write to stdout")?;
+            Ok(0)
+        }
+        AwsCommand::Exec(args) => {
+            let role = obtain(&http, &args.role).await?;
+            let region = region_of(&args.role.exchange);
+            let vars = env::aws_env_vars(&role.credentials, region.as_deref());
+            Ok(env::exec_with_env(&args.command, &vars)?)
+        }
+        AwsCommand::WriteProfile(args) => {
+            let role = obtain(&http, &args.role).await?;
+            let path = match args.credentials_file {
+                Some(p) => p,
+                None => aws_files::default_credentials_path()?,
+            };
+            aws_files::write_credentials_profile(&path, &args.profile, &role.credentials)?;
+            let until = role
+                .credentials
+                .expiration
+                .map(crate::credentials::format_expiration)
+                .unwrap_or_default();
+            eprintln!(
+                "wrote profile [{}] to {} ({}, valid until {until})",
+                args.profile,
+                path.display(),
+                role.assumed_role_arn
+            );
+            Ok(0)
+        }
+        AwsCommand::Whoami(args) => {
+            let region = region_of(&args.exchange);
+            let endpoint =
+                StsEndpoint::resolve(args.exchange.sts_endpoint.as_deref(), region.as_deref());
+            let credentials = match (&args.role_arn, &args.profile) {
+                (Some(arn), _) => {
+                    let role_args = RoleArgs {
+                        role_arn: arn.clone(),
+                        exchange: args.exchange,
+                    };
+                    obtain(&http, &role_args).await?.credentials
+                }
+                (None, Some(profile)) => {
+                    let path = match &args.credentials_file {
+                        Some(p) => p.clone(),
+                        None => aws_files::default_credentials_path()?,
+                    };
+                    aws_files::read_credentials_profile(&path, profile)?.with_context(|| {
+                        format!("no profile [{profile}] with keys in {}", path.display())
+                    })?
+                }
+                (None, None) => credentials_from_env()?,
+            };
+            let identity = fetch_caller_identity(&http, &endpoint, &credentials).await?;
+            println!("{}", serde_json::to_string_pretty(&identity)?);
+            Ok(0)
+        }
+    }
+}
+
+fn region_of(args: &ExchangeArgs) -> Option<String> {
+    args.region.clone().or_else(region_from_env)
+}
+
+/// Builds the profile from the flags and obtains credentials (through the cache unless told not to).
+pub async fn obtain(http: &reqwest::Client, args: &RoleArgs) -> anyhow::Result<AssumedRole> {
+    let profile = profile_from_args(args)?;
+    let cache = if args.exchange.no_cache {
+        None
+    } else {
+        match CredentialCache::user_default("aws") {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!("{e}; continuing without a cache");
+                None
+            }
+        }
+    };
+    Ok(profile.fetch_cached(http, cache.as_ref()).await?)
+}
+
+/// Turns flags into an [`AwsRoleProfile`], checking them before anything goes on the wire.
+pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
+    let x = &args.exchange;
+    let role_arn = RoleArn::parse(&args.role_arn)?;
+    let session_name = x
+        .session_name
+        .as_deref()
+        .map(SessionName::parse)
+        .transpose()?;
+    let policy = match &x.policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read the session policy {}", path.display()))?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .with_context(|| format!("the session policy {} is not JSON", path.display()))?;
+            Some(text.trim().to_string())
+        }
+        None => None,
+    };
+    anyhow::ensure!(
+        x.policy_arns.len() <= 10,
+        "STS accepts at most 10 --policy-arn values, got {}",
+        x.policy_arns.len()
+    );
+    let region = region_of(x);
+    Ok(AwsRoleProfile {
+        token_source: GoogleTokenSource::parse(&x.token_source, x.iamcredentials_url.as_deref())?,
+        audience: x.audience.clone(),
+        request: WebIdentityRequest {
+            role_arn,
+            session_name,
+            duration_seconds: x.duration,
+            policy,
+            policy_arns: x.policy_arns.clone(),
+        },
+        endpoint: StsEndpoint::resolve(x.sts_endpoint.as_deref(), region.as_deref()),
+        retry: RetryPolicy::default(),
+    })
+}
+
+/// The ambient credentials the SDKs read first.
+fn credentials_from_env() -> anyhow::Result<AwsCredentials> {
+    let key = std::env::var("AWS_ACCESS_KEY_ID")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let (Some(access_key_id), Some(secret)) = (key, secret) else {
+        anyhow::bail!(
+            "no AWS credentials in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)\n  hint: pass --role-arn to assume a role, or --profile NAME"
+        );
+    };
+    Ok(AwsCredentials {
+        access_key_id,
+        secret_access_key: Secret::new(secret),
+        session_token: std::env::var("AWS_SESSION_TOKEN")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new),
+        expiration: None,
+    })
+}

@@ -1,0 +1,98 @@
+//! The command line: clap definitions, one file per top-level command, no protocol logic.
+//!
+//! Flags are a contract users script against (DESIGN.md): the same flag means the same thing
+//! under every command, and each can also come from a `KEYLESS_*` environment variable.
+
+pub mod aws;
+pub mod demo;
+pub mod lab;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// keyless: a workload's identity in one cloud becomes short-lived credentials in another.
+#[derive(Debug, Parser)]
+#[command(name = "keyless", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// How log lines look.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KEYLESS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line format on stderr.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// GCP → AWS: trade a Google identity for AWS credentials.
+    #[command(subcommand)]
+    Aws(Box<aws::AwsCommand>),
+    /// Run the offline lab (Google metadata, IAM Credentials and AWS STS emulations) until Ctrl-C.
+    Lab(lab::LabArgs),
+    /// Walk through the GCP → AWS flow against the built-in lab, step by step.
+    Demo(demo::DemoArgs),
+}
+
+/// Process exit codes, so scripts can tell a refusal from an outage.
+pub mod exit_code {
+    /// Something else failed (bad input, unreadable files).
+    pub const FAILURE: i32 = 1;
+    /// The command line or configuration is wrong (clap uses 2 as well).
+    pub const USAGE: i32 = 2;
+    /// The other cloud refused the identity (trust policy, token rejected).
+    pub const REFUSED: i32 = 3;
+    /// An endpoint was unreachable or kept failing; trying later may work.
+    pub const UNAVAILABLE: i32 = 4;
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Aws(cmd) => aws::run(*cmd).await,
+        Command::Lab(args) => lab::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}
+
+/// Maps an error to the exit code a script can act on.
+pub fn exit_code_for(error: &anyhow::Error) -> i32 {
+    use crate::exchange::aws_sts::ExchangeError;
+    use crate::source::google::SourceError;
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<ExchangeError>() {
+            return match e {
+                _ if e.is_refusal() => exit_code::REFUSED,
+                _ if e.is_transient() => exit_code::UNAVAILABLE,
+                ExchangeError::InvalidRoleArn { .. } | ExchangeError::InvalidSessionName { .. } => {
+                    exit_code::USAGE
+                }
+                ExchangeError::CallerIdentityRefused { .. } => exit_code::REFUSED,
+                _ => exit_code::FAILURE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<SourceError>() {
+            return match e {
+                SourceError::UnknownTokenSource { .. } => exit_code::USAGE,
+                SourceError::ImpersonationRefused { .. } => exit_code::REFUSED,
+                _ if e.is_transient() => exit_code::UNAVAILABLE,
+                _ => exit_code::FAILURE,
+            };
+        }
+    }
+    exit_code::FAILURE
+}
