@@ -998,3 +998,772 @@ pub fn read_credentials_profile(
         expiration,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+    use time::macros::datetime;
+
+    const FIXTURE: &str = include_str!("../../tests/data/ini/credentials");
+    const GOLDEN_UPDATE_MIDDLE: &str =
+        include_str!("../../tests/data/ini/credentials.update-middle");
+    const GOLDEN_UPDATE_CI: &str = include_str!("../../tests/data/ini/credentials.update-ci");
+    const GOLDEN_ADD_NEW: &str = include_str!("../../tests/data/ini/credentials.add-new");
+    const GOLDEN_REMOVE_TOKEN: &str = include_str!("../../tests/data/ini/credentials.remove-token");
+    const GOLDEN_TOKEN_INTO_DEFAULT: &str =
+        include_str!("../../tests/data/ini/credentials.token-into-default");
+    const CONFIG_FIXTURE: &str = include_str!("../../tests/data/ini/config");
+
+    fn session_creds() -> AwsCredentials {
+        AwsCredentials {
+            access_key_id: "ASIANEWNEWNEWNEWNEW0".into(),
+            secret_access_key: Secret::new("newSecretNewSecretNewSecretNewSecret0000"),
+            session_token: Some(Secret::new("NewSessionTokenNewSessionToken")),
+            expiration: Some(datetime!(2030-05-06 07:08:09 UTC)),
+        }
+    }
+
+    fn static_creds() -> AwsCredentials {
+        AwsCredentials {
+            access_key_id: "AKIASTATICSTATICSTA0".into(),
+            secret_access_key: Secret::new("staticSecretStaticSecretStaticSecret0000"),
+            session_token: None,
+            expiration: None,
+        }
+    }
+
+    fn crlf(text: &str) -> String {
+        text.replace('\n', "\r\n")
+    }
+
+    /// Writes `input` to a fresh file, writes `creds` into `profile`, returns the result.
+    fn write_into(input: &str, profile: &str, creds: &AwsCredentials) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        fs::write(&path, input).unwrap();
+        write_credentials_profile(&path, profile, creds).unwrap();
+        fs::read_to_string(&path).unwrap()
+    }
+
+    fn entries(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    // --- reading the way botocore does -------------------------------------------------------
+
+    #[test]
+    fn fixture_reads_like_botocore() {
+        let doc = IniDocument::parse(FIXTURE);
+        assert_eq!(doc.render(), FIXTURE);
+        assert_eq!(
+            doc.section_names(),
+            ["default", "deploy", "profile legacy", "ci"]
+        );
+        assert_eq!(
+            doc.section_entries("ci").unwrap(),
+            entries(&[
+                ("aws_access_key_id", "AKIACICICICICICICI00"),
+                (
+                    "aws_secret_access_key",
+                    "ciSecretCiSecretCiSecretCiSecretCi000000"
+                ),
+            ])
+        );
+        let legacy = doc.section_entries("profile legacy").unwrap();
+        assert_eq!(
+            legacy[2],
+            ("s3".into(), "\nmax_concurrent_requests = 10".into())
+        );
+        assert_eq!(doc.section_entries("nope"), None);
+    }
+
+    #[test]
+    fn config_sections_and_nested_values() {
+        let doc = IniDocument::parse(CONFIG_FIXTURE);
+        assert_eq!(config_section_name("default"), "default");
+        assert_eq!(config_section_name("dev"), "profile dev");
+        let default = doc
+            .section_entries(&config_section_name("default"))
+            .unwrap();
+        assert_eq!(
+            default,
+            entries(&[
+                ("region", "eu-west-1"),
+                (
+                    "s3",
+                    "\nmax_concurrent_requests = 10\n\nmax_queue_size = 1000"
+                ),
+                ("output", "json"),
+            ])
+        );
+        // `[profile  dev ]` is the section of profile `dev`.
+        let dev = doc.section_entries(&config_section_name("dev")).unwrap();
+        assert_eq!(
+            dev[0],
+            (
+                "role_arn".into(),
+                "arn:aws:iam::123456789012:role/dev".into()
+            )
+        );
+        // Setting a key under a nested block lands after the block, not inside it.
+        let mut edited = doc.clone();
+        edited
+            .set_entries("default", &[("s3", Some("x")), ("cli_pager", Some(""))])
+            .unwrap();
+        assert!(edited
+            .render()
+            .starts_with("[default]\nregion = eu-west-1\ns3 = x\noutput = json\ncli_pager = \n\n"));
+    }
+
+    #[test]
+    fn odd_lines_are_classified_as_configparser_does() {
+        let text = "key = before any section\n[s]\na = 1\n  b = 2\n\n  c = 3\n# x\nd: e # not a comment\n[]\n= no key\nAbC = upper\n";
+        let doc = IniDocument::parse(text);
+        assert_eq!(doc.render(), text);
+        assert_eq!(
+            doc.section_entries("s").unwrap(),
+            entries(&[
+                ("a", "1\nb = 2\n\nc = 3"),
+                ("d", "e # not a comment"),
+                ("abc", "upper"),
+            ])
+        );
+        // A junk line keeps the entry above open: a deeper line after it continues that entry.
+        let doc = IniDocument::parse("[s]\nd = e\n[]\n = more\n");
+        assert_eq!(
+            doc.section_entries("s").unwrap(),
+            entries(&[("d", "e\n= more")])
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_content() {
+        let doc = IniDocument::parse(FIXTURE);
+        let debug = format!("{doc:?}");
+        assert!(!debug.contains("Secret"), "{debug}");
+        assert!(!debug.contains("AKIA"), "{debug}");
+        assert!(debug.contains("deploy"), "{debug}");
+    }
+
+    // --- editing ------------------------------------------------------------------------------
+
+    #[test]
+    fn golden_update_existing_profile_in_the_middle() {
+        assert_eq!(
+            write_into(FIXTURE, "deploy", &session_creds()),
+            GOLDEN_UPDATE_MIDDLE
+        );
+        assert_eq!(
+            write_into(&crlf(FIXTURE), "deploy", &session_creds()),
+            crlf(GOLDEN_UPDATE_MIDDLE)
+        );
+    }
+
+    #[test]
+    fn golden_update_keeps_spacing_and_key_case_and_appends_before_trailing_comment() {
+        assert_eq!(
+            write_into(FIXTURE, "ci", &session_creds()),
+            GOLDEN_UPDATE_CI
+        );
+        assert_eq!(
+            write_into(&crlf(FIXTURE), "ci", &session_creds()),
+            crlf(GOLDEN_UPDATE_CI)
+        );
+    }
+
+    #[test]
+    fn golden_add_new_profile() {
+        assert_eq!(
+            write_into(FIXTURE, "keyless-new", &session_creds()),
+            GOLDEN_ADD_NEW
+        );
+        assert_eq!(
+            write_into(&crlf(FIXTURE), "keyless-new", &session_creds()),
+            crlf(GOLDEN_ADD_NEW)
+        );
+    }
+
+    #[test]
+    fn golden_remove_session_token() {
+        assert_eq!(
+            write_into(FIXTURE, "deploy", &static_creds()),
+            GOLDEN_REMOVE_TOKEN
+        );
+        assert_eq!(
+            write_into(&crlf(FIXTURE), "deploy", &static_creds()),
+            crlf(GOLDEN_REMOVE_TOKEN)
+        );
+    }
+
+    #[test]
+    fn golden_missing_keys_go_after_the_last_key_not_after_the_next_sections_comment() {
+        assert_eq!(
+            write_into(FIXTURE, "default", &session_creds()),
+            GOLDEN_TOKEN_INTO_DEFAULT
+        );
+    }
+
+    #[test]
+    fn writing_twice_changes_nothing() {
+        for creds in [session_creds(), static_creds()] {
+            for profile in ["deploy", "ci", "fresh"] {
+                let once = write_into(FIXTURE, profile, &creds);
+                assert_eq!(write_into(&once, profile, &creds), once, "{profile}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_files_keep_their_shape() {
+        let creds = session_creds();
+        let expected_new = "[p]\naws_access_key_id = ASIANEWNEWNEWNEWNEW0\n\
+            aws_secret_access_key = newSecretNewSecretNewSecretNewSecret0000\n\
+            aws_session_token = NewSessionTokenNewSessionToken\n\
+            x_security_token_expires = 2030-05-06T07:08:09Z\n";
+        assert_eq!(write_into("", "p", &creds), expected_new);
+        assert_eq!(
+            write_into("\u{feff}", "p", &creds),
+            format!("\u{feff}{expected_new}")
+        );
+        assert_eq!(
+            write_into("[a]\nx = 1", "p", &creds),
+            format!("[a]\nx = 1\n\n{expected_new}")
+        );
+        assert_eq!(
+            write_into("[a]\nx = 1\n\n", "p", &creds),
+            format!("[a]\nx = 1\n\n{expected_new}")
+        );
+        // No trailing newline, key missing in the last section: the file still ends without one.
+        let out = write_into("[p]\nregion=x", "p", &static_creds());
+        assert_eq!(
+            out,
+            "[p]\nregion=x\naws_access_key_id=AKIASTATICSTATICSTA0\n\
+             aws_secret_access_key=staticSecretStaticSecretStaticSecret0000"
+        );
+        // A BOM and CRLF survive an in-place update.
+        let out = write_into(
+            "\u{feff}[p]\r\naws_access_key_id = old\r\n",
+            "p",
+            &static_creds(),
+        );
+        assert_eq!(
+            out,
+            "\u{feff}[p]\r\naws_access_key_id = AKIASTATICSTATICSTA0\r\n\
+             aws_secret_access_key = staticSecretStaticSecretStaticSecret0000\r\n"
+        );
+    }
+
+    #[test]
+    fn empty_values_and_duplicates() {
+        let mut doc = IniDocument::parse("[p]\nk =\nk = dup\n[p]\nK: third\n");
+        doc.set_entries("p", &[("k", Some("v"))]).unwrap();
+        assert_eq!(doc.render(), "[p]\nk = v\n[p]\n");
+        let mut doc = IniDocument::parse("[p]\nk=\n");
+        doc.set_entries("p", &[("k", Some("v"))]).unwrap();
+        assert_eq!(doc.render(), "[p]\nk=v\n");
+        // Only `None`s never create a section.
+        let mut doc = IniDocument::parse("[a]\n");
+        doc.set_entries("p", &[("k", None)]).unwrap();
+        assert_eq!(doc.render(), "[a]\n");
+    }
+
+    #[test]
+    fn indented_headers_stay_headers_after_an_insert() {
+        // After `[p]` no entry is open, so `  [q]` is a header; a key inserted at column 0
+        // would turn it into a continuation of that key.
+        let mut doc = IniDocument::parse("[p]\n  [q]\nz = 1\n");
+        doc.set_entries("p", &[("k", Some("v"))]).unwrap();
+        assert_eq!(doc.section_names(), ["p", "q"]);
+        assert_eq!(doc.section_entries("q").unwrap(), entries(&[("z", "1")]));
+        assert_eq!(doc.section_entries("p").unwrap(), entries(&[("k", "v")]));
+    }
+
+    #[test]
+    fn legacy_security_token_is_kept_in_sync() {
+        let out = write_into("[p]\naws_security_token = stale\n", "p", &session_creds());
+        let doc = IniDocument::parse(&out);
+        let e = doc.section_entries("p").unwrap();
+        assert!(e.contains(&(
+            "aws_security_token".into(),
+            "NewSessionTokenNewSessionToken".into()
+        )));
+        let out = write_into(&out, "p", &static_creds());
+        assert!(!out.contains("aws_security_token"), "{out}");
+        assert!(!out.contains("aws_session_token"), "{out}");
+    }
+
+    #[test]
+    fn bad_names_and_values_are_refused_without_showing_values() {
+        for name in ["", " p", "p ", "a]b", "[p", "a\nb", "a\rb"] {
+            let err = validate_profile_name(name).unwrap_err();
+            assert!(
+                matches!(err, AwsFilesError::InvalidProfileName { .. }),
+                "{name:?}"
+            );
+        }
+        validate_profile_name("keyless deploy.prod_1").unwrap();
+        let mut doc = IniDocument::parse("");
+        let err = doc
+            .set_entries("p", &[("k", Some("s3cr3t\n[evil]"))])
+            .unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        assert!(!format!("{err:?}").contains("s3cr3t"), "{err:?}");
+        for key in ["", "a b", "a=b", "a:b", "[a", "#a"] {
+            assert!(
+                doc.set_entries("p", &[(key, Some("v"))]).is_err(),
+                "{key:?}"
+            );
+        }
+        assert_eq!(doc.render(), "");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        let err = write_credentials_profile(&path, "a]b", &session_creds()).unwrap_err();
+        assert!(err.to_string().contains("hint"), "{err}");
+        assert!(!path.exists());
+    }
+
+    // --- files --------------------------------------------------------------------------------
+
+    #[test]
+    fn default_paths_follow_the_sdk_environment_variables() {
+        let home = Some(PathBuf::from("/home/u"));
+        let p = |env: Option<&str>, home: Option<PathBuf>| {
+            shared_file_path(env.map(OsString::from), home, "credentials", "X")
+        };
+        assert_eq!(
+            p(None, home.clone()).unwrap(),
+            Path::new("/home/u/.aws/credentials")
+        );
+        assert_eq!(
+            p(Some(""), home.clone()).unwrap(),
+            Path::new("/home/u/.aws/credentials")
+        );
+        assert_eq!(p(Some("/etc/c"), None).unwrap(), Path::new("/etc/c"));
+        assert_eq!(
+            p(Some("~/x/c"), home.clone()).unwrap(),
+            Path::new("/home/u/x/c")
+        );
+        let err = p(None, None).unwrap_err();
+        assert!(err.to_string().contains("X"), "{err}");
+        assert_eq!(
+            shared_file_path(None, home, "config", "AWS_CONFIG_FILE").unwrap(),
+            Path::new("/home/u/.aws/config")
+        );
+        assert_eq!(
+            lock_path(Path::new("/home/u/.aws/credentials")),
+            Path::new("/home/u/.aws/credentials.lock")
+        );
+    }
+
+    #[test]
+    fn read_profile_returns_keys_or_none_or_explains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        assert!(read_credentials_profile(&path, "deploy").unwrap().is_none());
+        fs::write(&path, GOLDEN_UPDATE_MIDDLE).unwrap();
+        let creds = read_credentials_profile(&path, "deploy").unwrap().unwrap();
+        assert_eq!(creds, session_creds());
+        let default = read_credentials_profile(&path, "default").unwrap().unwrap();
+        assert_eq!(default.access_key_id, "AKIADEFAULTDEFAULT00");
+        assert!(default.session_token.is_none() && default.expiration.is_none());
+        assert!(read_credentials_profile(&path, "nope").unwrap().is_none());
+        let err = read_credentials_profile(&path, "profile legacy").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AwsFilesError::IncompleteProfile {
+                    missing: ACCESS_KEY_ID,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        fs::write(
+            &path,
+            "[p]\naws_access_key_id=a\naws_secret_access_key=b\naws_security_token=t\n",
+        )
+        .unwrap();
+        let creds = read_credentials_profile(&path, "p").unwrap().unwrap();
+        assert_eq!(creds.session_token.unwrap().expose(), "t");
+        fs::write(&path, b"[p]\n\xff\n").unwrap();
+        assert!(matches!(
+            read_credentials_profile(&path, "p"),
+            Err(AwsFilesError::NotUtf8 { .. })
+        ));
+    }
+
+    #[test]
+    fn write_then_read_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        write_credentials_profile(&path, "p", &session_creds()).unwrap();
+        assert_eq!(
+            read_credentials_profile(&path, "p").unwrap().unwrap(),
+            session_creds()
+        );
+        write_credentials_profile(&path, "p", &static_creds()).unwrap();
+        assert_eq!(
+            read_credentials_profile(&path, "p").unwrap().unwrap(),
+            static_creds()
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_is_0600_and_a_missing_aws_dir_is_created_0700() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join(".aws").join("credentials");
+        write_credentials_profile(&path, "p", &session_creds()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        // An existing, too-open file is tightened by the rewrite.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        write_credentials_profile(&path, "p", &session_creds()).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&lock_path(&path)), 0o600);
+        // Nothing but the file and its lock is left behind (no stray temp files).
+        let mut names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["credentials", "credentials.lock"]);
+    }
+
+    #[test]
+    fn writers_wait_for_the_lock_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        let held = lock_exclusive(&path).unwrap();
+        assert!(lock_path(&path).exists());
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                write_credentials_profile(&path, "p", &session_creds()).unwrap();
+                tx.send(()).unwrap();
+            })
+        };
+        // While we hold the lock the writer cannot finish (a bug could only make this pass
+        // spuriously on a very slow machine, never fail spuriously).
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(300)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        assert!(!path.exists());
+        drop(held);
+        rx.recv().unwrap();
+        writer.join().unwrap();
+        assert!(read_credentials_profile(&path, "p").unwrap().is_some());
+    }
+
+    #[test]
+    fn concurrent_writers_of_different_profiles_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        fs::write(&path, FIXTURE).unwrap();
+        let n = 8;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut creds = session_creds();
+                    creds.access_key_id = format!("ASIATHREAD{i:010}");
+                    barrier.wait();
+                    for _ in 0..3 {
+                        write_credentials_profile(&path, &format!("t{i}"), &creds).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for i in 0..n {
+            let creds = read_credentials_profile(&path, &format!("t{i}"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(creds.access_key_id, format!("ASIATHREAD{i:010}"));
+        }
+        assert!(fs::read_to_string(&path).unwrap().starts_with(FIXTURE));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_file_is_edited_through_the_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dotfiles = dir.path().join("dotfiles");
+        let aws = dir.path().join("home").join(".aws");
+        fs::create_dir_all(&dotfiles).unwrap();
+        fs::create_dir_all(&aws).unwrap();
+        let real = dotfiles.join("aws-credentials");
+        fs::write(&real, FIXTURE).unwrap();
+        let link = aws.join("credentials");
+        std::os::unix::fs::symlink("../../dotfiles/aws-credentials", &link).unwrap();
+
+        write_credentials_profile(&link, "deploy", &session_creds()).unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(&real).unwrap(), GOLDEN_UPDATE_MIDDLE);
+        assert_eq!(
+            fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(lock_path(&real).exists());
+
+        // A dangling link (the dotfile not created yet) gets its target created.
+        let dangling = aws.join("other");
+        std::os::unix::fs::symlink(dotfiles.join("not-yet"), &dangling).unwrap();
+        write_credentials_profile(&dangling, "p", &static_creds()).unwrap();
+        assert!(fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert!(dotfiles.join("not-yet").is_file());
+
+        // A loop is reported, not followed forever.
+        let a = aws.join("loop-a");
+        std::os::unix::fs::symlink(aws.join("loop-b"), &a).unwrap();
+        std::os::unix::fs::symlink(&a, aws.join("loop-b")).unwrap();
+        assert!(matches!(
+            write_credentials_profile(&a, "p", &static_creds()),
+            Err(AwsFilesError::SymlinkLoop { .. })
+        ));
+    }
+
+    // --- properties ---------------------------------------------------------------------------
+
+    fn ini_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "[default]",
+                "[ profile dev ]",
+                "  [indented]",
+                "[]",
+                "[a]b]",
+                "[",
+                "]",
+                "key = value",
+                "key=value",
+                "KEY : v",
+                "  nested = 1",
+                "s3 =",
+                "= no key",
+                "# comment",
+                "; comment",
+                "  # indented comment",
+                "",
+                "   ",
+                "\t",
+                "junk",
+                "\u{feff}",
+                "\r",
+                "é = ü",
+            ])
+            .prop_map(String::from),
+            "[ -~\t]{0,16}",
+            any::<String>(),
+        ]
+    }
+
+    fn line_ending() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["\n", "\r\n", "", "\r"])
+    }
+
+    fn ini_text() -> impl Strategy<Value = String> {
+        (
+            any::<bool>(),
+            prop::collection::vec((ini_line(), line_ending()), 0..30),
+        )
+            .prop_map(|(bom, lines)| {
+                let mut text = if bom {
+                    "\u{feff}".to_owned()
+                } else {
+                    String::new()
+                };
+                for (line, ending) in lines {
+                    text.push_str(&line);
+                    text.push_str(ending);
+                }
+                text
+            })
+    }
+
+    /// Lines that may appear inside a section; none of them can open a section.
+    fn body_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "region = us-east-1",
+                "output=json",
+                "aws_access_key_id = OLD",
+                "AWS_SECRET_ACCESS_KEY: OLD",
+                "aws_session_token=OLD",
+                "x_security_token_expires = 2020-01-01T00:00:00Z",
+                "  nested = 1",
+                "s3 =",
+                "    deeper = 2",
+                "# comment",
+                "; comment",
+                "",
+                "  ",
+                "junk",
+                "= v",
+            ])
+            .prop_map(String::from),
+            "[a-z_ =:#;\t]{0,12}",
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    struct Layout {
+        text: String,
+    }
+
+    fn layout() -> impl Strategy<Value = Layout> {
+        let others = vec!["[a]", "[ b ]", "[profile c]", "  [d]", "[e]", "[a]"];
+        (
+            any::<bool>(),
+            prop::collection::vec(body_line(), 0..3),
+            prop::sample::subsequence(others, 0..=6),
+            prop::option::of((
+                prop::sample::select(vec!["[target]", "[ target ]", "\t[target]"]),
+                any::<prop::sample::Index>(),
+            )),
+            prop::collection::vec(prop::collection::vec(body_line(), 0..6), 8),
+            prop::collection::vec(prop::sample::select(vec!["\n", "\r\n"]), 64),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(bom, preamble, mut headers, target, bodies, endings, final_newline)| {
+                    if let Some((header, at)) = target {
+                        let at = at.index(headers.len() + 1);
+                        headers.insert(at, header);
+                    }
+                    let mut lines = preamble;
+                    for (header, body) in headers.iter().zip(bodies) {
+                        lines.push(header.to_string());
+                        lines.extend(body);
+                    }
+                    let mut text = if bom {
+                        "\u{feff}".to_owned()
+                    } else {
+                        String::new()
+                    };
+                    let count = lines.len();
+                    for (i, line) in lines.into_iter().enumerate() {
+                        text.push_str(&line);
+                        if i + 1 < count || final_newline {
+                            text.push_str(endings[i % endings.len()]);
+                        }
+                    }
+                    Layout { text }
+                },
+            )
+    }
+
+    impl IniDocument {
+        /// Byte range of the first section named `name`: its header to the next header.
+        fn section_byte_range(&self, name: &str) -> Option<Range<usize>> {
+            let first = *self.matching_sections(name).first()?;
+            let offset = |line: usize| {
+                let bom = if self.bom { BOM.len_utf8() } else { 0 };
+                bom + self.lines[..line]
+                    .iter()
+                    .map(|l| l.text.len() + l.ending.as_str().len())
+                    .sum::<usize>()
+            };
+            let start = offset(self.sections[first].header);
+            let end = match self.sections.get(first + 1) {
+                Some(next) => offset(next.header),
+                None => offset(self.lines.len()),
+            };
+            Some(start..end)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn render_of_parse_is_the_identity(text in ini_text()) {
+            prop_assert_eq!(IniDocument::parse(&text).render(), text);
+        }
+
+        #[test]
+        fn render_of_parse_is_the_identity_for_any_string(text in any::<String>()) {
+            prop_assert_eq!(IniDocument::parse(&text).render(), text);
+        }
+
+        #[test]
+        fn an_edit_stays_inside_its_section(layout in layout(), session in any::<bool>()) {
+            let text = layout.text;
+            let (token, expires) = if session {
+                (Some("NEWTOKEN"), Some("2030-01-01T00:00:00Z"))
+            } else {
+                (None, None)
+            };
+            let wanted: [(&str, Option<&str>); 4] = [
+                ("aws_access_key_id", Some("NEWKEY")),
+                ("aws_secret_access_key", Some("NEWSECRET")),
+                ("aws_session_token", token),
+                ("x_security_token_expires", expires),
+            ];
+            let before = IniDocument::parse(&text);
+            let mut doc = before.clone();
+            doc.set_entries("target", &wanted).unwrap();
+            let after = doc.render();
+
+            // Bytes: everything before and after the section is untouched.
+            match before.section_byte_range("target") {
+                Some(range) => {
+                    prop_assert!(after.starts_with(&text[..range.start]));
+                    prop_assert!(after.ends_with(&text[range.end..]));
+                }
+                None => prop_assert!(after.starts_with(&text)),
+            }
+
+            // Meaning: every other section reads the same, in the same order.
+            let mut names = before.section_names();
+            if before.section_entries("target").is_none() {
+                names.push("target".into());
+            }
+            prop_assert_eq!(doc.section_names(), names.clone());
+            for name in names.iter().filter(|n| *n != "target") {
+                prop_assert_eq!(before.section_entries(name), doc.section_entries(name));
+            }
+
+            // The section itself: our keys set, its other keys as they were.
+            let mut expected: Vec<(String, String)> = Vec::new();
+            for (k, v) in before.section_entries("target").unwrap_or_default() {
+                match wanted.iter().find(|(w, _)| *w == k) {
+                    Some((_, Some(new))) => expected.push((k, new.to_string())),
+                    Some((_, None)) => {}
+                    None => expected.push((k, v)),
+                }
+            }
+            for (k, v) in wanted {
+                if let (Some(v), false) = (v, expected.iter().any(|(e, _)| e == k)) {
+                    expected.push((k.to_owned(), v.to_owned()));
+                }
+            }
+            prop_assert_eq!(doc.section_entries("target").unwrap(), expected);
+
+            // Idempotent: the same edit again changes nothing.
+            let mut again = doc.clone();
+            again.set_entries("target", &wanted).unwrap();
+            prop_assert_eq!(again.render(), after);
+        }
+    }
+}
