@@ -33,7 +33,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -878,31 +878,13 @@ fn lock_exclusive(target: &Path) -> Result<File, AwsFilesError> {
 /// fsync the directory, so readers see the old file or the new one and a crash leaves one of
 /// them on disk.
 fn replace_atomically(target: &Path, contents: &[u8]) -> Result<(), AwsFilesError> {
-    let dir = parent_dir(target);
-    let io_err = |action, path: &Path, source| AwsFilesError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| io_err("create a temporary file in", dir, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        temp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(|e| io_err("restrict permissions of", temp.path(), e))?;
-    }
-    temp.write_all(contents)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|e| io_err("write", temp.path(), e))?;
-    temp.persist(target)
-        .map_err(|e| io_err("replace", target, e.error))?;
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("sync the directory", dir, e))?;
-    Ok(())
+    crate::private_file::write_private_file_atomically(target, contents).map_err(|source| {
+        AwsFilesError::Io {
+            action: "replace",
+            path: target.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// Writes `creds` into `[profile]` of the shared credentials file at `path`.
