@@ -227,13 +227,15 @@ fn assume_role_with_web_identity(
                 0
             }
             Ok(d) => d as u32,
-            Err(_) => return Err(StsError::new(
-                400,
-                "InvalidParameterValue",
-                format!(
+            Err(_) => {
+                return Err(StsError::new(
+                    400,
+                    "InvalidParameterValue",
+                    format!(
                     "Value ({text}) for parameter DurationSeconds is invalid. Must be an integer."
                 ),
-            )),
+                ))
+            }
         },
     };
     if policy_arns.len() > 10 {
