@@ -95,11 +95,29 @@ async fn caller_identity(
     at: SystemTime,
 ) -> (u16, String) {
     let url = format!("{}/", lab.aws_sts_url());
-    let body = "Action=GetCallerIdentity&Version=2011-06-15";
     let headers = [(
         "content-type",
         "application/x-www-form-urlencoded; charset=utf-8",
     )];
+    signed_post(
+        &url,
+        "Action=GetCallerIdentity&Version=2011-06-15",
+        &headers,
+        (akid, secret, token),
+        at,
+    )
+    .await
+}
+
+/// POSTs `body` to `url`, signed for STS by the `aws-sigv4` crate (the signer keyless uses).
+async fn signed_post(
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+    creds: (&str, &str, Option<&str>),
+    at: SystemTime,
+) -> (u16, String) {
+    let (akid, secret, token) = creds;
     let identity = aws_credential_types::Credentials::new(
         akid,
         secret,
@@ -119,13 +137,13 @@ async fn caller_identity(
         .into();
     let signable = SignableRequest::new(
         "POST",
-        &url,
+        url,
         headers.iter().copied(),
         SignableBody::Bytes(body.as_bytes()),
     )
     .unwrap();
     let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut request = http().post(&url).body(body);
+    let mut request = http().post(url).body(body.to_string());
     for (k, v) in headers.iter().copied().chain(instructions.headers()) {
         request = request.header(k, v);
     }
@@ -485,6 +503,31 @@ async fn get_caller_identity_verifies_sigv4() {
     );
 
     assert_eq!(lab.stats().get_caller_identity_calls, 6);
+}
+
+/// The shape of the Google STS subject token: parameters in the query string, an empty body, and
+/// `x-goog-cloud-target-resource` signed along (as the Go and Rust Google libraries do).
+#[tokio::test]
+async fn subject_token_shaped_get_caller_identity_is_accepted() {
+    let lab = demo_lab().await;
+    let token = lab.mint_id_token(DEPLOYER, AUD, Duration::from_secs(3600));
+    let (_, body) = assume(&lab, "gcp-deploy", &token, &[]).await;
+    let (akid, secret, session) = credentials(&body);
+    let url = format!(
+        "{}/?Action=GetCallerIdentity&Version=2011-06-15",
+        lab.aws_sts_url()
+    );
+    let target = [("x-goog-cloud-target-resource", "//iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/p/providers/aws")];
+    let (status, body) = signed_post(
+        &url,
+        "",
+        &target,
+        (&akid, &secret, Some(&session)),
+        SystemTime::now(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(xml_text(&body, "Account").as_deref(), Some("123456789012"));
 }
 
 #[tokio::test]
@@ -1125,64 +1168,113 @@ async fn fixed_ports_env_and_config_validation() {
     assert!(matches!(Lab::start(bad).await, Err(LabError::Config(m)) if m.contains("gcp-deploy")));
 }
 
-/// By hand: the real `aws` CLI's SigV4 is accepted by the hand-written verifier.
-/// `cargo test --lib aws_cli_get_caller_identity -- --ignored` (needs `aws` on PATH).
+/// By hand: the real `aws` CLI parses the lab's AssumeRoleWithWebIdentity answer, and its SigV4
+/// signature on GetCallerIdentity is accepted by the hand-written verifier (a wrong secret is not).
+/// `cargo test --lib aws_cli_ -- --ignored` (needs `aws` on PATH).
 #[tokio::test]
 #[ignore = "needs the aws CLI"]
-async fn aws_cli_get_caller_identity_is_accepted() {
+async fn aws_cli_assumes_the_role_and_gets_caller_identity() {
+    async fn aws(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        tokio::process::Command::new("aws")
+            .args(args)
+            .args(["--output", "json", "--endpoint-url", &lab.aws_sts_url()])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", std::env::temp_dir())
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .expect("the aws CLI runs")
+    }
     let lab = demo_lab().await;
-    let token = lab.mint_id_token(DEPLOYER, AUD, Duration::from_secs(3600));
-    let (_, body) = assume(&lab, "gcp-deploy", &token, &[]).await;
-    let (akid, secret, session) = credentials(&body);
-    let out = tokio::process::Command::new("aws")
-        .args([
+    let token = metadata_id_token(&lab, AUD).await;
+    let role_arn = lab.role_arn("gcp-deploy");
+    let out = aws(
+        &lab,
+        &[
             "sts",
-            "get-caller-identity",
-            "--output",
-            "json",
-            "--endpoint-url",
-            &lab.aws_sts_url(),
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("AWS_ACCESS_KEY_ID", &akid)
-        .env("AWS_SECRET_ACCESS_KEY", &secret)
-        .env("AWS_SESSION_TOKEN", &session)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .await
-        .expect("aws CLI runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+            "assume-role-with-web-identity",
+            "--role-arn",
+            &role_arn,
+            "--role-session-name",
+            "deployer",
+            "--web-identity-token",
+            &token,
+        ],
+        &[],
+    )
+    .await;
     assert!(
         out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
+        "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let id: Value = serde_json::from_str(&stdout).unwrap();
+    let assumed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(assumed["Audience"], "100000000000000000001");
+    assert_eq!(
+        assumed["AssumedRoleUser"]["Arn"],
+        "arn:aws:sts::123456789012:assumed-role/gcp-deploy/deployer"
+    );
+    let c = &assumed["Credentials"];
+    let (akid, secret, session) = (
+        c["AccessKeyId"].as_str().unwrap(),
+        c["SecretAccessKey"].as_str().unwrap(),
+        c["SessionToken"].as_str().unwrap(),
+    );
+
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", akid),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_SESSION_TOKEN", session),
+    ];
+    let out = aws(&lab, &["sts", "get-caller-identity"], &creds).await;
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         id["Arn"],
         "arn:aws:sts::123456789012:assumed-role/gcp-deploy/deployer"
     );
     assert_eq!(id["Account"], "123456789012");
-    // And a wrong secret is refused by the same path.
-    let out = tokio::process::Command::new("aws")
-        .args([
-            "sts",
-            "get-caller-identity",
-            "--endpoint-url",
-            &lab.aws_sts_url(),
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("AWS_ACCESS_KEY_ID", &akid)
-        .env("AWS_SECRET_ACCESS_KEY", "x".repeat(40))
-        .env("AWS_SESSION_TOKEN", &session)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .await
-        .unwrap();
+    assert_eq!(lab.stats().get_caller_identity_calls, 1);
+
+    let wrong = "x".repeat(40);
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", akid),
+        ("AWS_SECRET_ACCESS_KEY", wrong.as_str()),
+        ("AWS_SESSION_TOKEN", session),
+    ];
+    let out = aws(&lab, &["sts", "get-caller-identity"], &creds).await;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SignatureDoesNotMatch"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SignatureDoesNotMatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let intruder = lab.mint_id_token(INTRUDER, AUD, Duration::from_secs(3600));
+    let out = aws(
+        &lab,
+        &[
+            "sts",
+            "assume-role-with-web-identity",
+            "--role-arn",
+            &role_arn,
+            "--role-session-name",
+            "x1",
+            "--web-identity-token",
+            &intruder,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(AccessDenied)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
