@@ -214,6 +214,7 @@ impl Lab {
 
     /// Mints a Google ID token for a lab service account directly (no HTTP), with email claims.
     /// A zero lifetime gives a token that is already expired (STS requires `exp` in the future).
+    /// Not counted in [`LabStats::id_tokens_minted`], which counts upstream (HTTP) mints only.
     ///
     /// # Panics
     /// If the service account is not in the lab's configuration (a test bug).
@@ -229,7 +230,7 @@ impl Lab {
             .service_account(service_account_email)
             .unwrap_or_else(|| panic!("the lab has no service account {service_account_email}"));
         let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2);
-        self.state.mint_id_token(sa, audience, true, lifetime, None)
+        self.state.sign_id_token(sa, audience, true, lifetime, None)
     }
 
     /// Faults to inject into the next requests.

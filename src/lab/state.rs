@@ -151,8 +151,9 @@ impl LabState {
         lock(&self.last_denial).clone()
     }
 
-    /// Mints an ID token for a lab service account and counts it.
-    pub fn mint_id_token(
+    /// Mints an ID token for a lab service account without counting it (the test-side shortcut
+    /// [`super::Lab::mint_id_token`] is not an upstream call).
+    pub fn sign_id_token(
         &self,
         account: &LabServiceAccount,
         audience: &str,
@@ -168,8 +169,26 @@ impl LabState {
             lifetime: lifetime_secs,
             compute_engine,
         };
-        Counters::bump(&self.counters.id_tokens);
         self.key.sign(&claims.to_json())
+    }
+
+    /// Mints an ID token over HTTP (metadata server, generateIdToken) and counts it.
+    pub fn mint_id_token(
+        &self,
+        account: &LabServiceAccount,
+        audience: &str,
+        include_email: bool,
+        lifetime_secs: i64,
+        compute_engine: Option<serde_json::Value>,
+    ) -> String {
+        Counters::bump(&self.counters.id_tokens);
+        self.sign_id_token(
+            account,
+            audience,
+            include_email,
+            lifetime_secs,
+            compute_engine,
+        )
     }
 
     /// The configured ID token lifetime in seconds.

@@ -235,6 +235,10 @@ async fn intruder_is_refused_and_the_explanation_names_the_aud_key() {
         ),
         (1, 0)
     );
+    assert_eq!(
+        stats.id_tokens_minted, 0,
+        "Lab::mint_id_token is not an upstream call"
+    );
     // The admin API exposes the same explanation to the out-of-process lab's users.
     let admin: Value = http()
         .get(format!("{}/_lab/last-denial", lab.aws_sts_url()))
