@@ -36,7 +36,8 @@ pub struct LabServiceAccount {
 }
 
 /// A Google user with OAuth client credentials, as `gcloud auth application-default login` leaves.
-#[derive(Debug, Clone)]
+/// `Debug` redacts the client secret and refresh token, like every secret in keyless.
+#[derive(Clone)]
 pub struct LabUser {
     /// The user's email: the principal of the access tokens it gets.
     pub email: String,
@@ -57,6 +58,17 @@ pub struct LabRole {
     pub trust_policy: String,
     /// Seconds; `DurationSeconds` above it is refused, as AWS does.
     pub max_session_duration: u32,
+}
+
+impl std::fmt::Debug for LabUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabUser")
+            .field("email", &self.email)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"****")
+            .field("refresh_token", &"****")
+            .finish()
+    }
 }
 
 /// The demo account id.
@@ -148,4 +160,25 @@ pub fn google_trust_policy(unique_id: &str) -> String {
         }]
     })
     .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_world_is_consistent_and_debug_hides_user_secrets() {
+        let demo = LabConfig::demo();
+        assert!(demo
+            .service_account(&demo.metadata_service_account)
+            .is_some());
+        assert_eq!(demo.role("gcp-deploy").unwrap().max_session_duration, 14400);
+        assert_eq!(demo.role("ci-deploy").unwrap().max_session_duration, 3600);
+        for role in &demo.roles {
+            crate::policy::PolicyDocument::parse(&role.trust_policy).unwrap();
+        }
+        let debug = format!("{demo:?}");
+        assert!(!debug.contains(&demo.users[0].client_secret), "{debug}");
+        assert!(!debug.contains(&demo.users[0].refresh_token), "{debug}");
+    }
 }
