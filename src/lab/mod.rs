@@ -1,1 +1,311 @@
 //! The offline lab: faithful emulations of the Google and AWS endpoints keyless talks to.
+//!
+//! A fake that accepts anything proves nothing, so the lab checks what the real services check:
+//! the metadata server's headers, IAM's impersonation permissions, STS's token verification,
+//! trust-policy evaluation and SigV4. Three listeners on 127.0.0.1 — the GCE metadata server,
+//! Google APIs (IAM Credentials, OAuth, JWKS) and AWS STS — run in-process on tokio; tests point
+//! keyless at them with [`Lab::env`], break them on purpose with [`Lab::faults`] and count
+//! upstream calls with [`Lab::stats`].
+
+mod aws_sts;
+mod config;
+mod error;
+mod faults;
+mod google_apis;
+mod google_keys;
+mod ids;
+mod metadata;
+pub mod sigv4;
+mod state;
+mod sts_xml;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{
+    google_trust_policy, LabConfig, LabRole, LabServiceAccount, LabUser, DEMO_ACCOUNT_ID,
+};
+pub use error::LabError;
+pub use faults::{Fault, FaultKind, Faults, LabService};
+pub use google_keys::{GoogleSigningKey, GOOGLE_ISSUER};
+pub use state::LabStats;
+
+use state::LabState;
+
+/// Ports to listen on; 0 picks a free one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabPorts {
+    /// The GCE metadata server.
+    pub metadata: u16,
+    /// IAM Credentials, OAuth token endpoint, JWKS, discovery.
+    pub google_apis: u16,
+    /// AWS STS (and the `/_lab/` admin API).
+    pub aws_sts: u16,
+}
+
+/// A running lab. Dropping it stops the listeners; [`Lab::shutdown`] also waits for them.
+pub struct Lab {
+    state: Arc<LabState>,
+    ports: LabPorts,
+    stop: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lab")
+            .field("ports", &self.ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lab {
+    /// Starts the lab on random loopback ports.
+    pub async fn start(config: LabConfig) -> Result<Lab, LabError> {
+        Self::start_on(config, LabPorts::default()).await
+    }
+
+    /// Starts the lab on the given loopback ports (0 = random).
+    pub async fn start_on(config: LabConfig, ports: LabPorts) -> Result<Lab, LabError> {
+        Self::start_with_key(config, ports, GoogleSigningKey::shared()).await
+    }
+
+    /// Starts the lab with a specific Google signing key (tests that need two distinct Googles).
+    pub async fn start_with_key(
+        config: LabConfig,
+        ports: LabPorts,
+        key: Arc<GoogleSigningKey>,
+    ) -> Result<Lab, LabError> {
+        validate(&config)?;
+        let state = Arc::new(LabState::new(config, key));
+        let metadata = bind("metadata server", ports.metadata).await?;
+        let google = bind("Google APIs", ports.google_apis).await?;
+        let sts = bind("AWS STS", ports.aws_sts).await?;
+        let actual = LabPorts {
+            metadata: port(&metadata),
+            google_apis: port(&google),
+            aws_sts: port(&sts),
+        };
+        *state
+            .google_apis_url
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
+            format!("http://127.0.0.1:{}", actual.google_apis);
+        let mut lab = Lab {
+            state: state.clone(),
+            ports: actual,
+            stop: Vec::new(),
+            tasks: Vec::new(),
+        };
+        lab.serve(metadata, metadata::router(state.clone()));
+        lab.serve(google, google_apis::router(state.clone()));
+        lab.serve(sts, aws_sts::router(state));
+        tracing::info!(
+            metadata = actual.metadata,
+            google_apis = actual.google_apis,
+            aws_sts = actual.aws_sts,
+            "lab started"
+        );
+        Ok(lab)
+    }
+
+    fn serve(&mut self, listener: TcpListener, router: axum::Router) {
+        let (tx, rx) = oneshot::channel::<()>();
+        self.stop.push(tx);
+        self.tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = served.await {
+                tracing::warn!(error = %e, "lab listener stopped with an error");
+            }
+        }));
+    }
+
+    /// `127.0.0.1:PORT`: the value for `GCE_METADATA_HOST`.
+    pub fn metadata_host(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.metadata)
+    }
+
+    /// `http://127.0.0.1:PORT` of the Google APIs listener.
+    pub fn google_apis_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.google_apis)
+    }
+
+    /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_STS`.
+    pub fn aws_sts_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.aws_sts)
+    }
+
+    /// The ports actually bound.
+    pub fn ports(&self) -> LabPorts {
+        self.ports
+    }
+
+    /// The lab's AWS account id.
+    pub fn account_id(&self) -> &str {
+        &self.state.config.account_id
+    }
+
+    /// The lab's configuration.
+    pub fn config(&self) -> &LabConfig {
+        &self.state.config
+    }
+
+    /// `arn:aws:iam::ACCOUNT:role/NAME` (whether or not the role exists: tests need unknown ones).
+    pub fn role_arn(&self, role_name: &str) -> String {
+        format!("arn:aws:iam::{}:role/{role_name}", self.account_id())
+    }
+
+    /// The environment that points keyless and the SDKs at the lab.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("GCE_METADATA_HOST", self.metadata_host()),
+            ("GCE_METADATA_IP", self.metadata_host()),
+            ("AWS_ENDPOINT_URL_STS", self.aws_sts_url()),
+            ("KEYLESS_IAMCREDENTIALS_URL", self.google_apis_url()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Writes an `authorized_user` ADC file for a lab user (0600, atomically), as
+    /// `gcloud auth application-default login` would, refreshing against the lab.
+    pub fn write_authorized_user_adc(&self, path: &Path, user_email: &str) -> std::io::Result<()> {
+        let user = self
+            .state
+            .config
+            .users
+            .iter()
+            .find(|u| u.email.eq_ignore_ascii_case(user_email))
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("the lab has no user {user_email}"),
+                )
+            })?;
+        let doc = serde_json::json!({
+            "type": "authorized_user",
+            "client_id": user.client_id,
+            "client_secret": user.client_secret,
+            "refresh_token": user.refresh_token,
+            "token_uri": format!("{}/token", self.google_apis_url()),
+        });
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        // NamedTempFile is created 0600; rename makes the write atomic.
+        let mut file = tempfile::NamedTempFile::new_in(dir)?;
+        file.write_all(serde_json::to_string_pretty(&doc)?.as_bytes())?;
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Mints a Google ID token for a lab service account directly (no HTTP), with email claims.
+    /// A zero lifetime gives a token that is already expired (STS requires `exp` in the future).
+    /// Not counted in [`LabStats::id_tokens_minted`], which counts upstream (HTTP) mints only.
+    ///
+    /// # Panics
+    /// If the service account is not in the lab's configuration (a test bug).
+    pub fn mint_id_token(
+        &self,
+        service_account_email: &str,
+        audience: &str,
+        lifetime: Duration,
+    ) -> String {
+        let sa = self
+            .state
+            .config
+            .service_account(service_account_email)
+            .unwrap_or_else(|| panic!("the lab has no service account {service_account_email}"));
+        let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+        self.state.sign_id_token(sa, audience, true, lifetime, None)
+    }
+
+    /// Faults to inject into the next requests.
+    pub fn faults(&self) -> &Faults {
+        &self.state.faults
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> LabStats {
+        self.state.counters.snapshot()
+    }
+
+    /// The evaluator's explanation of the last `AccessDenied` (AWS itself never explains).
+    pub fn last_denial(&self) -> Option<String> {
+        self.state.last_denial()
+    }
+
+    /// The public JWKS the Google side publishes (for tests that verify tokens themselves).
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({"keys": [self.state.key.jwk()]})
+    }
+
+    /// Stops the listeners and waits until they have.
+    pub async fn shutdown(mut self) {
+        for tx in self.stop.drain(..) {
+            let _ = tx.send(());
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn validate(config: &LabConfig) -> Result<(), LabError> {
+    if config
+        .service_account(&config.metadata_service_account)
+        .is_none()
+    {
+        return Err(LabError::Config(format!(
+            "metadata_service_account {} is not one of service_accounts; add it there",
+            config.metadata_service_account
+        )));
+    }
+    for role in &config.roles {
+        if let Err(e) = crate::policy::PolicyDocument::parse(&role.trust_policy) {
+            return Err(LabError::Config(format!(
+                "the trust policy of role {} is invalid: {e}",
+                role.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn bind(service: &'static str, port: u16) -> Result<TcpListener, LabError> {
+    TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .map_err(|source| LabError::Bind {
+            service,
+            port,
+            source,
+        })
+}
+
+fn port(listener: &TcpListener) -> u16 {
+    listener.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

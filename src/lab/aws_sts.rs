@@ -1,0 +1,536 @@
+//! AWS STS, query protocol, as `AWS_ENDPOINT_URL_STS` reaches it.
+//!
+//! `AssumeRoleWithWebIdentity` checks what AWS checks — parameters with AWS's validation
+//! messages, the Google token (RS256, known kid, signature, issuer, expiry) and the role's trust
+//! policy through [`crate::policy`] — and `GetCallerIdentity` verifies SigV4 with the
+//! hand-written verifier in [`super::sigv4`]. Refusals use AWS's codes, statuses and wording; the
+//! trust-policy explanation AWS never gives goes to the log and [`super::Lab::last_denial`].
+//!
+//! The listener also carries the lab's admin API (`/_lab/...`), so an out-of-process
+//! `keyless lab` can be driven like the in-process one.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use super::faults::{self, Fault, LabService};
+use super::google_keys::TokenRejection;
+use super::ids;
+use super::sigv4::{self, Authorization, SigV4Error, SignedRequest};
+use super::state::{Counters, IssuedAwsCredentials, LabState};
+use super::sts_xml::{element, error_response, success_response};
+use crate::credentials::format_expiration;
+use crate::policy::{self, google, PolicyDocument, Request, RequestPrincipal};
+use crate::secret::Secret;
+
+/// The only API version STS speaks.
+const STS_VERSION: &str = "2011-06-15";
+/// AWS's ceiling for any role's MaxSessionDuration.
+const MAX_DURATION: u32 = 43_200;
+/// What AWS says, and all it says, when a trust policy refuses.
+const NOT_AUTHORIZED: &str = "Not authorized to perform sts:AssumeRoleWithWebIdentity";
+
+/// The STS routes and the admin API.
+pub(crate) fn router(state: Arc<LabState>) -> Router {
+    Router::new()
+        .route("/", any(sts))
+        .route(
+            "/_lab/faults",
+            get(list_faults).post(queue_faults).delete(clear_faults),
+        )
+        .route("/_lab/stats", get(stats))
+        .route("/_lab/last-denial", get(last_denial))
+        .with_state(state)
+}
+
+struct StsError {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl StsError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn into_response(self, request_id: &str) -> Response {
+        tracing::info!(code = self.code, message = %self.message, "lab sts: refused");
+        error_response(self.status, self.code, &self.message, request_id)
+    }
+}
+
+/// All parameters, from the query string and (for POST) the form body.
+fn parameters(uri: &Uri, body: &[u8]) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> =
+        serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default();
+    if !body.is_empty() {
+        params.extend(
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).unwrap_or_default(),
+        );
+    }
+    params
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn sts(
+    State(state): State<Arc<LabState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = ids::request_id();
+    let params = parameters(&uri, &body);
+    let action = param(&params, "Action").unwrap_or("");
+    let version = param(&params, "Version").unwrap_or("");
+    match action {
+        "AssumeRoleWithWebIdentity" => Counters::bump(&state.counters.assume_calls),
+        "GetCallerIdentity" => Counters::bump(&state.counters.caller_identity_calls),
+        _ => {}
+    }
+    if let Some(fault) = faults::apply(&state.faults, LabService::AwsSts, action).await {
+        return fault;
+    }
+    if action.is_empty() {
+        return StsError::new(400, "MissingAction", "Missing Action").into_response(&request_id);
+    }
+    if version != STS_VERSION
+        || !matches!(action, "AssumeRoleWithWebIdentity" | "GetCallerIdentity")
+    {
+        return StsError::new(
+            400,
+            "InvalidAction",
+            format!("Could not find operation {action} for version {version}"),
+        )
+        .into_response(&request_id);
+    }
+    let result = if action == "AssumeRoleWithWebIdentity" {
+        assume_role_with_web_identity(&state, &params, &request_id)
+    } else {
+        get_caller_identity(&state, &method, &uri, &headers, &body, &request_id)
+    };
+    result.unwrap_or_else(|e| e.into_response(&request_id))
+}
+
+/// AWS's aggregated validation message: "N validation error(s) detected: ...; ...".
+fn validation_error(errors: &[String]) -> StsError {
+    let n = errors.len();
+    let noun = if n == 1 { "error" } else { "errors" };
+    StsError::new(
+        400,
+        "ValidationError",
+        format!("{n} validation {noun} detected: {}", errors.join("; ")),
+    )
+}
+
+fn constraint(value: Option<&str>, field: &str, constraint: &str) -> String {
+    match value {
+        Some(v) => format!("Value '{v}' at '{field}' failed to satisfy constraint: {constraint}"),
+        None => format!("Value null at '{field}' failed to satisfy constraint: {constraint}"),
+    }
+}
+
+fn check_length(
+    errors: &mut Vec<String>,
+    value: Option<&str>,
+    field: &str,
+    min: usize,
+    max: usize,
+) {
+    match value {
+        None => errors.push(constraint(None, field, "Member must not be null")),
+        Some(v) if v.chars().count() < min => errors.push(constraint(
+            Some(v),
+            field,
+            &format!("Member must have length greater than or equal to {min}"),
+        )),
+        Some(v) if v.chars().count() > max => errors.push(constraint(
+            Some(v),
+            field,
+            &format!("Member must have length less than or equal to {max}"),
+        )),
+        Some(_) => {}
+    }
+}
+
+fn assume_role_with_web_identity(
+    state: &LabState,
+    params: &[(String, String)],
+    request_id: &str,
+) -> Result<Response, StsError> {
+    let role_arn = param(params, "RoleArn");
+    let session_name = param(params, "RoleSessionName");
+    let token = param(params, "WebIdentityToken");
+    let session_policy = param(params, "Policy");
+    let policy_arns: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("PolicyArns.member.") && k.ends_with(".arn"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+
+    let mut errors = Vec::new();
+    check_length(&mut errors, role_arn, "roleArn", 20, 2048);
+    check_length(&mut errors, session_name, "roleSessionName", 2, 64);
+    if let Some(name) = session_name {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        {
+            errors.push(constraint(
+                Some(name),
+                "roleSessionName",
+                "Member must satisfy regular expression pattern: [\\w+=,.@-]*",
+            ));
+        }
+    }
+    if token.is_some_and(|t| t.len() > 20_000) {
+        errors.push("Value at 'webIdentityToken' failed to satisfy constraint: Member must have length less than or equal to 20000".to_string());
+    } else {
+        check_length(&mut errors, token, "webIdentityToken", 4, 20_000);
+    }
+    let duration = match param(params, "DurationSeconds") {
+        None => 3600,
+        Some(text) => match text.parse::<i64>() {
+            Ok(d) if d < 900 => {
+                errors.push(constraint(
+                    Some(text),
+                    "durationSeconds",
+                    "Member must have value greater than or equal to 900",
+                ));
+                0
+            }
+            Ok(d) if d > i64::from(MAX_DURATION) => {
+                errors.push(constraint(
+                    Some(text),
+                    "durationSeconds",
+                    &format!("Member must have value less than or equal to {MAX_DURATION}"),
+                ));
+                0
+            }
+            Ok(d) => d as u32,
+            Err(_) => {
+                return Err(StsError::new(
+                    400,
+                    "InvalidParameterValue",
+                    format!(
+                    "Value ({text}) for parameter DurationSeconds is invalid. Must be an integer."
+                ),
+                ))
+            }
+        },
+    };
+    if policy_arns.len() > 10 {
+        errors.push(format!("Value '[{}]' at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10", policy_arns.join(", ")));
+    }
+    if !errors.is_empty() {
+        return Err(validation_error(&errors));
+    }
+    let (role_arn, session_name, token) = (
+        role_arn.unwrap_or_default(),
+        session_name.unwrap_or_default(),
+        token.unwrap_or_default(),
+    );
+    if let Some(policy) = session_policy {
+        if policy.chars().count() > 2048 {
+            let percent = policy.chars().count() * 100 / 2048;
+            return Err(StsError::new(400, "PackedPolicyTooLarge", format!("Packed policy consumes {percent}% of allotted space, please use smaller policy for this operation.")));
+        }
+        if let Err(e) = PolicyDocument::parse(policy) {
+            return Err(StsError::new(
+                400,
+                "MalformedPolicyDocument",
+                format!("The policy is not in the valid JSON format. ({e})"),
+            ));
+        }
+    }
+    let role_name = parse_role_arn(role_arn)
+        .ok_or_else(|| StsError::new(400, "ValidationError", "Request ARN is invalid"))?;
+
+    let now = OffsetDateTime::now_utc();
+    let claims = state.key.verify(token, now.unix_timestamp()).map_err(|rejection| match rejection {
+        TokenRejection::Expired { now, exp } => StsError::new(
+            400,
+            "ExpiredTokenException",
+            format!("Token expired: current date/time {now} must be before the expiration date/time {exp}"),
+        ),
+        TokenRejection::Invalid(message) => StsError::new(400, "InvalidIdentityToken", message),
+    })?;
+
+    let (account, name) = role_name;
+    let role = (account == state.config.account_id)
+        .then(|| state.config.role(name))
+        .flatten();
+    let Some(role) = role else {
+        let why = format!(
+            "the role {role_arn} does not exist in the lab account {}",
+            state.config.account_id
+        );
+        tracing::warn!(%why, "lab sts: AssumeRoleWithWebIdentity denied");
+        state.set_last_denial(why);
+        return Err(StsError::new(403, "AccessDenied", NOT_AUTHORIZED));
+    };
+    let trust = PolicyDocument::parse(&role.trust_policy).map_err(|e| {
+        state.set_last_denial(format!(
+            "the trust policy of {role_arn} cannot be read: {e}"
+        ));
+        StsError::new(403, "AccessDenied", NOT_AUTHORIZED)
+    })?;
+    let context = google::condition_context(&claims);
+    let decision = policy::evaluate(
+        &trust,
+        &Request {
+            principal: RequestPrincipal::Federated(google::GOOGLE_PROVIDER.to_string()),
+            action: "sts:AssumeRoleWithWebIdentity",
+            context: &context,
+        },
+    );
+    if !decision.is_allowed() {
+        let why = decision.explain();
+        tracing::warn!(role = %role_arn, %why, "lab sts: AssumeRoleWithWebIdentity denied by the trust policy");
+        state.set_last_denial(why);
+        return Err(StsError::new(403, "AccessDenied", NOT_AUTHORIZED));
+    }
+    if duration > role.max_session_duration {
+        return Err(StsError::new(
+            400,
+            "ValidationError",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        ));
+    }
+
+    let access_key_id = ids::temporary_access_key_id();
+    let secret = ids::secret_access_key();
+    let session_token = ids::session_token();
+    let expiration = now + time::Duration::seconds(i64::from(duration));
+    let assumed_role_arn = format!(
+        "arn:aws:sts::{}:assumed-role/{}/{session_name}",
+        state.config.account_id, role.name
+    );
+    let assumed_role_id = format!(
+        "{}:{session_name}",
+        ids::role_unique_id(&state.config.account_id, &role.name)
+    );
+    state.remember_aws_credentials(
+        &access_key_id,
+        IssuedAwsCredentials {
+            secret_access_key: Secret::new(secret.clone()),
+            session_token: Secret::new(session_token.clone()),
+            expiration,
+            assumed_role_arn: assumed_role_arn.clone(),
+            assumed_role_id: assumed_role_id.clone(),
+        },
+    );
+    Counters::bump(&state.counters.assume_successes);
+    tracing::info!(role = %role_arn, %access_key_id, "lab sts: issued temporary credentials");
+
+    let claim = |name: &str| {
+        claims
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let audience = if claims.contains_key("azp") {
+        claim("azp")
+    } else {
+        claim("aud")
+    };
+    let mut result = String::new();
+    result.push_str(&element(4, "SubjectFromWebIdentityToken", &claim("sub")));
+    result.push_str(&element(4, "Audience", &audience));
+    result.push_str("    <AssumedRoleUser>\n");
+    result.push_str(&element(6, "Arn", &assumed_role_arn));
+    result.push_str(&element(6, "AssumedRoleId", &assumed_role_id));
+    result.push_str("    </AssumedRoleUser>\n    <Credentials>\n");
+    result.push_str(&element(6, "SessionToken", &session_token));
+    result.push_str(&element(6, "SecretAccessKey", &secret));
+    result.push_str(&element(6, "Expiration", &format_expiration(expiration)));
+    result.push_str(&element(6, "AccessKeyId", &access_key_id));
+    result.push_str("    </Credentials>\n");
+    if let Some(policy) = session_policy {
+        result.push_str(&element(
+            4,
+            "PackedPolicySize",
+            &(policy.chars().count() * 100 / 2048).to_string(),
+        ));
+    }
+    result.push_str(&element(4, "Provider", google::GOOGLE_PROVIDER));
+    Ok(success_response(
+        "AssumeRoleWithWebIdentity",
+        &result,
+        request_id,
+    ))
+}
+
+/// `arn:aws:iam::ACCOUNT:role[/path]/NAME` → (ACCOUNT, NAME).
+fn parse_role_arn(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(5, ':');
+    let (partition, service, region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if partition.is_empty()
+        || service != "iam"
+        || !region.is_empty()
+        || account.len() != 12
+        || !account.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let name = resource.strip_prefix("role/")?.rsplit('/').next()?;
+    (!name.is_empty()).then_some((account, name))
+}
+
+fn get_caller_identity(
+    state: &LabState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Response, StsError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let authorization = header("authorization").ok_or_else(|| {
+        StsError::new(
+            403,
+            "MissingAuthenticationToken",
+            "Request is missing Authentication Token",
+        )
+    })?;
+    let auth = Authorization::parse(authorization)
+        .map_err(|e| StsError::new(400, "IncompleteSignature", e.to_string()))?;
+    const INVALID_TOKEN: &str = "The security token included in the request is invalid.";
+    let issued = state
+        .aws_credentials(&auth.access_key_id)
+        .ok_or_else(|| StsError::new(403, "InvalidClientTokenId", INVALID_TOKEN))?;
+    let sent_token = header("x-amz-security-token").unwrap_or_default();
+    if !bool::from(
+        sent_token
+            .as_bytes()
+            .ct_eq(issued.session_token.expose().as_bytes()),
+    ) {
+        return Err(StsError::new(403, "InvalidClientTokenId", INVALID_TOKEN));
+    }
+    let now = OffsetDateTime::now_utc();
+    if issued.expiration <= now {
+        return Err(StsError::new(
+            403,
+            "ExpiredToken",
+            "The security token included in the request is expired",
+        ));
+    }
+    if auth.service != "sts" {
+        return Err(StsError::new(
+            403,
+            "SignatureDoesNotMatch",
+            format!(
+                "Credential should be scoped to correct service: 'sts'. (got '{}')",
+                auth.service
+            ),
+        ));
+    }
+    let request = SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    };
+    sigv4::verify(&request, &auth, issued.secret_access_key.expose(), now).map_err(
+        |e| match e {
+            SigV4Error::Malformed(m) => StsError::new(400, "IncompleteSignature", m),
+            other => StsError::new(403, "SignatureDoesNotMatch", other.to_string()),
+        },
+    )?;
+    let mut result = String::new();
+    result.push_str(&element(4, "Arn", &issued.assumed_role_arn));
+    result.push_str(&element(4, "UserId", &issued.assumed_role_id));
+    result.push_str(&element(4, "Account", &state.config.account_id));
+    Ok(success_response("GetCallerIdentity", &result, request_id))
+}
+
+async fn list_faults(State(state): State<Arc<LabState>>) -> Response {
+    Json(state.faults.pending()).into_response()
+}
+
+/// `POST /_lab/faults` with one fault object or a list of them.
+async fn queue_faults(State(state): State<Arc<LabState>>, body: Bytes) -> Response {
+    let parsed: Result<Vec<Fault>, _> = serde_json::from_slice::<Vec<Fault>>(&body)
+        .or_else(|_| serde_json::from_slice::<Fault>(&body).map(|f| vec![f]));
+    match parsed {
+        Ok(faults) => {
+            let queued = faults.len();
+            faults.into_iter().for_each(|f| state.faults.push(f));
+            Json(json!({"queued": queued})).into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("not a fault: {e}; expected e.g. {{\"service\":\"aws_sts\",\"sts_error\":{{\"code\":\"Throttling\",\"status\":400}},\"times\":2}}")})),
+        )
+            .into_response(),
+    }
+}
+
+async fn clear_faults(State(state): State<Arc<LabState>>) -> Response {
+    state.faults.clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn stats(State(state): State<Arc<LabState>>) -> Response {
+    Json(state.counters.snapshot()).into_response()
+}
+
+async fn last_denial(State(state): State<Arc<LabState>>) -> Response {
+    Json(json!({"explanation": state.last_denial()})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_role_arn;
+
+    #[test]
+    fn role_arns() {
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::123456789012:role/gcp-deploy"),
+            Some(("123456789012", "gcp-deploy"))
+        );
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::123456789012:role/team/a/ci"),
+            Some(("123456789012", "ci"))
+        );
+        assert_eq!(parse_role_arn("arn:aws:iam::123456789012:user/bob"), None);
+        assert_eq!(parse_role_arn("arn:aws:iam::12345:role/x"), None);
+        assert_eq!(parse_role_arn("gcp-deploy"), None);
+    }
+}
