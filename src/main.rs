@@ -35,6 +35,11 @@ fn init_logging(cli: &Cli) {
         (false, 1) => "info",
         (false, _) => "debug",
     };
+    // The demo shows the lab's refusals itself; its log lines would only repeat them.
+    let level = match cli.command {
+        cli::Command::Demo(_) => format!("{level},keyless::lab=error"),
+        _ => level.to_string(),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

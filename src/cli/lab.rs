@@ -1,11 +1,83 @@
-//! `keyless lab`: the offline emulation, running until Ctrl-C.
+//! `keyless lab`: the offline emulation as a process, for trying keyless and the SDKs by hand.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
 use clap::Args;
+
+use crate::deliver::env::export_lines;
+use crate::lab::{Lab, LabConfig, LabPorts};
 
 /// `keyless lab`.
 #[derive(Debug, Args)]
-pub struct LabArgs {}
+pub struct LabArgs {
+    /// Port of the Google metadata server emulation (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub metadata_port: u16,
+    /// Port of the Google APIs emulation: IAM Credentials, OAuth, JWKS (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub google_port: u16,
+    /// Port of the AWS STS emulation (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub sts_port: u16,
+    /// Also write the `export` lines to this file (for scripts: `. FILE`).
+    #[arg(long)]
+    pub env_file: Option<PathBuf>,
+}
 
-/// Runs the lab.
-pub async fn run(_args: LabArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("not yet")
+/// Runs the lab until Ctrl-C or SIGTERM.
+pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
+    let config = LabConfig::demo();
+    let lab = Lab::start_on(
+        config.clone(),
+        LabPorts {
+            metadata: args.metadata_port,
+            google_apis: args.google_port,
+            aws_sts: args.sts_port,
+        },
+    )
+    .await
+    .context("could not start the lab")?;
+    let exports = export_lines(&lab.env());
+    if let Some(path) = &args.env_file {
+        // Atomic, so a script polling for the file never reads half of it.
+        crate::private_file::write_private_file_atomically(path, exports.as_bytes())
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
+    print!("{exports}");
+    eprintln!("\nkeyless lab is running; Ctrl-C stops it. The lines above point keyless and the SDKs at it.");
+    eprintln!(
+        "\nservice accounts (the metadata server acts as {}):",
+        config.metadata_service_account
+    );
+    for sa in &config.service_accounts {
+        eprintln!("  {}  unique id {}", sa.email, sa.unique_id);
+    }
+    eprintln!("roles:");
+    for role in &config.roles {
+        eprintln!("  {}", lab.role_arn(&role.name));
+    }
+    eprintln!(
+        "\ntry:\n  keyless aws credentials --role-arn {}\n  keyless aws whoami --role-arn {}",
+        lab.role_arn("gcp-deploy"),
+        lab.role_arn("gcp-deploy")
+    );
+    wait_for_stop().await;
+    lab.shutdown().await;
+    Ok(0)
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

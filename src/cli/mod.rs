@@ -76,6 +76,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<ExchangeError>() {
             return match e {
+                ExchangeError::Source(source) => source_exit_code(source),
                 _ if e.is_refusal() => exit_code::REFUSED,
                 _ if e.is_transient() => exit_code::UNAVAILABLE,
                 ExchangeError::InvalidRoleArn { .. } | ExchangeError::InvalidSessionName { .. } => {
@@ -86,13 +87,20 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
             };
         }
         if let Some(e) = cause.downcast_ref::<SourceError>() {
-            return match e {
-                SourceError::UnknownTokenSource { .. } => exit_code::USAGE,
-                SourceError::ImpersonationRefused { .. } => exit_code::REFUSED,
-                _ if e.is_transient() => exit_code::UNAVAILABLE,
-                _ => exit_code::FAILURE,
-            };
+            return source_exit_code(e);
         }
     }
     exit_code::FAILURE
+}
+
+fn source_exit_code(error: &crate::source::google::SourceError) -> i32 {
+    use crate::source::google::SourceError;
+    match error {
+        SourceError::UnknownTokenSource { .. } => exit_code::USAGE,
+        SourceError::ImpersonationRefused { status, .. } if *status < 500 && *status != 429 => {
+            exit_code::REFUSED
+        }
+        _ if error.is_transient() => exit_code::UNAVAILABLE,
+        _ => exit_code::FAILURE,
+    }
 }

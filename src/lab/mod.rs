@@ -172,6 +172,8 @@ impl Lab {
             ("AWS_ENDPOINT_URL_STS", self.aws_sts_url()),
             ("KEYLESS_IAMCREDENTIALS_URL", self.google_apis_url()),
             ("AWS_REGION", "us-east-1".to_string()),
+            // botocore (aws CLI v1, boto3) reads only this one.
+            ("AWS_DEFAULT_REGION", "us-east-1".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

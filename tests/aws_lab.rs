@@ -1,0 +1,539 @@
+//! The real `keyless` binary against the lab: every token source, the trust-policy refusals, the
+//! retry and re-mint paths, the cache, and the profile writer. The lab checks what AWS and
+//! Google check (JWT signatures, trust conditions, SigV4), so a pass here means the bytes are
+//! right, not merely that something answered.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use keyless::lab::{Lab, LabConfig};
+use serde_json::Value;
+
+const DEPLOYER: &str = "deployer@keyless-lab.iam.gserviceaccount.com";
+const CI_RUNNER: &str = "ci-runner@keyless-lab.iam.gserviceaccount.com";
+const INTRUDER: &str = "intruder@elsewhere.iam.gserviceaccount.com";
+
+/// A lab plus a private HOME/cache for one test, and a way to run the binary against both.
+struct World {
+    lab: Lab,
+    home: tempfile::TempDir,
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl World {
+    async fn start() -> Self {
+        let lab = Lab::start(LabConfig::demo()).await.expect("lab starts");
+        Self {
+            lab,
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.home.path().join(name)
+    }
+
+    fn role(&self, name: &str) -> String {
+        self.lab.role_arn(name)
+    }
+
+    /// Runs `keyless ARGS` with only the lab's environment and a private HOME.
+    async fn keyless(&self, args: &[&str]) -> Output {
+        self.keyless_env(args, &[]).await
+    }
+
+    async fn keyless_env(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyless"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.path("aws-credentials"))
+            .env("AWS_CONFIG_FILE", self.path("aws-config"));
+        for (k, v) in self.lab.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().await.expect("the binary runs");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn write_token(&self, name: &str, email: &str, lifetime: Duration) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(
+            &path,
+            self.lab.mint_id_token(email, "sts.amazonaws.com", lifetime),
+        )
+        .unwrap();
+        path
+    }
+}
+
+fn file_source(path: &Path) -> String {
+    format!("file:{}", path.display())
+}
+
+/// The default path: metadata token → STS → credential_process JSON the SDKs accept.
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_token_becomes_credential_process_json() {
+    let w = World::start().await;
+    let out = w
+        .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["Version"], 1);
+    assert!(doc["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    assert!(doc["SecretAccessKey"].as_str().unwrap().len() >= 40);
+    assert!(doc["SessionToken"].as_str().is_some());
+    let exp = doc["Expiration"].as_str().unwrap();
+    assert!(
+        exp.ends_with('Z') && exp.len() == 20,
+        "plain RFC 3339 seconds: {exp}"
+    );
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 1);
+}
+
+/// `--format json` carries the assumed-role ARN (with the derived session name) and the subject.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_format_names_the_assumed_role_and_subject() {
+    let w = World::start().await;
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    let arn = doc["AssumedRoleUser"]["Arn"].as_str().unwrap();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = host.split('.').next().unwrap();
+    assert_eq!(
+        arn,
+        format!("arn:aws:sts::123456789012:assumed-role/gcp-deploy/deployer@{host}")
+    );
+    assert_eq!(doc["SubjectFromWebIdentityToken"], "100000000000000000001");
+    assert_eq!(doc["Provider"], "accounts.google.com");
+}
+
+/// A second run answers from the cache: no new token, no STS call. `--no-cache` goes upstream.
+#[tokio::test(flavor = "multi_thread")]
+async fn second_call_is_served_from_the_cache() {
+    let w = World::start().await;
+    let role = w.role("gcp-deploy");
+    let first = w
+        .keyless(&["aws", "credentials", "--role-arn", &role])
+        .await;
+    let second = w
+        .keyless(&["aws", "credentials", "--role-arn", &role])
+        .await;
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(first.json()["AccessKeyId"], second.json()["AccessKeyId"]);
+    let stats = w.lab.stats();
+    assert_eq!(
+        stats.assume_role_with_web_identity_calls, 1,
+        "the cached answer must not call STS"
+    );
+    assert_eq!(stats.id_tokens_minted, 1);
+    let third = w
+        .keyless(&["aws", "credentials", "--role-arn", &role, "--no-cache"])
+        .await;
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_ne!(first.json()["AccessKeyId"], third.json()["AccessKeyId"]);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
+}
+
+/// Credentials with 15 minutes of life are never served from the cache (boto3 would call us on
+/// every API call); each run exchanges again.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_lived_credentials_are_not_reused() {
+    let w = World::start().await;
+    let role = w.role("gcp-deploy");
+    for _ in 0..2 {
+        let out = w
+            .keyless(&[
+                "aws",
+                "credentials",
+                "--role-arn",
+                &role,
+                "--duration",
+                "900",
+            ])
+            .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
+}
+
+/// A token from a file and from a command are both accepted; the file is re-read each time.
+#[tokio::test(flavor = "multi_thread")]
+async fn file_and_command_sources_work() {
+    let w = World::start().await;
+    let token = w.write_token("token.jwt", DEPLOYER, Duration::from_secs(3600));
+    let role = w.role("gcp-deploy");
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &file_source(&token),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cmd = format!("command:cat {}", token.display());
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &cmd,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 2);
+}
+
+/// impersonate: with an authorized_user ADC file (a developer laptop): the user's refresh token
+/// buys an access token, which buys an ID token for ci-runner, which assumes ci-deploy.
+#[tokio::test(flavor = "multi_thread")]
+async fn impersonation_with_authorized_user_adc() {
+    let w = World::start().await;
+    let adc = w.path("adc.json");
+    w.lab
+        .write_authorized_user_adc(&adc, "dev@example.com")
+        .unwrap();
+    let source = format!("impersonate:{CI_RUNNER}");
+    let out = w
+        .keyless_env(
+            &[
+                "aws",
+                "credentials",
+                "--role-arn",
+                &w.role("ci-deploy"),
+                "--token-source",
+                &source,
+                "--format",
+                "json",
+            ],
+            &[("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap())],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.json()["AssumedRoleUser"]["Arn"]
+        .as_str()
+        .unwrap()
+        .contains("assumed-role/ci-deploy/ci-runner@"));
+}
+
+/// impersonate: on a VM: the metadata server's access token authorises generateIdToken.
+#[tokio::test(flavor = "multi_thread")]
+async fn impersonation_from_the_metadata_server() {
+    let w = World::start().await;
+    let source = format!("impersonate:{CI_RUNNER}");
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("ci-deploy"),
+            "--token-source",
+            &source,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// Impersonating an account the caller may not act as fails with IAM's refusal and the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn impersonation_without_token_creator_is_refused() {
+    let w = World::start().await;
+    let source = format!("impersonate:{INTRUDER}");
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--token-source",
+            &source,
+        ])
+        .await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("roles/iam.serviceAccountTokenCreator"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A token from an identity the trust policy does not name is refused at once (one STS call),
+/// and the message names the role and the claims AWS compared, but no secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn untrusted_identity_is_refused_with_the_claims_compared() {
+    let w = World::start().await;
+    let token = w.write_token("intruder.jwt", INTRUDER, Duration::from_secs(3600));
+    let role = w.role("gcp-deploy");
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &file_source(&token),
+        ])
+        .await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains(&role), "{}", out.stderr);
+    assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("azp=100000000000000000099"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("accounts.google.com:aud"),
+        "{}",
+        out.stderr
+    );
+    let raw = std::fs::read_to_string(&token).unwrap();
+    assert!(
+        !out.stderr.contains(&raw[raw.len() - 20..]),
+        "the token leaked into stderr"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        w.lab.stats().assume_role_with_web_identity_calls,
+        1,
+        "AccessDenied must not be retried"
+    );
+}
+
+/// An expired token is re-minted once; a file that keeps serving it fails with a clock hint.
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_token_is_reminted_once_then_explained() {
+    let w = World::start().await;
+    let token = w.write_token("old.jwt", DEPLOYER, Duration::ZERO);
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--token-source",
+            &file_source(&token),
+        ])
+        .await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("ExpiredTokenException"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("clock"), "{}", out.stderr);
+    assert_eq!(
+        w.lab.stats().assume_role_with_web_identity_calls,
+        2,
+        "exactly one re-mint"
+    );
+}
+
+/// STS says the token is invalid once: keyless mints a fresh one and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_identity_token_triggers_one_remint() {
+    let w = World::start().await;
+    w.lab.faults().sts_error("InvalidIdentityToken", 400, 1);
+    let out = w
+        .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let stats = w.lab.stats();
+    assert_eq!(
+        stats.id_tokens_minted, 2,
+        "a fresh token for the second attempt"
+    );
+    assert_eq!(stats.assume_role_with_web_identity_successes, 1);
+}
+
+/// IdP hiccups and throttling are retried with backoff until STS answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_sts_errors_are_retried() {
+    let w = World::start().await;
+    w.lab.faults().sts_error("IDPCommunicationError", 400, 1);
+    w.lab.faults().sts_error("Throttling", 400, 1);
+    let out = w
+        .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 3);
+    assert_eq!(
+        w.lab.stats().id_tokens_minted,
+        1,
+        "a retry reuses the still-valid token"
+    );
+}
+
+/// A lasting outage ends after the bounded attempts with exit code 4 (unavailable).
+#[tokio::test(flavor = "multi_thread")]
+async fn lasting_outage_gives_up_with_unavailable() {
+    let w = World::start().await;
+    w.lab.faults().sts_error("ServiceUnavailable", 503, 100);
+    let out = w
+        .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
+        .await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("after 4 attempts"), "{}", out.stderr);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 4);
+}
+
+/// Asking for more than the role's maximum session is a request error, not retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn duration_above_role_maximum_fails_fast() {
+    let w = World::start().await;
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("ci-deploy"),
+            "--duration",
+            "7200",
+            "--token-source",
+            &format!("impersonate:{CI_RUNNER}"),
+        ])
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("MaxSessionDuration"), "{}", out.stderr);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 1);
+}
+
+/// `whoami --role-arn` signs GetCallerIdentity with the new credentials and the lab's verifier
+/// accepts the signature.
+#[tokio::test(flavor = "multi_thread")]
+async fn whoami_signs_a_call_the_lab_verifies() {
+    let w = World::start().await;
+    let out = w
+        .keyless(&["aws", "whoami", "--role-arn", &w.role("gcp-deploy")])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["Account"], "123456789012");
+    assert!(doc["Arn"]
+        .as_str()
+        .unwrap()
+        .contains("assumed-role/gcp-deploy/"));
+    assert_eq!(w.lab.stats().get_caller_identity_calls, 1);
+}
+
+/// `exec` hands the credentials to the child and passes its exit code through.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_passes_credentials_and_exit_code() {
+    let w = World::start().await;
+    let role = w.role("gcp-deploy");
+    let script = r#"test -n "$AWS_ACCESS_KEY_ID" && test -n "$AWS_SESSION_TOKEN" && test -z "$AWS_PROFILE" && test -n "$AWS_CREDENTIAL_EXPIRATION" && exit 7"#;
+    let out = w
+        .keyless_env(
+            &["aws", "exec", "--role-arn", &role, "--", "sh", "-c", script],
+            &[("AWS_PROFILE", "stale")],
+        )
+        .await;
+    assert_eq!(out.code, 7, "{}", out.stderr);
+}
+
+/// `--format env` lines, eval'd by a shell, give the child the credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn env_format_evals_in_a_shell() {
+    let w = World::start().await;
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--format",
+            "env",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let check = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{}printf %s \"$AWS_ACCESS_KEY_ID\"", out.stdout))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("ASIA"));
+    assert!(out.stdout.contains("export AWS_REGION=us-east-1"));
+}
+
+/// `write-profile` changes only its section: every other byte of a file full of comments and
+/// profiles stays identical; the written keys then sign a call the lab verifies; the file is 0600.
+#[tokio::test(flavor = "multi_thread")]
+async fn write_profile_preserves_the_rest_of_the_file() {
+    let w = World::start().await;
+    let creds = w.path("aws-credentials");
+    let before = "# managed by hand\n[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s\n\n; the old deploy keys\n[deploy]\nregion = eu-west-1\naws_access_key_id = OLD\n\n[other]  \naws_access_key_id=KEEP\r\n";
+    std::fs::write(&creds, before).unwrap();
+    let out = w
+        .keyless(&[
+            "aws",
+            "write-profile",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--profile",
+            "deploy",
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let after = std::fs::read_to_string(&creds).unwrap();
+    assert!(after.starts_with("# managed by hand\n[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s\n\n; the old deploy keys\n[deploy]\nregion = eu-west-1\naws_access_key_id = ASIA"), "{after}");
+    assert!(
+        after.ends_with("\n[other]  \naws_access_key_id=KEEP\r\n"),
+        "{after}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&creds).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let who = w.keyless(&["aws", "whoami", "--profile", "deploy"]).await;
+    assert_eq!(who.code, 0, "{}", who.stderr);
+    assert!(who.json()["Arn"]
+        .as_str()
+        .unwrap()
+        .contains("assumed-role/gcp-deploy/"));
+}
