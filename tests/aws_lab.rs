@@ -537,3 +537,37 @@ async fn write_profile_preserves_the_rest_of_the_file() {
         .unwrap()
         .contains("assumed-role/gcp-deploy/"));
 }
+
+/// Debug logging shows the flow but never the token, the secret key or the session token.
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_logs_never_contain_secrets() {
+    let w = World::start().await;
+    let token = w.write_token("t.jwt", DEPLOYER, Duration::from_secs(3600));
+    let out = w
+        .keyless(&[
+            "-vv",
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--token-source",
+            &file_source(&token),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.is_empty(), "-vv should log something");
+    let doc = out.json();
+    let jwt = std::fs::read_to_string(&token).unwrap();
+    let signature = jwt.rsplit('.').next().unwrap();
+    for secret in [
+        doc["SecretAccessKey"].as_str().unwrap(),
+        doc["SessionToken"].as_str().unwrap(),
+        signature,
+    ] {
+        assert!(
+            !out.stderr.contains(secret),
+            "a secret reached the log:\n{}",
+            out.stderr
+        );
+    }
+}
