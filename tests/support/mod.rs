@@ -1,0 +1,16 @@
+//! What every integration test shares: the Python clients' venv, a moto server per test, and a
+//! throwaway home in which the real `keyless` binary and the real AWS clients run.
+//!
+//! Each test file says `mod support;`. Not every file uses every helper, hence the allow.
+#![allow(dead_code, unused_imports)]
+
+pub mod aws_home;
+pub mod google;
+pub mod moto;
+pub mod process;
+pub mod venv;
+
+pub use aws_home::AwsHome;
+pub use google::GoogleIdentity;
+pub use moto::Moto;
+pub use process::{expect_failure, expect_success, CommandOutput};
