@@ -1,5 +1,7 @@
 //! The `keyless` binary: parse the command line, run the library, map errors to exit codes.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use keyless::cli::{self, Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
@@ -41,8 +43,12 @@ fn init_logging(cli: &Cli) {
         _ => level.to_string(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colour only for a person at a terminal: SDKs show credential_process's stderr in their own
+    // error messages, where escape codes are garbage.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),

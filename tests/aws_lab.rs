@@ -3,93 +3,64 @@
 //! Google check (JWT signatures, trust conditions, SigV4), so a pass here means the bytes are
 //! right, not merely that something answered.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keyless::lab::{Lab, LabConfig};
-use serde_json::Value;
+use support::{AwsHome, CommandOutput};
 
 const DEPLOYER: &str = "deployer@keyless-lab.iam.gserviceaccount.com";
 const CI_RUNNER: &str = "ci-runner@keyless-lab.iam.gserviceaccount.com";
 const INTRUDER: &str = "intruder@elsewhere.iam.gserviceaccount.com";
 
-/// A lab plus a private HOME/cache for one test, and a way to run the binary against both.
+/// A lab plus a throwaway home (see `support::AwsHome`) in which the binary runs with nothing
+/// but the lab's environment.
 struct World {
     lab: Lab,
-    home: tempfile::TempDir,
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
-    }
+    home: AwsHome,
 }
 
 impl World {
     async fn start() -> Self {
         let lab = Lab::start(LabConfig::demo()).await.expect("lab starts");
-        Self {
-            lab,
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.home.path().join(name)
+        let home = AwsHome::new(&lab.aws_sts_url());
+        Self { lab, home }
     }
 
     fn role(&self, name: &str) -> String {
         self.lab.role_arn(name)
     }
 
-    /// Runs `keyless ARGS` with only the lab's environment and a private HOME.
-    async fn keyless(&self, args: &[&str]) -> Output {
+    /// Runs `keyless ARGS` against the lab.
+    async fn keyless(&self, args: &[&str]) -> CommandOutput {
         self.keyless_env(args, &[]).await
     }
 
-    async fn keyless_env(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyless"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("XDG_CACHE_HOME", self.path("cache"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.path("aws-credentials"))
-            .env("AWS_CONFIG_FILE", self.path("aws-config"));
+    async fn keyless_env(&self, args: &[&str], extra: &[(&str, &str)]) -> CommandOutput {
+        let mut cmd = self.home.keyless(args);
+        self.point_at_lab(&mut cmd, extra);
+        // The lab serves from this process's runtime: wait for the child off the runtime.
+        tokio::task::spawn_blocking(move || support::process::run(&mut cmd))
+            .await
+            .unwrap()
+    }
+
+    fn point_at_lab(&self, cmd: &mut std::process::Command, extra: &[(&str, &str)]) {
         for (k, v) in self.lab.env() {
             cmd.env(k, v);
         }
         for (k, v) in extra {
             cmd.env(k, v);
         }
-        let out = cmd.output().await.expect("the binary runs");
-        Output {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
     }
 
     fn write_token(&self, name: &str, email: &str, lifetime: Duration) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(
-            &path,
-            self.lab.mint_id_token(email, "sts.amazonaws.com", lifetime),
+        self.home.write_token(
+            name,
+            &self.lab.mint_id_token(email, "sts.amazonaws.com", lifetime),
         )
-        .unwrap();
-        path
     }
 }
 
@@ -104,7 +75,7 @@ async fn metadata_token_becomes_credential_process_json() {
     let out = w
         .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let doc = out.json();
     assert_eq!(doc["Version"], 1);
     assert!(doc["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
@@ -132,7 +103,7 @@ async fn json_format_names_the_assumed_role_and_subject() {
             "json",
         ])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let doc = out.json();
     let arn = doc["AssumedRoleUser"]["Arn"].as_str().unwrap();
     let host = gethostname::gethostname().to_string_lossy().into_owned();
@@ -156,7 +127,7 @@ async fn second_call_is_served_from_the_cache() {
     let second = w
         .keyless(&["aws", "credentials", "--role-arn", &role])
         .await;
-    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.code(), 0, "{}", second.stderr);
     assert_eq!(first.json()["AccessKeyId"], second.json()["AccessKeyId"]);
     let stats = w.lab.stats();
     assert_eq!(
@@ -167,7 +138,7 @@ async fn second_call_is_served_from_the_cache() {
     let third = w
         .keyless(&["aws", "credentials", "--role-arn", &role, "--no-cache"])
         .await;
-    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_eq!(third.code(), 0, "{}", third.stderr);
     assert_ne!(first.json()["AccessKeyId"], third.json()["AccessKeyId"]);
     assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
 }
@@ -189,7 +160,7 @@ async fn short_lived_credentials_are_not_reused() {
                 "900",
             ])
             .await;
-        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.code(), 0, "{}", out.stderr);
     }
     assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
 }
@@ -211,7 +182,7 @@ async fn file_and_command_sources_work() {
             &file_source(&token),
         ])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let cmd = format!("command:cat {}", token.display());
     let out = w
         .keyless(&[
@@ -224,7 +195,7 @@ async fn file_and_command_sources_work() {
             &cmd,
         ])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 2);
 }
 
@@ -233,7 +204,7 @@ async fn file_and_command_sources_work() {
 #[tokio::test(flavor = "multi_thread")]
 async fn impersonation_with_authorized_user_adc() {
     let w = World::start().await;
-    let adc = w.path("adc.json");
+    let adc = w.home.home().join("adc.json");
     w.lab
         .write_authorized_user_adc(&adc, "dev@example.com")
         .unwrap();
@@ -253,7 +224,7 @@ async fn impersonation_with_authorized_user_adc() {
             &[("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap())],
         )
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(out.json()["AssumedRoleUser"]["Arn"]
         .as_str()
         .unwrap()
@@ -275,7 +246,7 @@ async fn impersonation_from_the_metadata_server() {
             &source,
         ])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
 }
 
 /// Impersonating an account the caller may not act as fails with IAM's refusal and the fix.
@@ -293,7 +264,7 @@ async fn impersonation_without_token_creator_is_refused() {
             &source,
         ])
         .await;
-    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.code(), 3, "{}", out.stderr);
     assert!(
         out.stderr.contains("roles/iam.serviceAccountTokenCreator"),
         "{}",
@@ -318,7 +289,7 @@ async fn untrusted_identity_is_refused_with_the_claims_compared() {
             &file_source(&token),
         ])
         .await;
-    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.code(), 3, "{}", out.stderr);
     assert!(out.stderr.contains(&role), "{}", out.stderr);
     assert!(out.stderr.contains("AccessDenied"), "{}", out.stderr);
     assert!(
@@ -359,7 +330,7 @@ async fn expired_token_is_reminted_once_then_explained() {
             &file_source(&token),
         ])
         .await;
-    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.code(), 3, "{}", out.stderr);
     assert!(
         out.stderr.contains("ExpiredTokenException"),
         "{}",
@@ -381,7 +352,7 @@ async fn invalid_identity_token_triggers_one_remint() {
     let out = w
         .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let stats = w.lab.stats();
     assert_eq!(
         stats.id_tokens_minted, 2,
@@ -399,7 +370,7 @@ async fn transient_sts_errors_are_retried() {
     let out = w
         .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 3);
     assert_eq!(
         w.lab.stats().id_tokens_minted,
@@ -416,7 +387,7 @@ async fn lasting_outage_gives_up_with_unavailable() {
     let out = w
         .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
         .await;
-    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(out.code(), 4, "{}", out.stderr);
     assert!(out.stderr.contains("after 4 attempts"), "{}", out.stderr);
     assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 4);
 }
@@ -437,7 +408,7 @@ async fn duration_above_role_maximum_fails_fast() {
             &format!("impersonate:{CI_RUNNER}"),
         ])
         .await;
-    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
     assert!(out.stderr.contains("MaxSessionDuration"), "{}", out.stderr);
     assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 1);
 }
@@ -450,7 +421,7 @@ async fn whoami_signs_a_call_the_lab_verifies() {
     let out = w
         .keyless(&["aws", "whoami", "--role-arn", &w.role("gcp-deploy")])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let doc = out.json();
     assert_eq!(doc["Account"], "123456789012");
     assert!(doc["Arn"]
@@ -472,7 +443,7 @@ async fn exec_passes_credentials_and_exit_code() {
             &[("AWS_PROFILE", "stale")],
         )
         .await;
-    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert_eq!(out.code(), 7, "{}", out.stderr);
 }
 
 /// `--format env` lines, eval'd by a shell, give the child the credentials.
@@ -489,7 +460,7 @@ async fn env_format_evals_in_a_shell() {
             "env",
         ])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let check = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("{}printf %s \"$AWS_ACCESS_KEY_ID\"", out.stdout))
@@ -504,7 +475,7 @@ async fn env_format_evals_in_a_shell() {
 #[tokio::test(flavor = "multi_thread")]
 async fn write_profile_preserves_the_rest_of_the_file() {
     let w = World::start().await;
-    let creds = w.path("aws-credentials");
+    let creds = w.home.credentials_file();
     let before = "# managed by hand\n[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s\n\n; the old deploy keys\n[deploy]\nregion = eu-west-1\naws_access_key_id = OLD\n\n[other]  \naws_access_key_id=KEEP\r\n";
     std::fs::write(&creds, before).unwrap();
     let out = w
@@ -517,7 +488,7 @@ async fn write_profile_preserves_the_rest_of_the_file() {
             "deploy",
         ])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     let after = std::fs::read_to_string(&creds).unwrap();
     assert!(after.starts_with("# managed by hand\n[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s\n\n; the old deploy keys\n[deploy]\nregion = eu-west-1\naws_access_key_id = ASIA"), "{after}");
     assert!(
@@ -531,7 +502,7 @@ async fn write_profile_preserves_the_rest_of_the_file() {
         assert_eq!(mode & 0o777, 0o600);
     }
     let who = w.keyless(&["aws", "whoami", "--profile", "deploy"]).await;
-    assert_eq!(who.code, 0, "{}", who.stderr);
+    assert_eq!(who.code(), 0, "{}", who.stderr);
     assert!(who.json()["Arn"]
         .as_str()
         .unwrap()
@@ -554,7 +525,7 @@ async fn verbose_logs_never_contain_secrets() {
             &file_source(&token),
         ])
         .await;
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(!out.stderr.is_empty(), "-vv should log something");
     let doc = out.json();
     let jwt = std::fs::read_to_string(&token).unwrap();
@@ -570,4 +541,78 @@ async fn verbose_logs_never_contain_secrets() {
             out.stderr
         );
     }
+}
+
+impl World {
+    /// Runs any prepared command (aws CLI, Python) against the lab, off the runtime.
+    async fn run(&self, mut cmd: std::process::Command) -> CommandOutput {
+        self.point_at_lab(&mut cmd, &[]);
+        tokio::task::spawn_blocking(move || support::process::run(&mut cmd))
+            .await
+            .unwrap()
+    }
+
+    fn credential_process_profile(&self, profile: &str, extra: &[&str]) {
+        let mut args: Vec<String> = ["aws", "credentials", "--role-arn"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(self.role("gcp-deploy"));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.home.add_credential_process_profile(profile, &args);
+    }
+}
+
+/// The aws CLI and boto3, configured with nothing but a `credential_process` line, act as the
+/// role: the lab verifies the SigV4 signature of each one's GetCallerIdentity. The second
+/// client is served from keyless's cache (one exchange for both processes).
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_cli_and_boto3_act_as_the_role_through_credential_process() {
+    let w = World::start().await;
+    w.credential_process_profile("deploy", &[]);
+    let cli = w
+        .run(
+            w.home
+                .aws(["sts", "get-caller-identity", "--profile", "deploy"]),
+        )
+        .await;
+    assert_eq!(cli.code(), 0, "{cli}");
+    assert!(cli.json()["Arn"]
+        .as_str()
+        .unwrap()
+        .contains(":assumed-role/gcp-deploy/deployer@"));
+    let mut python = w.home.command(support::venv::bin("python"));
+    python.args([
+        "-c",
+        "import boto3; print(boto3.Session(profile_name='deploy').client('sts').get_caller_identity()['Arn'])",
+    ]);
+    let boto = w.run(python).await;
+    assert_eq!(boto.code(), 0, "{boto}");
+    assert_eq!(boto.stdout.trim(), cli.json()["Arn"].as_str().unwrap());
+    let stats = w.lab.stats();
+    assert_eq!(stats.get_caller_identity_calls, 2);
+    assert_eq!(stats.assume_role_with_web_identity_calls, 1);
+}
+
+/// When the trust policy refuses, the aws CLI shows keyless's explanation, free of terminal
+/// escape codes, and no credential.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_cli_shows_a_clean_refusal_from_credential_process() {
+    let w = World::start().await;
+    let token = w.write_token("intruder.jwt", INTRUDER, Duration::from_secs(3600));
+    w.credential_process_profile("intruder", &["--token-source", &file_source(&token)]);
+    let out = w
+        .run(
+            w.home
+                .aws(["sts", "get-caller-identity", "--profile", "intruder"]),
+        )
+        .await;
+    assert_ne!(out.code(), 0, "{out}");
+    assert!(out.stderr.contains("AccessDenied"), "{out}");
+    assert!(out.stderr.contains("accounts.google.com:aud"), "{out}");
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "escape codes reached the SDK: {out}"
+    );
+    assert_eq!(w.lab.stats().get_caller_identity_calls, 0);
 }

@@ -574,9 +574,12 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A one-line excerpt of what an upstream said (an HTML error page, a command's stderr), at
+/// most `max` bytes, so messages and log lines stay readable.
 pub(crate) fn truncate(text: &str, max: usize) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.len() <= max {
-        return text.to_string();
+        return text;
     }
     let mut end = max;
     while !text.is_char_boundary(end) {
@@ -588,6 +591,15 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn excerpts_are_one_bounded_line() {
+        assert_eq!(
+            truncate("<html>\n  <h1>502</h1>\n</html>", 100),
+            "<html> <h1>502</h1> </html>"
+        );
+        assert_eq!(truncate("ééé", 3), "é…");
+    }
 
     fn jwt(claims: serde_json::Value) -> String {
         let enc = |v: &serde_json::Value| {
