@@ -616,3 +616,67 @@ async fn aws_cli_shows_a_clean_refusal_from_credential_process() {
     );
     assert_eq!(w.lab.stats().get_caller_identity_calls, 0);
 }
+
+/// A session policy goes to STS as is: a small one is accepted, one over STS's packed size
+/// limit is refused at once with STS's code.
+#[tokio::test(flavor = "multi_thread")]
+async fn session_policies_are_sent_and_oversized_ones_refused() {
+    let w = World::start().await;
+    let small = w.home.write_token(
+        "small-policy.json",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
+    );
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--policy",
+            small.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let statements: Vec<String> = (0..60)
+        .map(|i| format!(r#"{{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::bucket-number-{i}/*"}}"#))
+        .collect();
+    let big = w.home.write_token(
+        "big-policy.json",
+        &format!(
+            r#"{{"Version":"2012-10-17","Statement":[{}]}}"#,
+            statements.join(",")
+        ),
+    );
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--policy",
+            big.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("PackedPolicyTooLarge"), "{out}");
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
+}
+
+/// The generic `AWS_ENDPOINT_URL` is honoured when no STS-specific one is set, as in the SDKs.
+#[tokio::test(flavor = "multi_thread")]
+async fn generic_endpoint_url_is_honoured() {
+    let w = World::start().await;
+    let mut cmd = w
+        .home
+        .keyless(["aws", "credentials", "--role-arn", &w.role("gcp-deploy")]);
+    w.point_at_lab(&mut cmd, &[]);
+    cmd.env_remove("AWS_ENDPOINT_URL_STS")
+        .env("AWS_ENDPOINT_URL", w.lab.aws_sts_url());
+    let out = tokio::task::spawn_blocking(move || support::process::run(&mut cmd))
+        .await
+        .unwrap();
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 1);
+}

@@ -143,17 +143,19 @@ impl StsEndpoint {
             .map(|v| v.eq_ignore_ascii_case("true"))
             .unwrap_or(false);
         let env_url = |name: &str| {
-            if ignore_env {
-                None
-            } else {
-                std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-            }
+            std::env::var(name)
+                .ok()
+                .filter(|v| !ignore_env && !v.trim().is_empty())
         };
-        let signing_region = region.unwrap_or("us-east-1").to_string();
         let configured = explicit
             .map(str::to_string)
             .or_else(|| env_url("AWS_ENDPOINT_URL_STS"))
             .or_else(|| env_url("AWS_ENDPOINT_URL"));
+        Self::from_parts(configured, region)
+    }
+
+    /// The pure part of [`StsEndpoint::resolve`]: a configured URL wins, else the region's.
+    pub fn from_parts(configured: Option<String>, region: Option<&str>) -> Self {
         let url = match (configured, region) {
             (Some(url), _) => url,
             (None, Some(r)) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
@@ -162,7 +164,7 @@ impl StsEndpoint {
         };
         Self {
             url: url.trim_end_matches('/').to_string() + "/",
-            signing_region,
+            signing_region: region.unwrap_or("us-east-1").to_string(),
         }
     }
 }
@@ -808,10 +810,17 @@ mod tests {
     }
 
     #[test]
-    fn endpoint_prefers_explicit_then_region() {
-        let e = StsEndpoint::resolve(Some("http://127.0.0.1:5000"), Some("eu-west-1"));
+    fn endpoint_prefers_configured_then_region_then_global() {
+        let e = StsEndpoint::from_parts(Some("http://127.0.0.1:5000".into()), Some("eu-west-1"));
         assert_eq!(e.url, "http://127.0.0.1:5000/");
         assert_eq!(e.signing_region, "eu-west-1");
+        let e = StsEndpoint::from_parts(None, Some("eu-west-1"));
+        assert_eq!(e.url, "https://sts.eu-west-1.amazonaws.com/");
+        let e = StsEndpoint::from_parts(None, Some("cn-north-1"));
+        assert_eq!(e.url, "https://sts.cn-north-1.amazonaws.com.cn/");
+        let e = StsEndpoint::from_parts(None, None);
+        assert_eq!(e.url, "https://sts.amazonaws.com/");
+        assert_eq!(e.signing_region, "us-east-1");
     }
 
     #[test]
