@@ -28,6 +28,14 @@ impl AwsCredentials {
     }
 }
 
+/// A Google OAuth access token (federated, or a service account's) and when it stops working.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GoogleAccessToken {
+    pub access_token: Secret,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
 /// Formats an expiry as the SDKs parse it most reliably: `YYYY-MM-DDTHH:MM:SSZ`, UTC, no fraction.
 pub fn format_expiration(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);

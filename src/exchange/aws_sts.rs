@@ -7,13 +7,13 @@
 //! way), and a refusal by the trust policy fails at once with the claims AWS compared.
 
 use std::future::Future;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use backon::BackoffBuilder;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::credentials::AwsCredentials;
+pub use crate::exchange::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::source::google::{error_chain, truncate, IdToken, IdTokenClaims, SourceError};
 
@@ -330,27 +330,6 @@ impl StsFault {
     }
 }
 
-/// How hard to try before giving up on a transient failure.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-    /// No new attempt starts after this much time since the first.
-    pub deadline: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            first_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
-            deadline: Duration::from_secs(45),
-        }
-    }
-}
-
 /// Mints a token and trades it for credentials, retrying what is retryable and re-minting a
 /// rejected token once. `mint` is called for each token needed; `host` names this machine in
 /// derived session names.
@@ -367,12 +346,7 @@ where
     Fut: Future<Output = Result<IdToken, SourceError>>,
 {
     let started = Instant::now();
-    let mut delays = backon::ExponentialBuilder::default()
-        .with_min_delay(retry.first_delay)
-        .with_max_delay(retry.max_delay)
-        .with_jitter()
-        .with_max_times(retry.max_attempts.saturating_sub(1) as usize)
-        .build();
+    let mut delays = retry.delays();
     let mut attempts = 0u32;
     let mut reminted = false;
     let mut token: Option<IdToken> = None;

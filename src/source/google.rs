@@ -361,41 +361,98 @@ impl Impersonation {
             Some((path, adc)) => (adc.fetch_access_token(http, &path).await?, adc.describe()),
             None => self.metadata.fetch_access_token(http).await?,
         };
-        let url = format!(
-            "{}/v1/projects/-/serviceAccounts/{}:generateIdToken",
-            self.iamcredentials_url, self.service_account
-        );
-        let response = http
-            .post(&url)
-            .bearer_auth(access_token.expose())
-            .json(&serde_json::json!({ "audience": audience, "includeEmail": true }))
-            .send()
-            .await
-            .map_err(|e| SourceError::IamCredentialsUnreachable {
-                url: url.clone(),
-                cause: error_chain(&e),
-            })?;
-        let status = response.status().as_u16();
-        let body = response.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(SourceError::ImpersonationRefused {
+        let token = fetch_generated_id_token(
+            http,
+            &self.iamcredentials_url,
+            &access_token,
+            &self.service_account,
+            audience,
+            true,
+            &[],
+        )
+        .await
+        .map_err(|e| match e.status {
+            Some(status) => SourceError::ImpersonationRefused {
                 service_account: self.service_account.clone(),
                 caller,
                 status,
-                message: google_error_message(&body),
-            });
-        }
-        #[derive(Deserialize)]
-        struct GenerateIdTokenResponse {
-            token: Secret,
-        }
-        let parsed: GenerateIdTokenResponse =
-            serde_json::from_str(&body).map_err(|e| SourceError::NotAJwt {
-                origin: url.clone(),
-                reason: format!("unexpected answer: {e}"),
-            })?;
-        IdToken::parse(parsed.token, "IAM Credentials generateIdToken")
+                message: e.message,
+            },
+            None => SourceError::IamCredentialsUnreachable {
+                url: e.url,
+                cause: e.message,
+            },
+        })?;
+        IdToken::parse(token, "IAM Credentials generateIdToken")
     }
+}
+
+/// A failed IAM Credentials call: `status` is `None` when no answer came at all.
+#[derive(Debug)]
+pub struct IamCallError {
+    pub url: String,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// IAM Credentials names delegates as `projects/-/serviceAccounts/EMAIL`.
+pub fn delegate_resource_names(delegates: &[String]) -> Vec<String> {
+    delegates
+        .iter()
+        .map(|d| format!("projects/-/serviceAccounts/{d}"))
+        .collect()
+}
+
+/// IAM Credentials `generateIdToken` for `service_account`, authorised by `bearer`. Shared by the
+/// `impersonate:` token source and `keyless gcp id-token`.
+pub async fn fetch_generated_id_token(
+    http: &reqwest::Client,
+    iamcredentials_url: &str,
+    bearer: &Secret,
+    service_account: &str,
+    audience: &str,
+    include_email: bool,
+    delegates: &[String],
+) -> Result<Secret, IamCallError> {
+    let url = format!(
+        "{}/v1/projects/-/serviceAccounts/{service_account}:generateIdToken",
+        iamcredentials_url.trim_end_matches('/')
+    );
+    let mut body = serde_json::json!({ "audience": audience, "includeEmail": include_email });
+    if !delegates.is_empty() {
+        body["delegates"] = serde_json::json!(delegate_resource_names(delegates));
+    }
+    let response = http
+        .post(&url)
+        .bearer_auth(bearer.expose())
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| IamCallError {
+            url: url.clone(),
+            status: None,
+            message: error_chain(&e),
+        })?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    if status != 200 {
+        return Err(IamCallError {
+            url,
+            status: Some(status),
+            message: google_error_message(&text),
+        });
+    }
+    #[derive(Deserialize)]
+    struct GenerateIdTokenResponse {
+        token: Secret,
+    }
+    serde_json::from_str::<GenerateIdTokenResponse>(&text)
+        .map(|r| r.token)
+        .map_err(|e| IamCallError {
+            url,
+            status: Some(status),
+            message: format!("unexpected answer: {e}"),
+        })
 }
 
 /// An `authorized_user` Application Default Credentials file (a developer's laptop after
@@ -550,7 +607,7 @@ async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
 }
 
 /// Google APIs answer `{"error": {"message": ...}}`; OAuth answers `{"error_description": ...}`.
-fn google_error_message(body: &str) -> String {
+pub(crate) fn google_error_message(body: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let message = parsed.as_ref().and_then(|v| {
         v.pointer("/error/message")

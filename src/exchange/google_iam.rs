@@ -1,0 +1,185 @@
+//! IAM Credentials: a federated (or any) Google token becomes a service account's access token
+//! or ID token.
+//!
+//! Federation alone gives a principal that many Google APIs do not accept directly; impersonating
+//! a service account bound with `roles/iam.workloadIdentityUser` gives a token every API takes.
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::credentials::GoogleAccessToken;
+use crate::secret::Secret;
+use crate::source::google::{
+    delegate_resource_names, error_chain, fetch_generated_id_token, google_error_message,
+    IamCallError,
+};
+
+/// What to ask `generateAccessToken` for.
+#[derive(Clone, Debug)]
+pub struct Impersonation {
+    pub service_account: String,
+    pub scopes: Vec<String>,
+    /// Seconds; above 3600 needs the org policy
+    /// `constraints/iam.allowServiceAccountCredentialLifetimeExtension`.
+    pub lifetime: Option<u32>,
+    /// Intermediate service accounts of a delegation chain, in order.
+    pub delegates: Vec<String>,
+}
+
+/// What went wrong at IAM Credentials, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    /// IAM refused (missing binding, unknown account, lifetime policy).
+    #[error("IAM Credentials refused to {action} for {service_account} ({status}): {message}\n  hint: {hint}")]
+    Refused {
+        action: &'static str,
+        service_account: String,
+        status: u16,
+        message: String,
+        hint: String,
+    },
+    /// IAM Credentials could not be reached or kept failing.
+    #[error("IAM Credentials at {url} is unavailable: {cause}")]
+    Unavailable { url: String, cause: String },
+}
+
+impl IamError {
+    /// Retrying later may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } => true,
+            Self::Refused { status, .. } => *status >= 500 || *status == 429,
+        }
+    }
+
+    fn from_call(
+        action: &'static str,
+        service_account: &str,
+        principal: &str,
+        e: IamCallError,
+    ) -> Self {
+        match e.status {
+            None => Self::Unavailable {
+                url: e.url,
+                cause: e.message,
+            },
+            Some(status) => {
+                let hint = if e
+                    .message
+                    .contains("allowServiceAccountCredentialLifetimeExtension")
+                    || e.message.to_ascii_lowercase().contains("lifetime")
+                {
+                    "lifetimes above 3600 s need the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension to list this service account; or ask for --lifetime 3600".to_string()
+                } else {
+                    format!(
+                        "{principal} needs roles/iam.workloadIdentityUser (federated principals) or roles/iam.serviceAccountTokenCreator on {service_account}; for a pool, bind principalSet://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/attribute.aws_role/ROLE_ARN"
+                    )
+                };
+                Self::Refused {
+                    action,
+                    service_account: service_account.to_string(),
+                    status,
+                    message: e.message,
+                    hint,
+                }
+            }
+        }
+    }
+}
+
+/// `generateAccessToken` for the service account, authorised by `bearer` (e.g. the federated
+/// token). `principal` names the caller in a refusal.
+pub async fn generate_access_token(
+    http: &reqwest::Client,
+    iamcredentials_url: &str,
+    bearer: &Secret,
+    request: &Impersonation,
+    principal: &str,
+) -> Result<GoogleAccessToken, IamError> {
+    let url = format!(
+        "{}/v1/projects/-/serviceAccounts/{}:generateAccessToken",
+        iamcredentials_url.trim_end_matches('/'),
+        request.service_account
+    );
+    let mut body = serde_json::json!({ "scope": request.scopes });
+    if let Some(lifetime) = request.lifetime {
+        body["lifetime"] = serde_json::json!(format!("{lifetime}s"));
+    }
+    if !request.delegates.is_empty() {
+        body["delegates"] = serde_json::json!(delegate_resource_names(&request.delegates));
+    }
+    let call_error = |status, message| IamCallError {
+        url: url.clone(),
+        status,
+        message,
+    };
+    let from_call = |e| {
+        IamError::from_call(
+            "mint an access token",
+            &request.service_account,
+            principal,
+            e,
+        )
+    };
+    let response = http
+        .post(&url)
+        .bearer_auth(bearer.expose())
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| from_call(call_error(None, error_chain(&e))))?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    if status != 200 {
+        return Err(from_call(call_error(
+            Some(status),
+            google_error_message(&text),
+        )));
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer {
+        access_token: Secret,
+        expire_time: String,
+    }
+    let answer: Answer = serde_json::from_str(&text)
+        .map_err(|e| from_call(call_error(Some(status), format!("unexpected answer: {e}"))))?;
+    let expires_at = OffsetDateTime::parse(
+        &answer.expire_time,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|e| {
+        from_call(call_error(
+            Some(status),
+            format!("unreadable expireTime: {e}"),
+        ))
+    })?;
+    Ok(GoogleAccessToken {
+        access_token: answer.access_token,
+        expires_at,
+    })
+}
+
+/// `generateIdToken` for the service account (the same call the `impersonate:` token source
+/// makes), authorised by `bearer`.
+pub async fn generate_id_token(
+    http: &reqwest::Client,
+    iamcredentials_url: &str,
+    bearer: &Secret,
+    service_account: &str,
+    audience: &str,
+    delegates: &[String],
+    principal: &str,
+) -> Result<Secret, IamError> {
+    fetch_generated_id_token(
+        http,
+        iamcredentials_url,
+        bearer,
+        service_account,
+        audience,
+        true,
+        delegates,
+    )
+    .await
+    .map_err(|e| IamError::from_call("mint an ID token", service_account, principal, e))
+}

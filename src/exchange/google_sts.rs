@@ -1,0 +1,394 @@
+//! Google STS: AWS credentials become a federated Google access token.
+//!
+//! The AWS identity is proven the way Google's own libraries prove it: a SigV4-signed
+//! `GetCallerIdentity` request that Google STS replays against AWS. We sign the
+//! `x-goog-cloud-target-resource` header (as the Go and Rust libraries do; google-auth-python
+//! adds it after signing) so the request cannot be replayed against another pool, and serialise
+//! the request exactly as google-auth-python does (sorted keys, `urllib.parse.quote`), so the
+//! bytes can be compared with the reference library's.
+
+use std::time::SystemTime;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::credentials::{AwsCredentials, GoogleAccessToken};
+use crate::exchange::aws_sts::{sign_request, ExchangeError};
+use crate::exchange::retry::RetryPolicy;
+use crate::secret::Secret;
+use crate::source::google::{error_chain, truncate};
+
+/// Where Google STS lives when no flag or config says otherwise.
+pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
+/// The subject token type of a signed GetCallerIdentity request.
+pub const AWS_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
+/// RFC 8693 token exchange.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// We ask for an OAuth access token.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// The scope most Google APIs accept; the default for `--scopes`.
+pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// The header that binds the signed request to one workload identity provider.
+pub const TARGET_RESOURCE_HEADER: &str = "x-goog-cloud-target-resource";
+
+/// What Python's `urllib.parse.quote` leaves alone: letters, digits, `_.-~` and `/`.
+const PYTHON_QUOTE_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'-')
+    .remove(b'~')
+    .remove(b'/');
+
+/// The URL Google STS replays: GetCallerIdentity at the caller's regional AWS STS endpoint.
+/// It always names the real AWS host (Google calls AWS, not us), whatever endpoint overrides
+/// the local tools use.
+pub fn regional_verification_url(region: &str) -> String {
+    let domain = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://sts.{region}.{domain}?Action=GetCallerIdentity&Version=2011-06-15")
+}
+
+/// A serialised, signed GetCallerIdentity request: proof of an AWS identity for Google STS.
+#[derive(Clone, Debug)]
+pub struct SubjectToken(Secret);
+
+impl SubjectToken {
+    /// The URL-encoded JSON, as sent in the `subject_token` form field.
+    pub fn secret(&self) -> &Secret {
+        &self.0
+    }
+}
+
+/// Signs GetCallerIdentity for `region` with `credentials` at `time`, bound to `audience`, and
+/// serialises it as `{"headers":[{"key","value"}...],"method":"POST","url":...}`.
+pub fn build_subject_token(
+    credentials: &AwsCredentials,
+    region: &str,
+    audience: &str,
+    time: SystemTime,
+) -> Result<SubjectToken, ExchangeError> {
+    let url = regional_verification_url(region);
+    let signed = sign_request(
+        "POST",
+        &url,
+        &[(TARGET_RESOURCE_HEADER, audience)],
+        b"",
+        credentials,
+        region,
+        "sts",
+        time,
+    )?;
+    let host = url
+        .trim_start_matches("https://")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut headers: Vec<(String, String)> = signed
+        .iter()
+        .map(|(name, value)| {
+            let key = if name.eq_ignore_ascii_case("authorization") {
+                "Authorization".to_string()
+            } else {
+                name.to_ascii_lowercase()
+            };
+            (key, value.expose().to_string())
+        })
+        .collect();
+    headers.push(("host".into(), host));
+    headers.push((TARGET_RESOURCE_HEADER.into(), audience.to_string()));
+    // Python's sorted(): byte order, so "Authorization" comes before the lower-case names.
+    headers.sort();
+    let headers: Vec<serde_json::Value> = headers
+        .into_iter()
+        .map(|(key, value)| serde_json::json!({ "key": key, "value": value }))
+        .collect();
+    // Keys in sorted order, as json.dumps(sort_keys=True) writes them.
+    let json = format!(
+        "{{\"headers\":{},\"method\":\"POST\",\"url\":{}}}",
+        serde_json::Value::Array(headers),
+        serde_json::Value::String(url)
+    );
+    Ok(SubjectToken(Secret::new(
+        utf8_percent_encode(&json, PYTHON_QUOTE_SAFE).to_string(),
+    )))
+}
+
+/// What Google STS is asked for.
+#[derive(Clone, Debug)]
+pub struct TokenExchange {
+    /// `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/X`.
+    pub audience: String,
+    pub scopes: Vec<String>,
+    pub subject_token: SubjectToken,
+}
+
+impl TokenExchange {
+    /// The form google-auth sends, field for field (empty fields left out, as it does).
+    pub fn form(&self) -> Vec<(&'static str, String)> {
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE_GRANT.to_string()),
+            ("audience", self.audience.clone()),
+            ("scope", self.scopes.join(" ")),
+            ("requested_token_type", ACCESS_TOKEN_TYPE.to_string()),
+            (
+                "subject_token",
+                self.subject_token.secret().expose().to_string(),
+            ),
+            ("subject_token_type", AWS_SUBJECT_TOKEN_TYPE.to_string()),
+        ];
+        form.retain(|(_, v)| !v.is_empty());
+        form
+    }
+}
+
+/// What went wrong at Google STS, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum GoogleStsError {
+    /// Google refused the AWS identity (attribute condition, provider, account).
+    #[error("Google STS refused the AWS identity {principal} for {audience} ({code}: {description})\n  hint: the usual causes are the provider's attribute condition (it must admit this ARN; assumed roles appear without the session name as attribute.aws_role), the provider's AWS account id, or a subject token signed for another region or audience")]
+    Refused {
+        audience: String,
+        principal: String,
+        code: String,
+        description: String,
+    },
+
+    /// The pool or provider in the audience does not exist (or is disabled).
+    #[error("Google STS does not know the audience {audience} ({code}: {description})\n  hint: the audience is //iam.googleapis.com/projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER, with the project *number*")]
+    UnknownAudience {
+        audience: String,
+        code: String,
+        description: String,
+    },
+
+    /// Google STS kept failing in a way that may pass.
+    #[error("Google STS at {url} is unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        url: String,
+        attempts: u32,
+        last: String,
+    },
+
+    /// Google STS answered something we cannot read.
+    #[error("Google STS at {url} answered {status} with something unexpected: {detail}")]
+    UnexpectedAnswer {
+        url: String,
+        status: u16,
+        detail: String,
+    },
+}
+
+impl GoogleStsError {
+    /// Retrying later may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// The other cloud refused the identity.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused { .. } | Self::UnknownAudience { .. })
+    }
+}
+
+/// One failed attempt, before the retry loop decides.
+enum StsAttempt {
+    Transient(String),
+    Final(GoogleStsError),
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Secret,
+    #[serde(default)]
+    expires_in: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct OAuthError {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// Exchanges the subject token at `token_url`, retrying what may pass. `principal` names the
+/// AWS identity in a refusal (the caller may look it up; pass what is known).
+pub async fn exchange_subject_token(
+    http: &reqwest::Client,
+    token_url: &str,
+    request: &TokenExchange,
+    principal: &str,
+    retry: &RetryPolicy,
+) -> Result<GoogleAccessToken, GoogleStsError> {
+    let form = request.form();
+    let outcome = retry
+        .run(
+            || post_exchange(http, token_url, &form, request, principal),
+            |e| matches!(e, StsAttempt::Transient(_)),
+        )
+        .await;
+    outcome.map_err(|(error, attempts)| match error {
+        StsAttempt::Final(e) => e,
+        StsAttempt::Transient(last) => GoogleStsError::Unavailable {
+            url: token_url.to_string(),
+            attempts,
+            last,
+        },
+    })
+}
+
+async fn post_exchange(
+    http: &reqwest::Client,
+    token_url: &str,
+    form: &[(&'static str, String)],
+    request: &TokenExchange,
+    principal: &str,
+) -> Result<GoogleAccessToken, StsAttempt> {
+    let response = http
+        .post(token_url)
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| StsAttempt::Transient(error_chain(&e)))?;
+    let status = response.status().as_u16();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| StsAttempt::Transient(error_chain(&e)))?;
+    if status == 200 {
+        let parsed: TokenResponse = serde_json::from_str(&body).map_err(|e| {
+            StsAttempt::Final(GoogleStsError::UnexpectedAnswer {
+                url: token_url.to_string(),
+                status,
+                detail: format!("no access token in the answer: {e}"),
+            })
+        })?;
+        let lifetime = parsed.expires_in.unwrap_or(3600);
+        return Ok(GoogleAccessToken {
+            access_token: parsed.access_token,
+            expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(lifetime),
+        });
+    }
+    if status >= 500 || status == 429 {
+        return Err(StsAttempt::Transient(format!(
+            "HTTP {status}: {}",
+            truncate(&body, 200)
+        )));
+    }
+    let Ok(oauth) = serde_json::from_str::<OAuthError>(&body) else {
+        return Err(StsAttempt::Final(GoogleStsError::UnexpectedAnswer {
+            url: token_url.to_string(),
+            status,
+            detail: truncate(&body, 300),
+        }));
+    };
+    Err(StsAttempt::Final(match oauth.error.as_str() {
+        "invalid_target" => GoogleStsError::UnknownAudience {
+            audience: request.audience.clone(),
+            code: oauth.error,
+            description: oauth.error_description,
+        },
+        _ => GoogleStsError::Refused {
+            audience: request.audience.clone(),
+            principal: principal.to_string(),
+            code: oauth.error,
+            description: oauth.error_description,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const TOKEN: &str = "AQoEXAMPLEH4aoAH0gNCAPyJxz4BlCFFxWNE1OPTgk5TthT+FvwqnKwRcOIfrRh3c/LTo6UDdyJwOOvEVPvLXCrrrUtdnniCEXAMPLE/IvU1dYUg2RVAJBanLiHb4IgRmpRV3zrkuWJOgQs8IZZaIv2BXIa2R4OlgkBN9bkUDNCJiBeb/AXlzBBko7b15fjrBs2+cTQtpZ3CYWFXG8C5zqx37wnOE49mRl/+OtkIKGO7fAE";
+
+    fn credentials() -> AwsCredentials {
+        AwsCredentials {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            session_token: Some(Secret::new(TOKEN)),
+            expiration: None,
+        }
+    }
+
+    fn frozen() -> SystemTime {
+        // 2020-08-11T06:55:22Z, the time of google-auth's fixtures.
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_597_128_922)
+    }
+
+    #[test]
+    fn verification_url_names_the_regional_aws_host() {
+        assert_eq!(
+            regional_verification_url("us-east-2"),
+            "https://sts.us-east-2.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+        );
+        assert!(regional_verification_url("cn-north-1").contains("amazonaws.com.cn"));
+    }
+
+    #[test]
+    fn subject_token_has_google_auth_shape_and_signs_the_target_resource() {
+        let audience = "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/POOL_ID/providers/PROVIDER_ID";
+        let token = build_subject_token(&credentials(), "us-east-2", audience, frozen()).unwrap();
+        let encoded = token.secret().expose();
+        assert!(!encoded.contains('{') && !encoded.contains(' '));
+        let json = percent_encoding::percent_decode_str(encoded)
+            .decode_utf8()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(
+            json.starts_with("{\"headers\":[{\"key\":\"Authorization\""),
+            "{json}"
+        );
+        assert_eq!(doc["method"], "POST");
+        let keys: Vec<&str> = doc["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "Authorization",
+                "host",
+                "x-amz-date",
+                "x-amz-security-token",
+                "x-goog-cloud-target-resource"
+            ]
+        );
+        let auth = doc["headers"][0]["value"].as_str().unwrap();
+        assert!(
+            auth.contains(
+                "SignedHeaders=host;x-amz-date;x-amz-security-token;x-goog-cloud-target-resource,"
+            ),
+            "{auth}"
+        );
+        assert!(auth.starts_with(
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20200811/us-east-2/sts/aws4_request"
+        ));
+    }
+
+    #[test]
+    fn form_matches_google_auth_fields() {
+        let exchange = TokenExchange {
+            audience: "//aud".into(),
+            scopes: vec![CLOUD_PLATFORM_SCOPE.into(), "x".into()],
+            subject_token: SubjectToken(Secret::new("tok")),
+        };
+        let form = exchange.form();
+        let get = |k: &str| form.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("grant_type"), Some(TOKEN_EXCHANGE_GRANT));
+        assert_eq!(
+            get("scope"),
+            Some("https://www.googleapis.com/auth/cloud-platform x")
+        );
+        assert_eq!(get("subject_token_type"), Some(AWS_SUBJECT_TOKEN_TYPE));
+        assert_eq!(get("requested_token_type"), Some(ACCESS_TOKEN_TYPE));
+    }
+}
