@@ -1,5 +1,6 @@
 //! Getting a credential that is fresh enough: from the cache while it has life left, else from
-//! the exchange.
+//! the exchange; and the AWS → GCP flow's steps in order (AWS identity, subject token, Google
+//! STS, optional impersonation).
 //!
 //! A profile is everything that determines *which* credential we want (role, audience, token
 //! source, session options, endpoint); the same profile always maps to the same cache entry, so
@@ -8,9 +9,19 @@
 use time::OffsetDateTime;
 
 use crate::cache::{CacheError, CredentialCache};
+use crate::credentials::GoogleAccessToken;
 use crate::exchange::aws_sts::{
-    exchange_web_identity, AssumedRole, ExchangeError, RetryPolicy, StsEndpoint, WebIdentityRequest,
+    exchange_web_identity, fetch_caller_identity, AssumedRole, ExchangeError, RetryPolicy,
+    StsEndpoint, WebIdentityRequest,
 };
+use crate::exchange::google_iam::{
+    generate_access_token, generate_id_token, IamError, Impersonation,
+};
+use crate::exchange::google_sts::{
+    build_subject_token, exchange_subject_token, GoogleStsError, SubjectToken, TokenExchange,
+};
+use crate::secret::Secret;
+use crate::source::aws::{AwsIdentitySource, AwsSourceError};
 use crate::source::google::GoogleTokenSource;
 
 /// Everything that decides which AWS credential a Google identity is traded for.
@@ -91,4 +102,191 @@ impl AwsRoleProfile {
 
 fn report_cache_error(error: &CacheError) {
     tracing::warn!("{error}");
+}
+
+/// Everything that decides which Google token an AWS identity is traded for.
+#[derive(Clone, Debug)]
+pub struct GcpTokenProfile {
+    pub aws: AwsIdentitySource,
+    /// The workload identity provider, `//iam.googleapis.com/projects/N/.../providers/X`.
+    pub audience: String,
+    pub scopes: Vec<String>,
+    pub token_url: String,
+    pub iamcredentials_url: String,
+    /// `None`: the federated token itself (direct resource access).
+    pub impersonation: Option<Impersonation>,
+    pub retry: RetryPolicy,
+}
+
+/// A Google token and who it stands for.
+#[derive(Clone, Debug)]
+pub struct GcpToken {
+    pub token: GoogleAccessToken,
+    /// The service account impersonated, if any.
+    pub service_account: Option<String>,
+}
+
+/// Which step of the AWS → GCP flow failed; each variant's message says why and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum GcpFlowError {
+    /// No AWS identity could be found.
+    #[error("finding the AWS identity: {0}")]
+    AwsSource(#[from] AwsSourceError),
+    /// The subject token could not be signed.
+    #[error("signing the subject token: {0}")]
+    Signing(#[from] ExchangeError),
+    /// Google STS refused or failed.
+    #[error("exchanging at Google STS: {0}")]
+    GoogleSts(#[from] GoogleStsError),
+    /// IAM Credentials refused or failed.
+    #[error("impersonating the service account: {0}")]
+    Iam(#[from] IamError),
+    /// An ID token needs a service account to be minted for.
+    #[error("an ID token needs --service-account (a federated principal cannot have one)")]
+    NeedsServiceAccount,
+}
+
+impl GcpFlowError {
+    /// Retrying later may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::AwsSource(e) => e.is_transient(),
+            Self::GoogleSts(e) => e.is_transient(),
+            Self::Iam(e) => e.is_transient(),
+            Self::Signing(_) | Self::NeedsServiceAccount => false,
+        }
+    }
+
+    /// The other cloud refused the identity.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::GoogleSts(e) => e.is_refusal(),
+            Self::Iam(IamError::Refused { status, .. }) => *status < 500 && *status != 429,
+            _ => false,
+        }
+    }
+}
+
+impl GcpTokenProfile {
+    /// The signed GetCallerIdentity request, serialised: proof of the AWS identity.
+    pub async fn subject_token(&self) -> Result<SubjectToken, GcpFlowError> {
+        let credentials = self.aws.fetch_credentials().await?;
+        Ok(build_subject_token(
+            &credentials,
+            self.aws.region(),
+            &self.audience,
+            std::time::SystemTime::now(),
+        )?)
+    }
+
+    /// The federated token: the AWS identity as a principal of the pool.
+    pub async fn fetch_federated(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<GoogleAccessToken, GcpFlowError> {
+        let credentials = self.aws.fetch_credentials().await?;
+        let subject_token = build_subject_token(
+            &credentials,
+            self.aws.region(),
+            &self.audience,
+            std::time::SystemTime::now(),
+        )?;
+        let exchange = TokenExchange {
+            audience: self.audience.clone(),
+            scopes: self.scopes.clone(),
+            subject_token,
+        };
+        let described = self.aws.describe();
+        match exchange_subject_token(http, &self.token_url, &exchange, &described, &self.retry)
+            .await
+        {
+            Err(GoogleStsError::Refused {
+                audience,
+                code,
+                description,
+                ..
+            }) => {
+                // Name the ARN Google saw: that is what the attribute condition was tested on.
+                let principal = self
+                    .caller_arn(http, &credentials)
+                    .await
+                    .unwrap_or(described);
+                Err(GoogleStsError::Refused {
+                    audience,
+                    principal,
+                    code,
+                    description,
+                }
+                .into())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The federated token, then the service account's token when impersonation is asked for.
+    pub async fn fetch(&self, http: &reqwest::Client) -> Result<GcpToken, GcpFlowError> {
+        let federated = self.fetch_federated(http).await?;
+        let Some(impersonation) = &self.impersonation else {
+            return Ok(GcpToken {
+                token: federated,
+                service_account: None,
+            });
+        };
+        let token = self
+            .retry
+            .run(
+                || {
+                    generate_access_token(
+                        http,
+                        &self.iamcredentials_url,
+                        &federated.access_token,
+                        impersonation,
+                        "the federated AWS identity",
+                    )
+                },
+                IamError::is_transient,
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok(GcpToken {
+            token,
+            service_account: Some(impersonation.service_account.clone()),
+        })
+    }
+
+    /// An ID token for `target_audience`, minted for the impersonated service account.
+    pub async fn fetch_id_token(
+        &self,
+        http: &reqwest::Client,
+        target_audience: &str,
+    ) -> Result<Secret, GcpFlowError> {
+        let impersonation = self
+            .impersonation
+            .as_ref()
+            .ok_or(GcpFlowError::NeedsServiceAccount)?;
+        let federated = self.fetch_federated(http).await?;
+        Ok(generate_id_token(
+            http,
+            &self.iamcredentials_url,
+            &federated.access_token,
+            &impersonation.service_account,
+            target_audience,
+            &impersonation.delegates,
+            "the federated AWS identity",
+        )
+        .await?)
+    }
+
+    /// The ARN these credentials sign as (GetCallerIdentity at the region's STS endpoint).
+    pub async fn caller_arn(
+        &self,
+        http: &reqwest::Client,
+        credentials: &crate::credentials::AwsCredentials,
+    ) -> Option<String> {
+        let endpoint = StsEndpoint::resolve(None, Some(self.aws.region()));
+        fetch_caller_identity(http, &endpoint, credentials)
+            .await
+            .ok()
+            .map(|identity| identity.arn)
+    }
 }

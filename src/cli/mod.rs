@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod demo;
+pub mod gcp;
 pub mod lab;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -42,6 +43,9 @@ pub enum Command {
     /// GCP → AWS: trade a Google identity for AWS credentials.
     #[command(subcommand)]
     Aws(Box<aws::AwsCommand>),
+    /// AWS → GCP: trade an AWS identity for Google tokens (workload identity federation).
+    #[command(subcommand)]
+    Gcp(Box<gcp::GcpCommand>),
     /// Run the offline lab (Google metadata, IAM Credentials and AWS STS emulations) until Ctrl-C.
     Lab(lab::LabArgs),
     /// Walk through the GCP → AWS flow against the built-in lab, step by step.
@@ -64,6 +68,7 @@ pub mod exit_code {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Aws(cmd) => aws::run(*cmd).await,
+        Command::Gcp(cmd) => gcp::run(*cmd).await,
         Command::Lab(args) => lab::run(args).await,
         Command::Demo(args) => demo::run(args).await,
     }
@@ -88,6 +93,21 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if let Some(e) = cause.downcast_ref::<SourceError>() {
             return source_exit_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<crate::refresh::GcpFlowError>() {
+            return match e {
+                _ if e.is_refusal() => exit_code::REFUSED,
+                _ if e.is_transient() => exit_code::UNAVAILABLE,
+                crate::refresh::GcpFlowError::NeedsServiceAccount => exit_code::USAGE,
+                _ => exit_code::FAILURE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<crate::source::aws::AwsSourceError>() {
+            return if e.is_transient() {
+                exit_code::UNAVAILABLE
+            } else {
+                exit_code::FAILURE
+            };
         }
     }
     exit_code::FAILURE

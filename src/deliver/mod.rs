@@ -3,3 +3,4 @@
 pub mod aws_files;
 pub mod credential_process;
 pub mod env;
+pub mod external_account;

@@ -113,9 +113,12 @@ pub fn build_subject_token(
         serde_json::Value::Array(headers),
         serde_json::Value::String(url)
     );
-    Ok(SubjectToken(Secret::new(
-        utf8_percent_encode(&json, PYTHON_QUOTE_SAFE).to_string(),
-    )))
+    Ok(SubjectToken(Secret::new(quote_like_python(&json))))
+}
+
+/// Percent-encodes as Python's `urllib.parse.quote` does (the reference libraries' encoding).
+pub fn quote_like_python(text: &str) -> String {
+    utf8_percent_encode(text, PYTHON_QUOTE_SAFE).to_string()
 }
 
 /// What Google STS is asked for.

@@ -1,0 +1,326 @@
+//! `keyless gcp ...`: AWS → GCP. The workload's AWS identity becomes Google access tokens, ID
+//! tokens, a child's environment, or an `external_account` file for the Google SDKs.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+
+use crate::credentials::format_expiration;
+use crate::deliver::env;
+use crate::deliver::external_account::{
+    external_account_config, normalize_audience, ExternalAccountOptions,
+};
+use crate::exchange::google_iam::Impersonation;
+use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
+use crate::exchange::retry::RetryPolicy;
+use crate::refresh::{GcpToken, GcpTokenProfile};
+use crate::source::aws::{AwsIdentitySource, AwsSourceOptions};
+use crate::source::google::DEFAULT_IAMCREDENTIALS_URL;
+
+/// The `gcp` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GcpCommand {
+    /// Print a Google access token for this AWS identity (like `gcloud auth print-access-token`).
+    #[command(
+        after_help = "Example:\n  keyless gcp token --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws \\\n                    --service-account deployer@my-project.iam.gserviceaccount.com"
+    )]
+    Token(TokenArgs),
+    /// Print a Google ID token for the service account (IAM Credentials generateIdToken).
+    IdToken(IdTokenArgs),
+    /// Run a command with the access token in CLOUDSDK_AUTH_ACCESS_TOKEN and GOOGLE_OAUTH_ACCESS_TOKEN.
+    Exec(GcpExecArgs),
+    /// Write an external_account credential configuration (what `gcloud iam workload-identity-pools create-cred-config --aws` writes).
+    Config(ConfigArgs),
+    /// Print the serialised, signed GetCallerIdentity request that proves the AWS identity.
+    SubjectToken(SubjectTokenArgs),
+}
+
+/// The provider and the Google endpoints; shared by every `gcp` command.
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    /// The workload identity provider: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER.
+    #[arg(long, env = "KEYLESS_AUDIENCE")]
+    pub audience: String,
+
+    /// Google STS token endpoint.
+    #[arg(long, env = "KEYLESS_TOKEN_URL", default_value = DEFAULT_TOKEN_URL)]
+    pub token_url: String,
+
+    /// IAM Credentials base URL.
+    #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL", default_value = DEFAULT_IAMCREDENTIALS_URL)]
+    pub iamcredentials_url: String,
+}
+
+/// Where the AWS identity comes from.
+#[derive(Debug, Args)]
+pub struct AwsSourceArgs {
+    /// The AWS shared-config profile (default: AWS_PROFILE, else the SDK default chain).
+    #[arg(long, env = "KEYLESS_AWS_PROFILE")]
+    pub aws_profile: Option<String>,
+
+    /// The AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile, instance metadata).
+    #[arg(long, env = "KEYLESS_AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// Assume this AWS role first and federate as it.
+    #[arg(long, env = "KEYLESS_ASSUME_ROLE")]
+    pub assume_role: Option<String>,
+}
+
+/// What token to ask for.
+#[derive(Debug, Args)]
+pub struct TokenRequestArgs {
+    #[command(flatten)]
+    pub provider: ProviderArgs,
+
+    #[command(flatten)]
+    pub aws: AwsSourceArgs,
+
+    /// Impersonate this service account (without it: the federated token itself).
+    #[arg(long, env = "KEYLESS_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+
+    /// OAuth scopes, comma-separated.
+    #[arg(long, env = "KEYLESS_SCOPES", value_delimiter = ',', default_value = CLOUD_PLATFORM_SCOPE)]
+    pub scopes: Vec<String>,
+
+    /// The service account token's lifetime in seconds (above 3600 needs the org policy
+    /// constraints/iam.allowServiceAccountCredentialLifetimeExtension).
+    #[arg(long, env = "KEYLESS_LIFETIME", value_parser = clap::value_parser!(u32).range(1..=43200))]
+    pub lifetime: Option<u32>,
+
+    /// Delegation chain of service accounts, comma-separated, in order.
+    #[arg(long, env = "KEYLESS_DELEGATES", value_delimiter = ',')]
+    pub delegates: Vec<String>,
+}
+
+/// How `gcp token` prints.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum TokenFormat {
+    /// The access token alone.
+    Token,
+    /// Token, expiry, the AWS identity and federated principal, the service account.
+    Json,
+    /// `export CLOUDSDK_AUTH_ACCESS_TOKEN=... GOOGLE_OAUTH_ACCESS_TOKEN=...` lines.
+    Env,
+}
+
+/// `keyless gcp token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub request: TokenRequestArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, env = "KEYLESS_FORMAT", default_value_t = TokenFormat::Token)]
+    pub format: TokenFormat,
+}
+
+/// `keyless gcp id-token`.
+#[derive(Debug, Args)]
+pub struct IdTokenArgs {
+    #[command(flatten)]
+    pub request: TokenRequestArgs,
+
+    /// The `aud` of the ID token (e.g. a Cloud Run URL).
+    #[arg(long, env = "KEYLESS_TARGET_AUDIENCE")]
+    pub target_audience: String,
+}
+
+/// `keyless gcp exec`.
+#[derive(Debug, Args)]
+pub struct GcpExecArgs {
+    #[command(flatten)]
+    pub request: TokenRequestArgs,
+
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// `keyless gcp config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub provider: ProviderArgs,
+
+    /// The service account the SDKs impersonate.
+    #[arg(long, env = "KEYLESS_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+
+    /// `service_account_impersonation.token_lifetime_seconds`.
+    #[arg(long, env = "KEYLESS_LIFETIME", value_parser = clap::value_parser!(u32).range(600..=43200))]
+    pub lifetime: Option<u32>,
+
+    /// Have the SDKs use an IMDSv2 session token on EC2.
+    #[arg(long, env = "KEYLESS_ENABLE_IMDSV2")]
+    pub enable_imdsv2: bool,
+
+    /// Write here (0600, atomically) instead of standard output.
+    #[arg(long, env = "KEYLESS_OUTPUT")]
+    pub output: Option<PathBuf>,
+}
+
+/// `keyless gcp subject-token`.
+#[derive(Debug, Args)]
+pub struct SubjectTokenArgs {
+    /// The workload identity provider the token is bound to.
+    #[arg(long, env = "KEYLESS_AUDIENCE")]
+    pub audience: String,
+
+    #[command(flatten)]
+    pub aws: AwsSourceArgs,
+}
+
+/// Runs a `gcp` subcommand.
+pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
+    let http = crate::http_client::build().context("could not start the HTTP client")?;
+    match command {
+        GcpCommand::Token(args) => {
+            let profile = profile_from_args(&args.request).await?;
+            let token = profile.fetch(&http).await?;
+            let text = match args.format {
+                TokenFormat::Token => format!("{}\n", token.token.access_token.expose()),
+                TokenFormat::Env => env::export_lines(&google_env_vars(&token)),
+                TokenFormat::Json => {
+                    let credentials = profile.aws.fetch_credentials().await?;
+                    let arn = profile.caller_arn(&http, &credentials).await;
+                    serde_json::to_string_pretty(&token_json(&token, &profile, arn.as_deref()))?
+                        + "\n"
+                }
+            };
+            write_stdout(&text)?;
+            Ok(0)
+        }
+        GcpCommand::IdToken(args) => {
+            let profile = profile_from_args(&args.request).await?;
+            let token = profile.fetch_id_token(&http, &args.target_audience).await?;
+            write_stdout(&format!("{}\n", token.expose()))?;
+            Ok(0)
+        }
+        GcpCommand::Exec(args) => {
+            let profile = profile_from_args(&args.request).await?;
+            let token = profile.fetch(&http).await?;
+            Ok(env::exec_with_env(&args.command, &google_env_vars(&token))?)
+        }
+        GcpCommand::Config(args) => {
+            let config = external_account_config(&ExternalAccountOptions {
+                audience: args.provider.audience.clone(),
+                service_account: args.service_account.clone(),
+                token_lifetime_seconds: args.lifetime,
+                enable_imdsv2: args.enable_imdsv2,
+                token_url: Some(args.provider.token_url.clone()),
+                iamcredentials_url: Some(args.provider.iamcredentials_url.clone()),
+            });
+            let text = serde_json::to_string_pretty(&config)? + "\n";
+            match &args.output {
+                Some(path) => {
+                    crate::private_file::write_private_file_atomically(path, text.as_bytes())
+                        .with_context(|| format!("could not write {}", path.display()))?;
+                    eprintln!(
+                        "wrote the external_account configuration to {}",
+                        path.display()
+                    );
+                    eprintln!(
+                        "  use it with: export GOOGLE_APPLICATION_CREDENTIALS={}",
+                        path.display()
+                    );
+                }
+                None => write_stdout(&text)?,
+            }
+            Ok(0)
+        }
+        GcpCommand::SubjectToken(args) => {
+            let aws = aws_source(&args.aws).await?;
+            let credentials = aws.fetch_credentials().await?;
+            let token = crate::exchange::google_sts::build_subject_token(
+                &credentials,
+                aws.region(),
+                &normalize_audience(&args.audience),
+                std::time::SystemTime::now(),
+            )?;
+            write_stdout(&format!("{}\n", token.secret().expose()))?;
+            Ok(0)
+        }
+    }
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .context("could not write to stdout")
+}
+
+async fn aws_source(args: &AwsSourceArgs) -> anyhow::Result<AwsIdentitySource> {
+    Ok(AwsIdentitySource::resolve(AwsSourceOptions {
+        profile: args.aws_profile.clone(),
+        region: args.aws_region.clone(),
+        assume_role: args.assume_role.clone(),
+        assume_role_session_name: None,
+    })
+    .await?)
+}
+
+/// Turns flags into a [`GcpTokenProfile`].
+pub async fn profile_from_args(args: &TokenRequestArgs) -> anyhow::Result<GcpTokenProfile> {
+    anyhow::ensure!(
+        args.service_account.is_some() || (args.lifetime.is_none() && args.delegates.is_empty()),
+        "--lifetime and --delegates apply to service account impersonation: add --service-account"
+    );
+    Ok(GcpTokenProfile {
+        aws: aws_source(&args.aws).await?,
+        audience: normalize_audience(&args.provider.audience),
+        scopes: args.scopes.clone(),
+        token_url: args.provider.token_url.clone(),
+        iamcredentials_url: args.provider.iamcredentials_url.clone(),
+        impersonation: args.service_account.as_ref().map(|sa| Impersonation {
+            service_account: sa.clone(),
+            scopes: args.scopes.clone(),
+            lifetime: args.lifetime,
+            delegates: args.delegates.clone(),
+        }),
+        retry: RetryPolicy::default(),
+    })
+}
+
+/// The variables gcloud and the Google SDKs read an access token from.
+pub fn google_env_vars(token: &GcpToken) -> Vec<(String, String)> {
+    let value = token.token.access_token.expose().to_string();
+    vec![
+        ("CLOUDSDK_AUTH_ACCESS_TOKEN".into(), value.clone()),
+        ("GOOGLE_OAUTH_ACCESS_TOKEN".into(), value),
+    ]
+}
+
+fn token_json(
+    token: &GcpToken,
+    profile: &GcpTokenProfile,
+    aws_arn: Option<&str>,
+) -> serde_json::Value {
+    let expires_in = (token.token.expires_at - OffsetDateTime::now_utc())
+        .whole_seconds()
+        .max(0);
+    // With the AWS provider's default mapping, google.subject is the caller's ARN.
+    let pool = profile
+        .audience
+        .trim_start_matches("//iam.googleapis.com/")
+        .split("/providers/")
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let principal =
+        aws_arn.map(|arn| format!("principal://iam.googleapis.com/{pool}/subject/{arn}"));
+    serde_json::json!({
+        "access_token": token.token.access_token.expose(),
+        "token_type": "Bearer",
+        "expires_at": format_expiration(token.token.expires_at),
+        "expires_in": expires_in,
+        "aws_identity": aws_arn,
+        "federated_principal": principal,
+        "service_account": token.service_account,
+    })
+}
