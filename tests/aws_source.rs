@@ -825,3 +825,31 @@ fn a_missing_region_is_an_error_that_names_the_flag() {
         out.0
     );
 }
+
+/// With moto enforcing IAM, a base identity without `sts:AssumeRole` is refused: the error is
+/// `AssumeRoleFailed`, names the role and the base source, says what to grant, and is final.
+#[test]
+fn a_refused_assume_role_says_what_to_grant() {
+    let moto = Moto::start();
+    let home = AwsHome::new(&moto.endpoint());
+    let roles = create_roles(&moto, &["keyless-forbidden"]);
+    let (_, key_id, secret) = create_user(&home, "ci-powerless");
+    moto.reset_auth(0);
+    let out = run_case(
+        &home,
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", key_id),
+            ("AWS_SECRET_ACCESS_KEY", secret.clone()),
+            ("CASE_ASSUME_ROLE_FLAG", roles["keyless-forbidden"].clone()),
+        ],
+    );
+    let (kind, message, stage) = out.error();
+    eprintln!("{message}");
+    assert_eq!((kind, stage), ("AssumeRoleFailed", "fetch"), "{message}");
+    assert!(message.contains(&roles["keyless-forbidden"]), "{message}");
+    assert!(message.contains("environment variables"), "{message}");
+    assert!(message.contains("sts:AssumeRole"), "{message}");
+    assert!(!message.contains(&secret), "the secret leaked: {message}");
+    assert!(!out.0["transient"].as_bool().unwrap(), "{message}");
+}
