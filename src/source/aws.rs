@@ -472,7 +472,7 @@ impl CredentialChain {
                     tracing::debug!(%source, reason = %error_chain(&err), "no AWS credentials here");
                     tried.push(SourceAttempt {
                         source: *source,
-                        reason: not_loaded_reason(&err),
+                        reason: explain_not_loaded(*source, profile, &not_loaded_reason(&err)),
                     });
                 }
                 Err(err) => {
@@ -628,6 +628,31 @@ fn not_loaded_reason(err: &CredentialsError) -> String {
     }
 }
 
+/// aws-config's reasons for the common "not configured" cases are terse ("environment variable
+/// not set", "not configured"); say which variable or file was looked at instead.
+fn explain_not_loaded(source: CredentialSource, profile: &str, reason: &str) -> String {
+    let file = |var: &str, default: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| default.to_string())
+    };
+    match (source, reason) {
+        (CredentialSource::Environment, "environment variable not set") => {
+            "AWS_ACCESS_KEY_ID is not set".into()
+        }
+        (CredentialSource::Profile, "not configured") => format!(
+            "no profile {profile:?} with credentials in {} or {}",
+            file("AWS_CONFIG_FILE", "~/.aws/config"),
+            file("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+        ),
+        (CredentialSource::Container, "ECS provider not configured") => {
+            "neither AWS_CONTAINER_CREDENTIALS_RELATIVE_URI nor AWS_CONTAINER_CREDENTIALS_FULL_URI is set".into()
+        }
+        _ => reason.to_string(),
+    }
+}
+
 /// aws-config does not classify its provider errors, so we read them: a timeout, a failed
 /// connection, throttling or an STS server error may pass; anything else will not.
 fn is_transient_error(err: &CredentialsError) -> bool {
@@ -748,6 +773,32 @@ mod tests {
         ] {
             assert!(message.contains(fix), "{fix} missing:\n{message}");
         }
+    }
+
+    #[test]
+    fn terse_reasons_are_explained_and_others_kept() {
+        assert_eq!(
+            explain_not_loaded(
+                CredentialSource::Environment,
+                "p",
+                "environment variable not set"
+            ),
+            "AWS_ACCESS_KEY_ID is not set"
+        );
+        assert!(
+            explain_not_loaded(CredentialSource::Profile, "dev", "not configured")
+                .starts_with("no profile \"dev\" with credentials in ")
+        );
+        assert!(explain_not_loaded(
+            CredentialSource::Container,
+            "p",
+            "ECS provider not configured"
+        )
+        .contains("AWS_CONTAINER_CREDENTIALS_FULL_URI"));
+        assert_eq!(
+            explain_not_loaded(CredentialSource::InstanceMetadata, "p", "IMDS disabled"),
+            "IMDS disabled"
+        );
     }
 
     #[test]
