@@ -96,6 +96,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         }
         if let Some(e) = cause.downcast_ref::<crate::refresh::GcpFlowError>() {
             return match e {
+                crate::refresh::GcpFlowError::AwsSource(source) => aws_source_exit_code(source),
                 _ if e.is_refusal() => exit_code::REFUSED,
                 _ if e.is_transient() => exit_code::UNAVAILABLE,
                 crate::refresh::GcpFlowError::NeedsServiceAccount => exit_code::USAGE,
@@ -103,11 +104,7 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
             };
         }
         if let Some(e) = cause.downcast_ref::<crate::source::aws::AwsSourceError>() {
-            return if e.is_transient() {
-                exit_code::UNAVAILABLE
-            } else {
-                exit_code::FAILURE
-            };
+            return aws_source_exit_code(e);
         }
     }
     exit_code::FAILURE
@@ -121,6 +118,19 @@ fn source_exit_code(error: &crate::source::google::SourceError) -> i32 {
             exit_code::REFUSED
         }
         _ if error.is_transient() => exit_code::UNAVAILABLE,
+        _ => exit_code::FAILURE,
+    }
+}
+
+fn aws_source_exit_code(error: &crate::source::aws::AwsSourceError) -> i32 {
+    use crate::source::aws::AwsSourceError;
+    match error {
+        _ if error.is_transient() => exit_code::UNAVAILABLE,
+        AwsSourceError::NoCredentials { .. }
+        | AwsSourceError::NoRegion { .. }
+        | AwsSourceError::InvalidRegion { .. }
+        | AwsSourceError::InvalidRoleArn { .. }
+        | AwsSourceError::InvalidSessionName { .. } => exit_code::USAGE,
         _ => exit_code::FAILURE,
     }
 }
