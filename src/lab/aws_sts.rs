@@ -172,13 +172,15 @@ fn parse_duration(params: &[(String, String)], errors: &mut Vec<String>) -> Resu
                 0
             }
             Ok(d) => d as u32,
-            Err(_) => return Err(StsError::new(
-                400,
-                "InvalidParameterValue",
-                format!(
+            Err(_) => {
+                return Err(StsError::new(
+                    400,
+                    "InvalidParameterValue",
+                    format!(
                     "Value ({text}) for parameter DurationSeconds is invalid. Must be an integer."
                 ),
-            )),
+                ))
+            }
         },
     })
 }

@@ -454,3 +454,5 @@ fn port(listener: &TcpListener) -> u16 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_aws_to_gcp;
