@@ -925,6 +925,38 @@ async fn real_aws_cli_uses_imds_and_the_container_endpoint() {
     .await;
     assert!(!out.status.success());
     eprintln!("wrong token: {}", String::from_utf8_lossy(&out.stderr));
+    // A profile with role_arn + source_profile: AssumeRole signed with ci-user's static keys.
+    let user = lab.aws_user_credentials("ci-user");
+    std::fs::write(
+        home.path().join("credentials"),
+        format!(
+            "[ci]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            user.access_key_id,
+            user.secret_access_key.expose()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join("config"),
+        format!(
+            "[profile workload]\nrole_arn = {}\nsource_profile = ci\nrole_session_name = from-profile\n",
+            lab.role_arn("aws-workload")
+        ),
+    )
+    .unwrap();
+    let out = run(vec![("AWS_PROFILE".into(), "workload".into())]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        id["Arn"],
+        "arn:aws:sts::123456789012:assumed-role/aws-workload/from-profile"
+    );
+    std::fs::remove_file(home.path().join("config")).unwrap();
+    std::fs::remove_file(home.path().join("credentials")).unwrap();
     // boto3 through IMDS, the Python way.
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     let out = tokio::process::Command::new(python)
