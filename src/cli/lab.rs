@@ -34,6 +34,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             metadata: args.metadata_port,
             google_apis: args.google_port,
             aws_sts: args.sts_port,
+            ..LabPorts::default()
         },
     )
     .await

@@ -2,8 +2,9 @@
 //!
 //! `AssumeRoleWithWebIdentity` checks what AWS checks — parameters with AWS's validation
 //! messages, the Google token (RS256, known kid, signature, issuer, expiry) and the role's trust
-//! policy through [`crate::policy`] — and `GetCallerIdentity` verifies SigV4 with the
-//! hand-written verifier in [`super::sigv4`]. Refusals use AWS's codes, statuses and wording; the
+//! policy through [`crate::policy`] — and `GetCallerIdentity` and `AssumeRole` verify SigV4 with
+//! the hand-written verifier in [`super::sigv4`] (through [`super::aws_auth`]); `AssumeRole` then
+//! evaluates the role's trust for the caller's ARN as an `AWS` principal. Refusals use AWS's codes, statuses and wording; the
 //! trust-policy explanation AWS never gives goes to the log and [`super::Lab::last_denial`].
 //!
 //! The listener also carries the lab's admin API (`/_lab/...`), so an out-of-process
@@ -18,18 +19,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
+use super::aws_auth;
 use super::faults::{self, Fault, LabService};
 use super::google_keys::TokenRejection;
 use super::ids;
-use super::sigv4::{self, Authorization, SigV4Error, SignedRequest};
+use super::sigv4::SignedRequest;
 use super::state::{Counters, IssuedAwsCredentials, LabState};
 use super::sts_xml::{element, error_response, success_response};
 use crate::credentials::format_expiration;
 use crate::policy::{self, google, PolicyDocument, Request, RequestPrincipal};
-use crate::secret::Secret;
 
 /// The only API version STS speaks.
 const STS_VERSION: &str = "2011-06-15";
@@ -105,6 +105,7 @@ async fn sts(
     match action {
         "AssumeRoleWithWebIdentity" => Counters::bump(&state.counters.assume_calls),
         "GetCallerIdentity" => Counters::bump(&state.counters.caller_identity_calls),
+        "AssumeRole" => Counters::bump(&state.counters.assume_role_calls),
         _ => {}
     }
     if let Some(fault) = faults::apply(&state.faults, LabService::AwsSts, action).await {
@@ -114,7 +115,10 @@ async fn sts(
         return StsError::new(400, "MissingAction", "Missing Action").into_response(&request_id);
     }
     if version != STS_VERSION
-        || !matches!(action, "AssumeRoleWithWebIdentity" | "GetCallerIdentity")
+        || !matches!(
+            action,
+            "AssumeRoleWithWebIdentity" | "GetCallerIdentity" | "AssumeRole"
+        )
     {
         return StsError::new(
             400,
@@ -123,12 +127,79 @@ async fn sts(
         )
         .into_response(&request_id);
     }
-    let result = if action == "AssumeRoleWithWebIdentity" {
-        assume_role_with_web_identity(&state, &params, &request_id)
-    } else {
-        get_caller_identity(&state, &method, &uri, &headers, &body, &request_id)
+    let signed = SignedRequest {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: &body,
+    };
+    let result = match action {
+        "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(&state, &params, &request_id),
+        "AssumeRole" => assume_role(&state, &signed, &params, &request_id),
+        _ => get_caller_identity(&state, &signed, &request_id),
     };
     result.unwrap_or_else(|e| e.into_response(&request_id))
+}
+
+/// `DurationSeconds` (default one hour); out-of-range values become validation errors (and 0).
+fn parse_duration(params: &[(String, String)], errors: &mut Vec<String>) -> Result<u32, StsError> {
+    Ok(match param(params, "DurationSeconds") {
+        None => 3600,
+        Some(text) => match text.parse::<i64>() {
+            Ok(d) if d < 900 => {
+                errors.push(constraint(
+                    Some(text),
+                    "durationSeconds",
+                    "Member must have value greater than or equal to 900",
+                ));
+                0
+            }
+            Ok(d) if d > i64::from(MAX_DURATION) => {
+                errors.push(constraint(
+                    Some(text),
+                    "durationSeconds",
+                    &format!("Member must have value less than or equal to {MAX_DURATION}"),
+                ));
+                0
+            }
+            Ok(d) => d as u32,
+            Err(_) => {
+                return Err(StsError::new(
+                    400,
+                    "InvalidParameterValue",
+                    format!(
+                    "Value ({text}) for parameter DurationSeconds is invalid. Must be an integer."
+                ),
+                ))
+            }
+        },
+    })
+}
+
+/// `RoleSessionName`: 2 to 64 characters of `[\w+=,.@-]`.
+fn check_session_name(errors: &mut Vec<String>, session_name: Option<&str>) {
+    check_length(errors, session_name, "roleSessionName", 2, 64);
+    if let Some(name) = session_name {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+        {
+            errors.push(constraint(
+                Some(name),
+                "roleSessionName",
+                "Member must satisfy regular expression pattern: [\\w+=,.@-]*",
+            ));
+        }
+    }
 }
 
 /// AWS's aggregated validation message: "N validation error(s) detected: ...; ...".
@@ -189,55 +260,13 @@ fn assume_role_with_web_identity(
 
     let mut errors = Vec::new();
     check_length(&mut errors, role_arn, "roleArn", 20, 2048);
-    check_length(&mut errors, session_name, "roleSessionName", 2, 64);
-    if let Some(name) = session_name {
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
-        {
-            errors.push(constraint(
-                Some(name),
-                "roleSessionName",
-                "Member must satisfy regular expression pattern: [\\w+=,.@-]*",
-            ));
-        }
-    }
+    check_session_name(&mut errors, session_name);
     if token.is_some_and(|t| t.len() > 20_000) {
         errors.push("Value at 'webIdentityToken' failed to satisfy constraint: Member must have length less than or equal to 20000".to_string());
     } else {
         check_length(&mut errors, token, "webIdentityToken", 4, 20_000);
     }
-    let duration = match param(params, "DurationSeconds") {
-        None => 3600,
-        Some(text) => match text.parse::<i64>() {
-            Ok(d) if d < 900 => {
-                errors.push(constraint(
-                    Some(text),
-                    "durationSeconds",
-                    "Member must have value greater than or equal to 900",
-                ));
-                0
-            }
-            Ok(d) if d > i64::from(MAX_DURATION) => {
-                errors.push(constraint(
-                    Some(text),
-                    "durationSeconds",
-                    &format!("Member must have value less than or equal to {MAX_DURATION}"),
-                ));
-                0
-            }
-            Ok(d) => d as u32,
-            Err(_) => {
-                return Err(StsError::new(
-                    400,
-                    "InvalidParameterValue",
-                    format!(
-                    "Value ({text}) for parameter DurationSeconds is invalid. Must be an integer."
-                ),
-                ))
-            }
-        },
-    };
+    let duration = parse_duration(params, &mut errors)?;
     if policy_arns.len() > 10 {
         errors.push(format!("Value '[{}]' at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10", policy_arns.join(", ")));
     }
@@ -317,28 +346,8 @@ fn assume_role_with_web_identity(
         ));
     }
 
-    let access_key_id = ids::temporary_access_key_id();
-    let secret = ids::secret_access_key();
-    let session_token = ids::session_token();
-    let expiration = now + time::Duration::seconds(i64::from(duration));
-    let assumed_role_arn = format!(
-        "arn:aws:sts::{}:assumed-role/{}/{session_name}",
-        state.config.account_id, role.name
-    );
-    let assumed_role_id = format!(
-        "{}:{session_name}",
-        ids::role_unique_id(&state.config.account_id, &role.name)
-    );
-    state.remember_aws_credentials(
-        &access_key_id,
-        IssuedAwsCredentials {
-            secret_access_key: Secret::new(secret.clone()),
-            session_token: Secret::new(session_token.clone()),
-            expiration,
-            assumed_role_arn: assumed_role_arn.clone(),
-            assumed_role_id: assumed_role_id.clone(),
-        },
-    );
+    let (access_key_id, issued) =
+        state.issue_role_session(&role.name, session_name, i64::from(duration));
     Counters::bump(&state.counters.assume_successes);
     tracing::info!(role = %role_arn, %access_key_id, "lab sts: issued temporary credentials");
 
@@ -357,15 +366,7 @@ fn assume_role_with_web_identity(
     let mut result = String::new();
     result.push_str(&element(4, "SubjectFromWebIdentityToken", &claim("sub")));
     result.push_str(&element(4, "Audience", &audience));
-    result.push_str("    <AssumedRoleUser>\n");
-    result.push_str(&element(6, "Arn", &assumed_role_arn));
-    result.push_str(&element(6, "AssumedRoleId", &assumed_role_id));
-    result.push_str("    </AssumedRoleUser>\n    <Credentials>\n");
-    result.push_str(&element(6, "SessionToken", &session_token));
-    result.push_str(&element(6, "SecretAccessKey", &secret));
-    result.push_str(&element(6, "Expiration", &format_expiration(expiration)));
-    result.push_str(&element(6, "AccessKeyId", &access_key_id));
-    result.push_str("    </Credentials>\n");
+    result.push_str(&assumed_role_xml(&access_key_id, &issued));
     if let Some(policy) = session_policy {
         result.push_str(&element(
             4,
@@ -379,6 +380,147 @@ fn assume_role_with_web_identity(
         &result,
         request_id,
     ))
+}
+
+/// `<AssumedRoleUser>` and `<Credentials>` of an AssumeRole* answer.
+fn assumed_role_xml(access_key_id: &str, issued: &IssuedAwsCredentials) -> String {
+    let mut xml = String::from("    <AssumedRoleUser>\n");
+    xml.push_str(&element(6, "Arn", &issued.arn));
+    xml.push_str(&element(6, "AssumedRoleId", &issued.user_id));
+    xml.push_str("    </AssumedRoleUser>\n    <Credentials>\n");
+    if let Some(token) = &issued.session_token {
+        xml.push_str(&element(6, "SessionToken", token.expose()));
+    }
+    xml.push_str(&element(
+        6,
+        "SecretAccessKey",
+        issued.secret_access_key.expose(),
+    ));
+    if let Some(expiration) = issued.expiration {
+        xml.push_str(&element(6, "Expiration", &format_expiration(expiration)));
+    }
+    xml.push_str(&element(6, "AccessKeyId", access_key_id));
+    xml.push_str("    </Credentials>\n");
+    xml
+}
+
+/// `AssumeRole`, signed by the caller: the role's trust policy must admit the caller's ARN (or
+/// its role, or its account) as an `AWS` principal for `sts:AssumeRole`.
+fn assume_role(
+    state: &LabState,
+    request: &SignedRequest<'_>,
+    params: &[(String, String)],
+    request_id: &str,
+) -> Result<Response, StsError> {
+    let now = OffsetDateTime::now_utc();
+    let caller = aws_auth::authenticate(state, request, now)
+        .map_err(|e| StsError::new(e.status, e.code, e.message))?;
+    let role_arn = param(params, "RoleArn");
+    let session_name = param(params, "RoleSessionName");
+    let session_policy = param(params, "Policy");
+    let mut errors = Vec::new();
+    check_length(&mut errors, role_arn, "roleArn", 20, 2048);
+    check_session_name(&mut errors, session_name);
+    let duration = parse_duration(params, &mut errors)?;
+    if !errors.is_empty() {
+        return Err(validation_error(&errors));
+    }
+    let (role_arn, session_name) = (
+        role_arn.unwrap_or_default(),
+        session_name.unwrap_or_default(),
+    );
+    if let Some(policy) = session_policy {
+        if let Err(e) = PolicyDocument::parse(policy) {
+            return Err(StsError::new(
+                400,
+                "MalformedPolicyDocument",
+                format!("The policy is not in the valid JSON format. ({e})"),
+            ));
+        }
+    }
+    let denied = || {
+        StsError::new(
+            403,
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                caller.arn
+            ),
+        )
+    };
+    let role = parse_role_arn(role_arn)
+        .filter(|(account, _)| *account == state.config.account_id)
+        .and_then(|(_, name)| state.config.role(name));
+    let Some(role) = role else {
+        state.set_last_denial(format!(
+            "the role {role_arn} does not exist in the lab account {}",
+            state.config.account_id
+        ));
+        return Err(denied());
+    };
+    let trust = PolicyDocument::parse(&role.trust_policy).map_err(|e| {
+        state.set_last_denial(format!(
+            "the trust policy of {role_arn} cannot be read: {e}"
+        ));
+        denied()
+    })?;
+    let context = policy::ConditionContext::new("the request");
+    let decisions: Vec<policy::Decision> = aws_auth::trust_principals(&caller.arn, &caller.account)
+        .into_iter()
+        .map(|principal| {
+            policy::evaluate(
+                &trust,
+                &Request {
+                    principal: RequestPrincipal::Aws(principal),
+                    action: "sts:AssumeRole",
+                    context: &context,
+                },
+            )
+        })
+        .collect();
+    let explicit_deny = decisions
+        .iter()
+        .find(|d| matches!(d, policy::Decision::DeniedExplicitly { .. }));
+    if explicit_deny.is_some() || !decisions.iter().any(|d| d.is_allowed()) {
+        let why = explicit_deny
+            .map(|d| d.explain())
+            .unwrap_or_else(|| {
+                format!(
+                    "the trust policy of {role_arn} names none of {} as an AWS principal allowed sts:AssumeRole",
+                    aws_auth::trust_principals(&caller.arn, &caller.account).join(", ")
+                )
+            });
+        tracing::warn!(role = %role_arn, caller = %caller.arn, %why, "lab sts: AssumeRole denied");
+        state.set_last_denial(why);
+        return Err(denied());
+    }
+    // Role chaining (a role session assuming a role) is capped at one hour by AWS.
+    if caller.arn.contains(":assumed-role/") && duration > 3600 {
+        return Err(StsError::new(
+            400,
+            "ValidationError",
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+        ));
+    }
+    if duration > role.max_session_duration {
+        return Err(StsError::new(
+            400,
+            "ValidationError",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        ));
+    }
+    let (access_key_id, issued) =
+        state.issue_role_session(&role.name, session_name, i64::from(duration));
+    tracing::info!(role = %role_arn, caller = %caller.arn, %access_key_id, "lab sts: AssumeRole issued temporary credentials");
+    let mut result = assumed_role_xml(&access_key_id, &issued);
+    if let Some(policy) = session_policy {
+        result.push_str(&element(
+            4,
+            "PackedPolicySize",
+            &(policy.chars().count() * 100 / 2048).to_string(),
+        ));
+    }
+    Ok(success_response("AssumeRole", &result, request_id))
 }
 
 /// `arn:aws:iam::ACCOUNT:role[/path]/NAME` → (ACCOUNT, NAME).
@@ -406,77 +548,15 @@ fn parse_role_arn(arn: &str) -> Option<(&str, &str)> {
 
 fn get_caller_identity(
     state: &LabState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
+    request: &SignedRequest<'_>,
     request_id: &str,
 ) -> Result<Response, StsError> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let authorization = header("authorization").ok_or_else(|| {
-        StsError::new(
-            403,
-            "MissingAuthenticationToken",
-            "Request is missing Authentication Token",
-        )
-    })?;
-    let auth = Authorization::parse(authorization)
-        .map_err(|e| StsError::new(400, "IncompleteSignature", e.to_string()))?;
-    const INVALID_TOKEN: &str = "The security token included in the request is invalid.";
-    let issued = state
-        .aws_credentials(&auth.access_key_id)
-        .ok_or_else(|| StsError::new(403, "InvalidClientTokenId", INVALID_TOKEN))?;
-    let sent_token = header("x-amz-security-token").unwrap_or_default();
-    if !bool::from(
-        sent_token
-            .as_bytes()
-            .ct_eq(issued.session_token.expose().as_bytes()),
-    ) {
-        return Err(StsError::new(403, "InvalidClientTokenId", INVALID_TOKEN));
-    }
-    let now = OffsetDateTime::now_utc();
-    if issued.expiration <= now {
-        return Err(StsError::new(
-            403,
-            "ExpiredToken",
-            "The security token included in the request is expired",
-        ));
-    }
-    if auth.service != "sts" {
-        return Err(StsError::new(
-            403,
-            "SignatureDoesNotMatch",
-            format!(
-                "Credential should be scoped to correct service: 'sts'. (got '{}')",
-                auth.service
-            ),
-        ));
-    }
-    let request = SignedRequest {
-        method: method.as_str(),
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers: headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body,
-    };
-    sigv4::verify(&request, &auth, issued.secret_access_key.expose(), now).map_err(
-        |e| match e {
-            SigV4Error::Malformed(m) => StsError::new(400, "IncompleteSignature", m),
-            other => StsError::new(403, "SignatureDoesNotMatch", other.to_string()),
-        },
-    )?;
+    let caller = aws_auth::authenticate(state, request, OffsetDateTime::now_utc())
+        .map_err(|e| StsError::new(e.status, e.code, e.message))?;
     let mut result = String::new();
-    result.push_str(&element(4, "Arn", &issued.assumed_role_arn));
-    result.push_str(&element(4, "UserId", &issued.assumed_role_id));
-    result.push_str(&element(4, "Account", &state.config.account_id));
+    result.push_str(&element(4, "Arn", &caller.arn));
+    result.push_str(&element(4, "UserId", &caller.user_id));
+    result.push_str(&element(4, "Account", &caller.account));
     Ok(success_response("GetCallerIdentity", &result, request_id))
 }
 

@@ -22,6 +22,100 @@ pub struct LabConfig {
     pub roles: Vec<LabRole>,
     /// Lifetime of the ID tokens the lab mints (Google: one hour); shorten it to test expiry.
     pub id_token_lifetime: Duration,
+    /// IAM users of the AWS account with long-lived access keys (`AKIA...`).
+    pub iam_users: Vec<LabIamUser>,
+    /// Workload identity pools of the Google project (`project_number`).
+    pub workload_identity_pools: Vec<LabWorkloadIdentityPool>,
+    /// `roles/iam.workloadIdentityUser` bindings on service accounts: who may impersonate them
+    /// with a federated token.
+    pub workload_identity_users: Vec<LabWorkloadIdentityUser>,
+    /// Cloud Storage buckets, for the `storage/v1/b` stand-in of a Google API.
+    pub buckets: Vec<LabBucket>,
+    /// The org policy `constraints/iam.allowServiceAccountCredentialLifetimeExtension`: lets
+    /// `generateAccessToken` grant lifetimes above one hour (up to 12).
+    pub allow_service_account_lifetime_extension: bool,
+    /// The EC2 instance the IMDSv2 emulation describes; `None`: no instance (every IMDS path 404s).
+    pub ec2_instance: Option<LabEc2Instance>,
+}
+
+/// An IAM user with a long-lived access key, as `aws configure` or CI secrets hold.
+/// `Debug` redacts the secret key.
+#[derive(Clone)]
+pub struct LabIamUser {
+    /// The user name (the ARN is `arn:aws:iam::ACCOUNT:user/NAME`).
+    pub name: String,
+    /// `AKIA` + 16 characters.
+    pub access_key_id: String,
+    /// The 40-character secret.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for LabIamUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabIamUser")
+            .field("name", &self.name)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"****")
+            .finish()
+    }
+}
+
+/// A workload identity pool and its providers.
+#[derive(Debug, Clone)]
+pub struct LabWorkloadIdentityPool {
+    /// The pool id, e.g. `keyless-pool`.
+    pub pool_id: String,
+    /// Its AWS providers.
+    pub providers: Vec<LabAwsProvider>,
+}
+
+/// An AWS provider of a pool, with the default attribute mapping
+/// ([`crate::policy::workload_identity::aws_default_mapping`]).
+#[derive(Debug, Clone)]
+pub struct LabAwsProvider {
+    /// The provider id, e.g. `aws-lab`.
+    pub provider_id: String,
+    /// The only AWS account whose callers the provider accepts.
+    pub aws_account_id: String,
+    /// A CEL condition (the subset of [`crate::policy::cel`]); `None` admits every caller of
+    /// the account. Checked at start: an unsupported construct is a configuration error.
+    pub attribute_condition: Option<String>,
+}
+
+/// `roles/iam.workloadIdentityUser` for `member` on `service_account`.
+#[derive(Debug, Clone)]
+pub struct LabWorkloadIdentityUser {
+    /// The service account's email.
+    pub service_account: String,
+    /// `principal://iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/subject/S`
+    /// or `principalSet://.../attribute.NAME/VALUE` or `principalSet://.../POOL/*`.
+    pub member: String,
+}
+
+/// A bucket and who may list it.
+#[derive(Debug, Clone)]
+pub struct LabBucket {
+    /// The bucket name.
+    pub name: String,
+    /// The project id it lives in.
+    pub project_id: String,
+    /// Members allowed to see it: `serviceAccount:EMAIL`, `user:EMAIL`, `principal://...`,
+    /// `principalSet://...`.
+    pub viewers: Vec<String>,
+}
+
+/// The EC2 instance behind the IMDSv2 emulation.
+#[derive(Debug, Clone)]
+pub struct LabEc2Instance {
+    /// `i-` + 17 hex digits; also the session name of the instance role's credentials.
+    pub instance_id: String,
+    /// The instance profile's role (a name in [`LabConfig::roles`]); its trust policy must
+    /// admit `ec2.amazonaws.com`.
+    pub role: String,
+    /// The region, e.g. `us-east-1`.
+    pub region: String,
+    /// The availability zone, e.g. `us-east-1a`.
+    pub availability_zone: String,
 }
 
 /// A Google service account.
@@ -54,7 +148,10 @@ pub struct LabUser {
 pub struct LabRole {
     /// The role name (the ARN is `arn:aws:iam::ACCOUNT:role/NAME`).
     pub name: String,
-    /// The trust policy document (JSON), evaluated on every AssumeRoleWithWebIdentity.
+    /// The trust policy document (JSON), evaluated on every AssumeRoleWithWebIdentity, every
+    /// AssumeRole (`{"AWS": ...}` principals) and when the instance or container endpoint hands
+    /// out the role (`{"Service": "ec2.amazonaws.com"}`, `ecs-tasks.amazonaws.com`,
+    /// `pods.eks.amazonaws.com`), as in AWS.
     pub trust_policy: String,
     /// Seconds; `DurationSeconds` above it is refused, as AWS does.
     pub max_session_duration: u32,
@@ -73,10 +170,23 @@ impl std::fmt::Debug for LabUser {
 
 /// The demo account id.
 pub const DEMO_ACCOUNT_ID: &str = "123456789012";
+/// The demo project number (where the demo workload identity pool lives).
+pub const DEMO_PROJECT_NUMBER: &str = "424242424242";
+/// The demo workload identity pool.
+pub const DEMO_POOL: &str = "keyless-pool";
+/// The demo AWS provider of [`DEMO_POOL`].
+pub const DEMO_AWS_PROVIDER: &str = "aws-lab";
 
 impl LabConfig {
     /// The world `keyless demo` shows: a deployer VM, a CI runner that can be impersonated, and an
     /// intruder from another project whose tokens the trust policies must refuse.
+    ///
+    /// For the AWS → Google direction: the role `aws-workload` (assumable by the IAM user
+    /// `ci-user` and the account, by the `eks-pod` service account's tokens as an IRSA stand-in,
+    /// and by the EC2/ECS/EKS services) is the one identity the pool `keyless-pool` admits
+    /// (provider `aws-lab`'s condition); `copycat@` may be impersonated by its sessions; the
+    /// bucket `keyless-lab-artifacts` is visible to copycat and to those sessions directly.
+    /// `ci-user`'s own ARN is refused by the condition, a realistic mistake.
     pub fn demo() -> Self {
         let sa = |email: &str, id: &str, creators: &[&str]| LabServiceAccount {
             email: email.to_string(),
@@ -84,10 +194,14 @@ impl LabConfig {
             token_creators: creators.iter().map(|s| s.to_string()).collect(),
         };
         let deployer = "deployer@keyless-lab.iam.gserviceaccount.com";
+        let aws_workload_principal_set = format!(
+            "principalSet:{}/attribute.aws_role/{AWS_WORKLOAD_ROLE}",
+            crate::policy::workload_identity::pool_resource(DEMO_PROJECT_NUMBER, DEMO_POOL)
+        );
         Self {
             account_id: DEMO_ACCOUNT_ID.to_string(),
             project_id: "keyless-lab".to_string(),
-            project_number: "424242424242".to_string(),
+            project_number: DEMO_PROJECT_NUMBER.to_string(),
             metadata_service_account: deployer.to_string(),
             service_accounts: vec![
                 sa(deployer, "100000000000000000001", &[]),
@@ -101,6 +215,8 @@ impl LabConfig {
                     "100000000000000000099",
                     &[],
                 ),
+                sa(COPYCAT, "100000000000000000003", &[]),
+                sa(EKS_POD, "100000000000000000004", &[]),
             ],
             users: vec![LabUser {
                 email: "dev@example.com".to_string(),
@@ -119,9 +235,63 @@ impl LabConfig {
                     trust_policy: google_trust_policy("100000000000000000002"),
                     max_session_duration: 3600,
                 },
+                LabRole {
+                    name: "aws-workload".to_string(),
+                    trust_policy: aws_workload_trust_policy("100000000000000000004"),
+                    max_session_duration: 43200,
+                },
             ],
             id_token_lifetime: Duration::from_secs(3600),
+            iam_users: vec![LabIamUser {
+                name: "ci-user".to_string(),
+                access_key_id: "AKIALABCIUSER0000001".to_string(),
+                secret_access_key: "labCiUserSecretKey0000000000000000000001".to_string(),
+            }],
+            workload_identity_pools: vec![LabWorkloadIdentityPool {
+                pool_id: DEMO_POOL.to_string(),
+                providers: vec![LabAwsProvider {
+                    provider_id: DEMO_AWS_PROVIDER.to_string(),
+                    aws_account_id: DEMO_ACCOUNT_ID.to_string(),
+                    attribute_condition: Some(format!(
+                        "attribute.aws_role == \"{AWS_WORKLOAD_ROLE}\""
+                    )),
+                }],
+            }],
+            workload_identity_users: vec![LabWorkloadIdentityUser {
+                service_account: COPYCAT.to_string(),
+                member: aws_workload_principal_set.clone(),
+            }],
+            buckets: vec![LabBucket {
+                name: "keyless-lab-artifacts".to_string(),
+                project_id: "keyless-lab".to_string(),
+                viewers: vec![
+                    format!("serviceAccount:{COPYCAT}"),
+                    aws_workload_principal_set,
+                ],
+            }],
+            allow_service_account_lifetime_extension: false,
+            ec2_instance: Some(LabEc2Instance {
+                instance_id: "i-0123456789abcdef0".to_string(),
+                role: "aws-workload".to_string(),
+                region: "us-east-1".to_string(),
+                availability_zone: "us-east-1a".to_string(),
+            }),
         }
+    }
+
+    /// The AWS provider `provider` of pool `pool`, if it exists.
+    pub fn aws_provider(&self, pool: &str, provider: &str) -> Option<&LabAwsProvider> {
+        self.workload_identity_pools
+            .iter()
+            .find(|p| p.pool_id == pool)?
+            .providers
+            .iter()
+            .find(|p| p.provider_id == provider)
+    }
+
+    /// The IAM user with this name, if it exists.
+    pub fn iam_user(&self, name: &str) -> Option<&LabIamUser> {
+        self.iam_users.iter().find(|u| u.name == name)
     }
 
     /// The service account with this email, if it exists.
@@ -141,6 +311,47 @@ impl Default for LabConfig {
     fn default() -> Self {
         Self::demo()
     }
+}
+
+/// The demo service account that AWS workloads impersonate.
+const COPYCAT: &str = "copycat@keyless-lab.iam.gserviceaccount.com";
+/// The demo service account whose tokens stand in for an EKS cluster's IRSA tokens.
+const EKS_POD: &str = "eks-pod@keyless-lab.iam.gserviceaccount.com";
+/// `attribute.aws_role` of every `aws-workload` session.
+const AWS_WORKLOAD_ROLE: &str = "arn:aws:sts::123456789012:assumed-role/aws-workload";
+
+/// `aws-workload`'s trust: the IAM user `ci-user` and the account (`sts:AssumeRole`), a Google
+/// service account's tokens (`sts:AssumeRoleWithWebIdentity`, standing in for IRSA), and the
+/// services that hand roles to instances, tasks and pods.
+fn aws_workload_trust_policy(web_identity_unique_id: &str) -> String {
+    let mut web_identity: serde_json::Value =
+        serde_json::from_str(&google_trust_policy(web_identity_unique_id))
+            .expect("google_trust_policy is JSON");
+    let web_identity = web_identity["Statement"][0].take();
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "CiUserAndAccount",
+                "Effect": "Allow",
+                "Principal": {"AWS": [
+                    format!("arn:aws:iam::{DEMO_ACCOUNT_ID}:user/ci-user"),
+                    format!("arn:aws:iam::{DEMO_ACCOUNT_ID}:root"),
+                ]},
+                "Action": "sts:AssumeRole"
+            },
+            web_identity,
+            {
+                "Sid": "ComputeServices",
+                "Effect": "Allow",
+                "Principal": {"Service": [
+                    "ec2.amazonaws.com", "ecs-tasks.amazonaws.com", "pods.eks.amazonaws.com"
+                ]},
+                "Action": ["sts:AssumeRole", "sts:TagSession"]
+            }
+        ]
+    })
+    .to_string()
 }
 
 /// The trust policy keyless recommends for one Google service account: pin `aud` (= the token's

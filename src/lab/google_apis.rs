@@ -4,11 +4,14 @@
 //!
 //! Impersonation checks what IAM checks: a known, unexpired bearer token with the
 //! `cloud-platform` or `iam` scope, whose principal holds Token Creator on the target (and on
-//! each delegate in the chain). Errors have Google's JSON shape and wording.
+//! each delegate in the chain) — or, for a federated token from Google STS ([`super::google_sts`],
+//! `POST /v1/token`), Workload Identity User through a `principal://` or `principalSet://`
+//! member. Errors have Google's JSON shape and wording. `GET /storage/v1/b` stands in for a
+//! Google API that federated and service-account tokens are used against directly.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,8 +20,10 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::config::LabServiceAccount;
 use super::faults::{self, LabService};
-use super::state::LabState;
+use super::state::{AccessGrant, LabState};
+use crate::policy::workload_identity::member_matches;
 
 const SCOPE_CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 const SCOPE_IAM: &str = "https://www.googleapis.com/auth/iam";
@@ -31,6 +36,8 @@ pub(crate) fn router(state: Arc<LabState>) -> Router {
             post(iam_credentials),
         )
         .route("/token", post(oauth_token))
+        .route("/v1/token", post(super::google_sts::token))
+        .route("/storage/v1/b", get(list_buckets))
         .route("/oauth2/v3/certs", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
         .layer(axum::middleware::from_fn_with_state(
@@ -92,8 +99,8 @@ async fn iam_credentials(
         "generateAccessToken" => "iam.serviceAccounts.getAccessToken",
         _ => return google_error(404, "NOT_FOUND", "Method not found."),
     };
-    let caller = match authorize_bearer(&state, &headers) {
-        Ok(principal) => principal,
+    let caller = match authorize_bearer(&state, &headers, &[SCOPE_CLOUD_PLATFORM, SCOPE_IAM]) {
+        Ok(grant) => grant,
         Err(response) => return response,
     };
     let parsed: Result<serde_json::Value, _> =
@@ -155,7 +162,10 @@ async fn iam_credentials(
             if body.scope.is_empty() {
                 return google_error(400, "INVALID_ARGUMENT", "Scope required.");
             }
-            let lifetime = match parse_lifetime(body.lifetime.as_deref()) {
+            let lifetime = match parse_lifetime(
+                body.lifetime.as_deref(),
+                state.config.allow_service_account_lifetime_extension,
+            ) {
                 Ok(l) => l,
                 Err(message) => return google_error(400, "INVALID_ARGUMENT", &message),
             };
@@ -171,8 +181,9 @@ async fn iam_credentials(
     }
 }
 
-/// `"3600s"` → 3600; at most 3600 without the lifetime-extension org policy, as IAM enforces.
-fn parse_lifetime(lifetime: Option<&str>) -> Result<i64, String> {
+/// `"3600s"` → 3600; at most 3600 without the lifetime-extension org policy, as IAM enforces,
+/// and at most 43200 (12 hours) with it.
+fn parse_lifetime(lifetime: Option<&str>, extension_allowed: bool) -> Result<i64, String> {
     let Some(text) = lifetime else {
         return Ok(3600);
     };
@@ -180,6 +191,14 @@ fn parse_lifetime(lifetime: Option<&str>) -> Result<i64, String> {
         .strip_suffix('s')
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| format!("Invalid value at 'lifetime' (type.googleapis.com/google.protobuf.Duration), Field 'lifetime', Illegal duration format; duration must end with 's': {text}"))?;
+    if extension_allowed && (1..=43_200).contains(&secs) {
+        return Ok(secs);
+    }
+    if extension_allowed && secs > 43_200 {
+        return Err(format!(
+            "The lifetime {text} exceeds the maximum of 43200s (12 hours), even with the organization policy constraints/iam.allowServiceAccountCredentialLifetimeExtension."
+        ));
+    }
     if !(1..=3600).contains(&secs) {
         return Err(format!(
             "The lifetime {text} exceeds the maximum of 3600s. Lifetimes above 3600s need the organization policy constraints/iam.allowServiceAccountCredentialLifetimeExtension."
@@ -188,9 +207,13 @@ fn parse_lifetime(lifetime: Option<&str>) -> Result<i64, String> {
     Ok(secs)
 }
 
-/// The caller's principal, from a known, unexpired lab access token with an IAM-capable scope.
+/// The caller's grant, from a known, unexpired lab access token with one of `scopes`.
 #[allow(clippy::result_large_err)]
-fn authorize_bearer(state: &LabState, headers: &HeaderMap) -> Result<String, Response> {
+fn authorize_bearer(
+    state: &LabState,
+    headers: &HeaderMap,
+    scopes: &[&str],
+) -> Result<AccessGrant, Response> {
     const UNAUTHENTICATED: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
     let token = headers
         .get("authorization")
@@ -205,18 +228,52 @@ fn authorize_bearer(state: &LabState, headers: &HeaderMap) -> Result<String, Res
         .access_grant(token)
         .filter(|g| g.expires_at > OffsetDateTime::now_utc())
         .ok_or_else(|| google_error(401, "UNAUTHENTICATED", UNAUTHENTICATED))?;
-    if !grant
-        .scopes
-        .iter()
-        .any(|s| s == SCOPE_CLOUD_PLATFORM || s == SCOPE_IAM)
-    {
+    if !grant.scopes.iter().any(|s| scopes.contains(&s.as_str())) {
         return Err(google_error(
             403,
             "PERMISSION_DENIED",
             "Request had insufficient authentication scopes.",
         ));
     }
-    Ok(grant.principal)
+    Ok(grant)
+}
+
+/// Whether an IAM member names the bearer of `grant`: an email member (`serviceAccount:`,
+/// `user:` or bare, as `token_creators` lists them) for ordinary tokens; `principal://` and
+/// `principalSet://` members for federated ones.
+fn member_names(member: &str, grant: &AccessGrant) -> bool {
+    match &grant.federation {
+        Some(f) => member_matches(member, &f.pool_resource, &f.subject, &f.attributes),
+        None => {
+            let email = member
+                .strip_prefix("serviceAccount:")
+                .or_else(|| member.strip_prefix("user:"))
+                .unwrap_or(member);
+            email.eq_ignore_ascii_case(&grant.principal)
+        }
+    }
+}
+
+/// Whether the bearer may impersonate `sa`: Token Creator, or (for federated principals)
+/// Workload Identity User on it.
+fn may_impersonate(state: &LabState, sa: &LabServiceAccount, grant: &AccessGrant) -> bool {
+    sa.token_creators.iter().any(|m| member_names(m, grant))
+        || state
+            .config
+            .workload_identity_users
+            .iter()
+            .filter(|b| b.service_account.eq_ignore_ascii_case(&sa.email))
+            .any(|b| member_names(&b.member, grant))
+}
+
+/// A service account's own tokens, as a grant (for the next hop of a delegation chain).
+fn service_account_grant(email: &str) -> AccessGrant {
+    AccessGrant {
+        principal: email.to_string(),
+        scopes: Vec::new(),
+        expires_at: OffsetDateTime::now_utc(),
+        federation: None,
+    }
 }
 
 /// The caller must be a token creator of the first delegate, each delegate of the next, and the
@@ -224,7 +281,7 @@ fn authorize_bearer(state: &LabState, headers: &HeaderMap) -> Result<String, Res
 #[allow(clippy::result_large_err)]
 fn check_chain(
     state: &LabState,
-    caller: &str,
+    caller: &AccessGrant,
     delegates: &[String],
     target: &str,
     permission: &str,
@@ -233,17 +290,16 @@ fn check_chain(
         .iter()
         .map(|d| d.rsplit('/').next().unwrap_or(d))
         .collect();
-    let mut holder = caller;
+    let mut holder = caller.clone();
     for next in delegate_emails
         .iter()
         .copied()
         .chain(std::iter::once(target))
     {
-        let allowed = state.config.service_account(next).is_some_and(|sa| {
-            sa.token_creators
-                .iter()
-                .any(|c| c.eq_ignore_ascii_case(holder))
-        });
+        let allowed = state
+            .config
+            .service_account(next)
+            .is_some_and(|sa| may_impersonate(state, sa, &holder));
         if !allowed {
             // IAM does not reveal whether the account exists to callers without permission.
             if state.config.service_account(next).is_none()
@@ -256,21 +312,86 @@ fn check_chain(
                     &format!("Not found; Gaia id not found for email {next}"),
                 ));
             }
-            tracing::info!(
-                caller = holder,
-                target = next,
-                permission,
-                "lab: impersonation refused"
+            let why = format!(
+                "{} holds neither Service Account Token Creator nor Workload Identity User on {next}, so IAM refuses {permission}",
+                holder.principal
             );
+            tracing::info!(%why, "lab: impersonation refused");
+            state.set_last_denial(why);
             return Err(google_error(
                 403,
                 "PERMISSION_DENIED",
                 &format!("Permission '{permission}' denied on resource (or it may not exist)."),
             ));
         }
-        holder = next;
+        holder = service_account_grant(next);
     }
     Ok(())
+}
+
+/// `GET /storage/v1/b?project=P`: a tiny stand-in for a Google API that takes any valid token
+/// (a service account's or a federated one) and lists the buckets of P its bearer may view.
+async fn list_buckets(
+    State(state): State<Arc<LabState>>,
+    headers: HeaderMap,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let grant = match authorize_bearer(
+        &state,
+        &headers,
+        &[
+            SCOPE_CLOUD_PLATFORM,
+            "https://www.googleapis.com/auth/cloud-platform.read-only",
+            "https://www.googleapis.com/auth/devstorage.read_only",
+            "https://www.googleapis.com/auth/devstorage.full_control",
+            "https://www.googleapis.com/auth/devstorage.read_write",
+        ],
+    ) {
+        Ok(grant) => grant,
+        Err(response) => return response,
+    };
+    let Some(project) = query.get("project").filter(|p| !p.is_empty()) else {
+        return google_error(400, "INVALID_ARGUMENT", "Required parameter: project");
+    };
+    let config = &state.config;
+    let in_project: Vec<_> = config
+        .buckets
+        .iter()
+        .filter(|b| {
+            &b.project_id == project
+                || (b.project_id == config.project_id && *project == config.project_number)
+        })
+        .collect();
+    let visible: Vec<_> = in_project
+        .iter()
+        .filter(|b| b.viewers.iter().any(|m| member_names(m, &grant)))
+        .collect();
+    if visible.is_empty() {
+        let why = format!(
+            "{} does not have storage.buckets.list access to the Google Cloud project {project}",
+            grant.principal
+        );
+        state.set_last_denial(why.clone());
+        return google_error(
+            403,
+            "PERMISSION_DENIED",
+            &format!("{why}. Permission 'storage.buckets.list' denied on resource (or it may not exist)."),
+        );
+    }
+    let items: Vec<_> = visible
+        .iter()
+        .map(|b| {
+            json!({
+                "kind": "storage#bucket",
+                "id": b.name,
+                "name": b.name,
+                "projectNumber": config.project_number,
+                "location": "US",
+                "storageClass": "STANDARD",
+            })
+        })
+        .collect();
+    Json(json!({"kind": "storage#buckets", "items": items})).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,6 +51,31 @@ pub fn role_unique_id(account_id: &str, role_name: &str) -> String {
     format!("AROA{tail}")
 }
 
+/// An IAM user's unique id (`AIDA` + 17 characters), stable per user.
+pub fn user_unique_id(account_id: &str, user_name: &str) -> String {
+    let digest = Sha256::digest(format!("{account_id}/user/{user_name}").as_bytes());
+    let tail: String = digest
+        .iter()
+        .take(17)
+        .map(|b| BASE32ISH[(*b as usize) % 32] as char)
+        .collect();
+    format!("AIDA{tail}")
+}
+
+/// The token the container-credentials endpoint requires (what ECS / EKS Pod Identity put in
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN`).
+pub fn container_authorization_token() -> String {
+    let b: [u8; 32] = rand::thread_rng().gen();
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// An IMDSv2 session token (opaque; real ones are base64 of 56 bytes).
+pub fn imds_token() -> String {
+    let mut b = [0u8; 42];
+    rand::thread_rng().fill(&mut b[..]);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
 /// A request id in UUID form, as AWS puts in `ResponseMetadata/RequestId`.
 pub fn request_id() -> String {
     let b: [u8; 16] = rand::thread_rng().gen();

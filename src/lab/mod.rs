@@ -2,17 +2,26 @@
 //!
 //! A fake that accepts anything proves nothing, so the lab checks what the real services check:
 //! the metadata server's headers, IAM's impersonation permissions, STS's token verification,
-//! trust-policy evaluation and SigV4. Three listeners on 127.0.0.1 — the GCE metadata server,
-//! Google APIs (IAM Credentials, OAuth, JWKS) and AWS STS — run in-process on tokio; tests point
-//! keyless at them with [`Lab::env`], break them on purpose with [`Lab::faults`] and count
-//! upstream calls with [`Lab::stats`].
+//! trust-policy evaluation and SigV4. Four listeners on 127.0.0.1 — the GCE metadata server,
+//! Google APIs (IAM Credentials, OAuth, JWKS, Google STS, a Cloud Storage stand-in), AWS STS,
+//! and AWS's instance (IMDSv2) and container credential endpoints — run in-process on tokio;
+//! tests point keyless at them with [`Lab::env`], break them on purpose with [`Lab::faults`] and
+//! count upstream calls with [`Lab::stats`].
+//!
+//! Both directions are covered: Google identities become AWS credentials
+//! (AssumeRoleWithWebIdentity), and AWS identities — static IAM user keys, AssumeRole sessions,
+//! IMDS and container credentials — become Google tokens through Google STS's AWS provider
+//! ([`Lab::workload_identity_audience`]) and `generateAccessToken` for a bound service account.
 
+mod aws_auth;
+mod aws_metadata;
 mod aws_sts;
 mod config;
 mod error;
 mod faults;
 mod google_apis;
 mod google_keys;
+mod google_sts;
 mod ids;
 mod metadata;
 pub mod sigv4;
@@ -30,13 +39,17 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    google_trust_policy, LabConfig, LabRole, LabServiceAccount, LabUser, DEMO_ACCOUNT_ID,
+    google_trust_policy, LabAwsProvider, LabBucket, LabConfig, LabEc2Instance, LabIamUser, LabRole,
+    LabServiceAccount, LabUser, LabWorkloadIdentityPool, LabWorkloadIdentityUser, DEMO_ACCOUNT_ID,
+    DEMO_AWS_PROVIDER, DEMO_POOL, DEMO_PROJECT_NUMBER,
 };
 pub use error::LabError;
 pub use faults::{Fault, FaultKind, Faults, LabService};
 pub use google_keys::{GoogleSigningKey, GOOGLE_ISSUER};
 pub use state::LabStats;
 
+use crate::credentials::AwsCredentials;
+use crate::secret::Secret;
 use state::LabState;
 
 /// Ports to listen on; 0 picks a free one.
@@ -48,6 +61,8 @@ pub struct LabPorts {
     pub google_apis: u16,
     /// AWS STS (and the `/_lab/` admin API).
     pub aws_sts: u16,
+    /// The EC2 IMDSv2 and container-credentials endpoints.
+    pub aws_metadata: u16,
 }
 
 /// A running lab. Dropping it stops the listeners; [`Lab::shutdown`] also waits for them.
@@ -88,10 +103,12 @@ impl Lab {
         let metadata = bind("metadata server", ports.metadata).await?;
         let google = bind("Google APIs", ports.google_apis).await?;
         let sts = bind("AWS STS", ports.aws_sts).await?;
+        let aws_metadata = bind("AWS instance and container metadata", ports.aws_metadata).await?;
         let actual = LabPorts {
             metadata: port(&metadata),
             google_apis: port(&google),
             aws_sts: port(&sts),
+            aws_metadata: port(&aws_metadata),
         };
         *state
             .google_apis_url
@@ -106,11 +123,13 @@ impl Lab {
         };
         lab.serve(metadata, metadata::router(state.clone()));
         lab.serve(google, google_apis::router(state.clone()));
-        lab.serve(sts, aws_sts::router(state));
+        lab.serve(sts, aws_sts::router(state.clone()));
+        lab.serve(aws_metadata, aws_metadata::router(state));
         tracing::info!(
             metadata = actual.metadata,
             google_apis = actual.google_apis,
             aws_sts = actual.aws_sts,
+            aws_metadata = actual.aws_metadata,
             "lab started"
         );
         Ok(lab)
@@ -142,6 +161,99 @@ impl Lab {
     /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_STS`.
     pub fn aws_sts_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.aws_sts)
+    }
+
+    /// The audience of the demo AWS provider:
+    /// `//iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/providers/aws-lab`
+    /// (from the config's project number and first pool's first provider).
+    pub fn workload_identity_audience(&self) -> String {
+        let config = &self.state.config;
+        let (pool, provider) = config
+            .workload_identity_pools
+            .iter()
+            .find_map(|p| {
+                p.providers
+                    .first()
+                    .map(|v| (p.pool_id.as_str(), v.provider_id.as_str()))
+            })
+            .unwrap_or((DEMO_POOL, DEMO_AWS_PROVIDER));
+        format!(
+            "{}/providers/{provider}",
+            crate::policy::workload_identity::pool_resource(&config.project_number, pool)
+        )
+    }
+
+    /// `{google_apis_url}/v1/token`: the Google STS token endpoint (`--token-url`, `token_url`).
+    pub fn google_sts_url(&self) -> String {
+        format!("{}/v1/token", self.google_apis_url())
+    }
+
+    /// `http://127.0.0.1:PORT`: the value for `AWS_EC2_METADATA_SERVICE_ENDPOINT` (IMDSv2).
+    pub fn imds_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.aws_metadata)
+    }
+
+    /// The value for `AWS_CONTAINER_CREDENTIALS_FULL_URI` that serves sessions of `role` (as
+    /// ECS or EKS Pod Identity would for the task's or pod's role).
+    pub fn container_credentials_uri(&self, role: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}{}{role}",
+            self.ports.aws_metadata,
+            aws_metadata::CONTAINER_PATH
+        )
+    }
+
+    /// The value for `AWS_CONTAINER_AUTHORIZATION_TOKEN` (random per lab; the endpoint refuses
+    /// requests without it).
+    pub fn container_authorization_token(&self) -> String {
+        self.state
+            .container_authorization_token
+            .expose()
+            .to_string()
+    }
+
+    /// An IAM user's long-lived key (no session token, no expiry), for env or profile tests.
+    ///
+    /// # Panics
+    /// If the user is not in the lab's configuration (a test bug).
+    pub fn aws_user_credentials(&self, user: &str) -> AwsCredentials {
+        let user = self
+            .state
+            .config
+            .iam_user(user)
+            .unwrap_or_else(|| panic!("the lab has no IAM user {user}"));
+        AwsCredentials {
+            access_key_id: user.access_key_id.clone(),
+            secret_access_key: Secret::new(user.secret_access_key.clone()),
+            session_token: None,
+            expiration: None,
+        }
+    }
+
+    /// Temporary credentials for `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`, issued and
+    /// remembered by the lab (so its STS and Google STS accept them) without any trust check or
+    /// STS call. A zero lifetime gives credentials that are already expired.
+    ///
+    /// # Panics
+    /// If the role is not in the lab's configuration (a test bug).
+    pub fn issue_role_credentials(
+        &self,
+        role: &str,
+        session: &str,
+        lifetime: Duration,
+    ) -> AwsCredentials {
+        assert!(
+            self.state.config.role(role).is_some(),
+            "the lab has no role {role}"
+        );
+        let lifetime = i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2);
+        let (access_key_id, issued) = self.state.issue_role_session(role, session, lifetime);
+        AwsCredentials {
+            access_key_id,
+            secret_access_key: issued.secret_access_key,
+            session_token: issued.session_token,
+            expiration: issued.expiration,
+        }
     }
 
     /// The ports actually bound.
@@ -245,7 +357,10 @@ impl Lab {
         self.state.counters.snapshot()
     }
 
-    /// The evaluator's explanation of the last `AccessDenied` (AWS itself never explains).
+    /// Why the last request was refused, as the clouds never say: the trust-policy evaluation of
+    /// the last STS `AccessDenied`, or which attribute made a Google STS exchange fail the
+    /// provider's condition (or why else it was refused), or which binding an impersonation or
+    /// storage request lacked.
     pub fn last_denial(&self) -> Option<String> {
         self.state.last_denial()
     }
@@ -292,6 +407,34 @@ fn validate(config: &LabConfig) -> Result<(), LabError> {
             )));
         }
     }
+    for pool in &config.workload_identity_pools {
+        for provider in &pool.providers {
+            if let Some(condition) = &provider.attribute_condition {
+                crate::policy::cel::CelExpression::parse(condition).map_err(|e| {
+                    LabError::Config(format!(
+                        "the attribute condition of provider {}/{} is not usable: {e}",
+                        pool.pool_id, provider.provider_id
+                    ))
+                })?;
+            }
+        }
+    }
+    for binding in &config.workload_identity_users {
+        if config.service_account(&binding.service_account).is_none() {
+            return Err(LabError::Config(format!(
+                "workload_identity_users binds {} on {}, which is not one of service_accounts; add it there",
+                binding.member, binding.service_account
+            )));
+        }
+    }
+    if let Some(instance) = &config.ec2_instance {
+        if config.role(&instance.role).is_none() {
+            return Err(LabError::Config(format!(
+                "ec2_instance.role {} is not one of roles; add it there",
+                instance.role
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -311,3 +454,5 @@ fn port(listener: &TcpListener) -> u16 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_aws_to_gcp;

@@ -23,18 +23,33 @@ pub(crate) struct AccessGrant {
     pub scopes: Vec<String>,
     /// When it stops working.
     pub expires_at: OffsetDateTime,
+    /// Set for tokens from the Google STS token exchange: who, in which pool.
+    pub federation: Option<Federation>,
 }
 
-/// AWS temporary credentials the lab issued.
+/// The federated identity behind a token from Google STS (for principalSet matching).
+#[derive(Debug, Clone)]
+pub(crate) struct Federation {
+    /// `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL`.
+    pub pool_resource: String,
+    /// `google.subject`.
+    pub subject: String,
+    /// Mapped attributes, without the `attribute.` prefix.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// AWS credentials the lab knows: temporary ones it issued, or an IAM user's long-lived key.
 #[derive(Debug, Clone)]
 pub(crate) struct IssuedAwsCredentials {
     pub secret_access_key: Secret,
-    pub session_token: Secret,
-    pub expiration: OffsetDateTime,
-    /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
-    pub assumed_role_arn: String,
-    /// `AROA...:SESSION`.
-    pub assumed_role_id: String,
+    /// `None` for long-lived keys, which must be sent without one.
+    pub session_token: Option<Secret>,
+    /// `None` for long-lived keys.
+    pub expiration: Option<OffsetDateTime>,
+    /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION` or `arn:aws:iam::ACCOUNT:user/NAME`.
+    pub arn: String,
+    /// `AROA...:SESSION` or `AIDA...`.
+    pub user_id: String,
 }
 
 /// A snapshot of the lab's counters; tests use them to prove a cache made no upstream call.
@@ -48,8 +63,16 @@ pub struct LabStats {
     pub id_tokens_minted: u64,
     /// GetCallerIdentity requests received.
     pub get_caller_identity_calls: u64,
-    /// Google access tokens issued (metadata, OAuth refresh, generateAccessToken).
+    /// Google access tokens issued (metadata, OAuth refresh, generateAccessToken, Google STS).
     pub access_tokens_issued: u64,
+    /// Google STS token exchanges that returned a federated token.
+    pub google_sts_exchanges: u64,
+    /// Google STS token exchanges refused (any OAuth error).
+    pub google_sts_refusals: u64,
+    /// AssumeRole requests received (including refused ones).
+    pub assume_role_calls: u64,
+    /// Credentials handed out by the IMDS and container-credentials emulations.
+    pub aws_metadata_credentials_served: u64,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +82,10 @@ pub(crate) struct Counters {
     pub id_tokens: AtomicU64,
     pub caller_identity_calls: AtomicU64,
     pub access_tokens: AtomicU64,
+    pub google_sts_exchanges: AtomicU64,
+    pub google_sts_refusals: AtomicU64,
+    pub assume_role_calls: AtomicU64,
+    pub aws_metadata_credentials: AtomicU64,
 }
 
 impl Counters {
@@ -73,6 +100,10 @@ impl Counters {
             id_tokens_minted: self.id_tokens.load(Ordering::Relaxed),
             get_caller_identity_calls: self.caller_identity_calls.load(Ordering::Relaxed),
             access_tokens_issued: self.access_tokens.load(Ordering::Relaxed),
+            google_sts_exchanges: self.google_sts_exchanges.load(Ordering::Relaxed),
+            google_sts_refusals: self.google_sts_refusals.load(Ordering::Relaxed),
+            assume_role_calls: self.assume_role_calls.load(Ordering::Relaxed),
+            aws_metadata_credentials_served: self.aws_metadata_credentials.load(Ordering::Relaxed),
         }
     }
 }
@@ -89,6 +120,13 @@ pub(crate) struct LabState {
     access_tokens: Mutex<HashMap<String, AccessGrant>>,
     aws_credentials: Mutex<HashMap<String, IssuedAwsCredentials>>,
     last_denial: Mutex<Option<String>>,
+    /// What the container-credentials endpoint requires in `Authorization`.
+    pub container_authorization_token: Secret,
+    /// IMDSv2 session tokens and when they expire.
+    imds_tokens: Mutex<HashMap<String, OffsetDateTime>>,
+    /// Role sessions handed out by IMDS and the container endpoint, reused until close to
+    /// expiry as the real endpoints do (keyed by `ROLE/SESSION`).
+    role_sessions: Mutex<HashMap<String, (String, IssuedAwsCredentials)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,6 +145,9 @@ impl LabState {
             access_tokens: Mutex::new(HashMap::new()),
             aws_credentials: Mutex::new(HashMap::new()),
             last_denial: Mutex::new(None),
+            container_authorization_token: Secret::new(ids::container_authorization_token()),
+            imds_tokens: Mutex::new(HashMap::new()),
+            role_sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -117,12 +158,17 @@ impl LabState {
         scopes: Vec<String>,
         lifetime_secs: i64,
     ) -> (String, AccessGrant) {
-        let token = ids::google_access_token();
-        let grant = AccessGrant {
+        self.issue_grant(AccessGrant {
             principal: principal.to_string(),
             scopes,
             expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(lifetime_secs),
-        };
+            federation: None,
+        })
+    }
+
+    /// Issues and remembers a Google access token for a prepared grant.
+    pub fn issue_grant(&self, grant: AccessGrant) -> (String, AccessGrant) {
+        let token = ids::google_access_token();
         lock(&self.access_tokens).insert(token.clone(), grant.clone());
         Counters::bump(&self.counters.access_tokens);
         (token, grant)
@@ -138,9 +184,80 @@ impl LabState {
         lock(&self.aws_credentials).insert(access_key_id.to_string(), creds);
     }
 
-    /// The credentials behind an access key id, if the lab issued them.
+    /// The credentials behind an access key id: issued by the lab, or an IAM user's key.
     pub fn aws_credentials(&self, access_key_id: &str) -> Option<IssuedAwsCredentials> {
-        lock(&self.aws_credentials).get(access_key_id).cloned()
+        if let Some(issued) = lock(&self.aws_credentials).get(access_key_id).cloned() {
+            return Some(issued);
+        }
+        let user = self
+            .config
+            .iam_users
+            .iter()
+            .find(|u| u.access_key_id == access_key_id)?;
+        Some(IssuedAwsCredentials {
+            secret_access_key: Secret::new(user.secret_access_key.clone()),
+            session_token: None,
+            expiration: None,
+            arn: format!("arn:aws:iam::{}:user/{}", self.config.account_id, user.name),
+            user_id: ids::user_unique_id(&self.config.account_id, &user.name),
+        })
+    }
+
+    /// Issues, remembers and returns temporary credentials for a session of `role` (no trust
+    /// check: callers check the trust that applies to them). Returns the access key id too.
+    pub fn issue_role_session(
+        &self,
+        role: &str,
+        session: &str,
+        lifetime_secs: i64,
+    ) -> (String, IssuedAwsCredentials) {
+        let account = &self.config.account_id;
+        let access_key_id = ids::temporary_access_key_id();
+        let creds = IssuedAwsCredentials {
+            secret_access_key: Secret::new(ids::secret_access_key()),
+            session_token: Some(Secret::new(ids::session_token())),
+            expiration: Some(OffsetDateTime::now_utc() + time::Duration::seconds(lifetime_secs)),
+            arn: format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
+            user_id: format!("{}:{session}", ids::role_unique_id(account, role)),
+        };
+        self.remember_aws_credentials(&access_key_id, creds.clone());
+        (access_key_id, creds)
+    }
+
+    /// A role session for the instance or container endpoint: the same one until it has less
+    /// than 15 minutes left (the real endpoints rotate ahead of expiry), then a fresh one.
+    pub fn role_session_for_endpoint(
+        &self,
+        role: &str,
+        session: &str,
+    ) -> (String, IssuedAwsCredentials) {
+        let key = format!("{role}/{session}");
+        let fresh_enough = |c: &IssuedAwsCredentials| {
+            c.expiration
+                .is_some_and(|e| e - OffsetDateTime::now_utc() > time::Duration::minutes(15))
+        };
+        let mut sessions = lock(&self.role_sessions);
+        if let Some(existing) = sessions.get(&key).filter(|(_, c)| fresh_enough(c)) {
+            return existing.clone();
+        }
+        let issued = self.issue_role_session(role, session, 6 * 3600);
+        sessions.insert(key, issued.clone());
+        issued
+    }
+
+    /// Remembers an IMDSv2 session token.
+    pub fn remember_imds_token(&self, token: &str, expires_at: OffsetDateTime) {
+        let mut tokens = lock(&self.imds_tokens);
+        let now = OffsetDateTime::now_utc();
+        tokens.retain(|_, e| *e > now);
+        tokens.insert(token.to_string(), expires_at);
+    }
+
+    /// Whether an IMDSv2 session token is known and unexpired.
+    pub fn imds_token_is_valid(&self, token: &str) -> bool {
+        lock(&self.imds_tokens)
+            .get(token)
+            .is_some_and(|e| *e > OffsetDateTime::now_utc())
     }
 
     pub fn set_last_denial(&self, explanation: String) {

@@ -423,7 +423,7 @@ async fn get_with_a_query_string_works_like_a_form_post() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let r = http()
         .post(lab.aws_sts_url())
-        .form(&[("Action", "AssumeRole"), ("Version", "2011-06-15")])
+        .form(&[("Action", "GetSessionToken"), ("Version", "2011-06-15")])
         .send()
         .await
         .unwrap();
@@ -541,10 +541,10 @@ async fn expired_lab_credentials_are_refused() {
         "ASIAEXPIREDEXPIRED00",
         state::IssuedAwsCredentials {
             secret_access_key: crate::secret::Secret::new("s".repeat(40)),
-            session_token: crate::secret::Secret::new("tok"),
-            expiration: time::OffsetDateTime::now_utc() - time::Duration::seconds(1),
-            assumed_role_arn: "arn:aws:sts::123456789012:assumed-role/gcp-deploy/x".into(),
-            assumed_role_id: "AROAX:x".into(),
+            session_token: Some(crate::secret::Secret::new("tok")),
+            expiration: Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1)),
+            arn: "arn:aws:sts::123456789012:assumed-role/gcp-deploy/x".into(),
+            user_id: "AROAX:x".into(),
         },
     );
     let (status, body) = caller_identity(

@@ -1,0 +1,386 @@
+//! Google STS (`POST /v1/token`): the token exchange that turns an AWS identity into a Google
+//! federated access token, checking what Google checks.
+//!
+//! The subject token is a serialized, SigV4-signed `GetCallerIdentity` request. Google does not
+//! trust what the token *says*; it has AWS verify the signature and uses the ARN AWS answers
+//! with. The lab does the same with its own verifier and the credentials its AWS side knows, then
+//! applies the provider's account pin, the default attribute mapping and the attribute condition
+//! (through [`crate::policy::cel`]), and answers with Google's OAuth error codes and wording. The
+//! explanation Google never gives ("which attribute made the condition false") goes to the log
+//! and [`super::Lab::last_denial`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use percent_encoding::percent_decode_str;
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::aws_auth;
+use super::config::LabAwsProvider;
+use super::sigv4::SignedRequest;
+use super::state::{AccessGrant, Counters, Federation, LabState};
+use crate::policy::cel::CelExpression;
+use crate::policy::workload_identity::{aws_default_mapping, ProviderAudience};
+
+/// `grant_type` of a token exchange (RFC 8693).
+pub(crate) const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// `requested_token_type` / `issued_token_type` for an access token.
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// `subject_token_type` of an AWS subject token.
+pub(crate) const AWS_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
+/// The header that binds a subject token to one provider.
+const TARGET_RESOURCE_HEADER: &str = "x-goog-cloud-target-resource";
+/// Google's answer for an unknown or disabled pool or provider.
+const INVALID_TARGET: &str = "The target service indicated by the \"audience\" parameters is invalid. This might either be because the pool or provider is disabled or deleted or because it doesn't exist.";
+/// Google's answer when the attribute condition refuses.
+const REJECTED_BY_CONDITION: &str = "The given credential is rejected by the attribute condition.";
+/// Federated tokens live one hour.
+const FEDERATED_TOKEN_LIFETIME: i64 = 3600;
+
+/// An OAuth error answer.
+struct OAuthError {
+    error: &'static str,
+    description: String,
+    /// What the lab knows and Google does not say (for `last_denial`).
+    explanation: Option<String>,
+}
+
+fn refuse(error: &'static str, description: impl Into<String>) -> OAuthError {
+    OAuthError {
+        error,
+        description: description.into(),
+        explanation: None,
+    }
+}
+
+impl OAuthError {
+    fn because(mut self, explanation: impl Into<String>) -> Self {
+        self.explanation = Some(explanation.into());
+        self
+    }
+}
+
+/// `POST /v1/token`.
+pub(crate) async fn token(State(state): State<Arc<LabState>>, body: Bytes) -> Response {
+    match exchange(&state, &body) {
+        Ok(answer) => {
+            Counters::bump(&state.counters.google_sts_exchanges);
+            Json(answer).into_response()
+        }
+        Err(e) => {
+            Counters::bump(&state.counters.google_sts_refusals);
+            let why = e
+                .explanation
+                .clone()
+                .unwrap_or_else(|| e.description.clone());
+            tracing::info!(error = e.error, %why, "lab google sts: refused");
+            state.set_last_denial(format!("Google STS refused ({}): {why}", e.error));
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": e.error, "error_description": e.description})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SerializedRequest {
+    url: String,
+    method: String,
+    headers: Vec<SerializedHeader>,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SerializedHeader {
+    key: String,
+    value: String,
+}
+
+fn exchange(state: &LabState, body: &[u8]) -> Result<serde_json::Value, OAuthError> {
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+        refuse(
+            "invalid_request",
+            format!("The request body is not a valid form: {e}"),
+        )
+    })?;
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let required = |name: &str| {
+        field(name).ok_or_else(|| {
+            refuse(
+                "invalid_request",
+                format!("The \"{name}\" parameter is required."),
+            )
+        })
+    };
+    let grant_type = required("grant_type")?;
+    if grant_type != GRANT_TYPE {
+        return Err(refuse(
+            "unsupported_grant_type",
+            format!("Unsupported grant type \"{grant_type}\"; expected {GRANT_TYPE}."),
+        ));
+    }
+    let audience = required("audience")?;
+    let subject_token_type = required("subject_token_type")?;
+    let subject_token = required("subject_token")?;
+    if let Some(requested) = field("requested_token_type") {
+        if requested != ACCESS_TOKEN_TYPE {
+            return Err(refuse(
+                "invalid_request",
+                format!("Invalid value for \"requested_token_type\": {requested}; expected {ACCESS_TOKEN_TYPE}."),
+            ));
+        }
+    }
+    let scopes: Vec<String> = field("scope")
+        .unwrap_or("https://www.googleapis.com/auth/cloud-platform")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+
+    let target = ProviderAudience::parse(audience)
+        .filter(|a| a.project_number == state.config.project_number)
+        .and_then(|a| {
+            state
+                .config
+                .aws_provider(&a.pool, &a.provider)
+                .map(|p| (a, p))
+        });
+    let Some((target, provider)) = target else {
+        return Err(refuse("invalid_target", INVALID_TARGET).because(format!(
+            "the lab has no workload identity pool provider {audience} (project number {})",
+            state.config.project_number
+        )));
+    };
+    if subject_token_type != AWS_SUBJECT_TOKEN_TYPE {
+        return Err(refuse(
+            "invalid_request",
+            format!("Invalid subject_token_type \"{subject_token_type}\" for an AWS provider; expected {AWS_SUBJECT_TOKEN_TYPE}."),
+        ));
+    }
+    let caller = verify_subject_token(state, subject_token, &target)?;
+
+    if caller.account != provider.aws_account_id {
+        return Err(refuse(
+            "invalid_grant",
+            "The AWS account of the credential is not allowed by the provider.",
+        )
+        .because(format!(
+            "the caller {} is in AWS account {}, but provider {} accepts only account {}",
+            caller.arn,
+            caller.account,
+            target.canonical(),
+            provider.aws_account_id
+        )));
+    }
+    let identity = aws_default_mapping(&caller.arn, &caller.account);
+    check_condition(provider, &target, &identity, &caller.account)?;
+
+    let pool_resource = target.pool_resource();
+    let (token, _) = state.issue_grant(AccessGrant {
+        principal: format!("principal:{pool_resource}/subject/{}", identity.subject),
+        scopes,
+        expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(FEDERATED_TOKEN_LIFETIME),
+        federation: Some(Federation {
+            pool_resource,
+            subject: identity.subject.clone(),
+            attributes: identity.attributes.clone(),
+        }),
+    });
+    tracing::info!(subject = %identity.subject, provider = %target.canonical(), "lab google sts: issued a federated token");
+    Ok(json!({
+        "access_token": token,
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": FEDERATED_TOKEN_LIFETIME,
+    }))
+}
+
+/// Decodes the subject token, checks it is a `GetCallerIdentity` to a real STS host bound to
+/// this provider, and has "AWS" (the lab's verifier) authenticate it.
+fn verify_subject_token(
+    state: &LabState,
+    subject_token: &str,
+    target: &ProviderAudience,
+) -> Result<aws_auth::AwsCaller, OAuthError> {
+    let invalid = |why: String| {
+        refuse(
+            "invalid_request",
+            format!("Invalid format of AWS credentials: {why}"),
+        )
+    };
+    let decoded = percent_decode_str(subject_token)
+        .decode_utf8()
+        .map_err(|_| invalid("the subject token is not URL-encoded UTF-8".into()))?;
+    let request: SerializedRequest = serde_json::from_str(&decoded).map_err(|e| {
+        invalid(format!(
+            "the subject token is not a serialized request {{\"url\", \"method\", \"headers\": [{{\"key\", \"value\"}}]}}: {e}"
+        ))
+    })?;
+    let rejected = |why: String| {
+        refuse(
+            "invalid_grant",
+            format!("Invalid AWS GetCallerIdentity request: {why}"),
+        )
+    };
+    if request.method != "POST" {
+        return Err(rejected(format!(
+            "the method is {}; it must be POST",
+            request.method
+        )));
+    }
+    if request.body.as_deref().is_some_and(|b| !b.is_empty()) {
+        return Err(rejected("the request must have an empty body".into()));
+    }
+    let url = url::Url::parse(&request.url)
+        .map_err(|e| rejected(format!("the url {} is invalid: {e}", request.url)))?;
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let region = if host == "sts.amazonaws.com" {
+        Some("us-east-1".to_string())
+    } else {
+        host.strip_prefix("sts.")
+            .and_then(|h| h.strip_suffix(".amazonaws.com"))
+            .filter(|r| !r.is_empty() && !r.contains('.'))
+            .map(String::from)
+    };
+    let (Some(region), "https", None) = (region, url.scheme(), url.port()) else {
+        return Err(rejected(format!(
+            "the url {} is not https://sts.REGION.amazonaws.com or https://sts.amazonaws.com",
+            request.url
+        )));
+    };
+    let mut query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    query.sort();
+    let expected = [
+        ("Action".to_string(), "GetCallerIdentity".to_string()),
+        ("Version".to_string(), "2011-06-15".to_string()),
+    ];
+    if query != expected || !matches!(url.path(), "" | "/") {
+        return Err(rejected(format!(
+            "the url {} must be the STS endpoint with exactly ?Action=GetCallerIdentity&Version=2011-06-15",
+            request.url
+        )));
+    }
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    };
+    if !header("host").is_some_and(|h| h.eq_ignore_ascii_case(&host)) {
+        return Err(rejected(format!(
+            "the host header must be present and equal the url's host {host}"
+        )));
+    }
+    let bound_to = header(TARGET_RESOURCE_HEADER).ok_or_else(|| {
+        rejected(format!(
+            "the {TARGET_RESOURCE_HEADER} header is missing; it must be the audience {}",
+            target.canonical()
+        ))
+    })?;
+    if ProviderAudience::parse(bound_to).as_ref() != Some(target) {
+        return Err(rejected(format!(
+            "the {TARGET_RESOURCE_HEADER} header {bound_to} does not match the audience {}",
+            target.canonical()
+        ))
+        .because(format!(
+            "the subject token was made for {bound_to}, not for {}: a token minted for one provider cannot be replayed at another",
+            target.canonical()
+        )));
+    }
+    let signed = SignedRequest {
+        method: "POST",
+        path: url.path(),
+        query: url.query().unwrap_or(""),
+        headers: request
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect(),
+        body: b"",
+    };
+    let aws_refused = |code: &str, message: &str| {
+        refuse(
+            "invalid_grant",
+            format!("Received invalid AWS response of type {code} with error message: {message}"),
+        )
+    };
+    let caller =
+        aws_auth::authenticate(state, &signed, OffsetDateTime::now_utc()).map_err(|e| {
+            aws_refused(e.code, &e.message).because(format!(
+                "AWS (the lab's verifier) refused the signed GetCallerIdentity: {} ({})",
+                e.message, e.code
+            ))
+        })?;
+    if caller.signing_region != region {
+        let message = format!(
+            "Credential should be scoped to a valid region. (got '{}', expected '{region}')",
+            caller.signing_region
+        );
+        return Err(aws_refused("SignatureDoesNotMatch", &message));
+    }
+    Ok(caller)
+}
+
+/// Applies the provider's attribute condition; refusals explain which values made it false.
+fn check_condition(
+    provider: &LabAwsProvider,
+    target: &ProviderAudience,
+    identity: &crate::policy::workload_identity::AwsFederatedIdentity,
+    account: &str,
+) -> Result<(), OAuthError> {
+    let Some(condition) = &provider.attribute_condition else {
+        return Ok(());
+    };
+    // Validated when the lab starts; a parse failure here is a lab bug, refused, never admitted.
+    let expression = CelExpression::parse(condition).map_err(|e| {
+        refuse("unauthorized_client", REJECTED_BY_CONDITION)
+            .because(format!("the attribute condition cannot be parsed: {e}"))
+    })?;
+    let variables = identity.cel_variables(account);
+    let values: BTreeMap<String, String> = expression
+        .references()
+        .into_iter()
+        .map(|name| {
+            let value = variables
+                .get(&name)
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_else(|| "(absent)".into());
+            (name, value)
+        })
+        .collect();
+    let shown = values
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match expression.evaluate(&variables) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(
+            refuse("unauthorized_client", REJECTED_BY_CONDITION).because(format!(
+                "the attribute condition `{condition}` of provider {} is false for {shown}",
+                target.canonical()
+            )),
+        ),
+        Err(e) => Err(
+            refuse("unauthorized_client", REJECTED_BY_CONDITION).because(format!(
+                "the attribute condition `{condition}` of provider {} failed to evaluate ({e}) for {shown}",
+                target.canonical()
+            )),
+        ),
+    }
+}
