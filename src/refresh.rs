@@ -124,6 +124,9 @@ pub struct GcpToken {
     pub token: GoogleAccessToken,
     /// The service account impersonated, if any.
     pub service_account: Option<String>,
+    /// The AWS credentials whose identity was federated (to name it without fetching again:
+    /// a profile with `role_arn` would assume the role a second time).
+    pub aws_credentials: crate::credentials::AwsCredentials,
 }
 
 /// Which step of the AWS → GCP flow failed; each variant's message says why and what to do.
@@ -179,11 +182,12 @@ impl GcpTokenProfile {
         )?)
     }
 
-    /// The federated token: the AWS identity as a principal of the pool.
+    /// The federated token (the AWS identity as a principal of the pool) and the AWS
+    /// credentials it was proven with.
     pub async fn fetch_federated(
         &self,
         http: &reqwest::Client,
-    ) -> Result<GoogleAccessToken, GcpFlowError> {
+    ) -> Result<(GoogleAccessToken, crate::credentials::AwsCredentials), GcpFlowError> {
         let credentials = self.aws.fetch_credentials().await?;
         let subject_token = build_subject_token(
             &credentials,
@@ -219,17 +223,18 @@ impl GcpTokenProfile {
                 }
                 .into())
             }
-            other => Ok(other?),
+            other => Ok((other?, credentials)),
         }
     }
 
     /// The federated token, then the service account's token when impersonation is asked for.
     pub async fn fetch(&self, http: &reqwest::Client) -> Result<GcpToken, GcpFlowError> {
-        let federated = self.fetch_federated(http).await?;
+        let (federated, aws_credentials) = self.fetch_federated(http).await?;
         let Some(impersonation) = &self.impersonation else {
             return Ok(GcpToken {
                 token: federated,
                 service_account: None,
+                aws_credentials,
             });
         };
         let token = self
@@ -251,6 +256,7 @@ impl GcpTokenProfile {
         Ok(GcpToken {
             token,
             service_account: Some(impersonation.service_account.clone()),
+            aws_credentials,
         })
     }
 
@@ -264,7 +270,7 @@ impl GcpTokenProfile {
             .impersonation
             .as_ref()
             .ok_or(GcpFlowError::NeedsServiceAccount)?;
-        let federated = self.fetch_federated(http).await?;
+        let (federated, _) = self.fetch_federated(http).await?;
         Ok(generate_id_token(
             http,
             &self.iamcredentials_url,

@@ -5,64 +5,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use keyless::lab::{Lab, LabConfig};
-use support::{AwsHome, CommandOutput};
+use support::LabWorld;
 
 const DEPLOYER: &str = "deployer@keyless-lab.iam.gserviceaccount.com";
 const CI_RUNNER: &str = "ci-runner@keyless-lab.iam.gserviceaccount.com";
 const INTRUDER: &str = "intruder@elsewhere.iam.gserviceaccount.com";
-
-/// A lab plus a throwaway home (see `support::AwsHome`) in which the binary runs with nothing
-/// but the lab's environment.
-struct World {
-    lab: Lab,
-    home: AwsHome,
-}
-
-impl World {
-    async fn start() -> Self {
-        let lab = Lab::start(LabConfig::demo()).await.expect("lab starts");
-        let home = AwsHome::new(&lab.aws_sts_url());
-        Self { lab, home }
-    }
-
-    fn role(&self, name: &str) -> String {
-        self.lab.role_arn(name)
-    }
-
-    /// Runs `keyless ARGS` against the lab.
-    async fn keyless(&self, args: &[&str]) -> CommandOutput {
-        self.keyless_env(args, &[]).await
-    }
-
-    async fn keyless_env(&self, args: &[&str], extra: &[(&str, &str)]) -> CommandOutput {
-        let mut cmd = self.home.keyless(args);
-        self.point_at_lab(&mut cmd, extra);
-        // The lab serves from this process's runtime: wait for the child off the runtime.
-        tokio::task::spawn_blocking(move || support::process::run(&mut cmd))
-            .await
-            .unwrap()
-    }
-
-    fn point_at_lab(&self, cmd: &mut std::process::Command, extra: &[(&str, &str)]) {
-        for (k, v) in self.lab.env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-    }
-
-    fn write_token(&self, name: &str, email: &str, lifetime: Duration) -> PathBuf {
-        self.home.write_token(
-            name,
-            &self.lab.mint_id_token(email, "sts.amazonaws.com", lifetime),
-        )
-    }
-}
 
 fn file_source(path: &Path) -> String {
     format!("file:{}", path.display())
@@ -71,7 +21,7 @@ fn file_source(path: &Path) -> String {
 /// The default path: metadata token → STS → credential_process JSON the SDKs accept.
 #[tokio::test(flavor = "multi_thread")]
 async fn metadata_token_becomes_credential_process_json() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let out = w
         .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
         .await;
@@ -92,7 +42,7 @@ async fn metadata_token_becomes_credential_process_json() {
 /// `--format json` carries the assumed-role ARN (with the derived session name) and the subject.
 #[tokio::test(flavor = "multi_thread")]
 async fn json_format_names_the_assumed_role_and_subject() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let out = w
         .keyless(&[
             "aws",
@@ -119,7 +69,7 @@ async fn json_format_names_the_assumed_role_and_subject() {
 /// A second run answers from the cache: no new token, no STS call. `--no-cache` goes upstream.
 #[tokio::test(flavor = "multi_thread")]
 async fn second_call_is_served_from_the_cache() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let role = w.role("gcp-deploy");
     let first = w
         .keyless(&["aws", "credentials", "--role-arn", &role])
@@ -147,7 +97,7 @@ async fn second_call_is_served_from_the_cache() {
 /// every API call); each run exchanges again.
 #[tokio::test(flavor = "multi_thread")]
 async fn short_lived_credentials_are_not_reused() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let role = w.role("gcp-deploy");
     for _ in 0..2 {
         let out = w
@@ -168,7 +118,7 @@ async fn short_lived_credentials_are_not_reused() {
 /// A token from a file and from a command are both accepted; the file is re-read each time.
 #[tokio::test(flavor = "multi_thread")]
 async fn file_and_command_sources_work() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let token = w.write_token("token.jwt", DEPLOYER, Duration::from_secs(3600));
     let role = w.role("gcp-deploy");
     let out = w
@@ -203,7 +153,7 @@ async fn file_and_command_sources_work() {
 /// buys an access token, which buys an ID token for ci-runner, which assumes ci-deploy.
 #[tokio::test(flavor = "multi_thread")]
 async fn impersonation_with_authorized_user_adc() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let adc = w.home.home().join("adc.json");
     w.lab
         .write_authorized_user_adc(&adc, "dev@example.com")
@@ -234,7 +184,7 @@ async fn impersonation_with_authorized_user_adc() {
 /// impersonate: on a VM: the metadata server's access token authorises generateIdToken.
 #[tokio::test(flavor = "multi_thread")]
 async fn impersonation_from_the_metadata_server() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let source = format!("impersonate:{CI_RUNNER}");
     let out = w
         .keyless(&[
@@ -252,7 +202,7 @@ async fn impersonation_from_the_metadata_server() {
 /// Impersonating an account the caller may not act as fails with IAM's refusal and the fix.
 #[tokio::test(flavor = "multi_thread")]
 async fn impersonation_without_token_creator_is_refused() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let source = format!("impersonate:{INTRUDER}");
     let out = w
         .keyless(&[
@@ -276,7 +226,7 @@ async fn impersonation_without_token_creator_is_refused() {
 /// and the message names the role and the claims AWS compared, but no secret.
 #[tokio::test(flavor = "multi_thread")]
 async fn untrusted_identity_is_refused_with_the_claims_compared() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let token = w.write_token("intruder.jwt", INTRUDER, Duration::from_secs(3600));
     let role = w.role("gcp-deploy");
     let out = w
@@ -318,7 +268,7 @@ async fn untrusted_identity_is_refused_with_the_claims_compared() {
 /// An expired token is re-minted once; a file that keeps serving it fails with a clock hint.
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_token_is_reminted_once_then_explained() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let token = w.write_token("old.jwt", DEPLOYER, Duration::ZERO);
     let out = w
         .keyless(&[
@@ -347,7 +297,7 @@ async fn expired_token_is_reminted_once_then_explained() {
 /// STS says the token is invalid once: keyless mints a fresh one and succeeds.
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_identity_token_triggers_one_remint() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     w.lab.faults().sts_error("InvalidIdentityToken", 400, 1);
     let out = w
         .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
@@ -364,7 +314,7 @@ async fn invalid_identity_token_triggers_one_remint() {
 /// IdP hiccups and throttling are retried with backoff until STS answers.
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_sts_errors_are_retried() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     w.lab.faults().sts_error("IDPCommunicationError", 400, 1);
     w.lab.faults().sts_error("Throttling", 400, 1);
     let out = w
@@ -382,7 +332,7 @@ async fn transient_sts_errors_are_retried() {
 /// A lasting outage ends after the bounded attempts with exit code 4 (unavailable).
 #[tokio::test(flavor = "multi_thread")]
 async fn lasting_outage_gives_up_with_unavailable() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     w.lab.faults().sts_error("ServiceUnavailable", 503, 100);
     let out = w
         .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
@@ -395,7 +345,7 @@ async fn lasting_outage_gives_up_with_unavailable() {
 /// Asking for more than the role's maximum session is a request error, not retried.
 #[tokio::test(flavor = "multi_thread")]
 async fn duration_above_role_maximum_fails_fast() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let out = w
         .keyless(&[
             "aws",
@@ -417,7 +367,7 @@ async fn duration_above_role_maximum_fails_fast() {
 /// accepts the signature.
 #[tokio::test(flavor = "multi_thread")]
 async fn whoami_signs_a_call_the_lab_verifies() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let out = w
         .keyless(&["aws", "whoami", "--role-arn", &w.role("gcp-deploy")])
         .await;
@@ -434,7 +384,7 @@ async fn whoami_signs_a_call_the_lab_verifies() {
 /// `exec` hands the credentials to the child and passes its exit code through.
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_passes_credentials_and_exit_code() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let role = w.role("gcp-deploy");
     let script = r#"test -n "$AWS_ACCESS_KEY_ID" && test -n "$AWS_SESSION_TOKEN" && test -z "$AWS_PROFILE" && test -n "$AWS_CREDENTIAL_EXPIRATION" && exit 7"#;
     let out = w
@@ -449,7 +399,7 @@ async fn exec_passes_credentials_and_exit_code() {
 /// `--format env` lines, eval'd by a shell, give the child the credentials.
 #[tokio::test(flavor = "multi_thread")]
 async fn env_format_evals_in_a_shell() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let out = w
         .keyless(&[
             "aws",
@@ -474,7 +424,7 @@ async fn env_format_evals_in_a_shell() {
 /// profiles stays identical; the written keys then sign a call the lab verifies; the file is 0600.
 #[tokio::test(flavor = "multi_thread")]
 async fn write_profile_preserves_the_rest_of_the_file() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let creds = w.home.credentials_file();
     let before = "# managed by hand\n[default]\naws_access_key_id = AKIADEFAULT\naws_secret_access_key = s\n\n; the old deploy keys\n[deploy]\nregion = eu-west-1\naws_access_key_id = OLD\n\n[other]  \naws_access_key_id=KEEP\r\n";
     std::fs::write(&creds, before).unwrap();
@@ -512,7 +462,7 @@ async fn write_profile_preserves_the_rest_of_the_file() {
 /// Debug logging shows the flow but never the token, the secret key or the session token.
 #[tokio::test(flavor = "multi_thread")]
 async fn verbose_logs_never_contain_secrets() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let token = w.write_token("t.jwt", DEPLOYER, Duration::from_secs(3600));
     let out = w
         .keyless(&[
@@ -543,15 +493,7 @@ async fn verbose_logs_never_contain_secrets() {
     }
 }
 
-impl World {
-    /// Runs any prepared command (aws CLI, Python) against the lab, off the runtime.
-    async fn run(&self, mut cmd: std::process::Command) -> CommandOutput {
-        self.point_at_lab(&mut cmd, &[]);
-        tokio::task::spawn_blocking(move || support::process::run(&mut cmd))
-            .await
-            .unwrap()
-    }
-
+impl LabWorld {
     fn credential_process_profile(&self, profile: &str, extra: &[&str]) {
         let mut args: Vec<String> = ["aws", "credentials", "--role-arn"]
             .iter()
@@ -568,7 +510,7 @@ impl World {
 /// client is served from keyless's cache (one exchange for both processes).
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_cli_and_boto3_act_as_the_role_through_credential_process() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     w.credential_process_profile("deploy", &[]);
     let cli = w
         .run(
@@ -598,7 +540,7 @@ async fn aws_cli_and_boto3_act_as_the_role_through_credential_process() {
 /// escape codes, and no credential.
 #[tokio::test(flavor = "multi_thread")]
 async fn aws_cli_shows_a_clean_refusal_from_credential_process() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let token = w.write_token("intruder.jwt", INTRUDER, Duration::from_secs(3600));
     w.credential_process_profile("intruder", &["--token-source", &file_source(&token)]);
     let out = w
@@ -621,7 +563,7 @@ async fn aws_cli_shows_a_clean_refusal_from_credential_process() {
 /// limit is refused at once with STS's code.
 #[tokio::test(flavor = "multi_thread")]
 async fn session_policies_are_sent_and_oversized_ones_refused() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let small = w.home.write_token(
         "small-policy.json",
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#,
@@ -667,7 +609,7 @@ async fn session_policies_are_sent_and_oversized_ones_refused() {
 /// The generic `AWS_ENDPOINT_URL` is honoured when no STS-specific one is set, as in the SDKs.
 #[tokio::test(flavor = "multi_thread")]
 async fn generic_endpoint_url_is_honoured() {
-    let w = World::start().await;
+    let w = LabWorld::start().await;
     let mut cmd = w
         .home
         .keyless(["aws", "credentials", "--role-arn", &w.role("gcp-deploy")]);

@@ -187,8 +187,7 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                 TokenFormat::Token => format!("{}\n", token.token.access_token.expose()),
                 TokenFormat::Env => env::export_lines(&google_env_vars(&token)),
                 TokenFormat::Json => {
-                    let credentials = profile.aws.fetch_credentials().await?;
-                    let arn = profile.caller_arn(&http, &credentials).await;
+                    let arn = profile.caller_arn(&http, &token.aws_credentials).await;
                     serde_json::to_string_pretty(&token_json(&token, &profile, arn.as_deref()))?
                         + "\n"
                 }

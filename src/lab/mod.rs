@@ -283,6 +283,7 @@ impl Lab {
             ("GCE_METADATA_IP", self.metadata_host()),
             ("AWS_ENDPOINT_URL_STS", self.aws_sts_url()),
             ("KEYLESS_IAMCREDENTIALS_URL", self.google_apis_url()),
+            ("KEYLESS_TOKEN_URL", self.google_sts_url()),
             ("AWS_REGION", "us-east-1".to_string()),
             // botocore (aws CLI v1, boto3) reads only this one.
             ("AWS_DEFAULT_REGION", "us-east-1".to_string()),

@@ -6,11 +6,13 @@
 
 pub mod aws_home;
 pub mod google;
+pub mod lab_world;
 pub mod moto;
 pub mod process;
 pub mod venv;
 
 pub use aws_home::AwsHome;
 pub use google::GoogleIdentity;
+pub use lab_world::LabWorld;
 pub use moto::Moto;
 pub use process::{expect_failure, expect_success, CommandOutput};

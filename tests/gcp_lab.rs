@@ -1,0 +1,429 @@
+//! AWS → GCP: the real `keyless` binary, with the AWS identity from each place AWS workloads get
+//! it (environment, profile with `role_arn`, `--assume-role`, web identity file, container
+//! endpoint, IMDSv2), against the lab. The lab's Google STS verifies the SigV4 signature of the
+//! subject token with the secret the lab's AWS side issued, applies the provider's attribute
+//! condition, and its IAM checks the workloadIdentityUser binding; the token is then used on a
+//! stand-in Google API. google-auth, loading `keyless gcp config`'s file, refreshes against it too.
+
+mod support;
+
+use std::time::Duration;
+
+use keyless::credentials::AwsCredentials;
+use serde_json::Value;
+use support::{CommandOutput, LabWorld};
+
+const COPYCAT: &str = "copycat@keyless-lab.iam.gserviceaccount.com";
+const DEPLOYER: &str = "deployer@keyless-lab.iam.gserviceaccount.com";
+const EKS_POD: &str = "eks-pod@keyless-lab.iam.gserviceaccount.com";
+const WORKLOAD_ROLE: &str = "arn:aws:iam::123456789012:role/aws-workload";
+
+fn env_of(credentials: &AwsCredentials) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", credentials.access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            credentials.secret_access_key.expose().to_string(),
+        ),
+    ];
+    if let Some(token) = &credentials.session_token {
+        env.push(("AWS_SESSION_TOKEN", token.expose().to_string()));
+    }
+    env
+}
+
+impl LabWorld {
+    /// `keyless gcp ARGS --audience <the lab's AWS provider>` with extra environment.
+    async fn gcp(&self, args: &[&str], env: &[(&str, String)]) -> CommandOutput {
+        let audience = self.lab.workload_identity_audience();
+        // gcp SUBCOMMAND --audience AUD REST...: before any `--`.
+        let mut all: Vec<&str> = vec!["gcp", args[0], "--audience", &audience];
+        all.extend_from_slice(&args[1..]);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.keyless_env(&all, &env).await
+    }
+
+    /// Lists the lab project's buckets with `token` on the storage stand-in: proves the token
+    /// is one Google would accept.
+    async fn storage_status(&self, token: &str) -> u16 {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/storage/v1/b?project=keyless-lab",
+                self.lab.google_apis_url()
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn workload_session(&self) -> AwsCredentials {
+        self.lab
+            .issue_role_credentials("aws-workload", "app", Duration::from_secs(3600))
+    }
+}
+
+/// Temporary role credentials in the environment → federated token → copycat's access token,
+/// which a Google API accepts. JSON names the ARN presented and the federated principal.
+#[tokio::test(flavor = "multi_thread")]
+async fn env_credentials_become_a_service_account_token() {
+    let w = LabWorld::start().await;
+    let env = env_of(&w.workload_session());
+    let out = w
+        .gcp(
+            &["token", "--service-account", COPYCAT, "--format", "json"],
+            &env,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(doc["service_account"], COPYCAT);
+    assert_eq!(
+        doc["aws_identity"],
+        "arn:aws:sts::123456789012:assumed-role/aws-workload/app"
+    );
+    assert_eq!(
+        doc["federated_principal"],
+        "principal://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/subject/arn:aws:sts::123456789012:assumed-role/aws-workload/app"
+    );
+    assert!(doc["expires_in"].as_i64().unwrap() > 3000);
+    let token = doc["access_token"].as_str().unwrap();
+    assert_eq!(w.storage_status(token).await, 200);
+    assert_eq!(w.storage_status("not-a-token").await, 401);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+}
+
+/// Without `--service-account`, the federated token itself comes out (format token: one line).
+#[tokio::test(flavor = "multi_thread")]
+async fn federated_token_alone_for_direct_access() {
+    let w = LabWorld::start().await;
+    let out = w.gcp(&["token"], &env_of(&w.workload_session())).await;
+    assert_eq!(out.code(), 0, "{out}");
+    let token = out.stdout.trim();
+    assert_eq!(out.stdout.lines().count(), 1);
+    assert_eq!(w.storage_status(token).await, 200);
+}
+
+/// A profile with `role_arn` + `source_profile` (static keys of an IAM user): the chain assumes
+/// the role at the lab's STS, and that session federates.
+#[tokio::test(flavor = "multi_thread")]
+async fn profile_with_role_arn_and_source_profile() {
+    let w = LabWorld::start().await;
+    let user = w.lab.aws_user_credentials("ci-user");
+    w.home.add_static_profile(
+        "ci",
+        &user.access_key_id,
+        user.secret_access_key.expose(),
+        "",
+    );
+    w.home.append_config(&format!(
+        "[profile app]\nrole_arn = {WORKLOAD_ROLE}\nsource_profile = ci\nrole_session_name = from-profile\nregion = us-east-1\n"
+    ));
+    let out = w
+        .gcp(
+            &[
+                "token",
+                "--aws-profile",
+                "app",
+                "--service-account",
+                COPYCAT,
+                "--format",
+                "json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(
+        out.json()["aws_identity"],
+        "arn:aws:sts::123456789012:assumed-role/aws-workload/from-profile"
+    );
+    assert_eq!(w.lab.stats().assume_role_calls, 1);
+}
+
+/// `--assume-role` with an IAM user's keys in the environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn assume_role_first_then_federate() {
+    let w = LabWorld::start().await;
+    let env = env_of(&w.lab.aws_user_credentials("ci-user"));
+    let out = w
+        .gcp(
+            &[
+                "token",
+                "--assume-role",
+                WORKLOAD_ROLE,
+                "--service-account",
+                COPYCAT,
+            ],
+            &env,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.storage_status(out.stdout.trim()).await, 200);
+}
+
+/// EKS IRSA: a web identity token file and AWS_ROLE_ARN.
+#[tokio::test(flavor = "multi_thread")]
+async fn web_identity_token_file() {
+    let w = LabWorld::start().await;
+    let token = w.home.write_token(
+        "irsa.jwt",
+        &w.lab
+            .mint_id_token(EKS_POD, "sts.amazonaws.com", Duration::from_secs(3600)),
+    );
+    let env = vec![
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
+        ("AWS_ROLE_ARN", WORKLOAD_ROLE.to_string()),
+        ("AWS_ROLE_SESSION_NAME", "irsa-pod".to_string()),
+    ];
+    let out = w
+        .gcp(
+            &["token", "--service-account", COPYCAT, "--format", "json"],
+            &env,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(
+        out.json()["aws_identity"],
+        "arn:aws:sts::123456789012:assumed-role/aws-workload/irsa-pod"
+    );
+}
+
+/// ECS / EKS Pod Identity: the container endpoint, authorised by a token file.
+#[tokio::test(flavor = "multi_thread")]
+async fn container_credentials_endpoint_with_token_file() {
+    let w = LabWorld::start().await;
+    let token_file = w
+        .home
+        .write_token("container-token", &w.lab.container_authorization_token());
+    let env = vec![
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            w.lab.container_credentials_uri("aws-workload"),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+    ];
+    let out = w.gcp(&["token", "--service-account", COPYCAT], &env).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.storage_status(out.stdout.trim()).await, 200);
+    assert!(w.lab.stats().aws_metadata_credentials_served >= 1);
+}
+
+/// EC2: IMDSv2 gives both the credentials and the region (no region in the environment).
+#[tokio::test(flavor = "multi_thread")]
+async fn imdsv2_credentials_and_region() {
+    let w = LabWorld::start().await;
+    let audience = w.lab.workload_identity_audience();
+    let mut cmd = w.home.keyless([
+        "gcp",
+        "token",
+        "--audience",
+        &audience,
+        "--service-account",
+        COPYCAT,
+    ]);
+    w.point_at_lab(&mut cmd, &[]);
+    cmd.env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", w.lab.imds_endpoint());
+    let out = w.run(cmd).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.storage_status(out.stdout.trim()).await, 200);
+}
+
+/// An identity the provider's attribute condition does not admit (the IAM user itself, not the
+/// role): refused, exit 3, and the message names the ARN Google saw and the usual cause.
+#[tokio::test(flavor = "multi_thread")]
+async fn attribute_condition_refusal_names_the_arn() {
+    let w = LabWorld::start().await;
+    let env = env_of(&w.lab.aws_user_credentials("ci-user"));
+    let out = w.gcp(&["token", "--service-account", COPYCAT], &env).await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(out.stderr.contains("unauthorized_client"), "{out}");
+    assert!(
+        out.stderr
+            .contains("arn:aws:iam::123456789012:user/ci-user"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("attribute condition"), "{out}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(w.lab.stats().google_sts_refusals, 1);
+}
+
+/// A service account without the workloadIdentityUser binding: IAM refuses, exit 3, and the
+/// hint names the binding.
+#[tokio::test(flavor = "multi_thread")]
+async fn impersonation_without_binding_is_refused() {
+    let w = LabWorld::start().await;
+    let out = w
+        .gcp(
+            &["token", "--service-account", DEPLOYER],
+            &env_of(&w.workload_session()),
+        )
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stderr.contains("roles/iam.workloadIdentityUser"),
+        "{out}"
+    );
+}
+
+/// A lifetime above one hour needs the org policy; the hint names it.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_lifetime_without_org_policy_is_refused() {
+    let w = LabWorld::start().await;
+    let out = w
+        .gcp(
+            &["token", "--service-account", COPYCAT, "--lifetime", "7200"],
+            &env_of(&w.workload_session()),
+        )
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stderr
+            .contains("constraints/iam.allowServiceAccountCredentialLifetimeExtension"),
+        "{out}"
+    );
+}
+
+/// Google STS failing with 503 once is retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_google_sts_failure_is_retried() {
+    let w = LabWorld::start().await;
+    w.lab.faults().push(keyless::lab::Fault {
+        service: keyless::lab::LabService::GoogleApis,
+        kind: keyless::lab::FaultKind::Http {
+            status: 503,
+            body: "backend unavailable".into(),
+        },
+        times: 1,
+        only: Some("/v1/token".into()),
+    });
+    let out = w.gcp(&["token"], &env_of(&w.workload_session())).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+}
+
+/// `id-token`: an ID token for copycat with the requested audience.
+#[tokio::test(flavor = "multi_thread")]
+async fn id_token_for_the_service_account() {
+    let w = LabWorld::start().await;
+    let out = w
+        .gcp(
+            &[
+                "id-token",
+                "--service-account",
+                COPYCAT,
+                "--target-audience",
+                "https://run.example.com",
+            ],
+            &env_of(&w.workload_session()),
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let token = keyless::source::google::IdToken::parse(
+        keyless::secret::Secret::new(out.stdout.trim()),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(token.claims().aud, "https://run.example.com");
+    assert_eq!(token.claims().email.as_deref(), Some(COPYCAT));
+}
+
+/// `exec` puts the token in both variables gcloud and the SDKs read and passes the exit code.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_passes_the_token_and_exit_code() {
+    let w = LabWorld::start().await;
+    let script = r#"test -n "$CLOUDSDK_AUTH_ACCESS_TOKEN" && test "$CLOUDSDK_AUTH_ACCESS_TOKEN" = "$GOOGLE_OAUTH_ACCESS_TOKEN" && exit 5"#;
+    let out = w
+        .gcp(
+            &[
+                "exec",
+                "--service-account",
+                COPYCAT,
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            &env_of(&w.workload_session()),
+        )
+        .await;
+    assert_eq!(out.code(), 5, "{out}");
+}
+
+/// `subject-token` prints the URL-encoded signed request, bound to the audience.
+#[tokio::test(flavor = "multi_thread")]
+async fn subject_token_is_bound_to_the_audience() {
+    let w = LabWorld::start().await;
+    let out = w
+        .gcp(&["subject-token"], &env_of(&w.workload_session()))
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let json = percent_encoding::percent_decode_str(out.stdout.trim())
+        .decode_utf8()
+        .unwrap()
+        .into_owned();
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        doc["url"],
+        "https://sts.us-east-1.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
+    );
+    let target = doc["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["key"] == "x-goog-cloud-target-resource")
+        .unwrap();
+    assert_eq!(target["value"], w.lab.workload_identity_audience());
+}
+
+/// google-auth (PyPI), loading the file `keyless gcp config` writes, refreshes against the lab
+/// with the workload's credentials in its environment, and its token works on a Google API.
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_refreshes_with_the_generated_config() {
+    let w = LabWorld::start().await;
+    let config = w.home.home().join("gcp-credentials.json");
+    let google = w.lab.google_apis_url();
+    let sts = w.lab.google_sts_url();
+    let out = w
+        .gcp(
+            &[
+                "config",
+                "--service-account",
+                COPYCAT,
+                "--token-url",
+                &sts,
+                "--iamcredentials-url",
+                &google,
+                "--output",
+                config.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(written["credential_source"]["environment_id"], "aws1");
+    let mut python = w.home.python(
+        "google_auth_refresh.py",
+        [
+            config.to_str().unwrap(),
+            &format!("{google}/storage/v1/b?project=keyless-lab"),
+        ],
+    );
+    for (k, v) in env_of(&w.workload_session()) {
+        python.env(k, v);
+    }
+    let out = w.run(python).await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(doc["status"], 200, "{out}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+}

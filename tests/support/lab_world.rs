@@ -1,0 +1,68 @@
+//! The lab (in-process) plus a throwaway home in which the real binary and the real clients run
+//! pointed at it: what the lab integration tests of both directions share.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use keyless::lab::{Lab, LabConfig};
+
+use super::{AwsHome, CommandOutput};
+
+/// A lab plus a throwaway home (see `support::AwsHome`) in which the binary runs with nothing
+/// but the lab's environment.
+pub struct LabWorld {
+    pub lab: Lab,
+    pub home: AwsHome,
+}
+
+impl LabWorld {
+    pub async fn start() -> Self {
+        let lab = Lab::start(LabConfig::demo()).await.expect("lab starts");
+        let home = AwsHome::new(&lab.aws_sts_url());
+        Self { lab, home }
+    }
+
+    pub fn role(&self, name: &str) -> String {
+        self.lab.role_arn(name)
+    }
+
+    /// Runs `keyless ARGS` against the lab.
+    pub async fn keyless(&self, args: &[&str]) -> CommandOutput {
+        self.keyless_env(args, &[]).await
+    }
+
+    pub async fn keyless_env(&self, args: &[&str], extra: &[(&str, &str)]) -> CommandOutput {
+        let mut cmd = self.home.keyless(args);
+        self.point_at_lab(&mut cmd, extra);
+        // The lab serves from this process's runtime: wait for the child off the runtime.
+        tokio::task::spawn_blocking(move || super::process::run(&mut cmd))
+            .await
+            .unwrap()
+    }
+
+    pub fn point_at_lab(&self, cmd: &mut std::process::Command, extra: &[(&str, &str)]) {
+        for (k, v) in self.lab.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+    }
+
+    pub fn write_token(&self, name: &str, email: &str, lifetime: Duration) -> PathBuf {
+        self.home.write_token(
+            name,
+            &self.lab.mint_id_token(email, "sts.amazonaws.com", lifetime),
+        )
+    }
+}
+
+impl LabWorld {
+    /// Runs any prepared command (aws CLI, Python) against the lab, off the runtime.
+    pub async fn run(&self, mut cmd: std::process::Command) -> CommandOutput {
+        self.point_at_lab(&mut cmd, &[]);
+        tokio::task::spawn_blocking(move || super::process::run(&mut cmd))
+            .await
+            .unwrap()
+    }
+}
