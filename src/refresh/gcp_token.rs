@@ -1,19 +1,8 @@
-//! Getting a credential that is fresh enough: from the cache while it has life left, else from
-//! the exchange; and the AWS → GCP flow's steps in order (AWS identity, subject token, Google
-//! STS, optional impersonation).
-//!
-//! A profile is everything that determines *which* credential we want (role, audience, token
-//! source, session options, endpoint); the same profile always maps to the same cache entry, so
-//! repeated `credential_process` runs share one exchange until the entry runs low.
+//! AWS → GCP: the flow's steps in order — the AWS identity, the signed subject token, Google
+//! STS, and the optional impersonation — with errors that say which step failed.
 
-use time::OffsetDateTime;
-
-use crate::cache::{CacheError, CredentialCache};
-use crate::credentials::GoogleAccessToken;
-use crate::exchange::aws_sts::{
-    exchange_web_identity, fetch_caller_identity, AssumedRole, ExchangeError, RetryPolicy,
-    StsEndpoint, WebIdentityRequest,
-};
+use crate::credentials::{AwsCredentials, GoogleAccessToken};
+use crate::exchange::aws_sts::{fetch_caller_identity, ExchangeError, RetryPolicy, StsEndpoint};
 use crate::exchange::google_iam::{
     generate_access_token, generate_id_token, IamError, Impersonation,
 };
@@ -22,87 +11,6 @@ use crate::exchange::google_sts::{
 };
 use crate::secret::Secret;
 use crate::source::aws::{AwsIdentitySource, AwsSourceError};
-use crate::source::google::GoogleTokenSource;
-
-/// Everything that decides which AWS credential a Google identity is traded for.
-#[derive(Clone, Debug)]
-pub struct AwsRoleProfile {
-    pub token_source: GoogleTokenSource,
-    pub audience: String,
-    pub request: WebIdentityRequest,
-    pub endpoint: StsEndpoint,
-    pub retry: RetryPolicy,
-}
-
-impl AwsRoleProfile {
-    /// The parts that identify this profile's cache entry (no secrets: the token source is
-    /// described, not read).
-    pub fn cache_key(&self) -> Vec<String> {
-        let r = &self.request;
-        vec![
-            "aws-web-identity-v1".into(),
-            r.role_arn.to_string(),
-            self.audience.clone(),
-            self.token_source.describe(),
-            r.session_name
-                .as_ref()
-                .map(|s| s.as_str().to_string())
-                .unwrap_or_default(),
-            r.duration_seconds
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-            r.policy.clone().unwrap_or_default(),
-            r.policy_arns.join(","),
-            self.endpoint.url.clone(),
-        ]
-    }
-
-    /// Always exchanges: mints a token and calls STS (with retries and one re-mint).
-    pub async fn fetch(&self, http: &reqwest::Client) -> Result<AssumedRole, ExchangeError> {
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        exchange_web_identity(
-            http,
-            &self.endpoint,
-            &self.request,
-            &self.retry,
-            &host,
-            || self.token_source.fetch_id_token(http, &self.audience),
-        )
-        .await
-    }
-
-    /// Answers from `cache` while the entry has more than twenty minutes left; otherwise
-    /// exchanges and stores the answer. A cache that cannot be written is reported but does not
-    /// fail the call: the credentials are good either way.
-    pub async fn fetch_cached(
-        &self,
-        http: &reqwest::Client,
-        cache: Option<&CredentialCache>,
-    ) -> Result<AssumedRole, ExchangeError> {
-        let key = self.cache_key();
-        let key: Vec<&str> = key.iter().map(String::as_str).collect();
-        if let Some(cache) = cache {
-            let hit = cache.load::<AssumedRole>(&key, OffsetDateTime::now_utc(), |r| {
-                r.credentials.expiration
-            });
-            if let Some(role) = hit {
-                tracing::debug!(role = %self.request.role_arn, "credentials from the cache");
-                return Ok(role);
-            }
-        }
-        let role = self.fetch(http).await?;
-        if let Some(cache) = cache {
-            if let Err(e) = cache.store(&key, &role) {
-                report_cache_error(&e);
-            }
-        }
-        Ok(role)
-    }
-}
-
-fn report_cache_error(error: &CacheError) {
-    tracing::warn!("{error}");
-}
 
 /// Everything that decides which Google token an AWS identity is traded for.
 #[derive(Clone, Debug)]
@@ -126,7 +34,7 @@ pub struct GcpToken {
     pub service_account: Option<String>,
     /// The AWS credentials whose identity was federated (to name it without fetching again:
     /// a profile with `role_arn` would assume the role a second time).
-    pub aws_credentials: crate::credentials::AwsCredentials,
+    pub aws_credentials: AwsCredentials,
 }
 
 /// Which step of the AWS → GCP flow failed; each variant's message says why and what to do.
@@ -187,7 +95,7 @@ impl GcpTokenProfile {
     pub async fn fetch_federated(
         &self,
         http: &reqwest::Client,
-    ) -> Result<(GoogleAccessToken, crate::credentials::AwsCredentials), GcpFlowError> {
+    ) -> Result<(GoogleAccessToken, AwsCredentials), GcpFlowError> {
         let credentials = self.aws.fetch_credentials().await?;
         let subject_token = build_subject_token(
             &credentials,
@@ -287,7 +195,7 @@ impl GcpTokenProfile {
     pub async fn caller_arn(
         &self,
         http: &reqwest::Client,
-        credentials: &crate::credentials::AwsCredentials,
+        credentials: &AwsCredentials,
     ) -> Option<String> {
         let endpoint = StsEndpoint::resolve(None, Some(self.aws.region()));
         fetch_caller_identity(http, &endpoint, credentials)

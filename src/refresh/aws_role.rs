@@ -1,0 +1,94 @@
+//! GCP → AWS: a Google identity traded for an AWS role, through the on-disk cache while the
+//! cached answer has life left.
+//!
+//! A profile is everything that determines *which* credential we want (role, audience, token
+//! source, session options, endpoint); the same profile always maps to the same cache entry, so
+//! repeated `credential_process` runs share one exchange until the entry runs low.
+
+use time::OffsetDateTime;
+
+use crate::cache::{CacheError, CredentialCache};
+use crate::exchange::aws_sts::{
+    exchange_web_identity, AssumedRole, ExchangeError, RetryPolicy, StsEndpoint, WebIdentityRequest,
+};
+use crate::source::google::GoogleTokenSource;
+
+/// Everything that decides which AWS credential a Google identity is traded for.
+#[derive(Clone, Debug)]
+pub struct AwsRoleProfile {
+    pub token_source: GoogleTokenSource,
+    pub audience: String,
+    pub request: WebIdentityRequest,
+    pub endpoint: StsEndpoint,
+    pub retry: RetryPolicy,
+}
+
+impl AwsRoleProfile {
+    /// The parts that identify this profile's cache entry (no secrets: the token source is
+    /// described, not read).
+    pub fn cache_key(&self) -> Vec<String> {
+        let r = &self.request;
+        vec![
+            "aws-web-identity-v1".into(),
+            r.role_arn.to_string(),
+            self.audience.clone(),
+            self.token_source.describe(),
+            r.session_name
+                .as_ref()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            r.duration_seconds
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            r.policy.clone().unwrap_or_default(),
+            r.policy_arns.join(","),
+            self.endpoint.url.clone(),
+        ]
+    }
+
+    /// Always exchanges: mints a token and calls STS (with retries and one re-mint).
+    pub async fn fetch(&self, http: &reqwest::Client) -> Result<AssumedRole, ExchangeError> {
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        exchange_web_identity(
+            http,
+            &self.endpoint,
+            &self.request,
+            &self.retry,
+            &host,
+            || self.token_source.fetch_id_token(http, &self.audience),
+        )
+        .await
+    }
+
+    /// Answers from `cache` while the entry has more than twenty minutes left; otherwise
+    /// exchanges and stores the answer. A cache that cannot be written is reported but does not
+    /// fail the call: the credentials are good either way.
+    pub async fn fetch_cached(
+        &self,
+        http: &reqwest::Client,
+        cache: Option<&CredentialCache>,
+    ) -> Result<AssumedRole, ExchangeError> {
+        let key = self.cache_key();
+        let key: Vec<&str> = key.iter().map(String::as_str).collect();
+        if let Some(cache) = cache {
+            let hit = cache.load::<AssumedRole>(&key, OffsetDateTime::now_utc(), |r| {
+                r.credentials.expiration
+            });
+            if let Some(role) = hit {
+                tracing::debug!(role = %self.request.role_arn, "credentials from the cache");
+                return Ok(role);
+            }
+        }
+        let role = self.fetch(http).await?;
+        if let Some(cache) = cache {
+            if let Err(e) = cache.store(&key, &role) {
+                report_cache_error(&e);
+            }
+        }
+        Ok(role)
+    }
+}
+
+fn report_cache_error(error: &CacheError) {
+    tracing::warn!("{error}");
+}

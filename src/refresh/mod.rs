@@ -1,0 +1,10 @@
+//! Getting a credential that is fresh enough.
+//!
+//! [`aws_role`] and [`gcp_token`] know *what* to fetch for each direction; the refresh engine
+//! (keeping one credential per profile fresh for long-running servers) builds on them.
+
+pub mod aws_role;
+pub mod gcp_token;
+
+pub use aws_role::AwsRoleProfile;
+pub use gcp_token::{GcpFlowError, GcpToken, GcpTokenProfile};
