@@ -4,7 +4,11 @@
 //! (keeping one credential per profile fresh for long-running servers) builds on them.
 
 pub mod aws_role;
+pub mod engine;
 pub mod gcp_token;
 
 pub use aws_role::AwsRoleProfile;
+pub use engine::{
+    Clock, RefreshError, RefreshPolicy, RefreshStatus, Refresher, ServeError, Upstream,
+};
 pub use gcp_token::{GcpFlowError, GcpToken, GcpTokenProfile};
