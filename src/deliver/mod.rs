@@ -4,3 +4,5 @@ pub mod aws_files;
 pub mod credential_process;
 pub mod env;
 pub mod external_account;
+pub mod metrics;
+pub mod server;

@@ -92,3 +92,56 @@ impl AwsRoleProfile {
 fn report_cache_error(error: &CacheError) {
     tracing::warn!("{error}");
 }
+
+/// The engine's view of an [`AwsRoleProfile`]: each fetch is a fresh exchange (the servers keep
+/// the answer in memory; the disk cache is for short-lived `credential_process` runs).
+#[derive(Clone, Debug)]
+pub struct AwsRoleUpstream {
+    pub profile: AwsRoleProfile,
+    pub http: reqwest::Client,
+}
+
+impl crate::refresh::engine::Upstream for AwsRoleUpstream {
+    type Value = AssumedRole;
+
+    async fn fetch(
+        &self,
+    ) -> Result<(AssumedRole, OffsetDateTime), crate::refresh::engine::RefreshError> {
+        let role =
+            self.profile.fetch(&self.http).await.map_err(|e| {
+                crate::refresh::engine::RefreshError::from_error(&e, e.is_transient())
+            })?;
+        let expires_at =
+            role.credentials
+                .expiration
+                .ok_or_else(|| crate::refresh::engine::RefreshError {
+                    message: "STS answered credentials without an expiration".into(),
+                    transient: false,
+                })?;
+        Ok((role, expires_at))
+    }
+}
+
+/// A Google ID token kept fresh (for the web-identity token file).
+#[derive(Clone, Debug)]
+pub struct GoogleIdTokenUpstream {
+    pub source: GoogleTokenSource,
+    pub audience: String,
+    pub http: reqwest::Client,
+}
+
+impl crate::refresh::engine::Upstream for GoogleIdTokenUpstream {
+    type Value = crate::source::google::IdToken;
+
+    async fn fetch(
+        &self,
+    ) -> Result<(Self::Value, OffsetDateTime), crate::refresh::engine::RefreshError> {
+        let token = self
+            .source
+            .fetch_id_token(&self.http, &self.audience)
+            .await
+            .map_err(|e| crate::refresh::engine::RefreshError::from_error(&e, e.is_transient()))?;
+        let expires_at = token.claims().expires_at();
+        Ok((token, expires_at))
+    }
+}

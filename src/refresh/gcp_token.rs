@@ -204,3 +204,50 @@ impl GcpTokenProfile {
             .map(|identity| identity.arn)
     }
 }
+
+/// The engine's view of a [`GcpTokenProfile`]: an access token for its scopes.
+#[derive(Clone, Debug)]
+pub struct GcpTokenUpstream {
+    pub profile: GcpTokenProfile,
+    pub http: reqwest::Client,
+}
+
+impl crate::refresh::engine::Upstream for GcpTokenUpstream {
+    type Value = GcpToken;
+
+    async fn fetch(
+        &self,
+    ) -> Result<(GcpToken, time::OffsetDateTime), crate::refresh::engine::RefreshError> {
+        let token =
+            self.profile.fetch(&self.http).await.map_err(|e| {
+                crate::refresh::engine::RefreshError::from_error(&e, e.is_transient())
+            })?;
+        let expires_at = token.token.expires_at;
+        Ok((token, expires_at))
+    }
+}
+
+/// The engine's view of ID tokens for one audience, minted for the profile's service account.
+#[derive(Clone, Debug)]
+pub struct GcpIdTokenUpstream {
+    pub profile: GcpTokenProfile,
+    pub target_audience: String,
+    pub http: reqwest::Client,
+}
+
+impl crate::refresh::engine::Upstream for GcpIdTokenUpstream {
+    type Value = Secret;
+
+    async fn fetch(
+        &self,
+    ) -> Result<(Secret, time::OffsetDateTime), crate::refresh::engine::RefreshError> {
+        let token = self
+            .profile
+            .fetch_id_token(&self.http, &self.target_audience)
+            .await
+            .map_err(|e| crate::refresh::engine::RefreshError::from_error(&e, e.is_transient()))?;
+        let parsed = crate::source::google::IdToken::parse(token.clone(), "generateIdToken")
+            .map_err(|e| crate::refresh::engine::RefreshError::from_error(&e, false))?;
+        Ok((token, parsed.claims().expires_at()))
+    }
+}

@@ -7,8 +7,10 @@ pub mod aws_role;
 pub mod engine;
 pub mod gcp_token;
 
-pub use aws_role::AwsRoleProfile;
+pub use aws_role::{AwsRoleProfile, AwsRoleUpstream, GoogleIdTokenUpstream};
 pub use engine::{
     Clock, RefreshError, RefreshPolicy, RefreshStatus, Refresher, ServeError, Upstream,
 };
-pub use gcp_token::{GcpFlowError, GcpToken, GcpTokenProfile};
+pub use gcp_token::{
+    GcpFlowError, GcpIdTokenUpstream, GcpToken, GcpTokenProfile, GcpTokenUpstream,
+};
