@@ -34,6 +34,9 @@ pub struct LabConfig {
     /// The org policy `constraints/iam.allowServiceAccountCredentialLifetimeExtension`: lets
     /// `generateAccessToken` grant lifetimes above one hour (up to 12).
     pub allow_service_account_lifetime_extension: bool,
+    /// Caps the lifetime of every AWS session and Google access token the lab issues (`None`:
+    /// the real services' lifetimes). Refresh tests shorten it to see several refreshes.
+    pub credential_lifetime_cap: Option<Duration>,
     /// The EC2 instance the IMDSv2 emulation describes; `None`: no instance (every IMDS path 404s).
     pub ec2_instance: Option<LabEc2Instance>,
 }
@@ -242,6 +245,7 @@ impl LabConfig {
                 },
             ],
             id_token_lifetime: Duration::from_secs(3600),
+            credential_lifetime_cap: None,
             iam_users: vec![LabIamUser {
                 name: "ci-user".to_string(),
                 access_key_id: "AKIALABCIUSER0000001".to_string(),

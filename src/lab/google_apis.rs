@@ -441,8 +441,11 @@ async fn oauth_token(
         "openid".to_string(),
     ];
     let scope = scopes.join(" ");
-    let (token, _) = state.issue_access_token(&user.email, scopes, 3600);
-    Json(json!({"access_token": token, "expires_in": 3599, "scope": scope, "token_type": "Bearer"}))
+    let (token, grant) = state.issue_access_token(&user.email, scopes, 3600);
+    let expires_in = (grant.expires_at - time::OffsetDateTime::now_utc())
+        .whole_seconds()
+        .max(0);
+    Json(json!({"access_token": token, "expires_in": expires_in, "scope": scope, "token_type": "Bearer"}))
         .into_response()
 }
 

@@ -190,7 +190,7 @@ fn exchange(state: &LabState, body: &[u8]) -> Result<serde_json::Value, OAuthErr
     check_condition(provider, &target, &identity, &caller.account)?;
 
     let pool_resource = target.pool_resource();
-    let (token, _) = state.issue_grant(AccessGrant {
+    let (token, grant) = state.issue_grant(AccessGrant {
         principal: format!("principal:{pool_resource}/subject/{}", identity.subject),
         scopes,
         expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(FEDERATED_TOKEN_LIFETIME),
@@ -205,7 +205,7 @@ fn exchange(state: &LabState, body: &[u8]) -> Result<serde_json::Value, OAuthErr
         "access_token": token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
         "token_type": "Bearer",
-        "expires_in": FEDERATED_TOKEN_LIFETIME,
+        "expires_in": (grant.expires_at - OffsetDateTime::now_utc()).as_seconds_f64().round().max(0.0) as i64,
     }))
 }
 

@@ -149,8 +149,11 @@ fn service_account(
                 Some(s) if !s.is_empty() => s.split(',').map(|s| s.trim().to_string()).collect(),
                 _ => DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect(),
             };
-            let (token, _) = state.issue_access_token(&sa.email, scopes, 3600);
-            Json(json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}))
+            let (token, grant) = state.issue_access_token(&sa.email, scopes, 3600);
+            let expires_in = (grant.expires_at - time::OffsetDateTime::now_utc())
+                .whole_seconds()
+                .max(0);
+            Json(json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}))
                 .into_response()
         }
         "identity" => {

@@ -166,8 +166,19 @@ impl LabState {
         })
     }
 
+    /// A lifetime after the configured cap (see `LabConfig::credential_lifetime_cap`).
+    pub fn capped_lifetime(&self, lifetime_secs: i64) -> i64 {
+        match self.config.credential_lifetime_cap {
+            Some(cap) => lifetime_secs.min(i64::try_from(cap.as_secs()).unwrap_or(i64::MAX)),
+            None => lifetime_secs,
+        }
+    }
+
     /// Issues and remembers a Google access token for a prepared grant.
-    pub fn issue_grant(&self, grant: AccessGrant) -> (String, AccessGrant) {
+    pub fn issue_grant(&self, mut grant: AccessGrant) -> (String, AccessGrant) {
+        if let Some(cap) = self.config.credential_lifetime_cap {
+            grant.expires_at = grant.expires_at.min(OffsetDateTime::now_utc() + cap);
+        }
         let token = ids::google_access_token();
         lock(&self.access_tokens).insert(token.clone(), grant.clone());
         Counters::bump(&self.counters.access_tokens);
@@ -211,6 +222,7 @@ impl LabState {
         session: &str,
         lifetime_secs: i64,
     ) -> (String, IssuedAwsCredentials) {
+        let lifetime_secs = self.capped_lifetime(lifetime_secs);
         let account = &self.config.account_id;
         let access_key_id = ids::temporary_access_key_id();
         let creds = IssuedAwsCredentials {
