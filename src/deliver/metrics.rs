@@ -16,6 +16,14 @@ use crate::refresh::RefreshStatus;
 
 type StatusFn = Box<dyn Fn() -> RefreshStatus + Send + Sync>;
 
+/// One metric family: name, type, help, and how to read it from a status.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&RefreshStatus) -> Option<f64>,
+);
+
 /// The credentials whose state `/metrics` and `/healthz` report.
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
@@ -80,7 +88,7 @@ impl MetricsRegistry {
     pub fn render(&self) -> String {
         let snapshot = self.snapshot();
         let mut out = String::new();
-        let families: [(&str, &str, &str, fn(&RefreshStatus) -> Option<f64>); 4] = [
+        let families: [Family; 4] = [
             (
                 "keyless_refreshes_total",
                 "counter",
