@@ -20,6 +20,9 @@ pub struct LabArgs {
     /// Port of the AWS STS emulation (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub sts_port: u16,
+    /// Port of the EC2 IMDSv2 and container-credentials emulation (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub aws_metadata_port: u16,
     /// Also write the `export` lines to this file (for scripts: `. FILE`).
     #[arg(long)]
     pub env_file: Option<PathBuf>,
@@ -34,7 +37,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
             metadata: args.metadata_port,
             google_apis: args.google_port,
             aws_sts: args.sts_port,
-            ..LabPorts::default()
+            aws_metadata: args.aws_metadata_port,
         },
     )
     .await
@@ -54,31 +57,30 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
     for sa in &config.service_accounts {
         eprintln!("  {}  unique id {}", sa.email, sa.unique_id);
     }
-    eprintln!("roles:");
+    eprintln!("AWS roles:");
     for role in &config.roles {
         eprintln!("  {}", lab.role_arn(&role.name));
     }
+    for user in &config.iam_users {
+        eprintln!("AWS IAM user {} (access key {})", user.name, user.access_key_id);
+    }
+    eprintln!("Google workload identity provider (admits sessions of aws-workload):");
+    eprintln!("  {}", lab.workload_identity_audience());
+    eprintln!("AWS-side endpoints for AWS → GCP experiments:");
+    eprintln!("  AWS_EC2_METADATA_SERVICE_ENDPOINT={}", lab.imds_endpoint());
     eprintln!(
-        "\ntry:\n  keyless aws credentials --role-arn {}\n  keyless aws whoami --role-arn {}",
-        lab.role_arn("gcp-deploy"),
-        lab.role_arn("gcp-deploy")
+        "  AWS_CONTAINER_CREDENTIALS_FULL_URI={}  AWS_CONTAINER_AUTHORIZATION_TOKEN=<printed below>",
+        lab.container_credentials_uri("aws-workload")
     );
-    wait_for_stop().await;
+    eprintln!("  container authorization token: {}", lab.container_authorization_token());
+    eprintln!(
+        "\ntry:\n  keyless aws credentials --role-arn {gcp}\n  keyless aws whoami --role-arn {gcp}\n  \
+         AWS_EC2_METADATA_SERVICE_ENDPOINT={imds} keyless gcp token --audience {aud} --service-account copycat@keyless-lab.iam.gserviceaccount.com",
+        gcp = lab.role_arn("gcp-deploy"),
+        imds = lab.imds_endpoint(),
+        aud = lab.workload_identity_audience(),
+    );
+    crate::deliver::server::shutdown_signal().await;
     lab.shutdown().await;
     Ok(0)
-}
-
-async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
