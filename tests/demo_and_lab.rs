@@ -3,8 +3,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// `keyless demo` walks the whole flow: token claims, trust-policy match, assumed role, a signed
-/// call the lab verifies, and a refused intruder with the reason.
+/// `keyless demo` walks both flows: token claims, trust-policy match, assumed role, a signed
+/// call the lab verifies, a refused intruder with the reason; then an AWS session's subject
+/// token, Google STS, impersonation, a Google API call, and a refused IAM user with the reason.
 #[test]
 fn demo_runs_the_whole_flow_and_explains_the_refusal() {
     let out = Command::new(env!("CARGO_BIN_EXE_keyless"))

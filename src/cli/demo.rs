@@ -9,6 +9,10 @@ use crate::exchange::aws_sts::{
     exchange_web_identity, fetch_caller_identity, ExchangeError, RetryPolicy, RoleArn, StsEndpoint,
     WebIdentityRequest,
 };
+use crate::exchange::google_iam::{generate_access_token, Impersonation};
+use crate::exchange::google_sts::{
+    build_subject_token, exchange_subject_token, TokenExchange, CLOUD_PLATFORM_SCOPE,
+};
 use crate::lab::{Lab, LabConfig};
 use crate::policy::{self, PolicyDocument, Request, RequestPrincipal};
 use crate::secret::Secret;
@@ -20,6 +24,7 @@ pub struct DemoArgs {}
 
 const ROLE: &str = "gcp-deploy";
 const INTRUDER: &str = "intruder@elsewhere.iam.gserviceaccount.com";
+const COPYCAT: &str = "copycat@keyless-lab.iam.gserviceaccount.com";
 
 /// Runs the demo; exits 0 only if every step behaved as a real federation would.
 pub async fn run(_args: DemoArgs) -> anyhow::Result<i32> {
@@ -144,15 +149,184 @@ pub async fn run(_args: DemoArgs) -> anyhow::Result<i32> {
     );
     println!("  why: {}", evaluate(trust, &intruder)?.explain());
 
-    println!("\nThat is the whole flow. On a real GCE VM, GKE pod or Cloud Run service, put this in ~/.aws/config:");
+    println!("\nOn a real GCE VM, GKE pod or Cloud Run service, put this in ~/.aws/config:");
     println!("  [profile deploy]");
     println!(
         "  credential_process = keyless aws credentials --role-arn arn:aws:iam::ACCOUNT:role/ROLE"
     );
     println!("and `aws sts get-caller-identity --profile deploy` shows the assumed role.");
-    println!("To try tools by hand against this lab, run `keyless lab`.");
+
+    aws_to_gcp(&lab, &http).await?;
+
+    println!("\nTo try tools by hand against this lab, run `keyless lab`.");
     lab.shutdown().await;
     Ok(0)
+}
+
+/// The reverse direction: an AWS session becomes a Google service account's token.
+async fn aws_to_gcp(lab: &Lab, http: &reqwest::Client) -> anyhow::Result<()> {
+    println!("\n\nkeyless demo, the other way: an AWS role becomes a Google service account.");
+    let audience = lab.workload_identity_audience();
+    let retry = RetryPolicy::default();
+
+    step(
+        6,
+        "An AWS workload proves who it is: a signed STS GetCallerIdentity request",
+    );
+    let session =
+        lab.issue_role_credentials("aws-workload", "app", std::time::Duration::from_secs(3600));
+    println!("  the workload runs as a session of role aws-workload (e.g. on EC2, ECS or EKS)");
+    let subject_token = build_subject_token(
+        &session,
+        "us-east-1",
+        &audience,
+        std::time::SystemTime::now(),
+    )?;
+    let decoded = percent_encoding::percent_decode_str(subject_token.secret().expose())
+        .decode_utf8_lossy()
+        .into_owned();
+    let request: serde_json::Value = serde_json::from_str(&decoded)?;
+    println!(
+        "  {} {}",
+        request["method"].as_str().unwrap_or_default(),
+        request["url"].as_str().unwrap_or_default()
+    );
+    for header in request["headers"].as_array().into_iter().flatten() {
+        let key = header["key"].as_str().unwrap_or_default();
+        let value = header["value"].as_str().unwrap_or_default();
+        let shown = match key {
+            "Authorization" => {
+                value
+                    .split(", Signature=")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+                    + ", Signature=…"
+            }
+            "x-amz-security-token" => "…".to_string(),
+            _ => value.to_string(),
+        };
+        println!("  {key}: {shown}");
+    }
+    println!(
+        "  (x-goog-cloud-target-resource is signed: the proof is good for this provider only)"
+    );
+
+    step(
+        7,
+        "Google STS verifies the signature and the provider's attribute condition",
+    );
+    let provider = lab
+        .config()
+        .workload_identity_pools
+        .first()
+        .and_then(|p| p.providers.first())
+        .context("the demo provider is missing")?;
+    println!("  provider {audience}");
+    if let Some(condition) = &provider.attribute_condition {
+        println!("  attribute condition: {condition}");
+    }
+    println!("  attribute.aws_role is the assumed-role ARN without the session name");
+    let exchange = TokenExchange {
+        audience: audience.clone(),
+        scopes: vec![CLOUD_PLATFORM_SCOPE.to_string()],
+        subject_token,
+    };
+    let federated = exchange_subject_token(
+        http,
+        &lab.google_sts_url(),
+        &exchange,
+        "aws-workload/app",
+        &retry,
+    )
+    .await?;
+    println!("  → a federated token for principal://…/subject/arn:aws:sts::{}:assumed-role/aws-workload/app", lab.account_id());
+
+    step(
+        8,
+        "IAM Credentials: the federated principal impersonates copycat@",
+    );
+    println!("  copycat@ grants roles/iam.workloadIdentityUser to principalSet://…/attribute.aws_role/arn:aws:sts::{}:assumed-role/aws-workload", lab.account_id());
+    let impersonation = Impersonation {
+        service_account: COPYCAT.to_string(),
+        scopes: vec![CLOUD_PLATFORM_SCOPE.to_string()],
+        lifetime: None,
+        delegates: Vec::new(),
+    };
+    let token = generate_access_token(
+        http,
+        &lab.google_apis_url(),
+        &federated.access_token,
+        &impersonation,
+        "the federated principal",
+    )
+    .await?;
+    println!(
+        "  access token for {COPYCAT}: {} (expires {})",
+        token.access_token,
+        format_expiration(token.expires_at)
+    );
+
+    step(9, "A Google API call with that token");
+    let response = http
+        .get(format!(
+            "{}/storage/v1/b?project=keyless-lab",
+            lab.google_apis_url()
+        ))
+        .bearer_auth(token.access_token.expose())
+        .send()
+        .await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let buckets: Vec<&str> = body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    println!("  GET storage/v1/b?project=keyless-lab → {status}: buckets {buckets:?}");
+    anyhow::ensure!(
+        status.is_success(),
+        "the storage stand-in refused the token"
+    );
+
+    step(
+        10,
+        "The IAM user's own keys are refused: the condition admits only the role",
+    );
+    let user = lab.aws_user_credentials("ci-user");
+    let exchange = TokenExchange {
+        audience: audience.clone(),
+        scopes: vec![CLOUD_PLATFORM_SCOPE.to_string()],
+        subject_token: build_subject_token(
+            &user,
+            "us-east-1",
+            &audience,
+            std::time::SystemTime::now(),
+        )?,
+    };
+    match exchange_subject_token(
+        http,
+        &lab.google_sts_url(),
+        &exchange,
+        "arn:aws:iam::123456789012:user/ci-user",
+        &retry,
+    )
+    .await
+    {
+        Ok(_) => anyhow::bail!("the lab let a non-matching identity in; this is a bug"),
+        Err(e) => println!(
+            "  Google STS answered: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        ),
+    }
+    if let Some(why) = lab.last_denial() {
+        println!("  why: {why}");
+    }
+    println!(
+        "\nOn a real AWS workload: keyless gcp token --audience {audience} --service-account EMAIL"
+    );
+    Ok(())
 }
 
 fn step(n: u32, title: &str) {

@@ -62,17 +62,26 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
         eprintln!("  {}", lab.role_arn(&role.name));
     }
     for user in &config.iam_users {
-        eprintln!("AWS IAM user {} (access key {})", user.name, user.access_key_id);
+        eprintln!(
+            "AWS IAM user {} (access key {})",
+            user.name, user.access_key_id
+        );
     }
     eprintln!("Google workload identity provider (admits sessions of aws-workload):");
     eprintln!("  {}", lab.workload_identity_audience());
     eprintln!("AWS-side endpoints for AWS → GCP experiments:");
-    eprintln!("  AWS_EC2_METADATA_SERVICE_ENDPOINT={}", lab.imds_endpoint());
+    eprintln!(
+        "  AWS_EC2_METADATA_SERVICE_ENDPOINT={}",
+        lab.imds_endpoint()
+    );
     eprintln!(
         "  AWS_CONTAINER_CREDENTIALS_FULL_URI={}  AWS_CONTAINER_AUTHORIZATION_TOKEN=<printed below>",
         lab.container_credentials_uri("aws-workload")
     );
-    eprintln!("  container authorization token: {}", lab.container_authorization_token());
+    eprintln!(
+        "  container authorization token: {}",
+        lab.container_authorization_token()
+    );
     eprintln!(
         "\ntry:\n  keyless aws credentials --role-arn {gcp}\n  keyless aws whoami --role-arn {gcp}\n  \
          AWS_EC2_METADATA_SERVICE_ENDPOINT={imds} keyless gcp token --audience {aud} --service-account copycat@keyless-lab.iam.gserviceaccount.com",
