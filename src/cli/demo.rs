@@ -80,20 +80,7 @@ pub async fn run(_args: DemoArgs) -> anyhow::Result<i32> {
         policy: None,
         policy_arns: Vec::new(),
     };
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let minted = token.clone();
-    let role = exchange_web_identity(
-        &http,
-        &endpoint,
-        &request,
-        &RetryPolicy::default(),
-        &host,
-        || {
-            let t = minted.clone();
-            async move { Ok(t) }
-        },
-    )
-    .await?;
+    let role = exchange_token(&http, &endpoint, &request, &token).await?;
     println!("  assumed role:   {}", role.assumed_role_arn);
     println!("  access key id:  {}", role.credentials.access_key_id);
     println!(
@@ -125,19 +112,7 @@ pub async fn run(_args: DemoArgs) -> anyhow::Result<i32> {
     );
     let intruder = IdToken::parse(Secret::new(raw), "the lab")?;
     show_claims(&intruder);
-    let refused_token = intruder.clone();
-    let outcome = exchange_web_identity(
-        &http,
-        &endpoint,
-        &request,
-        &RetryPolicy::default(),
-        &host,
-        || {
-            let t = refused_token.clone();
-            async move { Ok(t) }
-        },
-    )
-    .await;
+    let outcome = exchange_token(&http, &endpoint, &request, &intruder).await;
     let refused = match outcome {
         Err(e @ ExchangeError::Refused { .. }) => e,
         Err(other) => anyhow::bail!("expected AccessDenied, got: {other}"),
@@ -327,6 +302,28 @@ async fn aws_to_gcp(lab: &Lab, http: &reqwest::Client) -> anyhow::Result<()> {
         "\nOn a real AWS workload: keyless gcp token --audience {audience} --service-account EMAIL"
     );
     Ok(())
+}
+
+/// AssumeRoleWithWebIdentity with a token the demo already holds.
+async fn exchange_token(
+    http: &reqwest::Client,
+    endpoint: &StsEndpoint,
+    request: &WebIdentityRequest,
+    token: &IdToken,
+) -> Result<crate::exchange::aws_sts::AssumedRole, ExchangeError> {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    exchange_web_identity(
+        http,
+        endpoint,
+        request,
+        &RetryPolicy::default(),
+        &host,
+        || {
+            let t = token.clone();
+            async move { Ok(t) }
+        },
+    )
+    .await
 }
 
 fn step(n: u32, title: &str) {

@@ -10,8 +10,7 @@ use time::OffsetDateTime;
 use crate::credentials::GoogleAccessToken;
 use crate::secret::Secret;
 use crate::source::google::{
-    delegate_resource_names, error_chain, fetch_generated_id_token, google_error_message,
-    IamCallError,
+    call_iam_credentials, delegate_resource_names, fetch_generated_id_token, IamCallError,
 };
 
 /// What to ask `generateAccessToken` for.
@@ -96,11 +95,6 @@ pub async fn generate_access_token(
     request: &Impersonation,
     principal: &str,
 ) -> Result<GoogleAccessToken, IamError> {
-    let url = format!(
-        "{}/v1/projects/-/serviceAccounts/{}:generateAccessToken",
-        iamcredentials_url.trim_end_matches('/'),
-        request.service_account
-    );
     let mut body = serde_json::json!({ "scope": request.scopes });
     if let Some(lifetime) = request.lifetime {
         body["lifetime"] = serde_json::json!(format!("{lifetime}s"));
@@ -108,11 +102,6 @@ pub async fn generate_access_token(
     if !request.delegates.is_empty() {
         body["delegates"] = serde_json::json!(delegate_resource_names(&request.delegates));
     }
-    let call_error = |status, message| IamCallError {
-        url: url.clone(),
-        status,
-        message,
-    };
     let from_call = |e| {
         IamError::from_call(
             "mint an access token",
@@ -121,38 +110,32 @@ pub async fn generate_access_token(
             e,
         )
     };
-    let response = http
-        .post(&url)
-        .bearer_auth(bearer.expose())
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| from_call(call_error(None, error_chain(&e))))?;
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    if status != 200 {
-        return Err(from_call(call_error(
-            Some(status),
-            google_error_message(&text),
-        )));
-    }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Answer {
         access_token: Secret,
         expire_time: String,
     }
-    let answer: Answer = serde_json::from_str(&text)
-        .map_err(|e| from_call(call_error(Some(status), format!("unexpected answer: {e}"))))?;
+    let answer: Answer = call_iam_credentials(
+        http,
+        iamcredentials_url,
+        bearer,
+        &request.service_account,
+        "generateAccessToken",
+        &body,
+    )
+    .await
+    .map_err(from_call)?;
     let expires_at = OffsetDateTime::parse(
         &answer.expire_time,
         &time::format_description::well_known::Rfc3339,
     )
     .map_err(|e| {
-        from_call(call_error(
-            Some(status),
-            format!("unreadable expireTime: {e}"),
-        ))
+        from_call(IamCallError {
+            url: iamcredentials_url.to_string(),
+            status: Some(200),
+            message: format!("unreadable expireTime: {e}"),
+        })
     })?;
     Ok(GoogleAccessToken {
         access_token: answer.access_token,

@@ -414,45 +414,59 @@ pub async fn fetch_generated_id_token(
     include_email: bool,
     delegates: &[String],
 ) -> Result<Secret, IamCallError> {
-    let url = format!(
-        "{}/v1/projects/-/serviceAccounts/{service_account}:generateIdToken",
-        iamcredentials_url.trim_end_matches('/')
-    );
     let mut body = serde_json::json!({ "audience": audience, "includeEmail": include_email });
     if !delegates.is_empty() {
         body["delegates"] = serde_json::json!(delegate_resource_names(delegates));
-    }
-    let response = http
-        .post(&url)
-        .bearer_auth(bearer.expose())
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| IamCallError {
-            url: url.clone(),
-            status: None,
-            message: error_chain(&e),
-        })?;
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    if status != 200 {
-        return Err(IamCallError {
-            url,
-            status: Some(status),
-            message: google_error_message(&text),
-        });
     }
     #[derive(Deserialize)]
     struct GenerateIdTokenResponse {
         token: Secret,
     }
-    serde_json::from_str::<GenerateIdTokenResponse>(&text)
-        .map(|r| r.token)
-        .map_err(|e| IamCallError {
-            url,
-            status: Some(status),
-            message: format!("unexpected answer: {e}"),
-        })
+    let answer: GenerateIdTokenResponse = call_iam_credentials(
+        http,
+        iamcredentials_url,
+        bearer,
+        service_account,
+        "generateIdToken",
+        &body,
+    )
+    .await?;
+    Ok(answer.token)
+}
+
+/// POSTs `body` to IAM Credentials `METHOD` for `service_account` and reads the JSON answer;
+/// every IAM Credentials call fails the same ways (unreachable, refused with Google's error
+/// document, an unreadable answer).
+pub async fn call_iam_credentials<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    iamcredentials_url: &str,
+    bearer: &Secret,
+    service_account: &str,
+    method: &str,
+    body: &serde_json::Value,
+) -> Result<T, IamCallError> {
+    let url = format!(
+        "{}/v1/projects/-/serviceAccounts/{service_account}:{method}",
+        iamcredentials_url.trim_end_matches('/')
+    );
+    let failed = |status, message| IamCallError {
+        url: url.clone(),
+        status,
+        message,
+    };
+    let response = http
+        .post(&url)
+        .bearer_auth(bearer.expose())
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| failed(None, error_chain(&e)))?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    if status != 200 {
+        return Err(failed(Some(status), google_error_message(&text)));
+    }
+    serde_json::from_str(&text).map_err(|e| failed(Some(status), format!("unexpected answer: {e}")))
 }
 
 /// An `authorized_user` Application Default Credentials file (a developer's laptop after
