@@ -1457,3 +1457,384 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     row[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+metrics_listen = "127.0.0.1:9090"
+log_format = "json"
+
+[profile.deploy]            # GCP -> AWS (has role_arn)
+role_arn = "arn:aws:iam::123456789012:role/DeploymentRole"
+audience = "sts.amazonaws.com"
+token_source = "metadata"
+ecs_listen = "127.0.0.1:9911"
+token_file = "/var/run/keyless/deploy.jwt"
+
+[profile.copycat]           # AWS -> GCP (has audience //iam.googleapis.com/... and no role_arn)
+audience = "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws"
+service_account = "copycat@proj.iam.gserviceaccount.com"
+gce_metadata_listen = "127.0.0.1:9912"
+"#;
+
+    fn parse_at(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("/etc/keyless/keyless.toml"))
+    }
+
+    /// The single problem of `text`; panics (showing the message) if there is not exactly one.
+    fn problem(text: &str) -> (Problem, String) {
+        let error = parse_at(text).expect_err("the file is invalid");
+        let message = error.to_string();
+        let problems = error.problems();
+        assert_eq!(problems.len(), 1, "{message}");
+        (problems[0].clone(), message)
+    }
+
+    fn assert_at(p: &Problem, kind: ProblemKind, key: &str, line: usize, column: usize) {
+        assert_eq!(
+            (p.kind, p.key.as_str(), p.line, p.column),
+            (kind, key, line, column),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn the_example_round_trips_into_typed_profiles() {
+        let config = parse_at(EXAMPLE).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(config.log_format, Some(LogFormat::Json));
+        let ProfileConfig::GcpToAws(deploy) = &config.profiles["deploy"] else {
+            panic!("deploy is GCP → AWS");
+        };
+        assert_eq!(
+            deploy.role_arn.as_str(),
+            "arn:aws:iam::123456789012:role/DeploymentRole"
+        );
+        assert_eq!(deploy.audience, "sts.amazonaws.com");
+        assert_eq!(deploy.token_source, "metadata");
+        assert_eq!(
+            deploy.channels,
+            vec![
+                Channel::EcsServer {
+                    listen: "127.0.0.1:9911".parse().unwrap(),
+                    auth_token_file: None
+                },
+                Channel::TokenFile {
+                    path: "/var/run/keyless/deploy.jwt".into()
+                },
+            ]
+        );
+        let ProfileConfig::AwsToGcp(copycat) = &config.profiles["copycat"] else {
+            panic!("copycat is AWS → GCP");
+        };
+        assert_eq!(copycat.scopes, vec![CLOUD_PLATFORM_SCOPE.to_string()]);
+        assert_eq!(
+            copycat.service_account.as_deref(),
+            Some("copycat@proj.iam.gserviceaccount.com")
+        );
+        assert_eq!(
+            copycat.channels,
+            vec![Channel::GceMetadataServer {
+                listen: "127.0.0.1:9912".parse().unwrap()
+            }]
+        );
+        // Equal text, equal config: what lets a reload leave a profile alone.
+        assert_eq!(parse_at(EXAMPLE).unwrap(), config);
+    }
+
+    #[test]
+    fn defaults_relative_paths_and_flag_spellings() {
+        let config = parse_at(
+            r#"
+[profile.ci]
+role_arn = "arn:aws:iam::123456789012:role/ci"
+token_source = "file:tokens/google.jwt"
+token_file = "ci.jwt"
+credentials_profile = "ci-creds"
+policy_arn = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+duration = 900
+"#,
+        )
+        .unwrap();
+        let ProfileConfig::GcpToAws(ci) = &config.profiles["ci"] else {
+            panic!()
+        };
+        assert_eq!(ci.audience, DEFAULT_AWS_AUDIENCE);
+        assert_eq!(ci.token_source, "file:/etc/keyless/tokens/google.jwt");
+        assert_eq!(
+            ci.policy_arns,
+            vec!["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+        );
+        assert_eq!(ci.duration, Some(900));
+        assert!(ci.channels.contains(&Channel::TokenFile {
+            path: "/etc/keyless/ci.jwt".into()
+        }));
+        assert!(ci.channels.contains(&Channel::CredentialsFile {
+            path: None,
+            profile: "ci-creds".into()
+        }));
+    }
+
+    #[test]
+    fn a_changed_key_or_policy_file_makes_the_profile_unequal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyless.toml");
+        std::fs::write(
+            dir.path().join("policy.json"),
+            r#"{"Version":"2012-10-17"}"#,
+        )
+        .unwrap();
+        let text = |session: &str| {
+            format!(
+                "[profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/a\"\ntoken_file = \"a.jwt\"\n\
+                 [profile.b]\nrole_arn = \"arn:aws:iam::123456789012:role/b\"\nsession_name = \"{session}\"\n\
+                 policy = \"policy.json\"\ntoken_file = \"b.jwt\"\n"
+            )
+        };
+        let first = parse(&text("one"), &path).unwrap();
+        let second = parse(&text("two"), &path).unwrap();
+        assert_eq!(first.profiles["a"], second.profiles["a"]);
+        assert_ne!(first.profiles["b"], second.profiles["b"]);
+        std::fs::write(
+            dir.path().join("policy.json"),
+            r#"{"Version":"2012-10-17","Statement":[]}"#,
+        )
+        .unwrap();
+        let third = parse(&text("one"), &path).unwrap();
+        assert_ne!(
+            first.profiles["b"], third.profiles["b"],
+            "policy content counts"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_place_and_the_likely_key() {
+        let (p, message) = problem(
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nsesion_name = \"x\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::UnknownKey,
+            "profile.deploy.sesion_name",
+            4,
+            1,
+        );
+        assert!(
+            message.contains(
+                "/etc/keyless/keyless.toml:4:1: unknown key `sesion_name` in [profile.deploy]"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("did you mean `session_name`?"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_flag_name_that_is_a_channel_here_says_which_key_to_use() {
+        let (p, message) = problem(
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nlisten = \"127.0.0.1:1\"\n",
+        );
+        assert_at(&p, ProblemKind::UnknownKey, "profile.deploy.listen", 4, 1);
+        assert!(message.contains("ecs_listen, imds_listen"), "{message}");
+    }
+
+    #[test]
+    fn a_profile_key_at_the_top_level_says_where_it_belongs() {
+        let error = parse_at("role_arn = \"x\"\n").unwrap_err().to_string();
+        assert!(
+            error.contains("keyless.toml:1:1: unknown key `role_arn` at the top level"),
+            "{error}"
+        );
+        assert!(error.contains("under a [profile.NAME] table"), "{error}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_expected_one() {
+        let (p, message) = problem(
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nduration = \"3600\"\n",
+        );
+        assert_at(&p, ProblemKind::WrongType, "profile.deploy.duration", 4, 12);
+        assert!(
+            message.contains("`duration` must be an integer, not a string"),
+            "{message}"
+        );
+        let (p, _) = problem("metrics_listen = 9090\n[profile.d]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\n");
+        assert_at(&p, ProblemKind::WrongType, "metrics_listen", 1, 18);
+    }
+
+    #[test]
+    fn out_of_range_values_give_the_range() {
+        let (p, message) = problem(
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nduration = 60\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::InvalidValue,
+            "profile.deploy.duration",
+            4,
+            12,
+        );
+        assert!(message.contains("900..=43200"), "{message}");
+    }
+
+    #[test]
+    fn a_profile_of_neither_direction_points_at_its_header() {
+        let (p, message) = problem("\n[profile.lost]\naudience = \"sts.amazonaws.com\"\n");
+        assert_at(&p, ProblemKind::NoDirection, "profile.lost", 2, 10);
+        assert!(message.contains("add role_arn"), "{message}");
+    }
+
+    #[test]
+    fn a_profile_mixing_directions_names_the_foreign_key() {
+        let (p, message) = problem(
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nservice_account = \"sa@p.iam.gserviceaccount.com\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::MixedDirections,
+            "profile.deploy.service_account",
+            4,
+            1,
+        );
+        assert!(message.contains("split it into two profiles"), "{message}");
+    }
+
+    #[test]
+    fn a_channel_of_the_other_direction_is_refused() {
+        let (p, message) = problem(
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ngce_metadata_listen = \"127.0.0.1:9912\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::WrongDirectionChannel,
+            "profile.deploy.gce_metadata_listen",
+            3,
+            1,
+        );
+        assert!(message.contains("GCP → AWS (it has role_arn)"), "{message}");
+        assert!(message.contains("ecs_listen"), "{message}");
+    }
+
+    #[test]
+    fn duplicate_listen_addresses_across_profiles_name_both_places() {
+        let text = r#"[profile.a]
+role_arn = "arn:aws:iam::123456789012:role/a"
+ecs_listen = "127.0.0.1:9911"
+[profile.b]
+audience = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x"
+gce_metadata_listen = "0.0.0.0:9911"
+"#;
+        let (p, message) = problem(text);
+        assert_at(
+            &p,
+            ProblemKind::DuplicateListen,
+            "profile.b.gce_metadata_listen",
+            6,
+            23,
+        );
+        assert!(
+            message.contains("already used by profile.a.ecs_listen at line 3, column 14"),
+            "{message}"
+        );
+        // Port 0 means "any free port": never a clash.
+        let text = text.replace(":9911", ":0");
+        parse_at(&text).unwrap();
+    }
+
+    #[test]
+    fn two_channels_writing_one_file_are_refused() {
+        let (p, _) = problem(
+            "[profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/a\"\ntoken_file = \"t.jwt\"\n\
+             [profile.b]\nrole_arn = \"arn:aws:iam::123456789012:role/b\"\ntoken_file = \"./t.jwt\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::DuplicateFile,
+            "profile.b.token_file",
+            6,
+            14,
+        );
+        let (p, message) = problem(
+            "[profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/a\"\ncredentials_profile = \"x\"\n\
+             [profile.b]\nrole_arn = \"arn:aws:iam::123456789012:role/b\"\ncredentials_profile = \"x\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::DuplicateFile,
+            "profile.b.credentials_profile",
+            6,
+            23,
+        );
+        assert!(message.contains("credentials profile [x]"), "{message}");
+    }
+
+    #[test]
+    fn bad_arns_and_audiences_are_refused_with_the_fix() {
+        let (p, message) =
+            problem("[profile.d]\nrole_arn = \"arn:aws:iam::12345:role/R\"\ntoken_file = \"t\"\n");
+        assert_at(&p, ProblemKind::InvalidValue, "profile.d.role_arn", 2, 12);
+        assert!(message.contains("12 digits"), "{message}");
+        let (p, message) = problem(
+            "[profile.c]\naudience = \"//iam.googleapis.com/projects/x/pools\"\nservice_account = \"a@b\"\ngce_metadata_listen = \"127.0.0.1:1\"\n",
+        );
+        assert_at(&p, ProblemKind::InvalidValue, "profile.c.audience", 2, 12);
+        assert!(
+            message.contains("workloadIdentityPools/POOL/providers/PROVIDER"),
+            "{message}"
+        );
+        let (p, _) = problem("[profile.d]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\naudience = \"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x\"\ntoken_file = \"t\"\n");
+        assert_at(&p, ProblemKind::InvalidValue, "profile.d.audience", 3, 12);
+    }
+
+    #[test]
+    fn a_profile_without_a_channel_says_which_to_add() {
+        let (p, message) =
+            problem("[profile.d]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n");
+        assert_at(&p, ProblemKind::NoChannel, "profile.d", 1, 10);
+        assert!(message.contains("token_file"), "{message}");
+    }
+
+    #[test]
+    fn keys_that_need_another_key_say_so() {
+        let (p, _) = problem("[profile.d]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nauth_token_file = \"a\"\n");
+        assert_at(
+            &p,
+            ProblemKind::InvalidValue,
+            "profile.d.auth_token_file",
+            4,
+            1,
+        );
+        let (p, _) = problem("[profile.c]\naudience = \"projects/1/locations/global/workloadIdentityPools/p/providers/x\"\nlifetime = 600\ngce_metadata_listen = \"127.0.0.1:1\"\n");
+        assert_at(&p, ProblemKind::InvalidValue, "profile.c.lifetime", 3, 1);
+    }
+
+    #[test]
+    fn not_toml_is_reported_at_its_position() {
+        let (p, message) = problem("[profile.d]\nrole_arn = \n");
+        assert_eq!((p.kind, p.line), (ProblemKind::Syntax, 2), "{p:?}");
+        assert!(message.contains("not valid TOML"), "{message}");
+    }
+
+    #[test]
+    fn an_empty_file_has_no_profiles() {
+        let (p, _) = problem("");
+        assert_eq!(p.kind, ProblemKind::NoProfiles);
+    }
+
+    #[test]
+    fn suggestions_only_for_near_misses() {
+        assert_eq!(edit_distance("rol_arn", "role_arn"), 1);
+        assert_eq!(
+            suggestion("rol_arn", all_profile_keys()).as_deref(),
+            Some("did you mean `role_arn`?")
+        );
+        assert_eq!(suggestion("colour", all_profile_keys()), None);
+    }
+}
