@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod cli;
+pub mod config;
 pub mod credentials;
 pub mod deliver;
 pub mod exchange;

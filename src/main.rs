@@ -2,13 +2,16 @@
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use keyless::cli::{self, Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let cli = Cli::parse();
-    init_logging(&cli);
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let log_format = log_format(&cli, matches.value_source("log_format"));
+    init_logging(&cli, log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,11 +32,34 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `--log-format` (or KEYLESS_LOG_FORMAT) when given, else the daemon's file may say.
+fn log_format(cli: &Cli, source: Option<ValueSource>) -> LogFormat {
+    let explicit = matches!(
+        source,
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
+    match &cli.command {
+        cli::Command::Serve(args) if !explicit => {
+            match keyless::config::peek_log_format(&args.config) {
+                Some(keyless::config::LogFormat::Json) => LogFormat::Json,
+                Some(keyless::config::LogFormat::Text) => LogFormat::Text,
+                None => cli.log_format,
+            }
+        }
+        _ => cli.log_format,
+    }
+}
+
 /// Logs go to stderr (stdout carries credentials); RUST_LOG wins over -v/-q.
-fn init_logging(cli: &Cli) {
+fn init_logging(cli: &Cli, format: LogFormat) {
+    // A daemon's start, reload and refresh lines are its output: info unless told otherwise.
+    let quiet_default = match cli.command {
+        cli::Command::Serve(_) => "info",
+        _ => "warn",
+    };
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
+        (false, 0) => quiet_default,
         (false, 1) => "info",
         (false, _) => "debug",
     };
@@ -50,7 +76,7 @@ fn init_logging(cli: &Cli) {
         .with_env_filter(filter)
         .with_ansi(colour)
         .with_writer(std::io::stderr);
-    match cli.log_format {
+    match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.without_time().with_target(false).init(),
     }

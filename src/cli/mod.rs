@@ -7,6 +7,7 @@ pub mod aws;
 pub mod demo;
 pub mod gcp;
 pub mod lab;
+pub mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -50,6 +51,8 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// Walk through the GCP → AWS flow against the built-in lab, step by step.
     Demo(demo::DemoArgs),
+    /// Run every profile of a keyless.toml (both directions) in one process; SIGHUP reloads.
+    Serve(serve::ServeArgs),
 }
 
 /// Process exit codes, so scripts can tell a refusal from an outage.
@@ -71,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Gcp(cmd) => gcp::run(*cmd).await,
         Command::Lab(args) => lab::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
     }
 }
 

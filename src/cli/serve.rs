@@ -1,0 +1,645 @@
+//! `keyless serve --config keyless.toml`: every profile of a machine in one long-running process.
+//!
+//! One process, one `/metrics`, one systemd unit: each profile gets a refresher (the engine keeps
+//! its credential fresh) and its channels (files written on each refresh, local endpoints).
+//! SIGHUP re-reads the file and touches only what changed: a profile whose configuration is
+//! equal keeps its refresher and credential (no new exchange), changed ones restart, removed ones
+//! stop, added ones start; a broken file is reported and the running configuration stays.
+//! SIGTERM and SIGINT stop everything cleanly.
+//!
+//! `--ready-file PATH` is how supervisors and tests know where things stand without racing the
+//! logs: it is written atomically once every profile has made its first delivery attempt, and
+//! again after each reload, as JSON with a `generation` that counts loads.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Channel, Config, ProfileConfig, DEFAULT_CONFIG_FILE};
+use crate::deliver::metrics::MetricsRegistry;
+use crate::deliver::{aws_files, server};
+use crate::refresh::{
+    AwsRoleUpstream, Clock, GoogleIdTokenUpstream, RefreshPolicy, Refresher, Upstream,
+};
+
+/// How often a file channel looks for a refreshed credential: an in-memory read; the engine
+/// refreshes well before expiry (at least 20 minutes, or half a short lifetime), so a few
+/// seconds' delay in rewriting the file never leaves a reader with an expired credential.
+const FILE_CHANNEL_POLL: Duration = Duration::from_secs(5);
+
+/// Reports a channel's first delivery attempt: `Err` says why it failed (secret-free).
+type FirstDelivery = oneshot::Receiver<Result<(), String>>;
+
+/// `keyless serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration file (see docs/config-reference.md); SIGHUP re-reads it.
+    #[arg(long, env = "KEYLESS_CONFIG", default_value = DEFAULT_CONFIG_FILE)]
+    pub config: PathBuf,
+
+    /// Serve /healthz and /metrics here (overrides the file's metrics_listen).
+    #[arg(long, env = "KEYLESS_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
+    /// Write a JSON status here (atomically) once every profile has started, and again after
+    /// each reload; removed on exit.
+    #[arg(long, env = "KEYLESS_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Why a profile could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The channel's server is not part of this build yet.
+    #[error(
+        "profile `{profile}`: {key} is not supported by `keyless serve` in this build\n  \
+         hint: run `keyless {command}` for this profile instead, or remove {key}"
+    )]
+    ChannelNotInThisBuild {
+        profile: String,
+        key: &'static str,
+        command: &'static str,
+    },
+    /// The profile could not be turned into a working credential source.
+    #[error("profile `{profile}`: {cause}")]
+    Profile { profile: String, cause: String },
+}
+
+/// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
+pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    let config = match config::load(&args.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("keyless: {e}");
+            return Ok(super::exit_code::USAGE);
+        }
+    };
+    if let Err(e) = check_supported(&config) {
+        eprintln!("keyless: {e}");
+        return Ok(super::exit_code::USAGE);
+    }
+    // Signal handlers before anything is announced: a SIGHUP right after the ready file appears
+    // must reload, not kill the process (the default action).
+    let mut signals = Signals::install().context("could not install signal handlers")?;
+    let http = crate::http_client::build().context("could not start the HTTP client")?;
+    let registry = MetricsRegistry::default();
+
+    let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
+    let metrics_addr = args
+        .metrics_listen
+        .clone()
+        .or_else(|| config.metrics_listen.map(|a| a.to_string()));
+    let (metrics_local, metrics_task) = match &metrics_addr {
+        Some(addr) => {
+            let listener = server::bind(addr).await?;
+            let local = listener.local_addr().ok();
+            let router = registry.router();
+            let task = tokio::spawn(server::serve(listener, router, async {
+                let _ = metrics_stopped.await;
+            }));
+            tracing::info!(
+                listen = %local.map(|a| a.to_string()).unwrap_or_default(),
+                "serving /healthz and /metrics"
+            );
+            (local, Some(task))
+        }
+        None => (None, None),
+    };
+
+    let mut daemon = Daemon {
+        config_path: args.config.clone(),
+        ready_file: args.ready_file.clone(),
+        metrics_from_flag: args.metrics_listen.is_some(),
+        metrics_local,
+        file_metrics_listen: config.metrics_listen,
+        http,
+        registry,
+        running: BTreeMap::new(),
+        generation: 0,
+        reload_error: None,
+    };
+    daemon.apply(config).await;
+    daemon.write_ready_file();
+    tracing::info!(
+        profiles = daemon.running.len(),
+        "keyless serve is running; SIGHUP reloads {}",
+        args.config.display()
+    );
+
+    while let Event::Reload = signals.next().await {
+        daemon.reload().await;
+    }
+    tracing::info!("shutting down");
+    let names: Vec<String> = daemon.running.keys().cloned().collect();
+    for name in names {
+        daemon.stop(&name);
+    }
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    if let Some(path) = &daemon.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(0)
+}
+
+/// Fails on the first channel this build cannot run, before anything starts.
+///
+/// Hook for the servers: when `ecs_server`, `imds_server` and `gce_metadata_server` are merged,
+/// make [`start_channel`] start them and drop their arms here.
+pub fn check_supported(config: &Config) -> Result<(), StartError> {
+    for (name, profile) in &config.profiles {
+        for channel in profile.channels() {
+            if let Some(command) = unsupported_channel(channel) {
+                return Err(StartError::ChannelNotInThisBuild {
+                    profile: name.clone(),
+                    key: channel.key(),
+                    command,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The standalone command that serves `channel`, if the daemon cannot run it yet.
+fn unsupported_channel(channel: &Channel) -> Option<&'static str> {
+    match channel {
+        // Hook: the ECS-style and IMDS-style servers (deliver/ecs_server.rs, imds_server.rs).
+        Channel::EcsServer { .. } => Some("aws serve --listen ADDR"),
+        Channel::ImdsServer { .. } => Some("aws serve --imds --listen ADDR"),
+        // Hook: the GCE-metadata-style server (deliver/gce_metadata_server.rs).
+        Channel::GceMetadataServer { .. } => Some("gcp serve --listen ADDR"),
+        Channel::TokenFile { .. } | Channel::CredentialsFile { .. } => None,
+    }
+}
+
+/// What the daemon holds: the running profiles and what the ready file reports.
+struct Daemon {
+    config_path: PathBuf,
+    ready_file: Option<PathBuf>,
+    metrics_from_flag: bool,
+    metrics_local: Option<SocketAddr>,
+    file_metrics_listen: Option<SocketAddr>,
+    http: reqwest::Client,
+    registry: MetricsRegistry,
+    running: BTreeMap<String, RunningProfile>,
+    /// Loads so far: 1 after start, +1 per SIGHUP (even a rejected one).
+    generation: u64,
+    reload_error: Option<String>,
+}
+
+/// One started profile: its configuration (to compare on reload), tasks and metric names.
+struct RunningProfile {
+    config: ProfileConfig,
+    tasks: Vec<JoinHandle<()>>,
+    metric_names: Vec<String>,
+    /// The generation that started it (unchanged profiles keep theirs across reloads).
+    started_generation: u64,
+    /// `ok`, or why the first delivery failed (the refresher keeps retrying).
+    first_delivery: String,
+}
+
+impl Drop for RunningProfile {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Daemon {
+    async fn reload(&mut self) {
+        self.generation += 1;
+        tracing::info!(config = %self.config_path.display(), "SIGHUP: reloading");
+        let loaded = config::load(&self.config_path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| check_supported(&c).map(|()| c).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(config) => {
+                self.reload_error = None;
+                if config.metrics_listen != self.file_metrics_listen && !self.metrics_from_flag {
+                    tracing::warn!(
+                        "metrics_listen changed; it takes effect at the next restart, profiles are reloaded now"
+                    );
+                }
+                self.file_metrics_listen = config.metrics_listen;
+                self.apply_changes(config).await;
+            }
+            Err(e) => {
+                tracing::error!(
+                    "the new configuration was not loaded; the running one stays:\n{e}"
+                );
+                self.reload_error = Some(e);
+            }
+        }
+        self.write_ready_file();
+    }
+
+    async fn apply(&mut self, config: Config) {
+        self.generation += 1;
+        self.apply_changes(config).await;
+    }
+
+    /// Stops removed and changed profiles, then starts changed and added ones; equal ones are
+    /// not touched at all.
+    async fn apply_changes(&mut self, config: Config) {
+        let removed: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| !config.profiles.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in removed {
+            self.stop(&name);
+            tracing::info!(profile = %name, "stopped (removed from the configuration)");
+        }
+        let mut to_start = Vec::new();
+        for (name, profile) in config.profiles {
+            match self.running.get(&name) {
+                Some(running) if running.config == profile => {
+                    tracing::debug!(profile = %name, "unchanged; left running");
+                }
+                Some(_) => {
+                    // Stop first: the new version may bind the same address or write the same file.
+                    self.stop(&name);
+                    to_start.push((name, profile, "restarted"));
+                }
+                None => to_start.push((name, profile, "started")),
+            }
+        }
+        let mut pending = Vec::new();
+        for (name, profile, verb) in to_start {
+            match self.start(&name, profile) {
+                Ok((running, first)) => {
+                    tracing::info!(
+                        profile = %name,
+                        direction = %running.config.direction(),
+                        channels = %describe_channels(running.config.channels()),
+                        "{verb}"
+                    );
+                    self.running.insert(name.clone(), running);
+                    pending.push((name, first));
+                }
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+        // Ready means every new channel has tried once: files exist unless the upstream failed.
+        for (name, first) in pending {
+            let mut outcome = "ok".to_string();
+            for rx in first {
+                if let Ok(Err(e)) = rx.await {
+                    outcome = format!("error: {e}");
+                }
+            }
+            if let Some(running) = self.running.get_mut(&name) {
+                running.first_delivery = outcome;
+            }
+        }
+    }
+
+    fn stop(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
+            for metric in &running.metric_names {
+                self.registry.unregister(metric);
+            }
+            drop(running); // aborts its tasks
+        }
+    }
+
+    /// Starts `profile`'s refreshers and channels; returns the first-attempt signals.
+    fn start(
+        &self,
+        name: &str,
+        profile: ProfileConfig,
+    ) -> Result<(RunningProfile, Vec<FirstDelivery>), StartError> {
+        let mut running = RunningProfile {
+            config: profile.clone(),
+            tasks: Vec::new(),
+            metric_names: Vec::new(),
+            started_generation: self.generation,
+            first_delivery: "pending".into(),
+        };
+        let mut first = Vec::new();
+        let failed = |cause: String| StartError::Profile {
+            profile: name.to_string(),
+            cause,
+        };
+        match &profile {
+            ProfileConfig::GcpToAws(p) => {
+                let needs_role = p.channels.iter().any(|c| {
+                    matches!(
+                        c,
+                        Channel::CredentialsFile { .. }
+                            | Channel::EcsServer { .. }
+                            | Channel::ImdsServer { .. }
+                    )
+                });
+                let role = if needs_role {
+                    let upstream = AwsRoleUpstream {
+                        profile: p.role_profile().map_err(|e| failed(e.to_string()))?,
+                        http: self.http.clone(),
+                    };
+                    Some(self.refresher(name.to_string(), upstream, &mut running))
+                } else {
+                    None
+                };
+                let id_token = if p
+                    .channels
+                    .iter()
+                    .any(|c| matches!(c, Channel::TokenFile { .. }))
+                {
+                    let upstream = GoogleIdTokenUpstream {
+                        source: p.google_token_source().map_err(|e| failed(e.to_string()))?,
+                        audience: p.audience.clone(),
+                        http: self.http.clone(),
+                    };
+                    Some(self.refresher(format!("{name}/id_token"), upstream, &mut running))
+                } else {
+                    None
+                };
+                for channel in &p.channels {
+                    let (tx, rx) = oneshot::channel();
+                    let task = start_channel(name, channel, role.as_ref(), id_token.as_ref(), tx)?;
+                    running.tasks.push(task);
+                    first.push(rx);
+                }
+            }
+            ProfileConfig::AwsToGcp(p) => {
+                // Hook: build `p.token_profile().await` into a Refresher<GcpTokenUpstream> here
+                // when the GCE-metadata-style server is wired in; check_supported refuses its
+                // only channel until then.
+                if let Some(channel) = p.channels.first() {
+                    return Err(StartError::ChannelNotInThisBuild {
+                        profile: name.to_string(),
+                        key: channel.key(),
+                        command: unsupported_channel(channel).unwrap_or("gcp serve"),
+                    });
+                }
+            }
+        }
+        Ok((running, first))
+    }
+
+    /// A refresher kept fresh in the background and reported on `/metrics` as `metric_name`.
+    fn refresher<U: Upstream>(
+        &self,
+        metric_name: String,
+        upstream: U,
+        running: &mut RunningProfile,
+    ) -> Refresher<U> {
+        let refresher = Refresher::new(
+            metric_name.clone(),
+            upstream,
+            RefreshPolicy::default(),
+            Clock::System,
+        );
+        running.tasks.push(refresher.spawn_keeper());
+        let status = refresher.clone();
+        self.registry
+            .register(metric_name.clone(), move || status.status());
+        running.metric_names.push(metric_name);
+        refresher
+    }
+
+    /// Writes the status JSON atomically (readers never see half of it).
+    fn write_ready_file(&self) {
+        let Some(path) = &self.ready_file else {
+            return;
+        };
+        let profiles: serde_json::Map<String, serde_json::Value> = self
+            .running
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    serde_json::json!({
+                        "direction": r.config.direction().to_string(),
+                        "channels": r.config.channels().iter().map(Channel::key).collect::<Vec<_>>(),
+                        "started_generation": r.started_generation,
+                        "first_delivery": r.first_delivery,
+                    }),
+                )
+            })
+            .collect();
+        let status = serde_json::json!({
+            "pid": std::process::id(),
+            "generation": self.generation,
+            "config": self.config_path.display().to_string(),
+            "metrics_listen": self.metrics_local.map(|a| a.to_string()),
+            "profiles": profiles,
+            "reload_error": self.reload_error,
+        });
+        let text = serde_json::to_string_pretty(&status).unwrap_or_default() + "\n";
+        if let Err(e) = crate::private_file::write_private_file_atomically(path, text.as_bytes()) {
+            tracing::error!(path = %path.display(), "could not write the ready file: {e}");
+        }
+    }
+}
+
+fn describe_channels(channels: &[Channel]) -> String {
+    channels
+        .iter()
+        .map(|c| match c {
+            Channel::TokenFile { path } => format!("token_file={}", path.display()),
+            Channel::CredentialsFile { path, profile } => format!(
+                "credentials_file={}[{profile}]",
+                path.as_deref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "default".into())
+            ),
+            other => format!(
+                "{}={}",
+                other.key(),
+                other.listen().map(|a| a.to_string()).unwrap_or_default()
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Starts one channel's task. Hook: the server channels start here once merged.
+fn start_channel(
+    profile: &str,
+    channel: &Channel,
+    role: Option<&Refresher<AwsRoleUpstream>>,
+    id_token: Option<&Refresher<GoogleIdTokenUpstream>>,
+    first: oneshot::Sender<Result<(), String>>,
+) -> Result<JoinHandle<()>, StartError> {
+    let missing = || StartError::Profile {
+        profile: profile.to_string(),
+        cause: format!("{} has no credential to deliver", channel.key()),
+    };
+    match channel {
+        Channel::TokenFile { path } => {
+            // A minimal web-identity token file writer; to be unified with deliver/token_file.rs.
+            let refresher = id_token.ok_or_else(missing)?.clone();
+            let path = path.clone();
+            let label = format!("token_file {}", path.display());
+            Ok(tokio::spawn(keep_written(
+                refresher,
+                label,
+                first,
+                move |token: crate::source::google::IdToken| {
+                    write_token_file(&path, token.secret().expose())
+                },
+            )))
+        }
+        Channel::CredentialsFile {
+            path,
+            profile: section,
+        } => {
+            let refresher = role.ok_or_else(missing)?.clone();
+            let path = match path {
+                Some(p) => p.clone(),
+                None => aws_files::default_credentials_path().map_err(|e| StartError::Profile {
+                    profile: profile.to_string(),
+                    cause: e.to_string(),
+                })?,
+            };
+            let section = section.clone();
+            let label = format!("credentials_file {} [{section}]", path.display());
+            Ok(tokio::spawn(keep_written(
+                refresher,
+                label,
+                first,
+                move |role: crate::exchange::aws_sts::AssumedRole| {
+                    aws_files::write_credentials_profile(&path, &section, &role.credentials)
+                        .map_err(|e| e.to_string())
+                },
+            )))
+        }
+        Channel::EcsServer { .. }
+        | Channel::ImdsServer { .. }
+        | Channel::GceMetadataServer { .. } => Err(StartError::ChannelNotInThisBuild {
+            profile: profile.to_string(),
+            key: channel.key(),
+            command: unsupported_channel(channel).unwrap_or("serve"),
+        }),
+    }
+}
+
+/// Writes the token file, 0600 and atomically, creating its directory (0700) if needed.
+fn write_token_file(path: &Path, token: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            crate::private_file::create_private_dir(dir)
+                .map_err(|e| format!("could not create {}: {e}", dir.display()))?;
+        }
+    }
+    crate::private_file::write_private_file_atomically(path, token.as_bytes())
+        .map_err(|e| format!("could not write {}: {e}", path.display()))
+}
+
+/// Writes each new credential the refresher holds with `write` (off the runtime: file locks
+/// and fsync block). Reports the first attempt on `first`. Never asks the upstream itself once
+/// started: while nothing valid is held it waits for the keeper, so an outage is retried with
+/// the engine's backoff, not every poll.
+async fn keep_written<U: Upstream>(
+    refresher: Refresher<U>,
+    label: String,
+    first: oneshot::Sender<Result<(), String>>,
+    write: impl Fn(U::Value) -> Result<(), String> + Clone + Send + 'static,
+) {
+    let mut first = Some(first);
+    let mut written: Option<time::OffsetDateTime> = None;
+    let mut last_error: Option<String> = None;
+    loop {
+        let holding = refresher
+            .status()
+            .seconds_until_expiry
+            .is_some_and(|left| left > 0.0);
+        let outcome = if first.is_some() || holding {
+            match refresher.get().await {
+                Ok((value, expires_at)) if written != Some(expires_at) => {
+                    let write = write.clone();
+                    match tokio::task::spawn_blocking(move || write(value)).await {
+                        Ok(Ok(())) => {
+                            written = Some(expires_at);
+                            tracing::info!(
+                                profile = %refresher.name(),
+                                expires_at = %crate::credentials::format_expiration(expires_at),
+                                "wrote {label}"
+                            );
+                            Ok(())
+                        }
+                        Ok(Err(e)) => Err(e),
+                        Err(e) => Err(format!("the writer stopped: {e}")),
+                    }
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        } else {
+            Ok(())
+        };
+        match &outcome {
+            Err(e) if last_error.as_ref() != Some(e) => {
+                tracing::warn!(profile = %refresher.name(), "{label}: {e}");
+                last_error = Some(e.clone());
+            }
+            Ok(()) => last_error = None,
+            Err(_) => {}
+        }
+        if let Some(tx) = first.take() {
+            let _ = tx.send(outcome);
+        }
+        tokio::time::sleep(FILE_CHANNEL_POLL).await;
+    }
+}
+
+enum Event {
+    Reload,
+    Shutdown,
+}
+
+/// SIGHUP, SIGTERM and SIGINT, registered at once (not lazily on first poll).
+#[cfg(unix)]
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.hangup.recv() => Event::Reload,
+            _ = self.terminate.recv() => Event::Shutdown,
+            _ = self.interrupt.recv() => Event::Shutdown,
+        }
+    }
+}
+
+/// Without SIGHUP there is no reload: Ctrl-C stops.
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn next(&mut self) -> Event {
+        server::shutdown_signal().await;
+        Event::Shutdown
+    }
+}

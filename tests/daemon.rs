@@ -1,0 +1,373 @@
+//! `keyless serve --config keyless.toml`, the real binary against the lab: profiles deliver
+//! through their channels, `/metrics` reports each, SIGHUP restarts exactly what changed, a
+//! broken file on reload changes nothing, SIGTERM exits cleanly. The lab counts exchanges, so
+//! "unchanged means untouched" is checked as "no new STS call", not inferred from logs.
+//!
+//! Readiness is the daemon's `--ready-file` (written atomically, with a generation per load),
+//! polled with a bound: no sleeps stand in for synchronisation.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use support::LabWorld;
+
+/// A running `keyless serve`, killed if the test ends early.
+struct Serve {
+    child: Child,
+    ready_file: PathBuf,
+    stderr_file: PathBuf,
+}
+
+impl Serve {
+    fn start(w: &LabWorld, config: &Path) -> Self {
+        let dir = config.parent().unwrap();
+        let ready_file = dir.join("ready.json");
+        let stderr_file = dir.join("serve.stderr");
+        let mut cmd = w.home.keyless([
+            "serve".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--ready-file".as_ref(),
+            ready_file.as_os_str(),
+        ]);
+        w.point_at_lab(&mut cmd, &[]);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_file).unwrap())
+            .spawn()
+            .expect("keyless serve starts");
+        Self {
+            child,
+            ready_file,
+            stderr_file,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_file).unwrap_or_default()
+    }
+
+    /// The ready file once it reports `generation` (or a later one); panics after 60 s or if
+    /// the daemon exits.
+    async fn ready(&mut self, generation: u64) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("keyless serve exited ({status}):\n{}", self.stderr());
+            }
+            if let Ok(text) = std::fs::read_to_string(&self.ready_file) {
+                let doc: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("torn ready file ({e}): {text}"));
+                if doc["generation"].as_u64().unwrap() >= generation {
+                    return doc;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready (generation {generation}) within 60 s:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit code (bounded wait).
+    async fn terminate(mut self) -> i32 {
+        self.signal("TERM");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("exited, not killed");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no exit 30 s after SIGTERM:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fetch(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.expect("metrics endpoint answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+fn write_config(w: &LabWorld, text: &str) -> PathBuf {
+    let path = w.home.home().join("keyless.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The `aws_access_key_id` of `[section]` in the lab home's credentials file.
+fn access_key_of(w: &LabWorld, section: &str) -> Option<String> {
+    let text = std::fs::read_to_string(w.home.credentials_file()).ok()?;
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = name.to_string();
+        } else if current == section {
+            if let Some(v) = line.strip_prefix("aws_access_key_id") {
+                return Some(v.trim_start_matches([' ', '=']).to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Both file channels deliver what works: the credentials profile passes `whoami` and the token
+/// file is accepted by STS; `/metrics` and `/healthz` cover both profiles; SIGTERM exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_writes_the_token_file_and_the_credentials_profile() {
+    let w = LabWorld::start().await;
+    let role = w.role("gcp-deploy");
+    let config = write_config(
+        &w,
+        &format!(
+            r#"
+metrics_listen = "127.0.0.1:0"
+
+[profile.deploy]
+role_arn = "{role}"
+credentials_file = "{creds}"
+credentials_profile = "deploy"
+
+[profile.webid]
+role_arn = "{role}"
+token_file = "tokens/webid.jwt"
+"#,
+            creds = w.home.credentials_file().display()
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    let ready = serve.ready(1).await;
+    assert_eq!(
+        ready["profiles"]["deploy"]["first_delivery"], "ok",
+        "{ready}"
+    );
+    assert_eq!(
+        ready["profiles"]["webid"]["first_delivery"], "ok",
+        "{ready}"
+    );
+    let stats = w.lab.stats();
+    assert_eq!(stats.assume_role_with_web_identity_calls, 1, "{stats:?}");
+    assert_eq!(stats.id_tokens_minted, 2, "{stats:?}");
+
+    // The credentials profile is a working identity.
+    assert!(access_key_of(&w, "deploy").unwrap().starts_with("ASIA"));
+    let out = w.keyless(&["aws", "whoami", "--profile", "deploy"]).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stdout.contains("assumed-role/gcp-deploy/"),
+        "{}",
+        out.stdout
+    );
+
+    // The token file (relative to the config file) is private and STS takes it.
+    let token_file = w.home.home().join("tokens/webid.jwt");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let source = format!("file:{}", token_file.display());
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &source,
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+
+    let metrics = ready["metrics_listen"].as_str().unwrap();
+    let (status, text) = fetch(&format!("http://{metrics}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("keyless_refreshes_total{profile=\"deploy\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keyless_refreshes_total{profile=\"webid/id_token\"} 1"),
+        "{text}"
+    );
+    let (status, health) = fetch(&format!("http://{metrics}/healthz")).await;
+    assert_eq!(status, 200, "{health}");
+
+    let stderr_before_exit = serve.stderr();
+    assert!(
+        stderr_before_exit.contains("deploy") && stderr_before_exit.contains("started"),
+        "one line per profile started:\n{stderr_before_exit}"
+    );
+    let ready_file = serve.ready_file.clone();
+    assert_eq!(serve.terminate().await, 0);
+    assert!(!ready_file.exists(), "the ready file goes away on exit");
+}
+
+/// SIGHUP: the unchanged profile keeps its refresher (no new exchange, same keys), the changed
+/// one restarts (one new exchange, new keys), the removed one stops and leaves `/metrics`. A
+/// broken file on the next SIGHUP changes nothing and says where the mistake is.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_restarts_only_what_changed_and_survives_a_broken_file() {
+    let w = LabWorld::start().await;
+    let role = w.role("gcp-deploy");
+    let config_text = |b_session: &str, with_c: bool| {
+        let mut text = format!(
+            r#"
+metrics_listen = "127.0.0.1:0"
+
+[profile.a]
+role_arn = "{role}"
+credentials_profile = "a"
+
+[profile.b]
+role_arn = "{role}"
+session_name = "{b_session}"
+credentials_profile = "b"
+"#
+        );
+        if with_c {
+            text.push_str(&format!(
+                "\n[profile.c]\nrole_arn = \"{role}\"\ntoken_file = \"c.jwt\"\n"
+            ));
+        }
+        text
+    };
+    let config = write_config(&w, &config_text("first", true));
+    let mut serve = Serve::start(&w, &config);
+    let ready = serve.ready(1).await;
+    let metrics = ready["metrics_listen"].as_str().unwrap().to_string();
+    let before = w.lab.stats();
+    assert_eq!(before.assume_role_with_web_identity_calls, 2, "{before:?}");
+    assert_eq!(before.id_tokens_minted, 3, "{before:?}");
+    let a_key = access_key_of(&w, "a").expect("profile a written");
+    let b_key = access_key_of(&w, "b").expect("profile b written");
+
+    // b changes, a does not, c goes away.
+    std::fs::write(&config, config_text("second", false)).unwrap();
+    serve.signal("HUP");
+    let ready = serve.ready(2).await;
+    assert_eq!(ready["reload_error"], serde_json::Value::Null, "{ready}");
+    assert_eq!(ready["profiles"]["a"]["started_generation"], 1, "{ready}");
+    assert_eq!(ready["profiles"]["b"]["started_generation"], 2, "{ready}");
+    assert!(ready["profiles"].get("c").is_none(), "{ready}");
+    let after = w.lab.stats();
+    assert_eq!(
+        after.assume_role_with_web_identity_calls,
+        before.assume_role_with_web_identity_calls + 1,
+        "exactly one exchange, for b: {after:?}"
+    );
+    assert_eq!(
+        after.id_tokens_minted,
+        before.id_tokens_minted + 1,
+        "{after:?}"
+    );
+    assert_eq!(access_key_of(&w, "a").unwrap(), a_key, "a untouched");
+    assert_ne!(access_key_of(&w, "b").unwrap(), b_key, "b re-exchanged");
+    let (_, text) = fetch(&format!("http://{metrics}/metrics")).await;
+    assert!(
+        text.contains("keyless_refreshes_total{profile=\"a\"} 1"),
+        "a keeps its refresher:\n{text}"
+    );
+    assert!(
+        text.contains("keyless_refreshes_total{profile=\"b\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("profile=\"c/id_token\""),
+        "c is gone:\n{text}"
+    );
+
+    // A broken file: reported with its position, nothing restarts, everything keeps serving.
+    std::fs::write(
+        &config,
+        config_text("third", false).replace("role_arn", "rol_arn"),
+    )
+    .unwrap();
+    serve.signal("HUP");
+    let ready = serve.ready(3).await;
+    let error = ready["reload_error"]
+        .as_str()
+        .expect("reload error reported");
+    assert!(
+        error.contains("keyless.toml:5:1") && error.contains("`rol_arn`"),
+        "{error}"
+    );
+    assert_eq!(ready["profiles"]["a"]["started_generation"], 1, "{ready}");
+    assert_eq!(ready["profiles"]["b"]["started_generation"], 2, "{ready}");
+    assert_eq!(
+        w.lab.stats().assume_role_with_web_identity_calls,
+        after.assume_role_with_web_identity_calls
+    );
+    let (status, text) = fetch(&format!("http://{metrics}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("profile=\"b\""), "{text}");
+    assert!(
+        serve.stderr().contains("the running one stays"),
+        "{}",
+        serve.stderr()
+    );
+    assert_eq!(serve.terminate().await, 0);
+}
+
+/// A broken file at start: exit 2, every problem with file:line:col, nothing started.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_file_exits_2_naming_each_problem() {
+    let w = LabWorld::start().await;
+    let config = write_config(
+        &w,
+        "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t.jwt\"\ngce_metadata_listen = \"127.0.0.1:9912\"\n",
+    );
+    let out = w
+        .keyless(&["serve", "--config", config.to_str().unwrap()])
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("keyless.toml:4:1: `gce_metadata_listen` delivers Google"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(w.lab.stats().id_tokens_minted, 0);
+}
+
+/// A channel whose server this build lacks is refused at start with the command that has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_channel_not_in_this_build_is_refused_up_front() {
+    let w = LabWorld::start().await;
+    let config = write_config(
+        &w,
+        "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\necs_listen = \"127.0.0.1:0\"\n",
+    );
+    let out = w
+        .keyless(&["serve", "--config", config.to_str().unwrap()])
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("ecs_listen"), "{}", out.stderr);
+    assert!(out.stderr.contains("keyless aws serve"), "{}", out.stderr);
+}
