@@ -2,6 +2,7 @@
 
 pub mod aws_files;
 pub mod credential_process;
+pub mod ecs_server;
 pub mod env;
 pub mod external_account;
 pub mod metrics;
