@@ -5,5 +5,6 @@ pub mod credential_process;
 pub mod ecs_server;
 pub mod env;
 pub mod external_account;
+pub mod imds_server;
 pub mod metrics;
 pub mod server;
