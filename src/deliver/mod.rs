@@ -8,3 +8,4 @@ pub mod external_account;
 pub mod imds_server;
 pub mod metrics;
 pub mod server;
+pub mod token_file;
