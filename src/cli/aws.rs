@@ -1,21 +1,29 @@
 //! `keyless aws ...`: GCP → AWS. A Google identity becomes AWS credentials, delivered as
-//! `credential_process` JSON, shell variables, a child's environment or a profile.
+//! `credential_process` JSON, shell variables, a child's environment or a profile, or kept fresh
+//! for long-running programs on a local ECS- or IMDS-style endpoint or in a web-identity token file.
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cache::CredentialCache;
 use crate::credentials::AwsCredentials;
-use crate::deliver::{aws_files, credential_process, env};
+use crate::deliver::imds_server::{self, InstanceIdentity};
+use crate::deliver::metrics::MetricsRegistry;
+use crate::deliver::token_file::TokenFileKeeper;
+use crate::deliver::{aws_files, credential_process, ecs_server, env, server};
 use crate::exchange::aws_sts::{
     fetch_caller_identity, region_from_env, AssumedRole, RetryPolicy, RoleArn, SessionName,
     StsEndpoint, WebIdentityRequest,
 };
-use crate::refresh::AwsRoleProfile;
+use crate::private_file::write_private_file_atomically;
+use crate::refresh::{
+    AwsRoleProfile, AwsRoleUpstream, Clock, GoogleIdTokenUpstream, RefreshPolicy, Refresher,
+};
 use crate::secret::Secret;
 use crate::source::google::{GoogleTokenSource, DEFAULT_AWS_AUDIENCE};
 
@@ -37,6 +45,28 @@ pub enum AwsCommand {
     WriteProfile(WriteProfileArgs),
     /// Show who a set of AWS credentials is (STS GetCallerIdentity), like `aws sts get-caller-identity`.
     Whoami(WhoamiArgs),
+    /// Serve the role's credentials, kept fresh, on a local ECS-style container endpoint (or an
+    /// IMDSv2-style one with --imds) until SIGTERM/SIGINT; prints the `export` lines that point
+    /// the SDKs at it once it is listening.
+    #[command(
+        after_help = "Example:\n  keyless aws serve --role-arn arn:aws:iam::123456789012:role/DeploymentRole > keyless.env &\n  \
+                      (wait for the export lines) . ./keyless.env && aws s3 ls\n\n\
+                      Output (stdout, after binding; nothing else is printed there):\n  \
+                      export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:PORT/creds\n  \
+                      export AWS_CONTAINER_AUTHORIZATION_TOKEN=...      (or ..._TOKEN_FILE=PATH with --auth-token-file)\n  \
+                      with --imds instead: export AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:PORT/\n  \
+                      with --metrics-listen also: # metrics: http://ADDR/metrics http://ADDR/healthz"
+    )]
+    Serve(ServeArgs),
+    /// Keep a Google ID token fresh in a file for the SDKs' own web-identity support
+    /// (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN), until SIGTERM/SIGINT.
+    #[command(
+        after_help = "Example:\n  keyless aws token-file --path /run/keyless/token --role-arn arn:aws:iam::123456789012:role/DeploymentRole\n\n\
+                      The first token is written before the export lines are printed; a source that cannot\n\
+                      give one makes the command fail at once. Later failures are logged and retried while\n\
+                      the file keeps its still-valid token."
+    )]
+    TokenFile(TokenFileArgs),
 }
 
 /// How to obtain the token and what to ask STS for; shared by every `aws` command.
@@ -165,6 +195,57 @@ pub struct WhoamiArgs {
     pub exchange: ExchangeArgs,
 }
 
+/// `keyless aws serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+
+    /// The address to listen on (loopback unless you mean otherwise); port 0 picks a free port,
+    /// which the export lines name.
+    #[arg(long, env = "KEYLESS_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: String,
+
+    /// Serve an IMDSv2-style endpoint (AWS_EC2_METADATA_SERVICE_ENDPOINT) instead of the
+    /// ECS-style container endpoint.
+    #[arg(long, env = "KEYLESS_IMDS")]
+    pub imds: bool,
+
+    /// The container endpoint's authorization token lives in this file: read if it already holds
+    /// one (so a restart keeps the token clients have), else a random one is written (0600).
+    /// Without it, a random token is printed as AWS_CONTAINER_AUTHORIZATION_TOKEN.
+    #[arg(long, env = "KEYLESS_AUTH_TOKEN_FILE", conflicts_with = "imds")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Serve /healthz and Prometheus /metrics on this address too.
+    #[arg(long, env = "KEYLESS_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+}
+
+/// `keyless aws token-file`.
+#[derive(Debug, Args)]
+pub struct TokenFileArgs {
+    /// The file to keep fresh (replaced atomically, 0600, no trailing newline).
+    #[arg(long, env = "KEYLESS_TOKEN_FILE_PATH")]
+    pub path: PathBuf,
+
+    /// Also print AWS_ROLE_ARN for this role (the SDKs need both variables).
+    #[arg(long, env = "KEYLESS_ROLE_ARN")]
+    pub role_arn: Option<String>,
+
+    /// The audience of the Google ID token (what the role's trust policy calls accounts.google.com:oaud).
+    #[arg(long, env = "KEYLESS_AUDIENCE", default_value = DEFAULT_AWS_AUDIENCE)]
+    pub audience: String,
+
+    /// Where the Google ID token comes from: metadata | impersonate:EMAIL | file:PATH | command:CMD.
+    #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = "metadata")]
+    pub token_source: String,
+
+    /// IAM Credentials base URL, for impersonate: (default https://iamcredentials.googleapis.com).
+    #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL")]
+    pub iamcredentials_url: Option<String>,
+}
+
 /// Runs an `aws` subcommand.
 pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
     let http = crate::http_client::build().context("could not start the HTTP client")?;
@@ -243,7 +324,204 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&identity)?);
             Ok(0)
         }
+        AwsCommand::Serve(args) => serve(http, args).await,
+        AwsCommand::TokenFile(args) => token_file(http, args).await,
     }
+}
+
+/// `aws serve`: bind, start keeping the credential fresh, announce, serve until signalled.
+///
+/// Readiness: the export lines are printed (and stdout flushed) only after every listener is
+/// bound, so whoever reads them can connect at once. The first exchange is not awaited: the
+/// first requests wait for it (one exchange however many arrive), and a failure is answered with
+/// a JSON error naming the cause, never with an expired credential.
+async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
+    let profile = profile_from_args(&args.role)?;
+    let role_arn = profile.request.role_arn.clone();
+    let region = region_of(&args.role.exchange);
+    let refresher = Refresher::new(
+        role_arn.as_str(),
+        AwsRoleUpstream { profile, http },
+        RefreshPolicy::default(),
+        Clock::System,
+    );
+    let listener = server::bind(&args.listen).await?;
+    let local = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    let metrics = match &args.metrics_listen {
+        Some(addr) => {
+            let registry = MetricsRegistry::default();
+            let status = refresher.clone();
+            registry.register(role_arn.as_str(), move || status.status());
+            let listener = server::bind(addr).await?;
+            Some((listener, registry.router()))
+        }
+        None => None,
+    };
+    let base = format!("http://{}", reachable(local));
+    let (router, vars) = if args.imds {
+        let identity = InstanceIdentity::for_role(&role_arn, region.as_deref());
+        (
+            imds_server::router(refresher.clone(), identity),
+            vec![(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT".to_string(),
+                format!("{base}/"),
+            )],
+        )
+    } else {
+        let uri = format!("{base}{}", ecs_server::CREDENTIALS_PATH);
+        let mut vars = vec![("AWS_CONTAINER_CREDENTIALS_FULL_URI".to_string(), uri)];
+        let token = match &args.auth_token_file {
+            Some(path) => {
+                let token = auth_token_from_file(path)?;
+                let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                vars.push((
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE".to_string(),
+                    path.display().to_string(),
+                ));
+                token
+            }
+            None => {
+                let token = ecs_server::random_auth_token();
+                vars.push((
+                    "AWS_CONTAINER_AUTHORIZATION_TOKEN".to_string(),
+                    token.expose().to_string(),
+                ));
+                token
+            }
+        };
+        (ecs_server::router(refresher.clone(), token), vars)
+    };
+    let _keeper = refresher.spawn_keeper();
+    let mut text = env::export_lines(&vars);
+    if let Some((listener, _)) = &metrics {
+        if let Ok(addr) = listener.local_addr() {
+            let addr = reachable(addr);
+            text += &format!("# metrics: http://{addr}/metrics http://{addr}/healthz\n");
+        }
+    }
+    let mut stdout = std::io::stdout();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("could not write to stdout")?;
+    tracing::info!(
+        addr = %local,
+        kind = if args.imds { "imds" } else { "ecs" },
+        role = %role_arn,
+        "serving credentials"
+    );
+    let stop = stop_on_signal();
+    let main = server::serve(listener, router, stopped(stop.clone()));
+    match metrics {
+        Some((listener, router)) => {
+            tokio::try_join!(main, server::serve(listener, router, stopped(stop)))?;
+        }
+        None => main.await?,
+    }
+    Ok(0)
+}
+
+/// `aws token-file`: write the first token, announce, rewrite after every refresh until signalled.
+async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Result<i32> {
+    let role_arn = args.role_arn.as_deref().map(RoleArn::parse).transpose()?;
+    let source = GoogleTokenSource::parse(&args.token_source, args.iamcredentials_url.as_deref())?;
+    let path = std::path::absolute(&args.path).unwrap_or_else(|_| args.path.clone());
+    let refresher = Refresher::new(
+        format!("token-file {}", path.display()),
+        GoogleIdTokenUpstream {
+            source,
+            audience: args.audience.clone(),
+            http,
+        },
+        RefreshPolicy::default(),
+        Clock::System,
+    );
+    let (keeper, expires_at) = TokenFileKeeper::start(&path, refresher.clone()).await?;
+    let _refreshing = refresher.spawn_keeper();
+    let mut vars = vec![(
+        "AWS_WEB_IDENTITY_TOKEN_FILE".to_string(),
+        path.display().to_string(),
+    )];
+    if let Some(arn) = &role_arn {
+        vars.push(("AWS_ROLE_ARN".to_string(), arn.as_str().to_string()));
+    }
+    let mut stdout = std::io::stdout();
+    stdout
+        .write_all(env::export_lines(&vars).as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("could not write to stdout")?;
+    tracing::info!(path = %path.display(), expires_at = %expires_at, "keeping the token file fresh");
+    tokio::select! {
+        () = keeper.run() => {}
+        () = server::shutdown_signal() => {}
+    }
+    Ok(0)
+}
+
+/// The address clients should use: an unspecified bind address (0.0.0.0, ::) is reached
+/// through loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+/// The container endpoint's token from `path`, or a new random one written there (0600).
+fn auth_token_from_file(path: &Path) -> anyhow::Result<Secret> {
+    match std::fs::read_to_string(path) {
+        Ok(text) if !text.is_empty() => {
+            anyhow::ensure!(
+                !text.contains(['\r', '\n']),
+                "the authorization token file {} holds a line break, which the SDKs refuse to send \
+                 as a header\n  hint: write it without a newline (printf %s TOKEN > FILE), or delete \
+                 the file to have a random token written",
+                path.display()
+            );
+            Ok(Secret::new(text))
+        }
+        Ok(_) => write_new_auth_token(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_new_auth_token(path),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "could not read the authorization token file {}",
+                path.display()
+            )
+        }),
+    }
+}
+
+fn write_new_auth_token(path: &Path) -> anyhow::Result<Secret> {
+    let token = ecs_server::random_auth_token();
+    write_private_file_atomically(path, token.expose().as_bytes()).with_context(|| {
+        format!(
+            "could not write the authorization token file {}\n  hint: --auth-token-file must name \
+             a file in an existing directory this user can write",
+            path.display()
+        )
+    })?;
+    Ok(token)
+}
+
+/// A flag that turns true on SIGTERM/SIGINT, so several listeners stop together.
+fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 fn region_of(args: &ExchangeArgs) -> Option<String> {

@@ -2,7 +2,10 @@
 
 pub mod aws_files;
 pub mod credential_process;
+pub mod ecs_server;
 pub mod env;
 pub mod external_account;
+pub mod imds_server;
 pub mod metrics;
 pub mod server;
+pub mod token_file;

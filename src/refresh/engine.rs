@@ -166,6 +166,8 @@ struct Inner<U: Upstream> {
     refreshes: AtomicU64,
     failures: AtomicU64,
     last_latency_micros: AtomicU64,
+    /// Counts successful upstream calls, for [`Refresher::subscribe`].
+    refreshed: tokio::sync::watch::Sender<u64>,
 }
 
 /// One credential kept fresh; cheap to clone (all clones share the credential).
@@ -198,6 +200,7 @@ impl<U: Upstream> Refresher<U> {
                 refreshes: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
                 last_latency_micros: AtomicU64::new(u64::MAX),
+                refreshed: tokio::sync::watch::Sender::new(0),
             }),
         }
     }
@@ -239,6 +242,12 @@ impl<U: Upstream> Refresher<U> {
     pub fn spawn_keeper(&self) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move { this.keep_fresh().await })
+    }
+
+    /// A receiver that changes after every successful upstream call: for deliveries that must
+    /// push each new value somewhere (the web-identity token file) instead of being asked for it.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.refreshed.subscribe()
     }
 
     /// Counters and the state of the held credential.
@@ -308,6 +317,7 @@ impl<U: Upstream> Refresher<U> {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = None;
                 self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+                self.inner.refreshed.send_modify(|n| *n += 1);
                 tracing::debug!(profile = %self.inner.name, expires_at = %expires_at, "refreshed");
                 Ok(entry)
             }
@@ -591,6 +601,25 @@ mod tests {
         }
         // 100 s with 60 s tokens refreshed every ~30 s: about four calls, not one per second.
         assert!((3..=5).contains(&fake.calls()), "{}", fake.calls());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn subscribers_hear_of_every_refresh_and_not_of_failures() {
+        let clock = Clock::tokio();
+        let fake = Fake::new(clock, Duration::from_secs(60));
+        let refresher = Refresher::new("p", fake.clone(), no_jitter(), clock);
+        let mut refreshed = refresher.subscribe();
+        let _keeper = refresher.spawn_keeper();
+        refreshed.changed().await.unwrap();
+        assert_eq!(refresher.get().await.unwrap().0, 1);
+        let first = clock.now();
+        // Due half-way (30 s): the keeper refreshes and the subscriber hears of it.
+        refreshed.changed().await.unwrap();
+        assert_eq!(refresher.get().await.unwrap().0, 2);
+        assert!(clock.now() - first >= time::Duration::seconds(29));
+        fake.failing.store(true, Ordering::SeqCst);
+        let quiet = tokio::time::timeout(Duration::from_secs(120), refreshed.changed()).await;
+        assert!(quiet.is_err(), "a failed refresh must not notify");
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,7 +17,12 @@ pub struct LabWorld {
 
 impl LabWorld {
     pub async fn start() -> Self {
-        let lab = Lab::start(LabConfig::demo()).await.expect("lab starts");
+        Self::start_with(LabConfig::demo()).await
+    }
+
+    /// A lab with a custom configuration (e.g. `credential_lifetime_cap` for refresh tests).
+    pub async fn start_with(config: LabConfig) -> Self {
+        let lab = Lab::start(config).await.expect("lab starts");
         let home = AwsHome::new(&lab.aws_sts_url());
         Self { lab, home }
     }
@@ -58,6 +63,13 @@ impl LabWorld {
 }
 
 impl LabWorld {
+    /// Starts `keyless ARGS` against the lab in the background (a server, the token file).
+    pub fn spawn_keyless(&self, args: &[&str], extra: &[(&str, &str)]) -> super::Background {
+        let mut cmd = self.home.keyless(args);
+        self.point_at_lab(&mut cmd, extra);
+        super::Background::spawn(cmd)
+    }
+
     /// Runs any prepared command (aws CLI, Python) against the lab, off the runtime.
     pub async fn run(&self, mut cmd: std::process::Command) -> CommandOutput {
         self.point_at_lab(&mut cmd, &[]);
