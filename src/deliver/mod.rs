@@ -4,5 +4,6 @@ pub mod aws_files;
 pub mod credential_process;
 pub mod env;
 pub mod external_account;
+pub mod gce_metadata_server;
 pub mod metrics;
 pub mod server;
