@@ -17,7 +17,12 @@ pub struct LabWorld {
 
 impl LabWorld {
     pub async fn start() -> Self {
-        let lab = Lab::start(LabConfig::demo()).await.expect("lab starts");
+        Self::start_with(LabConfig::demo()).await
+    }
+
+    /// A lab with a custom configuration (e.g. `credential_lifetime_cap` for refresh tests).
+    pub async fn start_with(config: LabConfig) -> Self {
+        let lab = Lab::start(config).await.expect("lab starts");
         let home = AwsHome::new(&lab.aws_sts_url());
         Self { lab, home }
     }

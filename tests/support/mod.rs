@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod aws_home;
+pub mod gcs_emulator;
 pub mod google;
 pub mod lab_world;
 pub mod moto;
@@ -12,6 +13,7 @@ pub mod process;
 pub mod venv;
 
 pub use aws_home::AwsHome;
+pub use gcs_emulator::GcsEmulator;
 pub use google::GoogleIdentity;
 pub use lab_world::LabWorld;
 pub use moto::Moto;
