@@ -455,12 +455,14 @@ struct Engines<U: Upstream> {
     max: usize,
     metrics: MetricsRegistry,
     table: Mutex<Vec<EngineSlot<U>>>,
+    /// Orders uses (a counter, not a clock: two uses never tie).
+    uses: std::sync::atomic::AtomicU64,
 }
 
 struct EngineSlot<U: Upstream> {
     key: String,
     engine: Refresher<U>,
-    last_used: Instant,
+    last_used: u64,
     /// Started after the first success (see the module doc); stopped when the slot is dropped.
     keeper: Option<tokio::task::JoinHandle<()>>,
 }
@@ -471,6 +473,7 @@ impl<U: Upstream> Engines<U> {
             max,
             metrics,
             table: Mutex::new(Vec::new()),
+            uses: Default::default(),
         }
     }
 
@@ -478,8 +481,9 @@ impl<U: Upstream> Engines<U> {
     /// Concurrent callers for a new key get the same engine, so they share one upstream call.
     fn engine(&self, key: &str, make: impl FnOnce() -> Refresher<U>) -> Refresher<U> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(slot) = table.iter_mut().find(|s| s.key == key) {
-            slot.last_used = Instant::now();
+            slot.last_used = now;
             return slot.engine.clone();
         }
         if table.len() >= self.max {
@@ -507,7 +511,7 @@ impl<U: Upstream> Engines<U> {
         table.push(EngineSlot {
             key: key.to_string(),
             engine: engine.clone(),
-            last_used: Instant::now(),
+            last_used: now,
             keeper: None,
         });
         engine
@@ -597,6 +601,66 @@ mod tests {
             project_number_of_audience("//iam.googleapis.com/projects/my-project/x"),
             None
         );
+    }
+
+    /// Counts fetches; every value lives an hour.
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl Upstream for Counting {
+        type Value = u64;
+
+        async fn fetch(&self) -> Result<(u64, OffsetDateTime), crate::refresh::RefreshError> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok((n, OffsetDateTime::now_utc() + time::Duration::hours(1)))
+        }
+    }
+
+    fn counting(name: &str) -> Refresher<Counting> {
+        Refresher::new(
+            name,
+            Counting(Default::default()),
+            RefreshPolicy::default(),
+            Clock::System,
+        )
+    }
+
+    #[tokio::test]
+    async fn engines_are_bounded_and_the_least_recently_used_goes_first() {
+        let metrics = MetricsRegistry::default();
+        let engines = Engines::new(2, metrics.clone());
+        let a = engines.engine("a", || counting("engine a"));
+        engines.get("a", &a).await.unwrap();
+        let b = engines.engine("b", || counting("engine b"));
+        engines.get("b", &b).await.unwrap();
+        // `a` is used again, so `b` is the least recently used when `c` arrives.
+        let again = engines.engine("a", || panic!("`a` exists"));
+        assert_eq!(again.name(), "engine a");
+        engines.engine("c", || counting("engine c"));
+        let keys: Vec<String> = engines
+            .table
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.key.clone())
+            .collect();
+        assert_eq!(keys, ["a", "c"]);
+        let rendered = metrics.render();
+        assert!(!rendered.contains("engine b"), "{rendered}");
+        assert!(rendered.contains("engine a"), "{rendered}");
+        // A dropped key comes back as a new engine.
+        let b2 = engines.engine("b", || counting("engine b, again"));
+        assert_eq!(b2.name(), "engine b, again");
+    }
+
+    #[tokio::test]
+    async fn the_keeper_starts_after_the_first_success_only() {
+        let engines = Engines::new(4, MetricsRegistry::default());
+        let a = engines.engine("a", || counting("engine a"));
+        let has_keeper =
+            |engines: &Engines<Counting>| engines.table.lock().unwrap()[0].keeper.is_some();
+        assert!(!has_keeper(&engines));
+        engines.get("a", &a).await.unwrap();
+        assert!(has_keeper(&engines));
     }
 
     #[test]
