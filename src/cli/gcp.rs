@@ -37,6 +37,12 @@ pub enum GcpCommand {
     Config(ConfigArgs),
     /// Print the serialised, signed GetCallerIdentity request that proves the AWS identity.
     SubjectToken(SubjectTokenArgs),
+    /// Serve a GCE-metadata-compatible endpoint so unmodified Google SDKs and tools get tokens
+    /// (set GCE_METADATA_HOST and GCE_METADATA_IP to the address it prints).
+    #[command(
+        after_help = "Readiness: once listening, it prints the export lines on standard output (and writes them\nto --ready-file, atomically, if given); nothing else goes to standard output.\n\nExample:\n  keyless gcp serve --audience \"$PROVIDER\" --service-account sa@my-project.iam.gserviceaccount.com\n  # prints: export GCE_METADATA_HOST=127.0.0.1:PORT and export GCE_METADATA_IP=127.0.0.1:PORT"
+    )]
+    Serve(ServeArgs),
 }
 
 /// The provider and the Google endpoints; shared by every `gcp` command.
@@ -176,6 +182,35 @@ pub struct SubjectTokenArgs {
     pub aws: AwsSourceArgs,
 }
 
+/// `keyless gcp serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub request: TokenRequestArgs,
+
+    /// What project/project-id answers (default: PROJECT of --service-account
+    /// NAME@PROJECT.iam.gserviceaccount.com; without either, 404).
+    #[arg(long, env = "KEYLESS_PROJECT_ID")]
+    pub project_id: Option<String>,
+
+    /// What project/numeric-project-id answers (default: the number in --audience).
+    #[arg(long, env = "KEYLESS_PROJECT_NUMBER")]
+    pub project_number: Option<String>,
+
+    /// Address of the metadata endpoint (port 0: any free port; the real one is printed).
+    #[arg(long, env = "KEYLESS_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: String,
+
+    /// Serve /healthz and /metrics on this address too.
+    #[arg(long, env = "KEYLESS_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
+    /// Once listening, write the export lines here (atomically: the file appears complete or not
+    /// at all), so a supervisor or a script can wait for it; removed on shutdown.
+    #[arg(long, env = "KEYLESS_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
 /// Runs a `gcp` subcommand.
 pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
     let http = crate::http_client::build().context("could not start the HTTP client")?;
@@ -245,7 +280,88 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
             write_stdout(&format!("{}\n", token.secret().expose()))?;
             Ok(0)
         }
+        GcpCommand::Serve(args) => serve(args, http).await,
     }
+}
+
+/// `keyless gcp serve`: bind, announce, serve until SIGTERM/SIGINT.
+async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
+    use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
+    use crate::deliver::server;
+
+    let profile = profile_from_args(&args.request).await?;
+    let endpoint = GceMetadataServer::new(
+        profile,
+        GceMetadataOptions {
+            project_id: args.project_id.clone(),
+            project_number: args.project_number.clone(),
+        },
+        http,
+    );
+    let listener = server::bind(&args.listen).await?;
+    let addr = listener
+        .local_addr()
+        .context("could not read the address the metadata endpoint listens on")?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(metrics_addr) => Some(server::bind(metrics_addr).await?),
+        None => None,
+    };
+    let mut announcement = metadata_env_announcement(addr);
+    if let Some(metrics_addr) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        announcement.push_str(&format!("# /healthz and /metrics: http://{metrics_addr}\n"));
+    }
+    if let Some(path) = &args.ready_file {
+        crate::private_file::write_private_file_atomically(path, announcement.as_bytes())
+            .with_context(|| format!("could not write the ready file {}", path.display()))?;
+    }
+    write_stdout(&announcement)?;
+    std::io::stdout()
+        .flush()
+        .context("could not write to stdout")?;
+    tracing::info!(
+        %addr,
+        project_id = endpoint.project_id().unwrap_or("(unknown)"),
+        "GCE metadata endpoint listening"
+    );
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let metrics = metrics_listener.map(|listener| {
+        let router = endpoint.metrics().router();
+        tokio::spawn(server::serve(
+            listener,
+            router,
+            until_stopped(stopped.clone()),
+        ))
+    });
+    let served = server::serve(listener, endpoint.router(), until_stopped(stopped)).await;
+    if let Some(metrics) = metrics {
+        metrics.await.context("the metrics server failed")??;
+    }
+    if let Some(path) = &args.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    served?;
+    Ok(0)
+}
+
+/// What `gcp serve` prints once listening: sourceable lines for both variables, because
+/// google-auth-python detects GCE by pinging GCE_METADATA_IP, then asks GCE_METADATA_HOST.
+pub fn metadata_env_announcement(addr: std::net::SocketAddr) -> String {
+    let value = addr.to_string();
+    format!(
+        "# google-auth-python detects GCE by pinging GCE_METADATA_IP, then reads GCE_METADATA_HOST: set both.\n{}",
+        env::export_lines(&[
+            ("GCE_METADATA_HOST".to_string(), value.clone()),
+            ("GCE_METADATA_IP".to_string(), value),
+        ])
+    )
 }
 
 fn write_stdout(text: &str) -> anyhow::Result<()> {

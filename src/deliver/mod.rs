@@ -5,6 +5,7 @@ pub mod credential_process;
 pub mod ecs_server;
 pub mod env;
 pub mod external_account;
+pub mod gce_metadata_server;
 pub mod imds_server;
 pub mod metrics;
 pub mod server;

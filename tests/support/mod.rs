@@ -6,6 +6,7 @@
 
 pub mod aws_home;
 pub mod background;
+pub mod gcs_emulator;
 pub mod google;
 pub mod lab_world;
 pub mod moto;
@@ -14,6 +15,7 @@ pub mod venv;
 
 pub use aws_home::AwsHome;
 pub use background::Background;
+pub use gcs_emulator::GcsEmulator;
 pub use google::GoogleIdentity;
 pub use lab_world::LabWorld;
 pub use moto::Moto;

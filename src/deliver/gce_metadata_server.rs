@@ -1,0 +1,672 @@
+//! A GCE-metadata-compatible endpoint, so unmodified Google SDKs and tools (google-auth,
+//! google-cloud-*, gcloud, Terraform's provider) get Google tokens for an AWS identity.
+//!
+//! The Google libraries already know how to get credentials on Compute Engine: ask the metadata
+//! server. Pointing `GCE_METADATA_HOST` and `GCE_METADATA_IP` here makes every one of them use
+//! keyless without a line of configuration, and the tokens stay fresh without the SDK knowing
+//! anything about AWS. We answer only what the SDKs read (see PROTOCOL-NOTES.md): the detection
+//! ping `/`, the service account's directory, `token`, `identity`, `email`, `aliases`, `scopes`,
+//! `project/project-id`, `project/numeric-project-id` and `universe/universe-domain`. Other
+//! `instance/...` paths (zone, hostname, attributes) answer 404, which the SDKs tolerate.
+//!
+//! Like the real server, every answer carries `Metadata-Flavor: Google`; a request under
+//! `/computeMetadata/` without that header, or any request carrying `X-Forwarded-For`, gets 403,
+//! so a browser page or a proxied request cannot take tokens.
+//!
+//! Tokens: one refresh engine per distinct scope set asked for (`?scopes=a,b`; none: the
+//! server's `--scopes`), one per ID-token audience, each created on first use and kept in a
+//! bounded, least-recently-used table (an SDK asking for ever new scopes cannot grow it without
+//! bound). An engine gets its background keeper after its first success, so a mistyped scope
+//! does not leave a task retrying forever.
+//!
+//! Without a service account (the federated token alone) there is no account address: `email`
+//! answers `default`, which is what the SDKs re-request under, and `identity` answers 404 (an ID
+//! token can only be minted for a service account).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use time::OffsetDateTime;
+
+use crate::deliver::metrics::MetricsRegistry;
+use crate::exchange::google_sts::CLOUD_PLATFORM_SCOPE;
+use crate::refresh::{
+    Clock, GcpIdTokenUpstream, GcpTokenProfile, GcpTokenUpstream, RefreshPolicy, Refresher,
+    Upstream,
+};
+
+/// What `universe/universe-domain` answers: the public Google Cloud universe.
+pub const UNIVERSE_DOMAIN: &str = "googleapis.com";
+/// At most this many scope sets hold an engine at once; the least recently used is dropped.
+pub const MAX_SCOPE_SETS: usize = 8;
+/// At most this many ID-token audiences hold an engine at once.
+pub const MAX_AUDIENCES: usize = 16;
+
+const FLAVOR: &str = "Metadata-Flavor";
+const GOOGLE: &str = "Google";
+/// The content type the real server gives plain values; google-auth needs *a* content type.
+const TEXT: &str = "application/text";
+const SERVICE_ACCOUNT_DIRECTORY: &str = "aliases\nemail\nidentity\nscopes\ntoken\n";
+
+/// What the endpoint says about the project it pretends to run in.
+#[derive(Clone, Debug, Default)]
+pub struct GceMetadataOptions {
+    /// `project/project-id`; `None`: derived from the service account's address.
+    pub project_id: Option<String>,
+    /// `project/numeric-project-id`; `None`: the number in the provider's audience.
+    pub project_number: Option<String>,
+}
+
+/// The endpoint's state: the profile every token derives from and the engines made so far.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct GceMetadataServer {
+    inner: Arc<ServerState>,
+}
+
+struct ServerState {
+    profile: GcpTokenProfile,
+    /// The scopes of a token request without `?scopes=`, as configured.
+    default_scopes: Vec<String>,
+    project_id: Option<String>,
+    project_number: Option<String>,
+    http: reqwest::Client,
+    tokens: Engines<GcpTokenUpstream>,
+    identities: Engines<GcpIdTokenUpstream>,
+    metrics: MetricsRegistry,
+}
+
+impl GceMetadataServer {
+    /// An endpoint for `profile`: its scopes (the impersonation's, when there is one) are the
+    /// default scope set, its service account the one the endpoint describes.
+    pub fn new(
+        profile: GcpTokenProfile,
+        options: GceMetadataOptions,
+        http: reqwest::Client,
+    ) -> Self {
+        let default_scopes = match &profile.impersonation {
+            Some(impersonation) => impersonation.scopes.clone(),
+            None => profile.scopes.clone(),
+        };
+        let service_account = profile
+            .impersonation
+            .as_ref()
+            .map(|i| i.service_account.as_str());
+        let project_id = options
+            .project_id
+            .or_else(|| service_account.and_then(project_id_of_service_account));
+        let project_number = options
+            .project_number
+            .or_else(|| project_number_of_audience(&profile.audience));
+        let metrics = MetricsRegistry::default();
+        Self {
+            inner: Arc::new(ServerState {
+                profile,
+                default_scopes,
+                project_id,
+                project_number,
+                http,
+                tokens: Engines::new(MAX_SCOPE_SETS, metrics.clone()),
+                identities: Engines::new(MAX_AUDIENCES, metrics.clone()),
+                metrics,
+            }),
+        }
+    }
+
+    /// The engines' state for `/healthz` and `/metrics` (serve its router on its own address).
+    pub fn metrics(&self) -> &MetricsRegistry {
+        &self.inner.metrics
+    }
+
+    /// The project id the endpoint answers, if it knows one.
+    pub fn project_id(&self) -> Option<&str> {
+        self.inner.project_id.as_deref()
+    }
+
+    /// The routes, with the `Metadata-Flavor` and `X-Forwarded-For` checks and the request log.
+    pub fn router(&self) -> Router {
+        const SA: &str = "/computeMetadata/v1/instance/service-accounts";
+        Router::new()
+            .route("/", get(root))
+            .route(
+                "/computeMetadata/v1/project/project-id",
+                get(|State(s): State<Arc<ServerState>>| async move {
+                    match &s.project_id {
+                        Some(id) => text(id.clone()),
+                        None => not_found(
+                            "the project id is unknown: pass --project-id (it is derived only from \
+                             a service account address NAME@PROJECT.iam.gserviceaccount.com)",
+                        ),
+                    }
+                }),
+            )
+            .route(
+                "/computeMetadata/v1/project/numeric-project-id",
+                get(|State(s): State<Arc<ServerState>>| async move {
+                    match &s.project_number {
+                        Some(number) => text(number.clone()),
+                        None => not_found("the project number is unknown: pass --project-number"),
+                    }
+                }),
+            )
+            .route(
+                "/computeMetadata/v1/universe/universe-domain",
+                get(|| async { text(UNIVERSE_DOMAIN) }),
+            )
+            .route(SA, get(list_accounts))
+            .route(&format!("{SA}/"), get(list_accounts))
+            .route(&format!("{SA}/{{account}}"), get(account))
+            .route(&format!("{SA}/{{account}}/"), get(account))
+            .route(&format!("{SA}/{{account}}/{{item}}"), get(account_item))
+            .fallback(|| async { not_found("no such metadata path") })
+            .layer(axum::middleware::from_fn(guard))
+            .with_state(self.inner.clone())
+    }
+}
+
+/// The project of a service account address `NAME@PROJECT.iam.gserviceaccount.com`.
+pub fn project_id_of_service_account(email: &str) -> Option<String> {
+    let (_, domain) = email.split_once('@')?;
+    let project = domain.strip_suffix(".iam.gserviceaccount.com")?;
+    (!project.is_empty()).then(|| project.to_string())
+}
+
+/// The project number of a provider `//iam.googleapis.com/projects/NUMBER/...`.
+pub fn project_number_of_audience(audience: &str) -> Option<String> {
+    let rest = audience.split_once("/projects/")?.1;
+    let number = rest.split('/').next()?;
+    (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())).then(|| number.to_string())
+}
+
+/// `?scopes=a,b` as a set: split on commas and white space, sorted, without duplicates. Two
+/// requests naming the same scopes in another order share one engine.
+pub fn scope_set(scopes: &str) -> Vec<String> {
+    let mut set: Vec<String> = scopes
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    set.sort();
+    set.dedup();
+    set
+}
+
+/// Refuses what the real server refuses, stamps `Metadata-Flavor: Google` on every answer and
+/// logs one line per request (path and query hold no secrets; answers are never logged).
+async fn guard(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let headers = request.headers();
+    let mut response = if headers.contains_key("x-forwarded-for") {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "refusing a request with X-Forwarded-For: the metadata endpoint serves local \
+             processes directly, never through a proxy",
+        )
+    } else if uri.path().starts_with("/computeMetadata/") && !has_flavor(headers) {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "missing the header Metadata-Flavor: Google (the metadata endpoint requires it, as \
+             Compute Engine's does)",
+        )
+    } else {
+        next.run(request).await
+    };
+    response
+        .headers_mut()
+        .insert(FLAVOR, HeaderValue::from_static(GOOGLE));
+    tracing::debug!(
+        %method,
+        %uri,
+        status = response.status().as_u16(),
+        peer = ?peer,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "gce metadata request"
+    );
+    response
+}
+
+fn has_flavor(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(FLAVOR)
+        .iter()
+        .any(|v| v.as_bytes() == GOOGLE.as_bytes())
+}
+
+/// The detection ping (google-auth checks the status and the `Metadata-Flavor` answer).
+async fn root() -> Response {
+    text("computeMetadata/\n")
+}
+
+async fn list_accounts(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let email = s.email();
+    let mut names = vec!["default"];
+    if email != "default" {
+        names.push(email);
+    }
+    if recursive(&query) {
+        let info = s.account_info();
+        let all: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .map(|n| (n.to_string(), info.clone()))
+            .collect();
+        return json(&serde_json::Value::Object(all));
+    }
+    text(names.iter().map(|n| format!("{n}/\n")).collect::<String>())
+}
+
+async fn account(
+    State(s): State<Arc<ServerState>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if !s.is_account(&name) {
+        return s.unknown_account(&name);
+    }
+    if recursive(&query) {
+        json(&s.account_info())
+    } else {
+        text(SERVICE_ACCOUNT_DIRECTORY)
+    }
+}
+
+async fn account_item(
+    State(s): State<Arc<ServerState>>,
+    Path((name, item)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if !s.is_account(&name) {
+        return s.unknown_account(&name);
+    }
+    match item.as_str() {
+        "email" => text(s.email().to_string()),
+        "aliases" => text("default\n"),
+        "scopes" => text(
+            s.default_scopes
+                .iter()
+                .map(|scope| format!("{scope}\n"))
+                .collect::<String>(),
+        ),
+        "token" => s.token(query.get("scopes").map(String::as_str)).await,
+        "identity" => s.identity(&query).await,
+        _ => not_found("no such service account attribute"),
+    }
+}
+
+fn recursive(query: &HashMap<String, String>) -> bool {
+    query
+        .get("recursive")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+impl ServerState {
+    fn service_account(&self) -> Option<&str> {
+        self.profile
+            .impersonation
+            .as_ref()
+            .map(|i| i.service_account.as_str())
+    }
+
+    /// The address the SDKs see; `default` for the federated token (see the module doc).
+    fn email(&self) -> &str {
+        self.service_account().unwrap_or("default")
+    }
+
+    fn is_account(&self, name: &str) -> bool {
+        name == "default" || name.eq_ignore_ascii_case(self.email())
+    }
+
+    fn unknown_account(&self, name: &str) -> Response {
+        not_found(&format!(
+            "no service account {name} here: this endpoint serves `default` ({})",
+            self.email()
+        ))
+    }
+
+    fn account_info(&self) -> serde_json::Value {
+        serde_json::json!({
+            "aliases": ["default"],
+            "email": self.email(),
+            "scopes": self.default_scopes,
+        })
+    }
+
+    /// An access token for `scopes` (the default set when absent or empty), with its real
+    /// remaining lifetime.
+    async fn token(&self, scopes: Option<&str>) -> Response {
+        let set = scopes.map(scope_set).unwrap_or_default();
+        let (key, set) = if set.is_empty() {
+            (scope_set(&self.default_scopes.join(",")), None)
+        } else {
+            (set.clone(), Some(set))
+        };
+        let engine = self.tokens.engine(&key.join(","), || {
+            let name = match &set {
+                None => "gce-metadata token".to_string(),
+                Some(set) => format!("gce-metadata token scopes={}", set.join(",")),
+            };
+            let scopes = set.unwrap_or_else(|| self.default_scopes.clone());
+            let upstream = GcpTokenUpstream {
+                profile: self.profile_for_scopes(scopes),
+                http: self.http.clone(),
+            };
+            Refresher::new(name, upstream, RefreshPolicy::default(), Clock::System)
+        });
+        match self.tokens.get(&key.join(","), &engine).await {
+            Ok((token, expires_at)) => json(&serde_json::json!({
+                "access_token": token.token.access_token.expose(),
+                "expires_in": seconds_left(expires_at),
+                "token_type": "Bearer",
+            })),
+            Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+        }
+    }
+
+    /// An ID token for `?audience=` (required), minted for the service account.
+    async fn identity(&self, query: &HashMap<String, String>) -> Response {
+        let Some(audience) = query.get("audience").filter(|a| !a.is_empty()) else {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "non-empty audience parameter required",
+            );
+        };
+        if let Some(format) = query.get("format") {
+            if format != "standard" && format != "full" {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "format must be standard or full (both give IAM's generateIdToken token, \
+                     with the email claim)",
+                );
+            }
+        }
+        if self.service_account().is_none() {
+            return not_found(
+                "no service account: an ID token is minted for a service account, and the \
+                 federated principal is none; start `keyless gcp serve` with --service-account EMAIL",
+            );
+        }
+        let engine = self.identities.engine(audience, || {
+            let upstream = GcpIdTokenUpstream {
+                profile: self.federated_for_iam(self.profile.clone()),
+                target_audience: audience.clone(),
+                http: self.http.clone(),
+            };
+            Refresher::new(
+                format!("gce-metadata id-token audience={audience}"),
+                upstream,
+                RefreshPolicy::default(),
+                Clock::System,
+            )
+        });
+        match self.identities.get(audience, &engine).await {
+            Ok((token, _)) => text(token.expose().to_string()),
+            Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
+        }
+    }
+
+    /// The profile for a scope set: the impersonated token gets the scopes; without
+    /// impersonation the federated token itself does.
+    fn profile_for_scopes(&self, scopes: Vec<String>) -> GcpTokenProfile {
+        let mut profile = self.profile.clone();
+        match &mut profile.impersonation {
+            Some(impersonation) => {
+                impersonation.scopes = scopes;
+                self.federated_for_iam(profile)
+            }
+            None => {
+                profile.scopes = scopes;
+                profile
+            }
+        }
+    }
+
+    /// The federated token that calls IAM Credentials needs `cloud-platform`, whatever the
+    /// impersonated token is scoped to (google-auth does the same).
+    fn federated_for_iam(&self, mut profile: GcpTokenProfile) -> GcpTokenProfile {
+        profile.scopes = vec![CLOUD_PLATFORM_SCOPE.to_string()];
+        profile
+    }
+}
+
+fn seconds_left(expires_at: OffsetDateTime) -> i64 {
+    (expires_at - OffsetDateTime::now_utc())
+        .whole_seconds()
+        .max(0)
+}
+
+/// Engines by key, created on demand, at most `max`, the least recently used dropped first.
+struct Engines<U: Upstream> {
+    max: usize,
+    metrics: MetricsRegistry,
+    table: Mutex<Vec<EngineSlot<U>>>,
+    /// Orders uses (a counter, not a clock: two uses never tie).
+    uses: std::sync::atomic::AtomicU64,
+}
+
+struct EngineSlot<U: Upstream> {
+    key: String,
+    engine: Refresher<U>,
+    last_used: u64,
+    /// Started after the first success (see the module doc); stopped when the slot is dropped.
+    keeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl<U: Upstream> Engines<U> {
+    fn new(max: usize, metrics: MetricsRegistry) -> Self {
+        Self {
+            max,
+            metrics,
+            table: Mutex::new(Vec::new()),
+            uses: Default::default(),
+        }
+    }
+
+    /// The engine for `key`, made by `make` (and registered for metrics) if there is none.
+    /// Concurrent callers for a new key get the same engine, so they share one upstream call.
+    fn engine(&self, key: &str, make: impl FnOnce() -> Refresher<U>) -> Refresher<U> {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(slot) = table.iter_mut().find(|s| s.key == key) {
+            slot.last_used = now;
+            return slot.engine.clone();
+        }
+        if table.len() >= self.max {
+            if let Some(oldest) = table
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(i, _)| i)
+            {
+                let slot = table.swap_remove(oldest);
+                if let Some(keeper) = slot.keeper {
+                    keeper.abort();
+                }
+                self.metrics.unregister(slot.engine.name());
+                tracing::debug!(
+                    engine = slot.engine.name(),
+                    "dropped the least recently used engine"
+                );
+            }
+        }
+        let engine = make();
+        let status = engine.clone();
+        self.metrics
+            .register(engine.name().to_string(), move || status.status());
+        table.push(EngineSlot {
+            key: key.to_string(),
+            engine: engine.clone(),
+            last_used: now,
+            keeper: None,
+        });
+        engine
+    }
+
+    /// A value from `engine`; on the first success its keeper starts.
+    async fn get(
+        &self,
+        key: &str,
+        engine: &Refresher<U>,
+    ) -> Result<(U::Value, OffsetDateTime), crate::refresh::ServeError> {
+        let value = engine.get().await?;
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = table.iter_mut().find(|s| s.key == key) {
+            if slot.keeper.is_none() {
+                slot.keeper = Some(slot.engine.spawn_keeper());
+            }
+        }
+        Ok(value)
+    }
+}
+
+impl<U: Upstream> Drop for Engines<U> {
+    fn drop(&mut self) {
+        let table = self.table.get_mut().unwrap_or_else(|e| e.into_inner());
+        for slot in table.drain(..) {
+            if let Some(keeper) = slot.keeper {
+                keeper.abort();
+            }
+        }
+    }
+}
+
+fn text(body: impl Into<String>) -> Response {
+    ([(header::CONTENT_TYPE, TEXT)], body.into()).into_response()
+}
+
+fn json(value: &serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+fn not_found(message: &str) -> Response {
+    refuse(StatusCode::NOT_FOUND, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_id_comes_from_the_service_account_domain() {
+        assert_eq!(
+            project_id_of_service_account("copycat@keyless-lab.iam.gserviceaccount.com").as_deref(),
+            Some("keyless-lab")
+        );
+        // Google-managed and default compute accounts do not name the project this way.
+        assert_eq!(
+            project_id_of_service_account("123-compute@developer.gserviceaccount.com"),
+            None
+        );
+        assert_eq!(project_id_of_service_account("no-at-sign"), None);
+    }
+
+    #[test]
+    fn project_number_comes_from_the_audience() {
+        assert_eq!(
+            project_number_of_audience(
+                "//iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/p/providers/x"
+            )
+            .as_deref(),
+            Some("424242424242")
+        );
+        assert_eq!(
+            project_number_of_audience("//iam.googleapis.com/projects/my-project/x"),
+            None
+        );
+    }
+
+    /// Counts fetches; every value lives an hour.
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl Upstream for Counting {
+        type Value = u64;
+
+        async fn fetch(&self) -> Result<(u64, OffsetDateTime), crate::refresh::RefreshError> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok((n, OffsetDateTime::now_utc() + time::Duration::hours(1)))
+        }
+    }
+
+    fn counting(name: &str) -> Refresher<Counting> {
+        Refresher::new(
+            name,
+            Counting(Default::default()),
+            RefreshPolicy::default(),
+            Clock::System,
+        )
+    }
+
+    #[tokio::test]
+    async fn engines_are_bounded_and_the_least_recently_used_goes_first() {
+        let metrics = MetricsRegistry::default();
+        let engines = Engines::new(2, metrics.clone());
+        let a = engines.engine("a", || counting("engine a"));
+        engines.get("a", &a).await.unwrap();
+        let b = engines.engine("b", || counting("engine b"));
+        engines.get("b", &b).await.unwrap();
+        // `a` is used again, so `b` is the least recently used when `c` arrives.
+        let again = engines.engine("a", || panic!("`a` exists"));
+        assert_eq!(again.name(), "engine a");
+        engines.engine("c", || counting("engine c"));
+        let keys: Vec<String> = engines
+            .table
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.key.clone())
+            .collect();
+        assert_eq!(keys, ["a", "c"]);
+        let rendered = metrics.render();
+        assert!(!rendered.contains("engine b"), "{rendered}");
+        assert!(rendered.contains("engine a"), "{rendered}");
+        // A dropped key comes back as a new engine.
+        let b2 = engines.engine("b", || counting("engine b, again"));
+        assert_eq!(b2.name(), "engine b, again");
+    }
+
+    #[tokio::test]
+    async fn the_keeper_starts_after_the_first_success_only() {
+        let engines = Engines::new(4, MetricsRegistry::default());
+        let a = engines.engine("a", || counting("engine a"));
+        let has_keeper =
+            |engines: &Engines<Counting>| engines.table.lock().unwrap()[0].keeper.is_some();
+        assert!(!has_keeper(&engines));
+        engines.get("a", &a).await.unwrap();
+        assert!(has_keeper(&engines));
+    }
+
+    #[test]
+    fn scope_sets_ignore_order_duplicates_and_separators() {
+        assert_eq!(scope_set("b,a, a b"), vec!["a", "b"]);
+        assert_eq!(scope_set(""), Vec::<String>::new());
+        assert_eq!(scope_set(" , "), Vec::<String>::new());
+    }
+}
