@@ -357,17 +357,72 @@ async fn an_invalid_file_exits_2_naming_each_problem() {
 }
 
 /// A channel whose server this build lacks is refused at start with the command that has it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One daemon serves both directions' endpoints: the ECS-style endpoint (with its token file)
+/// for a GCP → AWS profile, and the GCE-metadata-style endpoint for an AWS → GCP profile whose
+/// AWS identity comes from a shared-credentials profile.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_server_channel_not_in_this_build_is_refused_up_front() {
+async fn server_channels_of_both_directions_run_in_one_daemon() {
     let w = LabWorld::start().await;
+    let session = w
+        .lab
+        .issue_role_credentials("aws-workload", "daemon", Duration::from_secs(3600));
+    w.home.add_static_profile(
+        "workload",
+        &session.access_key_id,
+        session.secret_access_key.expose(),
+        session.session_token.as_ref().unwrap().expose(),
+    );
+    let (ecs_port, gce_port) = (free_port(), free_port());
+    let token_file = w.home.home().join("ecs-token");
     let config = write_config(
         &w,
-        "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\necs_listen = \"127.0.0.1:0\"\n",
+        &format!(
+            "[profile.deploy]\nrole_arn = \"{}\"\necs_listen = \"127.0.0.1:{ecs_port}\"\nauth_token_file = \"{}\"\n\n\
+             [profile.copycat]\naudience = \"{}\"\nservice_account = \"copycat@keyless-lab.iam.gserviceaccount.com\"\n\
+             aws_profile = \"workload\"\naws_region = \"us-east-1\"\ngce_metadata_listen = \"127.0.0.1:{gce_port}\"\n",
+            w.lab.role_arn("gcp-deploy"),
+            token_file.display(),
+            w.lab.workload_identity_audience(),
+        ),
     );
-    let out = w
-        .keyless(&["serve", "--config", config.to_str().unwrap()])
-        .await;
-    assert_eq!(out.code(), 2, "{out}");
-    assert!(out.stderr.contains("ecs_listen"), "{}", out.stderr);
-    assert!(out.stderr.contains("keyless aws serve"), "{}", out.stderr);
+    let mut serve = Serve::start(&w, &config);
+    serve.ready(1).await;
+    let http = reqwest::Client::new();
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let ecs = http
+        .get(format!("http://127.0.0.1:{ecs_port}/creds"))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ecs.status(), 200, "{}", serve.stderr());
+    let creds: serde_json::Value = ecs.json().await.unwrap();
+    assert!(creds["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    let refused = http
+        .get(format!("http://127.0.0.1:{ecs_port}/creds"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let gce = http
+        .get(format!(
+            "http://127.0.0.1:{gce_port}/computeMetadata/v1/instance/service-accounts/default/token"
+        ))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gce.status(), 200, "{}", serve.stderr());
+    let answer: serde_json::Value = gce.json().await.unwrap();
+    assert!(answer["expires_in"].as_i64().unwrap() > 3000);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+    assert_eq!(serve.terminate().await, 0);
 }

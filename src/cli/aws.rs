@@ -475,7 +475,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 /// The container endpoint's token from `path`, or a new random one written there (0600).
-fn auth_token_from_file(path: &Path) -> anyhow::Result<Secret> {
+pub(crate) fn auth_token_from_file(path: &Path) -> anyhow::Result<Secret> {
     match std::fs::read_to_string(path) {
         Ok(text) if !text.is_empty() => {
             anyhow::ensure!(

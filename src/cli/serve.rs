@@ -22,8 +22,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{self, Channel, Config, ProfileConfig, DEFAULT_CONFIG_FILE};
+use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
 use crate::deliver::metrics::MetricsRegistry;
-use crate::deliver::{aws_files, server};
+use crate::deliver::{aws_files, ecs_server, imds_server, server};
+use crate::exchange::aws_sts::RoleArn;
 use crate::refresh::{
     AwsRoleUpstream, Clock, GoogleIdTokenUpstream, RefreshPolicy, Refresher, Upstream,
 };
@@ -172,12 +174,11 @@ pub fn check_supported(config: &Config) -> Result<(), StartError> {
 /// The standalone command that serves `channel`, if the daemon cannot run it yet.
 fn unsupported_channel(channel: &Channel) -> Option<&'static str> {
     match channel {
-        // Hook: the ECS-style and IMDS-style servers (deliver/ecs_server.rs, imds_server.rs).
-        Channel::EcsServer { .. } => Some("aws serve --listen ADDR"),
-        Channel::ImdsServer { .. } => Some("aws serve --imds --listen ADDR"),
-        // Hook: the GCE-metadata-style server (deliver/gce_metadata_server.rs).
-        Channel::GceMetadataServer { .. } => Some("gcp serve --listen ADDR"),
-        Channel::TokenFile { .. } | Channel::CredentialsFile { .. } => None,
+        Channel::EcsServer { .. }
+        | Channel::ImdsServer { .. }
+        | Channel::GceMetadataServer { .. }
+        | Channel::TokenFile { .. }
+        | Channel::CredentialsFile { .. } => None,
     }
 }
 
@@ -277,7 +278,7 @@ impl Daemon {
         }
         let mut pending = Vec::new();
         for (name, profile, verb) in to_start {
-            match self.start(&name, profile) {
+            match self.start(&name, profile).await {
                 Ok((running, first)) => {
                     tracing::info!(
                         profile = %name,
@@ -315,7 +316,7 @@ impl Daemon {
     }
 
     /// Starts `profile`'s refreshers and channels; returns the first-attempt signals.
-    fn start(
+    async fn start(
         &self,
         name: &str,
         profile: ProfileConfig,
@@ -367,21 +368,36 @@ impl Daemon {
                 };
                 for channel in &p.channels {
                     let (tx, rx) = oneshot::channel();
-                    let task = start_channel(name, channel, role.as_ref(), id_token.as_ref(), tx)?;
+                    let task = start_channel(
+                        name,
+                        channel,
+                        ChannelSources {
+                            role: role.as_ref(),
+                            id_token: id_token.as_ref(),
+                            role_arn: &p.role_arn,
+                            region: p.region.as_deref(),
+                        },
+                        tx,
+                    )?;
                     running.tasks.push(task);
                     first.push(rx);
                 }
             }
             ProfileConfig::AwsToGcp(p) => {
-                // Hook: build `p.token_profile().await` into a Refresher<GcpTokenUpstream> here
-                // when the GCE-metadata-style server is wired in; check_supported refuses its
-                // only channel until then.
-                if let Some(channel) = p.channels.first() {
-                    return Err(StartError::ChannelNotInThisBuild {
-                        profile: name.to_string(),
-                        key: channel.key(),
-                        command: unsupported_channel(channel).unwrap_or("gcp serve"),
-                    });
+                let token_profile = p.token_profile().await.map_err(|e| failed(e.to_string()))?;
+                for channel in &p.channels {
+                    let Channel::GceMetadataServer { listen } = channel else {
+                        continue;
+                    };
+                    let endpoint = GceMetadataServer::with_metrics(
+                        token_profile.clone(),
+                        GceMetadataOptions::default(),
+                        self.http.clone(),
+                        self.registry.clone(),
+                    );
+                    running
+                        .tasks
+                        .push(spawn_server(name, *listen, endpoint.router())?);
                 }
             }
         }
@@ -469,10 +485,15 @@ fn describe_channels(channels: &[Channel]) -> String {
 fn start_channel(
     profile: &str,
     channel: &Channel,
-    role: Option<&Refresher<AwsRoleUpstream>>,
-    id_token: Option<&Refresher<GoogleIdTokenUpstream>>,
+    sources: ChannelSources<'_>,
     first: oneshot::Sender<Result<(), String>>,
 ) -> Result<JoinHandle<()>, StartError> {
+    let ChannelSources {
+        role,
+        id_token,
+        role_arn,
+        region,
+    } = sources;
     let missing = || StartError::Profile {
         profile: profile.to_string(),
         cause: format!("{} has no credential to deliver", channel.key()),
@@ -516,14 +537,73 @@ fn start_channel(
                 },
             )))
         }
-        Channel::EcsServer { .. }
-        | Channel::ImdsServer { .. }
-        | Channel::GceMetadataServer { .. } => Err(StartError::ChannelNotInThisBuild {
+        Channel::EcsServer {
+            listen,
+            auth_token_file,
+        } => {
+            let refresher = role.ok_or_else(missing)?.clone();
+            let Some(path) = auth_token_file else {
+                return Err(StartError::Profile {
+                    profile: profile.to_string(),
+                    cause: "ecs_listen needs auth_token_file: the endpoint refuses requests without the token, and a daemon has no terminal to print a random one to".into(),
+                });
+            };
+            let token =
+                crate::cli::aws::auth_token_from_file(path).map_err(|e| StartError::Profile {
+                    profile: profile.to_string(),
+                    cause: format!("{e:#}"),
+                })?;
+            let _ = first.send(Ok(()));
+            spawn_server(profile, *listen, ecs_server::router(refresher, token))
+        }
+        Channel::ImdsServer { listen } => {
+            let refresher = role.ok_or_else(missing)?.clone();
+            let identity = imds_server::InstanceIdentity::for_role(role_arn, region);
+            let _ = first.send(Ok(()));
+            spawn_server(profile, *listen, imds_server::router(refresher, identity))
+        }
+        Channel::GceMetadataServer { .. } => Err(StartError::Profile {
             profile: profile.to_string(),
-            key: channel.key(),
-            command: unsupported_channel(channel).unwrap_or("serve"),
+            cause: "gce_metadata_listen belongs to an AWS → GCP profile".into(),
         }),
     }
+}
+
+/// What a GCP → AWS profile's channels deliver from.
+struct ChannelSources<'a> {
+    role: Option<&'a Refresher<AwsRoleUpstream>>,
+    id_token: Option<&'a Refresher<GoogleIdTokenUpstream>>,
+    role_arn: &'a RoleArn,
+    region: Option<&'a str>,
+}
+
+/// Binds `listen` now (so a clash is reported at start) and serves `router` until the profile
+/// stops (its task is aborted) or the daemon does.
+fn spawn_server(
+    profile: &str,
+    listen: SocketAddr,
+    router: axum::Router,
+) -> Result<JoinHandle<()>, StartError> {
+    let bind_error = |cause: String| StartError::Profile {
+        profile: profile.to_string(),
+        cause: format!("could not listen on {listen}: {cause}"),
+    };
+    let std_listener =
+        std::net::TcpListener::bind(listen).map_err(|e| bind_error(e.to_string()))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| bind_error(e.to_string()))?;
+    let listener =
+        tokio::net::TcpListener::from_std(std_listener).map_err(|e| bind_error(e.to_string()))?;
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "listening on a non-loopback address: anything that can reach it can take credentials");
+    }
+    let name = profile.to_string();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = server::serve(listener, router, std::future::pending()).await {
+            tracing::error!(profile = %name, "{e}");
+        }
+    }))
 }
 
 /// Writes the token file, 0600 and atomically, creating its directory (0700) if needed.

@@ -92,6 +92,17 @@ impl GceMetadataServer {
         options: GceMetadataOptions,
         http: reqwest::Client,
     ) -> Self {
+        Self::with_metrics(profile, options, http, MetricsRegistry::default())
+    }
+
+    /// Like [`GceMetadataServer::new`], reporting its engines in `metrics` (the daemon's one
+    /// registry for every profile).
+    pub fn with_metrics(
+        profile: GcpTokenProfile,
+        options: GceMetadataOptions,
+        http: reqwest::Client,
+        metrics: MetricsRegistry,
+    ) -> Self {
         let default_scopes = match &profile.impersonation {
             Some(impersonation) => impersonation.scopes.clone(),
             None => profile.scopes.clone(),
@@ -106,7 +117,6 @@ impl GceMetadataServer {
         let project_number = options
             .project_number
             .or_else(|| project_number_of_audience(&profile.audience));
-        let metrics = MetricsRegistry::default();
         Self {
             inner: Arc::new(ServerState {
                 profile,
