@@ -7,6 +7,7 @@ pub mod aws;
 pub mod demo;
 pub mod gcp;
 pub mod lab;
+pub mod lint;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -50,6 +51,8 @@ pub enum Command {
     Lab(lab::LabArgs),
     /// Walk through the GCP → AWS flow against the built-in lab, step by step.
     Demo(demo::DemoArgs),
+    /// Find trust policies, providers and bindings that let the wrong identity in.
+    Lint(lint::LintArgs),
 }
 
 /// Process exit codes, so scripts can tell a refusal from an outage.
@@ -71,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Gcp(cmd) => gcp::run(*cmd).await,
         Command::Lab(args) => lab::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Lint(args) => lint::run(args).await,
     }
 }
 
