@@ -57,7 +57,13 @@ pub async fn run(args: LintArgs) -> anyhow::Result<i32> {
     let mut report = Report::default();
     let mut unreadable = false;
     for path in &args.files {
-        let result = if path.as_os_str() == "-" {
+        let stdin = path.as_os_str() == "-";
+        let name = if stdin {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        };
+        let result = if stdin {
             let mut text = String::new();
             match std::io::stdin().read_to_string(&mut text) {
                 Ok(_) => lint::lint_text("<stdin>", &text),
@@ -70,7 +76,7 @@ pub async fn run(args: LintArgs) -> anyhow::Result<i32> {
             lint::lint_file(path)
         };
         match result {
-            Ok(findings) => report.files.push((path.display().to_string(), findings)),
+            Ok(findings) => report.files.push((name, findings)),
             Err(error) => {
                 eprintln!("keyless lint: {error}");
                 unreadable = true;

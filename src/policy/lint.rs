@@ -283,7 +283,7 @@ pub fn lint_text(file: &str, text: &str) -> Result<Vec<Finding>, LintError> {
         },
     })?;
     let lines = path::value_lines(text);
-    Ok(drafts
+    let mut findings: Vec<Finding> = drafts
         .into_iter()
         .map(|d| Finding {
             rule: d.rule,
@@ -295,7 +295,10 @@ pub fn lint_text(file: &str, text: &str) -> Result<Vec<Finding>, LintError> {
             why: d.why,
             fix: d.fix,
         })
-        .collect())
+        .collect();
+    // Worst first, then in file order: what a person should read first.
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
+    Ok(findings)
 }
 
 /// A finding before it knows its file and line.
@@ -512,8 +515,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
+                ("KL203", "[1].bindings[0].members[0]"),
                 ("KL101", "[0].attributeCondition"),
-                ("KL203", "[1].bindings[0].members[0]")
             ]
         );
     }

@@ -396,17 +396,17 @@ mod tests {
         assert_eq!(
             got,
             vec![
+                ("KL203", "critical", "bindings[1].members[0]"),
                 ("KL201", "high", "bindings[0].members[0]"),
                 ("KL202", "medium", "bindings[0].members[1]"),
                 ("KL204", "medium", "bindings[0].members[3]"),
-                ("KL203", "critical", "bindings[1].members[0]"),
             ]
         );
         assert!(
-            f[2].fix
+            f[3].fix
                 .contains("attribute.aws_role/arn:aws:sts::123456789012:assumed-role/aws-workload"),
             "{}",
-            f[2].fix
+            f[3].fix
         );
     }
 

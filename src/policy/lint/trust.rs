@@ -240,20 +240,32 @@ fn check_stranger(
     issuer: &Issuer,
     out: &mut Vec<Draft>,
 ) {
-    let context = stranger_context(st, issuer);
-    let decision = evaluate(
-        doc,
-        &Request {
-            principal: RequestPrincipal::Federated(principal.to_string()),
-            action: WEB_IDENTITY,
-            context: &context,
-        },
-    );
     let label = st.label(index);
-    let admitted = matches!(&decision, Decision::Allowed { statement } if *statement == label);
+    // Each token a stranger could present; the first one this statement admits is the proof.
+    let attempts: Vec<(ConditionContext, Decision)> = stranger_contexts(st, issuer)
+        .into_iter()
+        .map(|context| {
+            let decision = evaluate(
+                doc,
+                &Request {
+                    principal: RequestPrincipal::Federated(principal.to_string()),
+                    action: WEB_IDENTITY,
+                    context: &context,
+                },
+            );
+            (context, decision)
+        })
+        .collect();
+    let admits = |d: &Decision| matches!(d, Decision::Allowed { statement } if *statement == label);
+    let admitted = attempts.iter().any(|(_, d)| admits(d));
+    let (context, decision) = attempts
+        .iter()
+        .find(|(_, d)| admits(d))
+        .or(attempts.first())
+        .expect("at least one stranger");
     let proof = format!(
         "keyless evaluated this policy for {}: {}",
-        describe_context(&context, issuer),
+        describe_context(context, issuer),
         decision
     );
     let pinned: Vec<String> = st
@@ -313,22 +325,33 @@ fn check_stranger(
 }
 
 /// The token a stranger can get: their own identity, and whatever audience the policy wants.
-fn stranger_context(st: &Statement, issuer: &Issuer) -> ConditionContext {
+/// For Google, with and without `email`: generateIdToken leaves it out unless asked
+/// (`includeEmail`), so a stranger presents whichever gets through.
+fn stranger_contexts(st: &Statement, issuer: &Issuer) -> Vec<ConditionContext> {
     match issuer {
         Issuer::Google => {
             let audience = chosen_value(st, KEY_OAUD).unwrap_or_else(|| "sts.amazonaws.com".into());
-            let claims: Map<String, Value> = json!({
+            let with_email = json!({
                 "iss": "https://accounts.google.com",
                 "aud": audience,
                 "azp": STRANGER_ID,
                 "sub": STRANGER_ID,
                 "email": STRANGER_EMAIL,
                 "email_verified": true,
-            })
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-            google::condition_context(&claims)
+            });
+            let mut without_email = with_email.clone();
+            if let Some(claims) = without_email.as_object_mut() {
+                claims.remove("email");
+                claims.remove("email_verified");
+            }
+            [with_email, without_email]
+                .iter()
+                .map(|claims| {
+                    let claims: Map<String, Value> =
+                        claims.as_object().cloned().unwrap_or_default();
+                    google::condition_context(&claims)
+                })
+                .collect()
         }
         Issuer::Oidc { .. } => {
             let mut ctx = ConditionContext::new("a stranger's token");
@@ -343,7 +366,7 @@ fn stranger_context(st: &Statement, issuer: &Issuer) -> ConditionContext {
                 };
                 ctx.insert(&c.key, vec![value], None);
             }
-            ctx
+            vec![ctx]
         }
     }
 }
