@@ -233,6 +233,17 @@ fn unreadable_input_exits_2_and_says_why() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(name) && stderr.contains(why), "{stderr}");
     }
+    // SARIF says so too, so an uploaded report never looks clean because an input was broken.
+    let out = keyless(&["lint", "--format", "sarif", &missing]);
+    assert_eq!(out.status.code(), Some(2));
+    let invocation = &stdout_json(&out)["runs"][0]["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false);
+    assert!(
+        invocation["toolExecutionNotifications"][0]["message"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("does-not-exist.json")
+    );
     // Even a critical finding elsewhere does not hide the broken input.
     let out = keyless(&[
         "lint",

@@ -10,6 +10,13 @@ use clap::{Args, ValueEnum};
 
 use crate::policy::lint::{self, report::Report, LintError, Severity};
 
+/// Nothing at or above `--fail-on`.
+pub const CLEAN: i32 = 0;
+/// At least one finding at or above `--fail-on`.
+pub const FINDINGS: i32 = 1;
+/// An input could not be read or understood (also the code clap uses for a bad command line).
+pub const UNREADABLE: i32 = 2;
+
 /// `keyless lint`.
 #[derive(Debug, Args)]
 pub struct LintArgs {
@@ -55,7 +62,6 @@ pub enum LintFormat {
 /// Lints every file, prints the report, returns the exit code.
 pub async fn run(args: LintArgs) -> anyhow::Result<i32> {
     let mut report = Report::default();
-    let mut unreadable = false;
     for path in &args.files {
         let stdin = path.as_os_str() == "-";
         let name = if stdin {
@@ -79,7 +85,7 @@ pub async fn run(args: LintArgs) -> anyhow::Result<i32> {
             Ok(findings) => report.files.push((name, findings)),
             Err(error) => {
                 eprintln!("keyless lint: {error}");
-                unreadable = true;
+                report.errors.push((name, error.to_string()));
             }
         }
     }
@@ -88,14 +94,14 @@ pub async fn run(args: LintArgs) -> anyhow::Result<i32> {
         LintFormat::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
         LintFormat::Sarif => println!("{}", serde_json::to_string_pretty(&report.to_sarif())?),
     }
-    Ok(if unreadable {
-        super::exit_code::USAGE
+    Ok(if !report.errors.is_empty() {
+        UNREADABLE
     } else if report
         .worst()
         .is_some_and(|worst| worst >= args.fail_on.threshold())
     {
-        super::exit_code::FAILURE
+        FINDINGS
     } else {
-        0
+        CLEAN
     })
 }

@@ -11,7 +11,8 @@
 //! Inputs are recognised by shape, not by file name: an AWS role trust policy, the output of
 //! `aws iam get-role` (the document possibly URL-encoded, as IAM's API returns it), a Google
 //! workload identity provider description and a Google IAM policy (`get-iam-policy`), or a JSON
-//! list of any of them (`gcloud ... list --format=json`).
+//! list of any of them (`gcloud ... list --format=json`); `aws iam list-roles` output lints every
+//! role's trust policy at once.
 
 mod gcp;
 mod path;
@@ -346,6 +347,32 @@ enum Failure {
     Policy(String, PolicyError),
 }
 
+/// A role as `aws iam get-role` / `list-roles` print it; the trust policy may be an object, a
+/// JSON string or a URL-encoded string.
+fn lint_role(role: &Value, role_at: &JsonPath, out: &mut Vec<Draft>) -> Result<(), Failure> {
+    let doc_at = role_at.key("AssumeRolePolicyDocument");
+    let document = role.get("AssumeRolePolicyDocument").ok_or_else(|| {
+        Failure::Unrecognised(format!(
+            "a role at {role_at} without \"AssumeRolePolicyDocument\""
+        ))
+    })?;
+    let embedded;
+    let document = match document {
+        Value::String(s) => {
+            embedded = parse_json_or_url_encoded(s).map_err(|e| {
+                Failure::Policy(
+                    doc_at.to_string(),
+                    PolicyError::Json(format!("the embedded document: {e}")),
+                )
+            })?;
+            &embedded
+        }
+        other => other,
+    };
+    trust::lint_trust_policy(document, &doc_at, out)
+        .map_err(|e| Failure::Policy(doc_at.to_string(), e))
+}
+
 /// IAM's API returns policy documents URL-encoded (RFC 3986: `%20` for spaces, `+` literal).
 fn parse_json_or_url_encoded(text: &str) -> Result<Value, String> {
     match serde_json::from_str(text) {
@@ -376,32 +403,22 @@ fn lint_value(value: &Value, at: &JsonPath, out: &mut Vec<Draft>) -> Result<(), 
         Value::Object(obj) if obj.contains_key("Statement") => {
             trust::lint_trust_policy(value, at, out).map_err(|e| Failure::Policy(at.to_string(), e))
         }
-        Value::Object(obj) if obj.contains_key("Role") => {
-            let role_at = at.key("Role");
-            let doc_at = role_at.key("AssumeRolePolicyDocument");
-            let document = obj
-                .get("Role")
-                .and_then(|r| r.get("AssumeRolePolicyDocument"))
-                .ok_or_else(|| {
-                    Failure::Unrecognised(
-                        "a \"Role\" without \"AssumeRolePolicyDocument\"".to_string(),
-                    )
-                })?;
-            let embedded;
-            let document = match document {
-                Value::String(s) => {
-                    embedded = parse_json_or_url_encoded(s).map_err(|e| {
-                        Failure::Policy(
-                            doc_at.to_string(),
-                            PolicyError::Json(format!("the embedded document: {e}")),
-                        )
-                    })?;
-                    &embedded
-                }
-                other => other,
-            };
-            trust::lint_trust_policy(document, &doc_at, out)
-                .map_err(|e| Failure::Policy(doc_at.to_string(), e))
+        Value::Object(obj) if obj.contains_key("Role") => lint_role(
+            obj.get("Role").unwrap_or(&Value::Null),
+            &at.key("Role"),
+            out,
+        ),
+        Value::Object(obj) if matches!(obj.get("Roles"), Some(Value::Array(_))) => {
+            // `aws iam list-roles`: every role of the account in one file.
+            let roles = obj
+                .get("Roles")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            for (i, role) in roles.enumerate() {
+                lint_role(role, &at.key("Roles").index(i), out)?;
+            }
+            Ok(())
         }
         Value::Object(obj) if gcp::is_provider(obj) => {
             gcp::lint_provider(obj, at, out);
@@ -478,6 +495,20 @@ mod tests {
         );
         // A whole file that is URL-encoded (IAM's raw API answer) reads too.
         assert_eq!(rules_of(&encoded), vec!["KL001"]);
+    }
+
+    #[test]
+    fn list_roles_output_lints_every_role() {
+        let text = serde_json::json!({"Roles": [
+            {"RoleName": "ec2", "AssumeRolePolicyDocument": {"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}},
+            {"RoleName": "gcp", "AssumeRolePolicyDocument": {"Statement": [{"Effect": "Allow", "Principal": {"Federated": "accounts.google.com"}, "Action": "sts:AssumeRoleWithWebIdentity"}]}}]})
+        .to_string();
+        let findings = lint_text("roles.json", &text).unwrap();
+        let got: Vec<_> = findings.iter().map(|f| (f.rule, f.path.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![("KL001", "Roles[1].AssumeRolePolicyDocument.Statement[0]")]
+        );
     }
 
     #[test]

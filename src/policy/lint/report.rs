@@ -14,6 +14,9 @@ use super::{rule, Finding, Severity, RULES};
 pub struct Report {
     /// `(file, findings)` in the order the files were given.
     pub files: Vec<(String, Vec<Finding>)>,
+    /// Files that could not be linted, with the reason (SARIF reports them as notifications, so
+    /// an upload never looks clean because an input was unreadable).
+    pub errors: Vec<(String, String)>,
 }
 
 impl Report {
@@ -132,6 +135,17 @@ impl Report {
                 })
             })
             .collect();
+        let notifications: Vec<Value> = self
+            .errors
+            .iter()
+            .map(|(file, message)| {
+                json!({
+                    "level": "error",
+                    "message": {"text": message},
+                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": file_uri(file)}}}],
+                })
+            })
+            .collect();
         json!({
             "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json",
             "version": "2.1.0",
@@ -141,6 +155,10 @@ impl Report {
                     "semanticVersion": env!("CARGO_PKG_VERSION"),
                     "rules": rules,
                 }},
+                "invocations": [{
+                    "executionSuccessful": self.errors.is_empty(),
+                    "toolExecutionNotifications": notifications,
+                }],
                 "results": results,
             }],
         })
@@ -228,6 +246,7 @@ mod tests {
                 ),
                 ("b.json".into(), vec![]),
             ],
+            errors: vec![],
         }
     }
 
@@ -272,6 +291,23 @@ mod tests {
         assert_eq!(
             loc["logicalLocations"][0]["fullyQualifiedName"],
             "Statement[0]"
+        );
+        assert_eq!(run["invocations"][0]["executionSuccessful"], true);
+    }
+
+    #[test]
+    fn sarif_reports_unreadable_files() {
+        let mut r = report();
+        r.errors
+            .push(("gone.json".into(), "gone.json: could not read it".into()));
+        let s = r.to_sarif();
+        let invocation = &s["runs"][0]["invocations"][0];
+        assert_eq!(invocation["executionSuccessful"], false);
+        let note = &invocation["toolExecutionNotifications"][0];
+        assert_eq!(note["level"], "error");
+        assert_eq!(
+            note["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "gone.json"
         );
     }
 }

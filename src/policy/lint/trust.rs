@@ -13,8 +13,8 @@ use super::{Draft, JsonPath, Severity};
 use crate::policy::evaluate::{evaluate, ConditionContext, Decision, Request, RequestPrincipal};
 use crate::policy::google::{self, GOOGLE_PROVIDER, KEY_AUD, KEY_EMAIL, KEY_OAUD, KEY_SUB};
 use crate::policy::model::{
-    ActionMatcher, Condition, Effect, OperatorBase, PolicyDocument, PolicyError, Principal,
-    SetQualifier, Statement,
+    ActionMatcher, Condition, ConditionOperator, Effect, OperatorBase, PolicyDocument, PolicyError,
+    Principal, SetQualifier, Statement,
 };
 
 const WEB_IDENTITY: &str = "sts:AssumeRoleWithWebIdentity";
@@ -110,11 +110,21 @@ pub(super) fn lint_trust_policy(
     let mut raw = raw.clone();
     let statement_paths = statement_paths(&raw, at);
     let mut not_principal = vec![false; statement_paths.len()];
+    // Operators the model does not evaluate (ArnLike, IpAddress, Date...) are legitimate IAM;
+    // they are set aside rather than failing the file. A statement that had them is not
+    // probed with a stranger, since its verdict would be a guess; for a Deny, dropping its
+    // conditions only makes it deny more, so no finding can come from that.
+    let mut unevaluated = vec![false; statement_paths.len()];
     for_each_statement_mut(&mut raw, |i, st| {
         if let Some(obj) = st.as_object_mut() {
             if obj.remove("NotPrincipal").is_some() {
                 not_principal[i] = true;
                 obj.entry("Principal").or_insert_with(|| json!("*"));
+            }
+            if let Some(Value::Object(ops)) = obj.get_mut("Condition") {
+                let before = ops.len();
+                ops.retain(|op, _| ConditionOperator::parse(op).is_some());
+                unevaluated[i] = ops.len() != before;
             }
         }
     });
@@ -145,7 +155,7 @@ pub(super) fn lint_trust_policy(
         }
         check_actions(st, st_at, out);
         for (principal, issuer) in &issuers {
-            if allows_web_identity(&st.actions) {
+            if allows_web_identity(&st.actions) && !unevaluated[i] {
                 check_stranger(&doc, i, st, st_at, principal, issuer, out);
             }
             check_conditions(st, st_at, issuer, out);
@@ -863,6 +873,21 @@ mod tests {
         assert_eq!(
             findings(&text),
             vec![("KL008", "low".into(), "Statement[0].Condition".into())]
+        );
+    }
+
+    #[test]
+    fn operators_keyless_does_not_evaluate_do_not_fail_the_file() {
+        let text = google(
+            json!({"StringEquals": {"accounts.google.com:oaud": "sts.amazonaws.com"},
+                                 "IpAddress": {"aws:SourceIp": "203.0.113.0/24"},
+                                 "StringLike": {"accounts.google.com:sub": "1*"}}),
+        );
+        let got = ids(&text);
+        assert_eq!(
+            got,
+            vec!["KL003"],
+            "pattern rules still run; no stranger verdict is guessed"
         );
     }
 
