@@ -91,6 +91,21 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
         ProviderKind::Other
     };
     let (pool, provider) = pool_and_provider(obj);
+    let (example, command) = match &kind {
+        ProviderKind::Aws { account } => (
+            format!("attribute.aws_role == 'arn:aws:sts::{account}:assumed-role/ROLE'"),
+            "update-aws",
+        ),
+        ProviderKind::Oidc { .. } => (
+            "assertion.sub == 'EXACT_SUBJECT'".to_string(),
+            "update-oidc",
+        ),
+        ProviderKind::Other => (
+            "google.subject == 'EXACT_SUBJECT'".to_string(),
+            "update-saml",
+        ),
+    };
+    let fix = format!("gcloud iam workload-identity-pools providers {command} {provider} --location=global --workload-identity-pool={pool} --attribute-condition=\"{example}\"");
     let condition_at = at.key("attributeCondition");
     let condition = obj
         .get("attributeCondition")
@@ -98,28 +113,20 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
         .map(str::trim)
         .filter(|c| !c.is_empty());
     let Some(condition) = condition else {
-        let (who, example, command) = match &kind {
-            ProviderKind::Aws { account } => (
-                format!("every role, user and session of AWS account {account}"),
-                format!("attribute.aws_role == 'arn:aws:sts::{account}:assumed-role/ROLE'"),
-                "update-aws",
-            ),
-            ProviderKind::Oidc { issuer } => (
-                format!("every subject {issuer} issues tokens to (with an allowed audience)"),
-                "assertion.sub == 'EXACT_SUBJECT'".to_string(),
-                "update-oidc",
-            ),
-            ProviderKind::Other => (
-                "every identity the provider accepts".to_string(),
-                "google.subject == 'EXACT_SUBJECT'".to_string(),
-                "update-saml",
-            ),
+        let who = match &kind {
+            ProviderKind::Aws { account } => {
+                format!("every role, user and session of AWS account {account}")
+            }
+            ProviderKind::Oidc { issuer } => {
+                format!("every subject {issuer} issues tokens to (with an allowed audience)")
+            }
+            ProviderKind::Other => "every identity the provider accepts".to_string(),
         };
         out.push(
             Draft::new("KL101", condition_at)
                 .message(format!("the provider has no attributeCondition: {who} is admitted into pool {pool}"))
                 .why("everything the provider admits becomes a principal of the pool; one binding on principalSet://.../* or an attribute they share (aws_account, repository_owner) then hands them your service account or resources")
-                .fix(format!("gcloud iam workload-identity-pools providers {command} {provider} --location=global --workload-identity-pool={pool} --attribute-condition=\"{example}\"")),
+                .fix(fix),
         );
         return;
     };
@@ -144,7 +151,10 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
                 account,
             );
             match expression.evaluate(&stranger.cel_variables(account)) {
-                Ok(true) => Some(format!("it admits any role of AWS account {account}: keyless evaluated it for arn:aws:sts::{account}:assumed-role/keyless-lint-stranger/session and it was true")),
+                Ok(true) => Some((
+                    format!("it admits any role of AWS account {account}"),
+                    format!(" keyless evaluated it for arn:aws:sts::{account}:assumed-role/keyless-lint-stranger/session (another role of the account) and it was true."),
+                )),
                 _ => None,
             }
         }
@@ -159,7 +169,7 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
                 )
             });
             (!identifying).then(|| {
-                if references.is_empty() {
+                let reason = if references.is_empty() {
                     "it references no attribute at all, so it is the same for every caller"
                         .to_string()
                 } else {
@@ -167,22 +177,17 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
                         "it only references {}, which every caller of the provider shares",
                         references.join(", ")
                     )
-                }
+                };
+                (reason, String::new())
             })
         }
     };
-    if let Some(reason) = broad {
-        let example = match &kind {
-            ProviderKind::Aws { account } => {
-                format!("attribute.aws_role == 'arn:aws:sts::{account}:assumed-role/ROLE'")
-            }
-            _ => "assertion.sub == 'EXACT_SUBJECT'".to_string(),
-        };
+    if let Some((reason, proof)) = broad {
         out.push(
             Draft::new("KL102", condition_at)
                 .message(format!("the attributeCondition `{condition}` does not restrict who the caller is: {reason}"))
-                .why("the condition is the provider's only say in who enters the pool; one that every identity of the account or issuer passes is no condition")
-                .fix(format!("--attribute-condition=\"{example}\"")),
+                .why(format!("the condition is the provider's only say in who enters the pool; one that every identity of the account or issuer passes is no condition.{proof}"))
+                .fix(fix),
         );
     }
 }
@@ -354,6 +359,13 @@ mod tests {
                 "{c}"
             );
         }
+        let f = lint_text(
+            "t.json",
+            &aws_provider(Some("attribute.aws_account == '123456789012'")).to_string(),
+        )
+        .unwrap();
+        assert!(f[0].why.contains("assumed-role/keyless-lint-stranger/session (another role of the account) and it was true"), "{}", f[0].why);
+        assert!(f[0].fix.contains("providers update-aws aws-lab --location=global --workload-identity-pool=keyless-pool --attribute-condition=\"attribute.aws_role == 'arn:aws:sts::123456789012:assumed-role/ROLE'\""), "{}", f[0].fix);
         let oidc = json!({"name": NAME, "oidc": {"issuerUri": "https://issuer"}, "attributeCondition": "assertion.aud == 'x'"});
         assert_eq!(rules(oidc), vec![("KL102", "medium".into())]);
         let oidc = json!({"name": NAME, "oidc": {"issuerUri": "https://issuer"}, "attributeCondition": "assertion.repository_owner == 'my-org'"});
