@@ -111,10 +111,11 @@ pub(super) fn lint_trust_policy(
     let statement_paths = statement_paths(&raw, at);
     let mut not_principal = vec![false; statement_paths.len()];
     // Operators the model does not evaluate (ArnLike, IpAddress, Date...) are legitimate IAM;
-    // they are set aside rather than failing the file. A statement that had them is not
-    // probed with a stranger, since its verdict would be a guess; for a Deny, dropping its
-    // conditions only makes it deny more, so no finding can come from that.
-    let mut unevaluated = vec![false; statement_paths.len()];
+    // they are set aside rather than failing the file. The stranger probe still runs when they
+    // test something other than the token's identity (the finding says so); when they test an
+    // identity key, the verdict would be a guess and the probe is skipped. For a Deny, dropping
+    // its conditions only makes it deny more, so no finding can come from that.
+    let mut set_aside: Vec<Vec<(String, Vec<String>)>> = vec![Vec::new(); statement_paths.len()];
     for_each_statement_mut(&mut raw, |i, st| {
         if let Some(obj) = st.as_object_mut() {
             if obj.remove("NotPrincipal").is_some() {
@@ -122,9 +123,16 @@ pub(super) fn lint_trust_policy(
                 obj.entry("Principal").or_insert_with(|| json!("*"));
             }
             if let Some(Value::Object(ops)) = obj.get_mut("Condition") {
-                let before = ops.len();
+                for (op, keys) in ops.iter() {
+                    if ConditionOperator::parse(op).is_none() {
+                        let keys = keys
+                            .as_object()
+                            .map(|k| k.keys().cloned().collect())
+                            .unwrap_or_default();
+                        set_aside[i].push((op.clone(), keys));
+                    }
+                }
                 ops.retain(|op, _| ConditionOperator::parse(op).is_some());
-                unevaluated[i] = ops.len() != before;
             }
         }
     });
@@ -155,8 +163,19 @@ pub(super) fn lint_trust_policy(
         }
         check_actions(st, st_at, out);
         for (principal, issuer) in &issuers {
-            if allows_web_identity(&st.actions) && !unevaluated[i] {
-                check_stranger(&doc, i, st, st_at, principal, issuer, out);
+            let aside = &set_aside[i];
+            let guess = aside
+                .iter()
+                .any(|(_, keys)| keys.iter().any(|k| issuer.claim(k).is_some()));
+            if allows_web_identity(&st.actions) && !guess {
+                let aside: Vec<&str> = aside.iter().map(|(op, _)| op.as_str()).collect();
+                let here = InDocument {
+                    doc: &doc,
+                    index: i,
+                    st,
+                    at: st_at,
+                };
+                check_stranger(here, principal, issuer, &aside, out);
             }
             check_conditions(st, st_at, issuer, out);
         }
@@ -241,15 +260,28 @@ fn check_actions(st: &Statement, st_at: &JsonPath, out: &mut Vec<Draft>) {
 }
 
 /// KL001/KL002/KL008: evaluate the policy for a stranger's token.
-fn check_stranger(
-    doc: &PolicyDocument,
+/// A statement in its document: the probe evaluates the whole document (a Deny elsewhere may
+/// keep the stranger out) and attributes the verdict to this statement.
+struct InDocument<'a> {
+    doc: &'a PolicyDocument,
     index: usize,
-    st: &Statement,
-    st_at: &JsonPath,
+    st: &'a Statement,
+    at: &'a JsonPath,
+}
+
+fn check_stranger(
+    here: InDocument<'_>,
     principal: &str,
     issuer: &Issuer,
+    set_aside: &[&str],
     out: &mut Vec<Draft>,
 ) {
+    let InDocument {
+        doc,
+        index,
+        st,
+        at: st_at,
+    } = here;
     let label = st.label(index);
     // Each token a stranger could present; the first one this statement admits is the proof.
     let attempts: Vec<(ConditionContext, Decision)> = stranger_contexts(st, issuer)
@@ -273,11 +305,17 @@ fn check_stranger(
         .find(|(_, d)| admits(d))
         .or(attempts.first())
         .expect("at least one stranger");
-    let proof = format!(
+    let mut proof = format!(
         "keyless evaluated this policy for {}: {}",
         describe_context(context, issuer),
         decision
     );
+    if !set_aside.is_empty() {
+        proof.push_str(&format!(
+            " (setting aside {}, which keyless does not evaluate and which do not test who the caller is)",
+            set_aside.join(", ")
+        ));
+    }
     let pinned: Vec<String> = st
         .conditions
         .iter()
@@ -285,7 +323,7 @@ fn check_stranger(
         .filter(|(_, c)| c.operator.base != OperatorBase::Null)
         .map(|(claim, _)| claim)
         .collect();
-    if admitted && st.conditions.is_empty() {
+    if admitted && st.conditions.is_empty() && set_aside.is_empty() {
         let (message, fix) = match issuer {
             Issuer::Google => (
                 "any Google identity in the world can assume this role: accounts.google.com is trusted with no condition".to_string(),
@@ -878,17 +916,25 @@ mod tests {
 
     #[test]
     fn operators_keyless_does_not_evaluate_do_not_fail_the_file() {
+        // Set aside on an identity key: the verdict would be a guess, so only pattern rules run.
         let text = google(
             json!({"StringEquals": {"accounts.google.com:oaud": "sts.amazonaws.com"},
-                                 "IpAddress": {"aws:SourceIp": "203.0.113.0/24"},
+                                 "ArnEquals": {"accounts.google.com:sub": "x"},
                                  "StringLike": {"accounts.google.com:sub": "1*"}}),
         );
-        let got = ids(&text);
-        assert_eq!(
-            got,
-            vec!["KL003"],
-            "pattern rules still run; no stranger verdict is guessed"
+        assert_eq!(ids(&text), vec!["KL003"], "no stranger verdict is guessed");
+        // Set aside on a non-identity key: the identity is still unpinned, and the proof says
+        // what was set aside.
+        let text = google(
+            json!({"StringEquals": {"accounts.google.com:oaud": "sts.amazonaws.com"},
+                                 "ArnLike": {"aws:SourceArn": "arn:aws:iam::*"}}),
         );
+        let f = lint_text("t.json", &text).unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, "KL002");
+        assert!(f[0].why.contains("setting aside ArnLike"), "{}", f[0].why);
+        let text = google(json!({"ArnLike": {"aws:SourceArn": "arn:aws:iam::*"}}));
+        assert_eq!(ids(&text), vec!["KL002"], "not KL001: there is a condition");
     }
 
     #[test]
