@@ -135,7 +135,11 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
         Err(error) => {
             out.push(
                 Draft::new("KL103", condition_at)
-                    .message(format!("keyless could not check the attributeCondition: {error}"))
+                    // The error's own hint is the rule's fix; keep the message to one line.
+                    .message(format!(
+                        "keyless could not check the attributeCondition: {}",
+                        error.to_string().lines().next().unwrap_or_default()
+                    ))
                     .why("a condition keyless cannot evaluate is a condition `keyless lint` and `keyless doctor` cannot vouch for; Google may accept it, or reject every token")
                     .fix("simplify it to ==, !=, &&, ||, in [..], startsWith/endsWith/contains over attribute.*, assertion.* and google.subject, or check it in Google Cloud"),
             );
@@ -382,7 +386,9 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].rule, f[0].severity.as_str()), ("KL103", "low"));
         assert!(
-            f[0].message.contains("which keyless does not evaluate"),
+            f[0].message
+                .contains("the function size(), which keyless does not evaluate")
+                && !f[0].message.contains('\n'),
             "{}",
             f[0].message
         );
