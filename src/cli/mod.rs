@@ -7,6 +7,7 @@ pub mod aws;
 pub mod demo;
 pub mod gcp;
 pub mod lab;
+pub mod lint;
 pub mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -53,6 +54,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run every profile of a keyless.toml (both directions) in one process; SIGHUP reloads.
     Serve(serve::ServeArgs),
+    /// Find trust policies, providers and bindings that let the wrong identity in.
+    Lint(lint::LintArgs),
 }
 
 /// Process exit codes, so scripts can tell a refusal from an outage.
@@ -75,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Lab(args) => lab::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Lint(args) => lint::run(args).await,
     }
 }
 

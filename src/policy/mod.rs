@@ -10,6 +10,7 @@ pub mod cel;
 pub mod evaluate;
 pub mod glob;
 pub mod google;
+pub mod lint;
 pub mod model;
 pub mod workload_identity;
 

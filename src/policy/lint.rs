@@ -1,0 +1,554 @@
+//! `keyless lint`: find trust configurations that let the wrong identity in, before an attacker
+//! does.
+//!
+//! The dangerous mistakes in cross-cloud federation are few and well known (a Google principal
+//! with no condition, an audience in the wrong condition key, a binding on a whole pool), yet
+//! they are copy-pasted every day because the policies *work*: the intended workload gets in,
+//! and nobody checks who else does. The linter checks exactly that, with the same model,
+//! evaluator and Google key mapping as the lab and the doctor: where it can, a rule proves its
+//! point by evaluating the policy for a stranger's token and showing it allowed.
+//!
+//! Inputs are recognised by shape, not by file name: an AWS role trust policy, the output of
+//! `aws iam get-role` (the document possibly URL-encoded, as IAM's API returns it), a Google
+//! workload identity provider description and a Google IAM policy (`get-iam-policy`), or a JSON
+//! list of any of them (`gcloud ... list --format=json`); `aws iam list-roles` output lints every
+//! role's trust policy at once.
+
+mod gcp;
+mod path;
+pub mod report;
+mod trust;
+
+use std::fmt;
+use std::path::Path;
+
+use serde_json::Value;
+
+pub use path::JsonPath;
+
+use super::model::PolicyError;
+
+/// How bad a finding is; ordered, so `--fail-on high` also fails on critical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Worth fixing; not exploitable by itself.
+    Low,
+    /// Widens who gets in, or makes a pin skippable.
+    Medium,
+    /// A stranger gets in under realistic conditions, or the configuration cannot work.
+    High,
+    /// Anyone gets in.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used in every output format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// All severities, most severe first (the order of the summary line).
+    pub const DESCENDING: [Severity; 4] = [Self::Critical, Self::High, Self::Medium, Self::Low];
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lint rule: its id is a contract (users suppress and search by it), so ids are never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Stable id, e.g. `KL001`.
+    pub id: &'static str,
+    /// A short CamelCase name (SARIF `name`).
+    pub name: &'static str,
+    /// The usual severity; a few rules raise or lower it per finding.
+    pub severity: Severity,
+    /// One line: what the rule finds.
+    pub summary: &'static str,
+    /// What to do about it, in general (each finding carries its concrete fix).
+    pub help: &'static str,
+}
+
+/// Every rule, in id order.
+pub const RULES: &[Rule] = &[
+    Rule {
+        id: "KL001",
+        name: "FederatedPrincipalWithoutCondition",
+        severity: Severity::Critical,
+        summary: "a federated principal (Google or OIDC) is trusted with no condition: every identity of the issuer can assume the role",
+        help: "add a Condition that pins the workload: for Google, StringEquals on accounts.google.com:sub and :aud (the service account's numeric unique id) and :oaud (the audience)",
+    },
+    Rule {
+        id: "KL002",
+        name: "IdentityNotPinned",
+        severity: Severity::High,
+        summary: "the conditions do not pin who the caller is (e.g. only accounts.google.com:oaud, which the caller chooses): a stranger's token is accepted",
+        help: "pin the identity with StringEquals: accounts.google.com:sub and accounts.google.com:aud = the service account's numeric unique id (for OIDC: the sub claim)",
+    },
+    Rule {
+        id: "KL003",
+        name: "WildcardIdentityMatch",
+        severity: Severity::High,
+        summary: "StringLike (wildcards) on an identity key (sub, aud, email) admits more identities than intended",
+        help: "use StringEquals with the exact values; list several values instead of a pattern",
+    },
+    Rule {
+        id: "KL004",
+        name: "GoogleKeyValueMismatch",
+        severity: Severity::High,
+        summary: "accounts.google.com:aud or :sub holds a value Google never puts there (aud is the token's azp, a numeric id): the condition never matches or matches the wrong thing",
+        help: "put the audience in accounts.google.com:oaud and the service account's numeric unique id in accounts.google.com:aud and :sub",
+    },
+    Rule {
+        id: "KL005",
+        name: "AnyPrincipal",
+        severity: Severity::Critical,
+        summary: "an Allow statement trusts Principal \"*\", {\"AWS\": \"*\"} or uses NotPrincipal: anyone can assume the role",
+        help: "name the principal explicitly, e.g. {\"Federated\": \"accounts.google.com\"} with conditions",
+    },
+    Rule {
+        id: "KL006",
+        name: "BroadFederatedAction",
+        severity: Severity::Medium,
+        summary: "a federated statement allows more than sts:AssumeRoleWithWebIdentity",
+        help: "set \"Action\": \"sts:AssumeRoleWithWebIdentity\"",
+    },
+    Rule {
+        id: "KL007",
+        name: "SkippableIdentityCondition",
+        severity: Severity::Medium,
+        summary: "a negated operator, ...IfExists or ForAllValues on an identity key passes for tokens that do not carry the expected value",
+        help: "use a positive, unqualified operator: StringEquals",
+    },
+    Rule {
+        id: "KL008",
+        name: "GoogleAudienceNotPinned",
+        severity: Severity::Low,
+        summary: "accounts.google.com:oaud is not pinned: a token the service account minted for any other audience is accepted too",
+        help: "add StringEquals accounts.google.com:oaud with the audience keyless asks for (--audience, default sts.amazonaws.com), ideally one specific to the role",
+    },
+    Rule {
+        id: "KL101",
+        name: "ProviderWithoutCondition",
+        severity: Severity::High,
+        summary: "a workload identity provider has no attributeCondition: every identity of the AWS account (or every subject of the OIDC issuer) is admitted into the pool",
+        help: "set an attributeCondition that names the workload, e.g. attribute.aws_role == 'arn:aws:sts::ACCOUNT:assumed-role/ROLE'",
+    },
+    Rule {
+        id: "KL102",
+        name: "ProviderConditionTooBroad",
+        severity: Severity::Medium,
+        summary: "the provider's attributeCondition does not restrict who the caller is (it admits any role of the account, or references no identity attribute)",
+        help: "compare attribute.aws_role (AWS) or assertion.sub / google.subject (OIDC) with exact values",
+    },
+    Rule {
+        id: "KL103",
+        name: "ProviderConditionUnevaluable",
+        severity: Severity::Low,
+        summary: "the provider's attributeCondition could not be parsed or uses CEL outside what keyless evaluates, so keyless could not check it",
+        help: "fix the syntax, or check the condition in Google Cloud; keyless understands ==, !=, &&, ||, !, in [..], startsWith/endsWith/contains",
+    },
+    Rule {
+        id: "KL201",
+        name: "ImpersonationByWholePool",
+        severity: Severity::High,
+        summary: "roles/iam.workloadIdentityUser (or serviceAccountTokenCreator) is granted to a whole workload identity pool (principalSet://.../*)",
+        help: "grant it to principalSet://.../attribute.aws_role/ROLE_ARN or principal://.../subject/SUBJECT instead",
+    },
+    Rule {
+        id: "KL202",
+        name: "ImpersonationByWholeAccount",
+        severity: Severity::Medium,
+        summary: "roles/iam.workloadIdentityUser (or serviceAccountTokenCreator) is granted to every identity of an AWS account (attribute.aws_account)",
+        help: "grant it to principalSet://.../attribute.aws_role/arn:aws:sts::ACCOUNT:assumed-role/ROLE instead",
+    },
+    Rule {
+        id: "KL203",
+        name: "PublicImpersonation",
+        severity: Severity::Critical,
+        summary: "a role that mints the service account's tokens is granted to allUsers or allAuthenticatedUsers",
+        help: "remove the member; grant the role to the specific principal that needs it",
+    },
+    Rule {
+        id: "KL204",
+        name: "BindingNeverMatchesRole",
+        severity: Severity::Medium,
+        summary: "a principalSet names attribute.aws_role with an IAM role ARN (arn:aws:iam::...:role/R), but aws_role is the assumed-role ARN: the binding never matches",
+        help: "use arn:aws:sts::ACCOUNT:assumed-role/ROLE (no session name) as the attribute value",
+    },
+];
+
+/// The rule with this id; panics on an unknown id, which is a bug in the linter itself.
+pub fn rule(id: &str) -> &'static Rule {
+    RULES
+        .iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("unknown lint rule {id}"))
+}
+
+/// One problem in one place of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The rule id, e.g. `KL001`.
+    pub rule: &'static str,
+    /// How bad it is.
+    pub severity: Severity,
+    /// The file as named on the command line.
+    pub file: String,
+    /// Where in the document, e.g. `Statement[0].Condition.StringEquals."accounts.google.com:oaud"`.
+    pub path: String,
+    /// The 1-based line of that element in the file (the nearest enclosing element when the
+    /// document was embedded as a string).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+    /// Why it matters: who gets in, or why it cannot work.
+    pub why: String,
+    /// What to change, concretely.
+    pub fix: String,
+}
+
+/// A file could not be linted; the message names the file and why.
+#[derive(Debug, thiserror::Error)]
+pub enum LintError {
+    /// The file could not be read.
+    #[error("{file}: could not read it: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not JSON (nor URL-encoded JSON).
+    #[error("{file}: not JSON: {reason}\n  hint: keyless lint reads the JSON that `aws iam get-role` and `gcloud ... --format=json` print")]
+    NotJson {
+        /// The file.
+        file: String,
+        /// The parser's message.
+        reason: String,
+    },
+    /// JSON, but none of the shapes keyless lints.
+    #[error("{file}: not a trust policy, `aws iam get-role` output, workload identity provider or IAM policy ({found})\n  hint: expected an object with \"Statement\", \"Role\", \"attributeMapping\"/\"aws\"/\"oidc\" or \"bindings\"")]
+    Unrecognised {
+        /// The file.
+        file: String,
+        /// What was found instead.
+        found: String,
+    },
+    /// A trust policy that IAM's model cannot read.
+    #[error("{file}: at {path}: {source}")]
+    Policy {
+        /// The file.
+        file: String,
+        /// Where the policy is in the file.
+        path: String,
+        /// Why it could not be read.
+        source: PolicyError,
+    },
+}
+
+/// Lints one file from disk.
+pub fn lint_file(path: &Path) -> Result<Vec<Finding>, LintError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LintError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    lint_text(&file, &text)
+}
+
+/// Lints a document's text; `file` names it in findings and errors.
+pub fn lint_text(file: &str, text: &str) -> Result<Vec<Finding>, LintError> {
+    let value = parse_json_or_url_encoded(text).map_err(|reason| LintError::NotJson {
+        file: file.to_string(),
+        reason,
+    })?;
+    let mut drafts = Vec::new();
+    lint_value(&value, &JsonPath::root(), &mut drafts).map_err(|e| match e {
+        Failure::Unrecognised(found) => LintError::Unrecognised {
+            file: file.to_string(),
+            found,
+        },
+        Failure::Policy(path, source) => LintError::Policy {
+            file: file.to_string(),
+            path,
+            source,
+        },
+    })?;
+    let lines = path::value_lines(text);
+    let mut findings: Vec<Finding> = drafts
+        .into_iter()
+        .map(|d| Finding {
+            rule: d.rule,
+            severity: d.severity,
+            file: file.to_string(),
+            path: d.path.to_string(),
+            line: d.path.line_in(&lines),
+            message: d.message,
+            why: d.why,
+            fix: d.fix,
+        })
+        .collect();
+    // Worst first, then in file order: what a person should read first.
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
+    Ok(findings)
+}
+
+/// A finding before it knows its file and line.
+#[derive(Debug, Clone)]
+struct Draft {
+    rule: &'static str,
+    severity: Severity,
+    path: JsonPath,
+    message: String,
+    why: String,
+    fix: String,
+}
+
+impl Draft {
+    fn new(rule_id: &'static str, path: JsonPath) -> Self {
+        Self {
+            rule: rule_id,
+            severity: rule(rule_id).severity,
+            path,
+            message: String::new(),
+            why: String::new(),
+            fix: String::new(),
+        }
+    }
+    fn severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
+    }
+    fn message(mut self, text: impl Into<String>) -> Self {
+        self.message = text.into();
+        self
+    }
+    fn why(mut self, text: impl Into<String>) -> Self {
+        self.why = text.into();
+        self
+    }
+    fn fix(mut self, text: impl Into<String>) -> Self {
+        self.fix = text.into();
+        self
+    }
+}
+
+enum Failure {
+    Unrecognised(String),
+    Policy(String, PolicyError),
+}
+
+/// A role as `aws iam get-role` / `list-roles` print it; the trust policy may be an object, a
+/// JSON string or a URL-encoded string.
+fn lint_role(role: &Value, role_at: &JsonPath, out: &mut Vec<Draft>) -> Result<(), Failure> {
+    let doc_at = role_at.key("AssumeRolePolicyDocument");
+    let document = role.get("AssumeRolePolicyDocument").ok_or_else(|| {
+        Failure::Unrecognised(format!(
+            "a role at {role_at} without \"AssumeRolePolicyDocument\""
+        ))
+    })?;
+    let embedded;
+    let document = match document {
+        Value::String(s) => {
+            embedded = parse_json_or_url_encoded(s).map_err(|e| {
+                Failure::Policy(
+                    doc_at.to_string(),
+                    PolicyError::Json(format!("the embedded document: {e}")),
+                )
+            })?;
+            &embedded
+        }
+        other => other,
+    };
+    trust::lint_trust_policy(document, &doc_at, out)
+        .map_err(|e| Failure::Policy(doc_at.to_string(), e))
+}
+
+/// IAM's API returns policy documents URL-encoded (RFC 3986: `%20` for spaces, `+` literal).
+fn parse_json_or_url_encoded(text: &str) -> Result<Value, String> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let trimmed = text.trim();
+            if trimmed.starts_with("%7B") || trimmed.starts_with("%7b") {
+                let decoded = percent_encoding::percent_decode_str(trimmed)
+                    .decode_utf8()
+                    .map_err(|e| format!("URL-encoded, but not UTF-8 once decoded: {e}"))?;
+                serde_json::from_str(&decoded)
+                    .map_err(|e| format!("URL-decoded, but still not JSON: {e}"))
+            } else {
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+fn lint_value(value: &Value, at: &JsonPath, out: &mut Vec<Draft>) -> Result<(), Failure> {
+    match value {
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                lint_value(item, &at.index(i), out)?;
+            }
+            Ok(())
+        }
+        Value::Object(obj) if obj.contains_key("Statement") => {
+            trust::lint_trust_policy(value, at, out).map_err(|e| Failure::Policy(at.to_string(), e))
+        }
+        Value::Object(obj) if obj.contains_key("Role") => lint_role(
+            obj.get("Role").unwrap_or(&Value::Null),
+            &at.key("Role"),
+            out,
+        ),
+        Value::Object(obj) if matches!(obj.get("Roles"), Some(Value::Array(_))) => {
+            // `aws iam list-roles`: every role of the account in one file.
+            let roles = obj
+                .get("Roles")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten();
+            for (i, role) in roles.enumerate() {
+                lint_role(role, &at.key("Roles").index(i), out)?;
+            }
+            Ok(())
+        }
+        Value::Object(obj) if gcp::is_provider(obj) => {
+            gcp::lint_provider(obj, at, out);
+            Ok(())
+        }
+        Value::Object(obj) if gcp::is_iam_policy(obj) => {
+            gcp::lint_iam_policy(obj, at, out);
+            Ok(())
+        }
+        Value::Object(obj) => {
+            let keys: Vec<&str> = obj.keys().map(String::as_str).take(5).collect();
+            Err(Failure::Unrecognised(if keys.is_empty() {
+                "an empty object".to_string()
+            } else {
+                format!("an object with {}", keys.join(", "))
+            }))
+        }
+        other => Err(Failure::Unrecognised(format!(
+            "a JSON {}",
+            match other {
+                Value::Null => "null",
+                Value::Bool(_) => "boolean",
+                Value::Number(_) => "number",
+                _ => "string",
+            }
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules_of(text: &str) -> Vec<&'static str> {
+        let mut ids: Vec<_> = lint_text("t.json", text)
+            .unwrap()
+            .iter()
+            .map(|f| f.rule)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    #[test]
+    fn rule_ids_are_unique_and_sorted() {
+        let ids: Vec<_> = RULES.iter().map(|r| r.id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn severities_order_for_fail_on() {
+        assert!(Severity::Critical > Severity::High);
+        assert!(Severity::High > Severity::Medium && Severity::Medium > Severity::Low);
+    }
+
+    #[test]
+    fn get_role_output_with_a_url_encoded_document_is_linted() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Federated":"accounts.google.com"},"Action":"sts:AssumeRoleWithWebIdentity"}]}"#;
+        let encoded =
+            percent_encoding::utf8_percent_encode(doc, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let text =
+            serde_json::json!({"Role": {"RoleName": "r", "AssumeRolePolicyDocument": encoded}})
+                .to_string();
+        let findings = lint_text("role.json", &text).unwrap();
+        assert_eq!(findings[0].rule, "KL001");
+        assert_eq!(
+            findings[0].path,
+            "Role.AssumeRolePolicyDocument.Statement[0]"
+        );
+        // A whole file that is URL-encoded (IAM's raw API answer) reads too.
+        assert_eq!(rules_of(&encoded), vec!["KL001"]);
+    }
+
+    #[test]
+    fn list_roles_output_lints_every_role() {
+        let text = serde_json::json!({"Roles": [
+            {"RoleName": "ec2", "AssumeRolePolicyDocument": {"Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}},
+            {"RoleName": "gcp", "AssumeRolePolicyDocument": {"Statement": [{"Effect": "Allow", "Principal": {"Federated": "accounts.google.com"}, "Action": "sts:AssumeRoleWithWebIdentity"}]}}]})
+        .to_string();
+        let findings = lint_text("roles.json", &text).unwrap();
+        let got: Vec<_> = findings.iter().map(|f| (f.rule, f.path.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![("KL001", "Roles[1].AssumeRolePolicyDocument.Statement[0]")]
+        );
+    }
+
+    #[test]
+    fn lines_point_at_the_element() {
+        let text = "{\"Statement\": [\n {\"Effect\": \"Deny\", \"Principal\": \"*\", \"Action\": \"*\"},\n {\"Effect\": \"Allow\",\n  \"Principal\": \"*\", \"Action\": \"sts:AssumeRole\"}]}";
+        let findings = lint_text("t.json", text).unwrap();
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(findings[0].path, "Statement[1].Principal");
+        assert_eq!(findings[0].line, 4);
+    }
+
+    #[test]
+    fn unrecognised_and_broken_inputs_name_the_problem() {
+        let err = lint_text("x.json", "{\"foo\": 1}").unwrap_err();
+        assert!(
+            err.to_string().contains("x.json") && err.to_string().contains("foo"),
+            "{err}"
+        );
+        let err = lint_text("x.json", "{nope").unwrap_err();
+        assert!(matches!(err, LintError::NotJson { .. }), "{err}");
+        let err = lint_text(
+            "x.json",
+            r#"{"Statement": {"Effect": "Maybe", "Action": "*"}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("Maybe"), "{err}");
+    }
+
+    #[test]
+    fn lists_of_documents_are_linted_each() {
+        let text = r#"[{"name": "projects/1/locations/global/workloadIdentityPools/p/providers/a", "aws": {"accountId": "123456789012"}},
+                       {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": ["allUsers"]}]}]"#;
+        let findings = lint_text("t.json", text).unwrap();
+        let got: Vec<_> = findings.iter().map(|f| (f.rule, f.path.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("KL203", "[1].bindings[0].members[0]"),
+                ("KL101", "[0].attributeCondition"),
+            ]
+        );
+    }
+}
