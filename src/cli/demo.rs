@@ -350,7 +350,7 @@ fn pretty_json(text: &str) -> String {
 /// The same evaluation the lab's STS performs, shown to the user.
 fn evaluate(trust: &str, token: &IdToken) -> anyhow::Result<policy::Decision> {
     let document = PolicyDocument::parse(trust)?;
-    let claims = claims_map(token);
+    let claims = token.claims().to_json_map();
     let context = policy::google::condition_context(&claims);
     Ok(policy::evaluate(
         &document,
@@ -360,19 +360,4 @@ fn evaluate(trust: &str, token: &IdToken) -> anyhow::Result<policy::Decision> {
             context: &context,
         },
     ))
-}
-
-fn claims_map(token: &IdToken) -> serde_json::Map<String, serde_json::Value> {
-    let c = token.claims();
-    let mut map = serde_json::Map::new();
-    map.insert("iss".into(), c.iss.clone().into());
-    map.insert("aud".into(), c.aud.clone().into());
-    if let Some(azp) = &c.azp {
-        map.insert("azp".into(), azp.clone().into());
-    }
-    map.insert("sub".into(), c.sub.clone().into());
-    if let Some(email) = &c.email {
-        map.insert("email".into(), email.clone().into());
-    }
-    map
 }

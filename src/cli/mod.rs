@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod demo;
+pub mod doctor;
 pub mod gcp;
 pub mod lab;
 pub mod lint;
@@ -54,6 +55,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Run every profile of a keyless.toml (both directions) in one process; SIGHUP reloads.
     Serve(serve::ServeArgs),
+    /// Say exactly why a federation fails: claims, condition keys, the trust policy, the exchange.
+    #[command(subcommand)]
+    Doctor(doctor::DoctorCommand),
     /// Find trust policies, providers and bindings that let the wrong identity in.
     Lint(lint::LintArgs),
 }
@@ -79,6 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Lint(args) => lint::run(args).await,
+        Command::Doctor(cmd) => doctor::run(cmd).await,
     }
 }
 

@@ -122,6 +122,22 @@ impl IdTokenClaims {
         )
     }
 
+    /// The claims as a JSON object: what the policy evaluator's Google mapping reads.
+    pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut map = serde_json::Map::new();
+        map.insert("iss".into(), self.iss.clone().into());
+        map.insert("aud".into(), self.aud.clone().into());
+        if let Some(azp) = &self.azp {
+            map.insert("azp".into(), azp.clone().into());
+        }
+        map.insert("sub".into(), self.sub.clone().into());
+        if let Some(email) = &self.email {
+            map.insert("email".into(), email.clone().into());
+        }
+        map.insert("exp".into(), self.exp.into());
+        map
+    }
+
     /// When the token stops being accepted.
     pub fn expires_at(&self) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(self.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH)

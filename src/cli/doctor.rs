@@ -1,0 +1,248 @@
+//! `keyless doctor`: say exactly why a federation fails.
+//!
+//! AWS answers a refused `AssumeRoleWithWebIdentity` with "Not authorized" and nothing else;
+//! Google STS names the rule but not the value. The doctor shows what each side compares — the
+//! token's claims and the condition keys they become, the ARN and the attributes Google derives
+//! — evaluates the trust policy with the same evaluator the lab and the linter use, then tries
+//! the real exchange and gives a verdict naming the failing condition or step.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::cli::aws::{profile_from_args as aws_profile_from_args, RoleArgs};
+use crate::cli::exit_code;
+use crate::cli::gcp::{profile_from_args as gcp_profile_from_args, TokenRequestArgs};
+use crate::credentials::format_expiration;
+use crate::exchange::aws_sts::{fetch_caller_identity, StsEndpoint};
+use crate::policy::{self, PolicyDocument, Request, RequestPrincipal};
+
+/// The `doctor` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DoctorCommand {
+    /// GCP → AWS: why can't this Google identity assume the role?
+    Aws(DoctorAwsArgs),
+    /// AWS → GCP: why can't this AWS identity get a Google token?
+    Gcp(DoctorGcpArgs),
+}
+
+/// `keyless doctor aws`.
+#[derive(Debug, Args)]
+pub struct DoctorAwsArgs {
+    #[command(flatten)]
+    pub role: RoleArgs,
+
+    /// The role's trust policy (as IAM shows it, or `aws iam get-role` output) to evaluate
+    /// statement by statement.
+    #[arg(long, env = "KEYLESS_TRUST_POLICY")]
+    pub trust_policy: Option<PathBuf>,
+}
+
+/// `keyless doctor gcp`.
+#[derive(Debug, Args)]
+pub struct DoctorGcpArgs {
+    #[command(flatten)]
+    pub request: TokenRequestArgs,
+}
+
+/// Runs a `doctor` subcommand; exits like the command it diagnoses would.
+pub async fn run(command: DoctorCommand) -> anyhow::Result<i32> {
+    let http = crate::http_client::build().context("could not start the HTTP client")?;
+    match command {
+        DoctorCommand::Aws(args) => doctor_aws(&http, args).await,
+        DoctorCommand::Gcp(args) => doctor_gcp(&http, args).await,
+    }
+}
+
+async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Result<i32> {
+    let mut profile = aws_profile_from_args(&args.role)?;
+    profile.retry.max_attempts = 1;
+    println!("role:          {}", profile.request.role_arn);
+    println!("token source:  {}", profile.token_source.describe());
+    println!("audience:      {}", profile.audience);
+    println!("STS endpoint:  {}", profile.endpoint.url);
+
+    println!("\n1. the Google ID token (the token itself is never shown)");
+    let token = match profile
+        .token_source
+        .fetch_id_token(http, &profile.audience)
+        .await
+    {
+        Ok(token) => token,
+        Err(e) => {
+            println!("   ✗ could not get a token: {e}");
+            println!("\nverdict: the token source fails before AWS is asked.");
+            return Ok(exit_code::FAILURE);
+        }
+    };
+    let claims = token.claims();
+    println!("   {}", claims.summary());
+    println!("   expires {}", format_expiration(claims.expires_at()));
+    let context = policy::google::condition_context(&claims.to_json_map());
+    println!("   AWS condition keys this token gives:");
+    for (key, values) in context.iter() {
+        let source = policy::google::key_source(key).unwrap_or("the token");
+        println!("     {key} = {} ({source})", values.join(", "));
+    }
+
+    let mut policy_verdict = None;
+    println!("\n2. the trust policy");
+    match &args.trust_policy {
+        None => println!(
+            "   (not given: pass --trust-policy FILE, e.g. from `aws iam get-role --role-name {}`)",
+            profile.request.role_arn.name()
+        ),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("could not read {}", path.display()))?;
+            let document = parse_trust_policy(&text)
+                .with_context(|| format!("{} is not a trust policy", path.display()))?;
+            let decision = policy::evaluate(
+                &document,
+                &Request {
+                    principal: RequestPrincipal::Federated("accounts.google.com".into()),
+                    action: "sts:AssumeRoleWithWebIdentity",
+                    context: &context,
+                },
+            );
+            let mark = if decision.is_allowed() { "✓" } else { "✗" };
+            println!("   {mark} {}", decision.explain());
+            policy_verdict = Some(decision);
+        }
+    }
+
+    println!("\n3. the exchange (AssumeRoleWithWebIdentity, no cache)");
+    let outcome = profile.fetch(http).await;
+    match &outcome {
+        Ok(role) => println!("   ✓ assumed {}", role.assumed_role_arn),
+        Err(e) => println!("   ✗ {}", e.to_string().lines().next().unwrap_or_default()),
+    }
+
+    println!();
+    Ok(match (outcome, policy_verdict) {
+        (Ok(_), policy) => {
+            println!("verdict: the federation works.");
+            if policy.is_some_and(|d| !d.is_allowed()) {
+                println!("note: the trust policy given would refuse this token, so the role's policy in AWS is not that one");
+            }
+            0
+        }
+        (Err(_), Some(decision)) if !decision.is_allowed() => {
+            println!(
+                "verdict: the trust policy refuses this token: {}",
+                decision.explain()
+            );
+            exit_code::REFUSED
+        }
+        (Err(e), Some(_)) if e.is_refusal() => {
+            println!("verdict: AWS refused although the given trust policy allows this token: the role's policy in AWS is not the one given, or the role or its OIDC provider differ ({e})");
+            exit_code::REFUSED
+        }
+        (Err(e), _) => {
+            println!("verdict: {e}");
+            crate::cli::exit_code_for(&anyhow::Error::new(e))
+        }
+    })
+}
+
+/// A trust policy as IAM shows it, or inside `aws iam get-role` output.
+fn parse_trust_policy(text: &str) -> anyhow::Result<PolicyDocument> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let document = match value.pointer("/Role/AssumeRolePolicyDocument") {
+        Some(serde_json::Value::String(encoded)) => {
+            let decoded = percent_encoding::percent_decode_str(encoded).decode_utf8()?;
+            serde_json::from_str(&decoded)?
+        }
+        Some(doc) => doc.clone(),
+        None => value,
+    };
+    Ok(PolicyDocument::from_value(&document)?)
+}
+
+async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Result<i32> {
+    let mut profile = gcp_profile_from_args(&args.request).await?;
+    profile.retry.max_attempts = 1;
+    println!("provider:      {}", profile.audience);
+    println!("AWS identity:  {}", profile.aws.describe());
+    println!("token URL:     {}", profile.token_url);
+
+    println!("\n1. the AWS identity");
+    let credentials = match profile.aws.fetch_credentials().await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("   ✗ {e}");
+            println!("\nverdict: no AWS identity; Google is never asked.");
+            return Ok(exit_code::USAGE);
+        }
+    };
+    let endpoint = StsEndpoint::resolve(None, Some(profile.aws.region()));
+    match fetch_caller_identity(http, &endpoint, &credentials).await {
+        Ok(identity) => {
+            println!("   ✓ {} (account {})", identity.arn, identity.account);
+            let mapped =
+                policy::workload_identity::aws_default_mapping(&identity.arn, &identity.account);
+            println!("   with the AWS provider's default mapping Google derives:");
+            println!("     google.subject = {}", mapped.subject);
+            for (name, value) in &mapped.attributes {
+                println!("     attribute.{name} = {value}");
+            }
+        }
+        Err(e) => println!("   ? GetCallerIdentity failed, so the ARN is unknown: {e}"),
+    }
+    println!(
+        "   the subject token is signed for sts.{}.amazonaws.com and bound to the provider above",
+        profile.aws.region()
+    );
+
+    println!("\n2. Google STS");
+    let federated = match profile.fetch_federated(http).await {
+        Ok((token, _)) => {
+            println!(
+                "   ✓ a federated token, valid until {}",
+                format_expiration(token.expires_at)
+            );
+            token
+        }
+        Err(e) => {
+            println!("   ✗ {e}");
+            println!("\nverdict: Google STS refuses this AWS identity (see the hint above).");
+            return Ok(crate::cli::exit_code_for(&anyhow::Error::new(e)));
+        }
+    };
+    let Some(impersonation) = &profile.impersonation else {
+        println!("\nverdict: the federation works (no --service-account to impersonate).");
+        return Ok(0);
+    };
+    println!("\n3. impersonating {}", impersonation.service_account);
+    match crate::exchange::google_iam::generate_access_token(
+        http,
+        &profile.iamcredentials_url,
+        &federated.access_token,
+        impersonation,
+        "the federated principal",
+    )
+    .await
+    {
+        Ok(token) => {
+            println!(
+                "   ✓ an access token, valid until {}",
+                format_expiration(token.expires_at)
+            );
+            println!("\nverdict: the federation works.");
+            Ok(0)
+        }
+        Err(e) => {
+            println!("   ✗ {e}");
+            println!(
+                "\nverdict: the federated principal may not impersonate {}.",
+                impersonation.service_account
+            );
+            Ok(if e.is_transient() {
+                exit_code::UNAVAILABLE
+            } else {
+                exit_code::REFUSED
+            })
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! `keyless doctor` against the lab: a trust policy deliberately wrong in each Google condition
+//! key is named, with the expected and the actual value; a working federation says so; the AWS →
+//! GCP doctor names the failing step.
+
+mod support;
+
+use keyless::lab::LabConfig;
+use support::{CommandOutput, LabWorld};
+
+const ID: &str = "100000000000000000001";
+
+fn trust_policy(aud: &str, oaud: &str, sub: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": "accounts.google.com"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                "accounts.google.com:aud": aud,
+                "accounts.google.com:oaud": oaud,
+                "accounts.google.com:sub": sub
+            }}
+        }]
+    })
+    .to_string()
+}
+
+/// Runs `keyless doctor aws` for gcp-deploy with `policy` both in the lab and given as a file.
+async fn doctor_with_policy(policy: String) -> CommandOutput {
+    let mut config = LabConfig::demo();
+    config
+        .roles
+        .iter_mut()
+        .find(|r| r.name == "gcp-deploy")
+        .unwrap()
+        .trust_policy = policy.clone();
+    let w = LabWorld::start_with(config).await;
+    let file = w.home.write_token("trust.json", &policy);
+    w.keyless(&[
+        "doctor",
+        "aws",
+        "--role-arn",
+        &w.role("gcp-deploy"),
+        "--trust-policy",
+        file.to_str().unwrap(),
+    ])
+    .await
+}
+
+/// Each condition key set to a wrong value is named with the value expected and the token's.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_wrong_condition_key_is_named() {
+    let cases = [
+        (
+            trust_policy("sts.amazonaws.com", "sts.amazonaws.com", ID),
+            "accounts.google.com:aud",
+            "sts.amazonaws.com",
+        ),
+        (
+            trust_policy(ID, "https://example.com", ID),
+            "accounts.google.com:oaud",
+            "https://example.com",
+        ),
+        (
+            trust_policy(ID, "sts.amazonaws.com", "999"),
+            "accounts.google.com:sub",
+            "999",
+        ),
+    ];
+    for (policy, key, wrong) in cases {
+        let out = doctor_with_policy(policy).await;
+        assert_eq!(out.code(), 3, "{out}");
+        assert!(
+            out.stdout.contains(&format!("expects {key} = \"{wrong}\"")),
+            "{key}: {out}"
+        );
+        assert!(
+            out.stdout
+                .contains("verdict: the trust policy refuses this token"),
+            "{out}"
+        );
+        assert!(
+            out.stdout.contains("AccessDenied"),
+            "the real exchange was tried: {out}"
+        );
+    }
+}
+
+/// The policy keyless recommends works, and the doctor says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_working_federation_is_confirmed() {
+    let out = doctor_with_policy(trust_policy(ID, "sts.amazonaws.com", ID)).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("accounts.google.com:aud = {ID}")),
+        "{out}"
+    );
+    assert!(out.stdout.contains("✓ allowed by statement #1"), "{out}");
+    assert!(
+        out.stdout.contains("verdict: the federation works."),
+        "{out}"
+    );
+}
+
+fn env_of(creds: &keyless::credentials::AwsCredentials) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", creds.access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            creds.secret_access_key.expose().to_string(),
+        ),
+        (
+            "AWS_SESSION_TOKEN",
+            creds
+                .session_token
+                .as_ref()
+                .map(|t| t.expose().to_string())
+                .unwrap_or_default(),
+        ),
+    ]
+}
+
+async fn doctor_gcp(w: &LabWorld, sa: &str, env: Vec<(&'static str, String)>) -> CommandOutput {
+    let audience = w.lab.workload_identity_audience();
+    let env: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    w.keyless_env(
+        &[
+            "doctor",
+            "gcp",
+            "--audience",
+            &audience,
+            "--service-account",
+            sa,
+        ],
+        &env,
+    )
+    .await
+}
+
+/// AWS → GCP: the refused IAM user is shown with the attributes Google derives and the failing
+/// step; the role session works; a service account without the binding fails at step 3.
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_doctor_names_the_failing_step() {
+    let w = LabWorld::start().await;
+    let copycat = "copycat@keyless-lab.iam.gserviceaccount.com";
+    let out = doctor_gcp(&w, copycat, env_of(&w.lab.aws_user_credentials("ci-user"))).await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stdout
+            .contains("attribute.aws_role = arn:aws:iam::123456789012:user/ci-user"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("verdict: Google STS refuses"), "{out}");
+
+    let session =
+        w.lab
+            .issue_role_credentials("aws-workload", "doc", std::time::Duration::from_secs(3600));
+    let out = doctor_gcp(&w, copycat, env_of(&session)).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stdout
+            .contains("attribute.aws_role = arn:aws:sts::123456789012:assumed-role/aws-workload"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("verdict: the federation works."),
+        "{out}"
+    );
+
+    let out = doctor_gcp(
+        &w,
+        "deployer@keyless-lab.iam.gserviceaccount.com",
+        env_of(&session),
+    )
+    .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(out.stdout.contains("3. impersonating"), "{out}");
+    assert!(
+        out.stdout.contains("roles/iam.workloadIdentityUser"),
+        "{out}"
+    );
+}
