@@ -104,31 +104,9 @@ async fn a_working_federation_is_confirmed() {
     );
 }
 
-fn env_of(creds: &keyless::credentials::AwsCredentials) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", creds.access_key_id.clone()),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            creds.secret_access_key.expose().to_string(),
-        ),
-        (
-            "AWS_SESSION_TOKEN",
-            creds
-                .session_token
-                .as_ref()
-                .map(|t| t.expose().to_string())
-                .unwrap_or_default(),
-        ),
-    ]
-}
-
 async fn doctor_gcp(w: &LabWorld, sa: &str, env: Vec<(&'static str, String)>) -> CommandOutput {
     let audience = w.lab.workload_identity_audience();
-    let env: Vec<(&str, &str)> = env
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     w.keyless_env(
         &[
             "doctor",
@@ -149,7 +127,12 @@ async fn doctor_gcp(w: &LabWorld, sa: &str, env: Vec<(&'static str, String)>) ->
 async fn gcp_doctor_names_the_failing_step() {
     let w = LabWorld::start().await;
     let copycat = "copycat@keyless-lab.iam.gserviceaccount.com";
-    let out = doctor_gcp(&w, copycat, env_of(&w.lab.aws_user_credentials("ci-user"))).await;
+    let out = doctor_gcp(
+        &w,
+        copycat,
+        support::lab_world::aws_env(&w.lab.aws_user_credentials("ci-user")),
+    )
+    .await;
     assert_eq!(out.code(), 3, "{out}");
     assert!(
         out.stdout
@@ -161,7 +144,7 @@ async fn gcp_doctor_names_the_failing_step() {
     let session =
         w.lab
             .issue_role_credentials("aws-workload", "doc", std::time::Duration::from_secs(3600));
-    let out = doctor_gcp(&w, copycat, env_of(&session)).await;
+    let out = doctor_gcp(&w, copycat, support::lab_world::aws_env(&session)).await;
     assert_eq!(out.code(), 0, "{out}");
     assert!(
         out.stdout
@@ -176,7 +159,7 @@ async fn gcp_doctor_names_the_failing_step() {
     let out = doctor_gcp(
         &w,
         "deployer@keyless-lab.iam.gserviceaccount.com",
-        env_of(&session),
+        support::lab_world::aws_env(&session),
     )
     .await;
     assert_eq!(out.code(), 3, "{out}");

@@ -18,20 +18,6 @@ const DEPLOYER: &str = "deployer@keyless-lab.iam.gserviceaccount.com";
 const EKS_POD: &str = "eks-pod@keyless-lab.iam.gserviceaccount.com";
 const WORKLOAD_ROLE: &str = "arn:aws:iam::123456789012:role/aws-workload";
 
-fn env_of(credentials: &AwsCredentials) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("AWS_ACCESS_KEY_ID", credentials.access_key_id.clone()),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            credentials.secret_access_key.expose().to_string(),
-        ),
-    ];
-    if let Some(token) = &credentials.session_token {
-        env.push(("AWS_SESSION_TOKEN", token.expose().to_string()));
-    }
-    env
-}
-
 impl LabWorld {
     /// `keyless gcp ARGS --audience <the lab's AWS provider>` with extra environment.
     async fn gcp(&self, args: &[&str], env: &[(&str, String)]) -> CommandOutput {
@@ -70,7 +56,7 @@ impl LabWorld {
 #[tokio::test(flavor = "multi_thread")]
 async fn env_credentials_become_a_service_account_token() {
     let w = LabWorld::start().await;
-    let env = env_of(&w.workload_session());
+    let env = support::lab_world::aws_env(&w.workload_session());
     let out = w
         .gcp(
             &["token", "--service-account", COPYCAT, "--format", "json"],
@@ -99,7 +85,12 @@ async fn env_credentials_become_a_service_account_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn federated_token_alone_for_direct_access() {
     let w = LabWorld::start().await;
-    let out = w.gcp(&["token"], &env_of(&w.workload_session())).await;
+    let out = w
+        .gcp(
+            &["token"],
+            &support::lab_world::aws_env(&w.workload_session()),
+        )
+        .await;
     assert_eq!(out.code(), 0, "{out}");
     let token = out.stdout.trim();
     assert_eq!(out.stdout.lines().count(), 1);
@@ -147,7 +138,7 @@ async fn profile_with_role_arn_and_source_profile() {
 #[tokio::test(flavor = "multi_thread")]
 async fn assume_role_first_then_federate() {
     let w = LabWorld::start().await;
-    let env = env_of(&w.lab.aws_user_credentials("ci-user"));
+    let env = support::lab_world::aws_env(&w.lab.aws_user_credentials("ci-user"));
     let out = w
         .gcp(
             &[
@@ -242,7 +233,7 @@ async fn imdsv2_credentials_and_region() {
 #[tokio::test(flavor = "multi_thread")]
 async fn attribute_condition_refusal_names_the_arn() {
     let w = LabWorld::start().await;
-    let env = env_of(&w.lab.aws_user_credentials("ci-user"));
+    let env = support::lab_world::aws_env(&w.lab.aws_user_credentials("ci-user"));
     let out = w.gcp(&["token", "--service-account", COPYCAT], &env).await;
     assert_eq!(out.code(), 3, "{out}");
     assert!(out.stderr.contains("unauthorized_client"), "{out}");
@@ -264,7 +255,7 @@ async fn impersonation_without_binding_is_refused() {
     let out = w
         .gcp(
             &["token", "--service-account", DEPLOYER],
-            &env_of(&w.workload_session()),
+            &support::lab_world::aws_env(&w.workload_session()),
         )
         .await;
     assert_eq!(out.code(), 3, "{out}");
@@ -281,7 +272,7 @@ async fn long_lifetime_without_org_policy_is_refused() {
     let out = w
         .gcp(
             &["token", "--service-account", COPYCAT, "--lifetime", "7200"],
-            &env_of(&w.workload_session()),
+            &support::lab_world::aws_env(&w.workload_session()),
         )
         .await;
     assert_eq!(out.code(), 3, "{out}");
@@ -305,7 +296,12 @@ async fn transient_google_sts_failure_is_retried() {
         times: 1,
         only: Some("/v1/token".into()),
     });
-    let out = w.gcp(&["token"], &env_of(&w.workload_session())).await;
+    let out = w
+        .gcp(
+            &["token"],
+            &support::lab_world::aws_env(&w.workload_session()),
+        )
+        .await;
     assert_eq!(out.code(), 0, "{out}");
     assert_eq!(w.lab.stats().google_sts_exchanges, 1);
 }
@@ -323,7 +319,7 @@ async fn id_token_for_the_service_account() {
                 "--target-audience",
                 "https://run.example.com",
             ],
-            &env_of(&w.workload_session()),
+            &support::lab_world::aws_env(&w.workload_session()),
         )
         .await;
     assert_eq!(out.code(), 0, "{out}");
@@ -352,7 +348,7 @@ async fn exec_passes_the_token_and_exit_code() {
                 "-c",
                 script,
             ],
-            &env_of(&w.workload_session()),
+            &support::lab_world::aws_env(&w.workload_session()),
         )
         .await;
     assert_eq!(out.code(), 5, "{out}");
@@ -363,7 +359,10 @@ async fn exec_passes_the_token_and_exit_code() {
 async fn subject_token_is_bound_to_the_audience() {
     let w = LabWorld::start().await;
     let out = w
-        .gcp(&["subject-token"], &env_of(&w.workload_session()))
+        .gcp(
+            &["subject-token"],
+            &support::lab_world::aws_env(&w.workload_session()),
+        )
         .await;
     assert_eq!(out.code(), 0, "{out}");
     let json = percent_encoding::percent_decode_str(out.stdout.trim())
@@ -418,7 +417,7 @@ async fn google_auth_refreshes_with_the_generated_config() {
             &format!("{google}/storage/v1/b?project=keyless-lab"),
         ],
     );
-    for (k, v) in env_of(&w.workload_session()) {
+    for (k, v) in support::lab_world::aws_env(&w.workload_session()) {
         python.env(k, v);
     }
     let out = w.run(python).await;

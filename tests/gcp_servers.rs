@@ -12,7 +12,6 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use keyless::credentials::AwsCredentials;
 use keyless::lab::LabConfig;
 use serde_json::Value;
 use support::{GcsEmulator, LabWorld};
@@ -23,25 +22,12 @@ const READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
 /// How long the server may take to print its address (it only parses flags and binds).
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
-fn env_of(credentials: &AwsCredentials) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("AWS_ACCESS_KEY_ID", credentials.access_key_id.clone()),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            credentials.secret_access_key.expose().to_string(),
-        ),
-    ];
-    if let Some(token) = &credentials.session_token {
-        env.push(("AWS_SESSION_TOKEN", token.expose().to_string()));
-    }
-    env
-}
-
 fn workload_env(w: &LabWorld) -> Vec<(&'static str, String)> {
-    env_of(
-        &w.lab
-            .issue_role_credentials("aws-workload", "app", Duration::from_secs(3600)),
-    )
+    support::lab_world::aws_env(&w.lab.issue_role_credentials(
+        "aws-workload",
+        "app",
+        Duration::from_secs(3600),
+    ))
 }
 
 /// A running `keyless -vv gcp serve`, killed when dropped (its log printed if the test fails).

@@ -78,3 +78,18 @@ impl LabWorld {
             .unwrap()
     }
 }
+
+/// The environment variables that hand `credentials` to a child (the SDKs' first source).
+pub fn aws_env(credentials: &keyless::credentials::AwsCredentials) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", credentials.access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            credentials.secret_access_key.expose().to_string(),
+        ),
+    ];
+    if let Some(token) = &credentials.session_token {
+        env.push(("AWS_SESSION_TOKEN", token.expose().to_string()));
+    }
+    env
+}
