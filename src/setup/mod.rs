@@ -395,9 +395,14 @@ fn audience(flag: &'static str, value: &str) -> Result<(), InvalidInput> {
     }
 }
 
-/// Quotes a value for a POSIX shell: single quotes, with embedded ones closed and escaped.
+/// Quotes a value for a POSIX shell: single quotes, or double quotes when the value holds
+/// single quotes but nothing a shell expands inside double ones (CEL expressions stay readable).
 pub(crate) fn shell_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
+    if value.contains('\'') && !value.contains(['$', '"', '\\', '`', '!']) {
+        format!("\"{value}\"")
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
 }
 
 /// A double-quoted string literal for HCL or Python: backslashes and quotes escaped (and, for
@@ -416,7 +421,8 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("it's"), r#""it's""#);
+        assert_eq!(shell_quote("it's \"x\""), r#"'it'\''s "x"'"#);
         assert_eq!(quoted("a\"b${c}", true), r#""a\"b$${c}""#);
         assert_eq!(quoted("a\\b", false), r#""a\\b""#);
     }
