@@ -498,3 +498,126 @@ fn invalid_inputs_name_the_flag_and_the_fix() {
     let out = aws_to_gcp_args("--format", "cloudformation");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Runs a generated script with `aws` and `gcloud` replaced by stubs that record their argument
+/// vectors (and any `file://` document), so the test sees exactly what the real CLIs would get.
+fn run_with_stubs(script: &str) -> (Vec<Vec<String>>, Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let policy = dir.path().join("policy.json");
+    let stub = format!(
+        "#!/usr/bin/env bash\n\
+         {{ printf '%s' \"$(basename \"$0\")\"; printf '\\t%s' \"$@\"; printf '\\n'; }} >>'{log}'\n\
+         for a in \"$@\"; do case \"$a\" in file://*) cat \"${{a#file://}}\" >'{policy}';; esac; done\n",
+        log = log.display(),
+        policy = policy.display()
+    );
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["aws", "gcloud"] {
+        let path = bin.join(tool);
+        std::fs::write(&path, &stub).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let file = write_temp(&dir, "setup.sh", script);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    assert_ok(
+        Command::new("bash")
+            .arg(&file)
+            .env("PATH", path)
+            .output()
+            .unwrap(),
+        "the generated script with stubbed CLIs",
+    );
+    let calls = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    (calls, std::fs::read_to_string(&policy).ok())
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|s| s.to_string()).collect()
+}
+
+/// Run for real (against stubs): the role is created with exactly the policy, then attached.
+#[test]
+fn gcp_to_aws_script_passes_the_exact_arguments() {
+    let (calls, policy) = run_with_stubs(&gcp_to_aws("shell", &[]));
+    let policy: Value = serde_json::from_str(&policy.expect("create-role read a file")).unwrap();
+    assert_eq!(policy, expected_policy("sts.amazonaws.com"));
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(
+        calls[0],
+        argv(&[
+            "gcloud",
+            "iam",
+            "service-accounts",
+            "create",
+            "deployer",
+            "--project",
+            "keyless-lab"
+        ])
+    );
+    assert_eq!(
+        calls[1][..7],
+        argv(&[
+            "aws",
+            "iam",
+            "create-role",
+            "--role-name",
+            "gcp-deploy",
+            "--max-session-duration",
+            "14400"
+        ])
+    );
+    assert_eq!(
+        calls[2],
+        argv(&[
+            "aws",
+            "iam",
+            "attach-role-policy",
+            "--role-name",
+            "gcp-deploy",
+            "--policy-arn",
+            "arn:aws:iam::aws:policy/ReadOnlyAccess"
+        ])
+    );
+}
+
+/// Run for real (against stubs): gcloud receives the mapping, condition and member unmangled.
+#[test]
+fn aws_to_gcp_script_passes_the_exact_arguments() {
+    let (calls, _) = run_with_stubs(&aws_to_gcp("shell"));
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    let provider = &calls[1];
+    let value_of = |call: &Vec<String>, flag: &str| {
+        let i = call.iter().position(|a| a == flag).unwrap();
+        call[i + 1].clone()
+    };
+    assert_eq!(
+        value_of(provider, "--attribute-mapping"),
+        "google.subject=assertion.arn,\
+         attribute.aws_role=assertion.arn.contains('assumed-role') ? assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn,\
+         attribute.aws_account=assertion.account"
+    );
+    assert_eq!(
+        value_of(provider, "--attribute-condition"),
+        "attribute.aws_role == \"arn:aws:sts::123456789012:assumed-role/aws-workload\""
+    );
+    assert_eq!(value_of(provider, "--account-id"), "123456789012");
+    assert_eq!(
+        value_of(&calls[3], "--member"),
+        "principalSet://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/attribute.aws_role/arn:aws:sts::123456789012:assumed-role/aws-workload"
+    );
+    assert_eq!(
+        value_of(&calls[3], "--role"),
+        "roles/iam.workloadIdentityUser"
+    );
+    assert_eq!(
+        value_of(&calls[4], "--member"),
+        "serviceAccount:copycat@keyless-lab.iam.gserviceaccount.com"
+    );
+}
