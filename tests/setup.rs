@@ -621,3 +621,60 @@ fn aws_to_gcp_script_passes_the_exact_arguments() {
         "serviceAccount:copycat@keyless-lab.iam.gserviceaccount.com"
     );
 }
+
+/// The lab's Google side honours what the aws-to-gcp script configures: with the provider's
+/// condition and the workloadIdentityUser member replaced by the ones gcloud would receive, the
+/// role's session gets a token for the service account with the audience the script prints.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_to_gcp_configuration_is_accepted_by_the_lab() {
+    let script = aws_to_gcp("shell");
+    let (calls, _) = run_with_stubs(&script);
+    let value_of = |call: &Vec<String>, flag: &str| {
+        let i = call.iter().position(|a| a == flag).unwrap();
+        call[i + 1].clone()
+    };
+    let condition = value_of(&calls[1], "--attribute-condition");
+    let member = value_of(&calls[3], "--member");
+
+    let mut config = LabConfig::demo();
+    config.workload_identity_pools[0].providers[0].attribute_condition = Some(condition);
+    for binding in &mut config.workload_identity_users {
+        binding.member = member.clone();
+    }
+    let w = LabWorld::start_with(config).await;
+    let audience = script
+        .split("--audience ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    assert_eq!(audience, w.lab.workload_identity_audience());
+
+    let session =
+        w.lab
+            .issue_role_credentials("aws-workload", "app", std::time::Duration::from_secs(3600));
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", session.access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            session.secret_access_key.expose().to_string(),
+        ),
+    ];
+    if let Some(token) = &session.session_token {
+        env.push(("AWS_SESSION_TOKEN", token.expose().to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "token",
+                "--audience",
+                audience,
+                "--service-account",
+                "copycat@keyless-lab.iam.gserviceaccount.com",
+            ],
+            &env,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+}
