@@ -678,3 +678,45 @@ async fn aws_to_gcp_configuration_is_accepted_by_the_lab() {
         .await;
     assert_eq!(out.code(), 0, "{out}");
 }
+
+/// The provider and the service account's IAM policy, as `gcloud ... describe` / `get-iam-policy`
+/// would show them after the script ran, lint clean at low severity.
+#[test]
+fn aws_to_gcp_configuration_lints_clean() {
+    let (calls, _) = run_with_stubs(&aws_to_gcp("shell"));
+    let value_of = |call: &Vec<String>, flag: &str| {
+        let i = call.iter().position(|a| a == flag).unwrap();
+        call[i + 1].clone()
+    };
+    let mapping: serde_json::Map<String, Value> = value_of(&calls[1], "--attribute-mapping")
+        .split(',')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap();
+            (k.to_string(), Value::String(v.to_string()))
+        })
+        .collect();
+    let provider = json!({
+        "name": "projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/providers/aws-lab",
+        "state": "ACTIVE",
+        "aws": {"accountId": value_of(&calls[1], "--account-id")},
+        "attributeMapping": mapping,
+        "attributeCondition": value_of(&calls[1], "--attribute-condition"),
+    });
+    let iam_policy = json!({
+        "version": 1,
+        "bindings": [{
+            "role": value_of(&calls[3], "--role"),
+            "members": [value_of(&calls[3], "--member")],
+        }],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let provider = write_temp(&dir, "provider.json", &provider.to_string());
+    let iam_policy = write_temp(&dir, "iam-policy.json", &iam_policy.to_string());
+    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .args(["lint", "--fail-on", "low", &provider, &iam_policy])
+        .env_remove("KEYLESS_FAIL_ON")
+        .env_remove("KEYLESS_LINT_FORMAT")
+        .output()
+        .unwrap();
+    assert_ok(out, "keyless lint --fail-on low");
+}
