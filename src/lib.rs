@@ -18,4 +18,5 @@ pub mod policy;
 pub mod private_file;
 pub mod refresh;
 pub mod secret;
+pub mod setup;
 pub mod source;

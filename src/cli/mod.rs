@@ -10,6 +10,7 @@ pub mod gcp;
 pub mod lab;
 pub mod lint;
 pub mod serve;
+pub mod setup;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -60,6 +61,9 @@ pub enum Command {
     Doctor(doctor::DoctorCommand),
     /// Find trust policies, providers and bindings that let the wrong identity in.
     Lint(lint::LintArgs),
+    /// Print the cloud resources a federation needs (Terraform, CloudFormation, shell, Pulumi).
+    #[command(subcommand)]
+    Setup(setup::SetupCommand),
 }
 
 /// Process exit codes, so scripts can tell a refusal from an outage.
@@ -84,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => serve::run(args).await,
         Command::Lint(args) => lint::run(args).await,
         Command::Doctor(cmd) => doctor::run(cmd).await,
+        Command::Setup(cmd) => setup::run(cmd).await,
     }
 }
 

@@ -1,0 +1,103 @@
+//! A bash script of `aws` and `gcloud` commands, for teams without infrastructure-as-code; every
+//! value is single-quoted and the script stops at the first failure.
+
+use std::fmt::Write;
+
+use super::{shell_quote as sq, AwsToGcp, GcpToAws, ATTRIBUTE_MAPPING, WORKLOAD_IDENTITY_USER};
+
+const PREAMBLE: &str = "#!/usr/bin/env bash\nset -euo pipefail\n";
+
+/// The service account, the role (trust policy from a heredoc), its attachments.
+pub fn gcp_to_aws(s: &GcpToAws) -> String {
+    let mut out = String::from(PREAMBLE);
+    let _ = writeln!(
+        out,
+        "# keyless setup gcp-to-aws: {sa} may assume {arn}.\n",
+        sa = s.service_account,
+        arn = s.role_arn()
+    );
+    let _ = writeln!(
+        out,
+        "gcloud iam service-accounts create {} --project {}\n",
+        sq(s.service_account_name()),
+        sq(s.service_account_project())
+    );
+    let _ = writeln!(
+        out,
+        "trust_policy=\"$(mktemp)\"\ntrap 'rm -f \"$trust_policy\"' EXIT\ncat >\"$trust_policy\" <<'EOF'\n{}\nEOF\n",
+        s.trust_policy_pretty()
+    );
+    let _ = writeln!(
+        out,
+        "aws iam create-role \\\n  --role-name {} \\\n  --max-session-duration {} \\\n  --assume-role-policy-document \"file://$trust_policy\"\n",
+        sq(&s.role_name),
+        sq(&s.max_session_duration.to_string())
+    );
+    for arn in &s.policy_arns {
+        let _ = writeln!(
+            out,
+            "aws iam attach-role-policy --role-name {} --policy-arn {}",
+            sq(&s.role_name),
+            sq(arn)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\necho 'Then, on GCP:'\necho {}",
+        sq(&format!("  {}", s.keyless_command()))
+    );
+    out
+}
+
+/// The pool, the AWS provider, the service account and its bindings.
+pub fn aws_to_gcp(s: &AwsToGcp) -> String {
+    let mut out = String::from(PREAMBLE);
+    let _ = writeln!(
+        out,
+        "# keyless setup aws-to-gcp: sessions of the AWS role {role} may impersonate {sa}.\n",
+        role = s.aws_role,
+        sa = s.service_account
+    );
+    let mapping = ATTRIBUTE_MAPPING
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>();
+    // gcloud splits the mapping on commas unless told another delimiter (`^;^`).
+    let mapping = if mapping.iter().any(|m| m.contains(',')) {
+        format!("^;^{}", mapping.join(";"))
+    } else {
+        mapping.join(",")
+    };
+    let _ = writeln!(
+        out,
+        "gcloud iam workload-identity-pools create {pool} \\\n  --project {project} --location global\n\n\
+         gcloud iam workload-identity-pools providers create-aws {provider} \\\n  --project {project} --location global \\\n  --workload-identity-pool {pool} \\\n  --account-id {account} \\\n  --attribute-mapping {mapping} \\\n  --attribute-condition {condition}\n\n\
+         gcloud iam service-accounts create {name} --project {project}\n\n\
+         gcloud iam service-accounts add-iam-policy-binding {sa} \\\n  --project {project} \\\n  --role {wiu} \\\n  --member {member}",
+        pool = sq(&s.pool),
+        project = sq(&s.project_id),
+        provider = sq(&s.provider),
+        account = sq(&s.aws_account),
+        mapping = sq(&mapping),
+        condition = sq(&s.attribute_condition()),
+        name = sq(s.service_account_name()),
+        sa = sq(&s.service_account),
+        wiu = sq(WORKLOAD_IDENTITY_USER),
+        member = sq(&s.principal_set()),
+    );
+    if let Some(role) = &s.role {
+        let _ = writeln!(
+            out,
+            "\ngcloud projects add-iam-policy-binding {} \\\n  --member {} \\\n  --role {}",
+            sq(&s.project_id),
+            sq(&format!("serviceAccount:{}", s.service_account)),
+            sq(role)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\necho 'Then, on AWS:'\necho {}",
+        sq(&format!("  {}", s.keyless_command()))
+    );
+    out
+}

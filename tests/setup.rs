@@ -1,0 +1,722 @@
+//! `keyless setup`, the real binary: every format of the GCP → AWS direction embeds exactly the
+//! recommended trust policy, which the lab accepts for a real exchange and the linter passes;
+//! each output is syntactically valid for its tool; bad inputs name the flag and the fix.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use keyless::lab::LabConfig;
+use serde_json::{json, Value};
+use support::LabWorld;
+
+const DEPLOYER: &str = "deployer@keyless-lab.iam.gserviceaccount.com";
+const DEPLOYER_ID: &str = "100000000000000000001";
+
+fn keyless(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .args(args)
+        .output()
+        .expect("run keyless")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "keyless failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn gcp_to_aws(format: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "setup",
+        "gcp-to-aws",
+        "--service-account",
+        DEPLOYER,
+        "--service-account-id",
+        DEPLOYER_ID,
+        "--aws-account",
+        "123456789012",
+        "--role-name",
+        "gcp-deploy",
+        "--policy-arn",
+        "arn:aws:iam::aws:policy/ReadOnlyAccess",
+        "--max-session-duration",
+        "14400",
+        "--format",
+        format,
+    ];
+    args.extend_from_slice(extra);
+    stdout(&keyless(&args))
+}
+
+fn aws_to_gcp(format: &str) -> String {
+    stdout(&keyless(&[
+        "setup",
+        "aws-to-gcp",
+        "--project-id",
+        "keyless-lab",
+        "--project-number",
+        "424242424242",
+        "--pool",
+        "keyless-pool",
+        "--provider",
+        "aws-lab",
+        "--aws-account",
+        "123456789012",
+        "--aws-role",
+        "aws-workload",
+        "--service-account",
+        "copycat@keyless-lab.iam.gserviceaccount.com",
+        "--role",
+        "roles/storage.objectViewer",
+        "--format",
+        format,
+    ]))
+}
+
+fn expected_policy(audience: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": "accounts.google.com"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                "accounts.google.com:aud": DEPLOYER_ID,
+                "accounts.google.com:oaud": audience,
+                "accounts.google.com:sub": DEPLOYER_ID
+            }}
+        }]
+    })
+}
+
+/// The document between `<<'EOF'` and `EOF` in the shell script.
+fn heredoc_policy(script: &str) -> Value {
+    let start = script.find("<<'EOF'\n").expect("a quoted heredoc") + "<<'EOF'\n".len();
+    let end = start + script[start..].find("\nEOF\n").expect("heredoc end");
+    serde_json::from_str(&script[start..end]).expect("the heredoc is JSON")
+}
+
+fn python() -> String {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "python3".to_string()
+    }
+}
+
+fn python_has(module: &str) -> bool {
+    Command::new(python())
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn tool_installed(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn write_temp(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn assert_ok(out: Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The shell script's heredoc is exactly the recommended policy, and the lab's STS honours it:
+/// the deployer's metadata token becomes credentials for the role carrying it.
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_trust_policy_is_exact_and_the_lab_accepts_it() {
+    let policy = heredoc_policy(&gcp_to_aws("shell", &[]));
+    assert_eq!(policy, expected_policy("sts.amazonaws.com"));
+
+    let mut config = LabConfig::demo();
+    let role = config
+        .roles
+        .iter_mut()
+        .find(|r| r.name == "gcp-deploy")
+        .unwrap();
+    role.trust_policy = policy.to_string();
+    let w = LabWorld::start_with(config).await;
+    let out = w
+        .keyless(&["aws", "credentials", "--role-arn", &w.role("gcp-deploy")])
+        .await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 1);
+}
+
+/// A custom audience is pinned as `oaud`, and the command printed for the workload asks for it.
+#[test]
+fn custom_audience_is_pinned() {
+    let script = gcp_to_aws("shell", &["--audience", "my-aws-roles"]);
+    assert_eq!(heredoc_policy(&script), expected_policy("my-aws-roles"));
+    assert!(script.contains("--audience my-aws-roles"), "{script}");
+}
+
+/// The linter has nothing to say about the generated policy, even at low severity.
+#[test]
+fn generated_trust_policy_lints_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_temp(
+        &dir,
+        "trust.json",
+        &heredoc_policy(&gcp_to_aws("shell", &[])).to_string(),
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .args(["lint", "--fail-on", "low", &file])
+        .env_remove("KEYLESS_FAIL_ON")
+        .env_remove("KEYLESS_LINT_FORMAT")
+        .output()
+        .unwrap();
+    assert_ok(out, "keyless lint --fail-on low");
+}
+
+#[test]
+fn shell_scripts_are_valid_bash() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = [
+        ("gcp-to-aws.sh", gcp_to_aws("shell", &[])),
+        ("aws-to-gcp.sh", aws_to_gcp("shell")),
+    ];
+    let shellcheck = tool_installed("shellcheck");
+    if !shellcheck {
+        eprintln!("note: shellcheck not installed; only `bash -n` checked");
+    }
+    for (name, text) in &scripts {
+        assert!(text.starts_with("#!/usr/bin/env bash\nset -euo pipefail\n"));
+        let file = write_temp(&dir, name, text);
+        assert_ok(
+            Command::new("bash").args(["-n", &file]).output().unwrap(),
+            "bash -n",
+        );
+        if shellcheck {
+            assert_ok(
+                Command::new("shellcheck").arg(&file).output().unwrap(),
+                "shellcheck",
+            );
+        }
+    }
+    let script = &scripts[0].1;
+    assert!(script.contains("aws iam create-role"), "{script}");
+    assert!(
+        script.contains("--assume-role-policy-document \"file://$trust_policy\""),
+        "{script}"
+    );
+    assert!(
+        script.contains("--max-session-duration '14400'"),
+        "{script}"
+    );
+    assert!(
+        script.contains("aws iam attach-role-policy --role-name 'gcp-deploy' --policy-arn 'arn:aws:iam::aws:policy/ReadOnlyAccess'"),
+        "{script}"
+    );
+    assert!(
+        script.contains("gcloud iam service-accounts create 'deployer' --project 'keyless-lab'"),
+        "{script}"
+    );
+}
+
+/// The CloudFormation template is YAML whose role carries exactly the policy, the attachment,
+/// the session limit, and the ARN as an output.
+#[test]
+fn cloudformation_is_yaml_with_the_exact_policy() {
+    let template = gcp_to_aws("cloudformation", &[]);
+    assert!(template.contains("AWSTemplateFormatVersion: \"2010-09-09\""));
+    assert!(template.contains("Type: AWS::IAM::Role"));
+    assert!(template.contains("#   gcloud iam service-accounts create deployer"));
+    if !python_has("yaml") {
+        eprintln!("note: PyYAML not importable; the template was not parsed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_temp(&dir, "template.yaml", &template);
+    // CloudFormation's short forms (!GetAtt) are tags PyYAML must be told to accept.
+    let script = "import json, sys, yaml\n\
+        class L(yaml.SafeLoader): pass\n\
+        L.add_multi_constructor('!', lambda l, s, n: {s: l.construct_scalar(n)})\n\
+        print(json.dumps(yaml.load(open(sys.argv[1]), Loader=L)))";
+    let out = Command::new(python())
+        .args(["-c", script, &file])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_ok(out, "yaml.load");
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let props = &doc["Resources"]["KeylessRole"]["Properties"];
+    assert_eq!(
+        props["AssumeRolePolicyDocument"],
+        expected_policy("sts.amazonaws.com")
+    );
+    assert_eq!(props["RoleName"], "gcp-deploy");
+    assert_eq!(props["MaxSessionDuration"], 14400);
+    assert_eq!(
+        props["ManagedPolicyArns"],
+        json!(["arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    );
+    assert_eq!(
+        doc["Outputs"]["RoleArn"]["Value"],
+        json!({"GetAtt": "KeylessRole.Arn"})
+    );
+}
+
+/// The Pulumi programs compile, and the policy passed to `json.dumps` is exactly the one.
+#[test]
+fn pulumi_programs_compile_with_the_exact_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = gcp_to_aws("pulumi", &[]);
+    for (name, text) in [
+        ("gcp_to_aws.py", program.clone()),
+        ("aws_to_gcp.py", aws_to_gcp("pulumi")),
+    ] {
+        let file = write_temp(&dir, name, &text);
+        assert_ok(
+            Command::new(python())
+                .args(["-m", "py_compile", &file])
+                .output()
+                .unwrap(),
+            "py_compile",
+        );
+    }
+    assert!(program.contains("import pulumi_aws as aws"));
+    assert!(program.contains("import pulumi_gcp as gcp"));
+    let start = program.find("json.dumps(").unwrap() + "json.dumps(".len();
+    let end = start + program[start..].find("\n)\n").unwrap();
+    let policy: Value = serde_json::from_str(&program[start..end]).unwrap();
+    assert_eq!(policy, expected_policy("sts.amazonaws.com"));
+}
+
+fn balanced(text: &str) -> bool {
+    let mut depth = 0i32;
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    depth == 0 && !in_string
+}
+
+/// Terraform: balanced blocks, the policy document's statement carries exactly the three
+/// conditions (and no others), the role, attachment and service account are there.
+#[test]
+fn terraform_has_the_exact_conditions() {
+    let tf = gcp_to_aws("terraform", &[]);
+    assert!(balanced(&tf), "{tf}");
+    assert!(tf.contains("data \"aws_iam_policy_document\" \"keyless_trust\""));
+    assert!(tf.contains("resource \"aws_iam_role\" \"keyless\""));
+    assert!(tf.contains("resource \"aws_iam_role_policy_attachment\""));
+    assert!(tf.contains("resource \"google_service_account\" \"keyless\""));
+    assert!(tf.contains("max_session_duration = 14400"));
+    assert!(tf.contains("actions = [\"sts:AssumeRoleWithWebIdentity\"]"));
+    assert!(
+        tf.contains("type        = \"Federated\"\n      identifiers = [\"accounts.google.com\"]")
+    );
+    for (variable, value) in [
+        ("accounts.google.com:aud", DEPLOYER_ID),
+        ("accounts.google.com:oaud", "sts.amazonaws.com"),
+        ("accounts.google.com:sub", DEPLOYER_ID),
+    ] {
+        let block = format!(
+            "condition {{\n      test     = \"StringEquals\"\n      variable = \"{variable}\"\n      values   = [\"{value}\"]\n    }}"
+        );
+        assert!(tf.contains(&block), "missing {block}\nin:\n{tf}");
+    }
+    assert_eq!(tf.matches("condition {").count(), 3, "{tf}");
+    assert_eq!(tf.matches("statement {").count(), 1, "{tf}");
+}
+
+/// AWS → GCP: the provider's mapping and condition, the binding to exactly the role's
+/// principal set, the project role, and the keyless command, in every format.
+#[test]
+fn aws_to_gcp_outputs_bind_exactly_the_role() {
+    let principal_set = "principalSet://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/attribute.aws_role/arn:aws:sts::123456789012:assumed-role/aws-workload";
+    let command = "keyless gcp config --audience //iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/providers/aws-lab --service-account copycat@keyless-lab.iam.gserviceaccount.com";
+    let role_mapping = "assertion.arn.contains('assumed-role') ? assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn";
+    for format in ["terraform", "shell", "pulumi"] {
+        let text = aws_to_gcp(format);
+        for needle in [
+            principal_set,
+            command,
+            role_mapping,
+            "roles/iam.workloadIdentityUser",
+            "roles/storage.objectViewer",
+            "assertion.account",
+        ] {
+            assert!(text.contains(needle), "{format}: missing {needle}\n{text}");
+        }
+        let condition = if format == "shell" {
+            "'attribute.aws_role == \"arn:aws:sts::123456789012:assumed-role/aws-workload\"'"
+        } else {
+            r#""attribute.aws_role == \"arn:aws:sts::123456789012:assumed-role/aws-workload\"""#
+        };
+        assert!(text.contains(condition), "{format}: condition\n{text}");
+    }
+    let tf = aws_to_gcp("terraform");
+    assert!(balanced(&tf), "{tf}");
+    for resource in [
+        "google_iam_workload_identity_pool\" \"keyless\"",
+        "google_iam_workload_identity_pool_provider\" \"keyless\"",
+        "google_service_account\" \"keyless\"",
+        "google_service_account_iam_member\"",
+        "google_project_iam_member\"",
+    ] {
+        assert!(tf.contains(resource), "missing {resource}\n{tf}");
+    }
+    let sh = aws_to_gcp("shell");
+    assert!(sh.contains("gcloud iam workload-identity-pools providers create-aws 'aws-lab'"));
+    assert!(sh.contains("--attribute-mapping \"google.subject=assertion.arn,attribute.aws_role="));
+}
+
+/// Each bad value is refused with the usage code, naming the flag and what to give instead.
+#[test]
+fn invalid_inputs_name_the_flag_and_the_fix() {
+    let base = |flag: &str, value: &str| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "setup",
+            "gcp-to-aws",
+            "--service-account",
+            DEPLOYER,
+            "--service-account-id",
+            DEPLOYER_ID,
+            "--aws-account",
+            "123456789012",
+            "--role-name",
+            "gcp-deploy",
+            "--format",
+            "shell",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args[i + 1] = value.to_string(),
+            None => args.extend([flag.to_string(), value.to_string()]),
+        }
+        args
+    };
+    for (flag, value, fix) in [
+        ("--service-account-id", DEPLOYER, "numeric unique id"),
+        ("--aws-account", "12345", "12 digits"),
+        ("--service-account", "deployer", "iam.gserviceaccount.com"),
+        (
+            "--role-name",
+            "arn:aws:iam::123456789012:role/x",
+            "not its ARN",
+        ),
+        ("--policy-arn", "ReadOnlyAccess", "managed policy ARN"),
+        ("--max-session-duration", "60", "3600 to 43200"),
+        ("--audience", "a b", "audience"),
+    ] {
+        let args = base(flag, value);
+        let out = keyless(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(out.stdout.is_empty(), "{flag}: nothing printed on refusal");
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+        assert!(stderr.contains(fix), "{flag}: {stderr}");
+    }
+
+    let aws_to_gcp_args = |flag: &str, value: &str| -> Output {
+        let mut args = vec![
+            "setup",
+            "aws-to-gcp",
+            "--project-id",
+            "keyless-lab",
+            "--project-number",
+            "424242424242",
+            "--pool",
+            "keyless-pool",
+            "--provider",
+            "aws-lab",
+            "--aws-account",
+            "123456789012",
+            "--aws-role",
+            "aws-workload",
+            "--service-account",
+            "copycat@keyless-lab.iam.gserviceaccount.com",
+            "--format",
+            "terraform",
+        ];
+        match args.iter().position(|a| *a == flag) {
+            Some(i) => args[i + 1] = value,
+            None => args.extend([flag, value]),
+        }
+        keyless(&args)
+    };
+    for (flag, value, fix) in [
+        ("--project-number", "keyless-lab", "project number"),
+        ("--aws-account", "1234567890123", "12 digits"),
+        ("--pool", "gcp-pool", "pool id"),
+        (
+            "--service-account",
+            "copycat@other-project.iam.gserviceaccount.com",
+            "@keyless-lab.iam.gserviceaccount.com",
+        ),
+        ("--role", "storage.objectViewer", "roles/"),
+    ] {
+        let out = aws_to_gcp_args(flag, value);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+        assert!(stderr.contains(fix), "{flag}: {stderr}");
+    }
+    // CloudFormation cannot create Google resources: clap refuses the format for aws-to-gcp.
+    let out = aws_to_gcp_args("--format", "cloudformation");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Runs a generated script with `aws` and `gcloud` replaced by stubs that record their argument
+/// vectors (and any `file://` document), so the test sees exactly what the real CLIs would get.
+fn run_with_stubs(script: &str) -> (Vec<Vec<String>>, Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let policy = dir.path().join("policy.json");
+    let stub = format!(
+        "#!/usr/bin/env bash\n\
+         {{ printf '%s' \"$(basename \"$0\")\"; printf '\\t%s' \"$@\"; printf '\\n'; }} >>'{log}'\n\
+         for a in \"$@\"; do case \"$a\" in file://*) cat \"${{a#file://}}\" >'{policy}';; esac; done\n",
+        log = log.display(),
+        policy = policy.display()
+    );
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["aws", "gcloud"] {
+        let path = bin.join(tool);
+        std::fs::write(&path, &stub).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let file = write_temp(&dir, "setup.sh", script);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    assert_ok(
+        Command::new("bash")
+            .arg(&file)
+            .env("PATH", path)
+            .output()
+            .unwrap(),
+        "the generated script with stubbed CLIs",
+    );
+    let calls = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    (calls, std::fs::read_to_string(&policy).ok())
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|s| s.to_string()).collect()
+}
+
+/// Run for real (against stubs): the role is created with exactly the policy, then attached.
+#[test]
+fn gcp_to_aws_script_passes_the_exact_arguments() {
+    let (calls, policy) = run_with_stubs(&gcp_to_aws("shell", &[]));
+    let policy: Value = serde_json::from_str(&policy.expect("create-role read a file")).unwrap();
+    assert_eq!(policy, expected_policy("sts.amazonaws.com"));
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(
+        calls[0],
+        argv(&[
+            "gcloud",
+            "iam",
+            "service-accounts",
+            "create",
+            "deployer",
+            "--project",
+            "keyless-lab"
+        ])
+    );
+    assert_eq!(
+        calls[1][..7],
+        argv(&[
+            "aws",
+            "iam",
+            "create-role",
+            "--role-name",
+            "gcp-deploy",
+            "--max-session-duration",
+            "14400"
+        ])
+    );
+    assert_eq!(
+        calls[2],
+        argv(&[
+            "aws",
+            "iam",
+            "attach-role-policy",
+            "--role-name",
+            "gcp-deploy",
+            "--policy-arn",
+            "arn:aws:iam::aws:policy/ReadOnlyAccess"
+        ])
+    );
+}
+
+/// Run for real (against stubs): gcloud receives the mapping, condition and member unmangled.
+#[test]
+fn aws_to_gcp_script_passes_the_exact_arguments() {
+    let (calls, _) = run_with_stubs(&aws_to_gcp("shell"));
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    let provider = &calls[1];
+    let value_of = |call: &Vec<String>, flag: &str| {
+        let i = call.iter().position(|a| a == flag).unwrap();
+        call[i + 1].clone()
+    };
+    assert_eq!(
+        value_of(provider, "--attribute-mapping"),
+        "google.subject=assertion.arn,\
+         attribute.aws_role=assertion.arn.contains('assumed-role') ? assertion.arn.extract('{account_arn}assumed-role/') + 'assumed-role/' + assertion.arn.extract('assumed-role/{role_name}/') : assertion.arn,\
+         attribute.aws_account=assertion.account"
+    );
+    assert_eq!(
+        value_of(provider, "--attribute-condition"),
+        "attribute.aws_role == \"arn:aws:sts::123456789012:assumed-role/aws-workload\""
+    );
+    assert_eq!(value_of(provider, "--account-id"), "123456789012");
+    assert_eq!(
+        value_of(&calls[3], "--member"),
+        "principalSet://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/attribute.aws_role/arn:aws:sts::123456789012:assumed-role/aws-workload"
+    );
+    assert_eq!(
+        value_of(&calls[3], "--role"),
+        "roles/iam.workloadIdentityUser"
+    );
+    assert_eq!(
+        value_of(&calls[4], "--member"),
+        "serviceAccount:copycat@keyless-lab.iam.gserviceaccount.com"
+    );
+}
+
+/// The lab's Google side honours what the aws-to-gcp script configures: with the provider's
+/// condition and the workloadIdentityUser member replaced by the ones gcloud would receive, the
+/// role's session gets a token for the service account with the audience the script prints.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_to_gcp_configuration_is_accepted_by_the_lab() {
+    let script = aws_to_gcp("shell");
+    let (calls, _) = run_with_stubs(&script);
+    let value_of = |call: &Vec<String>, flag: &str| {
+        let i = call.iter().position(|a| a == flag).unwrap();
+        call[i + 1].clone()
+    };
+    let condition = value_of(&calls[1], "--attribute-condition");
+    let member = value_of(&calls[3], "--member");
+
+    let mut config = LabConfig::demo();
+    config.workload_identity_pools[0].providers[0].attribute_condition = Some(condition);
+    for binding in &mut config.workload_identity_users {
+        binding.member = member.clone();
+    }
+    let w = LabWorld::start_with(config).await;
+    let audience = script
+        .split("--audience ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    assert_eq!(audience, w.lab.workload_identity_audience());
+
+    let session =
+        w.lab
+            .issue_role_credentials("aws-workload", "app", std::time::Duration::from_secs(3600));
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", session.access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            session.secret_access_key.expose().to_string(),
+        ),
+    ];
+    if let Some(token) = &session.session_token {
+        env.push(("AWS_SESSION_TOKEN", token.expose().to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "token",
+                "--audience",
+                audience,
+                "--service-account",
+                "copycat@keyless-lab.iam.gserviceaccount.com",
+            ],
+            &env,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+}
+
+/// The provider and the service account's IAM policy, as `gcloud ... describe` / `get-iam-policy`
+/// would show them after the script ran, lint clean at low severity.
+#[test]
+fn aws_to_gcp_configuration_lints_clean() {
+    let (calls, _) = run_with_stubs(&aws_to_gcp("shell"));
+    let value_of = |call: &Vec<String>, flag: &str| {
+        let i = call.iter().position(|a| a == flag).unwrap();
+        call[i + 1].clone()
+    };
+    let mapping: serde_json::Map<String, Value> = value_of(&calls[1], "--attribute-mapping")
+        .split(',')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap();
+            (k.to_string(), Value::String(v.to_string()))
+        })
+        .collect();
+    let provider = json!({
+        "name": "projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/providers/aws-lab",
+        "state": "ACTIVE",
+        "aws": {"accountId": value_of(&calls[1], "--account-id")},
+        "attributeMapping": mapping,
+        "attributeCondition": value_of(&calls[1], "--attribute-condition"),
+    });
+    let iam_policy = json!({
+        "version": 1,
+        "bindings": [{
+            "role": value_of(&calls[3], "--role"),
+            "members": [value_of(&calls[3], "--member")],
+        }],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let provider = write_temp(&dir, "provider.json", &provider.to_string());
+    let iam_policy = write_temp(&dir, "iam-policy.json", &iam_policy.to_string());
+    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .args(["lint", "--fail-on", "low", &provider, &iam_policy])
+        .env_remove("KEYLESS_FAIL_ON")
+        .env_remove("KEYLESS_LINT_FORMAT")
+        .output()
+        .unwrap();
+    assert_ok(out, "keyless lint --fail-on low");
+}
