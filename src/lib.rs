@@ -4,7 +4,9 @@
 //! an identity comes from, [`exchange`] trades it at the other cloud's STS, [`deliver`] hands the
 //! result to programs that know nothing about keyless. [`policy`], [`secret`] and
 //! [`credentials`] are leaves every layer may use; [`lab`] is the offline emulation of the
-//! clouds that the tests and `keyless demo` run against.
+//! clouds that the tests and `keyless demo` run against. [`refresh`] keeps credentials fresh
+//! for the long-running servers and `keyless serve` ([`config`]); [`setup`] generates both
+//! clouds' trust configuration, which `keyless lint` and `keyless doctor` check with [`policy`].
 
 pub mod cache;
 pub mod cli;

@@ -197,6 +197,10 @@ fn shell_scripts_are_valid_bash() {
         ("aws-to-gcp.sh", aws_to_gcp("shell")),
     ];
     let shellcheck = tool_installed("shellcheck");
+    assert!(
+        shellcheck || std::env::var_os("CI").is_none(),
+        "CI must check the generated scripts with shellcheck: .ci/run installs it (apt-get install shellcheck)"
+    );
     if !shellcheck {
         eprintln!("note: shellcheck not installed; only `bash -n` checked");
     }
