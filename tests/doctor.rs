@@ -169,3 +169,46 @@ async fn gcp_doctor_names_the_failing_step() {
         "{out}"
     );
 }
+
+/// Without `--trust-policy`, the doctor reads the role's policy with iam:GetRole (here from
+/// moto, through `AWS_ENDPOINT_URL`) and names the condition that does not match the token.
+#[test]
+fn trust_policy_is_read_with_get_role() {
+    let moto = support::Moto::start();
+    let identity = support::GoogleIdentity::deployer();
+    let mut policy = identity.trust_policy();
+    policy["Statement"][0]["Condition"]["StringEquals"]["accounts.google.com:aud"] =
+        serde_json::json!("sts.amazonaws.com");
+    let created = moto.create(&serde_json::json!({
+        "roles": [{"name": "doctored", "trust_policy": policy, "policy": null}],
+        "buckets": [],
+        "queues": [],
+    }));
+    let role_arn = created["roles"]["doctored"].as_str().unwrap().to_string();
+    let home = support::AwsHome::new(&moto.endpoint());
+    let token = home.write_token("id-token", &identity.id_token());
+    let out = support::expect_success(
+        home.keyless([
+            "doctor",
+            "aws",
+            "--role-arn",
+            &role_arn,
+            "--token-source",
+            &format!("file:{}", token.display()),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+    );
+    assert!(out.stdout.contains("read with iam:GetRole"), "{out}");
+    assert!(
+        out.stdout
+            .contains("expects accounts.google.com:aud = \"sts.amazonaws.com\""),
+        "{out}"
+    );
+    // moto does not check trust policies, so the exchange itself succeeds: the doctor says the
+    // policy it read would refuse the token.
+    assert!(out.stdout.contains("would refuse this token"), "{out}");
+}

@@ -586,7 +586,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
 }
 
 /// The ambient credentials the SDKs read first.
-fn credentials_from_env() -> anyhow::Result<AwsCredentials> {
+pub(crate) fn credentials_from_env() -> anyhow::Result<AwsCredentials> {
     let key = std::env::var("AWS_ACCESS_KEY_ID")
         .ok()
         .filter(|v| !v.is_empty());

@@ -34,7 +34,8 @@ pub struct DoctorAwsArgs {
     pub role: RoleArgs,
 
     /// The role's trust policy (as IAM shows it, or `aws iam get-role` output) to evaluate
-    /// statement by statement.
+    /// statement by statement; without it, read with iam:GetRole when AWS credentials are in
+    /// the environment (`AWS_ENDPOINT_URL_IAM` honoured).
     #[arg(long, env = "KEYLESS_TRUST_POLICY")]
     pub trust_policy: Option<PathBuf>,
 }
@@ -88,28 +89,54 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
 
     let mut policy_verdict = None;
     println!("\n2. the trust policy");
-    match &args.trust_policy {
-        None => println!(
-            "   (not given: pass --trust-policy FILE, e.g. from `aws iam get-role --role-name {}`)",
-            profile.request.role_arn.name()
+    let text = match &args.trust_policy {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("could not read {}", path.display()))?,
         ),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read {}", path.display()))?;
-            let document = parse_trust_policy(&text)
-                .with_context(|| format!("{} is not a trust policy", path.display()))?;
-            let decision = policy::evaluate(
-                &document,
-                &Request {
-                    principal: RequestPrincipal::Federated("accounts.google.com".into()),
-                    action: "sts:AssumeRoleWithWebIdentity",
-                    context: &context,
-                },
-            );
-            let mark = if decision.is_allowed() { "✓" } else { "✗" };
-            println!("   {mark} {}", decision.explain());
-            policy_verdict = Some(decision);
-        }
+        None => match crate::cli::aws::credentials_from_env() {
+            Ok(credentials) => {
+                let endpoint = crate::exchange::aws_iam::iam_endpoint();
+                match crate::exchange::aws_iam::fetch_trust_policy(
+                    http,
+                    &endpoint,
+                    &credentials,
+                    &profile.request.role_arn,
+                )
+                .await
+                {
+                    Ok(text) => {
+                        println!("   (read with iam:GetRole at {endpoint})");
+                        Some(text)
+                    }
+                    Err(e) => {
+                        println!("   (iam:GetRole failed: {e}; pass --trust-policy FILE)");
+                        None
+                    }
+                }
+            }
+            Err(_) => {
+                println!(
+                    "   (not given and no AWS credentials in the environment to read it with iam:GetRole:\n    pass --trust-policy FILE, e.g. from `aws iam get-role --role-name {}`)",
+                    profile.request.role_arn.name()
+                );
+                None
+            }
+        },
+    };
+    if let Some(text) = text {
+        let document = parse_trust_policy(&text).context("not a trust policy")?;
+        let decision = policy::evaluate(
+            &document,
+            &Request {
+                principal: RequestPrincipal::Federated("accounts.google.com".into()),
+                action: "sts:AssumeRoleWithWebIdentity",
+                context: &context,
+            },
+        );
+        let mark = if decision.is_allowed() { "✓" } else { "✗" };
+        println!("   {mark} {}", decision.explain());
+        policy_verdict = Some(decision);
     }
 
     println!("\n3. the exchange (AssumeRoleWithWebIdentity, no cache)");
