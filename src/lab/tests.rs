@@ -15,16 +15,16 @@ const CI_RUNNER: &str = "ci-runner@keyless-lab.iam.gserviceaccount.com";
 const INTRUDER: &str = "intruder@elsewhere.iam.gserviceaccount.com";
 const AUD: &str = "sts.amazonaws.com";
 
-async fn demo_lab() -> Lab {
+pub(super) async fn demo_lab() -> Lab {
     Lab::start(LabConfig::demo()).await.expect("lab starts")
 }
 
-fn http() -> reqwest::Client {
+pub(super) fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
 /// The text of the first `<tag>` element.
-fn xml_text(body: &str, tag: &str) -> Option<String> {
+pub(super) fn xml_text(body: &str, tag: &str) -> Option<String> {
     let open = format!("<{tag}>");
     let start = body.find(&open)? + open.len();
     let end = body[start..].find(&format!("</{tag}>"))? + start;

@@ -18,20 +18,7 @@ const STS_URL: &str =
     "https://sts.us-east-1.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15";
 const STS_HOST: &str = "sts.us-east-1.amazonaws.com";
 
-async fn demo_lab() -> Lab {
-    Lab::start(LabConfig::demo()).await.expect("lab starts")
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
-fn xml_text(body: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = body.find(&open)? + open.len();
-    let end = body[start..].find(&format!("</{tag}>"))? + start;
-    Some(body[start..end].to_string())
-}
+use super::tests::{demo_lab, http, xml_text};
 
 /// Signs `method url` for STS us-east-1 with the given headers and body; returns all headers to
 /// send (the given ones first, then the signer's).
