@@ -3,8 +3,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -118,33 +116,30 @@ async fn signed_post(
     at: SystemTime,
 ) -> (u16, String) {
     let (akid, secret, token) = creds;
-    let identity = aws_credential_types::Credentials::new(
-        akid,
-        secret,
-        token.map(String::from),
-        None,
-        "lab-test",
-    )
-    .into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("sts")
-        .time(at)
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let signable = SignableRequest::new(
+    let credentials = crate::credentials::AwsCredentials {
+        access_key_id: akid.to_string(),
+        secret_access_key: crate::secret::Secret::new(secret),
+        session_token: token.map(crate::secret::Secret::new),
+        expiration: None,
+    };
+    let signed = crate::exchange::aws_sts::sign_request(
         "POST",
         url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body.as_bytes()),
+        headers,
+        body.as_bytes(),
+        &credentials,
+        "us-east-1",
+        "sts",
+        at,
     )
     .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let signed: Vec<(String, String)> = signed
+        .into_iter()
+        .map(|(k, v)| (k, v.expose().to_string()))
+        .collect();
+    let instructions = signed.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let mut request = http().post(url).body(body.to_string());
-    for (k, v) in headers.iter().copied().chain(instructions.headers()) {
+    for (k, v) in headers.iter().copied().chain(instructions) {
         request = request.header(k, v);
     }
     let r = request.send().await.unwrap();

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
 use serde_json::{json, Value};
 
 use super::*;
@@ -30,36 +28,22 @@ fn sign_sts(
     body: &[u8],
     at: SystemTime,
 ) -> Vec<(String, String)> {
-    let identity = aws_credential_types::Credentials::new(
-        &creds.access_key_id,
-        creds.secret_access_key.expose(),
-        creds.session_token.as_ref().map(|t| t.expose().to_string()),
-        None,
-        "lab-test",
-    )
-    .into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("sts")
-        .time(at)
-        .settings(SigningSettings::default())
-        .build()
-        .unwrap()
-        .into();
-    let signable = SignableRequest::new(
+    // The signer keyless uses, so these tests also check it against the lab's verifier.
+    let signed = crate::exchange::aws_sts::sign_request(
         method,
         url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
+        headers,
+        body,
+        creds,
+        "us-east-1",
+        "sts",
+        at,
     )
     .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
     headers
         .iter()
-        .copied()
-        .chain(instructions.headers())
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(signed.into_iter().map(|(k, v)| (k, v.expose().to_string())))
         .collect()
 }
 
