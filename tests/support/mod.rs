@@ -11,6 +11,7 @@ pub mod google;
 pub mod lab_world;
 pub mod moto;
 pub mod process;
+pub mod service;
 pub mod venv;
 
 pub use aws_home::AwsHome;

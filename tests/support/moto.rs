@@ -13,89 +13,51 @@
 //! A fresh server does not enforce anything (`n` is infinite).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
 
 use super::process::{expect_success, CommandOutput};
+use super::service::Service;
 use super::venv;
 
 /// How long moto may take to answer its first request (it imports every service at start).
 const READY_WITHIN: Duration = Duration::from_secs(60);
-/// How often readiness is polled.
-const POLL_EVERY: Duration = Duration::from_millis(50);
-/// A free port can be taken between our probe and moto's bind; try a few.
-const START_ATTEMPTS: usize = 3;
 
 /// A running moto server.
 pub struct Moto {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+    service: Service,
 }
 
 impl Moto {
     /// Starts `moto_server` from the test venv on a free loopback port and waits until it
     /// answers HTTP. Panics (telling to run `tools/test`) when moto is not installed.
     pub fn start() -> Self {
-        let program = venv::bin("moto_server");
-        let mut failures = Vec::new();
-        for _ in 0..START_ATTEMPTS {
-            let dir = tempfile::tempdir().expect("temp dir for moto");
-            let port = free_port();
-            let log = std::fs::File::create(dir.path().join("moto.log")).expect("moto log");
-            let child = Command::new(&program)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", dir.path())
-                .env("LANG", "C.UTF-8")
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("moto log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("could not start {}: {e}", program.display()));
-            let mut moto = Moto { child, port, dir };
-            match moto.wait_until_ready() {
-                Ok(()) => return moto,
-                Err(reason) => failures.push(format!("port {port}: {reason}\n{}", moto.log())),
-            }
-        }
-        panic!(
-            "moto did not start after {START_ATTEMPTS} attempts:\n{}",
-            failures.join("\n")
-        );
-    }
-
-    fn wait_until_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_WITHIN;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("moto's status") {
-                return Err(format!("moto_server exited: {status}"));
-            }
+        let service = Service::start(
+            "moto_server",
+            &venv::bin("moto_server"),
+            |port| {
+                ["-H", "127.0.0.1", "-p", &port.to_string()]
+                    .map(String::from)
+                    .to_vec()
+            },
             // Any HTTP answer means the server is serving; GET on reset-auth changes nothing.
-            if http(self.port, "GET", "/moto-api/reset-auth", "").is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("no answer within {READY_WITHIN:?}"));
-            }
-            std::thread::sleep(POLL_EVERY);
-        }
+            |port| http(port, "GET", "/moto-api/reset-auth", "").is_ok(),
+            READY_WITHIN,
+        );
+        Self { service }
     }
 
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.service.endpoint()
     }
 
     /// Turns auth enforcement on, letting the next `allowed_unauthenticated` requests through
     /// unchecked (see the module doc). `0` means every request from now on is checked.
     pub fn reset_auth(&self, allowed_unauthenticated: u32) {
         let (status, body) = http(
-            self.port,
+            self.service.port,
             "POST",
             "/moto-api/reset-auth",
             &allowed_unauthenticated.to_string(),
@@ -121,7 +83,7 @@ impl Moto {
                 .args(args)
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", self.dir.path())
+                .env("HOME", self.service.dir.path())
                 .env("LANG", "C.UTF-8")
                 .env("AWS_ENDPOINT_URL", self.endpoint())
                 .env("AWS_ACCESS_KEY_ID", "AKIAKEYLESSADMIN0000")
@@ -135,37 +97,8 @@ impl Moto {
 
     /// moto's request log so far (moto logs every request it serves, with the status).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.service.log()
     }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("moto.log")
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            eprintln!(
-                "--- moto log (last {} lines) ---\n{}",
-                tail.len(),
-                tail.join("\n")
-            );
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nobody listens on right now (the kernel's pick for an ephemeral bind).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// A minimal HTTP/1.1 exchange with moto (`Connection: close`): enough for moto-api calls,

@@ -1,0 +1,125 @@
+//! A helper server process of one test (moto, the GCS emulator): started from the venv on a
+//! free loopback port with a clean environment and its own temp dir, polled until ready (a
+//! bounded condition, not a sleep), restarted on another port if the first one was taken, killed
+//! on drop with the end of its log printed when the test failed.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const POLL_EVERY: Duration = Duration::from_millis(50);
+const START_ATTEMPTS: usize = 3;
+
+/// A running helper server.
+pub struct Service {
+    name: &'static str,
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts `program` with `args(port)` and returns once `ready(port)` holds (within
+    /// `ready_within`); panics with every attempt's log otherwise.
+    pub fn start(
+        name: &'static str,
+        program: &Path,
+        args: impl Fn(u16) -> Vec<String>,
+        ready: impl Fn(u16) -> bool,
+        ready_within: Duration,
+    ) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let dir = tempfile::tempdir().expect("temp dir for a helper server");
+            let port = free_port();
+            let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+            let child = Command::new(program)
+                .args(args(port))
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", dir.path())
+                .env("LANG", "C.UTF-8")
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("server log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("could not start {}: {e}", program.display()));
+            let mut service = Service {
+                name,
+                child,
+                port,
+                dir,
+            };
+            match service.wait_until_ready(&ready, ready_within) {
+                Ok(()) => return service,
+                Err(reason) => failures.push(format!("port {port}: {reason}\n{}", service.log())),
+            }
+        }
+        panic!(
+            "{name} did not start after {START_ATTEMPTS} attempts:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    fn wait_until_ready(
+        &mut self,
+        ready: &impl Fn(u16) -> bool,
+        within: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the server's status") {
+                return Err(format!("{} exited: {status}", self.name));
+            }
+            if ready(self.port) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("not ready within {within:?}"));
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- {} log (last {} lines) ---\n{}",
+                self.name,
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now (the kernel's pick for an ephemeral bind).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
