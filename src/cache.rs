@@ -72,6 +72,11 @@ impl CredentialCache {
         expiration: impl Fn(&T) -> Option<OffsetDateTime>,
     ) -> Option<T> {
         let path = self.path_for(key_parts);
+        // An entry someone else could have written or read is not trusted: re-exchange.
+        if !crate::private_file::exposure(&path).is_empty() {
+            tracing::warn!(path = %path.display(), "ignoring a cache entry that is not private to this user");
+            return None;
+        }
         let text = std::fs::read_to_string(&path).ok()?;
         let value: T = serde_json::from_str(&text).ok()?;
         match expiration(&value) {
@@ -156,6 +161,23 @@ mod tests {
             .mode();
         assert_eq!(file_mode & 0o777, 0o600);
         assert_eq!(dir_mode & 0o777, 0o700);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn entries_readable_by_others_are_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CredentialCache::at(dir.path().join("aws"));
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let entry = Entry {
+            exp: now + Duration::hours(1),
+        };
+        cache.store(&["k"], &entry).unwrap();
+        assert!(cache.load::<Entry>(&["k"], now, |e| Some(e.exp)).is_some());
+        let path = cache.path_for(&["k"]);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(cache.load::<Entry>(&["k"], now, |e| Some(e.exp)).is_none());
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! Caches, credentials files and token files are read by other processes while we replace them
 //! (an SDK re-reading a token file, a second `credential_process` run). They must never see a
 //! torn or half-written file, and nobody else on the machine may read them.
+//!
+//! A writer killed mid-write (SIGKILL, OOM, power loss) leaves the target untouched and at
+//! worst a private temp file named after it (`.credentials.keyless-XXXXXX`), which the next
+//! writer holding the target's lock removes ([`remove_stale_temp_files`]).
 
+use std::ffi::OsString;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Creates `dir` and its parents, the last one 0700.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -26,10 +31,14 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Writes `bytes` to `path` the safe way for secrets: a 0600 temp file in the same directory,
 /// fsync, rename over the target, fsync the directory. Readers see the old or the new file,
 /// never a torn one.
+///
+/// A symbolic link at `path` is replaced by the new file, never written through: the files this
+/// writes are keyless's own, and following a link planted there would write a secret elsewhere.
+/// (The shared credentials file, which users do symlink on purpose, resolves its link first.)
 pub fn write_private_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = parent_dir(path);
     let mut temp = tempfile::Builder::new()
-        .prefix(".keyless-")
+        .prefix(&temp_prefix(path))
         .tempfile_in(dir)?;
     #[cfg(unix)]
     {
@@ -43,4 +52,260 @@ pub fn write_private_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Resu
     #[cfg(unix)]
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// The directory a file lives in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Temp files are named after their target so a dead writer's leftovers can be told apart from
+/// other programs' files and from other targets' temp files in the same directory.
+fn temp_prefix(target: &Path) -> OsString {
+    let mut prefix = OsString::from(".");
+    prefix.push(target.file_name().unwrap_or_default());
+    prefix.push(".keyless-");
+    prefix
+}
+
+/// Removes the temp files that writers of `target` killed mid-write left behind, returning how
+/// many. Call it only while holding a lock every writer of `target` takes before writing (the
+/// credentials file's sidecar lock): then no temp file of a live writer can exist.
+pub fn remove_stale_temp_files(target: &Path) -> std::io::Result<usize> {
+    let prefix = temp_prefix(target);
+    let prefix = prefix.as_encoded_bytes();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(parent_dir(target))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.as_encoded_bytes().starts_with(prefix) && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Why a file holding secrets looks unsafe: another user owns it, or others may read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exposure {
+    /// Group or world permission bits are set (the mode, e.g. 0o644).
+    Readable { mode: u32 },
+    /// Owned by another user id than the one keyless runs as.
+    ForeignOwner { owner: u32, me: u32 },
+}
+
+impl Exposure {
+    /// What to run to fix it.
+    pub fn hint(&self, path: &Path) -> String {
+        match self {
+            Exposure::Readable { mode } => format!(
+                "{} is readable by others (mode {mode:04o}); run: chmod 600 {}",
+                path.display(),
+                path.display()
+            ),
+            Exposure::ForeignOwner { owner, me } => format!(
+                "{} belongs to user id {owner}, not to this user ({me}); was it written with sudo? \
+                 run: sudo chown $(id -u) {}",
+                path.display(),
+                path.display()
+            ),
+        }
+    }
+}
+
+/// How an existing secrets file is exposed, following links (the file that will be read or
+/// replaced is the one that counts). A missing file is not exposed.
+pub fn exposure(path: &Path) -> Vec<Exposure> {
+    let mut found = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return found;
+        };
+        // SAFETY: geteuid has no preconditions and cannot fail; std offers no safe wrapper.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            found.push(Exposure::ForeignOwner {
+                owner: meta.uid(),
+                me,
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            found.push(Exposure::Readable { mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    found
+}
+
+/// Logs a warning for each way the secrets file at `path` is exposed (see [`exposure`]).
+pub fn warn_if_exposed(path: &Path) {
+    for problem in exposure(path) {
+        tracing::warn!("{}", problem.hint(path));
+    }
+}
+
+/// Opens `path` for writing without following a symbolic link at its last component, creating
+/// it 0600: for lock files, which a planted link could otherwise turn into a file created
+/// anywhere the user can write.
+pub fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
+/// The file a lock for `target` lives in: its name plus `.lock`.
+pub fn lock_path_for(target: &Path) -> PathBuf {
+    let mut name = target.file_name().map(OsString::from).unwrap_or_default();
+    name.push(".lock");
+    target.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_see_the_old_or_the_new_file_never_a_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let old = vec![b'a'; 64 * 1024];
+        let new = vec![b'b'; 64 * 1024];
+        write_private_file_atomically(&path, &old).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (path, stop) = (path.clone(), stop.clone());
+            let (old, new) = (old.clone(), new.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                    let seen = std::fs::read(&path).unwrap();
+                    assert!(
+                        seen == old || seen == new,
+                        "torn read: {} bytes",
+                        seen.len()
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 0..200 {
+            write_private_file_atomically(&path, if i % 2 == 0 { &new } else { &old }).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        // No temp file is left after successful writes.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_target_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "not yours").unwrap();
+        let path = dir.path().join("token");
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        write_private_file_atomically(&path, b"secret").unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "not yours");
+        assert!(!std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_lock_file_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join("planted");
+        let lock = dir.path().join("credentials.lock");
+        std::os::unix::fs::symlink(&planted, &lock).unwrap();
+        assert!(open_lock_file(&lock).is_err());
+        assert!(!planted.exists());
+    }
+
+    #[test]
+    fn stale_temp_files_of_one_target_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("credentials");
+        for name in [
+            ".credentials.keyless-abc123",
+            ".credentials.keyless-def456",
+            ".config.keyless-abc123",
+            "credentials",
+            ".credentials.lock",
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        assert_eq!(remove_stale_temp_files(&target).unwrap(), 2);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [".config.keyless-abc123", ".credentials.lock", "credentials"]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_or_world_readable_files_are_exposed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        assert!(exposure(&path).is_empty(), "a missing file is not exposed");
+        std::fs::write(&path, "x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(exposure(&path).is_empty());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let found = exposure(&path);
+        assert_eq!(found, [Exposure::Readable { mode: 0o644 }]);
+        assert!(found[0].hint(&path).contains("chmod 600"));
+    }
+
+    /// Only root can give a file away; elsewhere the hint test below covers the wording.
+    #[cfg(unix)]
+    #[test]
+    fn a_file_of_another_user_is_exposed_when_we_can_make_one() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials");
+        write_private_file_atomically(&path, b"x").unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        assert_eq!(
+            exposure(&path),
+            [Exposure::ForeignOwner {
+                owner: 65534,
+                me: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn a_foreign_owner_hint_says_how_to_take_the_file_back() {
+        let hint =
+            Exposure::ForeignOwner { owner: 0, me: 1000 }.hint(Path::new("/h/.aws/credentials"));
+        assert!(hint.contains("user id 0"), "{hint}");
+        assert!(hint.contains("chown"), "{hint}");
+    }
 }

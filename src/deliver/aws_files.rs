@@ -32,7 +32,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -774,9 +774,7 @@ fn shared_file_path(
 /// (`~/.aws/credentials.lock`). It is created on first use and never deleted, because deleting
 /// a lock file races with the next process opening it.
 pub fn lock_path(file: &Path) -> PathBuf {
-    let mut name = file.file_name().map(OsString::from).unwrap_or_default();
-    name.push(".lock");
-    file.with_file_name(name)
+    crate::private_file::lock_path_for(file)
 }
 
 /// Follows symbolic links to the file they finally name, which may not exist yet.
@@ -856,6 +854,7 @@ fn ensure_private_dir(dir: &Path) -> Result<(), AwsFilesError> {
 }
 
 /// Opens and exclusively locks the sidecar lock file; the lock lasts as long as the `File`.
+/// A symbolic link planted at the lock's name is refused rather than followed.
 fn lock_exclusive(target: &Path) -> Result<File, AwsFilesError> {
     let path = lock_path(target);
     let io_err = |action, source| AwsFilesError::Io {
@@ -863,13 +862,8 @@ fn lock_exclusive(target: &Path) -> Result<File, AwsFilesError> {
         path: path.clone(),
         source,
     };
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options
-        .open(&path)
-        .map_err(|e| io_err("open the lock file", e))?;
+    let file = crate::private_file::open_lock_file(&path)
+        .map_err(|e| io_err("open the lock file (not following links)", e))?;
     file.lock().map_err(|e| io_err("lock", e))?;
     Ok(file)
 }
@@ -903,7 +897,10 @@ fn replace_atomically(target: &Path, contents: &[u8]) -> Result<(), AwsFilesErro
 ///   renamed over the target, then the directory is fsynced;
 /// - a missing directory (`~/.aws`) is created with mode 0700;
 /// - if `path` is a symbolic link (dotfile managers do that), the file it points to is edited
-///   and the link stays a link.
+///   and the link stays a link; a link planted at the lock file's name is refused;
+/// - temp files left by a writer killed mid-write are removed under the lock;
+/// - a file readable by others or owned by another user is rewritten 0600 and ours, with a
+///   warning saying so.
 pub fn write_credentials_profile(
     path: &Path,
     profile: &str,
@@ -913,6 +910,16 @@ pub fn write_credentials_profile(
     let target = resolve_symlinks(path)?;
     ensure_private_dir(parent_dir(&target))?;
     let _lock = lock_exclusive(&target)?;
+    // Under the lock no live writer has a temp file: any left belong to writers killed mid-write.
+    match crate::private_file::remove_stale_temp_files(&target) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(path = %target.display(), removed = n,
+            "removed temp files left by a writer that was killed mid-write"),
+        Err(e) => {
+            tracing::debug!(path = %target.display(), "could not sweep stale temp files: {e}")
+        }
+    }
+    warn_before_rewrite(&target);
 
     let current = read_text(&target)?.unwrap_or_default();
     let mut doc = IniDocument::parse(&current);
@@ -936,6 +943,24 @@ pub fn write_credentials_profile(
     Ok(())
 }
 
+/// The rewrite makes the file ours and 0600; say so when it was not, since that changes who
+/// can read it (a file written with sudo stops being root's).
+fn warn_before_rewrite(target: &Path) {
+    use crate::private_file::Exposure;
+    for problem in crate::private_file::exposure(target) {
+        match problem {
+            Exposure::Readable { mode } => tracing::warn!(
+                "{} was readable by others (mode {mode:04o}); the rewritten file is 0600",
+                target.display()
+            ),
+            Exposure::ForeignOwner { .. } => tracing::warn!(
+                "{}; the rewritten file belongs to this user",
+                problem.hint(target)
+            ),
+        }
+    }
+}
+
 /// Reads the keys stored in `[profile]` of the shared credentials file, as `whoami --profile`
 /// needs them. `Ok(None)` when the file or the profile does not exist; an error when the
 /// profile exists without an access key or secret key. The session token is
@@ -948,6 +973,7 @@ pub fn read_credentials_profile(
     let Some(text) = read_text(path)? else {
         return Ok(None);
     };
+    crate::private_file::warn_if_exposed(path);
     let Some(entries) = IniDocument::parse(&text).section_entries(profile) else {
         return Ok(None);
     };
