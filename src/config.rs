@@ -344,18 +344,39 @@ pub struct Problem {
     pub hint: Option<String>,
 }
 
-/// Reads and validates `path`. Relative paths inside are relative to the file's directory.
+/// Who reads the file, which decides what it must contain.
+#[derive(Clone, Debug, Default)]
+pub struct ReadFor {
+    /// One-shot commands (`aws credentials --config-profile NAME`) need no channel and no
+    /// profile; the daemon needs both.
+    pub one_shot: bool,
+    /// The flag names `[defaults]` may set (every command's, snake_case); `None` accepts any.
+    pub known_flags: Option<Vec<String>>,
+}
+
+/// Reads and validates `path` for the daemon. Relative paths inside are relative to the file's
+/// directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_for(path, &ReadFor::default())
+}
+
+/// Reads and validates `path` for `reader`.
+pub fn load_for(path: &Path, reader: &ReadFor) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         path: path.to_path_buf(),
         cause: e.to_string(),
     })?;
-    parse(&text, path)
+    parse_for(&text, path, reader)
 }
 
 /// Validates `text`, the content of `path` (named in messages; its directory anchors relative
-/// paths).
+/// paths), for the daemon.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    parse_for(text, path, &ReadFor::default())
+}
+
+/// Validates `text` for `reader`.
+pub fn parse_for(text: &str, path: &Path, reader: &ReadFor) -> Result<Config, ConfigError> {
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -366,6 +387,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         text,
         base,
         problems: Vec::new(),
+        reader,
     };
     let config = match DeTable::parse(text) {
         Ok(doc) => checker.config(doc.get_ref()),
@@ -402,7 +424,7 @@ pub fn peek_log_format(path: &Path) -> Option<LogFormat> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["metrics_listen", "log_format", "profile"];
+const TOP_KEYS: &[&str] = &["metrics_listen", "log_format", "defaults", "profile"];
 
 /// Keys both directions have.
 const COMMON_KEYS: &[&str] = &["audience", "iamcredentials_url"];
@@ -469,6 +491,7 @@ struct Checker<'t> {
     text: &'t str,
     base: PathBuf,
     problems: Vec<Problem>,
+    reader: &'t ReadFor,
 }
 
 /// A listener or file claimed by a channel, to find two claims on one resource.
@@ -520,9 +543,17 @@ impl Checker<'_> {
         let mut profiles = BTreeMap::new();
         let mut claims = Vec::new();
         let mut saw_profiles = false;
+        let mut defaults = None;
+        if let Some(value) = doc.get("defaults") {
+            defaults = self.table(value, "defaults");
+            if let Some(table) = defaults {
+                self.defaults(table);
+            }
+        }
         for (key, value) in sorted(doc) {
             let name = key.get_ref().as_ref();
             match name {
+                "defaults" => {}
                 "metrics_listen" => {
                     metrics_listen = self.addr(value, "metrics_listen");
                     if let Some(addr) = metrics_listen {
@@ -557,7 +588,9 @@ impl Checker<'_> {
                     };
                     for (pkey, pvalue) in sorted(table) {
                         let pname = pkey.get_ref().to_string();
-                        if let Some(p) = self.profile(&pname, pkey.span(), pvalue, &mut claims) {
+                        if let Some(p) =
+                            self.profile(&pname, pkey.span(), pvalue, defaults, &mut claims)
+                        {
                             profiles.insert(pname, p);
                         }
                     }
@@ -580,7 +613,7 @@ impl Checker<'_> {
                 }
             }
         }
-        if profiles.is_empty() && !saw_profiles {
+        if profiles.is_empty() && !saw_profiles && !self.reader.one_shot {
             self.problem(
                 ProblemKind::NoProfiles,
                 0..0,
@@ -636,11 +669,43 @@ impl Checker<'_> {
         }
     }
 
-    fn profile(
+    /// `[defaults]`: flag names of any command. Only the names are checked here; each value is
+    /// checked by the command that uses it (clap), or by a profile that inherits it.
+    fn defaults(&mut self, table: &DeTable<'_>) {
+        let Some(known) = &self.reader.known_flags else {
+            return;
+        };
+        let known = known.clone();
+        for (key, value) in sorted(table) {
+            let k = key.get_ref().as_ref();
+            if !known.iter().any(|f| f == k) {
+                let hint = suggestion(k, known.iter().map(String::as_str));
+                self.problem(
+                    ProblemKind::UnknownKey,
+                    key.span(),
+                    &format!("defaults.{k}"),
+                    format!(
+                        "unknown key `{k}` in [defaults]: no command has a --{} flag",
+                        k.replace('_', "-")
+                    ),
+                    hint,
+                );
+            } else if matches!(value.get_ref(), DeValue::Table(_)) {
+                self.wrong_type(
+                    value,
+                    &format!("defaults.{k}"),
+                    "a string, number, boolean or array",
+                );
+            }
+        }
+    }
+
+    fn profile<'a, 'i>(
         &mut self,
         name: &str,
         header: Range<usize>,
-        value: &Spanned<DeValue<'_>>,
+        value: &'a Spanned<DeValue<'i>>,
+        defaults: Option<&'a DeTable<'i>>,
         claims: &mut Vec<Claim>,
     ) -> Option<ProfileConfig> {
         let table_key = format!("profile.{name}");
@@ -745,6 +810,20 @@ impl Checker<'_> {
         }
         if mixed {
             return None;
+        }
+        // `[defaults]` fills what the profile leaves out, for the keys of its own direction
+        // (never channels: where credentials go is each profile's own decision).
+        let inherited = COMMON_KEYS.iter().chain(match direction {
+            Direction::GcpToAws => GCP_TO_AWS_KEYS,
+            Direction::AwsToGcp => AWS_TO_GCP_KEYS,
+        });
+        for known in inherited {
+            if keys.contains_key(known) {
+                continue;
+            }
+            if let Some(entry) = defaults.and_then(|d| d.get_key_value(*known)) {
+                keys.insert(known, entry);
+            }
         }
         let mut ctx = ProfileCtx {
             name,
@@ -1132,7 +1211,7 @@ impl Checker<'_> {
         let asked = keys
             .iter()
             .any(|k| *k != "auth_token_file" && ctx.keys.contains_key(k));
-        if channels.is_empty() && !asked {
+        if channels.is_empty() && !asked && !self.reader.one_shot {
             let offered: Vec<&str> = keys
                 .iter()
                 .copied()
@@ -1498,6 +1577,61 @@ gce_metadata_listen = "127.0.0.1:9912"
             (kind, key, line, column),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn defaults_fill_what_each_profile_leaves_out_for_its_own_direction() {
+        let text = "[defaults]\nsts_endpoint = \"http://sts.local\"\nregion = \"eu-west-1\"\n\
+                    service_account = \"sa@p.iam.gserviceaccount.com\"\nfail_on = \"medium\"\n\n\
+                    [profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"\n\n\
+                    [profile.b]\nrole_arn = \"arn:aws:iam::123456789012:role/B\"\nregion = \"us-east-2\"\ntoken_file = \"b.jwt\"\n";
+        let config = parse_at(text).unwrap();
+        let ProfileConfig::GcpToAws(a) = &config.profiles["a"] else {
+            panic!("a is GCP → AWS");
+        };
+        let ProfileConfig::GcpToAws(b) = &config.profiles["b"] else {
+            panic!("b is GCP → AWS");
+        };
+        assert_eq!(a.sts_endpoint.as_deref(), Some("http://sts.local"));
+        assert_eq!(a.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            b.region.as_deref(),
+            Some("us-east-2"),
+            "the profile's own value wins"
+        );
+    }
+
+    #[test]
+    fn defaults_keys_are_checked_against_the_flags_when_known() {
+        let reader = ReadFor {
+            one_shot: true,
+            known_flags: Some(vec!["sts_endpoint".into(), "fail_on".into()]),
+        };
+        let err = parse_for(
+            "[defaults]\nsts_endpont = \"x\"\n",
+            Path::new("k.toml"),
+            &reader,
+        )
+        .unwrap_err();
+        let p = &err.problems()[0];
+        assert_at(p, ProblemKind::UnknownKey, "defaults.sts_endpont", 2, 1);
+        assert!(
+            err.to_string().contains("did you mean `sts_endpoint`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn one_shot_readers_need_no_channel_and_no_profile() {
+        let reader = ReadFor {
+            one_shot: true,
+            known_flags: None,
+        };
+        let text = "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\n";
+        assert!(parse_for(text, Path::new("k.toml"), &reader).is_ok());
+        assert!(parse_for("", Path::new("k.toml"), &reader).is_ok());
+        let (p, _) = problem(text);
+        assert_eq!(p.kind, ProblemKind::NoChannel, "the daemon still needs one");
     }
 
     #[test]

@@ -3,12 +3,20 @@
 use std::io::IsTerminal;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches};
+use clap::FromArgMatches;
 use keyless::cli::{self, Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() {
-    let matches = Cli::command().get_matches();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = match cli::config_defaults::command_for(&args) {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("keyless: {error}");
+            std::process::exit(cli::exit_code::USAGE);
+        }
+    };
+    let matches = command.get_matches_from(&args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let log_format = log_format(&cli, matches.value_source("log_format"));
     init_logging(&cli, log_format);
@@ -39,8 +47,12 @@ fn log_format(cli: &Cli, source: Option<ValueSource>) -> LogFormat {
         Some(ValueSource::CommandLine | ValueSource::EnvVariable)
     );
     match &cli.command {
-        cli::Command::Serve(args) if !explicit => {
-            match keyless::config::peek_log_format(&args.config) {
+        cli::Command::Serve(_) if !explicit => {
+            let path = cli
+                .config
+                .clone()
+                .unwrap_or_else(|| keyless::config::DEFAULT_CONFIG_FILE.into());
+            match keyless::config::peek_log_format(&path) {
                 Some(keyless::config::LogFormat::Json) => LogFormat::Json,
                 Some(keyless::config::LogFormat::Text) => LogFormat::Text,
                 None => cli.log_format,

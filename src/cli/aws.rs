@@ -42,8 +42,14 @@ pub enum AwsCommand {
     )]
     Exec(ExecArgs),
     /// Write the role's credentials into a profile of the shared credentials file.
+    #[command(
+        after_help = "Example:\n  keyless aws write-profile --role-arn arn:aws:iam::123456789012:role/DeploymentRole --profile deploy\n  aws --profile deploy s3 ls"
+    )]
     WriteProfile(WriteProfileArgs),
     /// Show who a set of AWS credentials is (STS GetCallerIdentity), like `aws sts get-caller-identity`.
+    #[command(
+        after_help = "Examples:\n  keyless aws whoami --role-arn arn:aws:iam::123456789012:role/DeploymentRole   # the session keyless gets\n  keyless aws whoami --profile deploy   # the keys in ~/.aws/credentials\n  keyless aws whoami                    # AWS_ACCESS_KEY_ID and friends"
+    )]
     Whoami(WhoamiArgs),
     /// Serve the role's credentials, kept fresh, on a local ECS-style container endpoint (or an
     /// IMDSv2-style one with --imds) until SIGTERM/SIGINT; prints the `export` lines that point

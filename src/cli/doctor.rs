@@ -22,8 +22,14 @@ use crate::policy::{self, PolicyDocument, Request, RequestPrincipal};
 #[derive(Debug, Subcommand)]
 pub enum DoctorCommand {
     /// GCP → AWS: why can't this Google identity assume the role?
+    #[command(
+        after_help = "Example:\n  keyless doctor aws --role-arn arn:aws:iam::123456789012:role/DeploymentRole --trust-policy trust.json"
+    )]
     Aws(DoctorAwsArgs),
     /// AWS → GCP: why can't this AWS identity get a Google token?
+    #[command(
+        after_help = "Example:\n  keyless doctor gcp --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws --service-account deployer@my-project.iam.gserviceaccount.com"
+    )]
     Gcp(DoctorGcpArgs),
 }
 

@@ -30,12 +30,24 @@ pub enum GcpCommand {
     )]
     Token(TokenArgs),
     /// Print a Google ID token for the service account (IAM Credentials generateIdToken).
+    #[command(
+        after_help = "Example:\n  keyless gcp id-token --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws \\\n    --service-account deployer@my-project.iam.gserviceaccount.com --target-audience https://my-service-abc123-ew.a.run.app"
+    )]
     IdToken(IdTokenArgs),
     /// Run a command with the access token in CLOUDSDK_AUTH_ACCESS_TOKEN and GOOGLE_OAUTH_ACCESS_TOKEN.
+    #[command(
+        after_help = "Example:\n  keyless gcp exec --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws \\\n    --service-account deployer@my-project.iam.gserviceaccount.com -- gcloud storage ls"
+    )]
     Exec(GcpExecArgs),
     /// Write an external_account credential configuration (what `gcloud iam workload-identity-pools create-cred-config --aws` writes).
+    #[command(
+        after_help = "Example:\n  keyless gcp config --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws \\\n    --service-account deployer@my-project.iam.gserviceaccount.com --output gcp-credentials.json\n  export GOOGLE_APPLICATION_CREDENTIALS=$PWD/gcp-credentials.json"
+    )]
     Config(ConfigArgs),
     /// Print the serialised, signed GetCallerIdentity request that proves the AWS identity.
+    #[command(
+        after_help = "Example (what Google STS receives as subject_token):\n  keyless gcp subject-token --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws | jq ."
+    )]
     SubjectToken(SubjectTokenArgs),
     /// Serve a GCE-metadata-compatible endpoint so unmodified Google SDKs and tools get tokens
     /// (set GCE_METADATA_HOST and GCE_METADATA_IP to the address it prints).

@@ -4,11 +4,14 @@
 //! under every command, and each can also come from a `KEYLESS_*` environment variable.
 
 pub mod aws;
+pub mod completions;
+pub mod config_defaults;
 pub mod demo;
 pub mod doctor;
 pub mod gcp;
 pub mod lab;
 pub mod lint;
+pub mod manual;
 pub mod serve;
 pub mod setup;
 
@@ -16,7 +19,19 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// keyless: a workload's identity in one cloud becomes short-lived credentials in another.
 #[derive(Debug, Parser)]
-#[command(name = "keyless", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "keyless",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Every flag can also be set with a KEYLESS_* environment variable (shown in each command's\n\
+                  help) and in keyless.toml ([defaults], or [profile.NAME] with --config-profile NAME).\n\
+                  Precedence: command line, environment, profile, [defaults], built-in default.\n\n\
+                  Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 refused by the other\n\
+                  cloud (trust policy, token rejected), 4 an endpoint unreachable or failing (retry later).\n\n\
+                  Logs go to stderr: -v info, -vv debug, -q errors only, --log-format json; RUST_LOG wins."
+)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -29,6 +44,22 @@ pub struct Cli {
     /// How log lines look.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KEYLESS_LOG_FORMAT")]
     pub log_format: LogFormat,
+
+    /// The keyless.toml to read: flag values for every command ([defaults], and the profile
+    /// chosen with --config-profile), and the profiles `serve` runs. Default for `serve`:
+    /// ./keyless.toml; for the other commands: ~/.config/keyless/keyless.toml when it exists.
+    #[arg(long, global = true, env = "KEYLESS_CONFIG", value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Take this command's flag values from [profile.NAME] of the configuration file
+    /// (the command line and KEYLESS_* variables still win).
+    #[arg(
+        long,
+        global = true,
+        env = "KEYLESS_CONFIG_PROFILE",
+        value_name = "NAME"
+    )]
+    pub config_profile: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -51,19 +82,39 @@ pub enum Command {
     #[command(subcommand)]
     Gcp(Box<gcp::GcpCommand>),
     /// Run the offline lab (Google metadata, IAM Credentials and AWS STS emulations) until Ctrl-C.
+    #[command(
+        after_help = "Example:\n  keyless lab --env-file lab.env &\n  . ./lab.env && keyless aws credentials --role-arn arn:aws:iam::123456789012:role/gcp-deploy"
+    )]
     Lab(lab::LabArgs),
     /// Walk through the GCP → AWS flow against the built-in lab, step by step.
+    #[command(after_help = "Example:\n  keyless demo")]
     Demo(demo::DemoArgs),
     /// Run every profile of a keyless.toml (both directions) in one process; SIGHUP reloads.
+    #[command(
+        after_help = "Example:\n  keyless serve --config /etc/keyless/keyless.toml --metrics-listen 127.0.0.1:9090\n  kill -HUP $(pidof keyless)   # re-read the file; only changed profiles restart"
+    )]
     Serve(serve::ServeArgs),
     /// Say exactly why a federation fails: claims, condition keys, the trust policy, the exchange.
     #[command(subcommand)]
     Doctor(doctor::DoctorCommand),
     /// Find trust policies, providers and bindings that let the wrong identity in.
+    #[command(
+        after_help = "Examples:\n  keyless lint trust-policy.json\n  aws iam get-role --role-name DeploymentRole > role.json && keyless lint role.json --fail-on medium\n  keyless lint --format sarif policies/*.json > lint.sarif"
+    )]
     Lint(lint::LintArgs),
     /// Print the cloud resources a federation needs (Terraform, CloudFormation, shell, Pulumi).
     #[command(subcommand)]
     Setup(setup::SetupCommand),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(
+        after_help = "Examples:\n  keyless completions bash > /etc/bash_completion.d/keyless\n  keyless completions zsh > \"${fpath[1]}/_keyless\"\n  keyless completions fish > ~/.config/fish/completions/keyless.fish\n  keyless completions powershell >> $PROFILE"
+    )]
+    Completions(completions::CompletionsArgs),
+    /// Print the man page, or write one per command into a directory.
+    #[command(
+        after_help = "Examples:\n  keyless man | man -l -\n  keyless man --out-dir /usr/local/share/man/man1"
+    )]
+    Man(manual::ManArgs),
 }
 
 /// Process exit codes, so scripts can tell a refusal from an outage.
@@ -85,10 +136,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Gcp(cmd) => gcp::run(*cmd).await,
         Command::Lab(args) => lab::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_FILE.into());
+            serve::run(args, path).await
+        }
         Command::Lint(args) => lint::run(args).await,
         Command::Doctor(cmd) => doctor::run(cmd).await,
         Command::Setup(cmd) => setup::run(cmd).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => manual::run(args),
+    }
+}
+
+/// Writes generated text to standard output; a reader that stops early (`| head`) is not an
+/// error worth a message.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("could not write to standard output"))
+        }
+        _ => Ok(()),
     }
 }
 

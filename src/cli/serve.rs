@@ -21,7 +21,7 @@ use clap::Args;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::{self, Channel, Config, ProfileConfig, DEFAULT_CONFIG_FILE};
+use crate::config::{self, Channel, Config, ProfileConfig};
 use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
 use crate::deliver::metrics::MetricsRegistry;
 use crate::deliver::{aws_files, ecs_server, imds_server, server};
@@ -41,10 +41,6 @@ type FirstDelivery = oneshot::Receiver<Result<(), String>>;
 /// `keyless serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The configuration file (see docs/config-reference.md); SIGHUP re-reads it.
-    #[arg(long, env = "KEYLESS_CONFIG", default_value = DEFAULT_CONFIG_FILE)]
-    pub config: PathBuf,
-
     /// Serve /healthz and /metrics here (overrides the file's metrics_listen).
     #[arg(long, env = "KEYLESS_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -74,8 +70,10 @@ pub enum StartError {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
-pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
-    let config = match config::load(&args.config) {
+///
+/// `config_path` is the global `--config` (default `keyless.toml`); SIGHUP re-reads it.
+pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
+    let config = match config::load_for(&config_path, &serve_reader()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("keyless: {e}");
@@ -115,7 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
     };
 
     let mut daemon = Daemon {
-        config_path: args.config.clone(),
+        config_path: config_path.clone(),
         ready_file: args.ready_file.clone(),
         metrics_from_flag: args.metrics_listen.is_some(),
         metrics_local,
@@ -131,7 +129,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
     tracing::info!(
         profiles = daemon.running.len(),
         "keyless serve is running; SIGHUP reloads {}",
-        args.config.display()
+        config_path.display()
     );
 
     while let Event::Reload = signals.next().await {
@@ -220,7 +218,7 @@ impl Daemon {
     async fn reload(&mut self) {
         self.generation += 1;
         tracing::info!(config = %self.config_path.display(), "SIGHUP: reloading");
-        let loaded = config::load(&self.config_path)
+        let loaded = config::load_for(&self.config_path, &serve_reader())
             .map_err(|e| e.to_string())
             .and_then(|c| check_supported(&c).map(|()| c).map_err(|e| e.to_string()));
         match loaded {
@@ -721,5 +719,15 @@ impl Signals {
     async fn next(&mut self) -> Event {
         server::shutdown_signal().await;
         Event::Shutdown
+    }
+}
+
+/// The daemon needs profiles with channels; `[defaults]` may name any command's flag.
+fn serve_reader() -> config::ReadFor {
+    config::ReadFor {
+        one_shot: false,
+        known_flags: Some(super::config_defaults::flag_keys(
+            &<super::Cli as clap::CommandFactory>::command(),
+        )),
     }
 }

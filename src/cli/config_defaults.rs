@@ -1,0 +1,339 @@
+//! Flag values from `keyless.toml` for every command, so a team writes a setting once and a
+//! `credential_process` line stays short (`keyless aws credentials --config-profile deploy`).
+//!
+//! Precedence, highest first: the command line, `KEYLESS_*` variables, the profile chosen with
+//! `--config-profile NAME`, the file's `[defaults]`, its top-level `log_format`, the built-in
+//! default. The file's values become clap *default values* before the real parse, which gives
+//! exactly that order (clap ranks command line over environment over default) and lets clap
+//! check them like typed flags.
+//!
+//! `keyless serve` reads the same file itself (all profiles at once), so it is left alone here.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{ArgAction, CommandFactory};
+use toml::de::{DeTable, DeValue};
+
+use super::Cli;
+use crate::config::{self, ConfigError, ReadFor};
+
+/// Why the configuration file could not supply flag values.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigDefaultsError {
+    /// `--config-profile` was given but there is no file to look in.
+    #[error(
+        "--config-profile {profile}: no configuration file at {default}\n  \
+         hint: pass --config PATH (or set KEYLESS_CONFIG), or create that file"
+    )]
+    NoFile { profile: String, default: String },
+    /// The chosen profile is not in the file.
+    #[error("{path} has no [profile.{profile}]\n  hint: the profiles there are: {available}")]
+    UnknownProfile {
+        path: PathBuf,
+        profile: String,
+        available: String,
+    },
+    /// The file is unreadable or invalid (each problem with its line and column).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A value cannot become a flag value.
+    #[error("{path}: `{key}` must be a single value for --{flag}, not a list or table")]
+    NotAFlagValue {
+        path: PathBuf,
+        key: String,
+        flag: String,
+    },
+}
+
+/// Where one-shot commands look when neither `--config` nor `KEYLESS_CONFIG` names a file:
+/// `$XDG_CONFIG_HOME/keyless/keyless.toml`, else `~/.config/keyless/keyless.toml`.
+pub fn default_config_path() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| dirs::home_dir().map(|h| h.join(".config")))
+        .map(|base| base.join("keyless").join("keyless.toml"))
+}
+
+/// The clap command for `args`, with the configuration file's values as flag defaults.
+pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsError> {
+    let base = Cli::command();
+    // A first, forgiving parse only to learn the subcommand and the file; the real parse (which
+    // reports every mistake) runs on the command this returns.
+    // `--help` is left out of it so that help shows the file's values as defaults.
+    let without_help = args
+        .iter()
+        .filter(|a| !matches!(a.to_str(), Some("--help" | "-h")));
+    let Ok(lenient) = base
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(without_help)
+    else {
+        return Ok(base);
+    };
+    let mut chain = Vec::new();
+    let mut at = &lenient;
+    while let Some((name, sub)) = at.subcommand() {
+        chain.push(name.to_string());
+        at = sub;
+    }
+    if chain.first().map(String::as_str) == Some("serve") {
+        return Ok(base);
+    }
+    let profile = lenient.get_one::<String>("config_profile").cloned();
+    let path = match lenient.get_one::<PathBuf>("config") {
+        Some(path) => path.clone(),
+        None => match default_config_path() {
+            Some(path) if path.is_file() => path,
+            other => {
+                return match profile {
+                    Some(profile) => Err(ConfigDefaultsError::NoFile {
+                        profile,
+                        default: other.map_or("~/.config/keyless/keyless.toml".into(), |p| {
+                            p.display().to_string()
+                        }),
+                    }),
+                    None => Ok(base),
+                };
+            }
+        },
+    };
+    let reader = ReadFor {
+        one_shot: true,
+        known_flags: Some(flag_keys(&base)),
+    };
+    let typed = config::load_for(&path, &reader)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
+        path: path.clone(),
+        cause: e.to_string(),
+    })?;
+    let doc = DeTable::parse(&text).map_err(|_| ConfigError::Read {
+        path: path.clone(),
+        cause: "changed while being read".into(),
+    })?;
+    let doc = doc.get_ref();
+    let chosen = match &profile {
+        Some(name) => {
+            let found = table(doc.get("profile")).and_then(|p| table(p.get(name.as_str())));
+            match found {
+                Some(t) => Some(t),
+                None => {
+                    return Err(ConfigDefaultsError::UnknownProfile {
+                        path,
+                        profile: name.clone(),
+                        available: available(&typed),
+                    })
+                }
+            }
+        }
+        None => None,
+    };
+    let values = FileValues {
+        path: &path,
+        profile_name: profile.as_deref(),
+        profile: chosen,
+        defaults: table(doc.get("defaults")),
+        log_format: doc
+            .get("log_format")
+            .and_then(|v| v.get_ref().as_str())
+            .map(str::to_string),
+    };
+    let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
+    apply(base, &chain, &values)
+}
+
+/// The table `value` holds, if it is one.
+fn table<'a, 'i>(value: Option<&'a toml::Spanned<DeValue<'i>>>) -> Option<&'a DeTable<'i>> {
+    match value.map(|v| v.get_ref()) {
+        Some(DeValue::Table(t)) => Some(t),
+        _ => None,
+    }
+}
+
+fn available(config: &config::Config) -> String {
+    if config.profiles.is_empty() {
+        "none".into()
+    } else {
+        config
+            .profiles
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Every long flag of every command, snake_case: what `[defaults]` may set.
+pub(crate) fn flag_keys(command: &clap::Command) -> Vec<String> {
+    let mut keys: Vec<String> = command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(snake)
+        .collect();
+    for sub in command.get_subcommands() {
+        keys.extend(flag_keys(sub));
+    }
+    keys.sort();
+    keys.dedup();
+    keys.retain(|k| !matches!(k.as_str(), "help" | "version" | "config" | "config_profile"));
+    keys
+}
+
+fn snake(long: &str) -> String {
+    long.replace('-', "_")
+}
+
+/// The values the file offers, by key.
+struct FileValues<'a> {
+    path: &'a Path,
+    profile_name: Option<&'a str>,
+    profile: Option<&'a DeTable<'a>>,
+    defaults: Option<&'a DeTable<'a>>,
+    log_format: Option<String>,
+}
+
+/// A profile's channel keys, read as the flags of the one-shot command that offers the same
+/// channel (`ecs_listen` is what `aws serve --listen` listens on).
+const CHANNEL_FLAGS: &[(&[&str], &str, &str)] = &[
+    (&["aws", "serve"], "ecs_listen", "listen"),
+    (&["aws", "serve"], "imds_listen", "listen"),
+    (&["aws", "token-file"], "token_file", "path"),
+    (&["aws", "write-profile"], "credentials_profile", "profile"),
+    (&["gcp", "serve"], "gce_metadata_listen", "listen"),
+];
+
+/// Keys whose values are paths, resolved against the file's directory like `serve` does.
+const PATH_KEYS: &[&str] = &[
+    "policy",
+    "token_file",
+    "auth_token_file",
+    "credentials_file",
+    "ready_file",
+];
+
+impl FileValues<'_> {
+    /// The value for `flag` (snake_case) of the command `chain`, and the key it came from.
+    fn lookup(&self, chain: &[&str], flag: &str) -> Option<(String, Vec<String>)> {
+        if let Some(profile) = self.profile {
+            for (command, key, target) in CHANNEL_FLAGS {
+                if *command == chain && *target == flag {
+                    if let Some(v) = profile.get(*key) {
+                        return Some((key.to_string(), self.strings(key, v.get_ref())));
+                    }
+                }
+            }
+            let aliases: &[&str] = match flag {
+                "policy_arn" => &["policy_arn", "policy_arns"],
+                _ => &[flag],
+            };
+            for key in aliases {
+                if let Some(v) = profile.get(*key) {
+                    return Some((key.to_string(), self.strings(key, v.get_ref())));
+                }
+            }
+            // Writing a profile's credentials defaults to the profile's own name, as in `serve`.
+            if chain == ["aws", "write-profile"] && flag == "profile" {
+                return self
+                    .profile_name
+                    .map(|n| (flag.into(), vec![n.to_string()]));
+            }
+            if chain == ["aws", "serve"] && flag == "imds" && profile.get("imds_listen").is_some() {
+                return Some(("imds_listen".into(), vec!["true".into()]));
+            }
+        }
+        if let Some(v) = self.defaults.and_then(|d| d.get(flag)) {
+            return Some((flag.to_string(), self.strings(flag, v.get_ref())));
+        }
+        match (flag, &self.log_format) {
+            ("log_format", Some(format)) => Some((flag.into(), vec![format.clone()])),
+            _ => None,
+        }
+    }
+
+    fn strings(&self, key: &str, value: &DeValue<'_>) -> Vec<String> {
+        match value {
+            DeValue::Array(items) => items
+                .iter()
+                .flat_map(|item| self.strings(key, item.get_ref()))
+                .collect(),
+            DeValue::String(s) if PATH_KEYS.contains(&key) => {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                vec![dir.join(s.as_ref()).display().to_string()]
+            }
+            DeValue::String(s) => vec![s.to_string()],
+            DeValue::Integer(i) => vec![i64::from_str_radix(i.as_str(), i.radix())
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| i.as_str().to_string())],
+            DeValue::Float(f) => vec![f.as_str().to_string()],
+            DeValue::Boolean(b) => vec![b.to_string()],
+            DeValue::Datetime(d) => vec![d.to_string()],
+            DeValue::Table(_) => Vec::new(),
+        }
+    }
+}
+
+/// Sets the file's values as defaults on the command `chain` leads to, and on the root's
+/// global flags.
+fn apply(
+    root: clap::Command,
+    chain: &[&str],
+    values: &FileValues<'_>,
+) -> Result<clap::Command, ConfigDefaultsError> {
+    let mut error = None;
+    let root = with_defaults(root, &[], chain, values, &mut error);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(root),
+    }
+}
+
+fn with_defaults(
+    mut command: clap::Command,
+    depth: &[&str],
+    chain: &[&str],
+    values: &FileValues<'_>,
+    error: &mut Option<ConfigDefaultsError>,
+) -> clap::Command {
+    let is_leaf = depth.len() == chain.len();
+    let ids: Vec<(String, String)> = command
+        .get_arguments()
+        .filter(|a| is_leaf || a.is_global_set())
+        .filter_map(|a| Some((a.get_id().to_string(), snake(a.get_long()?))))
+        .collect();
+    for (id, flag) in ids {
+        let Some((key, found)) = values.lookup(chain, &flag) else {
+            continue;
+        };
+        if found.is_empty() {
+            continue;
+        }
+        command = command.mut_arg(id.as_str(), |arg| {
+            let many = matches!(arg.get_action(), ArgAction::Append)
+                || arg.get_value_delimiter().is_some();
+            let arg = arg.required(false);
+            match arg.get_action() {
+                ArgAction::Count => arg,
+                ArgAction::SetTrue | ArgAction::SetFalse => arg.default_value(found[0].clone()),
+                _ if many => arg.default_values(found.clone()),
+                _ if found.len() == 1 => arg.default_value(found[0].clone()),
+                _ => {
+                    error.get_or_insert(ConfigDefaultsError::NotAFlagValue {
+                        path: values.path.to_path_buf(),
+                        key: key.clone(),
+                        flag: flag.replace('_', "-"),
+                    });
+                    arg
+                }
+            }
+        });
+    }
+    if let Some(next) = chain.get(depth.len()) {
+        let mut deeper = depth.to_vec();
+        deeper.push(next);
+        command = command.mut_subcommand(*next, |sub| {
+            with_defaults(sub, &deeper, chain, values, error)
+        });
+    }
+    command
+}

@@ -1,0 +1,388 @@
+//! The command line as people meet it: `--help` of every command (snapshots, each with an
+//! example), shell completions, man pages, and flag values taken from keyless.toml with the
+//! documented precedence (command line > KEYLESS_* > profile > [defaults] > built-in).
+//!
+//! Help snapshots live in tests/data/help/; after an intended change regenerate them with
+//! `KEYLESS_UPDATE_SNAPSHOTS=1 cargo test --test cli` and review the diff.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::CommandFactory;
+use support::{expect_success, LabWorld};
+
+/// Every command path: `[]`, `["aws"]`, `["aws", "credentials"]`, ...
+fn command_paths(command: &clap::Command, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
+    out.push(prefix.clone());
+    for sub in command.get_subcommands() {
+        let mut path = prefix.clone();
+        path.push(sub.get_name().to_string());
+        command_paths(sub, path, out);
+    }
+}
+
+fn all_paths() -> Vec<Vec<String>> {
+    let mut paths = Vec::new();
+    command_paths(&keyless::cli::Cli::command(), Vec::new(), &mut paths);
+    paths
+}
+
+/// The binary with nothing from the developer's environment (no KEYLESS_*, no config file).
+fn bare_keyless(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyless"));
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("COLUMNS", "100")
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+fn snapshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/help")
+}
+
+#[test]
+fn every_command_has_help_with_an_example_matching_its_snapshot() {
+    let home = tempfile::tempdir().unwrap();
+    let update = std::env::var_os("KEYLESS_UPDATE_SNAPSHOTS").is_some();
+    let mut mismatched = Vec::new();
+    let paths = all_paths();
+    for path in &paths {
+        let out = expect_success(bare_keyless(home.path()).args(path).arg("--help"));
+        let name = if path.is_empty() {
+            "keyless".to_string()
+        } else {
+            format!("keyless-{}", path.join("-"))
+        };
+        let file = snapshot_dir().join(format!("{name}.txt"));
+        if update {
+            std::fs::create_dir_all(snapshot_dir()).unwrap();
+            std::fs::write(&file, &out.stdout).unwrap();
+        } else {
+            let expected = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+                panic!(
+                    "no snapshot {}; run with KEYLESS_UPDATE_SNAPSHOTS=1",
+                    file.display()
+                )
+            });
+            if expected != out.stdout {
+                mismatched.push(name.clone());
+            }
+        }
+        let has_subcommands = out.stdout.contains("\nCommands:\n");
+        if !has_subcommands {
+            assert!(
+                out.stdout.contains("Example"),
+                "`keyless {}` --help has no example:\n{}",
+                path.join(" "),
+                out.stdout
+            );
+        }
+    }
+    assert!(
+        mismatched.is_empty(),
+        "--help changed for {mismatched:?}; if intended, run KEYLESS_UPDATE_SNAPSHOTS=1 cargo test --test cli and review the diff"
+    );
+    // No stale snapshots of commands that no longer exist.
+    let snapshots = std::fs::read_dir(snapshot_dir()).unwrap().count();
+    assert_eq!(
+        snapshots,
+        paths.len(),
+        "a snapshot without a command in tests/data/help"
+    );
+}
+
+#[test]
+fn the_top_level_help_documents_exit_codes_env_and_the_config_file() {
+    let home = tempfile::tempdir().unwrap();
+    let out = expect_success(bare_keyless(home.path()).arg("--help"));
+    for needle in [
+        "Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 refused",
+        "KEYLESS_* environment variable",
+        "--config-profile",
+        "--log-format json",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn completions_for_every_shell_know_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = expect_success(bare_keyless(home.path()).args(["completions", shell]));
+        for word in [
+            "credentials",
+            "write-profile",
+            "id-token",
+            "role-arn",
+            "config-profile",
+        ] {
+            assert!(out.stdout.contains(word), "{shell} completion lacks {word}");
+        }
+        // The scripts are at least valid syntax for the shells installed here.
+        let check: &[&str] = match shell {
+            "bash" => &["bash", "-n"],
+            "zsh" => &["zsh", "-n"],
+            "fish" => &["fish", "--no-execute"],
+            _ => continue,
+        };
+        let script = home.path().join(format!("keyless.{shell}"));
+        std::fs::write(&script, &out.stdout).unwrap();
+        match Command::new(check[0])
+            .args(&check[1..])
+            .arg(&script)
+            .output()
+        {
+            Ok(result) => assert!(
+                result.status.success(),
+                "{shell} rejects the completion script: {}",
+                String::from_utf8_lossy(&result.stderr)
+            ),
+            Err(_) => assert_ne!(shell, "bash", "bash must be installed"),
+        }
+    }
+}
+
+#[test]
+fn man_pages_cover_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    let page = expect_success(bare_keyless(home.path()).arg("man"));
+    assert!(page.stdout.contains(".TH keyless 1"), "{}", page.stdout);
+    assert!(
+        page.stdout.contains("Exit codes"),
+        "the page carries the after-help"
+    );
+    let dir = home.path().join("man1");
+    expect_success(
+        bare_keyless(home.path())
+            .args(["man", "--out-dir"])
+            .arg(&dir),
+    );
+    for path in all_paths() {
+        let name = if path.is_empty() {
+            "keyless.1".to_string()
+        } else {
+            format!("keyless-{}.1", path.join("-"))
+        };
+        let text = std::fs::read_to_string(dir.join(&name))
+            .unwrap_or_else(|_| panic!("no man page {name}"));
+        assert!(text.contains(".TH "), "{name} is not a man page");
+    }
+}
+
+/// keyless.toml supplies flag values to one-shot commands, with the documented precedence.
+#[tokio::test(flavor = "multi_thread")]
+async fn flags_come_from_keyless_toml_with_the_documented_precedence() {
+    let w = LabWorld::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyless.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\nsession_name = \"from-defaults\"\n\n\
+             [profile.deploy]\nrole_arn = \"{}\"\ntoken_file = \"run/deploy.jwt\"\n\n\
+             [profile.ci]\nrole_arn = \"{}\"\nsession_name = \"from-profile\"\n",
+            w.role("gcp-deploy"),
+            w.role("gcp-deploy"),
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let arn_of = |out: &support::CommandOutput| {
+        assert_eq!(out.code(), 0, "{out}");
+        out.json()["AssumedRoleUser"]["Arn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // The profile gives the role; [defaults] the session name.
+    let out = w
+        .keyless(&[
+            "--config",
+            config_arg,
+            "--config-profile",
+            "deploy",
+            "aws",
+            "credentials",
+            "--format",
+            "json",
+            "--no-cache",
+        ])
+        .await;
+    assert!(
+        arn_of(&out).ends_with("assumed-role/gcp-deploy/from-defaults"),
+        "{out}"
+    );
+
+    // The profile's own session_name beats [defaults]; the command line beats both.
+    let out = w
+        .keyless(&[
+            "--config",
+            config_arg,
+            "--config-profile",
+            "ci",
+            "aws",
+            "credentials",
+            "--format",
+            "json",
+            "--no-cache",
+        ])
+        .await;
+    assert!(
+        arn_of(&out).ends_with("assumed-role/gcp-deploy/from-profile"),
+        "{out}"
+    );
+    let out = w
+        .keyless(&[
+            "--config",
+            config_arg,
+            "--config-profile",
+            "ci",
+            "aws",
+            "credentials",
+            "--format",
+            "json",
+            "--no-cache",
+            "--session-name",
+            "from-flag",
+        ])
+        .await;
+    assert!(arn_of(&out).ends_with("/from-flag"), "{out}");
+
+    // KEYLESS_* beats the file too; and the file is found through the environment.
+    let out = w
+        .keyless_env(
+            &["aws", "credentials", "--format", "json", "--no-cache"],
+            &[
+                ("KEYLESS_CONFIG", config_arg),
+                ("KEYLESS_CONFIG_PROFILE", "ci"),
+                ("KEYLESS_SESSION_NAME", "from-env"),
+            ],
+        )
+        .await;
+    assert!(
+        arn_of(&out).ends_with("assumed-role/gcp-deploy/from-env"),
+        "{out}"
+    );
+
+    // A profile's channel keys mean the matching one-shot command's flags: write-profile writes
+    // the profile named after it, as `serve` would.
+    let out = w
+        .keyless(&[
+            "--config",
+            config_arg,
+            "--config-profile",
+            "deploy",
+            "aws",
+            "write-profile",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let written = std::fs::read_to_string(w.home.credentials_file()).unwrap();
+    assert!(
+        written.contains("[deploy]\naws_access_key_id = ASIA"),
+        "{written}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_config_file_is_read_from_xdg_config_home() {
+    let w = LabWorld::start().await;
+    // The home's XDG_CONFIG_HOME is <root>/config; keyless looks in keyless/keyless.toml there.
+    let xdg = w.home.home().parent().unwrap().join("config/keyless");
+    std::fs::create_dir_all(&xdg).unwrap();
+    std::fs::write(
+        xdg.join("keyless.toml"),
+        format!(
+            "[profile.deploy]\nrole_arn = \"{}\"\n",
+            w.role("gcp-deploy")
+        ),
+    )
+    .unwrap();
+    let out = w
+        .keyless(&[
+            "--config-profile",
+            "deploy",
+            "aws",
+            "credentials",
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains("assumed-role/gcp-deploy/"), "{out}");
+}
+
+#[test]
+fn config_mistakes_exit_2_and_say_where_and_how_to_fix() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("keyless.toml");
+    std::fs::write(
+        &config,
+        "[defaults]\nsts_endpont = \"http://127.0.0.1:1\"\n\n[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = bare_keyless(home.path());
+        cmd.arg("--config").arg(&config).args(args);
+        support::process::run(&mut cmd)
+    };
+    let out = run(&["aws", "credentials"]);
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("keyless.toml:2:1"), "{out}");
+    assert!(out.stderr.contains("did you mean `sts_endpoint`"), "{out}");
+
+    std::fs::write(
+        &config,
+        "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n",
+    )
+    .unwrap();
+    let out = run(&["--config-profile", "prod", "aws", "credentials"]);
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("no [profile.prod]"), "{out}");
+    assert!(
+        out.stderr.contains("the profiles there are: deploy"),
+        "{out}"
+    );
+
+    // --config-profile with no file at all names the file it looked for.
+    let mut cmd = bare_keyless(home.path());
+    cmd.args(["--config-profile", "deploy", "aws", "credentials"]);
+    let out = support::process::run(&mut cmd);
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains(".config/keyless/keyless.toml"), "{out}");
+}
+
+/// `[defaults]` reaches commands that have no profile at all, like lint's --fail-on.
+#[test]
+fn defaults_reach_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("keyless.toml");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lint");
+    // One medium finding: the built-in --fail-on high passes it, `medium` from the file fails it.
+    let file = corpus.join("provider-aws-account-condition.json");
+    let lint = |fail_on: &str| {
+        std::fs::write(&config, format!("[defaults]\nfail_on = \"{fail_on}\"\n")).unwrap();
+        let mut cmd = bare_keyless(home.path());
+        cmd.arg("--config").arg(&config).arg("lint").arg(&file);
+        support::process::run(&mut cmd).code()
+    };
+    assert_eq!(
+        lint("medium"),
+        1,
+        "[defaults] fail_on = medium fails a medium finding"
+    );
+    assert_eq!(lint("high"), 0);
+    // The command line still wins over the file.
+    let mut cmd = bare_keyless(home.path());
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["lint", "--fail-on", "medium"])
+        .arg(&file);
+    assert_eq!(support::process::run(&mut cmd).code(), 1);
+}
