@@ -7,6 +7,26 @@
 //! clouds that the tests and `keyless demo` run against. [`refresh`] keeps credentials fresh
 //! for the long-running servers and `keyless serve` ([`config`]); [`setup`] generates both
 //! clouds' trust configuration, which `keyless lint` and `keyless doctor` check with [`policy`].
+//!
+//! A Rust program on GCP that calls AWS plugs keyless into the AWS SDK in one line with
+//! [`deliver::aws_sdk::GoogleFederatedProvider`] (see `examples/aws_sdk_provider.rs`):
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use keyless::deliver::aws_sdk::GoogleFederatedProvider;
+//! let provider = GoogleFederatedProvider::builder("arn:aws:iam::123456789012:role/Deploy").build()?;
+//! let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+//!     .credentials_provider(provider)
+//!     .load()
+//!     .await;
+//! # let _ = config; Ok(()) }
+//! ```
+//!
+//! The lower layers are public for programs that need another shape:
+//! [`source::google::GoogleTokenSource`] and [`source::aws::AwsIdentitySource`] obtain an
+//! identity, [`exchange::aws_sts::exchange_web_identity`] and
+//! [`exchange::google_sts::exchange_subject_token`] trade it, and [`refresh::Refresher`] keeps
+//! any of them fresh.
 
 pub mod cache;
 pub mod cli;

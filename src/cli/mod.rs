@@ -2,6 +2,10 @@
 //!
 //! Flags are a contract users script against (DESIGN.md): the same flag means the same thing
 //! under every command, and each can also come from a `KEYLESS_*` environment variable.
+//!
+//! Doc comments on flags are their `--help` text, written for a terminal: bare URLs and
+//! `[defaults]` there are meant literally, not as rustdoc links.
+#![allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
 
 pub mod aws;
 pub mod completions;

@@ -153,7 +153,7 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
 /// Fails on the first channel this build cannot run, before anything starts.
 ///
 /// Hook for the servers: when `ecs_server`, `imds_server` and `gce_metadata_server` are merged,
-/// make [`start_channel`] start them and drop their arms here.
+/// make `start_channel` start them and drop their arms here.
 pub fn check_supported(config: &Config) -> Result<(), StartError> {
     for (name, profile) in &config.profiles {
         for channel in profile.channels() {

@@ -1,6 +1,7 @@
 //! Handing credentials to programs that know nothing about keyless.
 
 pub mod aws_files;
+pub mod aws_sdk;
 pub mod credential_process;
 pub mod ecs_server;
 pub mod env;

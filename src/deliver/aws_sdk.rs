@@ -1,0 +1,248 @@
+//! GCP → AWS inside a Rust program: a credentials provider for the AWS SDK for Rust.
+//!
+//! A Rust service on GKE or Cloud Run that calls AWS needs neither a sidecar nor a
+//! `credential_process`: it hands this provider to `aws_config` and every client built from that
+//! configuration gets credentials that the refresh engine keeps fresh (refreshed ahead of expiry,
+//! one exchange however many clients ask, never an expired credential).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let provider = keyless::deliver::aws_sdk::GoogleFederatedProvider::builder(
+//!     "arn:aws:iam::123456789012:role/DeploymentRole",
+//! )
+//! .build()?;
+//! let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+//!     .credentials_provider(provider) // the one line
+//!     .load()
+//!     .await;
+//! # let _ = config; Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
+use aws_credential_types::Credentials;
+
+use crate::exchange::aws_sts::{
+    ExchangeError, RetryPolicy, RoleArn, SessionName, StsEndpoint, WebIdentityRequest,
+};
+use crate::refresh::{AwsRoleProfile, AwsRoleUpstream, Clock, RefreshPolicy, Refresher};
+use crate::source::google::{GoogleTokenSource, SourceError, DEFAULT_AWS_AUDIENCE};
+
+/// Why the provider could not be built: the same mistakes the command line reports.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderBuildError {
+    /// The role ARN or session name is malformed.
+    #[error(transparent)]
+    Request(#[from] ExchangeError),
+    /// The token source is not one of `metadata`, `impersonate:EMAIL`, `file:PATH`, `command:CMD`.
+    #[error(transparent)]
+    TokenSource(#[from] SourceError),
+    /// The HTTP client could not be set up (TLS roots).
+    #[error("could not set up the HTTP client: {0}")]
+    Http(String),
+}
+
+/// Builds a [`GoogleFederatedProvider`]; defaults match `keyless aws credentials`.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    role_arn: String,
+    audience: String,
+    token_source: String,
+    iamcredentials_url: Option<String>,
+    session_name: Option<String>,
+    duration_seconds: Option<u32>,
+    sts_endpoint: Option<String>,
+    region: Option<String>,
+}
+
+impl Builder {
+    /// The ID token's audience, i.e. the trust policy's `accounts.google.com:oaud`
+    /// (default `sts.amazonaws.com`).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into();
+        self
+    }
+
+    /// Where the Google ID token comes from, as `--token-source` (default `metadata`).
+    pub fn token_source(mut self, spec: impl Into<String>) -> Self {
+        self.token_source = spec.into();
+        self
+    }
+
+    /// The IAM Credentials base URL for `impersonate:` sources.
+    pub fn iamcredentials_url(mut self, url: impl Into<String>) -> Self {
+        self.iamcredentials_url = Some(url.into());
+        self
+    }
+
+    /// The role session name that CloudTrail shows (default: derived from the token).
+    pub fn session_name(mut self, name: impl Into<String>) -> Self {
+        self.session_name = Some(name.into());
+        self
+    }
+
+    /// How long each set of credentials lasts, 900–43200 seconds.
+    pub fn duration_seconds(mut self, seconds: u32) -> Self {
+        self.duration_seconds = Some(seconds);
+        self
+    }
+
+    /// The STS endpoint (default: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else by region).
+    pub fn sts_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.sts_endpoint = Some(url.into());
+        self
+    }
+
+    /// The region whose STS endpoint to use (default: `AWS_REGION`, `AWS_DEFAULT_REGION`).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Checks the settings and returns the provider. Nothing is fetched yet: the first
+    /// `provide_credentials` call does the exchange. Inside a Tokio runtime a background task
+    /// also keeps the credentials fresh ahead of expiry.
+    pub fn build(self) -> Result<GoogleFederatedProvider, ProviderBuildError> {
+        let role_arn = RoleArn::parse(&self.role_arn)?;
+        let session_name = self
+            .session_name
+            .as_deref()
+            .map(SessionName::parse)
+            .transpose()?;
+        let region = self.region.or_else(|| {
+            ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
+        });
+        let profile = AwsRoleProfile {
+            token_source: GoogleTokenSource::parse(
+                &self.token_source,
+                self.iamcredentials_url.as_deref(),
+            )?,
+            audience: self.audience,
+            request: WebIdentityRequest {
+                role_arn: role_arn.clone(),
+                session_name,
+                duration_seconds: self.duration_seconds,
+                policy: None,
+                policy_arns: Vec::new(),
+            },
+            endpoint: StsEndpoint::resolve(self.sts_endpoint.as_deref(), region.as_deref()),
+            retry: RetryPolicy::default(),
+        };
+        let http =
+            crate::http_client::build().map_err(|e| ProviderBuildError::Http(e.to_string()))?;
+        let refresher = Refresher::new(
+            role_arn.as_str(),
+            AwsRoleUpstream { profile, http },
+            RefreshPolicy::default(),
+            Clock::System,
+        );
+        let keeper = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|_| Arc::new(AbortOnDrop(refresher.spawn_keeper())));
+        Ok(GoogleFederatedProvider { refresher, keeper })
+    }
+}
+
+/// Stops the background refresh when the last clone of the provider goes away.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// AWS credentials for a role, obtained with this workload's Google identity and kept fresh;
+/// implements the AWS SDK's [`ProvideCredentials`]. Cheap to clone: clones share one credential.
+#[derive(Clone)]
+pub struct GoogleFederatedProvider {
+    refresher: Refresher<AwsRoleUpstream>,
+    keeper: Option<Arc<AbortOnDrop>>,
+}
+
+impl std::fmt::Debug for GoogleFederatedProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleFederatedProvider")
+            .field("role", &self.refresher.name())
+            .field("background_refresh", &self.keeper.is_some())
+            .finish()
+    }
+}
+
+impl GoogleFederatedProvider {
+    /// A builder for `role_arn` with the command line's defaults.
+    pub fn builder(role_arn: impl Into<String>) -> Builder {
+        Builder {
+            role_arn: role_arn.into(),
+            audience: DEFAULT_AWS_AUDIENCE.to_string(),
+            token_source: "metadata".into(),
+            iamcredentials_url: None,
+            session_name: None,
+            duration_seconds: None,
+            sts_endpoint: None,
+            region: None,
+        }
+    }
+
+    /// The current credentials, in the SDK's type.
+    pub async fn credentials(&self) -> Result<Credentials, CredentialsError> {
+        let (role, expires_at) = self
+            .refresher
+            .get()
+            .await
+            .map_err(CredentialsError::provider_error)?;
+        let creds = role.credentials;
+        Ok(Credentials::new(
+            creds.access_key_id,
+            creds.secret_access_key.expose(),
+            creds.session_token.map(|t| t.expose().to_string()),
+            Some(SystemTime::from(expires_at)),
+            "keyless",
+        ))
+    }
+}
+
+impl ProvideCredentials for GoogleFederatedProvider {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.credentials())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mistakes_are_caught_when_building() {
+        let err = GoogleFederatedProvider::builder("not-an-arn")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("not-an-arn"), "{err}");
+        let err = GoogleFederatedProvider::builder("arn:aws:iam::123456789012:role/R")
+            .token_source("somewhere")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ProviderBuildError::TokenSource(_)), "{err}");
+    }
+
+    #[test]
+    fn debug_shows_the_role_and_nothing_secret() {
+        let provider = GoogleFederatedProvider::builder("arn:aws:iam::123456789012:role/R")
+            .build()
+            .unwrap();
+        let text = format!("{provider:?}");
+        assert!(text.contains("role/R"), "{text}");
+        assert!(
+            text.contains("background_refresh: false"),
+            "outside a runtime: {text}"
+        );
+    }
+}
