@@ -576,7 +576,7 @@ fn pods_run_keyless_as_a_hardened_native_sidecar() {
             check_env_references(container, &at);
         }
 
-        check_wiring(pod, keyless, app, &args, &all, &at);
+        check_wiring(o, keyless, app, &args, &all, &at);
     }
     assert_eq!(workloads, 10, "5 plain workloads and their 5 renders");
 }
@@ -673,13 +673,14 @@ fn mount_path<'a>(container: &'a Value, volume: &str) -> Option<&'a Value> {
 /// The app reaches what keyless serves: the same address, token file and role, through the
 /// shared in-memory volume; the session name comes from the pod's namespace and name.
 fn check_wiring(
-    pod: &Value,
+    workload: &Object,
     keyless: &Value,
     app: &Value,
     args: &[String],
     all: &[Object],
     at: &str,
 ) {
+    let pod = workload.pod_spec().unwrap();
     let words: Vec<&str> = args
         .iter()
         .take_while(|a| !a.starts_with('-'))
@@ -775,11 +776,7 @@ fn check_wiring(
                 "{at}"
             );
             let app_name = app["name"].as_str().unwrap();
-            let template = all
-                .iter()
-                .find(|o| o.pod_spec() == Some(pod))
-                .map(|o| &o.value["spec"]["template"]["metadata"]["annotations"])
-                .unwrap();
+            let template = &workload.value["spec"]["template"]["metadata"]["annotations"];
             assert_eq!(
                 template["eks.amazonaws.com/skip-containers"], app_name,
                 "{at}: the app container must not get the AWS role"
