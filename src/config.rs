@@ -913,7 +913,7 @@ impl Checker<'_> {
                         v,
                         &ctx.dotted("session_name"),
                         format!("session_name {s:?} breaks STS's rules"),
-                        "2 to 64 characters of letters, digits and _+=,.@-",
+                        "at least 2 characters of letters, digits and _+=,.@- (longer than 64 is shortened in the middle)",
                     )
                 })
                 .ok()

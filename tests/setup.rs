@@ -105,14 +105,6 @@ fn python() -> String {
     support::venv::bin("python").display().to_string()
 }
 
-fn tool_installed(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 fn write_temp(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
@@ -183,7 +175,7 @@ fn shell_scripts_are_valid_bash() {
         ("gcp-to-aws.sh", gcp_to_aws("shell", &[])),
         ("aws-to-gcp.sh", aws_to_gcp("shell")),
     ];
-    let shellcheck = tool_installed("shellcheck");
+    let shellcheck = support::tools::installed("shellcheck");
     assert!(
         shellcheck || std::env::var_os("CI").is_none(),
         "CI must check the generated scripts with shellcheck: .ci/run installs it (apt-get install shellcheck)"

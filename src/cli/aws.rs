@@ -86,7 +86,8 @@ pub struct ExchangeArgs {
     #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = "metadata")]
     pub token_source: String,
 
-    /// The role session name (shows in CloudTrail); default: the token's email local part @ host name.
+    /// The role session name (shows in CloudTrail; one over 64 characters is shortened in the
+    /// middle); default: the token's email local part @ host name.
     #[arg(long, env = "KEYLESS_SESSION_NAME")]
     pub session_name: Option<String>,
 

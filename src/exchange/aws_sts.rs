@@ -76,16 +76,24 @@ impl std::fmt::Display for RoleArn {
 pub struct SessionName(String);
 
 impl SessionName {
-    /// Checks a name the user chose: 2–64 characters of `[\w+=,.@-]`, as STS demands.
+    /// Checks a name the user chose: at least 2 characters of `[\w+=,.@-]`, as STS demands. A
+    /// name longer than STS's 64 is shortened in the middle to `HEAD..TAIL` (31 + 2 + 31), so
+    /// `$(POD_NAMESPACE).$(POD_NAME)` from a pod's downward API keeps the namespace and the pod's
+    /// unique suffix instead of failing for a long namespace or workload name.
     pub fn parse(text: &str) -> Result<Self, ExchangeError> {
-        let valid_len = (2..=64).contains(&text.chars().count());
-        if valid_len && text.chars().all(is_session_char) {
-            Ok(Self(text.to_string()))
-        } else {
-            Err(ExchangeError::InvalidSessionName {
+        let chars: Vec<char> = text.chars().collect();
+        if chars.len() < 2 || !chars.iter().copied().all(is_session_char) {
+            return Err(ExchangeError::InvalidSessionName {
                 name: text.to_string(),
-            })
+            });
         }
+        if chars.len() <= SESSION_NAME_MAX {
+            return Ok(Self(text.to_string()));
+        }
+        let keep = (SESSION_NAME_MAX - 2) / 2;
+        let head: String = chars[..keep].iter().collect();
+        let tail: String = chars[chars.len() - keep..].iter().collect();
+        Ok(Self(format!("{head}..{tail}")))
     }
 
     /// Derives a name that says who and where: `LOCALPART@HOST` from the token's email (or
@@ -120,6 +128,9 @@ impl SessionName {
         &self.0
     }
 }
+
+/// STS's limit on `RoleSessionName`.
+const SESSION_NAME_MAX: usize = 64;
 
 fn is_session_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_+=,.@-".contains(c)
@@ -218,7 +229,7 @@ pub enum ExchangeError {
     InvalidRoleArn { arn: String, why: String },
 
     /// The session name breaks STS's rules.
-    #[error("{name:?} is not a valid role session name\n  hint: use 2 to 64 characters of letters, digits and _+=,.@-")]
+    #[error("{name:?} is not a valid role session name\n  hint: use at least 2 characters of letters, digits and _+=,.@- (a name longer than 64 is shortened in the middle)")]
     InvalidSessionName { name: String },
 
     /// The trust policy (or the IdP's claims check) refused this identity.
@@ -780,7 +791,27 @@ mod tests {
         assert!(SessionName::parse("ok-name").is_ok());
         assert!(SessionName::parse("x").is_err());
         assert!(SessionName::parse("has space").is_err());
-        assert!(SessionName::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn long_session_names_keep_their_start_and_end() {
+        let pod = "payments-production-eu-west-1.checkout-api-worker-7d9c8b6f5d-x2k9f";
+        let name = SessionName::parse(pod).unwrap();
+        assert_eq!(
+            name.as_str(),
+            "payments-production-eu-west-1.c..out-api-worker-7d9c8b6f5d-x2k9f"
+        );
+        assert_eq!(name.as_str().len(), 64);
+        assert_eq!(
+            SessionName::parse(&"a".repeat(64)).unwrap().as_str(),
+            "a".repeat(64)
+        );
+        let long = SessionName::parse(&format!("{}.{}", "n".repeat(63), "p".repeat(253))).unwrap();
+        assert_eq!(
+            long.as_str(),
+            format!("{}..{}", "n".repeat(31), "p".repeat(31))
+        );
+        assert!(SessionName::parse(&"a b".repeat(30)).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod lab_world;
 pub mod moto;
 pub mod process;
 pub mod service;
+pub mod tools;
 pub mod venv;
 
 pub use aws_home::AwsHome;
