@@ -38,6 +38,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How log lines look, unless `--log-format` says otherwise.
     pub log_format: Option<LogFormat>,
+    /// `allow_remote = true`: the endpoints may listen on non-loopback addresses (and accept any
+    /// `Host`), like `--allow-remote`.
+    pub allow_remote: bool,
     /// The profiles by name.
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -344,18 +347,36 @@ pub struct Problem {
     pub hint: Option<String>,
 }
 
+/// What the command line adds to the file's checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// `--allow-remote` (or `KEYLESS_ALLOW_REMOTE`): non-loopback listen addresses are accepted
+    /// even without `allow_remote = true` in the file.
+    pub allow_remote: bool,
+}
+
 /// Reads and validates `path`. Relative paths inside are relative to the file's directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, LoadOptions::default())
+}
+
+/// [`load`], with what the command line says.
+pub fn load_with(path: &Path, options: LoadOptions) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         path: path.to_path_buf(),
         cause: e.to_string(),
     })?;
-    parse(&text, path)
+    parse_with(&text, path, options)
 }
 
 /// Validates `text`, the content of `path` (named in messages; its directory anchors relative
 /// paths).
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    parse_with(text, path, LoadOptions::default())
+}
+
+/// [`parse`], with what the command line says.
+pub fn parse_with(text: &str, path: &Path, options: LoadOptions) -> Result<Config, ConfigError> {
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -365,6 +386,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let mut checker = Checker {
         text,
         base,
+        options,
         problems: Vec::new(),
     };
     let config = match DeTable::parse(text) {
@@ -402,7 +424,7 @@ pub fn peek_log_format(path: &Path) -> Option<LogFormat> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["metrics_listen", "log_format", "profile"];
+const TOP_KEYS: &[&str] = &["metrics_listen", "log_format", "allow_remote", "profile"];
 
 /// Keys both directions have.
 const COMMON_KEYS: &[&str] = &["audience", "iamcredentials_url"];
@@ -468,6 +490,7 @@ type Entry<'a, 'i> = (
 struct Checker<'t> {
     text: &'t str,
     base: PathBuf,
+    options: LoadOptions,
     problems: Vec<Problem>,
 }
 
@@ -517,6 +540,7 @@ impl Checker<'_> {
     fn config(&mut self, doc: &DeTable<'_>) -> Option<Config> {
         let mut metrics_listen = None;
         let mut log_format = None;
+        let mut allow_remote = false;
         let mut profiles = BTreeMap::new();
         let mut claims = Vec::new();
         let mut saw_profiles = false;
@@ -549,6 +573,9 @@ impl Checker<'_> {
                         }
                         None => None,
                     }
+                }
+                "allow_remote" => {
+                    allow_remote = self.boolean(value, "allow_remote").unwrap_or(false);
                 }
                 "profile" => {
                     saw_profiles = true;
@@ -590,11 +617,43 @@ impl Checker<'_> {
             );
         }
         self.duplicates(&claims);
+        if !(allow_remote || self.options.allow_remote) {
+            self.remote_listens(&claims);
+        }
         Some(Config {
             metrics_listen,
             log_format,
+            allow_remote,
             profiles,
         })
+    }
+
+    /// A credential endpoint on a non-loopback address without `allow_remote` (`/metrics` holds
+    /// no credential and may listen anywhere).
+    fn remote_listens(&mut self, claims: &[Claim]) {
+        for claim in claims {
+            let ClaimedResource::Listen(addr) = claim.resource else {
+                continue;
+            };
+            if addr.ip().is_loopback() || claim.key == "metrics_listen" {
+                continue;
+            }
+            self.problem(
+                ProblemKind::InvalidValue,
+                claim.span.clone(),
+                &claim.key,
+                format!(
+                    "{} = \"{addr}\" is not a loopback address: anything that can reach it could \
+                     take the credentials it hands out",
+                    claim.key
+                ),
+                Some(
+                    "listen on 127.0.0.1:PORT, or put allow_remote = true at the top of the file \
+                     (or pass --allow-remote) if other hosts or containers must reach it"
+                        .into(),
+                ),
+            );
+        }
     }
 
     fn duplicates(&mut self, claims: &[Claim]) {
@@ -1723,8 +1782,36 @@ duration = 900
     }
 
     #[test]
+    fn a_non_loopback_endpoint_needs_allow_remote() {
+        let text = r#"metrics_listen = "0.0.0.0:9090"
+[profile.a]
+role_arn = "arn:aws:iam::123456789012:role/a"
+imds_listen = "0.0.0.0:9911"
+"#;
+        let (p, message) = problem(text);
+        assert_at(
+            &p,
+            ProblemKind::InvalidValue,
+            "profile.a.imds_listen",
+            4,
+            15,
+        );
+        assert!(message.contains("not a loopback address"), "{message}");
+        assert!(message.contains("allow_remote = true"), "{message}");
+        assert!(message.contains("--allow-remote"), "{message}");
+        // The file's key or the flag accepts it; /metrics alone never needs it.
+        let config = parse_at(&format!("allow_remote = true\n{text}")).unwrap();
+        assert!(config.allow_remote);
+        let options = LoadOptions { allow_remote: true };
+        let config = parse_with(text, Path::new("/etc/keyless/keyless.toml"), options).unwrap();
+        assert!(!config.allow_remote);
+        parse_at(&text.replace("0.0.0.0:9911", "127.0.0.1:9911")).unwrap();
+    }
+
+    #[test]
     fn duplicate_listen_addresses_across_profiles_name_both_places() {
-        let text = r#"[profile.a]
+        let text = r#"allow_remote = true
+[profile.a]
 role_arn = "arn:aws:iam::123456789012:role/a"
 ecs_listen = "127.0.0.1:9911"
 [profile.b]
@@ -1736,11 +1823,11 @@ gce_metadata_listen = "0.0.0.0:9911"
             &p,
             ProblemKind::DuplicateListen,
             "profile.b.gce_metadata_listen",
-            6,
+            7,
             23,
         );
         assert!(
-            message.contains("already used by profile.a.ecs_listen at line 3, column 14"),
+            message.contains("already used by profile.a.ecs_listen at line 4, column 14"),
             "{message}"
         );
         // Port 0 means "any free port": never a clash.

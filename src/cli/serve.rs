@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// each reload; removed on exit.
     #[arg(long, env = "KEYLESS_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+
+    /// Allow the endpoints to listen on non-loopback addresses (as allow_remote = true in the
+    /// file does): anything that can reach them can take credentials.
+    #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
+    pub allow_remote: bool,
 }
 
 /// Why a profile could not start.
@@ -75,7 +80,10 @@ pub enum StartError {
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
 pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
-    let config = match config::load(&args.config) {
+    let options = config::LoadOptions {
+        allow_remote: args.allow_remote,
+    };
+    let config = match config::load_with(&args.config, options) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("keyless: {e}");
@@ -99,7 +107,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
         .or_else(|| config.metrics_listen.map(|a| a.to_string()));
     let (metrics_local, metrics_task) = match &metrics_addr {
         Some(addr) => {
-            let listener = server::bind(addr).await?;
+            let listener = server::bind(addr, server::Endpoint::Metrics, false).await?;
             let local = listener.local_addr().ok();
             let router = registry.router();
             let task = tokio::spawn(server::serve(listener, router, async {
@@ -116,6 +124,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<i32> {
 
     let mut daemon = Daemon {
         config_path: args.config.clone(),
+        options,
+        allow_remote: args.allow_remote || config.allow_remote,
         ready_file: args.ready_file.clone(),
         metrics_from_flag: args.metrics_listen.is_some(),
         metrics_local,
@@ -185,6 +195,10 @@ fn unsupported_channel(channel: &Channel) -> Option<&'static str> {
 /// What the daemon holds: the running profiles and what the ready file reports.
 struct Daemon {
     config_path: PathBuf,
+    /// What the command line adds to the file's checks.
+    options: config::LoadOptions,
+    /// Whether endpoints may listen beyond loopback (flag or file), for profiles started now.
+    allow_remote: bool,
     ready_file: Option<PathBuf>,
     metrics_from_flag: bool,
     metrics_local: Option<SocketAddr>,
@@ -220,7 +234,7 @@ impl Daemon {
     async fn reload(&mut self) {
         self.generation += 1;
         tracing::info!(config = %self.config_path.display(), "SIGHUP: reloading");
-        let loaded = config::load(&self.config_path)
+        let loaded = config::load_with(&self.config_path, self.options)
             .map_err(|e| e.to_string())
             .and_then(|c| check_supported(&c).map(|()| c).map_err(|e| e.to_string()));
         match loaded {
@@ -232,6 +246,7 @@ impl Daemon {
                     );
                 }
                 self.file_metrics_listen = config.metrics_listen;
+                self.allow_remote = self.options.allow_remote || config.allow_remote;
                 self.apply_changes(config).await;
             }
             Err(e) => {
@@ -376,6 +391,7 @@ impl Daemon {
                             id_token: id_token.as_ref(),
                             role_arn: &p.role_arn,
                             region: p.region.as_deref(),
+                            allow_remote: self.allow_remote,
                         },
                         tx,
                     )?;
@@ -395,9 +411,13 @@ impl Daemon {
                         self.http.clone(),
                         self.registry.clone(),
                     );
-                    running
-                        .tasks
-                        .push(spawn_server(name, *listen, endpoint.router())?);
+                    running.tasks.push(spawn_server(
+                        name,
+                        *listen,
+                        server::Endpoint::GceMetadata,
+                        self.allow_remote,
+                        endpoint.router(),
+                    )?);
                 }
             }
         }
@@ -493,6 +513,7 @@ fn start_channel(
         id_token,
         role_arn,
         region,
+        allow_remote,
     } = sources;
     let missing = || StartError::Profile {
         profile: profile.to_string(),
@@ -554,13 +575,25 @@ fn start_channel(
                     cause: format!("{e:#}"),
                 })?;
             let _ = first.send(Ok(()));
-            spawn_server(profile, *listen, ecs_server::router(refresher, token))
+            spawn_server(
+                profile,
+                *listen,
+                server::Endpoint::EcsCredentials,
+                allow_remote,
+                ecs_server::router(refresher, token),
+            )
         }
         Channel::ImdsServer { listen } => {
             let refresher = role.ok_or_else(missing)?.clone();
             let identity = imds_server::InstanceIdentity::for_role(role_arn, region);
             let _ = first.send(Ok(()));
-            spawn_server(profile, *listen, imds_server::router(refresher, identity))
+            spawn_server(
+                profile,
+                *listen,
+                server::Endpoint::Imds,
+                allow_remote,
+                imds_server::router(refresher, identity),
+            )
         }
         Channel::GceMetadataServer { .. } => Err(StartError::Profile {
             profile: profile.to_string(),
@@ -575,6 +608,8 @@ struct ChannelSources<'a> {
     id_token: Option<&'a Refresher<GoogleIdTokenUpstream>>,
     role_arn: &'a RoleArn,
     region: Option<&'a str>,
+    /// Whether the endpoints may listen beyond loopback.
+    allow_remote: bool,
 }
 
 /// Binds `listen` now (so a clash is reported at start) and serves `router` until the profile
@@ -582,22 +617,15 @@ struct ChannelSources<'a> {
 fn spawn_server(
     profile: &str,
     listen: SocketAddr,
+    endpoint: server::Endpoint,
+    allow_remote: bool,
     router: axum::Router,
 ) -> Result<JoinHandle<()>, StartError> {
-    let bind_error = |cause: String| StartError::Profile {
-        profile: profile.to_string(),
-        cause: format!("could not listen on {listen}: {cause}"),
-    };
-    let std_listener =
-        std::net::TcpListener::bind(listen).map_err(|e| bind_error(e.to_string()))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| bind_error(e.to_string()))?;
     let listener =
-        tokio::net::TcpListener::from_std(std_listener).map_err(|e| bind_error(e.to_string()))?;
-    if !listen.ip().is_loopback() {
-        tracing::warn!(%listen, "listening on a non-loopback address: anything that can reach it can take credentials");
-    }
+        server::bind_now(listen, endpoint, allow_remote).map_err(|e| StartError::Profile {
+            profile: profile.to_string(),
+            cause: e.to_string(),
+        })?;
     let name = profile.to_string();
     Ok(tokio::spawn(async move {
         if let Err(e) = server::serve(listener, router, std::future::pending()).await {
