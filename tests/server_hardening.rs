@@ -541,7 +541,11 @@ async fn thousands_of_idle_connections_neither_block_nor_exhaust_the_server() {
         let idle: Vec<TcpStream> = (0..count).map(|_| connect(server.addr)).collect();
         // The server holds one descriptor per accepted connection: wait (bounded) until it
         // holds them all, then a normal request must still be answered at once.
-        let fds_during = wait_for_fds(pid, fds_before + count - SLACK, TIMEOUT / 2);
+        let fds_during = wait_for_fds(
+            pid,
+            fds_before + count - SLACK,
+            TIMEOUT - Duration::from_secs(2),
+        );
         let served_in = server.assert_serves("with thousands of idle connections");
         let rss_during = rss_kib(pid);
         let mut closed = 0;
