@@ -38,6 +38,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How log lines look, unless `--log-format` says otherwise.
     pub log_format: Option<LogFormat>,
+    /// `allow_remote = true`: the endpoints may listen on non-loopback addresses (and accept any
+    /// `Host`), like `--allow-remote`.
+    pub allow_remote: bool,
     /// The profiles by name.
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -352,6 +355,9 @@ pub struct ReadFor {
     pub one_shot: bool,
     /// The flag names `[defaults]` may set (every command's, snake_case); `None` accepts any.
     pub known_flags: Option<Vec<String>>,
+    /// `--allow-remote` (or `KEYLESS_ALLOW_REMOTE`): non-loopback listen addresses are accepted
+    /// even without `allow_remote = true` in the file.
+    pub allow_remote: bool,
 }
 
 /// Reads and validates `path` for the daemon. Relative paths inside are relative to the file's
@@ -424,7 +430,13 @@ pub fn peek_log_format(path: &Path) -> Option<LogFormat> {
     }
 }
 
-const TOP_KEYS: &[&str] = &["metrics_listen", "log_format", "defaults", "profile"];
+const TOP_KEYS: &[&str] = &[
+    "metrics_listen",
+    "log_format",
+    "allow_remote",
+    "defaults",
+    "profile",
+];
 
 /// Keys both directions have.
 const COMMON_KEYS: &[&str] = &["audience", "iamcredentials_url"];
@@ -540,6 +552,7 @@ impl Checker<'_> {
     fn config(&mut self, doc: &DeTable<'_>) -> Option<Config> {
         let mut metrics_listen = None;
         let mut log_format = None;
+        let mut allow_remote = false;
         let mut profiles = BTreeMap::new();
         let mut claims = Vec::new();
         let mut saw_profiles = false;
@@ -580,6 +593,9 @@ impl Checker<'_> {
                         }
                         None => None,
                     }
+                }
+                "allow_remote" => {
+                    allow_remote = self.boolean(value, "allow_remote").unwrap_or(false);
                 }
                 "profile" => {
                     saw_profiles = true;
@@ -623,11 +639,43 @@ impl Checker<'_> {
             );
         }
         self.duplicates(&claims);
+        if !(allow_remote || self.reader.allow_remote) {
+            self.remote_listens(&claims);
+        }
         Some(Config {
             metrics_listen,
             log_format,
+            allow_remote,
             profiles,
         })
+    }
+
+    /// A credential endpoint on a non-loopback address without `allow_remote` (`/metrics` holds
+    /// no credential and may listen anywhere).
+    fn remote_listens(&mut self, claims: &[Claim]) {
+        for claim in claims {
+            let ClaimedResource::Listen(addr) = claim.resource else {
+                continue;
+            };
+            if addr.ip().is_loopback() || claim.key == "metrics_listen" {
+                continue;
+            }
+            self.problem(
+                ProblemKind::InvalidValue,
+                claim.span.clone(),
+                &claim.key,
+                format!(
+                    "{} = \"{addr}\" is not a loopback address: anything that can reach it could \
+                     take the credentials it hands out",
+                    claim.key
+                ),
+                Some(
+                    "listen on 127.0.0.1:PORT, or put allow_remote = true at the top of the file \
+                     (or pass --allow-remote) if other hosts or containers must reach it"
+                        .into(),
+                ),
+            );
+        }
     }
 
     fn duplicates(&mut self, claims: &[Claim]) {
@@ -1606,6 +1654,7 @@ gce_metadata_listen = "127.0.0.1:9912"
         let reader = ReadFor {
             one_shot: true,
             known_flags: Some(vec!["sts_endpoint".into(), "fail_on".into()]),
+            allow_remote: false,
         };
         let err = parse_for(
             "[defaults]\nsts_endpont = \"x\"\n",
@@ -1626,6 +1675,7 @@ gce_metadata_listen = "127.0.0.1:9912"
         let reader = ReadFor {
             one_shot: true,
             known_flags: None,
+            allow_remote: false,
         };
         let text = "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\n";
         assert!(parse_for(text, Path::new("k.toml"), &reader).is_ok());
@@ -1857,8 +1907,39 @@ duration = 900
     }
 
     #[test]
+    fn a_non_loopback_endpoint_needs_allow_remote() {
+        let text = r#"metrics_listen = "0.0.0.0:9090"
+[profile.a]
+role_arn = "arn:aws:iam::123456789012:role/a"
+imds_listen = "0.0.0.0:9911"
+"#;
+        let (p, message) = problem(text);
+        assert_at(
+            &p,
+            ProblemKind::InvalidValue,
+            "profile.a.imds_listen",
+            4,
+            15,
+        );
+        assert!(message.contains("not a loopback address"), "{message}");
+        assert!(message.contains("allow_remote = true"), "{message}");
+        assert!(message.contains("--allow-remote"), "{message}");
+        // The file's key or the flag accepts it; /metrics alone never needs it.
+        let config = parse_at(&format!("allow_remote = true\n{text}")).unwrap();
+        assert!(config.allow_remote);
+        let reader = ReadFor {
+            allow_remote: true,
+            ..ReadFor::default()
+        };
+        let config = parse_for(text, Path::new("/etc/keyless/keyless.toml"), &reader).unwrap();
+        assert!(!config.allow_remote);
+        parse_at(&text.replace("0.0.0.0:9911", "127.0.0.1:9911")).unwrap();
+    }
+
+    #[test]
     fn duplicate_listen_addresses_across_profiles_name_both_places() {
-        let text = r#"[profile.a]
+        let text = r#"allow_remote = true
+[profile.a]
 role_arn = "arn:aws:iam::123456789012:role/a"
 ecs_listen = "127.0.0.1:9911"
 [profile.b]
@@ -1870,11 +1951,11 @@ gce_metadata_listen = "0.0.0.0:9911"
             &p,
             ProblemKind::DuplicateListen,
             "profile.b.gce_metadata_listen",
-            6,
+            7,
             23,
         );
         assert!(
-            message.contains("already used by profile.a.ecs_listen at line 3, column 14"),
+            message.contains("already used by profile.a.ecs_listen at line 4, column 14"),
             "{message}"
         );
         // Port 0 means "any free port": never a clash.

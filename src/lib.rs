@@ -42,3 +42,6 @@ pub mod refresh;
 pub mod secret;
 pub mod setup;
 pub mod source;
+
+#[cfg(test)]
+mod redaction_tests;

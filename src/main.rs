@@ -5,7 +5,10 @@ use std::io::IsTerminal;
 use clap::parser::ValueSource;
 use clap::FromArgMatches;
 use keyless::cli::{self, Cli, LogFormat};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{filter_fn, FilterExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -81,15 +84,31 @@ fn init_logging(cli: &Cli, format: LogFormat) {
         _ => level.to_string(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Whatever RUST_LOG says, the AWS SDK's trace events stay off: they print whole requests,
+    // headers included (the IMDS session token, the container authorization token).
+    let no_secrets = filter_fn(|meta| {
+        *meta.level() != tracing::Level::TRACE
+            || !SECRET_TRACING_TARGETS
+                .iter()
+                .any(|target| meta.target().starts_with(target))
+    });
+    let filter = filter.and(no_secrets);
     // Colour only for a person at a terminal: SDKs show credential_process's stderr in their own
     // error messages, where escape codes are garbage.
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.without_time().with_target(false).init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json().with_filter(filter))
+            .init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.without_time().with_target(false).with_filter(filter))
+            .init(),
     }
 }
+
+/// Crates whose `trace` events carry credentials (the AWS SDK's orchestrator logs every request
+/// and response it sends, headers and all); `tests/secrets.rs` finds what else would leak.
+const SECRET_TRACING_TARGETS: &[&str] = &["aws_smithy_"];

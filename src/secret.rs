@@ -7,10 +7,12 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use zeroize::Zeroize;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// A secret string whose `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
+/// A secret string whose `Debug` and `Display` never show the value, whose bytes are wiped when
+/// it is dropped, and whose comparison takes the same time wherever the first difference is.
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {
@@ -28,7 +30,22 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether `candidate` (what a client sent) is this secret, in constant time: how long it
+    /// takes says nothing about how much of it matched (only the lengths may differ in time).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        bool::from(self.0.as_bytes().ct_eq(candidate))
+    }
 }
+
+/// Equality is [`Secret::matches`]: constant-time, so no `==` on secrets leaks a prefix.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other.0.as_bytes())
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -64,6 +81,9 @@ impl Drop for Secret {
     }
 }
 
+/// The marker zeroize's users look for: the `Drop` above wipes the whole allocation.
+impl ZeroizeOnDrop for Secret {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +94,25 @@ mod tests {
         assert_eq!(format!("{s:?}"), "Secret(****)");
         assert_eq!(format!("{s}"), "****");
         assert!(!format!("{:?}", Some(&s)).contains("very-secret"));
+    }
+
+    /// Compile-time: the secret type wipes its bytes on drop (the types built from secrets hold
+    /// them as `Secret` fields, so they wipe too).
+    #[test]
+    fn secrets_zeroize_on_drop() {
+        fn wipes_on_drop<T: ZeroizeOnDrop>() {}
+        wipes_on_drop::<Secret>();
+    }
+
+    #[test]
+    fn comparison_is_constant_time_equality() {
+        let s = Secret::new("s3cret-token");
+        assert!(s.matches(b"s3cret-token"));
+        assert!(!s.matches(b"s3cret-tokem"));
+        assert!(!s.matches(b"s3cret"));
+        assert!(!s.matches(b""));
+        assert_eq!(s, Secret::new("s3cret-token"));
+        assert_ne!(s, Secret::new("other"));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -227,6 +226,11 @@ pub struct ServeArgs {
     /// Serve /healthz and Prometheus /metrics on this address too.
     #[arg(long, env = "KEYLESS_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+
+    /// Allow --listen to name a non-loopback address (0.0.0.0, a bridge or LAN address): anything
+    /// that can reach it can take the credentials. Also turns off the Host header check.
+    #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
+    pub allow_remote: bool,
 }
 
 /// `keyless aws token-file`.
@@ -352,7 +356,12 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
         RefreshPolicy::default(),
         Clock::System,
     );
-    let listener = server::bind(&args.listen).await?;
+    let kind = if args.imds {
+        server::Endpoint::Imds
+    } else {
+        server::Endpoint::EcsCredentials
+    };
+    let listener = server::bind(&args.listen, kind, args.allow_remote).await?;
     let local = listener
         .local_addr()
         .context("the listener has no address")?;
@@ -361,12 +370,12 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
             let registry = MetricsRegistry::default();
             let status = refresher.clone();
             registry.register(role_arn.as_str(), move || status.status());
-            let listener = server::bind(addr).await?;
+            let listener = server::bind(addr, server::Endpoint::Metrics, args.allow_remote).await?;
             Some((listener, registry.router()))
         }
         None => None,
     };
-    let base = format!("http://{}", reachable(local));
+    let base = format!("http://{}", server::reachable(local));
     let (router, vars) = if args.imds {
         let identity = InstanceIdentity::for_role(&role_arn, region.as_deref());
         (
@@ -404,7 +413,7 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
     let mut text = env::export_lines(&vars);
     if let Some((listener, _)) = &metrics {
         if let Ok(addr) = listener.local_addr() {
-            let addr = reachable(addr);
+            let addr = server::reachable(addr);
             text += &format!("# metrics: http://{addr}/metrics http://{addr}/healthz\n");
         }
     }
@@ -465,20 +474,6 @@ async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Resul
         () = server::shutdown_signal() => {}
     }
     Ok(0)
-}
-
-/// The address clients should use: an unspecified bind address (0.0.0.0, ::) is reached
-/// through loopback.
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()))
-        }
-        _ => addr,
-    }
 }
 
 /// The container endpoint's token from `path`, or a new random one written there (0600).

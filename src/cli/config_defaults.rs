@@ -2,8 +2,8 @@
 //! `credential_process` line stays short (`keyless aws credentials --config-profile deploy`).
 //!
 //! Precedence, highest first: the command line, `KEYLESS_*` variables, the profile chosen with
-//! `--config-profile NAME`, the file's `[defaults]`, its top-level `log_format`, the built-in
-//! default. The file's values become clap *default values* before the real parse, which gives
+//! `--config-profile NAME`, the file's `[defaults]`, its top-level `log_format` and
+//! `allow_remote`, the built-in default. The file's values become clap *default values* before the real parse, which gives
 //! exactly that order (clap ranks command line over environment over default) and lets clap
 //! check them like typed flags.
 //!
@@ -102,6 +102,9 @@ pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsErr
     let reader = ReadFor {
         one_shot: true,
         known_flags: Some(flag_keys(&base)),
+        // A one-shot server checks its own address when it binds (`allow_remote` below becomes
+        // its --allow-remote default).
+        allow_remote: true,
     };
     let typed = config::load_for(&path, &reader)?;
     let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
@@ -134,10 +137,7 @@ pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsErr
         profile_name: profile.as_deref(),
         profile: chosen,
         defaults: table(doc.get("defaults")),
-        log_format: doc
-            .get("log_format")
-            .and_then(|v| v.get_ref().as_str())
-            .map(str::to_string),
+        top: doc,
     };
     let chain: Vec<&str> = chain.iter().map(String::as_str).collect();
     apply(base, &chain, &values)
@@ -190,7 +190,8 @@ struct FileValues<'a> {
     profile_name: Option<&'a str>,
     profile: Option<&'a DeTable<'a>>,
     defaults: Option<&'a DeTable<'a>>,
-    log_format: Option<String>,
+    /// The whole file, for the top-level keys that are also flags (`log_format`, `allow_remote`).
+    top: &'a DeTable<'a>,
 }
 
 /// A profile's channel keys, read as the flags of the one-shot command that offers the same
@@ -245,8 +246,11 @@ impl FileValues<'_> {
         if let Some(v) = self.defaults.and_then(|d| d.get(flag)) {
             return Some((flag.to_string(), self.strings(flag, v.get_ref())));
         }
-        match (flag, &self.log_format) {
-            ("log_format", Some(format)) => Some((flag.into(), vec![format.clone()])),
+        match flag {
+            "log_format" | "allow_remote" => self
+                .top
+                .get(flag)
+                .map(|v| (flag.to_string(), self.strings(flag, v.get_ref()))),
             _ => None,
         }
     }

@@ -20,18 +20,26 @@ use crate::source::google::{IdToken, MetadataServer, DEFAULT_AWS_AUDIENCE};
 
 /// `keyless demo`.
 #[derive(Debug, Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Append every secret the demo's lab issues to this file (for leak tests).
+    #[arg(long, hide = true, env = "KEYLESS_LAB_SECRETS_FILE")]
+    pub secrets_file: Option<std::path::PathBuf>,
+}
 
 const ROLE: &str = "gcp-deploy";
 const INTRUDER: &str = "intruder@elsewhere.iam.gserviceaccount.com";
 const COPYCAT: &str = "copycat@keyless-lab.iam.gserviceaccount.com";
 
 /// Runs the demo; exits 0 only if every step behaved as a real federation would.
-pub async fn run(_args: DemoArgs) -> anyhow::Result<i32> {
+pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let config = LabConfig::demo();
     let lab = Lab::start(config.clone())
         .await
         .context("could not start the lab")?;
+    if let Some(path) = &args.secrets_file {
+        lab.record_issued_secrets_to(path)
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
     let http = crate::http_client::build()?;
     let role_arn = RoleArn::parse(&lab.role_arn(ROLE))?;
     let endpoint = StsEndpoint::resolve(Some(&lab.aws_sts_url()), Some("us-east-1"));

@@ -221,6 +221,11 @@ pub struct ServeArgs {
     /// at all), so a supervisor or a script can wait for it; removed on shutdown.
     #[arg(long, env = "KEYLESS_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+
+    /// Allow --listen to name a non-loopback address (0.0.0.0, a bridge or LAN address): anything
+    /// that can reach it can take the tokens. Also turns off the Host header check.
+    #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
+    pub allow_remote: bool,
 }
 
 /// Runs a `gcp` subcommand.
@@ -310,15 +315,22 @@ async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
         },
         http,
     );
-    let listener = server::bind(&args.listen).await?;
+    let listener = server::bind(
+        &args.listen,
+        server::Endpoint::GceMetadata,
+        args.allow_remote,
+    )
+    .await?;
     let addr = listener
         .local_addr()
         .context("could not read the address the metadata endpoint listens on")?;
     let metrics_listener = match &args.metrics_listen {
-        Some(metrics_addr) => Some(server::bind(metrics_addr).await?),
+        Some(metrics_addr) => {
+            Some(server::bind(metrics_addr, server::Endpoint::Metrics, args.allow_remote).await?)
+        }
         None => None,
     };
-    let mut announcement = metadata_env_announcement(addr);
+    let mut announcement = metadata_env_announcement(server::reachable(addr));
     if let Some(metrics_addr) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
         announcement.push_str(&format!("# /healthz and /metrics: http://{metrics_addr}\n"));
     }

@@ -26,6 +26,10 @@ pub struct LabArgs {
     /// Also write the `export` lines to this file (for scripts: `. FILE`).
     #[arg(long)]
     pub env_file: Option<PathBuf>,
+
+    /// Append every secret the lab issues to this file (for leak tests).
+    #[arg(long, hide = true, env = "KEYLESS_LAB_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// Runs the lab until Ctrl-C or SIGTERM.
@@ -42,6 +46,10 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
     )
     .await
     .context("could not start the lab")?;
+    if let Some(path) = &args.secrets_file {
+        lab.record_issued_secrets_to(path)
+            .with_context(|| format!("could not write {}", path.display()))?;
+    }
     let exports = export_lines(&lab.env());
     if let Some(path) = &args.env_file {
         // Atomic, so a script polling for the file never reads half of it.

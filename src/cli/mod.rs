@@ -199,6 +199,11 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<crate::source::aws::AwsSourceError>() {
             return aws_source_exit_code(e);
         }
+        if let Some(crate::deliver::server::ServerError::RemoteNotAllowed { .. }) =
+            cause.downcast_ref::<crate::deliver::server::ServerError>()
+        {
+            return exit_code::USAGE;
+        }
     }
     exit_code::FAILURE
 }

@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// each reload; removed on exit.
     #[arg(long, env = "KEYLESS_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+
+    /// Allow the endpoints to listen on non-loopback addresses (as allow_remote = true in the
+    /// file does): anything that can reach them can take credentials.
+    #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
+    pub allow_remote: bool,
 }
 
 /// Why a profile could not start.
@@ -73,7 +78,8 @@ pub enum StartError {
 ///
 /// `config_path` is the global `--config` (default `keyless.toml`); SIGHUP re-reads it.
 pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
-    let config = match config::load_for(&config_path, &serve_reader()) {
+    let reader = serve_reader(args.allow_remote);
+    let config = match config::load_for(&config_path, &reader) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("keyless: {e}");
@@ -97,7 +103,7 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
         .or_else(|| config.metrics_listen.map(|a| a.to_string()));
     let (metrics_local, metrics_task) = match &metrics_addr {
         Some(addr) => {
-            let listener = server::bind(addr).await?;
+            let listener = server::bind(addr, server::Endpoint::Metrics, false).await?;
             let local = listener.local_addr().ok();
             let router = registry.router();
             let task = tokio::spawn(server::serve(listener, router, async {
@@ -114,6 +120,8 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
 
     let mut daemon = Daemon {
         config_path: config_path.clone(),
+        allow_remote: args.allow_remote || config.allow_remote,
+        reader,
         ready_file: args.ready_file.clone(),
         metrics_from_flag: args.metrics_listen.is_some(),
         metrics_local,
@@ -183,6 +191,11 @@ fn unsupported_channel(channel: &Channel) -> Option<&'static str> {
 /// What the daemon holds: the running profiles and what the ready file reports.
 struct Daemon {
     config_path: PathBuf,
+    /// What the command line adds to the file's checks.
+    /// How the file is checked on each reload (the command line's --allow-remote included).
+    reader: config::ReadFor,
+    /// Whether endpoints may listen beyond loopback (flag or file), for profiles started now.
+    allow_remote: bool,
     ready_file: Option<PathBuf>,
     metrics_from_flag: bool,
     metrics_local: Option<SocketAddr>,
@@ -218,7 +231,7 @@ impl Daemon {
     async fn reload(&mut self) {
         self.generation += 1;
         tracing::info!(config = %self.config_path.display(), "SIGHUP: reloading");
-        let loaded = config::load_for(&self.config_path, &serve_reader())
+        let loaded = config::load_for(&self.config_path, &self.reader)
             .map_err(|e| e.to_string())
             .and_then(|c| check_supported(&c).map(|()| c).map_err(|e| e.to_string()));
         match loaded {
@@ -230,6 +243,7 @@ impl Daemon {
                     );
                 }
                 self.file_metrics_listen = config.metrics_listen;
+                self.allow_remote = self.reader.allow_remote || config.allow_remote;
                 self.apply_changes(config).await;
             }
             Err(e) => {
@@ -374,6 +388,7 @@ impl Daemon {
                             id_token: id_token.as_ref(),
                             role_arn: &p.role_arn,
                             region: p.region.as_deref(),
+                            allow_remote: self.allow_remote,
                         },
                         tx,
                     )?;
@@ -393,9 +408,13 @@ impl Daemon {
                         self.http.clone(),
                         self.registry.clone(),
                     );
-                    running
-                        .tasks
-                        .push(spawn_server(name, *listen, endpoint.router())?);
+                    running.tasks.push(spawn_server(
+                        name,
+                        *listen,
+                        server::Endpoint::GceMetadata,
+                        self.allow_remote,
+                        endpoint.router(),
+                    )?);
                 }
             }
         }
@@ -491,6 +510,7 @@ fn start_channel(
         id_token,
         role_arn,
         region,
+        allow_remote,
     } = sources;
     let missing = || StartError::Profile {
         profile: profile.to_string(),
@@ -552,13 +572,25 @@ fn start_channel(
                     cause: format!("{e:#}"),
                 })?;
             let _ = first.send(Ok(()));
-            spawn_server(profile, *listen, ecs_server::router(refresher, token))
+            spawn_server(
+                profile,
+                *listen,
+                server::Endpoint::EcsCredentials,
+                allow_remote,
+                ecs_server::router(refresher, token),
+            )
         }
         Channel::ImdsServer { listen } => {
             let refresher = role.ok_or_else(missing)?.clone();
             let identity = imds_server::InstanceIdentity::for_role(role_arn, region);
             let _ = first.send(Ok(()));
-            spawn_server(profile, *listen, imds_server::router(refresher, identity))
+            spawn_server(
+                profile,
+                *listen,
+                server::Endpoint::Imds,
+                allow_remote,
+                imds_server::router(refresher, identity),
+            )
         }
         Channel::GceMetadataServer { .. } => Err(StartError::Profile {
             profile: profile.to_string(),
@@ -573,6 +605,8 @@ struct ChannelSources<'a> {
     id_token: Option<&'a Refresher<GoogleIdTokenUpstream>>,
     role_arn: &'a RoleArn,
     region: Option<&'a str>,
+    /// Whether the endpoints may listen beyond loopback.
+    allow_remote: bool,
 }
 
 /// Binds `listen` now (so a clash is reported at start) and serves `router` until the profile
@@ -580,22 +614,15 @@ struct ChannelSources<'a> {
 fn spawn_server(
     profile: &str,
     listen: SocketAddr,
+    endpoint: server::Endpoint,
+    allow_remote: bool,
     router: axum::Router,
 ) -> Result<JoinHandle<()>, StartError> {
-    let bind_error = |cause: String| StartError::Profile {
-        profile: profile.to_string(),
-        cause: format!("could not listen on {listen}: {cause}"),
-    };
-    let std_listener =
-        std::net::TcpListener::bind(listen).map_err(|e| bind_error(e.to_string()))?;
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| bind_error(e.to_string()))?;
     let listener =
-        tokio::net::TcpListener::from_std(std_listener).map_err(|e| bind_error(e.to_string()))?;
-    if !listen.ip().is_loopback() {
-        tracing::warn!(%listen, "listening on a non-loopback address: anything that can reach it can take credentials");
-    }
+        server::bind_now(listen, endpoint, allow_remote).map_err(|e| StartError::Profile {
+            profile: profile.to_string(),
+            cause: e.to_string(),
+        })?;
     let name = profile.to_string();
     Ok(tokio::spawn(async move {
         if let Err(e) = server::serve(listener, router, std::future::pending()).await {
@@ -723,9 +750,10 @@ impl Signals {
 }
 
 /// The daemon needs profiles with channels; `[defaults]` may name any command's flag.
-fn serve_reader() -> config::ReadFor {
+fn serve_reader(allow_remote: bool) -> config::ReadFor {
     config::ReadFor {
         one_shot: false,
+        allow_remote,
         known_flags: Some(super::config_defaults::flag_keys(
             &<super::Cli as clap::CommandFactory>::command(),
         )),

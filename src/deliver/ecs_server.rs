@@ -19,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::credentials::format_expiration;
 use crate::exchange::aws_sts::AssumedRole;
@@ -86,8 +85,7 @@ async fn credentials<U: Upstream<Value = AssumedRole>>(
              AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE) as `keyless aws serve` printed it.",
         );
     };
-    let expected = endpoint.auth_token.expose().as_bytes();
-    if !bool::from(sent.as_bytes().ct_eq(expected)) {
+    if !endpoint.auth_token.matches(sent.as_bytes()) {
         return error(
             StatusCode::FORBIDDEN,
             "AccessDenied",

@@ -1,13 +1,42 @@
-//! What every local credential server shares: binding (loopback unless told otherwise),
-//! serving until SIGTERM/SIGINT, and a clean shutdown.
+//! What every local credential server shares: binding (loopback unless told otherwise), the
+//! limits that keep a hostile or broken client from taking the server down, the checks that keep
+//! a web page from reading it, serving until SIGTERM/SIGINT, and a clean shutdown.
 //!
-//! The servers hand out credentials to anything that can reach them, so a non-loopback address
-//! is allowed only on purpose and always logged as a warning.
+//! The servers hand out credentials to anything that can reach them, so:
+//!
+//! - **Binding.** A non-loopback address (including `0.0.0.0` and `::`) is refused unless the
+//!   user says `--allow-remote` (`KEYLESS_ALLOW_REMOTE`, `allow_remote = true` in keyless.toml),
+//!   and then it is logged as a warning. `/metrics` and `/healthz` hold no credential and may
+//!   bind anywhere (Prometheus scrapes over the network).
+//! - **DNS rebinding.** A web page can make a browser resolve its own name to 127.0.0.1 and read
+//!   a loopback server as "same origin"; the `Host` header still carries the page's name. Unless
+//!   remote access is allowed, a request whose `Host` is not a loopback name or address, the
+//!   bound address, or a name the emulated service really has (`169.254.170.2` for ECS,
+//!   `169.254.169.254` for IMDS, `metadata.google.internal` for GCE) is refused with 403.
+//! - **No CORS.** No answer carries `Access-Control-*` headers, so a browser never lets a
+//!   cross-origin page read one (and preflights fail).
+//! - **Limits** ([`Limits`]): the request head (line and headers) is at most 16 KiB (431), a body
+//!   at most 8 KiB (413), the head must arrive within 10 s of the connection opening or of the
+//!   previous answer (slow clients and idle kept-alive connections are closed), and at most 4096
+//!   connections are open per listener (fewer when the file-descriptor limit is lower); beyond
+//!   that new connections wait in the kernel's backlog until one closes.
+//! - **Requests.** Methods the endpoint does not serve answer 405; a path with `.` or `..`
+//!   segments (raw or percent-encoded), encoded slashes or NUL answers 404. No server here reads
+//!   files, so this is defence in depth: no path ever reaches a handler un-normalised.
 
+use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Version};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -15,46 +44,574 @@ pub enum ServerError {
     /// The address could not be bound.
     #[error("could not listen on {addr}: {cause}\n  hint: pick a free port, e.g. --listen 127.0.0.1:0 for any")]
     Bind { addr: String, cause: String },
+    /// A credential endpoint was asked to listen beyond this machine without `--allow-remote`.
+    #[error(
+        "refusing to listen on {addr} ({resolved}): it is not a loopback address, and anything that \
+         can reach it could take the credentials this endpoint hands out\n  \
+         hint: listen on 127.0.0.1 (the default), or pass --allow-remote (KEYLESS_ALLOW_REMOTE=true; \
+         allow_remote = true in keyless.toml) if other hosts or containers must reach it"
+    )]
+    RemoteNotAllowed { addr: String, resolved: SocketAddr },
     /// Serving failed.
     #[error("the server on {addr} stopped: {cause}")]
     Serve { addr: SocketAddr, cause: String },
 }
 
-/// Binds `addr`, warning when it is not a loopback address.
-pub async fn bind(addr: &str) -> Result<TcpListener, ServerError> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| ServerError::Bind {
-            addr: addr.to_string(),
-            cause: e.to_string(),
-        })?;
-    if let Ok(local) = listener.local_addr() {
-        if !local.ip().is_loopback() {
-            tracing::warn!(%local, "listening on a non-loopback address: anything that can reach it can take credentials");
-        }
-    }
-    Ok(listener)
+/// What a listener serves: it decides the `Host` names it answers to, the methods it accepts and
+/// whether binding beyond loopback needs `--allow-remote`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The ECS-style container credentials endpoint (`aws serve`, `ecs_listen`).
+    EcsCredentials,
+    /// The IMDSv2-style endpoint (`aws serve --imds`, `imds_listen`).
+    Imds,
+    /// The GCE-metadata-style endpoint (`gcp serve`, `gce_metadata_listen`).
+    GceMetadata,
+    /// `/healthz` and `/metrics` (`--metrics-listen`, `metrics_listen`).
+    Metrics,
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight end.
+impl Endpoint {
+    /// Whether it hands out credentials (and so binds beyond loopback only on purpose).
+    pub fn hands_out_credentials(self) -> bool {
+        !matches!(self, Self::Metrics)
+    }
+
+    /// The names and addresses clients of the real service use, besides loopback: what an SDK
+    /// sends when the real address is routed (or `/etc/hosts`-mapped) to keyless.
+    pub fn service_hosts(self) -> &'static [&'static str] {
+        match self {
+            Self::EcsCredentials => &["169.254.170.2", "169.254.170.23", "fd00:ec2::23"],
+            Self::Imds => &["169.254.169.254", "fd00:ec2::254"],
+            Self::GceMetadata => &["metadata.google.internal", "metadata", "169.254.169.254"],
+            Self::Metrics => &[],
+        }
+    }
+
+    /// The methods it serves; anything else answers 405.
+    pub fn methods(self) -> &'static [Method] {
+        const READ: &[Method] = &[Method::GET, Method::HEAD];
+        const IMDS: &[Method] = &[Method::GET, Method::HEAD, Method::PUT];
+        match self {
+            Self::Imds => IMDS,
+            _ => READ,
+        }
+    }
+}
+
+/// The limits every server applies to every connection. [`Limits::current`] is the defaults,
+/// with the hidden test and operator knobs `KEYLESS_SERVER_HEADER_TIMEOUT` (seconds, may be
+/// fractional) and `KEYLESS_SERVER_MAX_CONNECTIONS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The request line and headers together; larger heads answer 431.
+    pub max_head_bytes: usize,
+    /// Header fields per request; more answer 431.
+    pub max_headers: usize,
+    /// A request body; larger ones answer 413. The endpoints take no bodies at all.
+    pub max_body_bytes: usize,
+    /// How long a connection may take to send a request head, counted from when it opens or
+    /// from the previous answer: slow clients and idle kept-alive connections are closed.
+    pub header_read_timeout: Duration,
+    /// Connections open at once per listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// After shutdown is asked for, how long requests in flight may still take.
+    pub shutdown_grace: Duration,
+}
+
+/// Default for [`Limits::max_connections`] (lowered to fit the file-descriptor limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// File descriptors left for everything but connections (upstream calls, files, listeners).
+const RESERVED_FDS: u64 = 256;
+/// The read buffer hyper may grow to (its minimum): bounds what a connection can make us hold.
+const MAX_BUFFER_BYTES: usize = 16 * 1024;
+/// How long accepting pauses after an error such as "too many open files".
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+            max_body_bytes: 8 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, adjusted by the hidden environment knobs and fitted to the process's
+    /// file-descriptor limit (raised to its hard limit first, as Go's runtime does).
+    pub fn current() -> Self {
+        let mut limits = Self::default();
+        if let Some(secs) =
+            env_number::<f64>("KEYLESS_SERVER_HEADER_TIMEOUT").filter(|s| s.is_finite() && *s > 0.0)
+        {
+            limits.header_read_timeout = Duration::from_secs_f64(secs);
+        }
+        if let Some(n) = env_number::<usize>("KEYLESS_SERVER_MAX_CONNECTIONS").filter(|n| *n > 0) {
+            limits.max_connections = n;
+        }
+        limits.max_connections = limits.max_connections.min(connection_budget());
+        limits
+    }
+}
+
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+/// How many connections the file-descriptor limit leaves room for, after raising the soft limit
+/// to the hard one.
+fn connection_budget() -> usize {
+    let soft = rlimit::increase_nofile_limit(u64::MAX)
+        .or_else(|_| rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft))
+        .unwrap_or(1024);
+    usize::try_from(soft.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX)
+}
+
+/// A bound listener and what it serves.
+#[derive(Debug)]
+pub struct Listener {
+    tcp: TcpListener,
+    endpoint: Endpoint,
+    /// Every `Host` is accepted: remote access was allowed, or `/metrics` binds beyond loopback.
+    any_host: bool,
+}
+
+impl Listener {
+    /// The address actually bound (port 0 resolved).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// What it serves.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+}
+
+/// Resolves and binds `addr` for `endpoint`; a credential endpoint beyond loopback needs
+/// `allow_remote` (and is then logged as a warning).
+pub async fn bind(
+    addr: &str,
+    endpoint: Endpoint,
+    allow_remote: bool,
+) -> Result<Listener, ServerError> {
+    let bind_error = |cause: String| ServerError::Bind {
+        addr: addr.to_string(),
+        cause,
+    };
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| bind_error(e.to_string()))?
+        .collect();
+    if let Some(remote) = resolved.iter().find(|a| !a.ip().is_loopback()) {
+        check_exposure(addr, *remote, endpoint, allow_remote)?;
+    }
+    let mut last_error = None;
+    for candidate in &resolved {
+        match listen_on(*candidate) {
+            Ok(tcp) => return listener(tcp, endpoint, allow_remote),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(bind_error(last_error.map_or_else(
+        || "the name resolves to no address".to_string(),
+        |e| e.to_string(),
+    )))
+}
+
+/// A listening socket on `addr` with a backlog as deep as the connection cap (the kernel caps it
+/// at `net.core.somaxconn`), so a burst of connections waits in the queue instead of having its
+/// handshakes dropped and retried.
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(u32::try_from(DEFAULT_MAX_CONNECTIONS).unwrap_or(1024))
+}
+
+/// Binds `addr` at once (the daemon reports a clash when a profile starts), with the rules of
+/// [`bind`]. Must run inside the tokio runtime.
+pub fn bind_now(
+    addr: SocketAddr,
+    endpoint: Endpoint,
+    allow_remote: bool,
+) -> Result<Listener, ServerError> {
+    if !addr.ip().is_loopback() {
+        check_exposure(&addr.to_string(), addr, endpoint, allow_remote)?;
+    }
+    let tcp = listen_on(addr).map_err(|cause| ServerError::Bind {
+        addr: addr.to_string(),
+        cause: cause.to_string(),
+    })?;
+    listener(tcp, endpoint, allow_remote)
+}
+
+fn check_exposure(
+    addr: &str,
+    resolved: SocketAddr,
+    endpoint: Endpoint,
+    allow_remote: bool,
+) -> Result<(), ServerError> {
+    if endpoint.hands_out_credentials() && !allow_remote {
+        return Err(ServerError::RemoteNotAllowed {
+            addr: addr.to_string(),
+            resolved,
+        });
+    }
+    Ok(())
+}
+
+fn listener(
+    tcp: TcpListener,
+    endpoint: Endpoint,
+    allow_remote: bool,
+) -> Result<Listener, ServerError> {
+    let local = tcp.local_addr().map_err(|e| ServerError::Bind {
+        addr: "(bound socket)".into(),
+        cause: e.to_string(),
+    })?;
+    let remote = !local.ip().is_loopback();
+    if remote && endpoint.hands_out_credentials() {
+        tracing::warn!(
+            %local,
+            "listening on a non-loopback address (--allow-remote): anything that can reach it can \
+             take credentials, and any Host header is accepted"
+        );
+    } else if remote {
+        tracing::info!(%local, "serving /metrics and /healthz on a non-loopback address (they hold no credentials)");
+    }
+    Ok(Listener {
+        tcp,
+        endpoint,
+        any_host: remote || allow_remote,
+    })
+}
+
+/// The address clients should use: an unspecified bind address (0.0.0.0, ::) is reached
+/// through loopback.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+/// What the per-request guard knows.
+#[derive(Clone, Debug)]
+struct Guard {
+    endpoint: Endpoint,
+    local: SocketAddr,
+    any_host: bool,
+    max_body_bytes: usize,
+}
+
+/// `router` behind the guard: the checks described in the module doc, for every route and the
+/// fallback alike.
+fn guarded(router: axum::Router, guard: Guard) -> axum::Router {
+    let max_body = guard.max_body_bytes;
+    axum::Router::new()
+        .fallback_service(router.layer(axum::extract::DefaultBodyLimit::max(max_body)))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(guard),
+            guard_request,
+        ))
+}
+
+async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let refusal = if !guard.any_host {
+        host_refusal(&guard, &request)
+    } else {
+        None
+    }
+    .or_else(|| method_refusal(guard.endpoint, request.method()))
+    .or_else(|| path_refusal(request.uri().path()))
+    .or_else(|| body_refusal(guard.max_body_bytes, &request));
+    let mut response = match refusal {
+        Some(response) => {
+            tracing::debug!(
+                method = %request.method(),
+                path = request.uri().path(),
+                host = ?request.headers().get(header::HOST),
+                status = response.status().as_u16(),
+                "request refused"
+            );
+            response
+        }
+        None => next.run(request).await,
+    };
+    strip_cors(response.headers_mut());
+    response
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// 403 for a `Host` that is not this endpoint's (DNS rebinding), 400 for an HTTP/1.1 request
+/// without one (RFC 9112 §3.2).
+fn host_refusal(guard: &Guard, request: &Request) -> Option<Response> {
+    let Some(value) = request.headers().get(header::HOST) else {
+        return (request.version() != Version::HTTP_10).then(|| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                "the request has no Host header (HTTP/1.1 requires one)",
+            )
+        });
+    };
+    let allowed = |host: Option<&str>| {
+        host.and_then(host_name)
+            .is_some_and(|name| host_is_allowed(&name, guard.endpoint, guard.local))
+    };
+    // An absolute-form target (`GET http://name/ HTTP/1.1`) names the host too: both must pass.
+    let target_ok = request
+        .uri()
+        .authority()
+        .is_none_or(|authority| allowed(Some(authority.as_str())));
+    (!(allowed(value.to_str().ok()) && target_ok)).then(|| {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "the Host header does not name this local endpoint, so the request may come from a web \
+             page through DNS rebinding; use the address keyless printed (127.0.0.1:PORT), or start \
+             it with --allow-remote to accept any Host",
+        )
+    })
+}
+
+/// The host part of a `Host` value, lower-cased, without port, brackets or a trailing dot.
+fn host_name(value: &str) -> Option<String> {
+    let value = value.trim();
+    let host = if let Some(rest) = value.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        inside
+    } else {
+        match value.rsplit_once(':') {
+            Some((host, port)) if is_port(port) && !host.contains(':') => host,
+            Some(_) if value.parse::<IpAddr>().is_err() => return None,
+            _ => value,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn host_is_allowed(name: &str, endpoint: Endpoint, local: SocketAddr) -> bool {
+    if name == "localhost" {
+        return true;
+    }
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        let ip = ip.to_canonical();
+        if ip.is_loopback() || ip == local.ip().to_canonical() {
+            return true;
+        }
+    }
+    endpoint.service_hosts().iter().any(|known| {
+        match (known.parse::<IpAddr>(), name.parse::<IpAddr>()) {
+            (Ok(known), Ok(ip)) => known == ip.to_canonical(),
+            _ => *known == name,
+        }
+    })
+}
+
+fn method_refusal(endpoint: Endpoint, method: &Method) -> Option<Response> {
+    if endpoint.methods().contains(method) {
+        return None;
+    }
+    let allow = endpoint
+        .methods()
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut response = refuse(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("this endpoint answers {allow} only"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    Some(response)
+}
+
+/// 404 for a path that is not plain: `.`/`..` segments (raw or percent-encoded), encoded `/`,
+/// `\` or NUL, backslashes. Handlers only ever see paths that mean what they say.
+fn path_refusal(path: &str) -> Option<Response> {
+    let lower = path.to_ascii_lowercase();
+    let encoded_separator = ["%2f", "%5c", "%00"].iter().any(|e| lower.contains(e));
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let dot_segment = decoded
+        .split(['/', '\\'])
+        .any(|segment| segment == "." || segment == "..");
+    let odd = decoded.contains(['\\', '\0']);
+    (encoded_separator || dot_segment || odd).then(|| refuse(StatusCode::NOT_FOUND, "no such path"))
+}
+
+/// 413 for a declared body over the limit (a chunked one is cut off where it is read).
+fn body_refusal(max: usize, request: &Request) -> Option<Response> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())?;
+    (declared > max as u64).then(|| {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the request body is larger than {max} bytes; this endpoint takes no body"),
+        )
+    })
+}
+
+fn strip_cors(headers: &mut axum::http::HeaderMap) {
+    let cors: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in cors {
+        headers.remove(name);
+    }
+}
+
+/// Serves `router` on `listener` with [`Limits::current`] until `shutdown` completes, then lets
+/// requests in flight end (at most [`Limits::shutdown_grace`]).
 pub async fn serve(
-    listener: TcpListener,
+    listener: Listener,
     router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| ServerError::Serve {
-        addr,
+    serve_with(listener, router, Limits::current(), shutdown).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with(
+    listener: Listener,
+    router: axum::Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let local = listener.local_addr().map_err(|e| ServerError::Serve {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         cause: e.to_string(),
-    })
+    })?;
+    let router = guarded(
+        router,
+        Guard {
+            endpoint: listener.endpoint,
+            local,
+            any_host: listener.any_host,
+            max_body_bytes: limits.max_body_bytes,
+        },
+    );
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_head_bytes)
+        .max_headers(limits.max_headers)
+        .max_buf_size(MAX_BUFFER_BYTES.max(limits.max_head_bytes))
+        .keep_alive(true);
+    let http = Arc::new(http);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    tracing::debug!(%local, ?limits, "serving");
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.tcp.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors or memory, or a connection reset before accept: pause
+                    // briefly instead of spinning; connections closing will make room.
+                    tracing::warn!(%local, "could not accept a connection: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let router = router.clone();
+                async move {
+                    let response = tower_call(router, request.map(axum::body::Body::new)).await;
+                    Ok::<_, Infallible>(response)
+                }
+            },
+        );
+        let http = http.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let stopping = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let outcome = tokio::select! {
+                outcome = connection.as_mut() => outcome,
+                () = stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::debug!(%peer, "connection closed: {e}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a slot until it ends: all slots back means all connections done.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(limits.shutdown_grace, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(%local, grace = ?limits.shutdown_grace, "connections still open at shutdown were closed");
+    }
+    Ok(())
+}
+
+async fn tower_call(mut router: axum::Router, request: Request) -> Response {
+    use tower_service::Service as _;
+    match router.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C): what systemd, Kubernetes and a terminal send.
@@ -71,4 +628,133 @@ pub async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+
+    fn allowed(host: &str, endpoint: Endpoint) -> bool {
+        host_name(host).is_some_and(|name| host_is_allowed(&name, endpoint, local()))
+    }
+
+    #[test]
+    fn loopback_and_service_hosts_pass_the_host_check() {
+        for host in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "127.9.9.9:1",
+            "localhost:8080",
+            "LOCALHOST.",
+            "[::1]:8080",
+            "[::1]",
+            "::1",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            for endpoint in [
+                Endpoint::EcsCredentials,
+                Endpoint::Imds,
+                Endpoint::GceMetadata,
+                Endpoint::Metrics,
+            ] {
+                assert!(allowed(host, endpoint), "{host} {endpoint:?}");
+            }
+        }
+        assert!(allowed("169.254.170.2", Endpoint::EcsCredentials));
+        assert!(allowed("169.254.170.23:80", Endpoint::EcsCredentials));
+        assert!(allowed("[fd00:ec2::23]", Endpoint::EcsCredentials));
+        assert!(allowed("169.254.169.254", Endpoint::Imds));
+        assert!(allowed("metadata.google.internal", Endpoint::GceMetadata));
+        assert!(allowed(
+            "metadata.google.internal.:80",
+            Endpoint::GceMetadata
+        ));
+        assert!(allowed("metadata", Endpoint::GceMetadata));
+        assert!(allowed("169.254.169.254:80", Endpoint::GceMetadata));
+    }
+
+    #[test]
+    fn other_hosts_fail_the_host_check() {
+        for (host, endpoint) in [
+            ("attacker.example:8080", Endpoint::EcsCredentials),
+            ("attacker.example", Endpoint::GceMetadata),
+            ("localhost.attacker.example", Endpoint::EcsCredentials),
+            ("127.0.0.1.nip.io", Endpoint::Imds),
+            ("10.0.0.1", Endpoint::EcsCredentials),
+            ("169.254.169.254", Endpoint::EcsCredentials),
+            ("metadata.google.internal", Endpoint::Imds),
+            ("169.254.170.2", Endpoint::Metrics),
+            ("", Endpoint::Metrics),
+            ("127.0.0.1:notaport", Endpoint::EcsCredentials),
+            ("[::1]x", Endpoint::EcsCredentials),
+        ] {
+            assert!(!allowed(host, endpoint), "{host} {endpoint:?}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_separators_are_refused() {
+        for path in [
+            "/../etc/passwd",
+            "/creds/..",
+            "/latest/./meta-data",
+            "/%2e%2e/creds",
+            "/%2E%2e%2Fcreds",
+            "/creds%2f..",
+            "/a\\..\\b",
+            "/x%5c..",
+            "/nul%00",
+            "/.%2e/",
+        ] {
+            assert!(path_refusal(path).is_some(), "{path}");
+        }
+        for path in [
+            "/",
+            "/creds",
+            "/latest/meta-data/iam/security-credentials/deploy",
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+            "/a..b/.hidden/...",
+        ] {
+            assert!(path_refusal(path).is_none(), "{path}");
+        }
+    }
+
+    #[test]
+    fn only_the_endpoints_methods_pass() {
+        assert!(method_refusal(Endpoint::Imds, &Method::PUT).is_none());
+        let refused = method_refusal(Endpoint::EcsCredentials, &Method::PUT).unwrap();
+        assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(refused.headers()[header::ALLOW], "GET, HEAD");
+        for method in ["OPTIONS", "TRACE", "DELETE", "PATCH", "PROPFIND"] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(method_refusal(Endpoint::GceMetadata, &method).is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn credential_endpoints_refuse_a_remote_address_without_the_flag() {
+        let error = bind("0.0.0.0:0", Endpoint::EcsCredentials, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ServerError::RemoteNotAllowed { .. }));
+        assert!(error.to_string().contains("--allow-remote"), "{error}");
+        assert!(bind_now(
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            Endpoint::GceMetadata,
+            false
+        )
+        .is_err());
+        let allowed = bind("0.0.0.0:0", Endpoint::Imds, true).await.unwrap();
+        assert!(allowed.any_host);
+        let metrics = bind("0.0.0.0:0", Endpoint::Metrics, false).await.unwrap();
+        assert!(metrics.any_host);
+        let local = bind("127.0.0.1:0", Endpoint::EcsCredentials, false)
+            .await
+            .unwrap();
+        assert!(!local.any_host);
+    }
 }

@@ -366,6 +366,20 @@ impl Lab {
         self.state.last_denial()
     }
 
+    /// Every secret the lab has issued so far (ID tokens, access tokens, AWS secret keys and
+    /// session tokens, IMDS session tokens) or holds (the container authorization token, the
+    /// IAM users' secret keys, the users' OAuth client secrets and refresh tokens): what a leak
+    /// test looks for.
+    pub fn issued_secrets(&self) -> Vec<Secret> {
+        self.state.issued_secrets()
+    }
+
+    /// Appends every secret issued so far, and each new one, to `path` (0600, one a line): the
+    /// leak test's view into a lab that runs in another process (`keyless demo`, `keyless lab`).
+    pub fn record_issued_secrets_to(&self, path: &Path) -> std::io::Result<()> {
+        self.state.record_secrets_to(path)
+    }
+
     /// The public JWKS the Google side publishes (for tests that verify tokens themselves).
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({"keys": [self.state.key.jwk()]})

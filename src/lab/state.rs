@@ -108,8 +108,8 @@ impl Counters {
     }
 }
 
-/// Everything the three listeners share.
-#[derive(Debug)]
+/// Everything the three listeners share. `Debug` shows the configuration and counters only:
+/// the issued tokens and credentials are keys and values of the maps.
 pub(crate) struct LabState {
     pub config: LabConfig,
     pub key: Arc<GoogleSigningKey>,
@@ -127,6 +127,40 @@ pub(crate) struct LabState {
     /// Role sessions handed out by IMDS and the container endpoint, reused until close to
     /// expiry as the real endpoints do (keyed by `ROLE/SESSION`).
     role_sessions: Mutex<HashMap<String, (String, IssuedAwsCredentials)>>,
+    /// Every secret the lab has issued or holds (see [`LabState::record`]).
+    issued: Mutex<IssuedSecrets>,
+}
+
+/// The secrets the lab issued, for leak tests: kept in memory, and appended to a file when one
+/// is set (for a lab inside another process: `keyless demo`, `keyless lab`).
+#[derive(Default)]
+struct IssuedSecrets {
+    all: Vec<Secret>,
+    file: Option<std::fs::File>,
+}
+
+impl IssuedSecrets {
+    fn push(&mut self, secret: &str) {
+        if let Some(file) = &mut self.file {
+            use std::io::Write as _;
+            if let Err(e) = writeln!(file, "{secret}") {
+                tracing::warn!("could not record an issued secret: {e}");
+            }
+        }
+        self.all.push(Secret::new(secret));
+    }
+}
+
+impl std::fmt::Debug for LabState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabState")
+            .field("config", &self.config)
+            .field("counters", &self.counters)
+            .field("access_tokens", &lock(&self.access_tokens).len())
+            .field("aws_credentials", &lock(&self.aws_credentials).len())
+            .field("imds_tokens", &lock(&self.imds_tokens).len())
+            .finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,7 +170,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl LabState {
     pub fn new(config: LabConfig, key: Arc<GoogleSigningKey>) -> Self {
-        Self {
+        let state = Self {
             config,
             key,
             faults: Faults::default(),
@@ -148,7 +182,45 @@ impl LabState {
             container_authorization_token: Secret::new(ids::container_authorization_token()),
             imds_tokens: Mutex::new(HashMap::new()),
             role_sessions: Mutex::new(HashMap::new()),
+            issued: Mutex::new(IssuedSecrets::default()),
+        };
+        state.record(state.container_authorization_token.expose());
+        for user in &state.config.iam_users {
+            state.record(&user.secret_access_key);
         }
+        for user in &state.config.users {
+            state.record(&user.client_secret);
+            state.record(&user.refresh_token);
+        }
+        state
+    }
+
+    /// Remembers a secret the lab issued (or holds from its configuration), so a test can check
+    /// that none of them leaked where it should not be.
+    pub fn record(&self, secret: &str) {
+        lock(&self.issued).push(secret);
+    }
+
+    /// Every secret recorded so far.
+    pub fn issued_secrets(&self) -> Vec<Secret> {
+        lock(&self.issued).all.clone()
+    }
+
+    /// Appends every secret recorded so far, and from now on each new one, to `path` (created
+    /// 0600), one a line.
+    pub fn record_secrets_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path)?;
+        let mut issued = lock(&self.issued);
+        for secret in &issued.all {
+            writeln!(file, "{}", secret.expose())?;
+        }
+        issued.file = Some(file);
+        Ok(())
     }
 
     /// Issues and remembers a Google access token.
@@ -180,6 +252,7 @@ impl LabState {
             grant.expires_at = grant.expires_at.min(OffsetDateTime::now_utc() + cap);
         }
         let token = ids::google_access_token();
+        self.record(&token);
         lock(&self.access_tokens).insert(token.clone(), grant.clone());
         Counters::bump(&self.counters.access_tokens);
         (token, grant)
@@ -232,6 +305,10 @@ impl LabState {
             arn: format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
             user_id: format!("{}:{session}", ids::role_unique_id(account, role)),
         };
+        self.record(creds.secret_access_key.expose());
+        if let Some(token) = &creds.session_token {
+            self.record(token.expose());
+        }
         self.remember_aws_credentials(&access_key_id, creds.clone());
         (access_key_id, creds)
     }
@@ -259,6 +336,7 @@ impl LabState {
 
     /// Remembers an IMDSv2 session token.
     pub fn remember_imds_token(&self, token: &str, expires_at: OffsetDateTime) {
+        self.record(token);
         let mut tokens = lock(&self.imds_tokens);
         let now = OffsetDateTime::now_utc();
         tokens.retain(|_, e| *e > now);
@@ -298,7 +376,9 @@ impl LabState {
             lifetime: lifetime_secs,
             compute_engine,
         };
-        self.key.sign(&claims.to_json())
+        let token = self.key.sign(&claims.to_json());
+        self.record(&token);
+        token
     }
 
     /// Mints an ID token over HTTP (metadata server, generateIdToken) and counts it.
@@ -327,5 +407,32 @@ impl LabState {
 
     pub fn google_apis_url(&self) -> String {
         lock(&self.google_apis_url).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Debug` of the lab's state and of the credentials it issued shows no secret, though the
+    /// state holds every one of them.
+    #[test]
+    fn debug_shows_no_issued_secret() {
+        let state = LabState::new(LabConfig::demo(), GoogleSigningKey::shared());
+        let (_, grant) = state.issue_access_token("a@b", vec![], 60);
+        let (_, issued) = state.issue_role_session("gcp-deploy", "s", 3600);
+        state.remember_imds_token("imds-session-token-0123456789", OffsetDateTime::now_utc());
+        let account = state.config.service_accounts[0].clone();
+        state.sign_id_token(&account, "sts.amazonaws.com", true, 60, None);
+        let debug = format!("{state:?} {grant:?} {issued:?} {:?}", state.config);
+        let secrets = state.issued_secrets();
+        assert!(secrets.len() >= 7, "{}", secrets.len());
+        for secret in secrets {
+            assert!(
+                !debug.contains(secret.expose()),
+                "Debug shows {}:\n{debug}",
+                secret.expose()
+            );
+        }
     }
 }

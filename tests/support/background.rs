@@ -117,6 +117,50 @@ impl Background {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// The child's process id (for /proc figures and signals).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the child to exit; returns its status and
+    /// everything it wrote to stderr. Panics if it does not stop in time.
+    pub fn terminate(&mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("the child's status") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop within {within:?} of SIGTERM\n{}",
+                self.command,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The stderr reader ends at the child's exit; give it a bounded moment to drain.
+        let drained = std::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.stderr) > 1 && std::time::Instant::now() < drained {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (status, self.stderr())
+    }
+
+    /// Every stdout line the child printed, waiting (at most `within`) for its stdout to close.
+    pub async fn all_stdout(&mut self, within: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        while let Ok(Some(line)) = tokio::time::timeout_at(deadline, self.lines.recv()).await {
+            self.stdout.push(line);
+        }
+        self.stdout.clone()
+    }
 }
 
 impl Drop for Background {
