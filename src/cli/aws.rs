@@ -410,6 +410,8 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
         (ecs_server::router(refresher.clone(), token), vars)
     };
     let _keeper = refresher.spawn_keeper();
+    // Before the export lines: whoever reads them may stop us at once.
+    let stop = stop_on_signal();
     let mut text = env::export_lines(&vars);
     if let Some((listener, _)) = &metrics {
         if let Ok(addr) = listener.local_addr() {
@@ -428,7 +430,6 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
         role = %role_arn,
         "serving credentials"
     );
-    let stop = stop_on_signal();
     let main = server::serve(listener, router, stopped(stop.clone()));
     match metrics {
         Some((listener, router)) => {
@@ -463,6 +464,7 @@ async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Resul
     if let Some(arn) = &role_arn {
         vars.push(("AWS_ROLE_ARN".to_string(), arn.as_str().to_string()));
     }
+    let shutdown = server::shutdown_signal();
     let mut stdout = std::io::stdout();
     stdout
         .write_all(env::export_lines(&vars).as_bytes())
@@ -471,7 +473,7 @@ async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Resul
     tracing::info!(path = %path.display(), expires_at = %expires_at, "keeping the token file fresh");
     tokio::select! {
         () = keeper.run() => {}
-        () = server::shutdown_signal() => {}
+        () = shutdown => {}
     }
     Ok(0)
 }
@@ -515,8 +517,9 @@ fn write_new_auth_token(path: &Path) -> anyhow::Result<Secret> {
 /// A flag that turns true on SIGTERM/SIGINT, so several listeners stop together.
 fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let signal = server::shutdown_signal();
     tokio::spawn(async move {
-        server::shutdown_signal().await;
+        signal.await;
         let _ = tx.send(true);
     });
     rx

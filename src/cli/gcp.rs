@@ -330,6 +330,8 @@ async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
         }
         None => None,
     };
+    // Before announcing: whoever reads the announcement may stop us at once.
+    let signal = server::shutdown_signal();
     let mut announcement = metadata_env_announcement(server::reachable(addr));
     if let Some(metrics_addr) = metrics_listener.as_ref().and_then(|l| l.local_addr().ok()) {
         announcement.push_str(&format!("# /healthz and /metrics: http://{metrics_addr}\n"));
@@ -353,7 +355,7 @@ async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     tokio::spawn(async move {
-        server::shutdown_signal().await;
+        signal.await;
         let _ = stop.send(true);
     });
     let metrics = metrics_listener.map(|listener| {

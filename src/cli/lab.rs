@@ -50,6 +50,8 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
         lab.record_issued_secrets_to(path)
             .with_context(|| format!("could not write {}", path.display()))?;
     }
+    // Before the export lines: a script that read them may stop the lab at once.
+    let shutdown = crate::deliver::server::shutdown_signal();
     let exports = export_lines(&lab.env());
     if let Some(path) = &args.env_file {
         // Atomic, so a script polling for the file never reads half of it.
@@ -97,7 +99,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
         imds = lab.imds_endpoint(),
         aud = lab.workload_identity_audience(),
     );
-    crate::deliver::server::shutdown_signal().await;
+    shutdown.await;
     lab.shutdown().await;
     Ok(0)
 }

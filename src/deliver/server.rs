@@ -615,19 +615,34 @@ async fn tower_call(mut router: axum::Router, request: Request) -> Response {
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C): what systemd, Kubernetes and a terminal send.
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is *called*, not when the future is first polled: call
+/// it before announcing readiness, so a supervisor that stops the process right after the export
+/// lines appear gets a clean shutdown instead of the default action (death).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async move {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]
