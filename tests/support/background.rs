@@ -113,6 +113,11 @@ impl Background {
         &self.stdout
     }
 
+    /// The child's process id (to read its memory use from /proc).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
