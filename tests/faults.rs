@@ -493,7 +493,8 @@ async fn run_all(cases: Vec<Case>) -> Vec<Outcome> {
 async fn every_fault_at_every_endpoint_is_retried_or_fails_fast() {
     let started = Instant::now();
     let outcomes = run_all(cases()).await;
-    println!("| endpoint | fault | expected | attempts | exit | seconds | |");
+    // A line of its own: libtest may have printed the test's name without a newline.
+    println!("\n| endpoint | fault | expected | attempts | exit | seconds | |");
     println!("|---|---|---|---|---|---|---|");
     for o in &outcomes {
         println!(
@@ -664,7 +665,7 @@ async fn servers_serve_the_valid_credential_through_every_outage_and_never_an_ex
         }
     }
     let results = tasks.join_all().await;
-    println!("| server | upstream fault | valid credential served | refused after expiry | upstream requests | |");
+    println!("\n| server | upstream fault | valid credential served | refused after expiry | upstream requests | |");
     println!("|---|---|---|---|---|---|");
     for line in results.iter().flatten() {
         println!("{line}");

@@ -160,7 +160,7 @@ async fn endpoints_under_load_while_the_upstream_flaps() {
         let s = &doc[name];
         println!(
             "figures: soak {name} seconds={} requests={} ok={} failures={} failures_while_valid={} \
-             expired_served={} min_seconds_left={} max_latency_ms={} over_1s={} outages={outages} \
+             expired_served={} min_seconds_left={} max_latency_ms={} max_latency_ok_ms={} over_1s={} outages={outages} \
              upstream_requests={} upstream_faulted={} rss_start_kib={} rss_end_kib={} seed={seed}",
             doc["seconds"],
             s["requests"],
@@ -170,6 +170,7 @@ async fn endpoints_under_load_while_the_upstream_flaps() {
             s["expired_served"],
             s["min_seconds_left"],
             s["max_latency_ms"],
+            s["max_latency_ok_ms"],
             s["over_1s"],
             upstream[i],
             faulted[i],

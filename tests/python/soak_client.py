@@ -45,6 +45,7 @@ class Endpoint:
             "expired_served": 0,
             "min_seconds_left": None,
             "max_latency_ms": 0,
+            "max_latency_ok_ms": 0,
             "over_1s": 0,
             "failure_examples": [],
         }
@@ -68,6 +69,7 @@ class Endpoint:
                         s["expired_served"] += 1
                     else:
                         s["ok"] += 1
+                        s["max_latency_ok_ms"] = max(s["max_latency_ok_ms"], latency)
                         self.valid_until = max(self.valid_until, expiry - MARGIN)
                     if s["min_seconds_left"] is None or left < s["min_seconds_left"]:
                         s["min_seconds_left"] = round(left, 2)
