@@ -35,7 +35,7 @@ impl Delivery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
     /// A credential: an identifier (the access key id, or the end of the access token) and its
-    /// expiry as the answer states it.
+    /// expiry as the answer states it (GCE's `expires_in` counted from when the request left).
     Credential {
         id: String,
         expires_at: OffsetDateTime,
@@ -148,12 +148,12 @@ impl Served {
                 ))
                 .header("Metadata-Flavor", "Google"),
         };
+        let sent = OffsetDateTime::now_utc();
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => return Answer::Unexpected(format!("no answer: {e}")),
         };
         let status = response.status().as_u16();
-        let received = OffsetDateTime::now_utc();
         let body = response.text().await.unwrap_or_default();
         if status == 503 {
             return Answer::Unavailable(body);
@@ -168,10 +168,12 @@ impl Served {
                 .zip(doc["Expiration"].as_str().and_then(|t| {
                     OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
                 })),
+            // Counted from when the request left: never later than the real expiry, however
+            // long the answer took.
             Delivery::Gce => doc["access_token"].as_str().zip(
                 doc["expires_in"]
                     .as_i64()
-                    .map(|s| received + time::Duration::seconds(s)),
+                    .map(|s| sent + time::Duration::seconds(s)),
             ),
         };
         match credential {
