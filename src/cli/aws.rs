@@ -16,8 +16,8 @@ use crate::deliver::metrics::MetricsRegistry;
 use crate::deliver::token_file::TokenFileKeeper;
 use crate::deliver::{aws_files, credential_process, ecs_server, env, server};
 use crate::exchange::aws_sts::{
-    fetch_caller_identity, region_from_env, AssumedRole, RetryPolicy, RoleArn, SessionName,
-    StsEndpoint, WebIdentityRequest,
+    fetch_caller_identity, region_from_env, AssumedRole, RoleArn, SessionName, StsEndpoint,
+    WebIdentityRequest,
 };
 use crate::private_file::write_private_file_atomically;
 use crate::refresh::{
@@ -121,6 +121,9 @@ pub struct ExchangeArgs {
     /// Always exchange; neither read nor write the credential cache.
     #[arg(long, env = "KEYLESS_NO_CACHE")]
     pub no_cache: bool,
+
+    #[command(flatten)]
+    pub timeouts: crate::cli::TimeoutArgs,
 }
 
 /// A role to assume plus how.
@@ -586,7 +589,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
             policy_arns: x.policy_arns.clone(),
         },
         endpoint: StsEndpoint::resolve(x.sts_endpoint.as_deref(), region.as_deref()),
-        retry: RetryPolicy::default(),
+        retry: x.timeouts.retry_policy(),
     })
 }
 

@@ -16,7 +16,6 @@ use crate::deliver::external_account::{
 };
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
-use crate::exchange::retry::RetryPolicy;
 use crate::refresh::{GcpToken, GcpTokenProfile};
 use crate::source::aws::{AwsIdentitySource, AwsSourceOptions};
 use crate::source::google::DEFAULT_IAMCREDENTIALS_URL;
@@ -114,6 +113,9 @@ pub struct TokenRequestArgs {
     /// Delegation chain of service accounts, comma-separated, in order.
     #[arg(long, env = "KEYLESS_DELEGATES", value_delimiter = ',')]
     pub delegates: Vec<String>,
+
+    #[command(flatten)]
+    pub timeouts: crate::cli::TimeoutArgs,
 }
 
 /// How `gcp token` prints.
@@ -424,7 +426,7 @@ pub async fn profile_from_args(args: &TokenRequestArgs) -> anyhow::Result<GcpTok
             lifetime: args.lifetime,
             delegates: args.delegates.clone(),
         }),
-        retry: RetryPolicy::default(),
+        retry: args.timeouts.retry_policy(),
     })
 }
 

@@ -121,6 +121,34 @@ pub enum Command {
     Man(manual::ManArgs),
 }
 
+/// How long the exchanges may take; shared by every command that calls an upstream.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TimeoutArgs {
+    /// Give up on one attempt (connect, send, read the whole answer) after this many seconds;
+    /// it is retried if the upstream may recover and the deadline allows.
+    #[arg(long, env = "KEYLESS_ATTEMPT_TIMEOUT", value_name = "SECONDS",
+          default_value_t = crate::exchange::retry::DEFAULT_ATTEMPT_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub attempt_timeout: u64,
+
+    /// Give up altogether (every attempt and the waits between them) after this many seconds.
+    #[arg(long, env = "KEYLESS_DEADLINE", value_name = "SECONDS",
+          default_value_t = crate::exchange::retry::DEFAULT_DEADLINE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub deadline: u64,
+}
+
+impl TimeoutArgs {
+    /// The retry policy these limits make.
+    pub fn retry_policy(&self) -> crate::exchange::retry::RetryPolicy {
+        crate::exchange::retry::RetryPolicy {
+            attempt_timeout: std::time::Duration::from_secs(self.attempt_timeout),
+            deadline: std::time::Duration::from_secs(self.deadline),
+            ..Default::default()
+        }
+    }
+}
+
 /// Process exit codes, so scripts can tell a refusal from an outage.
 pub mod exit_code {
     /// Something else failed (bad input, unreadable files).

@@ -60,6 +60,7 @@ pub async fn fetch_trust_policy(
         .await
         .map_err(|e| unavailable(error_chain(&e)))?;
     let status = response.status().as_u16();
+    let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
     let text = response
         .text()
         .await
@@ -68,6 +69,7 @@ pub async fn fetch_trust_policy(
         return Err(ExchangeError::UnexpectedAnswer {
             endpoint: endpoint.to_string(),
             status,
+            content_type,
             detail: truncate(&text, 300),
         });
     }
@@ -90,6 +92,7 @@ pub async fn fetch_trust_policy(
         quick_xml::de::from_str(&text).map_err(|e| ExchangeError::UnexpectedAnswer {
             endpoint: endpoint.to_string(),
             status,
+            content_type: content_type.clone(),
             detail: format!("not a GetRole answer: {e}"),
         })?;
     let document = parsed.get_role_result.role.assume_role_policy_document;

@@ -7,12 +7,14 @@
 //! way), and a refusal by the trust policy fails at once with the claims AWS compared.
 
 use std::future::Future;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::credentials::AwsCredentials;
+use crate::exchange::clock_skew;
+use crate::exchange::retry::Budget;
 pub use crate::exchange::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::source::google::{error_chain, truncate, IdToken, IdTokenClaims, SourceError};
@@ -259,19 +261,31 @@ pub enum ExchangeError {
         message: String,
     },
 
-    /// STS kept failing in a way that may pass; every attempt was used.
-    #[error("AWS STS at {endpoint} is unavailable after {attempts} attempts: {last}")]
+    /// STS kept failing in a way that may pass; every attempt (or the deadline) was used.
+    #[error(
+        "AWS STS at {endpoint} is unavailable after {}: {last}\n  \
+             hint: this may pass, try again later; if it persists, check that this machine reaches \
+             {endpoint} (proxy, firewall, DNS) and that --sts-endpoint or AWS_ENDPOINT_URL_STS is \
+             right; --attempt-timeout and --deadline allow more time",
+        crate::exchange::retry::count_attempts(.attempts)
+    )]
     Unavailable {
         endpoint: String,
         attempts: u32,
         last: String,
     },
 
-    /// STS answered something we cannot read.
-    #[error("AWS STS at {endpoint} answered {status} with something unexpected: {detail}")]
+    /// STS answered something we cannot read: not STS, or something in between rewrote it.
+    #[error(
+        "AWS STS at {endpoint} answered {status} ({content_type}) with something that is not \
+             an STS answer: {detail}\n  hint: check that --sts-endpoint or AWS_ENDPOINT_URL_STS \
+             names an STS endpoint (https://sts.REGION.amazonaws.com); a proxy or captive portal \
+             between here and AWS answers like this too"
+    )]
     UnexpectedAnswer {
         endpoint: String,
         status: u16,
+        content_type: String,
         detail: String,
     },
 
@@ -343,7 +357,8 @@ impl StsFault {
 
 /// Mints a token and trades it for credentials, retrying what is retryable and re-minting a
 /// rejected token once. `mint` is called for each token needed; `host` names this machine in
-/// derived session names.
+/// derived session names. Each STS call is bounded by the policy's attempt timeout, and the
+/// whole exchange (minting included) by its deadline.
 pub async fn exchange_web_identity<F, Fut>(
     http: &reqwest::Client,
     endpoint: &StsEndpoint,
@@ -356,7 +371,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<IdToken, SourceError>>,
 {
-    let started = Instant::now();
+    let budget = retry.budget();
     let mut delays = retry.delays();
     let mut attempts = 0u32;
     let mut reminted = false;
@@ -364,14 +379,18 @@ where
     loop {
         attempts += 1;
         let outcome = match &token {
-            Some(t) => call_assume_role(http, endpoint, request, t, host).await,
-            None => match mint().await {
-                Ok(t) => {
-                    let result = call_assume_role(http, endpoint, request, &t, host).await;
+            Some(t) => call_assume_role(&budget, http, endpoint, request, t, host).await,
+            // The token source has timeouts of its own; the deadline bounds it too.
+            None => match budget.within_deadline(mint()).await {
+                Ok(Ok(t)) => {
+                    let result = call_assume_role(&budget, http, endpoint, request, &t, host).await;
                     token = Some(t);
                     result
                 }
-                Err(e) => Err(Attempt::Source(e)),
+                Ok(Err(e)) => Err(Attempt::Source(e)),
+                Err(timed_out) => Err(Attempt::Source(SourceError::TimedOut {
+                    seconds: timed_out.after.as_secs_f64(),
+                })),
             },
         };
         let failure = match outcome {
@@ -396,36 +415,37 @@ where
                 token = None;
                 continue;
             }
-            Reaction::Retry => {
-                let next = delays.next();
-                let out_of_time = started.elapsed() + next.unwrap_or_default() > retry.deadline;
-                match next {
-                    Some(delay) if !out_of_time => {
-                        tracing::warn!(attempt = attempts, ?delay, %last, "transient STS failure; retrying");
-                        // A transient token-source failure means no token was minted; keep the
-                        // token we have otherwise (it is still valid).
-                        tokio::time::sleep(delay).await;
-                        continue;
-                    }
-                    _ => {
-                        if let Attempt::Source(e) = failure {
-                            return Err(ExchangeError::Source(e));
-                        }
-                        return Err(ExchangeError::Unavailable {
-                            endpoint: endpoint.url.clone(),
-                            attempts,
-                            last,
-                        });
-                    }
+            Reaction::Retry => match delays.next() {
+                Some(delay) if budget.allows_wait(delay) => {
+                    tracing::warn!(attempt = attempts, ?delay, %last, "transient STS failure; retrying");
+                    // A transient token-source failure means no token was minted; keep the
+                    // token we have otherwise (it is still valid).
+                    tokio::time::sleep(delay).await;
+                    continue;
                 }
-            }
+                _ => {
+                    if let Attempt::Source(e) = failure {
+                        return Err(ExchangeError::Source(e));
+                    }
+                    return Err(ExchangeError::Unavailable {
+                        endpoint: endpoint.url.clone(),
+                        attempts,
+                        last,
+                    });
+                }
+            },
             _ => {}
         }
         return Err(match failure {
             Attempt::Source(e) => ExchangeError::Source(e),
-            Attempt::Unreadable { status, detail } => ExchangeError::UnexpectedAnswer {
+            Attempt::Unreadable {
+                status,
+                content_type,
+                detail,
+            } => ExchangeError::UnexpectedAnswer {
                 endpoint: endpoint.url.clone(),
                 status,
+                content_type,
                 detail,
             },
             Attempt::Network(cause) => ExchangeError::Unavailable {
@@ -473,49 +493,81 @@ enum Attempt {
     Fault(StsFault),
     Network(String),
     Source(SourceError),
-    Unreadable { status: u16, detail: String },
+    Unreadable {
+        status: u16,
+        content_type: String,
+        detail: String,
+    },
 }
 
+/// One `AssumeRoleWithWebIdentity` call, bounded by the attempt timeout (or the deadline).
 async fn call_assume_role(
+    budget: &Budget,
     http: &reqwest::Client,
     endpoint: &StsEndpoint,
     request: &WebIdentityRequest,
     token: &IdToken,
     host: &str,
 ) -> Result<AssumedRole, Attempt> {
-    let session = request
-        .session_name
-        .clone()
-        .unwrap_or_else(|| SessionName::derive(token.claims(), host));
-    let duration = request.duration_seconds.map(|d| d.to_string());
-    let mut form: Vec<(String, &str)> = vec![
-        ("Action".into(), "AssumeRoleWithWebIdentity"),
-        ("Version".into(), STS_API_VERSION),
-        ("RoleArn".into(), request.role_arn.as_str()),
-        ("RoleSessionName".into(), session.as_str()),
-        ("WebIdentityToken".into(), token.secret().expose()),
-    ];
-    if let Some(d) = &duration {
-        form.push(("DurationSeconds".into(), d));
-    }
-    if let Some(p) = &request.policy {
-        form.push(("Policy".into(), p));
-    }
-    for (i, arn) in request.policy_arns.iter().enumerate() {
-        form.push((format!("PolicyArns.member.{}.arn", i + 1), arn));
-    }
-    let (status, body) = post_form(http, &endpoint.url, &form).await?;
-    if status != 200 {
-        return Err(parse_fault(status, &body));
-    }
-    parse_assume_role(&body).map_err(|detail| Attempt::Unreadable { status, detail })
+    let call = async {
+        let session = request
+            .session_name
+            .clone()
+            .unwrap_or_else(|| SessionName::derive(token.claims(), host));
+        let duration = request.duration_seconds.map(|d| d.to_string());
+        let mut form: Vec<(String, &str)> = vec![
+            ("Action".into(), "AssumeRoleWithWebIdentity"),
+            ("Version".into(), STS_API_VERSION),
+            ("RoleArn".into(), request.role_arn.as_str()),
+            ("RoleSessionName".into(), session.as_str()),
+            ("WebIdentityToken".into(), token.secret().expose()),
+        ];
+        if let Some(d) = &duration {
+            form.push(("DurationSeconds".into(), d));
+        }
+        if let Some(p) = &request.policy {
+            form.push(("Policy".into(), p));
+        }
+        for (i, arn) in request.policy_arns.iter().enumerate() {
+            form.push((format!("PolicyArns.member.{}.arn", i + 1), arn));
+        }
+        let reply = post_form(http, &endpoint.url, &form).await?;
+        if reply.status != 200 {
+            return Err(parse_fault(&reply));
+        }
+        let mut role = parse_assume_role(&reply.body).map_err(|detail| Attempt::Unreadable {
+            status: reply.status,
+            content_type: reply.content_type.clone(),
+            detail,
+        })?;
+        // STS states the expiry on its clock; everything downstream compares it with ours.
+        role.credentials.expiration = role.credentials.expiration.map(|expires_at| {
+            clock_skew::local_expiry(expires_at, reply.date, reply.sent_at, "AWS STS")
+        });
+        Ok(role)
+    };
+    budget
+        .attempt(call)
+        .await
+        .unwrap_or_else(|timed_out| Err(Attempt::Network(timed_out.to_string())))
+}
+
+/// What STS answered, with what is needed to read it: the status, the content type (named when
+/// the answer is not STS's), and the `Date` header with the time the request left (clock skew).
+struct Reply {
+    status: u16,
+    content_type: String,
+    date: Option<OffsetDateTime>,
+    sent_at: OffsetDateTime,
+    body: String,
 }
 
 async fn post_form(
     http: &reqwest::Client,
     url: &str,
     form: &[(String, &str)],
-) -> Result<(u16, String), Attempt> {
+) -> Result<Reply, Attempt> {
+    let sent_at = OffsetDateTime::now_utc();
     let response = http
         .post(url)
         .form(form)
@@ -523,11 +575,29 @@ async fn post_form(
         .await
         .map_err(|e| Attempt::Network(error_chain(&e)))?;
     let status = response.status().as_u16();
+    let content_type = content_type_of(response.headers());
+    let date = clock_skew::date_header(response.headers());
+    // A body cut short (the connection dropped mid-answer) is a network failure: retried.
     let body = response
         .text()
         .await
-        .map_err(|e| Attempt::Network(error_chain(&e)))?;
-    Ok((status, body))
+        .map_err(|e| Attempt::Network(format!("the answer was cut short: {}", error_chain(&e))))?;
+    Ok(Reply {
+        status,
+        content_type,
+        date,
+        sent_at,
+        body,
+    })
+}
+
+/// The `Content-Type` of an answer, for messages (`(none)` when absent).
+pub(crate) fn content_type_of(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(none)")
+        .to_string()
 }
 
 #[derive(Deserialize)]
@@ -604,7 +674,8 @@ struct XmlError {
     message: String,
 }
 
-fn parse_fault(status: u16, body: &str) -> Attempt {
+fn parse_fault(reply: &Reply) -> Attempt {
+    let (status, body) = (reply.status, reply.body.as_str());
     match quick_xml::de::from_str::<ErrorResponse>(body) {
         Ok(e) => Attempt::Fault(StsFault {
             status,
@@ -618,6 +689,7 @@ fn parse_fault(status: u16, body: &str) -> Attempt {
         }),
         Err(_) => Attempt::Unreadable {
             status,
+            content_type: reply.content_type.clone(),
             detail: truncate(body.trim(), 300),
         },
     }
@@ -647,29 +719,48 @@ pub async fn fetch_caller_identity(
     for (name, value) in &headers {
         builder = builder.header(name.as_str(), value.expose());
     }
+    let sent_at = OffsetDateTime::now_utc();
+    let unavailable = |last: String| ExchangeError::Unavailable {
+        endpoint: endpoint.url.clone(),
+        attempts: 1,
+        last,
+    };
     let response = builder
         .body(body)
         .send()
         .await
-        .map_err(|e| ExchangeError::Unavailable {
-            endpoint: endpoint.url.clone(),
-            attempts: 1,
-            last: error_chain(&e),
-        })?;
+        .map_err(|e| unavailable(error_chain(&e)))?;
     let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
+    let content_type = content_type_of(response.headers());
+    let date = clock_skew::date_header(response.headers());
+    let text = response
+        .text()
+        .await
+        .map_err(|e| unavailable(format!("the answer was cut short: {}", error_chain(&e))))?;
+    let reply = Reply {
+        status,
+        content_type,
+        date,
+        sent_at,
+        body: text,
+    };
+    let unexpected = |detail: String| ExchangeError::UnexpectedAnswer {
+        endpoint: endpoint.url.clone(),
+        status,
+        content_type: reply.content_type.clone(),
+        detail,
+    };
     if status != 200 {
-        return Err(match parse_fault(status, &text) {
+        return Err(match parse_fault(&reply) {
+            Attempt::Fault(f) if f.reaction() == Reaction::Retry => {
+                unavailable(format!("{} ({})", f.code, f.message))
+            }
             Attempt::Fault(f) => ExchangeError::CallerIdentityRefused {
                 endpoint: endpoint.url.clone(),
                 code: f.code,
                 message: f.message,
             },
-            _ => ExchangeError::UnexpectedAnswer {
-                endpoint: endpoint.url.clone(),
-                status,
-                detail: truncate(&text, 300),
-            },
+            _ => unexpected(truncate(&reply.body, 300)),
         });
     }
     #[derive(Deserialize)]
@@ -677,13 +768,9 @@ pub async fn fetch_caller_identity(
     struct Response {
         get_caller_identity_result: CallerIdentity,
     }
-    quick_xml::de::from_str::<Response>(&text)
+    quick_xml::de::from_str::<Response>(&reply.body)
         .map(|r| r.get_caller_identity_result)
-        .map_err(|e| ExchangeError::UnexpectedAnswer {
-            endpoint: endpoint.url.clone(),
-            status,
-            detail: format!("not a GetCallerIdentity answer: {e}"),
-        })
+        .map_err(|e| unexpected(format!("not a GetCallerIdentity answer: {e}")))
 }
 
 /// Signs a request with SigV4 (the `aws-sigv4` crate does the cryptography) and returns the
@@ -880,12 +967,22 @@ mod tests {
         );
     }
 
+    fn reply(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/xml".into(),
+            date: None,
+            sent_at: OffsetDateTime::now_utc(),
+            body: body.into(),
+        }
+    }
+
     #[test]
     fn parses_error_answers() {
         let xml = r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <Error><Type>Sender</Type><Code>AccessDenied</Code><Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message></Error>
   <RequestId>r</RequestId></ErrorResponse>"#;
-        match parse_fault(403, xml) {
+        match parse_fault(&reply(403, xml)) {
             Attempt::Fault(f) => {
                 assert_eq!(f.code, "AccessDenied");
                 assert!(f.message.starts_with("Not authorized"));
@@ -893,7 +990,7 @@ mod tests {
             _ => panic!("expected a fault"),
         }
         assert!(
-            matches!(parse_fault(502, "<html>bad gateway"), Attempt::Fault(f) if f.reaction() == Reaction::Retry)
+            matches!(parse_fault(&reply(502, "<html>bad gateway")), Attempt::Fault(f) if f.reaction() == Reaction::Retry)
         );
     }
 }

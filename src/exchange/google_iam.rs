@@ -8,9 +8,12 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::credentials::GoogleAccessToken;
+use crate::exchange::clock_skew;
+use crate::exchange::retry::TimedOut;
 use crate::secret::Secret;
 use crate::source::google::{
-    call_iam_credentials, delegate_resource_names, fetch_generated_id_token, IamCallError,
+    call_iam_credentials, delegate_resource_names, fetch_generated_id_token, IamAnswer,
+    IamCallError,
 };
 
 /// What to ask `generateAccessToken` for.
@@ -37,9 +40,31 @@ pub enum IamError {
         message: String,
         hint: String,
     },
-    /// IAM Credentials could not be reached or kept failing.
-    #[error("IAM Credentials at {url} is unavailable: {cause}")]
-    Unavailable { url: String, cause: String },
+    /// IAM Credentials could not be reached or kept failing (5xx, 429, no answer in time).
+    #[error(
+        "IAM Credentials at {url} is unavailable after {}: {cause}\n  \
+             hint: this may pass, try again later; if it persists, check that this machine reaches \
+             {url} (proxy, firewall, DNS) and --iamcredentials-url; --attempt-timeout and \
+             --deadline allow more time",
+        crate::exchange::retry::count_attempts(.attempts)
+    )]
+    Unavailable {
+        url: String,
+        attempts: u32,
+        cause: String,
+    },
+    /// IAM Credentials answered something that is not its answer.
+    #[error(
+        "IAM Credentials at {url} answered {status} with something unexpected: {detail}\n  \
+             hint: check that --iamcredentials-url names IAM Credentials \
+             (https://iamcredentials.googleapis.com); a proxy or captive portal between here and \
+             Google answers like this too"
+    )]
+    UnexpectedAnswer {
+        url: String,
+        status: u16,
+        detail: String,
+    },
 }
 
 impl IamError {
@@ -48,6 +73,28 @@ impl IamError {
         match self {
             Self::Unavailable { .. } => true,
             Self::Refused { status, .. } => *status >= 500 || *status == 429,
+            Self::UnexpectedAnswer { .. } => false,
+        }
+    }
+
+    /// The error for an attempt that got no answer in time.
+    pub fn timed_out(url: &str, timed_out: TimedOut) -> Self {
+        Self::Unavailable {
+            url: url.to_string(),
+            attempts: 1,
+            cause: timed_out.to_string(),
+        }
+    }
+
+    /// The same error, saying how many attempts were made in all.
+    pub fn after_attempts(self, attempts: u32) -> Self {
+        match self {
+            Self::Unavailable { url, cause, .. } => Self::Unavailable {
+                url,
+                attempts,
+                cause,
+            },
+            other => other,
         }
     }
 
@@ -60,7 +107,19 @@ impl IamError {
         match e.status {
             None => Self::Unavailable {
                 url: e.url,
+                attempts: 1,
                 cause: e.message,
+            },
+            // Throttled or failing: worth retrying, and nothing to do with bindings.
+            Some(status) if status >= 500 || status == 429 => Self::Unavailable {
+                url: e.url,
+                attempts: 1,
+                cause: format!("HTTP {status}: {}", e.message),
+            },
+            Some(status) if e.unreadable => Self::UnexpectedAnswer {
+                url: e.url,
+                status,
+                detail: e.message,
             },
             Some(status) => {
                 let hint = if e
@@ -116,7 +175,7 @@ pub async fn generate_access_token(
         access_token: Secret,
         expire_time: String,
     }
-    let answer: Answer = call_iam_credentials(
+    let answer: IamAnswer<Answer> = call_iam_credentials(
         http,
         iamcredentials_url,
         bearer,
@@ -127,19 +186,23 @@ pub async fn generate_access_token(
     .await
     .map_err(from_call)?;
     let expires_at = OffsetDateTime::parse(
-        &answer.expire_time,
+        &answer.value.expire_time,
         &time::format_description::well_known::Rfc3339,
     )
-    .map_err(|e| {
-        from_call(IamCallError {
-            url: iamcredentials_url.to_string(),
-            status: Some(200),
-            message: format!("unreadable expireTime: {e}"),
-        })
+    .map_err(|e| IamError::UnexpectedAnswer {
+        url: iamcredentials_url.to_string(),
+        status: 200,
+        detail: format!("unreadable expireTime: {e}"),
     })?;
     Ok(GoogleAccessToken {
-        access_token: answer.access_token,
-        expires_at,
+        access_token: answer.value.access_token,
+        // Google states the expiry on its clock; everything downstream compares it with ours.
+        expires_at: clock_skew::local_expiry(
+            expires_at,
+            answer.date,
+            answer.sent_at,
+            "IAM Credentials",
+        ),
     })
 }
 

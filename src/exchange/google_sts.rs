@@ -169,19 +169,32 @@ pub enum GoogleStsError {
         description: String,
     },
 
-    /// Google STS kept failing in a way that may pass.
-    #[error("Google STS at {url} is unavailable after {attempts} attempts: {last}")]
+    /// Google STS kept failing in a way that may pass; every attempt (or the deadline) was used.
+    #[error(
+        "Google STS at {url} is unavailable after {}: {last}\n  \
+             hint: this may pass, try again later; if it persists, check that this machine reaches \
+             {url} (proxy, firewall, DNS) and --token-url; --attempt-timeout and --deadline allow \
+             more time",
+        crate::exchange::retry::count_attempts(.attempts)
+    )]
     Unavailable {
         url: String,
         attempts: u32,
         last: String,
     },
 
-    /// Google STS answered something we cannot read.
-    #[error("Google STS at {url} answered {status} with something unexpected: {detail}")]
+    /// Google STS answered something we cannot read: not Google STS, or something in between
+    /// rewrote it.
+    #[error(
+        "Google STS at {url} answered {status} ({content_type}) with something that is not \
+             a token exchange answer: {detail}\n  hint: check that --token-url names Google STS \
+             (https://sts.googleapis.com/v1/token); a proxy or captive portal between here and \
+             Google answers like this too"
+    )]
     UnexpectedAnswer {
         url: String,
         status: u16,
+        content_type: String,
         detail: String,
     },
 }
@@ -232,6 +245,7 @@ pub async fn exchange_subject_token(
         .run(
             || post_exchange(http, token_url, &form, request, principal),
             |e| matches!(e, StsAttempt::Transient(_)),
+            |timed_out| StsAttempt::Transient(timed_out.to_string()),
         )
         .await;
     outcome.map_err(|(error, attempts)| match error {
@@ -258,17 +272,26 @@ async fn post_exchange(
         .await
         .map_err(|e| StsAttempt::Transient(error_chain(&e)))?;
     let status = response.status().as_u16();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| StsAttempt::Transient(error_chain(&e)))?;
+    let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
+    // A body cut short (the connection dropped mid-answer) is no answer: retried.
+    let body = response.text().await.map_err(|e| {
+        StsAttempt::Transient(format!("the answer was cut short: {}", error_chain(&e)))
+    })?;
+    let unexpected = |detail: String| {
+        StsAttempt::Final(GoogleStsError::UnexpectedAnswer {
+            url: token_url.to_string(),
+            status,
+            content_type: content_type.clone(),
+            detail,
+        })
+    };
     if status == 200 {
+        // Never quote a 200 answer: what it holds may be (part of) a token.
         let parsed: TokenResponse = serde_json::from_str(&body).map_err(|e| {
-            StsAttempt::Final(GoogleStsError::UnexpectedAnswer {
-                url: token_url.to_string(),
-                status,
-                detail: format!("no access token in the answer: {e}"),
-            })
+            unexpected(format!(
+                "no access token in the {} bytes answered ({e})",
+                body.len()
+            ))
         })?;
         let lifetime = parsed.expires_in.unwrap_or(3600);
         return Ok(GoogleAccessToken {
@@ -283,11 +306,7 @@ async fn post_exchange(
         )));
     }
     let Ok(oauth) = serde_json::from_str::<OAuthError>(&body) else {
-        return Err(StsAttempt::Final(GoogleStsError::UnexpectedAnswer {
-            url: token_url.to_string(),
-            status,
-            detail: truncate(&body, 300),
-        }));
+        return Err(unexpected(truncate(&body, 300)));
     };
     Err(StsAttempt::Final(match oauth.error.as_str() {
         "invalid_target" => GoogleStsError::UnknownAudience {

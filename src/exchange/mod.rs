@@ -2,6 +2,7 @@
 
 pub mod aws_iam;
 pub mod aws_sts;
+pub mod clock_skew;
 pub mod google_iam;
 pub mod google_sts;
 pub mod retry;

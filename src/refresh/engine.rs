@@ -162,6 +162,8 @@ struct Inner<U: Upstream> {
     /// Bumped after every upstream call, so callers that waited for a flight use its result.
     generation: AtomicU64,
     last_error: StdMutex<Option<RefreshError>>,
+    /// When the last upstream call failed with an error that will not pass by itself.
+    last_permanent_failure: StdMutex<Option<tokio::time::Instant>>,
     background_running: AtomicBool,
     refreshes: AtomicU64,
     failures: AtomicU64,
@@ -196,6 +198,7 @@ impl<U: Upstream> Refresher<U> {
                 flight: Mutex::new(()),
                 generation: AtomicU64::new(0),
                 last_error: StdMutex::new(None),
+                last_permanent_failure: StdMutex::new(None),
                 background_running: AtomicBool::new(false),
                 refreshes: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
@@ -229,6 +232,11 @@ impl<U: Upstream> Refresher<U> {
         if self.inner.generation.load(Ordering::Acquire) != generation {
             // A call finished while we waited and left nothing usable: share its failure
             // instead of sending one more request to a failing upstream.
+            return Err(self.unavailable());
+        }
+        if self.failed_permanently_within(self.inner.policy.retry_min) {
+            // A refusal or an unreadable answer comes back at once, so callers arriving one
+            // after another would each send a request: for a moment, answer with its error.
             return Err(self.unavailable());
         }
         match self.fetch_locked().await {
@@ -284,6 +292,14 @@ impl<U: Upstream> Refresher<U> {
             .filter(|e| e.expires_at - self.inner.policy.expiry_margin > now)
     }
 
+    fn failed_permanently_within(&self, window: Duration) -> bool {
+        self.inner
+            .last_permanent_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < window)
+    }
+
     fn unavailable(&self) -> ServeError {
         let cause = self
             .inner
@@ -302,7 +318,24 @@ impl<U: Upstream> Refresher<U> {
     /// One upstream call; the caller holds the flight lock.
     async fn fetch_locked(&self) -> Result<Entry<U::Value>, RefreshError> {
         let started = tokio::time::Instant::now();
-        let result = self.inner.upstream.fetch().await;
+        let result = self.inner.upstream.fetch().await.and_then(|(value, expires_at)| {
+            // Never hold (and so never serve) what is already expired by our clock: a broken
+            // upstream or a clock far off. Counted as a failure, so the keeper backs off
+            // instead of asking again at once, forever.
+            let now = self.inner.clock.now();
+            if expires_at - self.inner.policy.expiry_margin <= now {
+                return Err(RefreshError {
+                    message: format!(
+                        "the upstream answered with a credential that expires at {expires_at}, \
+                         already past (or within {} s) by this machine's clock ({now})\n  \
+                         hint: check this machine's clock (timedatectl; chrony or ntpd keep it right)",
+                        self.inner.policy.expiry_margin.as_secs()
+                    ),
+                    transient: false,
+                });
+            }
+            Ok((value, expires_at))
+        });
         self.inner.last_latency_micros.store(
             started.elapsed().as_micros().min(u64::MAX as u128 - 1) as u64,
             Ordering::Relaxed,
@@ -316,6 +349,11 @@ impl<U: Upstream> Refresher<U> {
                     .last_error
                     .lock()
                     .unwrap_or_else(|e| e.into_inner()) = None;
+                *self
+                    .inner
+                    .last_permanent_failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
                 self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
                 self.inner.refreshed.send_modify(|n| *n += 1);
                 tracing::debug!(profile = %self.inner.name, expires_at = %expires_at, "refreshed");
@@ -323,6 +361,12 @@ impl<U: Upstream> Refresher<U> {
             }
             Err(error) => {
                 self.inner.failures.fetch_add(1, Ordering::Relaxed);
+                *self
+                    .inner
+                    .last_permanent_failure
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) =
+                    (!error.transient).then(tokio::time::Instant::now);
                 tracing::warn!(profile = %self.inner.name, error = %error.message, "refresh failed");
                 *self
                     .inner
@@ -634,5 +678,53 @@ mod tests {
             lead >= time::Duration::minutes(20) && lead <= time::Duration::minutes(22),
             "{lead}"
         );
+    }
+
+    /// An upstream whose answers are already expired by our clock (a broken upstream, a clock
+    /// far off) is a failure: nothing expired is served, and the keeper backs off instead of
+    /// asking again at once, forever.
+    #[tokio::test(start_paused = true)]
+    async fn credentials_expired_on_arrival_are_refused_and_backed_off() {
+        let clock = Clock::tokio();
+        let mut fake = Fake::new(clock, Duration::from_secs(2));
+        fake.delay = Duration::ZERO;
+        let refresher = Refresher::new("p", fake.clone(), no_jitter(), clock);
+        let error = refresher.get().await.unwrap_err().to_string();
+        assert!(error.contains("already past"), "{error}");
+        let _keeper = refresher.spawn_keeper();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // Backing off 1, 2, 4, ... s: a handful of calls in a minute, not thousands.
+        assert!((2..=10).contains(&fake.calls()), "{}", fake.calls());
+        assert!(refresher.get().await.is_err());
+    }
+
+    /// A refusal comes back at once: callers arriving one after another share it for a moment
+    /// (`retry_min`) instead of each sending a request upstream; after that, the next caller
+    /// tries again.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_shared_for_a_moment_instead_of_asked_again_per_caller() {
+        #[derive(Clone)]
+        struct Refusing(Arc<AtomicU64>);
+        impl Upstream for Refusing {
+            type Value = u64;
+            async fn fetch(&self) -> Result<(u64, OffsetDateTime), RefreshError> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Err(RefreshError {
+                    message: "AccessDenied".into(),
+                    transient: false,
+                })
+            }
+        }
+        let calls = Arc::new(AtomicU64::new(0));
+        let refresher = Refresher::new("p", Refusing(calls.clone()), no_jitter(), Clock::tokio());
+        for _ in 0..50 {
+            let error = refresher.get().await.unwrap_err().to_string();
+            assert!(error.contains("AccessDenied"), "{error}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "50 callers in 0.5 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(refresher.get().await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

@@ -38,23 +38,50 @@ pub struct GcpToken {
 }
 
 /// Which step of the AWS → GCP flow failed; each variant's message says why and what to do.
+///
+/// The step's error is part of the message and deliberately not a `source()`: printed as a
+/// chain (`{:#}`), it would otherwise appear twice.
 #[derive(Debug, thiserror::Error)]
 pub enum GcpFlowError {
     /// No AWS identity could be found.
     #[error("finding the AWS identity: {0}")]
-    AwsSource(#[from] AwsSourceError),
+    AwsSource(AwsSourceError),
     /// The subject token could not be signed.
     #[error("signing the subject token: {0}")]
-    Signing(#[from] ExchangeError),
+    Signing(ExchangeError),
     /// Google STS refused or failed.
     #[error("exchanging at Google STS: {0}")]
-    GoogleSts(#[from] GoogleStsError),
+    GoogleSts(GoogleStsError),
     /// IAM Credentials refused or failed.
     #[error("impersonating the service account: {0}")]
-    Iam(#[from] IamError),
+    Iam(IamError),
     /// An ID token needs a service account to be minted for.
     #[error("an ID token needs --service-account (a federated principal cannot have one)")]
     NeedsServiceAccount,
+}
+
+impl From<AwsSourceError> for GcpFlowError {
+    fn from(e: AwsSourceError) -> Self {
+        Self::AwsSource(e)
+    }
+}
+
+impl From<ExchangeError> for GcpFlowError {
+    fn from(e: ExchangeError) -> Self {
+        Self::Signing(e)
+    }
+}
+
+impl From<GoogleStsError> for GcpFlowError {
+    fn from(e: GoogleStsError) -> Self {
+        Self::GoogleSts(e)
+    }
+}
+
+impl From<IamError> for GcpFlowError {
+    fn from(e: IamError) -> Self {
+        Self::Iam(e)
+    }
 }
 
 impl GcpFlowError {
@@ -136,7 +163,9 @@ impl GcpTokenProfile {
     }
 
     /// The federated token, then the service account's token when impersonation is asked for.
+    /// Both steps share the profile's one deadline.
     pub async fn fetch(&self, http: &reqwest::Client) -> Result<GcpToken, GcpFlowError> {
+        let started = std::time::Instant::now();
         let (federated, aws_credentials) = self.fetch_federated(http).await?;
         let Some(impersonation) = &self.impersonation else {
             return Ok(GcpToken {
@@ -147,6 +176,7 @@ impl GcpTokenProfile {
         };
         let token = self
             .retry
+            .with_time_spent(started.elapsed())
             .run(
                 || {
                     generate_access_token(
@@ -158,9 +188,10 @@ impl GcpTokenProfile {
                     )
                 },
                 IamError::is_transient,
+                |timed_out| IamError::timed_out(&self.iamcredentials_url, timed_out),
             )
             .await
-            .map_err(|(e, _)| e)?;
+            .map_err(|(e, attempts)| e.after_attempts(attempts))?;
         Ok(GcpToken {
             token,
             service_account: Some(impersonation.service_account.clone()),
@@ -178,17 +209,29 @@ impl GcpTokenProfile {
             .impersonation
             .as_ref()
             .ok_or(GcpFlowError::NeedsServiceAccount)?;
+        let started = std::time::Instant::now();
         let (federated, _) = self.fetch_federated(http).await?;
-        Ok(generate_id_token(
-            http,
-            &self.iamcredentials_url,
-            &federated.access_token,
-            &impersonation.service_account,
-            target_audience,
-            &impersonation.delegates,
-            "the federated AWS identity",
-        )
-        .await?)
+        let token = self
+            .retry
+            .with_time_spent(started.elapsed())
+            .run(
+                || {
+                    generate_id_token(
+                        http,
+                        &self.iamcredentials_url,
+                        &federated.access_token,
+                        &impersonation.service_account,
+                        target_audience,
+                        &impersonation.delegates,
+                        "the federated AWS identity",
+                    )
+                },
+                IamError::is_transient,
+                |timed_out| IamError::timed_out(&self.iamcredentials_url, timed_out),
+            )
+            .await
+            .map_err(|(e, attempts)| e.after_attempts(attempts))?;
+        Ok(token)
     }
 
     /// The ARN these credentials sign as (GetCallerIdentity at the region's STS endpoint).

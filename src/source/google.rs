@@ -77,13 +77,19 @@ pub enum SourceError {
     /// What we got does not look like a JWT, so AWS would refuse it anyway.
     #[error("the token from {origin} is not a JWT ({reason})")]
     NotAJwt { origin: String, reason: String },
+
+    /// The token source gave no token within what was left of the overall deadline.
+    #[error("the Google token source gave no ID token within {seconds:.1} s\n  hint: check that it answers (the metadata server, IAM Credentials, the token command); --deadline allows more time")]
+    TimedOut { seconds: f64 },
 }
 
 impl SourceError {
     /// Worth retrying: the metadata server or IAM Credentials may come back.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::MetadataUnreachable { .. } | Self::IamCredentialsUnreachable { .. } => true,
+            Self::MetadataUnreachable { .. }
+            | Self::IamCredentialsUnreachable { .. }
+            | Self::TimedOut { .. } => true,
             Self::MetadataRefused { status, .. } => *status >= 500 || *status == 429,
             Self::ImpersonationRefused { status, .. } => *status >= 500 || *status == 429,
             _ => false,
@@ -387,14 +393,18 @@ impl Impersonation {
             &[],
         )
         .await
-        .map_err(|e| match e.status {
-            Some(status) => SourceError::ImpersonationRefused {
+        .map_err(|e| match (e.status, e.unreadable) {
+            (Some(status), true) if status < 500 && status != 429 => SourceError::NotAJwt {
+                origin: format!("IAM Credentials at {}", e.url),
+                reason: e.message,
+            },
+            (Some(status), _) => SourceError::ImpersonationRefused {
                 service_account: self.service_account.clone(),
                 caller,
                 status,
                 message: e.message,
             },
-            None => SourceError::IamCredentialsUnreachable {
+            (None, _) => SourceError::IamCredentialsUnreachable {
                 url: e.url,
                 cause: e.message,
             },
@@ -403,12 +413,23 @@ impl Impersonation {
     }
 }
 
-/// A failed IAM Credentials call: `status` is `None` when no answer came at all.
+/// A failed IAM Credentials call: `status` is `None` when no (whole) answer came at all;
+/// `unreadable` when the answer was not the document asked for (a 200 that is not IAM's).
 #[derive(Debug)]
 pub struct IamCallError {
     pub url: String,
     pub status: Option<u16>,
     pub message: String,
+    pub unreadable: bool,
+}
+
+/// An IAM Credentials answer with its `Date` header and the time the request left, so that an
+/// expiry stated on Google's clock can be converted to ours.
+#[derive(Debug)]
+pub struct IamAnswer<T> {
+    pub value: T,
+    pub date: Option<time::OffsetDateTime>,
+    pub sent_at: time::OffsetDateTime,
 }
 
 /// IAM Credentials names delegates as `projects/-/serviceAccounts/EMAIL`.
@@ -438,7 +459,7 @@ pub async fn fetch_generated_id_token(
     struct GenerateIdTokenResponse {
         token: Secret,
     }
-    let answer: GenerateIdTokenResponse = call_iam_credentials(
+    let answer: IamAnswer<GenerateIdTokenResponse> = call_iam_credentials(
         http,
         iamcredentials_url,
         bearer,
@@ -447,7 +468,7 @@ pub async fn fetch_generated_id_token(
         &body,
     )
     .await?;
-    Ok(answer.token)
+    Ok(answer.value.token)
 }
 
 /// POSTs `body` to IAM Credentials `METHOD` for `service_account` and reads the JSON answer;
@@ -460,7 +481,7 @@ pub async fn call_iam_credentials<T: serde::de::DeserializeOwned>(
     service_account: &str,
     method: &str,
     body: &serde_json::Value,
-) -> Result<T, IamCallError> {
+) -> Result<IamAnswer<T>, IamCallError> {
     let url = format!(
         "{}/v1/projects/-/serviceAccounts/{service_account}:{method}",
         iamcredentials_url.trim_end_matches('/')
@@ -469,7 +490,9 @@ pub async fn call_iam_credentials<T: serde::de::DeserializeOwned>(
         url: url.clone(),
         status,
         message,
+        unreadable: false,
     };
+    let sent_at = time::OffsetDateTime::now_utc();
     let response = http
         .post(&url)
         .bearer_auth(bearer.expose())
@@ -478,11 +501,40 @@ pub async fn call_iam_credentials<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| failed(None, error_chain(&e)))?;
     let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
+    let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
+    let date = crate::exchange::clock_skew::date_header(response.headers());
+    // A body cut short (the connection dropped mid-answer) is no answer: retried.
+    let text = response.text().await.map_err(|e| {
+        failed(
+            None,
+            format!("the answer was cut short: {}", error_chain(&e)),
+        )
+    })?;
     if status != 200 {
-        return Err(failed(Some(status), google_error_message(&text)));
+        // Google's errors are JSON documents; anything else came from something in between.
+        let is_error_document = serde_json::from_str::<serde_json::Value>(&text)
+            .is_ok_and(|v| v.get("error").is_some());
+        return Err(IamCallError {
+            unreadable: !is_error_document,
+            ..failed(Some(status), google_error_message(&text))
+        });
     }
-    serde_json::from_str(&text).map_err(|e| failed(Some(status), format!("unexpected answer: {e}")))
+    // Never quote a 200 answer: what it holds may be (part of) a token.
+    let value = serde_json::from_str(&text).map_err(|e| IamCallError {
+        unreadable: true,
+        ..failed(
+            Some(status),
+            format!(
+                "not an IAM Credentials answer ({content_type}, {} bytes: {e})",
+                text.len()
+            ),
+        )
+    })?;
+    Ok(IamAnswer {
+        value,
+        date,
+        sent_at,
+    })
 }
 
 /// An `authorized_user` Application Default Credentials file (a developer's laptop after

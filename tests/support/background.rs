@@ -113,14 +113,14 @@ impl Background {
         &self.stdout
     }
 
+    /// The child's process id (to read its memory use from /proc).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the child is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// The child's process id (for /proc figures and signals).
-    pub fn id(&self) -> u32 {
-        self.child.id()
     }
 
     /// Sends SIGTERM and waits (at most `within`) for the child to exit; returns its status and

@@ -6,19 +6,23 @@
 
 pub mod aws_home;
 pub mod background;
+pub mod fault_proxy;
 pub mod gcs_emulator;
 pub mod google;
 pub mod lab_world;
 pub mod moto;
 pub mod process;
+pub mod served;
 pub mod service;
 pub mod tools;
 pub mod venv;
 
 pub use aws_home::AwsHome;
 pub use background::Background;
+pub use fault_proxy::{Fault, FaultProxy};
 pub use gcs_emulator::GcsEmulator;
 pub use google::GoogleIdentity;
 pub use lab_world::LabWorld;
 pub use moto::Moto;
 pub use process::{expect_failure, expect_success, CommandOutput};
+pub use served::{Answer, Delivery, Served};
