@@ -469,3 +469,23 @@ async fn metrics_count_refreshes_per_profile() {
     assert_eq!(health.status(), 200);
     assert!(health.text().await.unwrap().contains("ok"));
 }
+
+/// --ready-file holds the export lines (0600, written before they are printed) and goes away with
+/// a clean SIGTERM shutdown, as for `gcp serve` and `keyless serve`.
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_file_holds_the_exports_and_is_removed_on_shutdown() {
+    let w = LabWorld::start().await;
+    let ready = w.home.home().join("ecs-ready.env");
+    let (mut server, vars) = serve(&w, &["--ready-file", ready.to_str().unwrap()], ECS_VARS).await;
+    let text = std::fs::read_to_string(&ready).unwrap();
+    for (key, value) in &vars {
+        assert!(text.contains(&format!("export {key}={value}")), "{text}");
+    }
+    assert_private(&ready);
+    let (status, stderr) =
+        tokio::task::spawn_blocking(move || server.terminate(Duration::from_secs(10)))
+            .await
+            .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!ready.exists(), "the ready file outlived the server");
+}

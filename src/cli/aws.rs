@@ -230,6 +230,12 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYLESS_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
 
+    /// Once listening, write the export lines here too (0600, atomically: the file appears
+    /// complete or not at all; it holds the authorization token unless --auth-token-file is
+    /// used), so a supervisor or a script can wait for it; removed on shutdown.
+    #[arg(long, env = "KEYLESS_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
     /// Allow --listen to name a non-loopback address (0.0.0.0, a bridge or LAN address): anything
     /// that can reach it can take the credentials. Also turns off the Host header check.
     #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
@@ -422,6 +428,10 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
             text += &format!("# metrics: http://{addr}/metrics http://{addr}/healthz\n");
         }
     }
+    if let Some(path) = &args.ready_file {
+        write_private_file_atomically(path, text.as_bytes())
+            .with_context(|| format!("could not write the ready file {}", path.display()))?;
+    }
     let mut stdout = std::io::stdout();
     stdout
         .write_all(text.as_bytes())
@@ -434,12 +444,16 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
         "serving credentials"
     );
     let main = server::serve(listener, router, stopped(stop.clone()));
-    match metrics {
+    let served = match metrics {
         Some((listener, router)) => {
-            tokio::try_join!(main, server::serve(listener, router, stopped(stop)))?;
+            tokio::try_join!(main, server::serve(listener, router, stopped(stop))).map(|_| ())
         }
-        None => main.await?,
+        None => main.await,
+    };
+    if let Some(path) = &args.ready_file {
+        let _ = std::fs::remove_file(path);
     }
+    served?;
     Ok(0)
 }
 
