@@ -94,7 +94,7 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
     // must reload, not kill the process (the default action).
     let mut signals = Signals::install().context("could not install signal handlers")?;
     let http = crate::http_client::build().context("could not start the HTTP client")?;
-    let registry = MetricsRegistry::default();
+    let registry = MetricsRegistry::starting();
 
     let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
     let metrics_addr = args
@@ -133,6 +133,7 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
         reload_error: None,
     };
     daemon.apply(config).await;
+    daemon.registry.mark_started();
     daemon.write_ready_file();
     tracing::info!(
         profiles = daemon.running.len(),

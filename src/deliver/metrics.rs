@@ -5,6 +5,7 @@
 //! so the hot path (serving credentials) does no metrics work at all.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::http::{header, StatusCode};
@@ -28,9 +29,25 @@ type Family = (
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
     entries: Arc<RwLock<Vec<(String, StatusFn)>>>,
+    /// Set while the owner's first deliveries are still being made: `/healthz` answers 503 so a
+    /// startup probe does not let an app start before the files it reads exist.
+    starting: Arc<AtomicBool>,
 }
 
 impl MetricsRegistry {
+    /// A registry that reports "starting" (503) until [`MetricsRegistry::mark_started`]: for
+    /// `keyless serve`, whose token and credentials files must exist before the app starts.
+    pub fn starting() -> Self {
+        let registry = Self::default();
+        registry.starting.store(true, Ordering::Release);
+        registry
+    }
+
+    /// The first deliveries are made: `/healthz` now reports the profiles.
+    pub fn mark_started(&self) {
+        self.starting.store(false, Ordering::Release);
+    }
+
     /// Registers a profile; `status` is called on each scrape.
     pub fn register(
         &self,
@@ -63,6 +80,12 @@ impl MetricsRegistry {
     /// Healthy when every profile holds a credential that has not expired (or has never been
     /// asked for and has not failed).
     pub fn healthy(&self) -> (bool, String) {
+        if self.starting.load(Ordering::Acquire) {
+            return (
+                false,
+                "starting: the first deliveries are not made yet\n".into(),
+            );
+        }
         let mut report = String::new();
         let mut healthy = true;
         for (name, status) in self.snapshot() {
@@ -171,6 +194,17 @@ fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_starting_registry_is_unhealthy_until_marked_started() {
+        let registry = MetricsRegistry::starting();
+        let (ok, report) = registry.healthy();
+        assert!(!ok);
+        assert!(report.starts_with("starting"), "{report}");
+        registry.mark_started();
+        assert!(registry.healthy().0, "no profile has failed");
+        assert!(MetricsRegistry::default().healthy().0);
+    }
 
     #[test]
     fn renders_prometheus_text_per_profile() {
