@@ -57,9 +57,9 @@ impl GceServer {
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
         let lines = if args.contains(&"--metrics-listen") {
-            4
+            5
         } else {
-            3
+            4
         };
         tokio::task::spawn_blocking(move || {
             let mut child = cmd.spawn().expect("keyless starts");
@@ -210,8 +210,9 @@ async fn answers_and_refuses_like_the_metadata_server() {
     assert_eq!(
         server.announcement,
         format!(
-            "# google-auth-python detects GCE by pinging GCE_METADATA_IP, then reads GCE_METADATA_HOST: set both.\n\
-             export GCE_METADATA_HOST=127.0.0.1:{port}\nexport GCE_METADATA_IP=127.0.0.1:{port}\n"
+            "# google-auth-python detects GCE by pinging GCE_METADATA_IP, then reads GCE_METADATA_HOST: set both (gcloud reads GCE_METADATA_ROOT).\n\
+             export GCE_METADATA_HOST=127.0.0.1:{port}\nexport GCE_METADATA_IP=127.0.0.1:{port}\n\
+             export GCE_METADATA_ROOT=127.0.0.1:{port}\n"
         )
     );
     let google = Some("Google".to_string());

@@ -51,7 +51,7 @@ pub enum GcpCommand {
     /// Serve a GCE-metadata-compatible endpoint so unmodified Google SDKs and tools get tokens
     /// (set GCE_METADATA_HOST and GCE_METADATA_IP to the address it prints).
     #[command(
-        after_help = "Readiness: once listening, it prints the export lines on standard output (and writes them\nto --ready-file, atomically, if given); nothing else goes to standard output.\n\nExample:\n  keyless gcp serve --audience \"$PROVIDER\" --service-account sa@my-project.iam.gserviceaccount.com\n  # prints: export GCE_METADATA_HOST=127.0.0.1:PORT and export GCE_METADATA_IP=127.0.0.1:PORT"
+        after_help = "Readiness: once listening, it prints the export lines on standard output (and writes them\nto --ready-file, atomically, if given); nothing else goes to standard output.\n\nExample:\n  keyless gcp serve --audience \"$PROVIDER\" --service-account sa@my-project.iam.gserviceaccount.com\n  # prints: export GCE_METADATA_HOST=127.0.0.1:PORT, GCE_METADATA_IP and GCE_METADATA_ROOT (gcloud) likewise"
     )]
     Serve(ServeArgs),
 }
@@ -384,10 +384,11 @@ async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
 pub fn metadata_env_announcement(addr: std::net::SocketAddr) -> String {
     let value = addr.to_string();
     format!(
-        "# google-auth-python detects GCE by pinging GCE_METADATA_IP, then reads GCE_METADATA_HOST: set both.\n{}",
+        "# google-auth-python detects GCE by pinging GCE_METADATA_IP, then reads GCE_METADATA_HOST: set both (gcloud reads GCE_METADATA_ROOT).\n{}",
         env::export_lines(&[
             ("GCE_METADATA_HOST".to_string(), value.clone()),
-            ("GCE_METADATA_IP".to_string(), value),
+            ("GCE_METADATA_IP".to_string(), value.clone()),
+            ("GCE_METADATA_ROOT".to_string(), value),
         ])
     )
 }
