@@ -192,83 +192,50 @@ async fn flags_come_from_keyless_toml_with_the_documented_precedence() {
     )
     .unwrap();
     let config_arg = config.to_str().unwrap();
-    let arn_of = |out: &support::CommandOutput| {
+    // Each source in turn wins: (profile, extra flags, environment, the session name used).
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        ("deploy", &[], &[], "from-defaults"),
+        ("ci", &[], &[], "from-profile"),
+        ("ci", &["--session-name", "from-flag"], &[], "from-flag"),
+        (
+            "ci",
+            &[],
+            &[("KEYLESS_SESSION_NAME", "from-env")],
+            "from-env",
+        ),
+        (
+            "ci",
+            &["--session-name", "from-flag"],
+            &[("KEYLESS_SESSION_NAME", "from-env")],
+            "from-flag",
+        ),
+    ];
+    for (profile, extra, env, expected) in cases {
+        let mut args = vec![
+            "--config-profile",
+            profile,
+            "aws",
+            "credentials",
+            "--format",
+            "json",
+            "--no-cache",
+        ];
+        args.extend_from_slice(extra);
+        // The file itself is found through KEYLESS_CONFIG, as a unit file would set it.
+        let mut env = env.to_vec();
+        env.push(("KEYLESS_CONFIG", config_arg));
+        let out = w.keyless_env(&args, &env).await;
         assert_eq!(out.code(), 0, "{out}");
-        out.json()["AssumedRoleUser"]["Arn"]
+        let arn = out.json()["AssumedRoleUser"]["Arn"]
             .as_str()
             .unwrap()
-            .to_string()
-    };
-
-    // The profile gives the role; [defaults] the session name.
-    let out = w
-        .keyless(&[
-            "--config",
-            config_arg,
-            "--config-profile",
-            "deploy",
-            "aws",
-            "credentials",
-            "--format",
-            "json",
-            "--no-cache",
-        ])
-        .await;
-    assert!(
-        arn_of(&out).ends_with("assumed-role/gcp-deploy/from-defaults"),
-        "{out}"
-    );
-
-    // The profile's own session_name beats [defaults]; the command line beats both.
-    let out = w
-        .keyless(&[
-            "--config",
-            config_arg,
-            "--config-profile",
-            "ci",
-            "aws",
-            "credentials",
-            "--format",
-            "json",
-            "--no-cache",
-        ])
-        .await;
-    assert!(
-        arn_of(&out).ends_with("assumed-role/gcp-deploy/from-profile"),
-        "{out}"
-    );
-    let out = w
-        .keyless(&[
-            "--config",
-            config_arg,
-            "--config-profile",
-            "ci",
-            "aws",
-            "credentials",
-            "--format",
-            "json",
-            "--no-cache",
-            "--session-name",
-            "from-flag",
-        ])
-        .await;
-    assert!(arn_of(&out).ends_with("/from-flag"), "{out}");
-
-    // KEYLESS_* beats the file too; and the file is found through the environment.
-    let out = w
-        .keyless_env(
-            &["aws", "credentials", "--format", "json", "--no-cache"],
-            &[
-                ("KEYLESS_CONFIG", config_arg),
-                ("KEYLESS_CONFIG_PROFILE", "ci"),
-                ("KEYLESS_SESSION_NAME", "from-env"),
-            ],
-        )
-        .await;
-    assert!(
-        arn_of(&out).ends_with("assumed-role/gcp-deploy/from-env"),
-        "{out}"
-    );
+            .to_string();
+        assert!(
+            arn.ends_with(&format!("assumed-role/gcp-deploy/{expected}")),
+            "{profile} {extra:?} {env:?}: {arn}"
+        );
+    }
 
     // A profile's channel keys mean the matching one-shot command's flags: write-profile writes
     // the profile named after it, as `serve` would.

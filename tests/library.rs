@@ -77,22 +77,10 @@ async fn a_refusal_reaches_the_sdk_as_a_provider_error_without_secrets() {
         .build()
         .unwrap();
     let error = provider.provide_credentials().await.unwrap_err();
-    let text = format!("{error:?} {}", error_chain(&error));
+    let text = format!("{error:?} {}", keyless::source::google::error_chain(&error));
     assert!(text.contains("ci-deploy"), "{text}");
     assert!(
         !text.contains(&std::fs::read_to_string(&token).unwrap()),
         "{text}"
     );
-}
-
-/// The error with its sources, as an SDK's error report would print it.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -702,7 +702,7 @@ pub(crate) fn google_error_message(body: &str) -> String {
 }
 
 /// The error and its causes on one line: reqwest's top-level message alone hides the reason.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
