@@ -1838,3 +1838,117 @@ gce_metadata_listen = "0.0.0.0:9911"
         assert_eq!(suggestion("colour", all_profile_keys()), None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A TOML value of any type, often one a key expects.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "\"arn:aws:iam::123456789012:role/R\"",
+                "\"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x\"",
+                "\"127.0.0.1:9911\"",
+                "\"0.0.0.0:0\"",
+                "\"[::1]:80\"",
+                "\"localhost:1\"",
+                "\"metadata\"",
+                "\"file:t\"",
+                "\"impersonate:a@b\"",
+                "\"https://x\"",
+                "\"eu-west-1\"",
+                "\"a@b.iam.gserviceaccount.com\"",
+                "\"\"",
+                "\"é\\u0000\"",
+                "3600",
+                "-1",
+                "0x7fffffffffffffff",
+                "1e3",
+                "true",
+                "[\"a\", \"b\"]",
+                "[1, \"a\"]",
+                "{ a = 1 }",
+                "2024-01-01T00:00:00Z",
+            ])
+            .prop_map(String::from),
+            "\"[ -~]{0,12}\"",
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(
+                all_profile_keys()
+                    .chain(TOP_KEYS.iter().copied())
+                    .chain(["listen", "path", "rol_arn"])
+                    .collect::<Vec<_>>()
+            )
+            .prop_map(String::from),
+            "[a-z_]{1,8}",
+        ]
+    }
+
+    /// A plausible keyless.toml: top-level keys, then profiles of random keys and values.
+    fn config_text() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((key(), value()), 0..3),
+            prop::collection::vec(
+                ("[a-z]{1,3}", prop::collection::vec((key(), value()), 0..8)),
+                0..4,
+            ),
+        )
+            .prop_map(|(top, profiles)| {
+                let mut text = String::new();
+                for (k, v) in top {
+                    text.push_str(&format!("{k} = {v}\n"));
+                }
+                for (name, entries) in profiles {
+                    text.push_str(&format!("\n[profile.{name}]\n"));
+                    for (k, v) in entries {
+                        text.push_str(&format!("{k} = {v}\n"));
+                    }
+                }
+                text
+            })
+    }
+
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        let path = Path::new("/nonexistent/keyless.toml");
+        match parse(text, path) {
+            Ok(config) => prop_assert!(!config.profiles.is_empty()),
+            Err(e) => {
+                let lines = text.split('\n').count();
+                let message = e.to_string();
+                prop_assert!(!e.problems().is_empty());
+                for p in e.problems() {
+                    prop_assert!(
+                        (1..=lines).contains(&p.line) && p.column >= 1,
+                        "{:?} in {} lines",
+                        p,
+                        lines
+                    );
+                    let place = format!("/nonexistent/keyless.toml:{}:{}", p.line, p.column);
+                    prop_assert!(message.contains(&place));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Any text: a configuration, or problems with a line and column inside the file.
+        #[test]
+        fn any_text_is_a_config_or_placed_problems(text in any::<String>()) {
+            check(&text)?;
+        }
+
+        /// Configurations made of the real keys with values of every type: the same promise,
+        /// deep inside the checker.
+        #[test]
+        fn generated_configs_are_valid_or_placed_problems(text in config_text()) {
+            check(&text)?;
+        }
+    }
+}

@@ -726,3 +726,86 @@ mod tests {
         assert_eq!(e.to_string(), e.source());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Token soup from the subset and around it: what real conditions and typos are made of.
+    fn expression() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "attribute.aws_role",
+                    "assertion.arn",
+                    "google.subject",
+                    "attribute.x",
+                    "'arn:aws:sts::1:assumed-role/r'",
+                    "\"x\"",
+                    "'\\''",
+                    "true",
+                    "false",
+                    "==",
+                    "!=",
+                    "&&",
+                    "||",
+                    "!",
+                    "(",
+                    ")",
+                    "[",
+                    "]",
+                    ",",
+                    ".",
+                    "in",
+                    "startsWith",
+                    "endsWith",
+                    "contains",
+                    "size",
+                    "1",
+                    "<",
+                    ">=",
+                    "?",
+                    ":",
+                    "'''",
+                    "'\\q'",
+                ])
+                .prop_map(String::from),
+                "[ -~]{0,3}",
+            ],
+            0..24,
+        )
+        .prop_map(|parts| parts.join(" "))
+    }
+
+    fn variables() -> CelVariables {
+        CelVariables::from([
+            (
+                "attribute.aws_role".into(),
+                "arn:aws:sts::1:assumed-role/r".into(),
+            ),
+            (
+                "assertion.arn".into(),
+                "arn:aws:sts::1:assumed-role/r/s".into(),
+            ),
+            (
+                "google.subject".into(),
+                "arn:aws:sts::1:assumed-role/r/s".into(),
+            ),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any expression: parsed (and then evaluated to a bool or a CEL error) or refused.
+        #[test]
+        fn any_expression_parses_or_is_refused(text in prop_oneof![expression(), any::<String>()]) {
+            if let Ok(e) = CelExpression::parse(&text) {
+                let _ = e.evaluate(&variables());
+                let _ = e.references();
+                prop_assert_eq!(e.source(), text.as_str());
+            }
+        }
+    }
+}
