@@ -32,6 +32,13 @@ pub enum CelError {
         /// The construct, e.g. "the function size()".
         construct: String,
     },
+    /// Longer or deeper than any condition Google accepts; refused before it can exhaust the
+    /// stack.
+    #[error("the condition is {what}\n  hint: Google accepts attribute conditions of at most {MAX_SOURCE_CHARS} characters; keyless reads at most {MAX_NESTING} levels of parentheses, `!` and lists, and {MAX_HEIGHT} levels of operators")]
+    TooComplex {
+        /// What exceeded the limit.
+        what: String,
+    },
     /// Evaluation needed a value the credential does not have (CEL: "no such key").
     #[error("no such key: {0}")]
     NoSuchKey(String),
@@ -39,6 +46,13 @@ pub enum CelError {
     #[error("no such overload: {0}")]
     NoSuchOverload(String),
 }
+
+/// Google's limit on an attribute condition's length, in characters.
+pub const MAX_SOURCE_CHARS: usize = 4096;
+/// How deep parentheses, `!` and lists may nest (the parser recurses on them).
+pub const MAX_NESTING: usize = 100;
+/// How deep the parsed expression may be (evaluation recurses on it).
+pub const MAX_HEIGHT: usize = 250;
 
 /// A parsed condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,13 +113,25 @@ impl fmt::Display for CelExpression {
 impl CelExpression {
     /// Parses `source`; anything outside the subset is [`CelError::Unsupported`].
     pub fn parse(source: &str) -> Result<Self, CelError> {
+        let chars = source.chars().count();
+        if chars > MAX_SOURCE_CHARS {
+            return Err(CelError::TooComplex {
+                what: format!("{chars} characters long"),
+            });
+        }
         let tokens = tokenize(source)?;
         let mut parser = Parser {
             tokens,
             position: 0,
             end: source.len(),
+            nesting: 0,
         };
         let root = parser.or()?;
+        if height(&root) > MAX_HEIGHT {
+            return Err(CelError::TooComplex {
+                what: format!("more than {MAX_HEIGHT} operators deep"),
+            });
+        }
         if let Some((offset, token)) = parser.tokens.get(parser.position) {
             return Err(match token {
                 Token::Other(op) => CelError::Unsupported {
@@ -166,6 +192,30 @@ impl CelExpression {
         walk(&self.root, &mut out);
         out
     }
+}
+
+/// The depth of the tree, without recursion (the tree may be as deep as the source is long).
+fn height(root: &Node) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(root, 1usize)];
+    while let Some((node, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match node {
+            Node::Str(_) | Node::Bool(_) | Node::Var(_) => {}
+            Node::List(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Node::Not(a) => stack.push((a, depth + 1)),
+            Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::Eq(a, b)
+            | Node::Ne(a, b)
+            | Node::In(a, b)
+            | Node::Method(a, _, b) => {
+                stack.push((a, depth + 1));
+                stack.push((b, depth + 1));
+            }
+        }
+    }
+    deepest
 }
 
 fn eval(node: &Node, vars: &CelVariables) -> Result<Value, CelError> {
@@ -387,6 +437,8 @@ struct Parser {
     tokens: Vec<(usize, Token)>,
     position: usize,
     end: usize,
+    /// How many `or` and `!` levels are open: the parser's own recursion depth.
+    nesting: usize,
 }
 
 impl Parser {
@@ -429,7 +481,25 @@ impl Parser {
         })
     }
 
+    /// Enters one level of recursion, refusing more than [`MAX_NESTING`].
+    fn nest(&mut self) -> Result<(), CelError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(CelError::TooComplex {
+                what: format!("nested more than {MAX_NESTING} levels deep"),
+            });
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Node, CelError> {
+        self.nest()?;
+        let result = self.or_chain();
+        self.nesting -= 1;
+        result
+    }
+
+    fn or_chain(&mut self) -> Result<Node, CelError> {
         let mut left = self.and()?;
         while self.eat("||") {
             left = Node::Or(Box::new(left), Box::new(self.and()?));
@@ -463,7 +533,10 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Node, CelError> {
         if self.eat("!") {
-            return Ok(Node::Not(Box::new(self.unary()?)));
+            self.nest()?;
+            let operand = self.unary();
+            self.nesting -= 1;
+            return Ok(Node::Not(Box::new(operand?)));
         }
         self.member()
     }
@@ -807,5 +880,34 @@ mod proptests {
                 prop_assert_eq!(e.source(), text.as_str());
             }
         }
+    }
+
+    /// Found by the `cel` fuzz target (crafted deep inputs): these overflowed the stack in the
+    /// parser, in evaluation and when dropping the tree. Now each is refused, in bounded depth.
+    #[test]
+    fn deep_and_long_conditions_are_refused_not_a_stack_overflow() {
+        let chain = format!("''{}", "||''".repeat(300));
+        for text in [
+            format!("{}true{}", "(".repeat(50_000), ")".repeat(50_000)),
+            format!("{}true", "!".repeat(100_000)),
+            "[".repeat(50_000),
+            format!("true{}", " && true".repeat(30_000)),
+            format!("{}true{}", "(".repeat(200), ")".repeat(200)),
+            chain.clone(),
+        ] {
+            let error = CelExpression::parse(&text).unwrap_err();
+            assert!(matches!(error, CelError::TooComplex { .. }), "{error}");
+        }
+        // Within the limits, as deep as allowed still works.
+        let nested = format!("{}true{}", "(".repeat(90), ")".repeat(90));
+        assert_eq!(
+            CelExpression::parse(&nested)
+                .unwrap()
+                .evaluate(&variables()),
+            Ok(true)
+        );
+        let alternatives = format!("false{}", " || attribute.aws_role == 'x'".repeat(100));
+        assert!(CelExpression::parse(&alternatives).is_ok());
+        assert!(chain.len() < MAX_SOURCE_CHARS);
     }
 }
