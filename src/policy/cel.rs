@@ -167,30 +167,35 @@ impl CelExpression {
 
     /// The variables the expression refers to, in order of first use (for explanations).
     pub fn references(&self) -> Vec<String> {
-        fn walk(node: &Node, out: &mut Vec<String>) {
-            match node {
-                Node::Var(name) => {
-                    if !out.contains(name) {
-                        out.push(name.clone());
-                    }
-                }
-                Node::Str(_) | Node::Bool(_) => {}
-                Node::List(items) => items.iter().for_each(|i| walk(i, out)),
-                Node::Not(a) => walk(a, out),
-                Node::And(a, b)
-                | Node::Or(a, b)
-                | Node::Eq(a, b)
-                | Node::Ne(a, b)
-                | Node::In(a, b)
-                | Node::Method(a, _, b) => {
-                    walk(a, out);
-                    walk(b, out);
+        // Pre-order, children left to right: the order the expression names them.
+        let mut out: Vec<String> = Vec::new();
+        let mut stack = vec![&self.root];
+        while let Some(node) = stack.pop() {
+            if let Node::Var(name) = node {
+                if !out.contains(name) {
+                    out.push(name.clone());
                 }
             }
+            stack.extend(node.children().into_iter().rev());
         }
-        let mut out = Vec::new();
-        walk(&self.root, &mut out);
         out
+    }
+}
+
+impl Node {
+    /// The operands, left to right.
+    fn children(&self) -> Vec<&Node> {
+        match self {
+            Node::Str(_) | Node::Bool(_) | Node::Var(_) => Vec::new(),
+            Node::List(items) => items.iter().collect(),
+            Node::Not(a) => vec![a],
+            Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::Eq(a, b)
+            | Node::Ne(a, b)
+            | Node::In(a, b)
+            | Node::Method(a, _, b) => vec![a, b],
+        }
     }
 }
 
@@ -200,20 +205,7 @@ fn height(root: &Node) -> usize {
     let mut stack = vec![(root, 1usize)];
     while let Some((node, depth)) = stack.pop() {
         deepest = deepest.max(depth);
-        match node {
-            Node::Str(_) | Node::Bool(_) | Node::Var(_) => {}
-            Node::List(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
-            Node::Not(a) => stack.push((a, depth + 1)),
-            Node::And(a, b)
-            | Node::Or(a, b)
-            | Node::Eq(a, b)
-            | Node::Ne(a, b)
-            | Node::In(a, b)
-            | Node::Method(a, _, b) => {
-                stack.push((a, depth + 1));
-                stack.push((b, depth + 1));
-            }
-        }
+        stack.extend(node.children().into_iter().map(|c| (c, depth + 1)));
     }
     deepest
 }
