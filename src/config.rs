@@ -849,7 +849,7 @@ impl Checker<'_> {
             .and_then(|(_, v)| self.region(v, &ctx.dotted("region")));
         let policy = ctx.keys.get("policy").and_then(|(_, v)| {
             let path = self.path(v, &ctx.dotted("policy"))?;
-            let text = match std::fs::read_to_string(&path) {
+            let text = match read_session_policy(&path) {
                 Ok(t) => t,
                 Err(e) => {
                     self.invalid(
@@ -1381,6 +1381,26 @@ impl ProfileCtx<'_, '_, '_> {
     }
 }
 
+/// The most of a session policy file keyless reads: AWS accepts policies of at most 2,048
+/// characters, so anything much larger is a mistake (a wrong path, a device such as /dev/zero
+/// that would never end).
+const MAX_SESSION_POLICY_BYTES: u64 = 64 * 1024;
+
+fn read_session_policy(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SESSION_POLICY_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SESSION_POLICY_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} KiB; AWS accepts session policies of at most 2,048 characters",
+            MAX_SESSION_POLICY_BYTES / 1024
+        )));
+    }
+    Ok(text)
+}
+
 /// Entries in document order, so problems are reported top to bottom.
 fn sorted<'a, 'i>(table: &'a DeTable<'i>) -> Vec<Entry<'a, 'i>> {
     let mut entries: Vec<_> = table.iter().collect();
@@ -1610,6 +1630,17 @@ duration = 900
             first.profiles["b"], third.profiles["b"],
             "policy content counts"
         );
+    }
+
+    /// Found reviewing what the keyless_toml fuzz target can reach: a policy path naming a
+    /// device that never ends (or a huge file) made the load read forever.
+    #[test]
+    fn a_policy_file_that_never_ends_is_refused() {
+        let text = "[profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/a\"\n\
+                    policy = \"/dev/zero\"\ntoken_file = \"a.jwt\"\n";
+        let (p, _) = problem(text);
+        assert_eq!(p.kind, ProblemKind::InvalidValue);
+        assert!(p.message.contains("larger than 64 KiB"), "{}", p.message);
     }
 
     #[test]
