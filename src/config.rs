@@ -976,7 +976,7 @@ impl Checker<'_> {
             .and_then(|(_, v)| self.region(v, &ctx.dotted("region")));
         let policy = ctx.keys.get("policy").and_then(|(_, v)| {
             let path = self.path(v, &ctx.dotted("policy"))?;
-            let text = match std::fs::read_to_string(&path) {
+            let text = match read_session_policy(&path) {
                 Ok(t) => t,
                 Err(e) => {
                     self.invalid(
@@ -1508,6 +1508,26 @@ impl ProfileCtx<'_, '_, '_> {
     }
 }
 
+/// The most of a session policy file keyless reads: AWS accepts policies of at most 2,048
+/// characters, so anything much larger is a mistake (a wrong path, a device such as /dev/zero
+/// that would never end).
+const MAX_SESSION_POLICY_BYTES: u64 = 64 * 1024;
+
+fn read_session_policy(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SESSION_POLICY_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SESSION_POLICY_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} KiB; AWS accepts session policies of at most 2,048 characters",
+            MAX_SESSION_POLICY_BYTES / 1024
+        )));
+    }
+    Ok(text)
+}
+
 /// Entries in document order, so problems are reported top to bottom.
 fn sorted<'a, 'i>(table: &'a DeTable<'i>) -> Vec<Entry<'a, 'i>> {
     let mut entries: Vec<_> = table.iter().collect();
@@ -1796,6 +1816,17 @@ duration = 900
         );
     }
 
+    /// Found reviewing what the keyless_toml fuzz target can reach: a policy path naming a
+    /// device that never ends (or a huge file) made the load read forever.
+    #[test]
+    fn a_policy_file_that_never_ends_is_refused() {
+        let text = "[profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/a\"\n\
+                    policy = \"/dev/zero\"\ntoken_file = \"a.jwt\"\n";
+        let (p, _) = problem(text);
+        assert_eq!(p.kind, ProblemKind::InvalidValue);
+        assert!(p.message.contains("larger than 64 KiB"), "{}", p.message);
+    }
+
     #[test]
     fn an_unknown_key_is_named_with_its_place_and_the_likely_key() {
         let (p, message) = problem(
@@ -2051,5 +2082,119 @@ gce_metadata_listen = "0.0.0.0:9911"
             Some("did you mean `role_arn`?")
         );
         assert_eq!(suggestion("colour", all_profile_keys()), None);
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A TOML value of any type, often one a key expects.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "\"arn:aws:iam::123456789012:role/R\"",
+                "\"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x\"",
+                "\"127.0.0.1:9911\"",
+                "\"0.0.0.0:0\"",
+                "\"[::1]:80\"",
+                "\"localhost:1\"",
+                "\"metadata\"",
+                "\"file:t\"",
+                "\"impersonate:a@b\"",
+                "\"https://x\"",
+                "\"eu-west-1\"",
+                "\"a@b.iam.gserviceaccount.com\"",
+                "\"\"",
+                "\"é\\u0000\"",
+                "3600",
+                "-1",
+                "0x7fffffffffffffff",
+                "1e3",
+                "true",
+                "[\"a\", \"b\"]",
+                "[1, \"a\"]",
+                "{ a = 1 }",
+                "2024-01-01T00:00:00Z",
+            ])
+            .prop_map(String::from),
+            "\"[ -~]{0,12}\"",
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(
+                all_profile_keys()
+                    .chain(TOP_KEYS.iter().copied())
+                    .chain(["listen", "path", "rol_arn"])
+                    .collect::<Vec<_>>()
+            )
+            .prop_map(String::from),
+            "[a-z_]{1,8}",
+        ]
+    }
+
+    /// A plausible keyless.toml: top-level keys, then profiles of random keys and values.
+    fn config_text() -> impl Strategy<Value = String> {
+        (
+            prop::collection::vec((key(), value()), 0..3),
+            prop::collection::vec(
+                ("[a-z]{1,3}", prop::collection::vec((key(), value()), 0..8)),
+                0..4,
+            ),
+        )
+            .prop_map(|(top, profiles)| {
+                let mut text = String::new();
+                for (k, v) in top {
+                    text.push_str(&format!("{k} = {v}\n"));
+                }
+                for (name, entries) in profiles {
+                    text.push_str(&format!("\n[profile.{name}]\n"));
+                    for (k, v) in entries {
+                        text.push_str(&format!("{k} = {v}\n"));
+                    }
+                }
+                text
+            })
+    }
+
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        let path = Path::new("/nonexistent/keyless.toml");
+        match parse(text, path) {
+            Ok(config) => prop_assert!(!config.profiles.is_empty()),
+            Err(e) => {
+                let lines = text.split('\n').count();
+                let message = e.to_string();
+                prop_assert!(!e.problems().is_empty());
+                for p in e.problems() {
+                    prop_assert!(
+                        (1..=lines).contains(&p.line) && p.column >= 1,
+                        "{:?} in {} lines",
+                        p,
+                        lines
+                    );
+                    let place = format!("/nonexistent/keyless.toml:{}:{}", p.line, p.column);
+                    prop_assert!(message.contains(&place));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Any text: a configuration, or problems with a line and column inside the file.
+        #[test]
+        fn any_text_is_a_config_or_placed_problems(text in any::<String>()) {
+            check(&text)?;
+        }
+
+        /// Configurations made of the real keys with values of every type: the same promise,
+        /// deep inside the checker.
+        #[test]
+        fn generated_configs_are_valid_or_placed_problems(text in config_text()) {
+            check(&text)?;
+        }
     }
 }

@@ -37,8 +37,18 @@ pub struct GoogleAccessToken {
 }
 
 /// Formats an expiry as the SDKs parse it most reliably: `YYYY-MM-DDTHH:MM:SSZ`, UTC, no fraction.
+///
+/// Total: a time whose UTC date falls outside years 0000–9999 (an upstream may write
+/// `9999-12-31T23:59:59-01:00`) is clamped to the nearest time that format can say, rather than
+/// panicking or writing a year no SDK parses.
 pub fn format_expiration(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    let first = time::macros::datetime!(0000-01-01 00:00:00 UTC);
+    let last = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+    let t = match t.checked_to_offset(time::UtcOffset::UTC) {
+        Some(utc) => utc.clamp(first, last),
+        None if t.year() > 0 => last,
+        None => first,
+    };
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         t.year(),
@@ -54,6 +64,25 @@ pub fn format_expiration(t: OffsetDateTime) -> String {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    /// Found by the `sts_xml` fuzz target (crafted offsets): STS's `Expiration` with an offset
+    /// that moves the UTC date past year 9999 panicked here, and one before year 0 wrote
+    /// `-001-12-31T23:00:00Z`, which no SDK reads.
+    #[test]
+    fn expirations_outside_four_digit_years_are_clamped() {
+        assert_eq!(
+            format_expiration(datetime!(9999-12-31 23:59:59 -01:00)),
+            "9999-12-31T23:59:59Z"
+        );
+        assert_eq!(
+            format_expiration(datetime!(0000-01-01 00:00:00 +01:00)),
+            "0000-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            format_expiration(datetime!(9999-12-31 22:00:00 -01:00)),
+            "9999-12-31T23:00:00Z"
+        );
+    }
 
     #[test]
     fn expiration_is_plain_utc_seconds() {

@@ -34,6 +34,8 @@ pub mod config;
 pub mod credentials;
 pub mod deliver;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http_client;
 pub mod lab;
 pub mod policy;

@@ -1681,26 +1681,6 @@ mod tests {
             )
     }
 
-    impl IniDocument {
-        /// Byte range of the first section named `name`: its header to the next header.
-        fn section_byte_range(&self, name: &str) -> Option<Range<usize>> {
-            let first = *self.matching_sections(name).first()?;
-            let offset = |line: usize| {
-                let bom = if self.bom { BOM.len_utf8() } else { 0 };
-                bom + self.lines[..line]
-                    .iter()
-                    .map(|l| l.text.len() + l.ending.as_str().len())
-                    .sum::<usize>()
-            };
-            let start = offset(self.sections[first].header);
-            let end = match self.sections.get(first + 1) {
-                Some(next) => offset(next.header),
-                None => offset(self.lines.len()),
-            };
-            Some(start..end)
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -1775,3 +1755,6 @@ mod tests {
         }
     }
 }
+
+// Hostile input (the fuzz harness's and property tests' view of the editor) lives beside it.
+pub(crate) mod hostile;

@@ -324,22 +324,22 @@ impl ExchangeError {
 
 /// One STS error answer, before we decide what it means.
 #[derive(Clone, Debug)]
-struct StsFault {
-    status: u16,
-    code: String,
-    message: String,
+pub(crate) struct StsFault {
+    pub(crate) status: u16,
+    pub(crate) code: String,
+    pub(crate) message: String,
 }
 
 /// What to do about a failed attempt.
 #[derive(Debug, PartialEq, Eq)]
-enum Reaction {
+pub(crate) enum Reaction {
     Retry,
     Remint,
     Fail,
 }
 
 impl StsFault {
-    fn reaction(&self) -> Reaction {
+    pub(crate) fn reaction(&self) -> Reaction {
         match self.code.as_str() {
             "IDPCommunicationError"
             | "Throttling"
@@ -458,7 +458,7 @@ where
     }
 }
 
-fn classify_final(fault: StsFault, role: &RoleArn, token: String) -> ExchangeError {
+pub(crate) fn classify_final(fault: StsFault, role: &RoleArn, token: String) -> ExchangeError {
     match fault.code.as_str() {
         "AccessDenied" | "IDPRejectedClaim" => ExchangeError::Refused {
             role: role.clone(),
@@ -489,7 +489,7 @@ fn classify_final(fault: StsFault, role: &RoleArn, token: String) -> ExchangeErr
 }
 
 /// The outcome of one attempt, before the retry loop decides.
-enum Attempt {
+pub(crate) enum Attempt {
     Fault(StsFault),
     Network(String),
     Source(SourceError),
@@ -554,12 +554,25 @@ async fn call_assume_role(
 
 /// What STS answered, with what is needed to read it: the status, the content type (named when
 /// the answer is not STS's), and the `Date` header with the time the request left (clock skew).
-struct Reply {
-    status: u16,
-    content_type: String,
-    date: Option<OffsetDateTime>,
-    sent_at: OffsetDateTime,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: String,
+    pub(crate) date: Option<OffsetDateTime>,
+    pub(crate) sent_at: OffsetDateTime,
+    pub(crate) body: String,
+}
+
+impl Reply {
+    /// An XML answer with no `Date` header, for tests and fuzz targets that only have a body.
+    pub(crate) fn xml(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            content_type: "text/xml".into(),
+            date: None,
+            sent_at: OffsetDateTime::UNIX_EPOCH,
+            body: body.into(),
+        }
+    }
 }
 
 async fn post_form(
@@ -633,7 +646,7 @@ struct XmlCredentials {
     expiration: String,
 }
 
-fn parse_assume_role(body: &str) -> Result<AssumedRole, String> {
+pub(crate) fn parse_assume_role(body: &str) -> Result<AssumedRole, String> {
     let parsed: AssumeRoleWithWebIdentityResponse = quick_xml::de::from_str(body)
         .map_err(|e| format!("not an AssumeRoleWithWebIdentity answer: {e}"))?;
     let r = parsed.assume_role_with_web_identity_result;
@@ -674,7 +687,7 @@ struct XmlError {
     message: String,
 }
 
-fn parse_fault(reply: &Reply) -> Attempt {
+pub(crate) fn parse_fault(reply: &Reply) -> Attempt {
     let (status, body) = (reply.status, reply.body.as_str());
     match quick_xml::de::from_str::<ErrorResponse>(body) {
         Ok(e) => Attempt::Fault(StsFault {
@@ -763,14 +776,19 @@ pub async fn fetch_caller_identity(
             _ => unexpected(truncate(&reply.body, 300)),
         });
     }
+    parse_caller_identity(&reply.body).map_err(unexpected)
+}
+
+/// `<GetCallerIdentityResponse><GetCallerIdentityResult>...`: who the credentials are.
+pub(crate) fn parse_caller_identity(body: &str) -> Result<CallerIdentity, String> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Response {
         get_caller_identity_result: CallerIdentity,
     }
-    quick_xml::de::from_str::<Response>(&reply.body)
+    quick_xml::de::from_str::<Response>(body)
         .map(|r| r.get_caller_identity_result)
-        .map_err(|e| unexpected(format!("not a GetCallerIdentity answer: {e}")))
+        .map_err(|e| format!("not a GetCallerIdentity answer: {e}"))
 }
 
 /// Signs a request with SigV4 (the `aws-sigv4` crate does the cryptography) and returns the
@@ -992,5 +1010,86 @@ mod tests {
         assert!(
             matches!(parse_fault(&reply(502, "<html>bad gateway")), Attempt::Fault(f) if f.reaction() == Reaction::Retry)
         );
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::lab::aws_sts::assumed_role_xml;
+    use crate::lab::state::IssuedAwsCredentials;
+    use crate::lab::sts_xml::{element, error_body, success_body};
+    use proptest::prelude::*;
+
+    /// Text STS could put in an element: any characters but control ones (XML 1.0 cannot
+    /// carry most of them), not starting or ending with white space (readers trim it).
+    fn xml_text() -> impl Strategy<Value = String> {
+        "[^\\p{Cc}\\s]([^\\p{Cc}]{0,40}[^\\p{Cc}\\s])?"
+    }
+
+    fn expiration() -> impl Strategy<Value = OffsetDateTime> {
+        // Years 0000 to 9999: what RFC 3339 (and so STS's answer) can say.
+        (-62_167_219_200i64..=253_402_300_799i64)
+            .prop_map(|t| OffsetDateTime::from_unix_timestamp(t).unwrap())
+    }
+
+    proptest! {
+        /// The lab writes an AssumeRoleWithWebIdentity answer for generated credentials; we
+        /// read back exactly those credentials, escaping included.
+        #[test]
+        fn our_sts_answers_parse_back_to_the_same_values(
+            key in "[A-Z0-9]{16,32}",
+            secret in xml_text(),
+            token in xml_text(),
+            expiration in expiration(),
+            arn in xml_text(),
+            user_id in xml_text(),
+            subject in xml_text(),
+            audience in xml_text(),
+        ) {
+            let issued = IssuedAwsCredentials {
+                secret_access_key: Secret::new(secret.clone()),
+                // AssumeRoleWithWebIdentity always answers with a session token.
+                session_token: Some(Secret::new(token.clone())),
+                expiration: Some(expiration),
+                arn: arn.clone(),
+                user_id: user_id.clone(),
+            };
+            let mut result = element(4, "SubjectFromWebIdentityToken", &subject);
+            result.push_str(&element(4, "Audience", &audience));
+            result.push_str(&assumed_role_xml(&key, &issued));
+            result.push_str(&element(4, "Provider", "accounts.google.com"));
+            let body = success_body("AssumeRoleWithWebIdentity", &result, "req-1");
+            let role = parse_assume_role(&body).unwrap();
+            prop_assert_eq!(role.credentials.access_key_id, key);
+            prop_assert_eq!(role.credentials.secret_access_key.expose(), secret.as_str());
+            prop_assert_eq!(role.credentials.session_token.as_ref().map(|t| t.expose().to_string()), Some(token));
+            prop_assert_eq!(role.credentials.expiration, Some(expiration));
+            prop_assert_eq!(role.assumed_role_arn, arn);
+            prop_assert_eq!(role.assumed_role_id, user_id);
+            prop_assert_eq!(role.subject_from_web_identity_token, Some(subject));
+            prop_assert_eq!(role.audience, Some(audience));
+        }
+
+        /// The lab's error answers read back as the same code and message.
+        #[test]
+        fn our_error_answers_parse_back(status in 400u16..600, code in xml_text(), message in xml_text()) {
+            match parse_fault(&Reply::xml(status, error_body(status, &code, &message, "req-1"))) {
+                Attempt::Fault(f) => {
+                    prop_assert_eq!(f.code, code);
+                    prop_assert_eq!(f.message, message);
+                    prop_assert_eq!(f.status, status);
+                }
+                _ => prop_assert!(false, "not read as a fault"),
+            }
+        }
+
+        /// Any answer body: credentials, a fault or an explanation, never a panic.
+        #[test]
+        fn any_answer_is_read_without_panicking(body in any::<String>(), status in 100u16..600) {
+            let _ = parse_assume_role(&body);
+            let _ = parse_fault(&Reply::xml(status, body.clone()));
+            let _ = parse_caller_identity(&body);
+        }
     }
 }

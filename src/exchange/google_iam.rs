@@ -169,13 +169,7 @@ pub async fn generate_access_token(
             e,
         )
     };
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Answer {
-        access_token: Secret,
-        expire_time: String,
-    }
-    let answer: IamAnswer<Answer> = call_iam_credentials(
+    let answer: IamAnswer<AccessTokenAnswer> = call_iam_credentials(
         http,
         iamcredentials_url,
         bearer,
@@ -185,25 +179,47 @@ pub async fn generate_access_token(
     )
     .await
     .map_err(from_call)?;
-    let expires_at = OffsetDateTime::parse(
-        &answer.value.expire_time,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .map_err(|e| IamError::UnexpectedAnswer {
-        url: iamcredentials_url.to_string(),
-        status: 200,
-        detail: format!("unreadable expireTime: {e}"),
-    })?;
+    let token = answer
+        .value
+        .into_token()
+        .map_err(|detail| IamError::UnexpectedAnswer {
+            url: iamcredentials_url.to_string(),
+            status: 200,
+            detail,
+        })?;
     Ok(GoogleAccessToken {
-        access_token: answer.value.access_token,
+        access_token: token.access_token,
         // Google states the expiry on its clock; everything downstream compares it with ours.
         expires_at: clock_skew::local_expiry(
-            expires_at,
+            token.expires_at,
             answer.date,
             answer.sent_at,
             "IAM Credentials",
         ),
     })
+}
+
+/// `generateAccessToken`'s answer: `{"accessToken", "expireTime"}` (RFC 3339).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AccessTokenAnswer {
+    access_token: Secret,
+    expire_time: String,
+}
+
+impl AccessTokenAnswer {
+    /// The token and its expiry; an error message when `expireTime` is not a time.
+    pub(crate) fn into_token(self) -> Result<GoogleAccessToken, String> {
+        let expires_at = OffsetDateTime::parse(
+            &self.expire_time,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| format!("unreadable expireTime: {e}"))?;
+        Ok(GoogleAccessToken {
+            access_token: self.access_token,
+            expires_at,
+        })
+    }
 }
 
 /// `generateIdToken` for the service account (the same call the `impersonate:` token source
@@ -228,4 +244,36 @@ pub async fn generate_id_token(
     )
     .await
     .map_err(|e| IamError::from_call("mint an ID token", service_account, principal, e))
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// generateAccessToken's answer for any token and time of years 0 to 9999 reads back.
+        #[test]
+        fn access_token_answers_read_back(
+            token in any::<String>(),
+            at in -62_167_219_200i64..=253_402_300_799i64,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let expires_at = OffsetDateTime::from_unix_timestamp(at).unwrap().replace_nanosecond(nanos).unwrap();
+            let written = expires_at.format(&time::format_description::well_known::Rfc3339).unwrap();
+            let body = serde_json::json!({"accessToken": token, "expireTime": written}).to_string();
+            let answer: AccessTokenAnswer = serde_json::from_str(&body).unwrap();
+            let read = answer.into_token().unwrap();
+            prop_assert_eq!(read.access_token.expose(), token.as_str());
+            prop_assert_eq!(read.expires_at, expires_at);
+        }
+
+        /// Any JSON that has the two fields: a token or a message, never a panic.
+        #[test]
+        fn any_expire_time_is_read_or_refused(token in any::<String>(), expire in any::<String>()) {
+            let body = serde_json::json!({"accessToken": token, "expireTime": expire}).to_string();
+            let answer: AccessTokenAnswer = serde_json::from_str(&body).unwrap();
+            let _ = answer.into_token();
+        }
+    }
 }

@@ -212,7 +212,7 @@ impl GoogleStsError {
 }
 
 /// One failed attempt, before the retry loop decides.
-enum StsAttempt {
+pub(crate) enum StsAttempt {
     Transient(String),
     Final(GoogleStsError),
 }
@@ -277,45 +277,71 @@ async fn post_exchange(
     let body = response.text().await.map_err(|e| {
         StsAttempt::Transient(format!("the answer was cut short: {}", error_chain(&e)))
     })?;
+    read_exchange_answer(
+        status,
+        &content_type,
+        &body,
+        token_url,
+        &request.audience,
+        principal,
+        OffsetDateTime::now_utc(),
+    )
+}
+
+/// What Google STS's answer (`status`, `content_type`, `body`) means, at `now`: the token, a
+/// refusal to pass on, or a failure worth retrying.
+pub(crate) fn read_exchange_answer(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    token_url: &str,
+    audience: &str,
+    principal: &str,
+    now: OffsetDateTime,
+) -> Result<GoogleAccessToken, StsAttempt> {
     let unexpected = |detail: String| {
         StsAttempt::Final(GoogleStsError::UnexpectedAnswer {
             url: token_url.to_string(),
             status,
-            content_type: content_type.clone(),
+            content_type: content_type.to_string(),
             detail,
         })
     };
     if status == 200 {
         // Never quote a 200 answer: what it holds may be (part of) a token.
-        let parsed: TokenResponse = serde_json::from_str(&body).map_err(|e| {
+        let parsed: TokenResponse = serde_json::from_str(body).map_err(|e| {
             unexpected(format!(
                 "no access token in the {} bytes answered ({e})",
                 body.len()
             ))
         })?;
         let lifetime = parsed.expires_in.unwrap_or(3600);
+        // An absurd lifetime (past year 9999) is an answer we cannot use, not a crash.
+        let expires_at = now
+            .checked_add(time::Duration::seconds(lifetime))
+            .ok_or_else(|| unexpected(format!("expires_in {lifetime} is not a token lifetime")))?;
         return Ok(GoogleAccessToken {
             access_token: parsed.access_token,
-            expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(lifetime),
+            expires_at,
         });
     }
     if status >= 500 || status == 429 {
         return Err(StsAttempt::Transient(format!(
             "HTTP {status}: {}",
-            truncate(&body, 200)
+            truncate(body, 200)
         )));
     }
-    let Ok(oauth) = serde_json::from_str::<OAuthError>(&body) else {
-        return Err(unexpected(truncate(&body, 300)));
+    let Ok(oauth) = serde_json::from_str::<OAuthError>(body) else {
+        return Err(unexpected(truncate(body, 300)));
     };
     Err(StsAttempt::Final(match oauth.error.as_str() {
         "invalid_target" => GoogleStsError::UnknownAudience {
-            audience: request.audience.clone(),
+            audience: audience.to_string(),
             code: oauth.error,
             description: oauth.error_description,
         },
         _ => GoogleStsError::Refused {
-            audience: request.audience.clone(),
+            audience: audience.to_string(),
             principal: principal.to_string(),
             code: oauth.error,
             description: oauth.error_description,
@@ -412,5 +438,67 @@ mod tests {
         );
         assert_eq!(get("subject_token_type"), Some(AWS_SUBJECT_TOKEN_TYPE));
         assert_eq!(get("requested_token_type"), Some(ACCESS_TOKEN_TYPE));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const AUDIENCE: &str =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+
+    fn read(status: u16, body: &str, now: OffsetDateTime) -> Result<GoogleAccessToken, StsAttempt> {
+        read_exchange_answer(
+            status,
+            "application/json",
+            body,
+            "http://sts",
+            AUDIENCE,
+            "me",
+            now,
+        )
+    }
+
+    proptest! {
+        /// A token answer with any lifetime: the token, expiring that many seconds from now.
+        #[test]
+        fn token_answers_read_back(token in "[!-~]{1,64}", expires_in in proptest::option::of(any::<i64>())) {
+            let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+            let mut body = serde_json::json!({"access_token": token, "token_type": "Bearer"});
+            if let Some(e) = expires_in { body["expires_in"] = e.into(); }
+            match read(200, &body.to_string(), now) {
+                Ok(answer) => {
+                    prop_assert_eq!(answer.access_token.expose(), token.as_str());
+                    let lifetime = expires_in.unwrap_or(3600);
+                    prop_assert_eq!((answer.expires_at - now).whole_seconds(), lifetime);
+                }
+                Err(StsAttempt::Final(GoogleStsError::UnexpectedAnswer { detail, .. })) => {
+                    prop_assert!(detail.contains("expires_in"), "{}", detail);
+                }
+                Err(_) => prop_assert!(false, "a token answer was not read"),
+            }
+        }
+
+        /// OAuth errors keep their code and description.
+        #[test]
+        fn oauth_errors_read_back(code in any::<String>(), description in any::<String>(), status in 400u16..429) {
+            let body = serde_json::json!({"error": code, "error_description": description}).to_string();
+            match read(status, &body, OffsetDateTime::UNIX_EPOCH) {
+                Err(StsAttempt::Final(GoogleStsError::Refused { code: c, description: d, .. }))
+                | Err(StsAttempt::Final(GoogleStsError::UnknownAudience { code: c, description: d, .. })) => {
+                    prop_assert_eq!(c, code);
+                    prop_assert_eq!(d, description);
+                }
+                _ => prop_assert!(false, "an OAuth error was not read"),
+            }
+        }
+
+        /// Any body with any status: a token or an error, never a panic.
+        #[test]
+        fn any_answer_is_read_without_panicking(body in any::<String>(), status in 100u16..600) {
+            let _ = read(status, &body, OffsetDateTime::now_utc());
+        }
     }
 }

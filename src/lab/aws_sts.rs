@@ -383,7 +383,7 @@ fn assume_role_with_web_identity(
 }
 
 /// `<AssumedRoleUser>` and `<Credentials>` of an AssumeRole* answer.
-fn assumed_role_xml(access_key_id: &str, issued: &IssuedAwsCredentials) -> String {
+pub(crate) fn assumed_role_xml(access_key_id: &str, issued: &IssuedAwsCredentials) -> String {
     let mut xml = String::from("    <AssumedRoleUser>\n");
     xml.push_str(&element(6, "Arn", &issued.arn));
     xml.push_str(&element(6, "AssumedRoleId", &issued.user_id));

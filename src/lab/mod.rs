@@ -15,7 +15,7 @@
 
 mod aws_auth;
 mod aws_metadata;
-mod aws_sts;
+pub(crate) mod aws_sts;
 mod config;
 mod error;
 mod faults;
@@ -25,8 +25,8 @@ mod google_sts;
 mod ids;
 mod metadata;
 pub mod sigv4;
-mod state;
-mod sts_xml;
+pub(crate) mod state;
+pub(crate) mod sts_xml;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -32,6 +32,13 @@ pub enum CelError {
         /// The construct, e.g. "the function size()".
         construct: String,
     },
+    /// Longer or deeper than any condition Google accepts; refused before it can exhaust the
+    /// stack.
+    #[error("the condition is {what}\n  hint: Google accepts attribute conditions of at most {MAX_SOURCE_CHARS} characters; keyless reads at most {MAX_NESTING} levels of parentheses, `!` and lists, and {MAX_HEIGHT} levels of operators")]
+    TooComplex {
+        /// What exceeded the limit.
+        what: String,
+    },
     /// Evaluation needed a value the credential does not have (CEL: "no such key").
     #[error("no such key: {0}")]
     NoSuchKey(String),
@@ -39,6 +46,13 @@ pub enum CelError {
     #[error("no such overload: {0}")]
     NoSuchOverload(String),
 }
+
+/// Google's limit on an attribute condition's length, in characters.
+pub const MAX_SOURCE_CHARS: usize = 4096;
+/// How deep parentheses, `!` and lists may nest (the parser recurses on them).
+pub const MAX_NESTING: usize = 100;
+/// How deep the parsed expression may be (evaluation recurses on it).
+pub const MAX_HEIGHT: usize = 250;
 
 /// A parsed condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,13 +113,25 @@ impl fmt::Display for CelExpression {
 impl CelExpression {
     /// Parses `source`; anything outside the subset is [`CelError::Unsupported`].
     pub fn parse(source: &str) -> Result<Self, CelError> {
+        let chars = source.chars().count();
+        if chars > MAX_SOURCE_CHARS {
+            return Err(CelError::TooComplex {
+                what: format!("{chars} characters long"),
+            });
+        }
         let tokens = tokenize(source)?;
         let mut parser = Parser {
             tokens,
             position: 0,
             end: source.len(),
+            nesting: 0,
         };
         let root = parser.or()?;
+        if height(&root) > MAX_HEIGHT {
+            return Err(CelError::TooComplex {
+                what: format!("more than {MAX_HEIGHT} operators deep"),
+            });
+        }
         if let Some((offset, token)) = parser.tokens.get(parser.position) {
             return Err(match token {
                 Token::Other(op) => CelError::Unsupported {
@@ -141,31 +167,47 @@ impl CelExpression {
 
     /// The variables the expression refers to, in order of first use (for explanations).
     pub fn references(&self) -> Vec<String> {
-        fn walk(node: &Node, out: &mut Vec<String>) {
-            match node {
-                Node::Var(name) => {
-                    if !out.contains(name) {
-                        out.push(name.clone());
-                    }
-                }
-                Node::Str(_) | Node::Bool(_) => {}
-                Node::List(items) => items.iter().for_each(|i| walk(i, out)),
-                Node::Not(a) => walk(a, out),
-                Node::And(a, b)
-                | Node::Or(a, b)
-                | Node::Eq(a, b)
-                | Node::Ne(a, b)
-                | Node::In(a, b)
-                | Node::Method(a, _, b) => {
-                    walk(a, out);
-                    walk(b, out);
+        // Pre-order, children left to right: the order the expression names them.
+        let mut out: Vec<String> = Vec::new();
+        let mut stack = vec![&self.root];
+        while let Some(node) = stack.pop() {
+            if let Node::Var(name) = node {
+                if !out.contains(name) {
+                    out.push(name.clone());
                 }
             }
+            stack.extend(node.children().into_iter().rev());
         }
-        let mut out = Vec::new();
-        walk(&self.root, &mut out);
         out
     }
+}
+
+impl Node {
+    /// The operands, left to right.
+    fn children(&self) -> Vec<&Node> {
+        match self {
+            Node::Str(_) | Node::Bool(_) | Node::Var(_) => Vec::new(),
+            Node::List(items) => items.iter().collect(),
+            Node::Not(a) => vec![a],
+            Node::And(a, b)
+            | Node::Or(a, b)
+            | Node::Eq(a, b)
+            | Node::Ne(a, b)
+            | Node::In(a, b)
+            | Node::Method(a, _, b) => vec![a, b],
+        }
+    }
+}
+
+/// The depth of the tree, without recursion (the tree may be as deep as the source is long).
+fn height(root: &Node) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(root, 1usize)];
+    while let Some((node, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        stack.extend(node.children().into_iter().map(|c| (c, depth + 1)));
+    }
+    deepest
 }
 
 fn eval(node: &Node, vars: &CelVariables) -> Result<Value, CelError> {
@@ -387,6 +429,8 @@ struct Parser {
     tokens: Vec<(usize, Token)>,
     position: usize,
     end: usize,
+    /// How many `or` and `!` levels are open: the parser's own recursion depth.
+    nesting: usize,
 }
 
 impl Parser {
@@ -429,7 +473,25 @@ impl Parser {
         })
     }
 
+    /// Enters one level of recursion, refusing more than [`MAX_NESTING`].
+    fn nest(&mut self) -> Result<(), CelError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(CelError::TooComplex {
+                what: format!("nested more than {MAX_NESTING} levels deep"),
+            });
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Node, CelError> {
+        self.nest()?;
+        let result = self.or_chain();
+        self.nesting -= 1;
+        result
+    }
+
+    fn or_chain(&mut self) -> Result<Node, CelError> {
         let mut left = self.and()?;
         while self.eat("||") {
             left = Node::Or(Box::new(left), Box::new(self.and()?));
@@ -463,7 +525,10 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Node, CelError> {
         if self.eat("!") {
-            return Ok(Node::Not(Box::new(self.unary()?)));
+            self.nest()?;
+            let operand = self.unary();
+            self.nesting -= 1;
+            return Ok(Node::Not(Box::new(operand?)));
         }
         self.member()
     }
@@ -724,5 +789,117 @@ mod tests {
         .unwrap();
         assert_eq!(e.references(), ["attribute.aws_role", "google.subject"]);
         assert_eq!(e.to_string(), e.source());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Token soup from the subset and around it: what real conditions and typos are made of.
+    fn expression() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "attribute.aws_role",
+                    "assertion.arn",
+                    "google.subject",
+                    "attribute.x",
+                    "'arn:aws:sts::1:assumed-role/r'",
+                    "\"x\"",
+                    "'\\''",
+                    "true",
+                    "false",
+                    "==",
+                    "!=",
+                    "&&",
+                    "||",
+                    "!",
+                    "(",
+                    ")",
+                    "[",
+                    "]",
+                    ",",
+                    ".",
+                    "in",
+                    "startsWith",
+                    "endsWith",
+                    "contains",
+                    "size",
+                    "1",
+                    "<",
+                    ">=",
+                    "?",
+                    ":",
+                    "'''",
+                    "'\\q'",
+                ])
+                .prop_map(String::from),
+                "[ -~]{0,3}",
+            ],
+            0..24,
+        )
+        .prop_map(|parts| parts.join(" "))
+    }
+
+    fn variables() -> CelVariables {
+        CelVariables::from([
+            (
+                "attribute.aws_role".into(),
+                "arn:aws:sts::1:assumed-role/r".into(),
+            ),
+            (
+                "assertion.arn".into(),
+                "arn:aws:sts::1:assumed-role/r/s".into(),
+            ),
+            (
+                "google.subject".into(),
+                "arn:aws:sts::1:assumed-role/r/s".into(),
+            ),
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any expression: parsed (and then evaluated to a bool or a CEL error) or refused.
+        #[test]
+        fn any_expression_parses_or_is_refused(text in prop_oneof![expression(), any::<String>()]) {
+            if let Ok(e) = CelExpression::parse(&text) {
+                let _ = e.evaluate(&variables());
+                let _ = e.references();
+                prop_assert_eq!(e.source(), text.as_str());
+            }
+        }
+    }
+
+    /// Found by the `cel` fuzz target (crafted deep inputs): these overflowed the stack in the
+    /// parser, in evaluation and when dropping the tree. Now each is refused, in bounded depth.
+    #[test]
+    fn deep_and_long_conditions_are_refused_not_a_stack_overflow() {
+        let chain = format!("''{}", "||''".repeat(300));
+        for text in [
+            format!("{}true{}", "(".repeat(50_000), ")".repeat(50_000)),
+            format!("{}true", "!".repeat(100_000)),
+            "[".repeat(50_000),
+            format!("true{}", " && true".repeat(30_000)),
+            format!("{}true{}", "(".repeat(200), ")".repeat(200)),
+            chain.clone(),
+        ] {
+            let error = CelExpression::parse(&text).unwrap_err();
+            assert!(matches!(error, CelError::TooComplex { .. }), "{error}");
+        }
+        // Within the limits, as deep as allowed still works.
+        let nested = format!("{}true{}", "(".repeat(90), ")".repeat(90));
+        assert_eq!(
+            CelExpression::parse(&nested)
+                .unwrap()
+                .evaluate(&variables()),
+            Ok(true)
+        );
+        let alternatives = format!("false{}", " || attribute.aws_role == 'x'".repeat(100));
+        assert!(CelExpression::parse(&alternatives).is_ok());
+        assert!(chain.len() < MAX_SOURCE_CHARS);
     }
 }

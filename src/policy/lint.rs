@@ -552,3 +552,65 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Provider descriptions and IAM policies as gcloud prints them, with values at random.
+    fn google_document() -> impl Strategy<Value = Value> {
+        let text = prop_oneof![
+            prop::sample::select(vec![
+                "",
+                "*",
+                "allUsers",
+                "roles/iam.workloadIdentityUser",
+                "principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*",
+                "principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/attribute.aws_role/arn:aws:iam::1:role/R",
+                "attribute.aws_role == 'arn:aws:sts::123456789012:assumed-role/r'",
+                "assertion.sub.startsWith('repo:') || size(x) > 0",
+                "123456789012",
+            ])
+            .prop_map(|s| Value::String(s.into())),
+            any::<String>().prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            Just(Value::Null),
+        ];
+        (
+            prop::sample::select(vec!["provider-aws", "provider-oidc", "iam-policy"]),
+            prop::collection::vec(text, 6),
+        )
+            .prop_map(|(kind, v)| match kind {
+                "provider-aws" => serde_json::json!({"name": v[0], "aws": {"accountId": v[1]},
+                    "attributeMapping": {"google.subject": v[2]}, "attributeCondition": v[3]}),
+                "provider-oidc" => serde_json::json!({"name": v[0], "oidc": {"issuerUri": v[1],
+                    "allowedAudiences": [v[2]]}, "attributeCondition": v[3]}),
+                _ => serde_json::json!({"bindings": [{"role": v[0], "members": [v[1], v[2]],
+                    "condition": {"expression": v[3]}}, {"role": v[4], "members": v[5]}]}),
+            })
+    }
+
+    proptest! {
+        /// Any provider or IAM policy: findings at lines of the file, or an error naming it.
+        #[test]
+        fn google_documents_lint_without_panicking(doc in google_document(), pretty in any::<bool>()) {
+            let text = if pretty { serde_json::to_string_pretty(&doc).unwrap() } else { doc.to_string() };
+            match lint_text("p.json", &text) {
+                Ok(findings) => {
+                    let lines = text.lines().count().max(1);
+                    for f in findings {
+                        prop_assert!((1..=lines).contains(&f.line), "{:?}", f);
+                    }
+                }
+                Err(e) => prop_assert!(e.to_string().starts_with("p.json")),
+            }
+        }
+
+        /// Any text, URL-encoded or not.
+        #[test]
+        fn any_text_lints_or_is_refused(text in any::<String>()) {
+            let _ = lint_text("t.json", &text);
+        }
+    }
+}

@@ -472,3 +472,101 @@ mod tests {
         assert!(err.to_string().contains("\"Action\" must be"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::policy::{evaluate, ConditionContext, Request, RequestPrincipal};
+    use proptest::prelude::*;
+
+    /// JSON built from IAM's vocabulary, nested and typed at random.
+    fn iam_json() -> impl Strategy<Value = Value> {
+        let word = prop::sample::select(vec![
+            "Version",
+            "Statement",
+            "Sid",
+            "Effect",
+            "Allow",
+            "Deny",
+            "Principal",
+            "NotPrincipal",
+            "Federated",
+            "AWS",
+            "Service",
+            "CanonicalUser",
+            "*",
+            "Action",
+            "NotAction",
+            "sts:AssumeRoleWithWebIdentity",
+            "sts:*",
+            "Condition",
+            "StringEquals",
+            "StringLike",
+            "StringNotEqualsIfExists",
+            "ForAllValues:StringEquals",
+            "ForAnyValue:StringLike",
+            "Null",
+            "Bool",
+            "NumericLessThan",
+            "DateGreaterThan",
+            "ArnLike",
+            "IpAddress",
+            "accounts.google.com",
+            "accounts.google.com:aud",
+            "accounts.google.com:sub",
+            "accounts.google.com:oaud",
+            "aws:SourceIp",
+            "true",
+            "1",
+            "",
+        ])
+        .prop_map(String::from);
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            word.clone().prop_map(Value::String),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(5, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((word.clone(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any IAM-shaped JSON: a policy or an error; a policy evaluates for any request, and
+        /// one without an Allow allows nothing.
+        #[test]
+        fn any_json_is_a_policy_or_an_error(doc in iam_json(), statements in prop::collection::vec(iam_json(), 0..3)) {
+            for value in [doc.clone(), serde_json::json!({"Statement": statements})] {
+                let Ok(policy) = PolicyDocument::from_value(&value) else { continue };
+                let mut context = ConditionContext::new("test");
+                context.insert("accounts.google.com:aud", vec!["1".into()], None);
+                context.insert("accounts.google.com:sub", vec!["1".into(), "*".into()], None);
+                for principal in [
+                    RequestPrincipal::Federated("accounts.google.com".into()),
+                    RequestPrincipal::Aws("arn:aws:iam::123456789012:root".into()),
+                ] {
+                    let request = Request { principal, action: "sts:AssumeRoleWithWebIdentity", context: &context };
+                    let decision = evaluate(&policy, &request);
+                    let _ = decision.explain();
+                    if policy.statements.iter().all(|s| s.effect == Effect::Deny) {
+                        prop_assert!(!decision.is_allowed());
+                    }
+                }
+            }
+        }
+
+        /// Any text at all.
+        #[test]
+        fn any_text_is_a_policy_or_an_error(text in any::<String>()) {
+            let _ = PolicyDocument::parse(&text);
+        }
+    }
+}

@@ -360,9 +360,16 @@ impl MetadataServer {
     }
 }
 
+/// The metadata server's and OAuth's access-token answer (only the token is read).
 #[derive(Deserialize)]
-struct AccessTokenResponse {
-    access_token: Secret,
+pub(crate) struct AccessTokenResponse {
+    pub(crate) access_token: Secret,
+}
+
+/// IAM Credentials' `generateIdToken` answer.
+#[derive(Deserialize)]
+pub(crate) struct GenerateIdTokenResponse {
+    pub(crate) token: Secret,
 }
 
 /// `generateIdToken` for a service account, authorised by ADC or the metadata server.
@@ -455,10 +462,6 @@ pub async fn fetch_generated_id_token(
     if !delegates.is_empty() {
         body["delegates"] = serde_json::json!(delegate_resource_names(delegates));
     }
-    #[derive(Deserialize)]
-    struct GenerateIdTokenResponse {
-        token: Secret,
-    }
     let answer: IamAnswer<GenerateIdTokenResponse> = call_iam_credentials(
         http,
         iamcredentials_url,
@@ -540,7 +543,7 @@ pub async fn call_iam_credentials<T: serde::de::DeserializeOwned>(
 /// An `authorized_user` Application Default Credentials file (a developer's laptop after
 /// `gcloud auth application-default login`).
 #[derive(Deserialize)]
-struct AuthorizedUser {
+pub(crate) struct AuthorizedUser {
     client_id: String,
     client_secret: Secret,
     refresh_token: Secret,
@@ -551,7 +554,7 @@ struct AuthorizedUser {
 }
 
 impl AuthorizedUser {
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.account
             .clone()
             .filter(|a| !a.is_empty())
@@ -617,27 +620,25 @@ fn find_authorized_user_adc() -> Result<Option<(PathBuf, AuthorizedUser)>, Sourc
         path: path.clone(),
         reason: e.to_string(),
     })?;
+    let adc = parse_adc(&path, &text)?;
+    Ok(Some((path, adc)))
+}
+
+/// Reads an ADC file's `text` (from `path`, named in errors): only `authorized_user` is usable.
+pub(crate) fn parse_adc(path: &Path, text: &str) -> Result<AuthorizedUser, SourceError> {
+    let unusable = |reason: String| SourceError::AdcUnusable {
+        path: path.to_path_buf(),
+        reason,
+    };
     let kind: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| SourceError::AdcUnusable {
-            path: path.clone(),
-            reason: format!("not JSON: {e}"),
-        })?;
+        serde_json::from_str(text).map_err(|e| unusable(format!("not JSON: {e}")))?;
     match kind.get("type").and_then(|t| t.as_str()) {
-        Some("authorized_user") => {
-            let adc: AuthorizedUser =
-                serde_json::from_value(kind).map_err(|e| SourceError::AdcUnusable {
-                    path: path.clone(),
-                    reason: format!("an authorized_user file needs {e}"),
-                })?;
-            Ok(Some((path, adc)))
-        }
-        other => Err(SourceError::AdcUnusable {
-            path,
-            reason: format!(
-                "type {:?} is not supported for impersonation; use `gcloud auth application-default login` (authorized_user) or run on GCP with the metadata server",
-                other.unwrap_or("(missing)")
-            ),
-        }),
+        Some("authorized_user") => serde_json::from_value(kind)
+            .map_err(|e| unusable(format!("an authorized_user file needs {e}"))),
+        other => Err(unusable(format!(
+            "type {:?} is not supported for impersonation; use `gcloud auth application-default login` (authorized_user) or run on GCP with the metadata server",
+            other.unwrap_or("(missing)")
+        ))),
     }
 }
 
@@ -681,9 +682,21 @@ async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
         };
         return Err(failed(output.status.to_string(), stderr));
     }
-    let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    token_from_command_output(command, &output.stdout)
+}
+
+/// What a successful token command printed: the JWT, surrounded by white space at most.
+pub(crate) fn token_from_command_output(
+    command: &str,
+    stdout: &[u8],
+) -> Result<IdToken, SourceError> {
+    let token = String::from_utf8_lossy(stdout).trim().to_string();
     if token.is_empty() {
-        return Err(failed("printed nothing".into(), String::new()));
+        return Err(SourceError::CommandFailed {
+            command: command.to_string(),
+            status: "printed nothing".into(),
+            stderr: String::new(),
+        });
     }
     IdToken::parse(Secret::new(token), &format!("the command `{command}`"))
 }
@@ -803,5 +816,67 @@ mod tests {
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("boom") && text.contains('3'), "{text}");
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encode(value: &serde_json::Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    }
+
+    fn claims() -> impl Strategy<Value = IdTokenClaims> {
+        (
+            any::<String>(),
+            any::<String>(),
+            proptest::option::of(any::<String>()),
+            any::<String>(),
+            proptest::option::of(any::<String>()),
+            any::<i64>(),
+            proptest::option::of(any::<i64>()),
+        )
+            .prop_map(|(iss, aud, azp, sub, email, exp, iat)| IdTokenClaims {
+                iss,
+                aud,
+                azp,
+                sub,
+                email,
+                exp,
+                iat,
+            })
+    }
+
+    proptest! {
+        /// Encode the claims as a JWT, decode them: the same claims, whatever their text.
+        #[test]
+        fn claims_round_trip_through_a_jwt(claims in claims(), extra in any::<bool>()) {
+            let mut json = serde_json::json!({
+                "iss": claims.iss, "aud": claims.aud, "sub": claims.sub, "exp": claims.exp,
+            });
+            if let Some(azp) = &claims.azp { json["azp"] = azp.clone().into(); }
+            if let Some(email) = &claims.email { json["email"] = email.clone().into(); }
+            if let Some(iat) = claims.iat { json["iat"] = iat.into(); }
+            if extra { json["google"] = serde_json::json!({"compute_engine": {"zone": "z"}}); }
+            let token = format!("{}.{}.c2lnbmF0dXJl", encode(&serde_json::json!({"alg": "RS256"})), encode(&json));
+            let parsed = IdToken::parse(Secret::new(token.clone()), "test").unwrap();
+            prop_assert_eq!(parsed.claims(), &claims);
+            prop_assert_eq!(parsed.secret().expose(), token.as_str());
+            let _ = parsed.claims().expires_at();
+        }
+
+        /// Any text, any bytes from a command: a token or an error, never a panic, and the
+        /// error never repeats the text.
+        #[test]
+        fn any_text_is_a_token_or_an_error(text in any::<String>(), bytes in any::<Vec<u8>>()) {
+            if let Err(e) = IdToken::parse(Secret::new(text.clone()), "the file x") {
+                if text.trim().len() >= 8 {
+                    prop_assert!(!e.to_string().contains(text.trim()));
+                }
+            }
+            let _ = token_from_command_output("cmd", &bytes);
+        }
     }
 }

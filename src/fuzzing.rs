@@ -1,0 +1,917 @@
+//! Fuzz targets: one function per parser that takes outside input, shared by the cargo-fuzz
+//! targets in `fuzz/` (run with `tools/fuzz`) and by `tests/fuzz_corpus.rs`, which replays the
+//! committed seeds and every crash ever found on stable Rust as part of `cargo test`.
+//!
+//! Each target takes arbitrary bytes and hands them to a parser the way keyless receives them:
+//! an HTTP answer's body, a file, a command's output, a request to one of the local servers.
+//! The parsers must never panic. The targets panic on purpose when a promise is broken: a
+//! round trip that does not come back, an edit that touches another profile, a problem
+//! reported outside the file, a server that answers a refused request with credentials.
+//!
+//! Not part of keyless's API: the names and shapes here change with the harness. The router
+//! targets set `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_EC2_METADATA_DISABLED` in
+//! the process environment (fake values, so the AWS → GCP endpoint's upstream fails at once,
+//! on loopback, instead of searching for credentials on the network).
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+use crate::credentials::AwsCredentials;
+use crate::deliver::aws_files::IniDocument;
+use crate::deliver::credential_process::credential_process_json;
+use crate::deliver::ecs_server;
+use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
+use crate::deliver::imds_server::{self, InstanceIdentity};
+use crate::deliver::metrics::MetricsRegistry;
+use crate::exchange::aws_sts::{
+    classify_final, parse_assume_role, parse_caller_identity, parse_fault, AssumedRole, Attempt,
+    Reply, RetryPolicy, RoleArn, SessionName,
+};
+use crate::exchange::google_iam::{AccessTokenAnswer, Impersonation};
+use crate::exchange::google_sts::{read_exchange_answer, StsAttempt, CLOUD_PLATFORM_SCOPE};
+use crate::lab::GoogleSigningKey;
+use crate::policy::cel::CelExpression;
+use crate::policy::workload_identity::aws_default_mapping;
+use crate::policy::{evaluate, Effect, PolicyDocument, Request as PolicyRequest, RequestPrincipal};
+use crate::refresh::{
+    Clock, GcpTokenProfile, RefreshError, RefreshPolicy, RefreshStatus, Refresher, Upstream,
+};
+use crate::secret::Secret;
+use crate::source::aws::{AwsIdentitySource, AwsSourceOptions};
+use crate::source::google::{
+    google_error_message, parse_adc, token_from_command_output, AccessTokenResponse,
+    GenerateIdTokenResponse, IdToken, SourceError,
+};
+
+/// One fuzz target: its name (the cargo-fuzz target and the corpus directory) and its function.
+pub struct Target {
+    pub name: &'static str,
+    pub run: fn(&[u8]),
+}
+
+/// Every target, in the order `tools/fuzz` runs them.
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "id_token",
+        run: id_token,
+    },
+    Target {
+        name: "lab_id_token",
+        run: lab_id_token,
+    },
+    Target {
+        name: "sts_xml",
+        run: sts_xml,
+    },
+    Target {
+        name: "google_json",
+        run: google_json,
+    },
+    Target {
+        name: "aws_ini",
+        run: aws_ini,
+    },
+    Target {
+        name: "keyless_toml",
+        run: keyless_toml,
+    },
+    Target {
+        name: "trust_policy",
+        run: trust_policy,
+    },
+    Target {
+        name: "lint",
+        run: lint,
+    },
+    Target {
+        name: "cel",
+        run: cel,
+    },
+    Target {
+        name: "router_ecs",
+        run: router_ecs,
+    },
+    Target {
+        name: "router_imds",
+        run: router_imds,
+    },
+    Target {
+        name: "router_gce_metadata",
+        run: router_gce_metadata,
+    },
+    Target {
+        name: "router_metrics",
+        run: router_metrics,
+    },
+];
+
+/// A fixed "now" (2023-11-14T22:13:20Z), so that a crash reproduces whatever the clock says.
+const NOW: i64 = 1_700_000_000;
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(NOW).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tokens
+// ---------------------------------------------------------------------------------------------
+
+/// A Google ID token as the `file:` and metadata sources read it (UTF-8, trimmed), and as the
+/// `command:` source reads a command's standard output (any bytes).
+pub fn id_token(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        check_id_token(
+            IdToken::parse(Secret::new(text.trim()), "the file fuzz"),
+            text,
+        );
+    }
+    check_id_token(
+        token_from_command_output("fuzz", data),
+        &String::from_utf8_lossy(data),
+    );
+}
+
+fn check_id_token(parsed: Result<IdToken, SourceError>, raw: &str) {
+    match parsed {
+        Ok(token) => {
+            let claims = token.claims();
+            let _ = claims.summary();
+            let _ = claims.expires_at();
+            let _ = crate::policy::google::condition_context(&claims.to_json_map());
+            let name = SessionName::derive(claims, "fuzz-host.example.com");
+            assert!(
+                SessionName::parse(name.as_str()).is_ok(),
+                "the derived session name {name:?} breaks STS's rules"
+            );
+            assert!(!format!("{token:?}").contains(raw.trim()) || raw.trim().len() < 8);
+        }
+        Err(error) => {
+            // The signature is what makes a token usable: a message never shows it.
+            let parts: Vec<&str> = raw.trim().split('.').collect();
+            if let [_, _, signature] = parts[..] {
+                if signature.len() >= 16 {
+                    assert!(
+                        !error.to_string().contains(signature),
+                        "the error shows the token's signature: {error}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The lab's verifier (AWS STS's view of a Google token) on any text; and any JSON object the
+/// lab signs verifies and decodes back to itself.
+pub fn lab_id_token(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let key = GoogleSigningKey::shared();
+    let _ = key.verify(text, NOW);
+    let Ok(Value::Object(claims)) = serde_json::from_str::<Value>(text) else {
+        return;
+    };
+    let token = key.sign(&Value::Object(claims.clone()));
+    match key.verify(&token, NOW) {
+        Ok(back) => assert_eq!(back, claims, "signed claims did not come back"),
+        Err(rejection) => assert!(
+            !is_plain_google_token(&claims),
+            "the lab refused a well-formed Google token it signed itself: {rejection:?}"
+        ),
+    }
+    if let Ok(parsed) = IdToken::parse(Secret::new(token), "the lab") {
+        let c = parsed.claims();
+        assert_eq!(
+            Some(c.iss.as_str()),
+            claims.get("iss").and_then(Value::as_str)
+        );
+        assert_eq!(
+            Some(c.sub.as_str()),
+            claims.get("sub").and_then(Value::as_str)
+        );
+        assert_eq!(Some(c.exp), claims.get("exp").and_then(Value::as_i64));
+    }
+}
+
+/// Claims shaped as Google's, with an `exp` after [`NOW`]: AWS STS would accept the token.
+fn is_plain_google_token(claims: &serde_json::Map<String, Value>) -> bool {
+    let string = |k: &str| claims.get(k).is_none_or(Value::is_string);
+    claims
+        .keys()
+        .all(|k| ["iss", "aud", "azp", "sub", "email", "exp", "iat"].contains(&k.as_str()))
+        && matches!(
+            claims.get("iss").and_then(Value::as_str),
+            Some("https://accounts.google.com" | "accounts.google.com")
+        )
+        && claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .is_some_and(|exp| exp > NOW)
+        && claims.get("iat").is_none_or(Value::is_i64)
+        && ["aud", "azp", "sub", "email"].into_iter().all(string)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers from the clouds
+// ---------------------------------------------------------------------------------------------
+
+/// An AWS STS answer body: AssumeRoleWithWebIdentity, GetCallerIdentity or an error, and what
+/// keyless then writes from the credentials it read.
+pub fn sts_xml(data: &[u8]) {
+    let body = String::from_utf8_lossy(data);
+    if let Ok(role) = parse_assume_role(&body) {
+        check_credential_outputs(&role);
+    }
+    let role = RoleArn::parse("arn:aws:iam::123456789012:role/fuzz").expect("a valid role ARN");
+    for status in [400, 403, 429, 500, 503] {
+        if let Attempt::Fault(fault) = parse_fault(&Reply::xml(status, body.to_string())) {
+            let _ = fault.reaction();
+            let error = classify_final(fault, &role, "iss=fuzz".into());
+            let _ = (error.to_string(), error.is_refusal(), error.is_transient());
+        }
+    }
+    if let Ok(caller) = parse_caller_identity(&body) {
+        let identity = aws_default_mapping(&caller.arn, &caller.account);
+        let _ = identity.cel_variables(&caller.account);
+    }
+}
+
+/// What keyless hands on from STS's answer: the credential_process document (which must read
+/// back as the same values), the container endpoint's document and the credentials profile.
+fn check_credential_outputs(role: &AssumedRole) {
+    let c = &role.credentials;
+    let _ = c.seconds_left(now());
+    let document = credential_process_json(c).to_string();
+    let back: Value = serde_json::from_str(&document).expect("credential_process JSON");
+    assert_eq!(back["AccessKeyId"], json!(c.access_key_id));
+    assert_eq!(back["SecretAccessKey"], json!(c.secret_access_key.expose()));
+    if let Some(expiration) = c.expiration {
+        let written = back["Expiration"].as_str().expect("an Expiration");
+        let read = OffsetDateTime::parse(written, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("Expiration {written:?} does not parse back: {e}"));
+        // Exact, unless the UTC date leaves years 0000–9999 and is clamped.
+        let utc = expiration.checked_to_offset(time::UtcOffset::UTC);
+        if utc.is_some_and(|u| (0..=9999).contains(&u.year())) {
+            assert_eq!(
+                read.unix_timestamp(),
+                expiration.unix_timestamp(),
+                "Expiration moved"
+            );
+        }
+    }
+    let _ = ecs_server::container_credentials_json(role).to_string();
+    let token = c.session_token.as_ref().map(Secret::expose);
+    let mut doc = IniDocument::parse("[other]\nregion = eu-west-1\n");
+    let _ = doc.set_entries(
+        "fuzz",
+        &[
+            ("aws_access_key_id", Some(c.access_key_id.as_str())),
+            ("aws_secret_access_key", Some(c.secret_access_key.expose())),
+            ("aws_session_token", token),
+        ],
+    );
+    assert!(doc.render().starts_with("[other]\nregion = eu-west-1\n"));
+}
+
+/// A Google answer body: Google STS's token exchange (success and OAuth errors), IAM
+/// Credentials' generateAccessToken and generateIdToken, the metadata server's access token,
+/// Google's error document, and an application-default-credentials file.
+pub fn google_json(data: &[u8]) {
+    let body = String::from_utf8_lossy(data);
+    let audience =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+    for status in [200, 400, 401, 403, 429, 503] {
+        match read_exchange_answer(
+            status,
+            "application/json",
+            &body,
+            "https://sts.invalid/v1/token",
+            audience,
+            "fuzz",
+            now(),
+        ) {
+            Ok(token) => {
+                assert_eq!(status, 200);
+                let _ = token.expires_at - now();
+            }
+            Err(StsAttempt::Final(error)) => {
+                let _ = (error.to_string(), error.is_refusal(), error.is_transient());
+            }
+            Err(StsAttempt::Transient(_)) => assert!(status >= 500 || status == 429),
+        }
+    }
+    if let Ok(answer) = serde_json::from_str::<AccessTokenAnswer>(&body) {
+        if let Ok(token) = answer.into_token() {
+            let _ = token.expires_at - now();
+        }
+    }
+    if let Ok(answer) = serde_json::from_str::<GenerateIdTokenResponse>(&body) {
+        let _ = IdToken::parse(answer.token, "IAM Credentials generateIdToken");
+    }
+    let _ = serde_json::from_str::<AccessTokenResponse>(&body);
+    let _ = google_error_message(&body);
+    if let Ok(adc) = parse_adc(Path::new("application_default_credentials.json"), &body) {
+        let _ = adc.describe();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------
+
+/// `~/.aws/credentials` or `~/.aws/config` as found on disk: read every section, then write a
+/// profile into it (an existing one and a new one) as `write-profile` does; nothing outside the
+/// profile may change.
+pub fn aws_ini(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let doc = IniDocument::parse(text);
+    let names = doc.section_names();
+    for name in &names {
+        let _ = doc.section_entries(name);
+    }
+    let session = data.len().is_multiple_of(2);
+    let entries = [
+        ("aws_access_key_id", Some("ASIAFUZZEXAMPLE")),
+        ("aws_secret_access_key", Some("fuzz/secret+key=")),
+        ("aws_session_token", session.then_some("FwoGZXIvYXdzEFUZZ")),
+        (
+            "x_security_token_expires",
+            session.then_some("2030-01-01T00:00:00Z"),
+        ),
+    ];
+    let profiles = names
+        .iter()
+        .take(3)
+        .map(String::as_str)
+        .chain(["fuzz", "default"]);
+    for profile in profiles {
+        crate::deliver::aws_files::hostile::check_edit_locality(text, profile, &entries);
+    }
+}
+
+/// `keyless.toml`: valid, or every problem placed inside the file, with `path:line:column` in
+/// the message.
+pub fn keyless_toml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("/nonexistent/keyless-fuzz/keyless.toml");
+    match crate::config::parse(text, path) {
+        Ok(config) => assert!(!config.profiles.is_empty(), "a config without profiles"),
+        Err(error) => {
+            let lines = text.split('\n').count();
+            let message = error.to_string();
+            assert!(!error.problems().is_empty(), "an error without a problem");
+            for p in error.problems() {
+                assert!(
+                    (1..=lines).contains(&p.line) && p.column >= 1,
+                    "{}:{} is outside the file ({lines} lines)",
+                    p.line,
+                    p.column
+                );
+                let place = format!("{}:{}:{}", path.display(), p.line, p.column);
+                assert!(message.contains(&place), "{place} is not in the message");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust configuration
+// ---------------------------------------------------------------------------------------------
+
+/// An AWS trust policy, evaluated for a Google token, an AWS role and a service; a policy
+/// without an Allow never allows.
+pub fn trust_policy(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(policy) = PolicyDocument::parse(text) else {
+        return;
+    };
+    let claims = json!({
+        "iss": "https://accounts.google.com", "aud": "sts.amazonaws.com",
+        "azp": "100000000000000000001", "sub": "100000000000000000001",
+        "email": "deployer@keyless-lab.iam.gserviceaccount.com", "exp": NOW + 3600,
+    });
+    let google = crate::policy::google::condition_context(claims.as_object().expect("an object"));
+    let no_allow = policy.statements.iter().all(|s| s.effect == Effect::Deny);
+    let principals = [
+        RequestPrincipal::Federated("accounts.google.com".into()),
+        RequestPrincipal::Aws("arn:aws:iam::123456789012:role/fuzz".into()),
+        RequestPrincipal::Service("ec2.amazonaws.com".into()),
+    ];
+    for principal in principals {
+        for action in ["sts:AssumeRoleWithWebIdentity", "sts:AssumeRole"] {
+            let request = PolicyRequest {
+                principal: principal.clone(),
+                action,
+                context: &google,
+            };
+            let decision = evaluate(&policy, &request);
+            let _ = decision.explain();
+            assert!(
+                !(no_allow && decision.is_allowed()),
+                "a policy without an Allow allowed {action}"
+            );
+        }
+    }
+}
+
+/// `keyless lint` on any file: trust policies, `get-role` output, workload identity providers
+/// (their CEL conditions), IAM policies; findings point at lines of the file.
+pub fn lint(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match crate::policy::lint::lint_text("fuzz.json", text) {
+        Ok(findings) => {
+            let lines = text.split('\n').count();
+            for f in &findings {
+                assert!(
+                    (1..=lines).contains(&f.line),
+                    "finding {} at line {} of {lines}",
+                    f.rule,
+                    f.line
+                );
+            }
+        }
+        Err(error) => {
+            let _ = error.to_string();
+        }
+    }
+}
+
+/// A workload identity provider's attribute condition (CEL), evaluated for AWS identities.
+pub fn cel(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(expression) = CelExpression::parse(text) else {
+        return;
+    };
+    let _ = expression.references();
+    for arn in [
+        "arn:aws:sts::123456789012:assumed-role/app-role/session",
+        "arn:aws:iam::123456789012:user/someone",
+    ] {
+        let identity = aws_default_mapping(arn, "123456789012");
+        let _ = expression.evaluate(&identity.cel_variables("123456789012"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The local servers' request handling
+// ---------------------------------------------------------------------------------------------
+
+const ECS_TOKEN: &str = "fuzz-ecs-authorization-token";
+const ACCESS_KEY_ID: &str = "ASIAFUZZEXAMPLE00001";
+const SECRET_ACCESS_KEY: &str = "fuzz-secret-access-key-d0d2c1f3";
+const SESSION_TOKEN: &str = "fuzz-session-token-8b1e77aa";
+/// In a header value of a router target's input, stands for the last IMDS session token issued.
+const TOKEN_PLACEHOLDER: &[u8] = b"$TOKEN";
+
+/// The ECS-style endpoint: only the holder of the authorization token gets credentials.
+pub fn router_ecs(data: &[u8]) {
+    let router = ecs_server::router(fixed_refresher(), Secret::new(ECS_TOKEN));
+    run_requests(&router, data, |request, status, headers, body| {
+        let _ = headers;
+        let authorized = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| v.as_bytes() == ECS_TOKEN.as_bytes());
+        assert!(
+            matches!(status.as_u16(), 200 | 401 | 403 | 404 | 405),
+            "status {status}"
+        );
+        assert!(
+            status != StatusCode::OK || authorized,
+            "200 without the token"
+        );
+        assert!(
+            !contains(body, SECRET_ACCESS_KEY) || (authorized && status == StatusCode::OK),
+            "credentials to a caller without the token"
+        );
+        None
+    });
+}
+
+/// The IMDSv2-style endpoint: credentials only with a live session token, no token through a
+/// proxy.
+pub fn router_imds(data: &[u8]) {
+    let role = RoleArn::parse("arn:aws:iam::123456789012:role/fuzz").expect("a valid role ARN");
+    let identity = InstanceIdentity {
+        instance_id: "i-00000000000fuzz0".into(),
+        ..InstanceIdentity::for_role(&role, Some("eu-west-1"))
+    };
+    let router = imds_server::router(fixed_refresher(), identity);
+    let issued = RefCell::new(HashSet::<Vec<u8>>::new());
+    run_requests(&router, data, |request, status, _, body| {
+        assert!(
+            matches!(status.as_u16(), 200 | 400 | 401 | 403 | 404 | 405),
+            "status {status}"
+        );
+        let is_token_request =
+            request.method() == Method::PUT && request.uri().path() == "/latest/api/token";
+        if request.headers().contains_key("x-forwarded-for") && is_token_request {
+            assert_eq!(status, StatusCode::FORBIDDEN, "a token through a proxy");
+        }
+        if is_token_request && status == StatusCode::OK {
+            issued.borrow_mut().insert(body.to_vec());
+            return Some(body.to_vec());
+        }
+        let presented = request
+            .headers()
+            .get("x-aws-ec2-metadata-token")
+            .is_some_and(|v| issued.borrow().contains(v.as_bytes()));
+        assert!(
+            !contains(body, SECRET_ACCESS_KEY) || presented,
+            "credentials without a session token"
+        );
+        None
+    });
+}
+
+/// The GCE-metadata-style endpoint: every answer says `Metadata-Flavor: Google`; requests
+/// without it, or through a proxy, are refused.
+pub fn router_gce_metadata(data: &[u8]) {
+    let router = GCE.with(|setup| {
+        GceMetadataServer::new(
+            setup.profile.clone(),
+            GceMetadataOptions::default(),
+            setup.http.clone(),
+        )
+        .router()
+    });
+    run_requests(&router, data, |request, status, headers, _| {
+        assert!(
+            matches!(status.as_u16(), 200 | 400 | 403 | 404 | 405 | 503),
+            "status {status}"
+        );
+        assert_eq!(
+            headers.get("metadata-flavor").map(HeaderValue::as_bytes),
+            Some(&b"Google"[..]),
+            "an answer without Metadata-Flavor: Google"
+        );
+        let flavor = request
+            .headers()
+            .get_all("metadata-flavor")
+            .iter()
+            .any(|v| v.as_bytes() == b"Google");
+        let proxied = request.headers().contains_key("x-forwarded-for");
+        let guarded = request.uri().path().starts_with("/computeMetadata/");
+        if proxied || (guarded && !flavor) {
+            assert_eq!(status, StatusCode::FORBIDDEN, "an unguarded answer");
+        }
+        None
+    });
+}
+
+/// `/healthz` and `/metrics`.
+pub fn router_metrics(data: &[u8]) {
+    let registry = MetricsRegistry::default();
+    registry.register("fuzz \"profile\"\n", || RefreshStatus {
+        refreshes: 1,
+        seconds_until_expiry: Some(1800.0),
+        ..RefreshStatus::default()
+    });
+    let router = registry.router();
+    run_requests(&router, data, |_, status, _, _| {
+        assert!(
+            matches!(status.as_u16(), 200 | 404 | 405),
+            "status {status}"
+        );
+        None
+    });
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// An upstream that always has the same hour-long role session.
+struct FixedRole;
+
+impl Upstream for FixedRole {
+    type Value = AssumedRole;
+
+    async fn fetch(&self) -> Result<(AssumedRole, OffsetDateTime), RefreshError> {
+        let expiration = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let role = AssumedRole {
+            credentials: AwsCredentials {
+                access_key_id: ACCESS_KEY_ID.into(),
+                secret_access_key: Secret::new(SECRET_ACCESS_KEY),
+                session_token: Some(Secret::new(SESSION_TOKEN)),
+                expiration: Some(expiration),
+            },
+            assumed_role_arn: "arn:aws:sts::123456789012:assumed-role/fuzz/session".into(),
+            assumed_role_id: "AROAFUZZ:session".into(),
+            subject_from_web_identity_token: None,
+            audience: None,
+            provider: None,
+            packed_policy_size: None,
+        };
+        Ok((role, expiration))
+    }
+}
+
+fn fixed_refresher() -> Refresher<FixedRole> {
+    Refresher::new("fuzz", FixedRole, RefreshPolicy::default(), Clock::System)
+}
+
+/// One request of a router target's input, before the placeholder is filled in.
+struct RawRequest<'a> {
+    method: &'a [u8],
+    target: &'a [u8],
+    headers: Vec<(&'a [u8], &'a [u8])>,
+}
+
+/// The input format of the router targets, close to HTTP/1 so seeds are readable: requests
+/// separated by a blank line, each a `METHOD TARGET` line and then `Name: value` lines. At
+/// most eight requests are sent.
+fn decode_requests(data: &[u8]) -> Vec<RawRequest<'_>> {
+    let mut requests = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() && requests.len() < 8 {
+        let (block, next) = match rest.windows(2).position(|w| w == b"\n\n") {
+            Some(i) => (&rest[..i], &rest[i + 2..]),
+            None => (rest, &[][..]),
+        };
+        rest = next;
+        let mut lines = block.split(|&b| b == b'\n');
+        let first = lines.next().unwrap_or_default();
+        let (method, target) = match first.iter().position(|&b| b == b' ') {
+            Some(i) => (&first[..i], &first[i + 1..]),
+            None => (&b"GET"[..], first),
+        };
+        let headers = lines
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let value = &line[colon + 1..];
+                let value = value.strip_prefix(b" ").unwrap_or(value);
+                Some((&line[..colon], value))
+            })
+            .collect();
+        requests.push(RawRequest {
+            method,
+            target,
+            headers,
+        });
+    }
+    requests
+}
+
+/// Sends each decoded request to a clone of `router` (as the server would, one connection
+/// each) and hands the answer to `check`, which may return a new value for `$TOKEN`.
+/// Requests hyper would refuse before routing (a malformed method, target or header) are
+/// not sent.
+fn run_requests(
+    router: &Router,
+    data: &[u8],
+    mut check: impl FnMut(&Request<Body>, StatusCode, &axum::http::HeaderMap, &[u8]) -> Option<Vec<u8>>,
+) {
+    let requests = decode_requests(data);
+    RUNTIME.with(|runtime| {
+        runtime.block_on(async {
+            let mut token: Vec<u8> = Vec::new();
+            for raw in requests {
+                let Some((request, copy)) = build_request(&raw, &token) else {
+                    continue;
+                };
+                let response = router
+                    .clone()
+                    .oneshot(request)
+                    .await
+                    .unwrap_or_else(|never| match never {});
+                let (parts, body) = response.into_parts();
+                let body = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .expect("a readable answer under 1 MiB");
+                if let Some(new) = check(&copy, parts.status, &parts.headers, &body) {
+                    token = new;
+                }
+            }
+        })
+    });
+}
+
+/// The request, twice: one to send and one for the checks (bodies are empty).
+fn build_request(raw: &RawRequest<'_>, token: &[u8]) -> Option<(Request<Body>, Request<Body>)> {
+    let method = Method::from_bytes(raw.method).ok()?;
+    let target = std::str::from_utf8(raw.target).ok()?;
+    let uri: axum::http::Uri = target.parse().ok()?;
+    let mut headers = Vec::with_capacity(raw.headers.len());
+    for (name, value) in &raw.headers {
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            continue;
+        };
+        let value = replace_placeholder(value, token);
+        let Ok(value) = HeaderValue::from_bytes(&value) else {
+            continue;
+        };
+        headers.push((name, value));
+    }
+    let build = || {
+        let mut builder = Request::builder().method(method.clone()).uri(uri.clone());
+        for (name, value) in &headers {
+            builder = builder.header(name, value);
+        }
+        builder.body(Body::empty()).ok()
+    };
+    Some((build()?, build()?))
+}
+
+fn replace_placeholder(value: &[u8], token: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest
+        .windows(TOKEN_PLACEHOLDER.len())
+        .position(|w| w == TOKEN_PLACEHOLDER)
+    {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(token);
+        rest = &rest[i + TOKEN_PLACEHOLDER.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// What the GCE-metadata target needs once per thread: an AWS → GCP profile whose upstream is
+/// unreachable (Google STS on a closed loopback port), so a token request fails at once.
+struct GceSetup {
+    profile: GcpTokenProfile,
+    http: reqwest::Client,
+}
+
+static FAKE_AWS_ENV: Once = Once::new();
+
+thread_local! {
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+
+    static GCE: GceSetup = {
+        FAKE_AWS_ENV.call_once(|| {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIAFUZZEXAMPLE00001");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "fuzz-secret-not-a-real-key");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        });
+        let aws = RUNTIME.with(|runtime| {
+            runtime.block_on(AwsIdentitySource::resolve(AwsSourceOptions {
+                region: Some("eu-west-1".into()),
+                ..AwsSourceOptions::default()
+            }))
+        });
+        let closed = "http://127.0.0.1:0";
+        GceSetup {
+            profile: GcpTokenProfile {
+                aws: aws.expect("an AWS source with a region needs no network"),
+                audience: "//iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/fuzz/providers/aws".into(),
+                scopes: vec![CLOUD_PLATFORM_SCOPE.into()],
+                token_url: format!("{closed}/v1/token"),
+                iamcredentials_url: closed.into(),
+                impersonation: Some(Impersonation {
+                    service_account: "fuzz@keyless-fuzz.iam.gserviceaccount.com".into(),
+                    scopes: vec![CLOUD_PLATFORM_SCOPE.into()],
+                    lifetime: None,
+                    delegates: Vec::new(),
+                }),
+                retry: RetryPolicy {
+                    max_attempts: 1,
+                    first_delay: Duration::ZERO,
+                    max_delay: Duration::ZERO,
+                    deadline: Duration::from_secs(5),
+                    attempt_timeout: Duration::from_secs(5),
+                },
+            },
+            http: crate::http_client::build().expect("an HTTP client"),
+        }
+    };
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Requests in the router targets' format, from the methods, paths, queries and headers
+    /// the endpoints know, mixed with arbitrary ones.
+    fn requests() -> impl Strategy<Value = String> {
+        let method = prop::sample::select(vec![
+            "GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "get", "X-Y",
+        ]);
+        let path = prop_oneof![
+            prop::sample::select(vec![
+                "/", "/creds", "/creds/", "//creds", "/latest/api/token",
+                "/latest/meta-data/iam/security-credentials/", "/latest/meta-data/iam/security-credentials/fuzz",
+                "/latest/meta-data/iam/info", "/latest/dynamic/instance-identity/document",
+                "/computeMetadata/v1/instance/service-accounts/", "/computeMetadata/v1/instance/service-accounts/default/",
+                "/computeMetadata/v1/instance/service-accounts/default/token",
+                "/computeMetadata/v1/instance/service-accounts/default/identity",
+                "/computeMetadata/v1/instance/service-accounts/fuzz@keyless-fuzz.iam.gserviceaccount.com/email",
+                "/computeMetadata/v1/project/project-id", "/computeMetadata/v1/universe/universe-domain",
+                "/computeMetadata/v1/instance/service-accounts/%2e%2e/x", "/healthz", "/metrics", "*",
+                "http://169.254.169.254/latest/api/token",
+            ]).prop_map(String::from),
+            "/[ -~]{0,20}",
+        ];
+        let query = prop_oneof![
+            Just(String::new()),
+            prop::sample::select(vec![
+                "?recursive=true",
+                "?scopes=a,b",
+                "?audience=x&format=full",
+                "?format=bad&audience=",
+                "?%ff=%fe",
+                "?a&a=1&a=2"
+            ])
+            .prop_map(String::from),
+            "\\?[ -~]{0,12}",
+        ];
+        let header = prop_oneof![
+            prop::sample::select(vec![
+                "Authorization: fuzz-ecs-authorization-token",
+                "Authorization: wrong",
+                "Metadata-Flavor: Google",
+                "Metadata-Flavor: google",
+                "X-Forwarded-For: 10.0.0.1",
+                "X-aws-ec2-metadata-token-ttl-seconds: 60",
+                "X-aws-ec2-metadata-token-ttl-seconds: 99999999999999999999",
+                "X-aws-ec2-metadata-token: $TOKEN",
+                "X-aws-ec2-metadata-token: x",
+            ])
+            .prop_map(String::from),
+            "[A-Za-z-]{1,12}: [ -~]{0,12}",
+        ];
+        prop::collection::vec(
+            (method, path, query, prop::collection::vec(header, 0..4)),
+            1..5,
+        )
+        .prop_map(|requests| {
+            requests
+                .into_iter()
+                .map(|(m, p, q, h)| {
+                    let mut block = format!("{m} {p}{q}");
+                    for line in h {
+                        block.push('\n');
+                        block.push_str(&line);
+                    }
+                    block
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every router, any requests: no panic, a sane status, and no credentials or token
+        /// to a caller the endpoint must refuse (the checks are the fuzz targets').
+        #[test]
+        fn the_servers_answer_any_request_sanely(input in requests()) {
+            router_ecs(input.as_bytes());
+            router_imds(input.as_bytes());
+            router_gce_metadata(input.as_bytes());
+            router_metrics(input.as_bytes());
+        }
+
+        /// The lab signs and verifies any claims (the target's round trip), few cases: RSA.
+        #[test]
+        fn lab_tokens_round_trip(sub in "[0-9]{1,21}", aud in any::<String>(), exp in any::<i64>()) {
+            let claims = serde_json::json!({"iss": "https://accounts.google.com", "aud": aud, "sub": sub, "exp": exp});
+            lab_id_token(claims.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn requests_decode_as_documented() {
+        let decoded = decode_requests(b"PUT /a?b\nName: v\nbad line\n\n/c\nX:y\n\n");
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(
+            (decoded[0].method, decoded[0].target),
+            (&b"PUT"[..], &b"/a?b"[..])
+        );
+        assert_eq!(decoded[0].headers, vec![(&b"Name"[..], &b"v"[..])]);
+        assert_eq!(
+            (decoded[1].method, decoded[1].target),
+            (&b"GET"[..], &b"/c"[..])
+        );
+        assert_eq!(replace_placeholder(b"a$TOKENb$TOKEN", b"t"), b"atbt");
+    }
+}

@@ -1,0 +1,117 @@
+//! Replays every committed fuzz input on stable Rust: the seeds in `fuzz/corpus/<target>/` and
+//! every crash the fuzzers ever found, kept in `fuzz/regressions/<target>/`. The fuzz targets
+//! and this test call the same functions (`keyless::fuzzing`), so a crash fixed once stays
+//! fixed without nightly or cargo-fuzz. `tools/fuzz` runs the fuzzers themselves.
+
+use std::path::{Path, PathBuf};
+
+use keyless::fuzzing::TARGETS;
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+/// The files of `fuzz/<kind>/<target>/`, sorted; none when the directory does not exist.
+fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
+    let dir = fuzz_dir().join(kind).join(target);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| e.expect("a readable directory entry").path())
+            .filter(|p| p.is_file())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+fn replay(target: &str) {
+    let run = TARGETS
+        .iter()
+        .find(|t| t.name == target)
+        .unwrap_or_else(|| panic!("no fuzz target {target}"))
+        .run;
+    let seeds = inputs("corpus", target);
+    assert!(!seeds.is_empty(), "fuzz/corpus/{target}/ has no seeds");
+    for file in seeds.iter().chain(&inputs("regressions", target)) {
+        let data = std::fs::read(file).expect("a readable input");
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        assert!(outcome.is_ok(), "{} fails {target}", file.display());
+    }
+}
+
+/// Every directory under `fuzz/corpus` and `fuzz/regressions` belongs to a target, so a
+/// renamed target cannot silently stop replaying its crashes.
+#[test]
+fn every_input_directory_names_a_target() {
+    for kind in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz_dir().join(kind)) else {
+            continue;
+        };
+        for entry in entries {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                TARGETS.iter().any(|t| t.name == name),
+                "fuzz/{kind}/{name} is not a target of keyless::fuzzing"
+            );
+        }
+    }
+}
+
+/// Every target has a cargo-fuzz binary that calls it.
+#[test]
+fn every_target_has_a_fuzz_binary() {
+    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+    for target in TARGETS {
+        assert!(
+            manifest.contains(&format!("name = \"{}\"", target.name)),
+            "fuzz/Cargo.toml has no [[bin]] {}",
+            target.name
+        );
+        let source = fuzz_dir()
+            .join("fuzz_targets")
+            .join(format!("{}.rs", target.name));
+        let text = std::fs::read_to_string(&source).unwrap_or_default();
+        assert!(
+            text.contains(&format!("keyless::fuzzing::{}(", target.name)),
+            "{} does not call keyless::fuzzing::{}",
+            source.display(),
+            target.name
+        );
+    }
+}
+
+macro_rules! replay_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                replay(stringify!($name));
+            }
+        )*
+
+        #[test]
+        fn every_target_is_replayed() {
+            let replayed = [$(stringify!($name)),*];
+            for target in TARGETS {
+                assert!(replayed.contains(&target.name), "{} is not replayed here", target.name);
+            }
+        }
+    };
+}
+
+replay_tests!(
+    id_token,
+    lab_id_token,
+    sts_xml,
+    google_json,
+    aws_ini,
+    keyless_toml,
+    trust_policy,
+    lint,
+    cel,
+    router_ecs,
+    router_imds,
+    router_gce_metadata,
+    router_metrics,
+);
