@@ -5,8 +5,8 @@
 //! Three runs of the same scene on a 2-worker runtime, each against a counting upstream that
 //! takes [`UPSTREAM_LATENCY`] (an STS round trip on a good day):
 //! - `engine`: 1,000 tasks call `Refresher::get` directly;
-//! - `ecs_http`: 1,000 HTTP/1.1 clients on their own connections ask keyless's ECS-style
-//!   endpoint (the real router, on loopback);
+//! - `ecs_http`: 1,000 HTTP/1.1 clients, each on its own connection, ask keyless's ECS-style
+//!   endpoint (the real router, on loopback; latency includes connecting);
 //! - `naive`: the peer, a cache as people write it by hand (check a lock, fetch when expired,
 //!   store), which sends every caller that saw the expired value upstream.
 //!
@@ -171,20 +171,20 @@ async fn ecs_http_scene(callers: usize) -> Scene {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let url = format!("http://{addr}/creds");
-    // One client per caller: 1,000 separate connections, as 1,000 SDK processes would open.
-    let (latencies, failures) = stampede(callers, move || {
-        let url = url.clone();
-        async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap();
-            match client.get(&url).header("Authorization", token).send().await {
-                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                Err(_) => false,
-            }
-        }
+    // Each caller opens its own connection, as 1,000 SDK processes would, and speaks plain
+    // HTTP/1.1 over it (no client library between the clock and the socket).
+    let (latencies, failures) = stampede(callers, move || async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            return false;
+        };
+        let request = format!(
+            "GET /creds HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {token}\r\nConnection: close\r\n\r\n"
+        );
+        let mut answer = Vec::new();
+        stream.write_all(request.as_bytes()).await.is_ok()
+            && stream.read_to_end(&mut answer).await.is_ok()
+            && answer.starts_with(b"HTTP/1.1 200")
     })
     .await;
     server.abort();
