@@ -24,7 +24,9 @@ def ms(s, digits=None):
 
 def ratio(peer, ours):
     r = peer / ours if ours else float("inf")
-    return f"**{r:,.0f}×**" if r >= 10 else f"**{r:,.1f}×**"
+    if r >= 10:
+        return f"**{r:,.0f}×**"
+    return f"**{r:,.1f}×**" if r >= 1 else f"{r:.2f}×"
 
 
 def met(ok):
@@ -262,11 +264,12 @@ def main():
             ["tools", ", ".join(f"{k} {v}" for k, v in m["versions"].items())],
         ]) + ("\n\n**This was a `--quick` run: too few samples to quote.**" if r.get("quick") else ""),
     ]
-    if notes.exists():
-        text = notes.read_text()
-        head, _, tail = text.partition("<!-- sections -->")
-        if head.strip():
-            parts.append(head.strip())
+    text = notes.read_text() if notes.exists() else ""
+    head, _, rest = text.partition("<!-- sections -->")
+    _, _, rest = rest.partition("<!-- release-profile -->")
+    release_text, _, profile_text = rest.partition("<!-- profile -->")
+    if head.strip():
+        parts.append(head.strip())
     for title, key, fn in (
         ("1. credential_process (GCP → AWS)", "credential_process", section_credential_process),
         ("2. AWS → GCP exchange", "aws_to_gcp", section_aws_to_gcp),
@@ -278,11 +281,13 @@ def main():
         parts.append(f"## {title}")
         parts.append(fn(s[key]) if key in s else "Not measured in this run.")
     parts.append("## Release profile")
+    if release_text.strip():
+        parts.append(release_text.strip())
     parts.append(section_profiles(load("profiles.json")))
-    parts.append("## Profile (callgrind)")
+    parts.append("## Profile")
     parts.append(section_callgrind(load("callgrind.json")))
-    if notes.exists() and tail.strip():
-        parts.append(tail.strip())
+    if profile_text.strip():
+        parts.append(profile_text.strip())
     (ROOT / "BENCHMARKS.md").write_text("\n\n".join(parts) + "\n")
 
 
