@@ -268,7 +268,8 @@ pub struct TokenFileArgs {
 
 /// Runs an `aws` subcommand.
 pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
-    let http = crate::http_client::build().context("could not start the HTTP client")?;
+    // Built on first use: a credential_process run answered from the cache never starts TLS.
+    let http = crate::http_client::LazyClient::default();
     match command {
         AwsCommand::Credentials(args) => {
             let role = obtain(&http, &args.role).await?;
@@ -340,12 +341,13 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
                 }
                 (None, None) => credentials_from_env()?,
             };
-            let identity = fetch_caller_identity(&http, &endpoint, &credentials).await?;
+            let identity =
+                fetch_caller_identity(http_client(&http)?, &endpoint, &credentials).await?;
             println!("{}", serde_json::to_string_pretty(&identity)?);
             Ok(0)
         }
-        AwsCommand::Serve(args) => serve(http, args).await,
-        AwsCommand::TokenFile(args) => token_file(http, args).await,
+        AwsCommand::Serve(args) => serve(http_client(&http)?.clone(), args).await,
+        AwsCommand::TokenFile(args) => token_file(http_client(&http)?.clone(), args).await,
     }
 }
 
@@ -550,8 +552,16 @@ fn region_of(args: &ExchangeArgs) -> Option<String> {
     args.region.clone().or_else(region_from_env)
 }
 
-/// Builds the profile from the flags and obtains credentials (through the cache unless told not to).
-pub async fn obtain(http: &reqwest::Client, args: &RoleArgs) -> anyhow::Result<AssumedRole> {
+fn http_client(http: &crate::http_client::LazyClient) -> anyhow::Result<&reqwest::Client> {
+    http.get().context("could not start the HTTP client")
+}
+
+/// Builds the profile from the flags and obtains credentials (through the cache unless told not
+/// to); the HTTP client is built only when the cache cannot answer.
+pub async fn obtain(
+    http: &crate::http_client::LazyClient,
+    args: &RoleArgs,
+) -> anyhow::Result<AssumedRole> {
     let profile = profile_from_args(args)?;
     let cache = if args.exchange.no_cache {
         None
@@ -564,7 +574,12 @@ pub async fn obtain(http: &reqwest::Client, args: &RoleArgs) -> anyhow::Result<A
             }
         }
     };
-    Ok(profile.fetch_cached(http, cache.as_ref()).await?)
+    if let Some(hit) = cache.as_ref().and_then(|c| profile.load_cached(c)) {
+        return Ok(hit);
+    }
+    Ok(profile
+        .fetch_and_store(http_client(http)?, cache.as_ref())
+        .await?)
 }
 
 /// Turns flags into an [`AwsRoleProfile`], checking them before anything goes on the wire.

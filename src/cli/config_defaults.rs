@@ -56,9 +56,25 @@ pub fn default_config_path() -> Option<PathBuf> {
         .map(|base| base.join("keyless").join("keyless.toml"))
 }
 
+/// Whether a configuration file could supply defaults: `--config`/`--config-profile` on the
+/// command line, `KEYLESS_CONFIG`/`KEYLESS_CONFIG_PROFILE` set, or the default file present.
+/// When none is, the forgiving first parse below is skipped: it clones and parses the whole
+/// command tree, half of what a cached `credential_process` run costs (BENCHMARKS.md, "Profile").
+fn may_name_a_file(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .any(|a| a.as_encoded_bytes().starts_with(b"--config"))
+        || std::env::var_os("KEYLESS_CONFIG").is_some()
+        || std::env::var_os("KEYLESS_CONFIG_PROFILE").is_some()
+        || default_config_path().is_some_and(|p| p.is_file())
+}
+
 /// The clap command for `args`, with the configuration file's values as flag defaults.
 pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsError> {
     let base = Cli::command();
+    if !may_name_a_file(args) {
+        return Ok(base);
+    }
     // A first, forgiving parse only to learn the subcommand and the file; the real parse (which
     // reports every mistake) runs on the command this returns.
     // `--help` is left out of it so that help shows the file's values as defaults.

@@ -10,10 +10,12 @@
 //! Paths: `GET /creds` (what the exported URI names) and `GET /` answer the same document.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -28,18 +30,27 @@ use crate::secret::Secret;
 /// The path the exported `AWS_CONTAINER_CREDENTIALS_FULL_URI` names.
 pub const CREDENTIALS_PATH: &str = "/creds";
 
-/// What the handlers share: the credential and the token callers must present.
+/// What the handlers share: the credential, the token callers must present, and the last
+/// answer rendered (SDKs ask for the same credential again and again: it is rendered once per
+/// refresh, not once per request).
 struct Endpoint<U: Upstream<Value = AssumedRole>> {
     refresher: Refresher<U>,
     auth_token: Secret,
+    rendered: Mutex<Option<(Arc<AssumedRole>, Bytes)>>,
 }
 
-impl<U: Upstream<Value = AssumedRole>> Clone for Endpoint<U> {
-    fn clone(&self) -> Self {
-        Self {
-            refresher: self.refresher.clone(),
-            auth_token: self.auth_token.clone(),
+impl<U: Upstream<Value = AssumedRole>> Endpoint<U> {
+    /// The document for `role`, rendered when `role` is not the one rendered last.
+    fn body_for(&self, role: &Arc<AssumedRole>) -> Bytes {
+        let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((from, body)) = rendered.as_ref() {
+            if Arc::ptr_eq(from, role) {
+                return body.clone();
+            }
         }
+        let body = Bytes::from(container_credentials_json(role).to_string());
+        *rendered = Some((role.clone(), body.clone()));
+        body
     }
 }
 
@@ -48,10 +59,11 @@ pub fn router<U: Upstream<Value = AssumedRole>>(
     refresher: Refresher<U>,
     auth_token: Secret,
 ) -> Router {
-    let endpoint = Endpoint {
+    let endpoint = Arc::new(Endpoint {
         refresher,
         auth_token,
-    };
+        rendered: Mutex::new(None),
+    });
     Router::new()
         .route("/", get(credentials::<U>))
         .route(CREDENTIALS_PATH, get(credentials::<U>))
@@ -74,10 +86,10 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn credentials<U: Upstream<Value = AssumedRole>>(
-    State(endpoint): State<Endpoint<U>>,
-    headers: HeaderMap,
+    State(endpoint): State<Arc<Endpoint<U>>>,
+    request: Request,
 ) -> Response {
-    let Some(sent) = headers.get(header::AUTHORIZATION) else {
+    let Some(sent) = request.headers().get(header::AUTHORIZATION) else {
         return error(
             StatusCode::UNAUTHORIZED,
             "AccessDenied",
@@ -93,8 +105,15 @@ async fn credentials<U: Upstream<Value = AssumedRole>>(
              `keyless aws serve` printed (or the one in its --auth-token-file).",
         );
     }
-    match endpoint.refresher.get().await {
-        Ok((role, _)) => Json(container_credentials_json(&role)).into_response(),
+    match endpoint.refresher.get_shared().await {
+        Ok((role, _)) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            endpoint.body_for(&role),
+        )
+            .into_response(),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "CredentialsUnavailable",
@@ -129,6 +148,10 @@ pub(crate) fn account_of(arn: &str) -> Option<&str> {
 /// One debug line per request: method, path, status, time. Never headers or bodies (they carry
 /// the authorization token and the credentials).
 pub(crate) async fn log_request(request: Request, next: Next) -> Response {
+    // Nothing to log (the default): no copies of the method and path on the request path.
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(request).await;
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let peer = request

@@ -646,7 +646,8 @@ struct XmlCredentials {
     expiration: String,
 }
 
-pub(crate) fn parse_assume_role(body: &str) -> Result<AssumedRole, String> {
+/// Reads STS's `AssumeRoleWithWebIdentity` XML answer (public for `benches/micro.rs`).
+pub fn parse_assume_role(body: &str) -> Result<AssumedRole, String> {
     let parsed: AssumeRoleWithWebIdentityResponse = quick_xml::de::from_str(body)
         .map_err(|e| format!("not an AssumeRoleWithWebIdentity answer: {e}"))?;
     let r = parsed.assume_role_with_web_identity_result;

@@ -68,19 +68,36 @@ impl AwsRoleProfile {
         http: &reqwest::Client,
         cache: Option<&CredentialCache>,
     ) -> Result<AssumedRole, ExchangeError> {
+        if let Some(hit) = cache.and_then(|c| self.load_cached(c)) {
+            return Ok(hit);
+        }
+        self.fetch_and_store(http, cache).await
+    }
+
+    /// The cached answer, if it has more than twenty minutes left. Needs no HTTP client, so a
+    /// `credential_process` run that hits the cache never starts the TLS stack.
+    pub fn load_cached(&self, cache: &CredentialCache) -> Option<AssumedRole> {
         let key = self.cache_key();
         let key: Vec<&str> = key.iter().map(String::as_str).collect();
-        if let Some(cache) = cache {
-            let hit = cache.load::<AssumedRole>(&key, OffsetDateTime::now_utc(), |r| {
-                r.credentials.expiration
-            });
-            if let Some(role) = hit {
-                tracing::debug!(role = %self.request.role_arn, "credentials from the cache");
-                return Ok(role);
-            }
+        let hit = cache.load::<AssumedRole>(&key, OffsetDateTime::now_utc(), |r| {
+            r.credentials.expiration
+        });
+        if hit.is_some() {
+            tracing::debug!(role = %self.request.role_arn, "credentials from the cache");
         }
+        hit
+    }
+
+    /// Exchanges and stores the answer in `cache` (a write failure is only reported).
+    pub async fn fetch_and_store(
+        &self,
+        http: &reqwest::Client,
+        cache: Option<&CredentialCache>,
+    ) -> Result<AssumedRole, ExchangeError> {
         let role = self.fetch(http).await?;
         if let Some(cache) = cache {
+            let key = self.cache_key();
+            let key: Vec<&str> = key.iter().map(String::as_str).collect();
             if let Err(e) = cache.store(&key, &role) {
                 report_cache_error(&e);
             }

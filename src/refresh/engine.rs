@@ -98,12 +98,23 @@ impl RefreshPolicy {
     }
 }
 
-/// What the engine holds now.
-#[derive(Clone, Debug)]
+/// What the engine holds now. The value is shared: a caller gets a reference count, not a copy
+/// of the secrets, while the lock is held.
+#[derive(Debug)]
 struct Entry<V> {
-    value: V,
+    value: Arc<V>,
     expires_at: OffsetDateTime,
     refresh_at: OffsetDateTime,
+}
+
+impl<V> Clone for Entry<V> {
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            expires_at: self.expires_at,
+            refresh_at: self.refresh_at,
+        }
+    }
 }
 
 /// Counters for `/metrics` and `/healthz`.
@@ -216,6 +227,13 @@ impl<U: Upstream> Refresher<U> {
     /// A valid credential and its expiry: the held one while it is valid (starting a background
     /// refresh once it is due), else the result of the one upstream call in flight.
     pub async fn get(&self) -> Result<(U::Value, OffsetDateTime), ServeError> {
+        let (value, expires_at) = self.get_shared().await?;
+        Ok(((*value).clone(), expires_at))
+    }
+
+    /// [`get`](Self::get) without the copy: the held value itself, shared. Servers answering
+    /// many requests a second use it (and [`Arc::ptr_eq`] tells them the value has not changed).
+    pub async fn get_shared(&self) -> Result<(Arc<U::Value>, OffsetDateTime), ServeError> {
         let now = self.inner.clock.now();
         if let Some(entry) = self.usable(now) {
             if now >= entry.refresh_at {
@@ -390,7 +408,7 @@ impl<U: Upstream> Refresher<U> {
         // Jitter makes the refresh earlier, never later than the policy's lead time.
         let lead = (lead + jitter).min(lifetime);
         Entry {
-            value,
+            value: Arc::new(value),
             expires_at,
             refresh_at: expires_at - lead,
         }
