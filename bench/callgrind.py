@@ -11,6 +11,7 @@ Usage: bench/.venv/bin/python bench/callgrind.py [--binary PATH]
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,14 +35,17 @@ def callgrind(name, argv, env, work):
     annotate = subprocess.run(
         ["callgrind_annotate", "--inclusive=yes", str(out)], capture_output=True, text=True
     ).stdout
+    annotate = annotate.replace(str(suite.ROOT) + "/", "")
     lines = [l for l in annotate.splitlines() if re.match(r"^\s*[\d,]+ \(", l)]
-    (RESULTS / f"callgrind-{name}.txt").write_text("\n".join(lines[:40]) + "\n")
+    if name.startswith("symbols"):  # a stripped binary's functions are all `???`
+        (RESULTS / f"callgrind-{name}.txt").write_text("\n".join(lines[:40]) + "\n")
     return total
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=str(suite.ROOT / "target" / "release" / "keyless"))
+    ap.add_argument("--binary", default=os.environ.get(
+        "KEYLESS_BENCH_BINARY", str(suite.ROOT / "target" / "release" / "keyless")))
     args = ap.parse_args()
     binary = args.binary
     work = Path(tempfile.mkdtemp(prefix="keyless-callgrind-"))
@@ -59,6 +63,19 @@ def main():
             {"what": "`keyless aws credentials --no-cache` (token + STS, client side)",
              "instructions": callgrind("cold", creds + ["--no-cache"], env, work)},
         ]
+        # Where the instructions go: the same runs on the build that keeps its symbols.
+        symbols = suite.ROOT / "target" / "bench-profiles" / "bin" / "cargo-defaults"
+        if symbols.exists():
+            sym = [str(symbols), *creds[1:]]
+            for name, argv, what in (
+                ("symbols-warm", sym, "warm"),
+                ("symbols-cold", sym + ["--no-cache"], "cold"),
+            ):
+                runs.append({
+                    "what": f"{what}, `cargo-defaults` build (symbols, no LTO)",
+                    "instructions": callgrind(name, argv, env, work),
+                    "note": f"top functions: bench/results/callgrind-{name}.txt",
+                })
     finally:
         lab.stop()
     RESULTS.mkdir(exist_ok=True)
