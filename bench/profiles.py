@@ -16,6 +16,7 @@ Writes bench/results/profiles.json. Slow: three release builds from scratch.
 """
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -84,6 +85,11 @@ def main():
             creds = [binary, "aws", "credentials", "--role-arn", suite.ROLE]
             warm = suite.measure(creds, lab_env, runs=200, warmup=10)
             version = suite.measure([binary, "--version"], env, runs=200, warmup=10)
+            out = work / f"callgrind.{name}"
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                            *map(str, creds)], env=lab_env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            instructions = int(re.search(r"^totals:\s+(\d+)", out.read_text(), re.M).group(1))
             stripped = work / f"{name}.stripped"
             shutil.copy2(binary, stripped)
             subprocess.run(["strip", stripped], check=True)
@@ -91,6 +97,7 @@ def main():
                 "name": name, "settings": settings, "bytes": binary.stat().st_size,
                 "stripped_bytes": stripped.stat().st_size, "warm_ms": warm["wall_ms"],
                 "warm_cpu_ms": warm["cpu_ms"], "version_ms": version["wall_ms"],
+                "warm_instructions": instructions,
                 "build_seconds": took if took is not None else float("nan"),
             })
     finally:

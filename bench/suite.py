@@ -525,6 +525,15 @@ def main():
             lab.stop()
         shutil.rmtree(work, ignore_errors=True)
     results["machine"]["load_after"] = os.getloadavg()
+    # Which run measured which section (with --only, the others come from earlier runs).
+    runs = results.get("runs", []) if args.only else []
+    runs = [dict(r, sections=[x for x in r["sections"] if x not in sections]) for r in runs]
+    runs = [r for r in runs if r["sections"]]
+    m = results["machine"]
+    runs.append({"sections": sections, "date": m["date"], "commit": m["commit"],
+                 "load_before": m["load_before"], "load_after": m["load_after"],
+                 "quick": args.quick})
+    results["runs"] = runs
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     log(f"wrote {out}")

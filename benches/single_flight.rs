@@ -7,6 +7,8 @@
 //! - `engine`: 1,000 tasks call `Refresher::get` directly;
 //! - `ecs_http`: 1,000 HTTP/1.1 clients, each on its own connection, ask keyless's ECS-style
 //!   endpoint (the real router, on loopback; latency includes connecting);
+//! - `ecs_http_backlog_1024`: the same with the listener's backlog raised from std's 128 to
+//!   1,024 (a connect storm overflows 128, and the dropped clients retry after a second);
 //! - `naive`: the peer, a cache as people write it by hand (check a lock, fetch when expired,
 //!   store), which sends every caller that saw the expired value upstream.
 //!
@@ -168,11 +170,20 @@ async fn engine_scene(callers: usize) -> Scene {
     }
 }
 
-async fn ecs_http_scene(callers: usize) -> Scene {
+async fn ecs_http_scene(callers: usize, name: &'static str, backlog: Option<u32>) -> Scene {
     let (refresher, sts) = expired_refresher().await;
     let token = "bench-token";
     let app = keyless::deliver::ecs_server::router(refresher, Secret::new(token));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // As shipped, keyless's servers bind with `TcpListener::bind` (std's listen backlog, 128);
+    // `Some(n)` listens with a backlog of n instead.
+    let listener = match backlog {
+        None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        Some(n) => {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            socket.listen(n).unwrap()
+        }
+    };
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     // Each caller opens its own connection, as 1,000 SDK processes would, and speaks plain
@@ -193,7 +204,7 @@ async fn ecs_http_scene(callers: usize) -> Scene {
     .await;
     server.abort();
     Scene {
-        name: "ecs_http",
+        name,
         callers,
         upstream_calls: sts.calls.load(Ordering::SeqCst),
         latencies,
@@ -248,11 +259,12 @@ fn main() {
     let mut scenes = runtime.block_on(async {
         vec![
             engine_scene(callers).await,
-            ecs_http_scene(callers).await,
+            ecs_http_scene(callers, "ecs_http", None).await,
+            ecs_http_scene(callers, "ecs_http_backlog_1024", Some(1024)).await,
             naive_scene(callers).await,
         ]
     });
-    for scene in &scenes[..2] {
+    for scene in &scenes[..3] {
         assert_eq!(
             scene.upstream_calls, 1,
             "{}: {} callers at expiry made {} upstream calls",
