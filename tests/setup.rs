@@ -52,29 +52,30 @@ fn gcp_to_aws(format: &str, extra: &[&str]) -> String {
     stdout(&keyless(&args))
 }
 
+/// `keyless setup aws-to-gcp` for the lab's federation, before `--role` and `--format`.
+const AWS_TO_GCP_ARGS: &[&str] = &[
+    "setup",
+    "aws-to-gcp",
+    "--project-id",
+    "keyless-lab",
+    "--project-number",
+    "424242424242",
+    "--pool",
+    "keyless-pool",
+    "--provider",
+    "aws-lab",
+    "--aws-account",
+    "123456789012",
+    "--aws-role",
+    "aws-workload",
+    "--service-account",
+    "copycat@keyless-lab.iam.gserviceaccount.com",
+];
+
 fn aws_to_gcp(format: &str) -> String {
-    stdout(&keyless(&[
-        "setup",
-        "aws-to-gcp",
-        "--project-id",
-        "keyless-lab",
-        "--project-number",
-        "424242424242",
-        "--pool",
-        "keyless-pool",
-        "--provider",
-        "aws-lab",
-        "--aws-account",
-        "123456789012",
-        "--aws-role",
-        "aws-workload",
-        "--service-account",
-        "copycat@keyless-lab.iam.gserviceaccount.com",
-        "--role",
-        "roles/storage.objectViewer",
-        "--format",
-        format,
-    ]))
+    let mut args = AWS_TO_GCP_ARGS.to_vec();
+    args.extend(["--role", "roles/storage.objectViewer", "--format", format]);
+    stdout(&keyless(&args))
 }
 
 fn expected_policy(audience: &str) -> Value {
@@ -428,26 +429,8 @@ fn invalid_inputs_name_the_flag_and_the_fix() {
     }
 
     let aws_to_gcp_args = |flag: &str, value: &str| -> Output {
-        let mut args = vec![
-            "setup",
-            "aws-to-gcp",
-            "--project-id",
-            "keyless-lab",
-            "--project-number",
-            "424242424242",
-            "--pool",
-            "keyless-pool",
-            "--provider",
-            "aws-lab",
-            "--aws-account",
-            "123456789012",
-            "--aws-role",
-            "aws-workload",
-            "--service-account",
-            "copycat@keyless-lab.iam.gserviceaccount.com",
-            "--format",
-            "terraform",
-        ];
+        let mut args = AWS_TO_GCP_ARGS.to_vec();
+        args.extend(["--format", "terraform"]);
         match args.iter().position(|a| *a == flag) {
             Some(i) => args[i + 1] = value,
             None => args.extend([flag, value]),
