@@ -95,6 +95,169 @@ fn every_command_has_help_with_an_example_matching_its_snapshot() {
     );
 }
 
+/// The example sections of a `--help` text: from a line `Example…:` to the next blank line.
+fn example_sections(help: &str) -> Vec<Vec<&str>> {
+    let mut sections = Vec::new();
+    let mut lines = help.lines();
+    while let Some(line) = lines.next() {
+        if line.starts_with("Example") && line.ends_with(':') {
+            sections.push(lines.by_ref().take_while(|l| !l.is_empty()).collect());
+        }
+    }
+    sections
+}
+
+/// Shell words and operators of one command line, as sh reads them (quotes, `\`, `#` comments;
+/// no expansion): enough to find the `keyless` invocations in an example.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                let w = word.get_or_insert_with(String::new);
+                for q in chars.by_ref() {
+                    if q == c {
+                        break;
+                    }
+                    w.push(q);
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            '#' if word.is_none() => break,
+            '|' | '&' | ';' | '<' | '>' => {
+                words.extend(word.take());
+                let mut op = c.to_string();
+                if chars.peek() == Some(&c) {
+                    op.extend(chars.next());
+                }
+                words.push(op);
+            }
+            c if c.is_whitespace() => words.extend(word.take()),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+/// Every example copy-pastes as printed, whatever the terminal's width: a command that goes on
+/// onto the next line ends with ` \` and the next line is indented further; no printed line
+/// starts halfway through a command; and each `keyless …` in an example parses.
+#[test]
+fn every_example_copy_pastes_as_printed_at_any_width() {
+    let home = tempfile::tempdir().unwrap();
+    let mut problems = Vec::new();
+    let mut parsed = 0;
+    for path in all_paths() {
+        for columns in ["40", "80", "100"] {
+            let out = expect_success(
+                bare_keyless(home.path())
+                    .env("COLUMNS", columns)
+                    .args(&path)
+                    .arg("--help"),
+            );
+            let at = format!("`keyless {} --help` at {columns} columns", path.join(" "));
+            for section in example_sections(&out.stdout) {
+                let mut commands: Vec<String> = Vec::new();
+                let mut continued = false;
+                for line in section {
+                    let indent = line.len() - line.trim_start().len();
+                    let text = line.trim();
+                    if continued {
+                        if indent <= 2 {
+                            problems.push(format!("{at}: continuation not indented: {line:?}"));
+                        }
+                        commands.last_mut().unwrap().push_str(text);
+                    } else {
+                        if indent != 2 || text.starts_with('-') {
+                            problems.push(format!(
+                                "{at}: a line that starts halfway through a command: {line:?}"
+                            ));
+                        }
+                        commands.push(text.to_string());
+                    }
+                    continued = text.ends_with(" \\");
+                    if continued {
+                        let command = commands.last_mut().unwrap();
+                        command.truncate(command.len() - 1);
+                    }
+                }
+                if continued {
+                    problems.push(format!("{at}: the last example line ends with `\\`"));
+                }
+                for command in commands {
+                    // An INI example: the value of `credential_process = …` is the command.
+                    let command = command
+                        .strip_prefix("credential_process = ")
+                        .unwrap_or(&command);
+                    let words = shell_words(command);
+                    let mut segments =
+                        words.split(|w| ["|", "||", "&", "&&", ";"].contains(&w.as_str()));
+                    for segment in segments.by_ref() {
+                        if segment.first().map(String::as_str) != Some("keyless") {
+                            continue;
+                        }
+                        // Redirections and their targets are the shell's, not keyless's.
+                        let mut args = Vec::new();
+                        let mut words = segment.iter();
+                        while let Some(w) = words.next() {
+                            if [">", ">>", "<"].contains(&w.as_str()) {
+                                words.next();
+                            } else {
+                                args.push(w.clone());
+                            }
+                        }
+                        match keyless::cli::command().try_get_matches_from(&args) {
+                            Ok(_) => parsed += 1,
+                            Err(e) => problems.push(format!("{at}: {args:?} does not parse: {e}")),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(
+        parsed > 20,
+        "only {parsed} keyless commands found in examples"
+    );
+}
+
+/// The flags every command takes have their own heading, after the command's own.
+#[test]
+fn global_flags_have_their_own_heading_in_every_help() {
+    let home = tempfile::tempdir().unwrap();
+    for path in all_paths() {
+        let out = expect_success(bare_keyless(home.path()).args(&path).arg("--help"));
+        let (own, global) = out
+            .stdout
+            .split_once("\nGlobal options:\n")
+            .unwrap_or_else(|| panic!("`keyless {}` --help: no Global options", path.join(" ")));
+        // The section runs to the next unindented line (long help has blank lines inside).
+        let global = global
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with(' '))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for flag in [
+            "--verbose",
+            "--quiet",
+            "--log-format <",
+            "--config <",
+            "--config-profile <",
+        ] {
+            assert!(
+                global.contains(flag) && !own.contains(flag),
+                "`keyless {}` --help: {flag} is not (only) under Global options:\n{}",
+                path.join(" "),
+                out.stdout
+            );
+        }
+    }
+}
+
 #[test]
 fn the_top_level_help_documents_exit_codes_env_and_the_config_file() {
     let home = tempfile::tempdir().unwrap();

@@ -54,8 +54,11 @@ pub enum AwsCommand {
     /// IMDSv2-style one with --imds) until SIGTERM/SIGINT; prints the `export` lines that point
     /// the SDKs at it once it is listening.
     #[command(
-        after_help = "Example:\n  keyless aws serve --role-arn arn:aws:iam::123456789012:role/DeploymentRole > keyless.env &\n  \
-                      (wait for the export lines) . ./keyless.env && aws s3 ls\n\n\
+        after_help = "Example (the ready file holds the authorization token: it is written 0600):\n  \
+                      keyless aws serve --role-arn arn:aws:iam::123456789012:role/DeploymentRole \\\n    \
+                      --ready-file keyless.env > /dev/null &\n  \
+                      until [ -e keyless.env ]; do sleep 0.2; done   # written whole, once listening\n  \
+                      . ./keyless.env && aws s3 ls\n\n\
                       Output (stdout, after binding; nothing else is printed there):\n  \
                       export AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:PORT/creds\n  \
                       export AWS_CONTAINER_AUTHORIZATION_TOKEN=...      (or ..._TOKEN_FILE=PATH with --auth-token-file)\n  \

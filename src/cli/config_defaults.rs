@@ -12,10 +12,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use clap::{ArgAction, CommandFactory};
+use clap::ArgAction;
 use toml::de::{DeTable, DeValue};
 
-use super::Cli;
 use crate::config::{self, ConfigError, ReadFor};
 
 /// Why the configuration file could not supply flag values.
@@ -71,7 +70,7 @@ fn may_name_a_file(args: &[OsString]) -> bool {
 
 /// The clap command for `args`, with the configuration file's values as flag defaults.
 pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsError> {
-    let base = Cli::command();
+    let base = super::command();
     if !may_name_a_file(args) {
         return Ok(base);
     }

@@ -28,7 +28,7 @@ pub enum DoctorCommand {
     Aws(DoctorAwsArgs),
     /// AWS → GCP: why can't this AWS identity get a Google token?
     #[command(
-        after_help = "Example:\n  keyless doctor gcp --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws --service-account deployer@my-project.iam.gserviceaccount.com"
+        after_help = "Example:\n  keyless doctor gcp --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws \\\n    --service-account deployer@my-project.iam.gserviceaccount.com"
     )]
     Gcp(DoctorGcpArgs),
 }

@@ -25,7 +25,7 @@ use crate::source::google::DEFAULT_IAMCREDENTIALS_URL;
 pub enum GcpCommand {
     /// Print a Google access token for this AWS identity (like `gcloud auth print-access-token`).
     #[command(
-        after_help = "Example:\n  keyless gcp token --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws \\\n                    --service-account deployer@my-project.iam.gserviceaccount.com"
+        after_help = "Example:\n  keyless gcp token --audience //iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws \\\n    --service-account deployer@my-project.iam.gserviceaccount.com"
     )]
     Token(TokenArgs),
     /// Print a Google ID token for the service account (IAM Credentials generateIdToken).

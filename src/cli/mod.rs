@@ -38,21 +38,22 @@ use clap::{Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = GLOBAL_OPTIONS)]
     pub verbose: u8,
 
     /// Only errors on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL_OPTIONS)]
     pub quiet: bool,
 
     /// How log lines look.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KEYLESS_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "KEYLESS_LOG_FORMAT",
+          help_heading = GLOBAL_OPTIONS)]
     pub log_format: LogFormat,
 
     /// The keyless.toml to read: flag values for every command ([defaults], and the profile
     /// chosen with --config-profile), and the profiles `serve` runs. Default for `serve`:
     /// ./keyless.toml; for the other commands: ~/.config/keyless/keyless.toml when it exists.
-    #[arg(long, global = true, env = "KEYLESS_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "KEYLESS_CONFIG", value_name = "PATH", help_heading = GLOBAL_OPTIONS)]
     pub config: Option<std::path::PathBuf>,
 
     /// Take this command's flag values from [profile.NAME] of the configuration file
@@ -61,12 +62,42 @@ pub struct Cli {
         long,
         global = true,
         env = "KEYLESS_CONFIG_PROFILE",
-        value_name = "NAME"
+        value_name = "NAME",
+        help_heading = GLOBAL_OPTIONS
     )]
     pub config_profile: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The `--help` heading of the flags every command takes, so they do not interleave with the
+/// command's own.
+pub const GLOBAL_OPTIONS: &str = "Global options";
+
+/// The command tree as `keyless` parses it: [`Cli::command`] with every command's after-help
+/// (its examples) printed as written.
+///
+/// clap re-wraps `after_help` to the terminal's width, which splits an example line without its
+/// `\` (or an INI line that cannot have one), so a copied example no longer runs. The literal
+/// text of a help template is not re-wrapped: each command with an after-help gets the default
+/// template with that text appended verbatim. Completions and man pages do not use templates.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    verbatim_after_help(Cli::command())
+}
+
+fn verbatim_after_help(mut command: clap::Command) -> clap::Command {
+    for sub in command.get_subcommands_mut() {
+        *sub = verbatim_after_help(std::mem::take(sub));
+    }
+    match command.get_after_help().map(|text| text.to_string()) {
+        // clap's own default template, with `{after-help}` (wrapped) replaced by the text.
+        Some(text) => command.help_template(format!(
+            "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{{all-args}}\n\n{text}"
+        )),
+        None => command,
+    }
 }
 
 /// Log line format on stderr.

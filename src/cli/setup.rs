@@ -13,13 +13,13 @@ use crate::setup::{self, AwsToGcp, GcpToAws, DEFAULT_AWS_AUDIENCE};
 pub enum SetupCommand {
     /// GCP → AWS: an AWS role a Google service account may assume.
     #[command(
-        after_help = "Example:\n  keyless setup gcp-to-aws --service-account deployer@my-project.iam.gserviceaccount.com --service-account-id 100000000000000000001 \\\n    --aws-account 123456789012 --role-name DeploymentRole --format terraform > gcp-to-aws.tf"
+        after_help = "Example:\n  keyless setup gcp-to-aws --service-account deployer@my-project.iam.gserviceaccount.com \\\n    --service-account-id 100000000000000000001 --aws-account 123456789012 \\\n    --role-name DeploymentRole --format terraform > gcp-to-aws.tf"
     )]
     GcpToAws(GcpToAwsArgs),
     /// AWS → GCP: a workload identity pool and provider that let an AWS role's sessions
     /// impersonate a Google service account.
     #[command(
-        after_help = "Example:\n  keyless setup aws-to-gcp --project-id my-project --project-number 123456789 \\\n    --aws-account 123456789012 --aws-role ci-runner --service-account deployer@my-project.iam.gserviceaccount.com --format shell > aws-to-gcp.sh"
+        after_help = "Example:\n  keyless setup aws-to-gcp --project-id my-project --project-number 123456789 \\\n    --pool aws-pool --provider aws --aws-account 123456789012 --aws-role ci-runner \\\n    --service-account deployer@my-project.iam.gserviceaccount.com --format shell > aws-to-gcp.sh"
     )]
     AwsToGcp(AwsToGcpArgs),
 }
