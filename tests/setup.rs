@@ -30,13 +30,18 @@ fn stdout(out: &Output) -> String {
 }
 
 fn gcp_to_aws(format: &str, extra: &[&str]) -> String {
+    let mut with_id = vec!["--service-account-id", DEPLOYER_ID];
+    with_id.extend_from_slice(extra);
+    gcp_to_aws_creating(format, &with_id)
+}
+
+/// Without `--service-account-id`: the configuration creates the service account.
+fn gcp_to_aws_creating(format: &str, extra: &[&str]) -> String {
     let mut args = vec![
         "setup",
         "gcp-to-aws",
         "--service-account",
         DEPLOYER,
-        "--service-account-id",
-        DEPLOYER_ID,
         "--aws-account",
         "123456789012",
         "--role-name",
@@ -175,6 +180,7 @@ fn shell_scripts_are_valid_bash() {
     let scripts = [
         ("gcp-to-aws.sh", gcp_to_aws("shell", &[])),
         ("aws-to-gcp.sh", aws_to_gcp("shell")),
+        ("gcp-to-aws-create.sh", gcp_to_aws_creating("shell", &[])),
     ];
     let shellcheck = support::tools::installed("shellcheck");
     assert!(
@@ -212,9 +218,14 @@ fn shell_scripts_are_valid_bash() {
         script.contains("aws iam attach-role-policy --role-name 'gcp-deploy' --policy-arn 'arn:aws:iam::aws:policy/ReadOnlyAccess'"),
         "{script}"
     );
+    // The account exists (its id was given): the script checks it and never creates it.
+    assert!(!script.contains("service-accounts create"), "{script}");
     assert!(
-        script.contains("gcloud iam service-accounts create 'deployer' --project 'keyless-lab'"),
-        "{script}"
+        scripts[2]
+            .1
+            .contains("gcloud iam service-accounts create 'deployer' --project 'keyless-lab'"),
+        "{}",
+        scripts[2].1
     );
 }
 
@@ -225,9 +236,58 @@ fn cloudformation_is_yaml_with_the_exact_policy() {
     let template = gcp_to_aws("cloudformation", &[]);
     assert!(template.contains("AWSTemplateFormatVersion: \"2010-09-09\""));
     assert!(template.contains("Type: AWS::IAM::Role"));
-    assert!(template.contains("#   gcloud iam service-accounts create deployer"));
+    // The account exists (its id was given): nothing tells the user to create it.
+    assert!(!template.contains("service-accounts create"), "{template}");
+    let doc = cloudformation_document(&template);
+    let props = &doc["Resources"]["KeylessRole"]["Properties"];
+    assert_eq!(
+        props["AssumeRolePolicyDocument"],
+        expected_policy("sts.amazonaws.com")
+    );
+    assert_eq!(props["RoleName"], "gcp-deploy");
+    assert_eq!(props["MaxSessionDuration"], 14400);
+    assert_eq!(
+        props["ManagedPolicyArns"],
+        json!(["arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    );
+    assert_eq!(
+        doc["Outputs"]["RoleArn"]["Value"],
+        json!({"GetAtt": "KeylessRole.Arn"})
+    );
+    assert!(doc.get("Parameters").is_none(), "{doc}");
+}
+
+/// Without `--service-account-id`, CloudFormation (which cannot create the Google account)
+/// takes the id as a stack parameter, never a literal, and says how to create the account.
+#[test]
+fn cloudformation_takes_the_id_of_an_account_it_cannot_create_as_a_parameter() {
+    let template = gcp_to_aws_creating("cloudformation", &[]);
+    assert!(
+        template.contains("#   gcloud iam service-accounts create deployer --project keyless-lab"),
+        "{template}"
+    );
+    assert!(
+        template.contains("ServiceAccountId=\"$(gcloud iam service-accounts describe deployer@keyless-lab.iam.gserviceaccount.com --format='value(uniqueId)')\""),
+        "{template}"
+    );
+    let doc = cloudformation_document(&template);
+    assert_eq!(doc["Parameters"]["ServiceAccountId"]["Type"], "String");
+    let id = json!({"Ref": "ServiceAccountId"});
+    assert_eq!(
+        doc["Resources"]["KeylessRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+            ["Condition"]["StringEquals"],
+        json!({
+            "accounts.google.com:aud": id,
+            "accounts.google.com:oaud": "sts.amazonaws.com",
+            "accounts.google.com:sub": id
+        })
+    );
+}
+
+/// The template passes cfn-lint; returned as JSON (`!Tag x` becomes `{"Tag": "x"}`).
+fn cloudformation_document(template: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let file = write_temp(&dir, "template.yaml", &template);
+    let file = write_temp(&dir, "template.yaml", template);
     // AWS's own template linter (pinned in the venv) finds nothing to say.
     assert_ok(
         Command::new(support::venv::bin("cfn-lint"))
@@ -247,22 +307,7 @@ fn cloudformation_is_yaml_with_the_exact_policy() {
         .unwrap();
     let text = String::from_utf8(out.stdout.clone()).unwrap();
     assert_ok(out, "yaml.load");
-    let doc: Value = serde_json::from_str(&text).unwrap();
-    let props = &doc["Resources"]["KeylessRole"]["Properties"];
-    assert_eq!(
-        props["AssumeRolePolicyDocument"],
-        expected_policy("sts.amazonaws.com")
-    );
-    assert_eq!(props["RoleName"], "gcp-deploy");
-    assert_eq!(props["MaxSessionDuration"], 14400);
-    assert_eq!(
-        props["ManagedPolicyArns"],
-        json!(["arn:aws:iam::aws:policy/ReadOnlyAccess"])
-    );
-    assert_eq!(
-        doc["Outputs"]["RoleArn"]["Value"],
-        json!({"GetAtt": "KeylessRole.Arn"})
-    );
+    serde_json::from_str(&text).unwrap()
 }
 
 /// The Pulumi programs compile, and the policy passed to `json.dumps` is exactly the one.
@@ -270,9 +315,11 @@ fn cloudformation_is_yaml_with_the_exact_policy() {
 fn pulumi_programs_compile_with_the_exact_policy() {
     let dir = tempfile::tempdir().unwrap();
     let program = gcp_to_aws("pulumi", &[]);
+    let creating = gcp_to_aws_creating("pulumi", &[]);
     for (name, text) in [
         ("gcp_to_aws.py", program.clone()),
         ("aws_to_gcp.py", aws_to_gcp("pulumi")),
+        ("gcp_to_aws_create.py", creating.clone()),
     ] {
         let file = write_temp(&dir, name, &text);
         assert_ok(
@@ -289,22 +336,124 @@ fn pulumi_programs_compile_with_the_exact_policy() {
     let end = start + program[start..].find("\n)\n").unwrap();
     let policy: Value = serde_json::from_str(&program[start..end]).unwrap();
     assert_eq!(policy, expected_policy("sts.amazonaws.com"));
+    // The account exists: looked up and its id checked, not created.
+    assert!(!program.contains("serviceaccount.Account("), "{program}");
+    assert!(
+        program.contains(&format!(
+            "service_account = gcp.serviceaccount.get_account(account_id=\"{DEPLOYER}\", project=\"keyless-lab\")\nif service_account.unique_id != \"{DEPLOYER_ID}\":"
+        )),
+        "{program}"
+    );
+
+    // Created here: the policy is built from the created account's unique_id, no literal id.
+    assert!(creating.contains("service_account = gcp.serviceaccount.Account("));
+    assert!(!creating.contains(DEPLOYER_ID), "{creating}");
+    let marker = "service_account.unique_id.apply(\n    lambda unique_id: json.dumps(";
+    let start = creating.find(marker).expect(marker) + marker.len();
+    let end = start + creating[start..].find("\n    )\n)\n").unwrap();
+    let policy = creating[start..end].replace(": unique_id", &format!(": \"{DEPLOYER_ID}\""));
+    let policy: Value = serde_json::from_str(&policy).unwrap();
+    assert_eq!(policy, expected_policy("sts.amazonaws.com"));
 }
 
-/// The Terraform parses as HCL (python-hcl2, pinned in the venv).
-fn assert_hcl(text: &str) {
+/// The Terraform parses as HCL (python-hcl2, pinned in the venv); returned as hcl2's JSON
+/// (expressions as `${...}`, string literals with their quotes).
+fn assert_hcl(text: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let file = write_temp(&dir, "main.tf", text);
-    assert_ok(
-        Command::new(python())
-            .args([
-                "-c",
-                "import hcl2, sys; hcl2.load(open(sys.argv[1]))",
-                &file,
-            ])
-            .output()
-            .unwrap(),
-        "python-hcl2",
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import hcl2, json, sys; print(json.dumps(hcl2.load(open(sys.argv[1]))))",
+            &file,
+        ])
+        .output()
+        .unwrap();
+    let json = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_ok(out, "python-hcl2");
+    serde_json::from_str(&json).unwrap()
+}
+
+/// The blocks of one kind (`resource`, `data`) and type, by name, from hcl2's JSON.
+fn hcl_blocks(doc: &Value, kind: &str, type_: &str) -> Vec<(String, Value)> {
+    let quoted = format!("\"{type_}\"");
+    doc[kind]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b.get(&quoted))
+        .flat_map(|named| named.as_object().unwrap().clone())
+        .collect()
+}
+
+/// The `values` of each condition of the trust policy document, by variable.
+fn hcl_conditions(doc: &Value) -> Vec<(String, Value)> {
+    let policy = hcl_blocks(doc, "data", "aws_iam_policy_document");
+    assert_eq!(policy.len(), 1, "{doc}");
+    let statements = policy[0].1["statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{doc}");
+    statements[0]["condition"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["test"], "\"StringEquals\"");
+            (
+                c["variable"].as_str().unwrap().to_string(),
+                c["values"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// An existing account (its id given) is read with a data source whose postcondition holds the
+/// id, never created; an account the configuration creates is referred to by `unique_id`,
+/// never pinned as a literal it cannot know.
+#[test]
+fn terraform_reads_an_existing_account_and_refers_to_a_created_one() {
+    let doc = assert_hcl(&gcp_to_aws("terraform", &[]));
+    assert!(hcl_blocks(&doc, "resource", "google_service_account").is_empty());
+    let data = hcl_blocks(&doc, "data", "google_service_account");
+    assert_eq!(data.len(), 1, "{doc}");
+    let account = &data[0].1;
+    assert_eq!(account["account_id"], format!("\"{DEPLOYER}\""));
+    assert_eq!(account["project"], "\"keyless-lab\"");
+    assert_eq!(
+        account["lifecycle"][0]["postcondition"][0]["condition"],
+        format!("${{self.unique_id == \"{DEPLOYER_ID}\"}}")
+    );
+    let literal = json!([format!("\"{DEPLOYER_ID}\"")]);
+    assert_eq!(
+        hcl_conditions(&doc),
+        [
+            ("\"accounts.google.com:aud\"".to_string(), literal.clone()),
+            (
+                "\"accounts.google.com:oaud\"".to_string(),
+                json!(["\"sts.amazonaws.com\""])
+            ),
+            ("\"accounts.google.com:sub\"".to_string(), literal),
+        ]
+    );
+
+    let tf = gcp_to_aws_creating("terraform", &[]);
+    assert!(!tf.contains(DEPLOYER_ID), "no literal id:\n{tf}");
+    let doc = assert_hcl(&tf);
+    assert!(hcl_blocks(&doc, "data", "google_service_account").is_empty());
+    let created = hcl_blocks(&doc, "resource", "google_service_account");
+    assert_eq!(created.len(), 1, "{doc}");
+    assert_eq!(created[0].0, "\"keyless\"");
+    assert_eq!(created[0].1["account_id"], "\"deployer\"");
+    let reference = json!(["${google_service_account.keyless.unique_id}"]);
+    assert_eq!(
+        hcl_conditions(&doc),
+        [
+            ("\"accounts.google.com:aud\"".to_string(), reference.clone()),
+            (
+                "\"accounts.google.com:oaud\"".to_string(),
+                json!(["\"sts.amazonaws.com\""])
+            ),
+            ("\"accounts.google.com:sub\"".to_string(), reference),
+        ]
     );
 }
 
@@ -317,7 +466,7 @@ fn terraform_has_the_exact_conditions() {
     assert!(tf.contains("data \"aws_iam_policy_document\" \"keyless_trust\""));
     assert!(tf.contains("resource \"aws_iam_role\" \"keyless\""));
     assert!(tf.contains("resource \"aws_iam_role_policy_attachment\""));
-    assert!(tf.contains("resource \"google_service_account\" \"keyless\""));
+    assert!(tf.contains("data \"google_service_account\" \"keyless\""));
     assert!(tf.contains("max_session_duration = 14400"));
     assert!(tf.contains("actions = [\"sts:AssumeRoleWithWebIdentity\"]"));
     assert!(
@@ -333,7 +482,7 @@ fn terraform_has_the_exact_conditions() {
         );
         assert!(tf.contains(&block), "missing {block}\nin:\n{tf}");
     }
-    assert_eq!(tf.matches("condition {").count(), 3, "{tf}");
+    assert_eq!(tf.matches("\n    condition {").count(), 3, "{tf}");
     assert_eq!(tf.matches("statement {").count(), 1, "{tf}");
 }
 
@@ -462,13 +611,22 @@ fn invalid_inputs_name_the_flag_and_the_fix() {
 /// Runs a generated script with `aws` and `gcloud` replaced by stubs that record their argument
 /// vectors (and any `file://` document), so the test sees exactly what the real CLIs would get.
 fn run_with_stubs(script: &str) -> (Vec<Vec<String>>, Option<String>) {
+    let (ok, calls, policy) = run_with_stubs_as(script, DEPLOYER_ID);
+    assert!(ok, "the generated script with stubbed CLIs failed");
+    (calls, policy)
+}
+
+/// As [`run_with_stubs`], with `gcloud iam service-accounts describe` answering `unique_id`;
+/// also says whether the script succeeded.
+fn run_with_stubs_as(script: &str, unique_id: &str) -> (bool, Vec<Vec<String>>, Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("calls.log");
     let policy = dir.path().join("policy.json");
     let stub = format!(
         "#!/usr/bin/env bash\n\
          {{ printf '%s' \"$(basename \"$0\")\"; printf '\\t%s' \"$@\"; printf '\\n'; }} >>'{log}'\n\
-         for a in \"$@\"; do case \"$a\" in file://*) cat \"${{a#file://}}\" >'{policy}';; esac; done\n",
+         for a in \"$@\"; do case \"$a\" in file://*) cat \"${{a#file://}}\" >'{policy}';; esac; done\n\
+         if [ \"$2 $3\" = 'service-accounts describe' ]; then echo '{unique_id}'; fi\n",
         log = log.display(),
         policy = policy.display()
     );
@@ -482,20 +640,24 @@ fn run_with_stubs(script: &str) -> (Vec<Vec<String>>, Option<String>) {
     }
     let file = write_temp(&dir, "setup.sh", script);
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    assert_ok(
-        Command::new("bash")
-            .arg(&file)
-            .env("PATH", path)
-            .output()
-            .unwrap(),
-        "the generated script with stubbed CLIs",
-    );
+    let out = Command::new("bash")
+        .arg(&file)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("script stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let calls = std::fs::read_to_string(&log)
-        .unwrap()
+        .unwrap_or_default()
         .lines()
         .map(|l| l.split('\t').map(str::to_string).collect())
         .collect();
-    (calls, std::fs::read_to_string(&policy).ok())
+    (
+        out.status.success(),
+        calls,
+        std::fs::read_to_string(&policy).ok(),
+    )
 }
 
 fn argv(words: &[&str]) -> Vec<String> {
@@ -509,18 +671,8 @@ fn gcp_to_aws_script_passes_the_exact_arguments() {
     let policy: Value = serde_json::from_str(&policy.expect("create-role read a file")).unwrap();
     assert_eq!(policy, expected_policy("sts.amazonaws.com"));
     assert_eq!(calls.len(), 3, "{calls:?}");
-    assert_eq!(
-        calls[0],
-        argv(&[
-            "gcloud",
-            "iam",
-            "service-accounts",
-            "create",
-            "deployer",
-            "--project",
-            "keyless-lab"
-        ])
-    );
+    // The account exists: described (its id checked), not created.
+    assert_eq!(calls[0], describe_deployer());
     assert_eq!(
         calls[1][..7],
         argv(&[
@@ -545,6 +697,50 @@ fn gcp_to_aws_script_passes_the_exact_arguments() {
             "arn:aws:iam::aws:policy/ReadOnlyAccess"
         ])
     );
+}
+
+fn describe_deployer() -> Vec<String> {
+    argv(&[
+        "gcloud",
+        "iam",
+        "service-accounts",
+        "describe",
+        DEPLOYER,
+        "--project",
+        "keyless-lab",
+        "--format=value(uniqueId)",
+    ])
+}
+
+/// An existing account whose id is not the one given stops the script before AWS is touched;
+/// an account the script creates has its id read back into the policy.
+#[test]
+fn gcp_to_aws_script_checks_an_existing_id_and_reads_a_created_one() {
+    let (ok, calls, policy) = run_with_stubs_as(&gcp_to_aws("shell", &[]), "100000000000000000002");
+    assert!(!ok, "a different id must stop the script");
+    assert_eq!(calls, [describe_deployer()]);
+    assert!(policy.is_none());
+
+    let script = gcp_to_aws_creating("shell", &[]);
+    assert!(!script.contains(DEPLOYER_ID), "no literal id:\n{script}");
+    let (ok, calls, policy) = run_with_stubs_as(&script, DEPLOYER_ID);
+    assert!(ok);
+    assert_eq!(
+        calls[0],
+        argv(&[
+            "gcloud",
+            "iam",
+            "service-accounts",
+            "create",
+            "deployer",
+            "--project",
+            "keyless-lab"
+        ])
+    );
+    assert_eq!(calls[1], describe_deployer());
+    assert_eq!(calls[2][..3], argv(&["aws", "iam", "create-role"]));
+    let policy: Value = serde_json::from_str(&policy.expect("create-role read a file")).unwrap();
+    assert_eq!(policy, expected_policy("sts.amazonaws.com"));
 }
 
 /// Run for real (against stubs): gcloud receives the mapping, condition and member unmangled.

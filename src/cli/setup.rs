@@ -47,9 +47,12 @@ pub struct GcpToAwsArgs {
     /// The Google service account (NAME@PROJECT.iam.gserviceaccount.com).
     #[arg(long)]
     pub service_account: String,
-    /// Its numeric unique id, which AWS compares as `aud` and `sub`.
-    #[arg(long)]
-    pub service_account_id: String,
+    /// Its numeric unique id, which AWS compares as `aud` and `sub`, when the account exists
+    /// (gcloud iam service-accounts describe EMAIL --format='value(uniqueId)'): the output
+    /// reads the account and stops if its id differs. Without it, the output creates the
+    /// account and takes the id from it (CloudFormation: a ServiceAccountId stack parameter).
+    #[arg(long, value_name = "ID")]
+    pub service_account_id: Option<String>,
     /// The 12-digit AWS account of the role.
     #[arg(long)]
     pub aws_account: String,

@@ -45,8 +45,10 @@ fn invalid(flag: &'static str, value: &str, fix: impl Into<String>) -> InvalidIn
 pub struct GcpToAws {
     /// The service account's email (`NAME@PROJECT.iam.gserviceaccount.com`).
     pub service_account: String,
-    /// Its numeric unique id: the token's `sub` and `azp`, which AWS calls `sub` and `aud`.
-    pub service_account_id: String,
+    /// Its numeric unique id (the token's `sub` and `azp`, which AWS calls `sub` and `aud`)
+    /// when the account exists; `None` when the configuration creates it, so the id exists only
+    /// once the account does.
+    pub service_account_id: Option<String>,
     /// The 12-digit AWS account the role lives in.
     pub aws_account: String,
     /// The role's name.
@@ -63,8 +65,10 @@ impl GcpToAws {
     /// Checks every value, so a typo fails here rather than as an unexplained refusal later.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         service_account_email("--service-account", &self.service_account)?;
-        numeric_id("--service-account-id", &self.service_account_id, 
-            "the service account's numeric unique id (gcloud iam service-accounts describe EMAIL --format='value(uniqueId)'), not its email")?;
+        if let Some(id) = &self.service_account_id {
+            numeric_id("--service-account-id", id,
+                "the service account's numeric unique id (gcloud iam service-accounts describe EMAIL --format='value(uniqueId)'), not its email")?;
+        }
         aws_account("--aws-account", &self.aws_account)?;
         aws_role_name("--role-name", &self.role_name)?;
         audience("--audience", &self.audience)?;
@@ -87,45 +91,66 @@ impl GcpToAws {
         Ok(())
     }
 
-    /// The trust policy: only this service account's tokens, minted for this audience.
-    pub fn trust_policy(&self) -> Value {
-        json!({
+    /// Whether the configuration creates the service account (no `--service-account-id`): then
+    /// its numeric id is not known until it exists, and every format must refer to the created
+    /// account's id rather than print one.
+    pub fn creates_service_account(&self) -> bool {
+        self.service_account_id.is_none()
+    }
+
+    /// The trust policy, when every value is known (the account exists): only this service
+    /// account's tokens, minted for this audience.
+    pub fn trust_policy(&self) -> Option<Value> {
+        let mut map = serde_json::Map::new();
+        for (k, v) in self.conditions() {
+            let PolicyValue::Literal(v) = v else {
+                return None;
+            };
+            map.insert(k.to_string(), Value::String(v.to_string()));
+        }
+        Some(json!({
             "Version": "2012-10-17",
             "Statement": [{
                 "Effect": "Allow",
                 "Principal": {"Federated": "accounts.google.com"},
                 "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {"StringEquals": self.conditions_json()}
+                "Condition": {"StringEquals": map}
             }]
-        })
+        }))
     }
 
     /// The `StringEquals` conditions in order: `aud` (the token's azp, the account's numeric
     /// id), `oaud` (the audience), `sub` (the numeric id).
-    pub fn conditions(&self) -> [(&'static str, &str); 3] {
+    pub fn conditions(&self) -> [(&'static str, PolicyValue<'_>); 3] {
+        let id = match &self.service_account_id {
+            Some(id) => PolicyValue::Literal(id),
+            None => PolicyValue::CreatedServiceAccountId,
+        };
         [
-            ("accounts.google.com:aud", &self.service_account_id),
-            ("accounts.google.com:oaud", &self.audience),
-            ("accounts.google.com:sub", &self.service_account_id),
+            ("accounts.google.com:aud", id),
+            (
+                "accounts.google.com:oaud",
+                PolicyValue::Literal(&self.audience),
+            ),
+            ("accounts.google.com:sub", id),
         ]
     }
 
-    fn conditions_json(&self) -> Value {
-        let mut map = serde_json::Map::new();
-        for (k, v) in self.conditions() {
-            map.insert(k.to_string(), Value::String(v.to_string()));
-        }
-        Value::Object(map)
-    }
-
     /// The trust policy as pretty JSON in the order IAM documents it (Version first), for the
-    /// formats that embed the document.
-    pub fn trust_policy_pretty(&self) -> String {
+    /// formats that embed the document; `created_id` is what stands for the numeric id of an
+    /// account the configuration creates (a shell variable in a JSON string, a Python name).
+    pub fn trust_policy_pretty(&self, created_id: &str) -> String {
         let j = |v: &str| Value::String(v.to_string()).to_string();
         let conditions = self
             .conditions()
             .iter()
-            .map(|(k, v)| format!("          {}: {}", j(k), j(v)))
+            .map(|(k, v)| {
+                let v = match v {
+                    PolicyValue::Literal(v) => j(v),
+                    PolicyValue::CreatedServiceAccountId => created_id.to_string(),
+                };
+                format!("          {}: {v}", j(k))
+            })
             .collect::<Vec<_>>()
             .join(",\n");
         format!(
@@ -156,6 +181,17 @@ impl GcpToAws {
         }
         cmd
     }
+}
+
+/// A value of the trust policy's conditions, as each format must write it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyValue<'a> {
+    /// Known now: printed as a literal.
+    Literal(&'a str),
+    /// The numeric id of the service account the configuration creates: it exists only once
+    /// the account does, so a format refers to it (`google_service_account.keyless.unique_id`,
+    /// a shell variable read back after `create`) and never prints one.
+    CreatedServiceAccountId,
 }
 
 /// AWS → GCP: an AWS role's sessions may impersonate a Google service account.
@@ -431,14 +467,25 @@ mod tests {
     fn pretty_policy_is_the_policy() {
         let s = GcpToAws {
             service_account: "deployer@p.iam.gserviceaccount.com".into(),
-            service_account_id: "1".into(),
+            service_account_id: Some("1".into()),
             aws_account: "123456789012".into(),
             role_name: "r".into(),
             audience: DEFAULT_AWS_AUDIENCE.into(),
             policy_arns: vec![],
             max_session_duration: 3600,
         };
-        let parsed: Value = serde_json::from_str(&s.trust_policy_pretty()).unwrap();
-        assert_eq!(parsed, s.trust_policy());
+        let parsed: Value = serde_json::from_str(&s.trust_policy_pretty("unused")).unwrap();
+        assert_eq!(Some(parsed), s.trust_policy());
+        let created = GcpToAws {
+            service_account_id: None,
+            ..s
+        };
+        assert!(created.trust_policy().is_none());
+        let parsed: Value =
+            serde_json::from_str(&created.trust_policy_pretty("\"${id}\"")).unwrap();
+        assert_eq!(
+            parsed["Statement"][0]["Condition"]["StringEquals"]["accounts.google.com:sub"],
+            "${id}"
+        );
     }
 }

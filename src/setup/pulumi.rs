@@ -9,7 +9,9 @@ fn q(value: &str) -> String {
     quoted(value, false)
 }
 
-/// The role with its trust policy and attachments, and the Google service account.
+/// The role with its trust policy and attachments, and the Google service account: created here
+/// (the policy is built from its `unique_id` once it exists), or looked up when it exists and its
+/// id is given (the program stops if the id differs).
 pub fn gcp_to_aws(s: &GcpToAws) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -19,19 +21,49 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
         sa = s.service_account,
         arn = s.role_arn()
     );
-    let _ = writeln!(
-        out,
-        "service_account = gcp.serviceaccount.Account(\n    \"keyless\",\n    project={},\n    account_id={},\n    display_name={},\n)\n",
-        q(s.service_account_project()),
-        q(s.service_account_name()),
-        q(&format!("keyless: assumes AWS role {}", s.role_name))
-    );
     // Pretty JSON of strings, objects and arrays is a valid Python literal.
-    let policy = s.trust_policy_pretty().replace('\n', "\n    ");
-    let _ = writeln!(
-        out,
-        "# The numeric id is what AWS compares (aud = the token's azp, sub).\ntrust_policy = json.dumps(\n    {policy}\n)\n"
-    );
+    match &s.service_account_id {
+        None => {
+            let _ = writeln!(
+                out,
+                "service_account = gcp.serviceaccount.Account(\n    \"keyless\",\n    project={},\n    account_id={},\n    display_name={},\n)\n",
+                q(s.service_account_project()),
+                q(s.service_account_name()),
+                q(&format!("keyless: assumes AWS role {}", s.role_name))
+            );
+            let policy = s
+                .trust_policy_pretty("unique_id")
+                .replace('\n', "\n        ");
+            let _ = writeln!(
+                out,
+                "# The numeric id is what AWS compares (aud = the token's azp, sub); it exists once the\n\
+                 # account does.\n\
+                 trust_policy = service_account.unique_id.apply(\n    lambda unique_id: json.dumps(\n        {policy}\n    )\n)\n"
+            );
+        }
+        Some(id) => {
+            let _ = writeln!(
+                out,
+                "# The account exists: look it up, and stop unless it has the numeric id pinned in the\n\
+                 # policy (a deleted and re-created account with the same email is another identity).\n\
+                 service_account = gcp.serviceaccount.get_account(account_id={}, project={})\n\
+                 if service_account.unique_id != {id}:\n    \
+                     raise Exception(\n        {}\n        + service_account.unique_id\n    )\n",
+                q(&s.service_account),
+                q(s.service_account_project()),
+                q(&format!(
+                    "{} does not have the numeric id {id} (review the trust policy before changing --service-account-id); it has: ",
+                    s.service_account
+                )),
+                id = q(id),
+            );
+            let policy = s.trust_policy_pretty("").replace('\n', "\n    ");
+            let _ = writeln!(
+                out,
+                "# The numeric id is what AWS compares (aud = the token's azp, sub).\ntrust_policy = json.dumps(\n    {policy}\n)\n"
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "role = aws.iam.Role(\n    \"keyless\",\n    name={},\n    assume_role_policy=trust_policy,\n    max_session_duration={},\n)\n",

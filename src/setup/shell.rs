@@ -7,7 +7,8 @@ use super::{shell_quote as sq, AwsToGcp, GcpToAws, ATTRIBUTE_MAPPING, WORKLOAD_I
 
 const PREAMBLE: &str = "#!/usr/bin/env bash\nset -euo pipefail\n";
 
-/// The service account, the role (trust policy from a heredoc), its attachments.
+/// The service account (created, or checked when its id is given), the role (trust policy from
+/// a heredoc), its attachments.
 pub fn gcp_to_aws(s: &GcpToAws) -> String {
     let mut out = String::from(PREAMBLE);
     let _ = writeln!(
@@ -16,16 +17,47 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
         sa = s.service_account,
         arn = s.role_arn()
     );
-    let _ = writeln!(
-        out,
-        "gcloud iam service-accounts create {} --project {}\n",
-        sq(s.service_account_name()),
+    let describe = format!(
+        "service_account_id=\"$(gcloud iam service-accounts describe {} --project {} --format='value(uniqueId)')\"",
+        sq(&s.service_account),
         sq(s.service_account_project())
     );
+    let heredoc = match &s.service_account_id {
+        // The id exists once the account does: read it back. The heredoc expands only that
+        // variable: the policy's other values are validated to hold no `$`, `` ` `` or `\`.
+        None => {
+            let _ = writeln!(
+                out,
+                "gcloud iam service-accounts create {} --project {}\n{describe}\n",
+                sq(s.service_account_name()),
+                sq(s.service_account_project())
+            );
+            "EOF"
+        }
+        // The account exists: stop unless it still has the id this policy pins (a deleted and
+        // re-created account with the same email is another identity to AWS).
+        Some(id) => {
+            let _ = writeln!(
+                out,
+                "# The service account exists; stop unless it has the numeric id pinned below.\n\
+                 {describe}\n\
+                 if [ \"$service_account_id\" != {id} ]; then\n  \
+                   echo {message}\" $service_account_id\" >&2\n  \
+                   exit 1\n\
+                 fi\n",
+                id = sq(id),
+                message = sq(&format!(
+                    "{} does not have the numeric id {id} (review the trust policy before changing --service-account-id); it has:",
+                    s.service_account
+                )),
+            );
+            "'EOF'"
+        }
+    };
     let _ = writeln!(
         out,
-        "trust_policy=\"$(mktemp)\"\ntrap 'rm -f \"$trust_policy\"' EXIT\ncat >\"$trust_policy\" <<'EOF'\n{}\nEOF\n",
-        s.trust_policy_pretty()
+        "trust_policy=\"$(mktemp)\"\ntrap 'rm -f \"$trust_policy\"' EXIT\ncat >\"$trust_policy\" <<{heredoc}\n{}\nEOF\n",
+        s.trust_policy_pretty("\"${service_account_id}\"")
     );
     let _ = writeln!(
         out,

@@ -3,43 +3,68 @@
 
 use std::fmt::Write;
 
-use super::{quoted, AwsToGcp, GcpToAws, ATTRIBUTE_MAPPING, WORKLOAD_IDENTITY_USER};
+use super::{quoted, AwsToGcp, GcpToAws, PolicyValue, ATTRIBUTE_MAPPING, WORKLOAD_IDENTITY_USER};
 
 fn q(value: &str) -> String {
     quoted(value, true)
 }
 
-/// The AWS role, its trust policy and attachments, and the Google service account.
+/// The AWS role, its trust policy and attachments, and the Google service account: created
+/// here (the conditions refer to its `unique_id`), or, when it exists and its id is given, read
+/// with a `data` source that checks the id, so a re-created account with the same email fails
+/// the plan instead of being trusted under the old id.
 pub fn gcp_to_aws(s: &GcpToAws) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "# keyless setup gcp-to-aws: {sa} may assume {arn}.\n\
-         # The service account's numeric id ({id}) is pinned as a literal: it is what AWS\n\
-         # compares. If this configuration creates the account, the id only exists after the\n\
-         # first apply; use google_service_account.keyless.unique_id instead.\n",
+         # AWS compares the service account's numeric id (aud and sub), not its email.\n",
         sa = s.service_account,
         arn = s.role_arn(),
-        id = s.service_account_id
     );
-    let _ = writeln!(
-        out,
-        "resource \"google_service_account\" \"keyless\" {{\n  project      = {}\n  account_id   = {}\n  display_name = {}\n}}\n",
-        q(s.service_account_project()),
-        q(s.service_account_name()),
-        q(&format!("keyless: assumes AWS role {}", s.role_name)),
-    );
+    match &s.service_account_id {
+        None => {
+            let _ = writeln!(
+                out,
+                "resource \"google_service_account\" \"keyless\" {{\n  project      = {}\n  account_id   = {}\n  display_name = {}\n}}\n",
+                q(s.service_account_project()),
+                q(s.service_account_name()),
+                q(&format!("keyless: assumes AWS role {}", s.role_name)),
+            );
+        }
+        Some(id) => {
+            let _ = writeln!(
+                out,
+                "# The account exists: read it, and stop if its id is not the one reviewed here (a\n\
+                 # deleted and re-created account with the same email is another identity to AWS).\n\
+                 data \"google_service_account\" \"keyless\" {{\n  project    = {}\n  account_id = {}\n\n  \
+                 lifecycle {{\n    postcondition {{\n      condition     = self.unique_id == {}\n      error_message = {}\n    }}\n  }}\n}}\n",
+                q(s.service_account_project()),
+                q(&s.service_account),
+                q(id),
+                q(&format!(
+                    "{} no longer has the numeric id {id}: review the trust policy before updating --service-account-id",
+                    s.service_account
+                )),
+            );
+        }
+    }
     out.push_str("data \"aws_iam_policy_document\" \"keyless_trust\" {\n  statement {\n");
     out.push_str("    effect  = \"Allow\"\n    actions = [\"sts:AssumeRoleWithWebIdentity\"]\n\n");
     out.push_str(
         "    principals {\n      type        = \"Federated\"\n      identifiers = [\"accounts.google.com\"]\n    }\n",
     );
     for (variable, value) in s.conditions() {
+        let value = match value {
+            PolicyValue::Literal(v) => q(v),
+            PolicyValue::CreatedServiceAccountId => {
+                "google_service_account.keyless.unique_id".to_string()
+            }
+        };
         let _ = write!(
             out,
-            "\n    condition {{\n      test     = \"StringEquals\"\n      variable = {}\n      values   = [{}]\n    }}\n",
+            "\n    condition {{\n      test     = \"StringEquals\"\n      variable = {}\n      values   = [{value}]\n    }}\n",
             q(variable),
-            q(value)
         );
     }
     out.push_str("  }\n}\n\n");
