@@ -283,6 +283,7 @@ fn completions_for_every_shell_know_every_command() {
             "id-token",
             "role-arn",
             "config-profile",
+            "probe",
         ] {
             assert!(out.stdout.contains(word), "{shell} completion lacks {word}");
         }

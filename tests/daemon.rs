@@ -218,6 +218,11 @@ token_file = "tokens/webid.jwt"
     );
     let (status, health) = fetch(&format!("http://{metrics}/healthz")).await;
     assert_eq!(status, 200, "{health}");
+    // The image's health check: `keyless probe` on the same URL says healthy.
+    let out = w
+        .keyless(&["probe", &format!("http://{metrics}/healthz")])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
 
     let stderr_before_exit = serve.stderr();
     assert!(
@@ -227,6 +232,76 @@ token_file = "tokens/webid.jwt"
     let ready_file = serve.ready_file.clone();
     assert_eq!(serve.terminate().await, 0);
     assert!(!ready_file.exists(), "the ready file goes away on exit");
+}
+
+/// `keyless probe` (the distroless image's health check) exits 1 on the daemon's 503 (a profile
+/// the cloud refuses), saying why; on a closed port; and, within its --timeout, on a server that
+/// accepts but never answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_fails_on_a_503_a_closed_port_and_a_silent_server_in_bounded_time() {
+    let w = LabWorld::start().await;
+    let config = write_config(
+        &w,
+        &format!(
+            r#"
+metrics_listen = "127.0.0.1:0"
+
+[profile.refused]
+role_arn = "arn:aws:iam::123456789012:role/no-such-role"
+credentials_file = "{creds}"
+credentials_profile = "refused"
+"#,
+            creds = w.home.credentials_file().display()
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    let ready = serve.ready(1).await;
+    let metrics = ready["metrics_listen"].as_str().unwrap();
+    let healthz = format!("http://{metrics}/healthz");
+    let (status, _) = fetch(&healthz).await;
+    assert_eq!(status, 503);
+    let out = w.keyless(&["probe", &healthz]).await;
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(
+        out.stderr.contains("503") && out.stderr.contains("refused"),
+        "{out}"
+    );
+
+    // A closed port: refused at once.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let out = w
+        .keyless(&["probe", &format!("http://{closed}/healthz")])
+        .await;
+    assert_eq!(out.code(), 1, "{out}");
+
+    // A listener that never answers (the kernel completes the handshake; nobody reads).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let started = std::time::Instant::now();
+    let out = w
+        .keyless(&[
+            "probe",
+            "--timeout",
+            "1",
+            &format!("http://{}/healthz", silent.local_addr().unwrap()),
+        ])
+        .await;
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("--timeout"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "probe --timeout 1 took {:?}",
+        started.elapsed()
+    );
+
+    // Not a plain http:// URL: a usage error naming the fix.
+    let out = w.keyless(&["probe", "https://127.0.0.1:1/healthz"]).await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("plain http://"), "{out}");
+    drop(silent);
+    assert_eq!(serve.terminate().await, 0);
 }
 
 /// SIGHUP: the unchanged profile keeps its refresher (no new exchange, same keys), the changed

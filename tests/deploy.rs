@@ -974,6 +974,69 @@ fn the_dockerfile_is_lint_clean_multi_stage_and_non_root() {
     );
 }
 
+/// The image declares a health check it can run without a shell: exec form, keyless itself, a
+/// command `keyless --help` lists, with arguments its --help knows, probing /healthz on the port
+/// deploy/'s keyless.toml serves it on; the probe itself exits 1 on a closed port.
+#[test]
+fn the_image_health_check_is_keyless_probing_its_own_healthz() {
+    let text = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    let instruction = text
+        .replace("\\\n", " ")
+        .lines()
+        .find(|l| l.starts_with("HEALTHCHECK "))
+        .expect("a HEALTHCHECK")
+        .to_string();
+    let (options, cmd) = instruction
+        .split_once(" CMD ")
+        .expect("HEALTHCHECK [OPTIONS] CMD");
+    assert!(options.contains("--timeout="), "{instruction}");
+    let args: Vec<String> = serde_json::from_str(cmd.trim())
+        .unwrap_or_else(|e| panic!("CMD in exec form (no shell in the image): {e}: {cmd}"));
+    assert_eq!(args[0], "/usr/local/bin/keyless", "{instruction}");
+    let command = &args[1];
+    let commands = help(&[]);
+    let listed = commands
+        .split("\nCommands:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .any(|l| l.split_whitespace().next() == Some(command.as_str()));
+    assert!(
+        listed,
+        "`keyless {command}` is not in keyless --help:\n{commands}"
+    );
+    assert!(
+        unknown_settings(&args[1..], &[]).is_empty(),
+        "{instruction}"
+    );
+    assert_eq!(command, "probe", "{instruction}");
+    let url = args.last().unwrap();
+    let port: u16 = url
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/healthz"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not http://127.0.0.1:PORT/healthz: {url}"));
+    let config = std::fs::read_to_string(repo().join("deploy/systemd/keyless.toml")).unwrap();
+    let metrics = config
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics_listen = "))
+        .expect("metrics_listen")
+        .trim_matches('"');
+    assert_eq!(
+        port,
+        port_of(metrics),
+        "the port keyless.toml serves /healthz on"
+    );
+
+    // Nothing listens on port 1 here: the probe says unhealthy rather than hanging.
+    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .args(["probe", "--timeout", "2", "http://127.0.0.1:1/healthz"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
 /// The unit file verifies, runs `keyless serve --config /etc/keyless/keyless.toml` sandboxed as
 /// the issue asks, reloads with SIGHUP, and scores "OK" on systemd's own exposure analysis.
 #[test]
@@ -1167,4 +1230,18 @@ fn the_readme_cloud_run_and_ecs_examples_use_real_settings() {
             .map(|e| e["value"].as_str().unwrap().to_string());
         assert_eq!(value, Some(listen.clone()), "{var}");
     }
+    // The app waits for keyless to be healthy: an exec-form probe of keyless's own /healthz.
+    assert_eq!(
+        app["dependsOn"],
+        serde_json::json!([{"containerName": "keyless", "condition": "HEALTHY"}])
+    );
+    let check = strings(&keyless["healthCheck"]["command"]);
+    assert_eq!(
+        check[..3],
+        ["CMD", "/usr/local/bin/keyless", "probe"],
+        "{check:?}"
+    );
+    assert!(unknown_settings(&check[2..], &[]).is_empty(), "{check:?}");
+    let metrics = flag_value(&args, "--metrics-listen").unwrap();
+    assert_eq!(check[3], format!("http://{metrics}/healthz"));
 }

@@ -16,6 +16,7 @@ pub mod gcp;
 pub mod lab;
 pub mod lint;
 pub mod manual;
+pub mod probe;
 pub mod serve;
 pub mod setup;
 
@@ -150,6 +151,17 @@ pub enum Command {
         after_help = "Examples:\n  keyless man | man -l -\n  keyless man --out-dir /usr/local/share/man/man1"
     )]
     Man(manual::ManArgs),
+    /// Health check: GET an http:// URL (a keyless /healthz); exit 0 on a 2xx answer, 1 otherwise.
+    #[command(
+        after_help = "For images without a shell or curl (the distroless keyless image): Docker HEALTHCHECK,\n\
+                      ECS healthCheck, a Kubernetes exec probe. Sends no credentials, follows no redirect.\n\n\
+                      Examples:\n  \
+                      keyless probe http://127.0.0.1:9910/healthz\n  \
+                      keyless probe --timeout 5 http://127.0.0.1:9910/healthz || echo unhealthy\n\n\
+                      In a Dockerfile (keyless serving --metrics-listen 127.0.0.1:9910):\n  \
+                      HEALTHCHECK CMD [\"/usr/local/bin/keyless\", \"probe\", \"http://127.0.0.1:9910/healthz\"]"
+    )]
+    Probe(probe::ProbeArgs),
 }
 
 /// How long the exchanges may take; shared by every command that calls an upstream.
@@ -210,6 +222,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Setup(cmd) => setup::run(cmd).await,
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => manual::run(args),
+        Command::Probe(args) => probe::run(args).await,
     }
 }
 
