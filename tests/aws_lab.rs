@@ -149,6 +149,132 @@ async fn file_and_command_sources_work() {
     assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 2);
 }
 
+/// An EKS cluster's issuer, registered in the lab account as an IAM OIDC provider.
+const EKS_ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
+const EKS_PROVIDER: &str = "oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
+
+/// A lab whose account trusts an EKS cluster's issuer for the role `eks-irsa`, pinned the way
+/// AWS documents IRSA: `HOST/PATH:aud` and `HOST/PATH:sub`.
+async fn lab_with_an_eks_cluster() -> LabWorld {
+    let mut config = keyless::lab::LabConfig::demo();
+    config.oidc_providers.push(keyless::lab::LabOidcProvider {
+        issuer: EKS_ISSUER.to_string(),
+        client_ids: vec!["sts.amazonaws.com".to_string()],
+    });
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::{}:oidc-provider/{EKS_PROVIDER}", config.account_id)},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{EKS_PROVIDER}:aud"): "sts.amazonaws.com",
+                format!("{EKS_PROVIDER}:sub"): "system:serviceaccount:default:deployer"
+            }}
+        }]
+    });
+    config.roles.push(keyless::lab::LabRole {
+        name: "eks-irsa".to_string(),
+        trust_policy: trust.to_string(),
+        max_session_duration: 3600,
+    });
+    LabWorld::start_with(config).await
+}
+
+/// A Kubernetes projected service-account token: `aud` is an array, `iss` the cluster's.
+fn projected_token(w: &LabWorld, service_account: &str) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    w.lab.sign_claims(&serde_json::json!({
+        "iss": EKS_ISSUER,
+        "aud": ["sts.amazonaws.com"],
+        "sub": format!("system:serviceaccount:default:{service_account}"),
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": service_account}}
+    }))
+}
+
+/// An EKS IRSA token (array `aud`, the cluster's issuer) from `file:` is exchanged for the role
+/// that trusts the cluster; a refusal names the cluster's condition keys, not Google's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubernetes_token_with_an_array_audience_assumes_an_irsa_role() {
+    let w = lab_with_an_eks_cluster().await;
+    let role = w.role("eks-irsa");
+    let token = w
+        .home
+        .write_token("eks.jwt", &projected_token(&w, "deployer"));
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--format",
+            "json",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &file_source(&token),
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(
+        doc["SubjectFromWebIdentityToken"],
+        "system:serviceaccount:default:deployer"
+    );
+    assert_eq!(doc["Audience"], "sts.amazonaws.com");
+    assert_eq!(
+        doc["Provider"],
+        format!(
+            "arn:aws:iam::{}:oidc-provider/{EKS_PROVIDER}",
+            w.lab.account_id()
+        )
+    );
+
+    let stranger = w
+        .home
+        .write_token("stranger.jwt", &projected_token(&w, "stranger"));
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &format!("command:cat {}", stranger.display()),
+        ])
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(out.stderr.contains("aud=[sts.amazonaws.com]"), "{out}");
+    assert!(out.stderr.contains(&format!("{EKS_PROVIDER}:sub")), "{out}");
+    assert!(!out.stderr.contains("accounts.google.com"), "{out}");
+}
+
+/// A Google token whose `aud` is an array is accepted the way AWS accepts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_google_token_with_an_array_audience_is_accepted() {
+    let w = LabWorld::start().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let unique_id = "100000000000000000001";
+    let token = w.lab.sign_claims(&serde_json::json!({
+        "iss": "https://accounts.google.com", "aud": ["sts.amazonaws.com"],
+        "azp": unique_id, "sub": unique_id, "iat": now, "exp": now + 3600
+    }));
+    let path = w.home.write_token("google-array.jwt", &token);
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--token-source",
+            &file_source(&path),
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+}
+
 /// impersonate: with an authorized_user ADC file (a developer laptop): the user's refresh token
 /// buys an access token, which buys an ID token for ci-runner, which assumes ci-deploy.
 #[tokio::test(flavor = "multi_thread")]

@@ -8,11 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::secret::Secret;
 use base64::Engine;
 use serde::Deserialize;
-use time::OffsetDateTime;
-
-use crate::secret::Secret;
 
 /// The audience AWS STS expects by default for web identity federation.
 pub const DEFAULT_AWS_AUDIENCE: &str = "sts.amazonaws.com";
@@ -97,60 +95,9 @@ impl SourceError {
     }
 }
 
-/// The claims keyless reads from a Google ID token (never verified here: AWS verifies).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct IdTokenClaims {
-    pub iss: String,
-    pub aud: String,
-    #[serde(default)]
-    pub azp: Option<String>,
-    pub sub: String,
-    #[serde(default)]
-    pub email: Option<String>,
-    pub exp: i64,
-    #[serde(default)]
-    pub iat: Option<i64>,
-}
+pub use crate::policy::issuer::{Audience, IdTokenClaims};
 
-impl IdTokenClaims {
-    /// One line naming the claims AWS matches, for error messages and the demo.
-    pub fn summary(&self) -> String {
-        format!(
-            "iss={} aud={} azp={} sub={}{}",
-            self.iss,
-            self.aud,
-            self.azp.as_deref().unwrap_or("(none)"),
-            self.sub,
-            self.email
-                .as_deref()
-                .map(|e| format!(" email={e}"))
-                .unwrap_or_default()
-        )
-    }
-
-    /// The claims as a JSON object: what the policy evaluator's Google mapping reads.
-    pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut map = serde_json::Map::new();
-        map.insert("iss".into(), self.iss.clone().into());
-        map.insert("aud".into(), self.aud.clone().into());
-        if let Some(azp) = &self.azp {
-            map.insert("azp".into(), azp.clone().into());
-        }
-        map.insert("sub".into(), self.sub.clone().into());
-        if let Some(email) = &self.email {
-            map.insert("email".into(), email.clone().into());
-        }
-        map.insert("exp".into(), self.exp.into());
-        map
-    }
-
-    /// When the token stops being accepted.
-    pub fn expires_at(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(self.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-    }
-}
-
-/// A Google ID token: the secret JWT and its (unverified) claims.
+/// An ID token (Google's, or any OIDC issuer's): the secret JWT and its (unverified) claims.
 #[derive(Clone, Debug)]
 pub struct IdToken {
     raw: Secret,
@@ -779,6 +726,30 @@ mod tests {
         );
     }
 
+    /// Kubernetes projected service-account tokens (EKS IRSA) carry `aud` as an array.
+    #[test]
+    fn an_array_aud_is_a_jwt_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(
+            &path,
+            jwt(serde_json::json!({
+                "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/ABC", "aud": ["sts.amazonaws.com"],
+                "sub": "system:serviceaccount:default:deployer", "exp": 2000000000,
+                "kubernetes.io": {"namespace": "default"}
+            })),
+        )
+        .unwrap();
+        let token = read_token_file(&path).unwrap();
+        assert!(token.claims().aud.contains("sts.amazonaws.com"));
+        assert_eq!(
+            token.claims().summary(),
+            "iss=https://oidc.eks.us-east-1.amazonaws.com/id/ABC aud=[sts.amazonaws.com] azp=(none) sub=system:serviceaccount:default:deployer"
+        );
+        let printed = std::fs::read(&path).unwrap();
+        assert!(token_from_command_output("cat token", &printed).is_ok());
+    }
+
     #[test]
     fn rejects_what_is_not_a_jwt_without_echoing_it() {
         let err = IdToken::parse(Secret::new("not-a-token-secret"), "the file x").unwrap_err();
@@ -831,7 +802,10 @@ mod proptests {
     fn claims() -> impl Strategy<Value = IdTokenClaims> {
         (
             any::<String>(),
-            any::<String>(),
+            prop_oneof![
+                any::<String>().prop_map(Audience::One),
+                proptest::collection::vec(any::<String>(), 0..4).prop_map(Audience::Many),
+            ],
             proptest::option::of(any::<String>()),
             any::<String>(),
             proptest::option::of(any::<String>()),
@@ -854,7 +828,7 @@ mod proptests {
         #[test]
         fn claims_round_trip_through_a_jwt(claims in claims(), extra in any::<bool>()) {
             let mut json = serde_json::json!({
-                "iss": claims.iss, "aud": claims.aud, "sub": claims.sub, "exp": claims.exp,
+                "iss": claims.iss, "aud": serde_json::to_value(&claims.aud).unwrap(), "sub": claims.sub, "exp": claims.exp,
             });
             if let Some(azp) = &claims.azp { json["azp"] = azp.clone().into(); }
             if let Some(email) = &claims.email { json["email"] = email.clone().into(); }
