@@ -120,15 +120,21 @@ impl Exposure {
 /// How an existing secrets file is exposed, following links (the file that will be read or
 /// replaced is the one that counts). A missing file is not exposed.
 pub fn exposure(path: &Path) -> Vec<Exposure> {
+    match std::fs::metadata(path) {
+        Ok(meta) => exposure_of(&meta),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// How the file or directory `meta` describes is exposed: owned by another user than the one
+/// keyless runs as, or open to group or others. For metadata read from an open descriptor
+/// (`File::metadata`), so what is checked is what is read.
+pub fn exposure_of(meta: &std::fs::Metadata) -> Vec<Exposure> {
     let mut found = Vec::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(path) else {
-            return found;
-        };
-        // SAFETY: geteuid has no preconditions and cannot fail; std offers no safe wrapper.
-        let me = unsafe { libc::geteuid() };
+        let me = effective_uid();
         if meta.uid() != me {
             found.push(Exposure::ForeignOwner {
                 owner: meta.uid(),
@@ -141,8 +147,29 @@ pub fn exposure(path: &Path) -> Vec<Exposure> {
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = meta;
     found
+}
+
+/// The user id keyless runs as.
+#[cfg(unix)]
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail; std offers no safe wrapper.
+    unsafe { libc::geteuid() }
+}
+
+/// Opens `path` for reading without following a symbolic link at its last component (a link
+/// there fails with `ELOOP`): for files and directories keyless owns, where a planted link
+/// would make it read something else.
+pub fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    }
+    options.open(path)
 }
 
 /// Logs a warning for each way the secrets file at `path` is exposed (see [`exposure`]).

@@ -93,6 +93,85 @@ async fn second_call_is_served_from_the_cache() {
     assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
 }
 
+/// The cache follows the identity, not the source's name: a token file replaced with another
+/// identity's token is exchanged (and refused here), not answered with the first one's
+/// credentials; switching back finds the first identity's entry again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_token_file_is_not_served_the_previous_identitys_credentials() {
+    let w = LabWorld::start().await;
+    let role = w.role("gcp-deploy");
+    let path = w.write_token("token.jwt", DEPLOYER, Duration::from_secs(3600));
+    let deployer_token = std::fs::read_to_string(&path).unwrap();
+    let source = file_source(&path);
+    let args = [
+        "aws",
+        "credentials",
+        "--role-arn",
+        &role,
+        "--token-source",
+        &source,
+    ];
+    let first = w.keyless(&args).await;
+    assert_eq!(first.code(), 0, "{first}");
+
+    w.write_token("token.jwt", INTRUDER, Duration::from_secs(3600));
+    let intruder = w.keyless(&args).await;
+    assert_eq!(
+        intruder.code(),
+        3,
+        "served from the deployer's cache entry: {intruder}"
+    );
+    assert!(intruder.stdout.is_empty());
+
+    std::fs::write(&path, deployer_token).unwrap();
+    let again = w.keyless(&args).await;
+    assert_eq!(again.code(), 0, "{again}");
+    assert_eq!(first.json()["AccessKeyId"], again.json()["AccessKeyId"]);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
+}
+
+/// Another ADC account is another identity for `impersonate:`: after switching to a user who
+/// may not impersonate the service account, the cached credentials are not handed out.
+#[tokio::test(flavor = "multi_thread")]
+async fn switching_the_adc_account_is_not_served_the_previous_accounts_credentials() {
+    let mut config = keyless::lab::LabConfig::demo();
+    let mut outsider = config.users[0].clone();
+    outsider.email = "outsider@example.com".to_string();
+    outsider.refresh_token = "1//lab-refresh-token-outsider".to_string();
+    outsider.client_id = "764086051850-outsider.apps.googleusercontent.com".to_string();
+    config.users.push(outsider);
+    let w = LabWorld::start_with(config).await;
+    let adc = w.home.home().join("adc.json");
+    let source = format!("impersonate:{CI_RUNNER}");
+    let role = w.role("ci-deploy");
+    let args = [
+        "aws",
+        "credentials",
+        "--role-arn",
+        &role,
+        "--token-source",
+        &source,
+    ];
+    let env = [("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap())];
+    w.lab
+        .write_authorized_user_adc(&adc, "dev@example.com")
+        .unwrap();
+    let dev = w.keyless_env(&args, &env).await;
+    assert_eq!(dev.code(), 0, "{dev}");
+
+    w.lab
+        .write_authorized_user_adc(&adc, "outsider@example.com")
+        .unwrap();
+    let outsider = w.keyless_env(&args, &env).await;
+    assert_ne!(
+        outsider.code(),
+        0,
+        "served from dev's cache entry: {outsider}"
+    );
+    assert!(outsider.stderr.contains(CI_RUNNER), "{outsider}");
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 1);
+}
+
 /// Credentials with 15 minutes of life are never served from the cache (boto3 would call us on
 /// every API call); each run exchanges again.
 #[tokio::test(flavor = "multi_thread")]

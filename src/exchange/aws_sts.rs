@@ -57,6 +57,20 @@ impl RoleArn {
         &self.0
     }
 
+    /// Whether `assumed` (`arn:PARTITION:sts::ACCOUNT:assumed-role/NAME/SESSION`, what STS
+    /// answers) is a session of this role: same partition, account and name.
+    pub fn is_assumed_by(&self, assumed: &str) -> bool {
+        let partition = self.0.split(':').nth(1).unwrap_or_default();
+        let prefix = format!(
+            "arn:{partition}:sts::{}:assumed-role/{}/",
+            self.account(),
+            self.name()
+        );
+        assumed
+            .strip_prefix(&prefix)
+            .is_some_and(|session| !session.is_empty() && !session.contains('/'))
+    }
+
     /// The account the role lives in.
     pub fn account(&self) -> &str {
         self.0.split(':').nth(4).unwrap_or_default()
@@ -868,6 +882,11 @@ mod tests {
         assert!(RoleArn::parse("arn:aws:iam::12345:role/x").is_err());
         assert!(RoleArn::parse("arn:aws:s3:::bucket").is_err());
         assert!(RoleArn::parse("Deploy").is_err());
+        assert!(arn.is_assumed_by("arn:aws:sts::123456789012:assumed-role/Deploy/me@host"));
+        assert!(!arn.is_assumed_by("arn:aws:sts::123456789012:assumed-role/Deployer/me"));
+        assert!(!arn.is_assumed_by("arn:aws:sts::210987654321:assumed-role/Deploy/me"));
+        assert!(!arn.is_assumed_by("arn:aws-cn:sts::123456789012:assumed-role/Deploy/me"));
+        assert!(!arn.is_assumed_by("arn:aws:sts::123456789012:assumed-role/Deploy/"));
     }
 
     fn claims(email: Option<&str>, sub: &str) -> IdTokenClaims {

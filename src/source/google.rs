@@ -192,6 +192,39 @@ impl GoogleTokenSource {
         }
     }
 
+    /// Who a token from this source would be, as far as can be known without the network or
+    /// running anything: part of the credential cache's key, so credentials obtained for one
+    /// identity are never served to another that the same source stands for later. `None` when
+    /// it cannot be known now (an unreadable token file, unusable ADC): then the cache is not
+    /// used and the exchange reports the problem.
+    ///
+    /// - `file:`: the token's `iss` and `sub`, decoded from the file (not verified: AWS verifies,
+    ///   and a forged token buys nothing from STS).
+    /// - `impersonate:`: the caller: the ADC file's account and a fingerprint of its refresh
+    ///   token (another `gcloud auth application-default login` is another identity), or the
+    ///   metadata server; the service account impersonated is in [`Self::describe`].
+    /// - `metadata`: the metadata server's host only. Asking it for the default account would
+    ///   cost a request on every cache hit; the residual risk is a VM whose service account is
+    ///   changed (it must be stopped for that) within the lifetime of a cached entry.
+    /// - `command:`: the command's text only. Who the command's token names cannot be known
+    ///   without running it; a command whose identity changes (`gcloud auth
+    ///   print-identity-token` after `gcloud config set account`) needs `--no-cache`.
+    pub fn cached_identity(&self) -> Option<String> {
+        match self {
+            Self::Metadata(m) => Some(format!("metadata-default-account@{}", m.host)),
+            Self::Impersonate(i) => match find_authorized_user_adc() {
+                Ok(Some((_, adc))) => Some(format!("adc:{}", adc.fingerprint())),
+                Ok(None) => Some(format!("metadata-default-account@{}", i.metadata.host)),
+                Err(_) => None,
+            },
+            Self::File(path) => read_token_file(path).ok().map(|token| {
+                let claims = token.claims();
+                format!("iss={} sub={}", claims.iss, claims.sub)
+            }),
+            Self::Command(_) => Some("command".to_string()),
+        }
+    }
+
     /// Fetches a fresh token for `audience`. Each call may go to the network or run a command.
     pub async fn fetch_id_token(
         &self,
@@ -501,6 +534,19 @@ pub(crate) struct AuthorizedUser {
 }
 
 impl AuthorizedUser {
+    /// Who this ADC file is, for the cache key: its account (or client id) and the first bytes
+    /// of its refresh token's SHA-256, which cannot be turned back into the token.
+    fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.refresh_token.expose().as_bytes());
+        format!(
+            "{} {} {}",
+            self.account.as_deref().unwrap_or_default(),
+            self.client_id,
+            hex::encode(&digest[..16])
+        )
+    }
+
     pub(crate) fn describe(&self) -> String {
         self.account
             .clone()
