@@ -354,6 +354,35 @@ async fn a_google_token_with_an_array_audience_is_accepted() {
     assert_eq!(out.code(), 0, "{out}");
 }
 
+/// A credential command holds the credentials too: it runs with RLIMIT_CORE 0, which its token
+/// command (a child of `sh`, a child of keyless) inherits and reports.
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_commands_write_no_core_files() {
+    let w = LabWorld::start().await;
+    let token = w.write_token("token.jwt", DEPLOYER, Duration::from_secs(3600));
+    let limits = w.home.home().join("limits");
+    let source = format!(
+        "command:grep 'Max core file size' /proc/self/limits > {}; cat {}",
+        limits.display(),
+        token.display()
+    );
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--token-source",
+            &source,
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let line = std::fs::read_to_string(&limits).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[4..6], ["0", "0"], "{line}");
+}
+
 /// impersonate: with an authorized_user ADC file (a developer laptop): the user's refresh token
 /// buys an access token, which buys an ID token for ci-runner, which assumes ci-deploy.
 #[tokio::test(flavor = "multi_thread")]
