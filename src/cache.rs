@@ -126,7 +126,8 @@ impl CredentialCache {
         }
         if let Some(problem) = exposure_of(&meta).into_iter().next() {
             let fix = match problem {
-                crate::private_file::Exposure::Readable { .. } => {
+                crate::private_file::Exposure::Readable { .. }
+                | crate::private_file::Exposure::Writable { .. } => {
                     format!("run: chmod 700 {}", self.dir.display())
                 }
                 crate::private_file::Exposure::ForeignOwner { .. } => {

@@ -96,9 +96,31 @@ pub enum Exposure {
     Readable { mode: u32 },
     /// Owned by another user id than the one keyless runs as.
     ForeignOwner { owner: u32, me: u32 },
+    /// Group or world write permission is set (the mode, e.g. 0o664): others could change it.
+    Writable { mode: u32 },
 }
 
 impl Exposure {
+    /// What is wrong, without the file's name: `it is writable by others (mode 0664)`.
+    pub fn problem(&self) -> String {
+        match self {
+            Exposure::Readable { mode } => format!("it is readable by others (mode {mode:04o})"),
+            Exposure::ForeignOwner { owner, me } => {
+                format!("it belongs to user id {owner}, not to this user ({me})")
+            }
+            Exposure::Writable { mode } => format!("it is writable by others (mode {mode:04o})"),
+        }
+    }
+
+    /// The command that fixes it for `path`.
+    pub fn fix(&self, path: &Path) -> String {
+        match self {
+            Exposure::Readable { .. } => format!("chmod 600 {}", path.display()),
+            Exposure::ForeignOwner { .. } => format!("sudo chown $(id -u) {}", path.display()),
+            Exposure::Writable { .. } => format!("chmod go-w {}", path.display()),
+        }
+    }
+
     /// What to run to fix it.
     pub fn hint(&self, path: &Path) -> String {
         match self {
@@ -110,6 +132,11 @@ impl Exposure {
             Exposure::ForeignOwner { owner, me } => format!(
                 "{} belongs to user id {owner}, not to this user ({me}); was it written with sudo? \
                  run: sudo chown $(id -u) {}",
+                path.display(),
+                path.display()
+            ),
+            Exposure::Writable { mode } => format!(
+                "{} is writable by others (mode {mode:04o}); run: chmod go-w {}",
                 path.display(),
                 path.display()
             ),
@@ -144,6 +171,31 @@ pub fn exposure_of(meta: &std::fs::Metadata) -> Vec<Exposure> {
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
             found.push(Exposure::Readable { mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    found
+}
+
+/// How a file that decides what keyless runs or where it sends tokens (a `keyless.toml` with
+/// `command:` or an endpoint) could be changed by someone else: owned by a user other than this
+/// one or root, or writable by group or others. For metadata read from the open descriptor.
+pub fn tampering_of(meta: &std::fs::Metadata) -> Vec<Exposure> {
+    let mut found = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = effective_uid();
+        if meta.uid() != me && meta.uid() != 0 {
+            found.push(Exposure::ForeignOwner {
+                owner: meta.uid(),
+                me,
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            found.push(Exposure::Writable { mode });
         }
     }
     #[cfg(not(unix))]

@@ -953,7 +953,7 @@ fn warn_before_rewrite(target: &Path) {
                 "{} was readable by others (mode {mode:04o}); the rewritten file is 0600",
                 target.display()
             ),
-            Exposure::ForeignOwner { .. } => tracing::warn!(
+            Exposure::ForeignOwner { .. } | Exposure::Writable { .. } => tracing::warn!(
                 "{}; the rewritten file belongs to this user",
                 problem.hint(target)
             ),
