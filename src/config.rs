@@ -270,6 +270,15 @@ pub enum ConfigError {
     /// The file could not be read at all.
     #[error("could not read the configuration {}: {cause}\n  hint: pass the file with --config PATH", path.display())]
     Read { path: PathBuf, cause: String },
+    /// The file can run commands or redirect tokens, yet someone else could change it.
+    #[error("{} {power}, but {problem}\n  hint: make it yours (or root's) and writable only by its owner: {fix}", path.display())]
+    Unprotected {
+        path: PathBuf,
+        /// What the file can make keyless do, naming the key.
+        power: String,
+        problem: String,
+        fix: String,
+    },
     /// The file was read but is wrong; every problem found is listed.
     #[error("{}", render_problems(path, problems))]
     Invalid {
@@ -282,7 +291,7 @@ impl ConfigError {
     /// The problems found (empty for an unreadable file).
     pub fn problems(&self) -> &[Problem] {
         match self {
-            Self::Read { .. } => &[],
+            Self::Read { .. } | Self::Unprotected { .. } => &[],
             Self::Invalid { problems, .. } => problems,
         }
     }
@@ -368,11 +377,70 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Reads and validates `path` for `reader`.
 pub fn load_for(path: &Path, reader: &ReadFor) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+    let text = read_config_file(path)?;
+    parse_for(&text, path, reader)
+}
+
+/// Keys whose value sends tokens elsewhere (endpoint overrides).
+const REDIRECTING_KEYS: &[&str] = &["sts_endpoint", "iamcredentials_url", "token_url"];
+
+/// Reads a configuration file the one way every reader does. A file that can run commands
+/// (`token_source = "command:..."`) or redirect tokens (an endpoint override) is refused unless
+/// it belongs to this user or root and only its owner may write it: whoever can change it could
+/// otherwise run code as this user or collect its tokens. Checked on the open descriptor, so
+/// the file checked is the file read.
+pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| ConfigError::Read {
         path: path.to_path_buf(),
         cause: e.to_string(),
-    })?;
-    parse_for(&text, path, reader)
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(unreadable)?;
+    let Some(power) = DeTable::parse(&text)
+        .ok()
+        .and_then(|doc| powers(doc.get_ref(), ""))
+    else {
+        return Ok(text);
+    };
+    match crate::private_file::tampering_of(&meta).first() {
+        None => Ok(text),
+        Some(problem) => Err(ConfigError::Unprotected {
+            path: path.to_path_buf(),
+            power,
+            problem: problem.problem(),
+            fix: format!("run: {}", problem.fix(path)),
+        }),
+    }
+}
+
+/// The first key of `table` (at `prefix`) that runs a command or redirects tokens, described.
+fn powers(table: &DeTable<'_>, prefix: &str) -> Option<String> {
+    for (key, value) in table.iter() {
+        let key = key.get_ref().as_ref();
+        let dotted = if prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value.get_ref() {
+            DeValue::Table(inner) => {
+                if let Some(found) = powers(inner, &dotted) {
+                    return Some(found);
+                }
+            }
+            DeValue::String(v) if key == "token_source" && v.trim().starts_with("command:") => {
+                return Some(format!("runs a command (`{dotted}`)"));
+            }
+            _ if REDIRECTING_KEYS.contains(&key) => {
+                return Some(format!("redirects tokens (`{dotted}`)"));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Validates `text`, the content of `path` (named in messages; its directory anchors relative
@@ -1849,6 +1917,58 @@ duration = 900
             message.contains("did you mean `session_name`?"),
             "{message}"
         );
+    }
+
+    /// Only a file that can run commands or redirect tokens must be protected; then group or
+    /// world write, or an owner other than this user or root, is refused with the fix.
+    #[cfg(unix)]
+    #[test]
+    fn a_file_with_commands_or_endpoints_must_be_protected() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyless.toml");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("[profile.a]\nrole_arn = \"x\"\n", 0o666);
+        assert!(read_config_file(&path).is_ok(), "nothing to protect");
+
+        write(
+            "[defaults]\nsts_endpoint = \"http://evil.example\"\n",
+            0o646,
+        );
+        let err = read_config_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("redirects tokens (`defaults.sts_endpoint`)"),
+            "{err}"
+        );
+        assert!(err.contains("chmod go-w"), "{err}");
+        write(
+            "[defaults]\nsts_endpoint = \"http://evil.example\"\n",
+            0o644,
+        );
+        assert!(read_config_file(&path).is_ok());
+
+        write("[profile.p]\ntoken_source = \" command:id\"\n", 0o620);
+        let err = read_config_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("runs a command (`profile.p.token_source`)"),
+            "{err}"
+        );
+        write("[profile.p]\ntoken_source = \"file:/t\"\n", 0o666);
+        assert!(read_config_file(&path).is_ok(), "file: runs nothing");
+
+        // Only root can give a file away: another user's file is refused, root's is fine.
+        if crate::private_file::effective_uid() == 0 {
+            write("[profile.p]\ntoken_url = \"http://x\"\n", 0o644);
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            let err = read_config_file(&path).unwrap_err().to_string();
+            assert!(err.contains("belongs to user id 65534"), "{err}");
+            assert!(err.contains("chown"), "{err}");
+            std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+            assert!(read_config_file(&path).is_ok());
+        }
     }
 
     #[test]

@@ -218,7 +218,13 @@ fn is_plain_google_token(claims: &serde_json::Map<String, Value>) -> bool {
             .and_then(Value::as_i64)
             .is_some_and(|exp| exp > NOW)
         && claims.get("iat").is_none_or(Value::is_i64)
-        && ["aud", "azp", "sub", "email"].into_iter().all(string)
+        && ["azp", "sub", "email"].into_iter().all(string)
+        && claims.get("aud").is_none_or(|aud| {
+            aud.is_string()
+                || aud
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(Value::is_string))
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -236,7 +242,7 @@ pub fn sts_xml(data: &[u8]) {
     for status in [400, 403, 429, 500, 503] {
         if let Attempt::Fault(fault) = parse_fault(&Reply::xml(status, body.to_string())) {
             let _ = fault.reaction();
-            let error = classify_final(fault, &role, "iss=fuzz".into());
+            let error = classify_final(fault, &role, None);
             let _ = (error.to_string(), error.is_refusal(), error.is_transient());
         }
     }

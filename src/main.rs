@@ -21,6 +21,18 @@ fn main() {
     };
     let matches = command.get_matches_from(&args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Before any secret is read: no core dumps, no same-user /proc/PID/mem. `exec` leaves the
+    // core limit to the program it becomes.
+    let runs_another_program = match &cli.command {
+        cli::Command::Aws(c) => matches!(**c, cli::aws::AwsCommand::Exec(_)),
+        cli::Command::Gcp(c) => matches!(**c, cli::gcp::GcpCommand::Exec(_)),
+        _ => false,
+    };
+    keyless::secret::keep_out_of_core_dumps(if runs_another_program {
+        keyless::secret::CoreLimit::Inherited
+    } else {
+        keyless::secret::CoreLimit::Zero
+    });
     let log_format = log_format(&cli, matches.value_source("log_format"));
     init_logging(&cli, log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -96,9 +96,31 @@ pub enum Exposure {
     Readable { mode: u32 },
     /// Owned by another user id than the one keyless runs as.
     ForeignOwner { owner: u32, me: u32 },
+    /// Group or world write permission is set (the mode, e.g. 0o664): others could change it.
+    Writable { mode: u32 },
 }
 
 impl Exposure {
+    /// What is wrong, without the file's name: `it is writable by others (mode 0664)`.
+    pub fn problem(&self) -> String {
+        match self {
+            Exposure::Readable { mode } => format!("it is readable by others (mode {mode:04o})"),
+            Exposure::ForeignOwner { owner, me } => {
+                format!("it belongs to user id {owner}, not to this user ({me})")
+            }
+            Exposure::Writable { mode } => format!("it is writable by others (mode {mode:04o})"),
+        }
+    }
+
+    /// The command that fixes it for `path`.
+    pub fn fix(&self, path: &Path) -> String {
+        match self {
+            Exposure::Readable { .. } => format!("chmod 600 {}", path.display()),
+            Exposure::ForeignOwner { .. } => format!("sudo chown $(id -u) {}", path.display()),
+            Exposure::Writable { .. } => format!("chmod go-w {}", path.display()),
+        }
+    }
+
     /// What to run to fix it.
     pub fn hint(&self, path: &Path) -> String {
         match self {
@@ -113,6 +135,11 @@ impl Exposure {
                 path.display(),
                 path.display()
             ),
+            Exposure::Writable { mode } => format!(
+                "{} is writable by others (mode {mode:04o}); run: chmod go-w {}",
+                path.display(),
+                path.display()
+            ),
         }
     }
 }
@@ -120,15 +147,21 @@ impl Exposure {
 /// How an existing secrets file is exposed, following links (the file that will be read or
 /// replaced is the one that counts). A missing file is not exposed.
 pub fn exposure(path: &Path) -> Vec<Exposure> {
+    match std::fs::metadata(path) {
+        Ok(meta) => exposure_of(&meta),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// How the file or directory `meta` describes is exposed: owned by another user than the one
+/// keyless runs as, or open to group or others. For metadata read from an open descriptor
+/// (`File::metadata`), so what is checked is what is read.
+pub fn exposure_of(meta: &std::fs::Metadata) -> Vec<Exposure> {
     let mut found = Vec::new();
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(path) else {
-            return found;
-        };
-        // SAFETY: geteuid has no preconditions and cannot fail; std offers no safe wrapper.
-        let me = unsafe { libc::geteuid() };
+        let me = effective_uid();
         if meta.uid() != me {
             found.push(Exposure::ForeignOwner {
                 owner: meta.uid(),
@@ -141,8 +174,54 @@ pub fn exposure(path: &Path) -> Vec<Exposure> {
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = meta;
     found
+}
+
+/// How a file that decides what keyless runs or where it sends tokens (a `keyless.toml` with
+/// `command:` or an endpoint) could be changed by someone else: owned by a user other than this
+/// one or root, or writable by group or others. For metadata read from the open descriptor.
+pub fn tampering_of(meta: &std::fs::Metadata) -> Vec<Exposure> {
+    let mut found = Vec::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = effective_uid();
+        if meta.uid() != me && meta.uid() != 0 {
+            found.push(Exposure::ForeignOwner {
+                owner: meta.uid(),
+                me,
+            });
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            found.push(Exposure::Writable { mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    found
+}
+
+/// The user id keyless runs as.
+#[cfg(unix)]
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail; std offers no safe wrapper.
+    unsafe { libc::geteuid() }
+}
+
+/// Opens `path` for reading without following a symbolic link at its last component (a link
+/// there fails with `ELOOP`): for files and directories keyless owns, where a planted link
+/// would make it read something else.
+pub fn open_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    }
+    options.open(path)
 }
 
 /// Logs a warning for each way the secrets file at `path` is exposed (see [`exposure`]).

@@ -84,6 +84,40 @@ impl Drop for Secret {
 /// The marker zeroize's users look for: the `Drop` above wipes the whole allocation.
 impl ZeroizeOnDrop for Secret {}
 
+/// Whether this process's core-file limit is lowered too ([`keep_out_of_core_dumps`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoreLimit {
+    /// `RLIMIT_CORE` 0 as well: keyless runs to the end itself.
+    Zero,
+    /// Left alone: keyless will `exec` the user's program, which inherits resource limits (and
+    /// whose memory, after `execve`, is no longer keyless's).
+    Inherited,
+}
+
+/// Keeps the secrets in this process's memory out of core dumps and away from other processes
+/// of the same user: `prctl(PR_SET_DUMPABLE, 0)` (no core file, and `/proc/PID/mem`, `environ`
+/// and ptrace need `CAP_SYS_PTRACE`) and, with [`CoreLimit::Zero`], `RLIMIT_CORE` 0. Called once
+/// at start-up by the binary, before any secret is read; a failure is only logged (the
+/// credentials are good either way, and the kernel may forbid it in odd sandboxes).
+pub fn keep_out_of_core_dumps(core_limit: CoreLimit) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_DUMPABLE takes one integer argument and touches no memory of ours.
+        let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not make the process non-dumpable");
+        }
+    }
+    #[cfg(unix)]
+    if core_limit == CoreLimit::Zero {
+        if let Err(e) = rlimit::setrlimit(rlimit::Resource::CORE, 0, 0) {
+            tracing::debug!(error = %e, "could not set RLIMIT_CORE to 0");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = core_limit;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,85 @@ async fn second_call_is_served_from_the_cache() {
     assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
 }
 
+/// The cache follows the identity, not the source's name: a token file replaced with another
+/// identity's token is exchanged (and refused here), not answered with the first one's
+/// credentials; switching back finds the first identity's entry again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_token_file_is_not_served_the_previous_identitys_credentials() {
+    let w = LabWorld::start().await;
+    let role = w.role("gcp-deploy");
+    let path = w.write_token("token.jwt", DEPLOYER, Duration::from_secs(3600));
+    let deployer_token = std::fs::read_to_string(&path).unwrap();
+    let source = file_source(&path);
+    let args = [
+        "aws",
+        "credentials",
+        "--role-arn",
+        &role,
+        "--token-source",
+        &source,
+    ];
+    let first = w.keyless(&args).await;
+    assert_eq!(first.code(), 0, "{first}");
+
+    w.write_token("token.jwt", INTRUDER, Duration::from_secs(3600));
+    let intruder = w.keyless(&args).await;
+    assert_eq!(
+        intruder.code(),
+        3,
+        "served from the deployer's cache entry: {intruder}"
+    );
+    assert!(intruder.stdout.is_empty());
+
+    std::fs::write(&path, deployer_token).unwrap();
+    let again = w.keyless(&args).await;
+    assert_eq!(again.code(), 0, "{again}");
+    assert_eq!(first.json()["AccessKeyId"], again.json()["AccessKeyId"]);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
+}
+
+/// Another ADC account is another identity for `impersonate:`: after switching to a user who
+/// may not impersonate the service account, the cached credentials are not handed out.
+#[tokio::test(flavor = "multi_thread")]
+async fn switching_the_adc_account_is_not_served_the_previous_accounts_credentials() {
+    let mut config = keyless::lab::LabConfig::demo();
+    let mut outsider = config.users[0].clone();
+    outsider.email = "outsider@example.com".to_string();
+    outsider.refresh_token = "1//lab-refresh-token-outsider".to_string();
+    outsider.client_id = "764086051850-outsider.apps.googleusercontent.com".to_string();
+    config.users.push(outsider);
+    let w = LabWorld::start_with(config).await;
+    let adc = w.home.home().join("adc.json");
+    let source = format!("impersonate:{CI_RUNNER}");
+    let role = w.role("ci-deploy");
+    let args = [
+        "aws",
+        "credentials",
+        "--role-arn",
+        &role,
+        "--token-source",
+        &source,
+    ];
+    let env = [("GOOGLE_APPLICATION_CREDENTIALS", adc.to_str().unwrap())];
+    w.lab
+        .write_authorized_user_adc(&adc, "dev@example.com")
+        .unwrap();
+    let dev = w.keyless_env(&args, &env).await;
+    assert_eq!(dev.code(), 0, "{dev}");
+
+    w.lab
+        .write_authorized_user_adc(&adc, "outsider@example.com")
+        .unwrap();
+    let outsider = w.keyless_env(&args, &env).await;
+    assert_ne!(
+        outsider.code(),
+        0,
+        "served from dev's cache entry: {outsider}"
+    );
+    assert!(outsider.stderr.contains(CI_RUNNER), "{outsider}");
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 1);
+}
+
 /// Credentials with 15 minutes of life are never served from the cache (boto3 would call us on
 /// every API call); each run exchanges again.
 #[tokio::test(flavor = "multi_thread")]
@@ -147,6 +226,161 @@ async fn file_and_command_sources_work() {
         .await;
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 2);
+}
+
+/// An EKS cluster's issuer, registered in the lab account as an IAM OIDC provider.
+const EKS_ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
+const EKS_PROVIDER: &str = "oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
+
+/// A lab whose account trusts an EKS cluster's issuer for the role `eks-irsa`, pinned the way
+/// AWS documents IRSA: `HOST/PATH:aud` and `HOST/PATH:sub`.
+async fn lab_with_an_eks_cluster() -> LabWorld {
+    let mut config = keyless::lab::LabConfig::demo();
+    config.oidc_providers.push(keyless::lab::LabOidcProvider {
+        issuer: EKS_ISSUER.to_string(),
+        client_ids: vec!["sts.amazonaws.com".to_string()],
+    });
+    let trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::{}:oidc-provider/{EKS_PROVIDER}", config.account_id)},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{EKS_PROVIDER}:aud"): "sts.amazonaws.com",
+                format!("{EKS_PROVIDER}:sub"): "system:serviceaccount:default:deployer"
+            }}
+        }]
+    });
+    config.roles.push(keyless::lab::LabRole {
+        name: "eks-irsa".to_string(),
+        trust_policy: trust.to_string(),
+        max_session_duration: 3600,
+    });
+    LabWorld::start_with(config).await
+}
+
+/// A Kubernetes projected service-account token: `aud` is an array, `iss` the cluster's.
+fn projected_token(w: &LabWorld, service_account: &str) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    w.lab.sign_claims(&serde_json::json!({
+        "iss": EKS_ISSUER,
+        "aud": ["sts.amazonaws.com"],
+        "sub": format!("system:serviceaccount:default:{service_account}"),
+        "iat": now, "nbf": now, "exp": now + 3600,
+        "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": service_account}}
+    }))
+}
+
+/// An EKS IRSA token (array `aud`, the cluster's issuer) from `file:` is exchanged for the role
+/// that trusts the cluster; a refusal names the cluster's condition keys, not Google's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubernetes_token_with_an_array_audience_assumes_an_irsa_role() {
+    let w = lab_with_an_eks_cluster().await;
+    let role = w.role("eks-irsa");
+    let token = w
+        .home
+        .write_token("eks.jwt", &projected_token(&w, "deployer"));
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--format",
+            "json",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &file_source(&token),
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(
+        doc["SubjectFromWebIdentityToken"],
+        "system:serviceaccount:default:deployer"
+    );
+    assert_eq!(doc["Audience"], "sts.amazonaws.com");
+    assert_eq!(
+        doc["Provider"],
+        format!(
+            "arn:aws:iam::{}:oidc-provider/{EKS_PROVIDER}",
+            w.lab.account_id()
+        )
+    );
+
+    let stranger = w
+        .home
+        .write_token("stranger.jwt", &projected_token(&w, "stranger"));
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &format!("command:cat {}", stranger.display()),
+        ])
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(out.stderr.contains("aud=[sts.amazonaws.com]"), "{out}");
+    assert!(out.stderr.contains(&format!("{EKS_PROVIDER}:sub")), "{out}");
+    assert!(!out.stderr.contains("accounts.google.com"), "{out}");
+}
+
+/// A Google token whose `aud` is an array is accepted the way AWS accepts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_google_token_with_an_array_audience_is_accepted() {
+    let w = LabWorld::start().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let unique_id = "100000000000000000001";
+    let token = w.lab.sign_claims(&serde_json::json!({
+        "iss": "https://accounts.google.com", "aud": ["sts.amazonaws.com"],
+        "azp": unique_id, "sub": unique_id, "iat": now, "exp": now + 3600
+    }));
+    let path = w.home.write_token("google-array.jwt", &token);
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--token-source",
+            &file_source(&path),
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+}
+
+/// A credential command holds the credentials too: it runs with RLIMIT_CORE 0, which its token
+/// command (a child of `sh`, a child of keyless) inherits and reports.
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_commands_write_no_core_files() {
+    let w = LabWorld::start().await;
+    let token = w.write_token("token.jwt", DEPLOYER, Duration::from_secs(3600));
+    let limits = w.home.home().join("limits");
+    let source = format!(
+        "command:grep 'Max core file size' /proc/self/limits > {}; cat {}",
+        limits.display(),
+        token.display()
+    );
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--token-source",
+            &source,
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let line = std::fs::read_to_string(&limits).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[4..6], ["0", "0"], "{line}");
 }
 
 /// impersonate: with an authorized_user ADC file (a developer laptop): the user's refresh token

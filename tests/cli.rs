@@ -449,6 +449,51 @@ async fn the_default_config_file_is_read_from_xdg_config_home() {
     assert!(out.stdout.contains("assumed-role/gcp-deploy/"), "{out}");
 }
 
+/// A keyless.toml that can run a command or send tokens elsewhere is refused while others may
+/// write it, by the one-shot commands and the daemon alike; `chmod go-w` is the fix.
+#[cfg(unix)]
+#[test]
+fn a_config_that_runs_commands_must_not_be_writable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("keyless.toml");
+    std::fs::write(
+        &config,
+        "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_source = \"command:cat /dev/null\"\ntoken_file = \"/tmp/never\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = bare_keyless(home.path());
+        cmd.arg("--config").arg(&config).args(args);
+        support::process::run(&mut cmd)
+    };
+    for args in [
+        &["--config-profile", "deploy", "aws", "credentials"][..],
+        &["serve"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code(), 2, "{out}");
+        assert!(
+            out.stderr
+                .contains("runs a command (`profile.deploy.token_source`)"),
+            "{out}"
+        );
+        assert!(
+            out.stderr.contains("writable by others (mode 0664)"),
+            "{out}"
+        );
+        assert!(
+            out.stderr
+                .contains(&format!("chmod go-w {}", config.display())),
+            "{out}"
+        );
+    }
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&["--config-profile", "deploy", "aws", "credentials", "--help"]);
+    assert_eq!(out.code(), 0, "{out}");
+}
+
 #[test]
 fn config_mistakes_exit_2_and_say_where_and_how_to_fix() {
     let home = tempfile::tempdir().unwrap();

@@ -946,3 +946,69 @@ fn stderr_containing(process: &Background, needle: &str) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// "Max core file size" of a process, soft and hard, from `/proc/PID/limits`.
+fn core_limit(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap_or_else(|| panic!("no core limit in:\n{limits}"));
+    let fields: Vec<&str> = line["Max core file size".len()..]
+        .split_whitespace()
+        .collect();
+    (fields[0].to_string(), fields[1].to_string())
+}
+
+/// A server holds credentials for hours: it writes no core file (RLIMIT_CORE 0) and is not
+/// dumpable, so its `/proc/PID/environ`, `mem` and `fd` belong to root even when it runs as
+/// another user (which keeps that user's other processes out of them).
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_write_no_core_files_and_are_not_dumpable() {
+    let w = LabWorld::start().await;
+    let role = w.role("gcp-deploy");
+    let args = ["aws", "serve", "--role-arn", role.as_str()];
+    let mut server = w.spawn_keyless(&args, &[]);
+    server
+        .exports(&["AWS_CONTAINER_CREDENTIALS_FULL_URI"], STARTUP)
+        .await;
+    assert_eq!(
+        core_limit(server.id()),
+        ("0".to_string(), "0".to_string()),
+        "{}",
+        server.stderr()
+    );
+
+    // Only root can start a process as another user; then the owner of /proc/PID/environ tells
+    // (the kernel gives a non-dumpable process's files to root; /proc/PID itself keeps its user).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let mut cmd = w.home.keyless(args);
+    w.point_at_lab(&mut cmd, &[]);
+    cmd.current_dir("/")
+        .env("HOME", "/nonexistent")
+        .env("XDG_CACHE_HOME", "/nonexistent/cache")
+        .env("XDG_CONFIG_HOME", "/nonexistent/config")
+        .uid(NOBODY)
+        .gid(NOBODY);
+    let mut other = Background::spawn(cmd);
+    other
+        .exports(&["AWS_CONTAINER_CREDENTIALS_FULL_URI"], STARTUP)
+        .await;
+    let pid = other.id();
+    assert_eq!(proc_status(pid, "Uid:"), u64::from(NOBODY));
+    for file in ["environ", "mem", "fd"] {
+        let owner = std::fs::metadata(format!("/proc/{pid}/{file}"))
+            .unwrap()
+            .uid();
+        assert_eq!(
+            owner, 0,
+            "/proc/{pid}/{file} belongs to its user: the process is dumpable"
+        );
+    }
+}

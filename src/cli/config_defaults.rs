@@ -121,14 +121,12 @@ pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsErr
         // its --allow-remote default).
         allow_remote: true,
     };
-    let typed = config::load_for(&path, &reader)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Read {
-        path: path.clone(),
-        cause: e.to_string(),
-    })?;
+    // One read: what is checked (ownership, mode) and validated is what supplies the values.
+    let text = config::read_config_file(&path)?;
+    let typed = config::parse_for(&text, &path, &reader)?;
     let doc = DeTable::parse(&text).map_err(|_| ConfigError::Read {
         path: path.clone(),
-        cause: "changed while being read".into(),
+        cause: "not TOML".into(),
     })?;
     let doc = doc.get_ref();
     let chosen = match &profile {

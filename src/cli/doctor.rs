@@ -70,7 +70,7 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
     println!("audience:      {}", profile.audience);
     println!("STS endpoint:  {}", profile.endpoint.url);
 
-    println!("\n1. the Google ID token (the token itself is never shown)");
+    println!("\n1. the ID token (the token itself is never shown)");
     let token = match profile
         .token_source
         .fetch_id_token(http, &profile.audience)
@@ -86,10 +86,13 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
     let claims = token.claims();
     println!("   {}", claims.summary());
     println!("   expires {}", format_expiration(claims.expires_at()));
-    let context = policy::google::condition_context(&claims.to_json_map());
-    println!("   AWS condition keys this token gives:");
+    let context = claims.condition_context();
+    let principal = claims
+        .issuer()
+        .federated_principal(profile.request.role_arn.account());
+    println!("   AWS condition keys this token gives (principal {principal}):");
     for (key, values) in context.iter() {
-        let source = policy::google::key_source(key).unwrap_or("the token");
+        let source = context.source(key).unwrap_or("the token");
         println!("     {key} = {} ({source})", values.join(", "));
     }
 
@@ -135,7 +138,7 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
         let decision = policy::evaluate(
             &document,
             &Request {
-                principal: RequestPrincipal::Federated("accounts.google.com".into()),
+                principal: RequestPrincipal::Federated(principal.clone()),
                 action: "sts:AssumeRoleWithWebIdentity",
                 context: &context,
             },

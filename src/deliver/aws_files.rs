@@ -131,6 +131,43 @@ pub enum AwsFilesError {
         path: PathBuf,
     },
 
+    /// A symbolic link on the way to the file is not this user's: following it would let its
+    /// owner choose where the credentials go (what `fs.protected_symlinks` prevents in sticky
+    /// directories, checked here wherever the link is).
+    #[error(
+        "{} is a symbolic link owned by user id {owner}, not by this user ({me}); keyless follows          only this user's links
+           hint: if the link is meant to be there, `sudo chown -h $(id -u) {}`; otherwise remove it,          or pass the real file with --credentials-file",
+        link.display(),
+        link.display()
+    )]
+    ForeignSymlink {
+        /// The link.
+        link: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+        /// The user id keyless runs as.
+        me: u32,
+    },
+
+    /// A symbolic link of this user's points at a file (or, for a file not created yet, into a
+    /// directory) of another user.
+    #[error(
+        "{} points to {}, which belongs to user id {owner}, not to this user ({me}); keyless writes          credentials through a link only into this user's files
+           hint: point the link at a file of yours, or pass the real file with --credentials-file",
+        link.display(),
+        target.display()
+    )]
+    ForeignLinkTarget {
+        /// The (last) link followed.
+        link: PathBuf,
+        /// The file it names, or that file's directory when the file does not exist yet.
+        target: PathBuf,
+        /// The target's owner.
+        owner: u32,
+        /// The user id keyless runs as.
+        me: u32,
+    },
+
     /// The profile exists but does not hold keys (it may use `role_arn`, `credential_process`...).
     #[error(
         "profile [{profile}] in {} has no {missing}\n  \
@@ -777,24 +814,46 @@ pub fn lock_path(file: &Path) -> PathBuf {
     crate::private_file::lock_path_for(file)
 }
 
-/// Follows symbolic links to the file they finally name, which may not exist yet.
+/// Follows symbolic links to the file they finally name, which may not exist yet, as a dotfile
+/// manager's link is meant to be followed: only links that belong to this user, to a file of
+/// this user's (or, when the file does not exist yet, into a directory of this user's). Anything
+/// else is refused naming the link and its owner: a link planted by another user (in a shared
+/// or sticky directory, or a home another user can write) must not choose where credentials go.
 fn resolve_symlinks(path: &Path) -> Result<PathBuf, AwsFilesError> {
     let mut current = path.to_path_buf();
+    let mut last_link: Option<PathBuf> = None;
     for _ in 0..40 {
         match fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
+                check_link_owner(&current, &meta)?;
                 let target = fs::read_link(&current).map_err(|source| AwsFilesError::Io {
                     action: "follow the symbolic link",
                     path: current.clone(),
                     source,
                 })?;
-                current = match current.parent() {
+                let next = match current.parent() {
                     Some(parent) if target.is_relative() => parent.join(target),
                     _ => target,
                 };
+                last_link = Some(std::mem::replace(&mut current, next));
             }
-            Ok(_) => return Ok(current),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(current),
+            Ok(meta) => {
+                if let Some(link) = &last_link {
+                    check_link_target(link, &current, &meta)?;
+                }
+                return Ok(current);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(link) = &last_link {
+                    // The file will be created in its directory: that directory must be ours
+                    // (a missing one is created by us, 0700).
+                    let dir = parent_dir(&current);
+                    if let Ok(meta) = fs::metadata(dir) {
+                        check_link_target(link, dir, &meta)?;
+                    }
+                }
+                return Ok(current);
+            }
             Err(source) => {
                 return Err(AwsFilesError::Io {
                     action: "inspect",
@@ -807,6 +866,45 @@ fn resolve_symlinks(path: &Path) -> Result<PathBuf, AwsFilesError> {
     Err(AwsFilesError::SymlinkLoop {
         path: path.to_path_buf(),
     })
+}
+
+/// A link is followed only if it belongs to the user keyless runs as.
+fn check_link_owner(link: &Path, meta: &fs::Metadata) -> Result<(), AwsFilesError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = crate::private_file::effective_uid();
+        if meta.uid() != me {
+            return Err(AwsFilesError::ForeignSymlink {
+                link: link.to_path_buf(),
+                owner: meta.uid(),
+                me,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (link, meta);
+    Ok(())
+}
+
+/// What a followed link names must belong to the user keyless runs as.
+fn check_link_target(link: &Path, target: &Path, meta: &fs::Metadata) -> Result<(), AwsFilesError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = crate::private_file::effective_uid();
+        if meta.uid() != me {
+            return Err(AwsFilesError::ForeignLinkTarget {
+                link: link.to_path_buf(),
+                target: target.to_path_buf(),
+                owner: meta.uid(),
+                me,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (link, target, meta);
+    Ok(())
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -953,7 +1051,7 @@ fn warn_before_rewrite(target: &Path) {
                 "{} was readable by others (mode {mode:04o}); the rewritten file is 0600",
                 target.display()
             ),
-            Exposure::ForeignOwner { .. } => tracing::warn!(
+            Exposure::ForeignOwner { .. } | Exposure::Writable { .. } => tracing::warn!(
                 "{}; the rewritten file belongs to this user",
                 problem.hint(target)
             ),
@@ -1549,6 +1647,69 @@ mod tests {
             write_credentials_profile(&a, "p", &static_creds()),
             Err(AwsFilesError::SymlinkLoop { .. })
         ));
+    }
+
+    /// Links are followed only when they and what they name are this user's: a link another
+    /// user owns, or one pointing at another user's file or directory, is refused by name.
+    #[cfg(unix)]
+    #[test]
+    fn only_this_users_links_to_this_users_files_are_followed() {
+        // Only root can give links and files away.
+        if crate::private_file::effective_uid() != 0 {
+            return;
+        }
+        const OTHER: u32 = 65534;
+        let dir = tempfile::tempdir().unwrap();
+        let aws = dir.path().join(".aws");
+        fs::create_dir_all(&aws).unwrap();
+        let theirs = dir.path().join("theirs");
+        fs::create_dir_all(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(OTHER), None).unwrap();
+        let mine = dir.path().join("mine");
+        fs::write(&mine, FIXTURE).unwrap();
+
+        // A link planted by another user, even to a file of ours.
+        let planted = aws.join("credentials");
+        std::os::unix::fs::symlink(&mine, &planted).unwrap();
+        std::os::unix::fs::lchown(&planted, Some(OTHER), None).unwrap();
+        let err = write_credentials_profile(&planted, "p", &static_creds()).unwrap_err();
+        assert!(
+            matches!(err, AwsFilesError::ForeignSymlink { owner: OTHER, .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(&planted.display().to_string()), "{text}");
+        assert!(text.contains("user id 65534"), "{text}");
+        assert_eq!(fs::read_to_string(&mine).unwrap(), FIXTURE);
+
+        // Our link to another user's file.
+        let their_file = theirs.join("credentials");
+        fs::write(&their_file, FIXTURE).unwrap();
+        std::os::unix::fs::chown(&their_file, Some(OTHER), None).unwrap();
+        let to_theirs = aws.join("to-theirs");
+        std::os::unix::fs::symlink(&their_file, &to_theirs).unwrap();
+        let err = write_credentials_profile(&to_theirs, "p", &static_creds()).unwrap_err();
+        assert!(
+            matches!(err, AwsFilesError::ForeignLinkTarget { owner: OTHER, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&to_theirs.display().to_string()));
+        assert_eq!(fs::read_to_string(&their_file).unwrap(), FIXTURE);
+
+        // Our dangling link into another user's directory.
+        let dangling = aws.join("dangling");
+        std::os::unix::fs::symlink(theirs.join("not-yet"), &dangling).unwrap();
+        assert!(matches!(
+            write_credentials_profile(&dangling, "p", &static_creds()),
+            Err(AwsFilesError::ForeignLinkTarget { .. })
+        ));
+        assert!(!theirs.join("not-yet").exists());
+
+        // Ours to ours is followed.
+        let ok = aws.join("ok");
+        std::os::unix::fs::symlink(&mine, &ok).unwrap();
+        write_credentials_profile(&ok, "deploy", &session_creds()).unwrap();
+        assert_eq!(fs::read_to_string(&mine).unwrap(), GOLDEN_UPDATE_MIDDLE);
     }
 
     // --- properties ---------------------------------------------------------------------------

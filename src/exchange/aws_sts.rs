@@ -16,6 +16,7 @@ use crate::credentials::AwsCredentials;
 use crate::exchange::clock_skew;
 use crate::exchange::retry::Budget;
 pub use crate::exchange::retry::RetryPolicy;
+use crate::policy::issuer::Issuer;
 use crate::secret::Secret;
 use crate::source::google::{error_chain, truncate, IdToken, IdTokenClaims, SourceError};
 
@@ -54,6 +55,20 @@ impl RoleArn {
     /// The ARN as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether `assumed` (`arn:PARTITION:sts::ACCOUNT:assumed-role/NAME/SESSION`, what STS
+    /// answers) is a session of this role: same partition, account and name.
+    pub fn is_assumed_by(&self, assumed: &str) -> bool {
+        let partition = self.0.split(':').nth(1).unwrap_or_default();
+        let prefix = format!(
+            "arn:{partition}:sts::{}:assumed-role/{}/",
+            self.account(),
+            self.name()
+        );
+        assumed
+            .strip_prefix(&prefix)
+            .is_some_and(|session| !session.is_empty() && !session.contains('/'))
     }
 
     /// The account the role lives in.
@@ -235,12 +250,15 @@ pub enum ExchangeError {
     InvalidSessionName { name: String },
 
     /// The trust policy (or the IdP's claims check) refused this identity.
-    #[error("AWS refused to let this identity assume {role} ({code}: {message})\n  the token: {token}\n  hint: AWS compares accounts.google.com:aud with the token's azp, accounts.google.com:oaud with its aud and accounts.google.com:sub with its sub; the role's trust policy must name these values (see `keyless demo` for a working policy)")]
+    #[error("AWS refused to let this identity assume {role} ({code}: {message})\n  the token: {token}\n  hint: {hint}")]
     Refused {
         role: RoleArn,
         code: String,
         message: String,
         token: String,
+        /// Which condition keys hold which claims, for the token's issuer (boxed: it keeps
+        /// the error as small as its largest variant).
+        hint: Box<str>,
     },
 
     /// STS did not accept the token itself, even after minting a fresh one.
@@ -397,10 +415,6 @@ where
             Ok(role) => return Ok(role),
             Err(f) => f,
         };
-        let summary = token
-            .as_ref()
-            .map(|t| t.claims().summary())
-            .unwrap_or_default();
         let (reaction, last) = match &failure {
             Attempt::Fault(f) => (f.reaction(), format!("{} ({})", f.code, f.message)),
             Attempt::Network(cause) => (Reaction::Retry, cause.clone()),
@@ -453,24 +467,36 @@ where
                 attempts,
                 last: cause,
             },
-            Attempt::Fault(f) => classify_final(f, &request.role_arn, summary),
+            Attempt::Fault(f) => {
+                classify_final(f, &request.role_arn, token.as_ref().map(IdToken::claims))
+            }
         });
     }
 }
 
-pub(crate) fn classify_final(fault: StsFault, role: &RoleArn, token: String) -> ExchangeError {
+/// The final error for a fault STS answered about the token with `claims` (when one was sent):
+/// the hints name the condition keys of the token's issuer (Google's unless its `iss` says
+/// otherwise).
+pub(crate) fn classify_final(
+    fault: StsFault,
+    role: &RoleArn,
+    claims: Option<&IdTokenClaims>,
+) -> ExchangeError {
+    let token = claims.map(IdTokenClaims::summary).unwrap_or_default();
+    let issuer = claims.map_or(Issuer::Google, IdTokenClaims::issuer);
     match fault.code.as_str() {
         "AccessDenied" | "IDPRejectedClaim" => ExchangeError::Refused {
             role: role.clone(),
             code: fault.code,
             message: fault.message,
             token,
+            hint: issuer.keys_hint().into(),
         },
         "InvalidIdentityToken" | "ExpiredTokenException" => {
             let hint = if fault.code == "ExpiredTokenException" {
                 "the token had expired even after minting a new one: check this machine's clock, or the token file/command is serving a stale token".to_string()
             } else {
-                "STS could not verify the token: AWS needs an RS256 token from https://accounts.google.com; the IAM OIDC provider for accounts.google.com is built in, but a custom provider's thumbprint or audience list may not match".to_string()
+                issuer.verification_hint()
             };
             ExchangeError::TokenRejected {
                 role: role.clone(),
@@ -856,6 +882,11 @@ mod tests {
         assert!(RoleArn::parse("arn:aws:iam::12345:role/x").is_err());
         assert!(RoleArn::parse("arn:aws:s3:::bucket").is_err());
         assert!(RoleArn::parse("Deploy").is_err());
+        assert!(arn.is_assumed_by("arn:aws:sts::123456789012:assumed-role/Deploy/me@host"));
+        assert!(!arn.is_assumed_by("arn:aws:sts::123456789012:assumed-role/Deployer/me"));
+        assert!(!arn.is_assumed_by("arn:aws:sts::210987654321:assumed-role/Deploy/me"));
+        assert!(!arn.is_assumed_by("arn:aws-cn:sts::123456789012:assumed-role/Deploy/me"));
+        assert!(!arn.is_assumed_by("arn:aws:sts::123456789012:assumed-role/Deploy/"));
     }
 
     fn claims(email: Option<&str>, sub: &str) -> IdTokenClaims {
@@ -868,6 +899,45 @@ mod tests {
             exp: 0,
             iat: None,
         }
+    }
+
+    /// A refusal's hint names the keys of the token's issuer: Google's `accounts.google.com:*`
+    /// only for Google tokens, `HOST/PATH:aud`/`:sub` for an EKS cluster's.
+    #[test]
+    fn refusal_hints_follow_the_tokens_issuer() {
+        use crate::policy::issuer::Audience;
+        let role = RoleArn::parse("arn:aws:iam::123456789012:role/Deploy").unwrap();
+        let denied = || StsFault {
+            status: 403,
+            code: "AccessDenied".into(),
+            message: "Not authorized".into(),
+        };
+        let google = classify_final(denied(), &role, Some(&claims(None, "1"))).to_string();
+        assert!(google.contains("accounts.google.com:oaud"), "{google}");
+        let eks = IdTokenClaims {
+            iss: "https://oidc.eks.us-east-1.amazonaws.com/id/ABC".into(),
+            aud: Audience::Many(vec!["sts.amazonaws.com".into()]),
+            azp: None,
+            ..claims(None, "system:serviceaccount:default:deployer")
+        };
+        let text = classify_final(denied(), &role, Some(&eks)).to_string();
+        assert!(
+            text.contains("oidc.eks.us-east-1.amazonaws.com/id/ABC:sub"),
+            "{text}"
+        );
+        assert!(text.contains("aud=[sts.amazonaws.com]"), "{text}");
+        assert!(!text.contains("accounts.google.com"), "{text}");
+        let invalid = StsFault {
+            status: 400,
+            code: "InvalidIdentityToken".into(),
+            message: "bad".into(),
+        };
+        let text = classify_final(invalid, &role, Some(&eks)).to_string();
+        assert!(
+            text.contains("IAM OIDC provider for https://oidc.eks"),
+            "{text}"
+        );
+        assert!(!text.contains("accounts.google.com"), "{text}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! AWS STS, query protocol, as `AWS_ENDPOINT_URL_STS` reaches it.
 //!
 //! `AssumeRoleWithWebIdentity` checks what AWS checks — parameters with AWS's validation
-//! messages, the Google token (RS256, known kid, signature, issuer, expiry) and the role's trust
-//! policy through [`crate::policy`] — and `GetCallerIdentity` and `AssumeRole` verify SigV4 with
+//! messages, the token (RS256, known kid, signature, issuer: Google or a registered OIDC
+//! provider whose client IDs hold one of its audiences, expiry; `aud` a string or an array) and
+//! the role's trust policy through [`crate::policy`], with the issuer's condition keys — and `GetCallerIdentity` and `AssumeRole` verify SigV4 with
 //! the hand-written verifier in [`super::sigv4`] (through [`super::aws_auth`]); `AssumeRole` then
 //! evaluates the role's trust for the caller's ARN as an `AWS` principal. Refusals use AWS's codes, statuses and wording; the
 //! trust-policy explanation AWS never gives goes to the log and [`super::Lab::last_denial`].
@@ -29,7 +30,8 @@ use super::sigv4::SignedRequest;
 use super::state::{Counters, IssuedAwsCredentials, LabState};
 use super::sts_xml::{element, error_response, success_response};
 use crate::credentials::format_expiration;
-use crate::policy::{self, google, PolicyDocument, Request, RequestPrincipal};
+use crate::policy::issuer::{self, IdTokenClaims};
+use crate::policy::{self, PolicyDocument, Request, RequestPrincipal};
 
 /// The only API version STS speaks.
 const STS_VERSION: &str = "2011-06-15";
@@ -295,7 +297,8 @@ fn assume_role_with_web_identity(
         .ok_or_else(|| StsError::new(400, "ValidationError", "Request ARN is invalid"))?;
 
     let now = OffsetDateTime::now_utc();
-    let claims = state.key.verify(token, now.unix_timestamp()).map_err(|rejection| match rejection {
+    let registered = |iss: &str| state.config.oidc_provider(iss).is_some();
+    let claims = state.key.verify_issued_by(token, now.unix_timestamp(), registered).map_err(|rejection| match rejection {
         TokenRejection::Expired { now, exp } => StsError::new(
             400,
             "ExpiredTokenException",
@@ -303,6 +306,32 @@ fn assume_role_with_web_identity(
         ),
         TokenRejection::Invalid(message) => StsError::new(400, "InvalidIdentityToken", message),
     })?;
+    let decoded: IdTokenClaims = serde_json::from_value(serde_json::Value::Object(claims.clone()))
+        .map_err(|e| {
+            StsError::new(
+                400,
+                "InvalidIdentityToken",
+                format!("The ID token lacks a claim STS needs: {e}"),
+            )
+        })?;
+    let issuer = decoded.issuer();
+    // A provider other than Google's built-in one accepts only its client IDs as audiences.
+    let audience = match state.config.oidc_provider(&decoded.iss) {
+        Some(provider) => decoded
+            .aud
+            .values()
+            .iter()
+            .find(|aud| provider.client_ids.contains(aud))
+            .cloned()
+            .ok_or_else(|| {
+                StsError::new(400, "InvalidIdentityToken", "Incorrect token audience")
+            })?,
+        None => decoded
+            .azp
+            .clone()
+            .or_else(|| decoded.aud.values().first().cloned())
+            .unwrap_or_default(),
+    };
 
     let (account, name) = role_name;
     let role = (account == state.config.account_id)
@@ -323,11 +352,12 @@ fn assume_role_with_web_identity(
         ));
         StsError::new(403, "AccessDenied", NOT_AUTHORIZED)
     })?;
-    let context = google::condition_context(&claims);
+    let context = issuer::condition_context(&claims);
+    let provider = issuer.federated_principal(&state.config.account_id);
     let decision = policy::evaluate(
         &trust,
         &Request {
-            principal: RequestPrincipal::Federated(google::GOOGLE_PROVIDER.to_string()),
+            principal: RequestPrincipal::Federated(provider.clone()),
             action: "sts:AssumeRoleWithWebIdentity",
             context: &context,
         },
@@ -351,20 +381,8 @@ fn assume_role_with_web_identity(
     Counters::bump(&state.counters.assume_successes);
     tracing::info!(role = %role_arn, %access_key_id, "lab sts: issued temporary credentials");
 
-    let claim = |name: &str| {
-        claims
-            .get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let audience = if claims.contains_key("azp") {
-        claim("azp")
-    } else {
-        claim("aud")
-    };
     let mut result = String::new();
-    result.push_str(&element(4, "SubjectFromWebIdentityToken", &claim("sub")));
+    result.push_str(&element(4, "SubjectFromWebIdentityToken", &decoded.sub));
     result.push_str(&element(4, "Audience", &audience));
     result.push_str(&assumed_role_xml(&access_key_id, &issued));
     if let Some(policy) = session_policy {
@@ -374,7 +392,7 @@ fn assume_role_with_web_identity(
             &(policy.chars().count() * 100 / 2048).to_string(),
         ));
     }
-    result.push_str(&element(4, "Provider", google::GOOGLE_PROVIDER));
+    result.push_str(&element(4, "Provider", &provider));
     Ok(success_response(
         "AssumeRoleWithWebIdentity",
         &result,

@@ -39,6 +39,19 @@ pub struct LabConfig {
     pub credential_lifetime_cap: Option<Duration>,
     /// The EC2 instance the IMDSv2 emulation describes; `None`: no instance (every IMDS path 404s).
     pub ec2_instance: Option<LabEc2Instance>,
+    /// IAM OIDC providers of the AWS account besides Google's built-in one (an EKS cluster's
+    /// issuer, GitHub Actions): STS accepts their tokens, signed with the lab's key.
+    pub oidc_providers: Vec<LabOidcProvider>,
+}
+
+/// An IAM OIDC provider (`arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH`).
+#[derive(Debug, Clone)]
+pub struct LabOidcProvider {
+    /// The issuer URL as tokens carry it in `iss`, e.g.
+    /// `https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE`.
+    pub issuer: String,
+    /// The audiences (client IDs) it accepts; a token must name one in its `aud`.
+    pub client_ids: Vec<String>,
 }
 
 /// An IAM user with a long-lived access key, as `aws configure` or CI secrets hold.
@@ -280,6 +293,7 @@ impl LabConfig {
                 region: "us-east-1".to_string(),
                 availability_zone: "us-east-1a".to_string(),
             }),
+            oidc_providers: Vec::new(),
         }
     }
 
@@ -303,6 +317,11 @@ impl LabConfig {
         self.service_accounts
             .iter()
             .find(|s| s.email.eq_ignore_ascii_case(email))
+    }
+
+    /// The IAM OIDC provider for tokens whose `iss` is `issuer`, if the account has one.
+    pub fn oidc_provider(&self, issuer: &str) -> Option<&LabOidcProvider> {
+        self.oidc_providers.iter().find(|p| p.issuer == issuer)
     }
 
     /// The role with this name, if it exists.

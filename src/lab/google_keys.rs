@@ -99,6 +99,17 @@ impl GoogleSigningKey {
     /// Verifies a token as AWS STS verifies Google tokens: RS256 only, a known kid, a valid
     /// signature, Google's issuer, and an `exp` in the future. Returns the claims.
     pub fn verify(&self, token: &str, now: i64) -> Result<Map<String, Value>, TokenRejection> {
+        self.verify_issued_by(token, now, |_| false)
+    }
+
+    /// [`Self::verify`], also accepting the issuers `registered` says the account has an IAM
+    /// OIDC provider for (the lab signs their tokens with this same key).
+    pub fn verify_issued_by(
+        &self,
+        token: &str,
+        now: i64,
+        registered: impl Fn(&str) -> bool,
+    ) -> Result<Map<String, Value>, TokenRejection> {
         let invalid = |m: &str| TokenRejection::Invalid(m.to_string());
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| invalid("The ID token is not a well-formed JWT."))?;
@@ -122,6 +133,7 @@ impl GoogleSigningKey {
         let claims = data.claims;
         match claims.get("iss").and_then(Value::as_str) {
             Some(GOOGLE_ISSUER) | Some("accounts.google.com") => {}
+            Some(other) if registered(other) => {}
             Some(other) => {
                 return Err(TokenRejection::Invalid(format!(
                     "No OpenIDConnect provider found in your account for {other}"

@@ -39,9 +39,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    google_trust_policy, LabAwsProvider, LabBucket, LabConfig, LabEc2Instance, LabIamUser, LabRole,
-    LabServiceAccount, LabUser, LabWorkloadIdentityPool, LabWorkloadIdentityUser, DEMO_ACCOUNT_ID,
-    DEMO_AWS_PROVIDER, DEMO_POOL, DEMO_PROJECT_NUMBER,
+    google_trust_policy, LabAwsProvider, LabBucket, LabConfig, LabEc2Instance, LabIamUser,
+    LabOidcProvider, LabRole, LabServiceAccount, LabUser, LabWorkloadIdentityPool,
+    LabWorkloadIdentityUser, DEMO_ACCOUNT_ID, DEMO_AWS_PROVIDER, DEMO_POOL, DEMO_PROJECT_NUMBER,
 };
 pub use error::LabError;
 pub use faults::{Fault, FaultKind, Faults, LabService};
@@ -348,6 +348,14 @@ impl Lab {
         self.state.sign_id_token(sa, audience, true, lifetime, None)
     }
 
+    /// Signs any claims as an RS256 JWT with the lab's key: the tokens of another issuer (an
+    /// EKS cluster registered in [`LabConfig::oidc_providers`]) or odd Google ones.
+    pub fn sign_claims(&self, claims: &serde_json::Value) -> String {
+        let token = self.state.key.sign(claims);
+        self.state.record(&token);
+        token
+    }
+
     /// Faults to inject into the next requests.
     pub fn faults(&self) -> &Faults {
         &self.state.faults
@@ -413,6 +421,14 @@ fn validate(config: &LabConfig) -> Result<(), LabError> {
             "metadata_service_account {} is not one of service_accounts; add it there",
             config.metadata_service_account
         )));
+    }
+    for provider in &config.oidc_providers {
+        if !provider.issuer.starts_with("https://") || provider.client_ids.is_empty() {
+            return Err(LabError::Config(format!(
+                "the OIDC provider {} needs an https:// issuer URL and at least one client ID, as IAM does",
+                provider.issuer
+            )));
+        }
     }
     for role in &config.roles {
         if let Err(e) = crate::policy::PolicyDocument::parse(&role.trust_policy) {

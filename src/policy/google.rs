@@ -8,6 +8,7 @@
 use serde_json::{Map, Value};
 
 use super::evaluate::ConditionContext;
+use super::issuer::audiences;
 
 /// The principal AWS sees for Google tokens (`"Federated": "accounts.google.com"`).
 pub const GOOGLE_PROVIDER: &str = "accounts.google.com";
@@ -63,18 +64,6 @@ fn claim(claims: &Map<String, Value>, name: &str) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
-    }
-}
-
-/// `aud` may be a string or (rarely, outside Google) a list.
-fn audiences(claims: &Map<String, Value>) -> Vec<String> {
-    match claims.get("aud") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
-        _ => Vec::new(),
     }
 }
 

@@ -1,5 +1,5 @@
-//! AWS trust policies: the model, the evaluator (AWS condition semantics) and the Google
-//! condition-key mapping; and, for the other direction, the CEL subset of workload identity
+//! AWS trust policies: the model, the evaluator (AWS condition semantics) and the issuers'
+//! condition-key mappings (Google's, any OIDC issuer's); and, for the other direction, the CEL subset of workload identity
 //! provider conditions and the AWS provider's attribute mapping. Shared by the lab, the linter
 //! and the doctor.
 //!
@@ -10,6 +10,7 @@ pub mod cel;
 pub mod evaluate;
 pub mod glob;
 pub mod google;
+pub mod issuer;
 pub mod lint;
 pub mod model;
 pub mod workload_identity;

@@ -24,15 +24,18 @@ pub struct AwsRoleProfile {
 }
 
 impl AwsRoleProfile {
-    /// The parts that identify this profile's cache entry (no secrets: the token source is
-    /// described, not read).
-    pub fn cache_key(&self) -> Vec<String> {
+    /// The parts that identify this profile's cache entry: what is asked for and the identity
+    /// behind the token source ([`GoogleTokenSource::cached_identity`]); no secrets. `None`
+    /// when that identity cannot be known now: then the cache is neither read nor written.
+    pub fn cache_key(&self) -> Option<Vec<String>> {
         let r = &self.request;
-        vec![
-            "aws-web-identity-v1".into(),
+        let identity = self.token_source.cached_identity()?;
+        Some(vec![
+            "aws-web-identity-v2".into(),
             r.role_arn.to_string(),
             self.audience.clone(),
             self.token_source.describe(),
+            identity,
             r.session_name
                 .as_ref()
                 .map(|s| s.as_str().to_string())
@@ -43,7 +46,7 @@ impl AwsRoleProfile {
             r.policy.clone().unwrap_or_default(),
             r.policy_arns.join(","),
             self.endpoint.url.clone(),
-        ]
+        ])
     }
 
     /// Always exchanges: mints a token and calls STS (with retries and one re-mint).
@@ -77,15 +80,18 @@ impl AwsRoleProfile {
     /// The cached answer, if it has more than twenty minutes left. Needs no HTTP client, so a
     /// `credential_process` run that hits the cache never starts the TLS stack.
     pub fn load_cached(&self, cache: &CredentialCache) -> Option<AssumedRole> {
-        let key = self.cache_key();
+        let key = self.cache_key()?;
         let key: Vec<&str> = key.iter().map(String::as_str).collect();
         let hit = cache.load::<AssumedRole>(&key, OffsetDateTime::now_utc(), |r| {
             r.credentials.expiration
-        });
-        if hit.is_some() {
-            tracing::debug!(role = %self.request.role_arn, "credentials from the cache");
+        })?;
+        // The entry must be a session of the role asked for, whatever its file name says.
+        if !self.request.role_arn.is_assumed_by(&hit.assumed_role_arn) {
+            tracing::warn!(role = %self.request.role_arn, cached = %hit.assumed_role_arn, "ignoring a cache entry for another role");
+            return None;
         }
-        hit
+        tracing::debug!(role = %self.request.role_arn, "credentials from the cache");
+        Some(hit)
     }
 
     /// Exchanges and stores the answer in `cache` (a write failure is only reported).
@@ -94,9 +100,11 @@ impl AwsRoleProfile {
         http: &reqwest::Client,
         cache: Option<&CredentialCache>,
     ) -> Result<AssumedRole, ExchangeError> {
+        // The key is taken before the exchange: an entry is stored under the identity the
+        // source stood for when it was asked.
+        let key = cache.and_then(|_| self.cache_key());
         let role = self.fetch(http).await?;
-        if let Some(cache) = cache {
-            let key = self.cache_key();
+        if let (Some(cache), Some(key)) = (cache, key) {
             let key: Vec<&str> = key.iter().map(String::as_str).collect();
             if let Err(e) = cache.store(&key, &role) {
                 report_cache_error(&e);

@@ -8,11 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::secret::Secret;
 use base64::Engine;
 use serde::Deserialize;
-use time::OffsetDateTime;
-
-use crate::secret::Secret;
 
 /// The audience AWS STS expects by default for web identity federation.
 pub const DEFAULT_AWS_AUDIENCE: &str = "sts.amazonaws.com";
@@ -97,60 +95,9 @@ impl SourceError {
     }
 }
 
-/// The claims keyless reads from a Google ID token (never verified here: AWS verifies).
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct IdTokenClaims {
-    pub iss: String,
-    pub aud: String,
-    #[serde(default)]
-    pub azp: Option<String>,
-    pub sub: String,
-    #[serde(default)]
-    pub email: Option<String>,
-    pub exp: i64,
-    #[serde(default)]
-    pub iat: Option<i64>,
-}
+pub use crate::policy::issuer::{Audience, IdTokenClaims};
 
-impl IdTokenClaims {
-    /// One line naming the claims AWS matches, for error messages and the demo.
-    pub fn summary(&self) -> String {
-        format!(
-            "iss={} aud={} azp={} sub={}{}",
-            self.iss,
-            self.aud,
-            self.azp.as_deref().unwrap_or("(none)"),
-            self.sub,
-            self.email
-                .as_deref()
-                .map(|e| format!(" email={e}"))
-                .unwrap_or_default()
-        )
-    }
-
-    /// The claims as a JSON object: what the policy evaluator's Google mapping reads.
-    pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut map = serde_json::Map::new();
-        map.insert("iss".into(), self.iss.clone().into());
-        map.insert("aud".into(), self.aud.clone().into());
-        if let Some(azp) = &self.azp {
-            map.insert("azp".into(), azp.clone().into());
-        }
-        map.insert("sub".into(), self.sub.clone().into());
-        if let Some(email) = &self.email {
-            map.insert("email".into(), email.clone().into());
-        }
-        map.insert("exp".into(), self.exp.into());
-        map
-    }
-
-    /// When the token stops being accepted.
-    pub fn expires_at(&self) -> OffsetDateTime {
-        OffsetDateTime::from_unix_timestamp(self.exp).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-    }
-}
-
-/// A Google ID token: the secret JWT and its (unverified) claims.
+/// An ID token (Google's, or any OIDC issuer's): the secret JWT and its (unverified) claims.
 #[derive(Clone, Debug)]
 pub struct IdToken {
     raw: Secret,
@@ -242,6 +189,39 @@ impl GoogleTokenSource {
             }
             Self::File(p) => format!("file:{}", p.display()),
             Self::Command(c) => format!("command:{c}"),
+        }
+    }
+
+    /// Who a token from this source would be, as far as can be known without the network or
+    /// running anything: part of the credential cache's key, so credentials obtained for one
+    /// identity are never served to another that the same source stands for later. `None` when
+    /// it cannot be known now (an unreadable token file, unusable ADC): then the cache is not
+    /// used and the exchange reports the problem.
+    ///
+    /// - `file:`: the token's `iss` and `sub`, decoded from the file (not verified: AWS verifies,
+    ///   and a forged token buys nothing from STS).
+    /// - `impersonate:`: the caller: the ADC file's account and a fingerprint of its refresh
+    ///   token (another `gcloud auth application-default login` is another identity), or the
+    ///   metadata server; the service account impersonated is in [`Self::describe`].
+    /// - `metadata`: the metadata server's host only. Asking it for the default account would
+    ///   cost a request on every cache hit; the residual risk is a VM whose service account is
+    ///   changed (it must be stopped for that) within the lifetime of a cached entry.
+    /// - `command:`: the command's text only. Who the command's token names cannot be known
+    ///   without running it; a command whose identity changes (`gcloud auth
+    ///   print-identity-token` after `gcloud config set account`) needs `--no-cache`.
+    pub fn cached_identity(&self) -> Option<String> {
+        match self {
+            Self::Metadata(m) => Some(format!("metadata-default-account@{}", m.host)),
+            Self::Impersonate(i) => match find_authorized_user_adc() {
+                Ok(Some((_, adc))) => Some(format!("adc:{}", adc.fingerprint())),
+                Ok(None) => Some(format!("metadata-default-account@{}", i.metadata.host)),
+                Err(_) => None,
+            },
+            Self::File(path) => read_token_file(path).ok().map(|token| {
+                let claims = token.claims();
+                format!("iss={} sub={}", claims.iss, claims.sub)
+            }),
+            Self::Command(_) => Some("command".to_string()),
         }
     }
 
@@ -554,6 +534,19 @@ pub(crate) struct AuthorizedUser {
 }
 
 impl AuthorizedUser {
+    /// Who this ADC file is, for the cache key: its account (or client id) and the first bytes
+    /// of its refresh token's SHA-256, which cannot be turned back into the token.
+    fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.refresh_token.expose().as_bytes());
+        format!(
+            "{} {} {}",
+            self.account.as_deref().unwrap_or_default(),
+            self.client_id,
+            hex::encode(&digest[..16])
+        )
+    }
+
     pub(crate) fn describe(&self) -> String {
         self.account
             .clone()
@@ -779,6 +772,30 @@ mod tests {
         );
     }
 
+    /// Kubernetes projected service-account tokens (EKS IRSA) carry `aud` as an array.
+    #[test]
+    fn an_array_aud_is_a_jwt_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(
+            &path,
+            jwt(serde_json::json!({
+                "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/ABC", "aud": ["sts.amazonaws.com"],
+                "sub": "system:serviceaccount:default:deployer", "exp": 2000000000,
+                "kubernetes.io": {"namespace": "default"}
+            })),
+        )
+        .unwrap();
+        let token = read_token_file(&path).unwrap();
+        assert!(token.claims().aud.contains("sts.amazonaws.com"));
+        assert_eq!(
+            token.claims().summary(),
+            "iss=https://oidc.eks.us-east-1.amazonaws.com/id/ABC aud=[sts.amazonaws.com] azp=(none) sub=system:serviceaccount:default:deployer"
+        );
+        let printed = std::fs::read(&path).unwrap();
+        assert!(token_from_command_output("cat token", &printed).is_ok());
+    }
+
     #[test]
     fn rejects_what_is_not_a_jwt_without_echoing_it() {
         let err = IdToken::parse(Secret::new("not-a-token-secret"), "the file x").unwrap_err();
@@ -831,7 +848,10 @@ mod proptests {
     fn claims() -> impl Strategy<Value = IdTokenClaims> {
         (
             any::<String>(),
-            any::<String>(),
+            prop_oneof![
+                any::<String>().prop_map(Audience::One),
+                proptest::collection::vec(any::<String>(), 0..4).prop_map(Audience::Many),
+            ],
             proptest::option::of(any::<String>()),
             any::<String>(),
             proptest::option::of(any::<String>()),
@@ -854,7 +874,7 @@ mod proptests {
         #[test]
         fn claims_round_trip_through_a_jwt(claims in claims(), extra in any::<bool>()) {
             let mut json = serde_json::json!({
-                "iss": claims.iss, "aud": claims.aud, "sub": claims.sub, "exp": claims.exp,
+                "iss": claims.iss, "aud": serde_json::to_value(&claims.aud).unwrap(), "sub": claims.sub, "exp": claims.exp,
             });
             if let Some(azp) = &claims.azp { json["azp"] = azp.clone().into(); }
             if let Some(email) = &claims.email { json["email"] = email.clone().into(); }
