@@ -15,6 +15,7 @@ use crate::deliver::imds_server::{self, InstanceIdentity};
 use crate::deliver::metrics::MetricsRegistry;
 use crate::deliver::token_file::TokenFileKeeper;
 use crate::deliver::{aws_files, credential_process, ecs_server, env, server};
+use crate::duration::Seconds;
 use crate::exchange::aws_sts::{
     fetch_caller_identity, region_from_env, AssumedRole, RoleArn, SessionName, StsEndpoint,
     WebIdentityRequest,
@@ -90,9 +91,11 @@ pub struct ExchangeArgs {
     #[arg(long, env = "KEYLESS_SESSION_NAME")]
     pub session_name: Option<String>,
 
-    /// How long the credentials last, 900 to 43200 seconds (the role's maximum applies).
-    #[arg(long, env = "KEYLESS_DURATION", value_parser = clap::value_parser!(u32).range(900..=43200))]
-    pub duration: Option<u32>,
+    /// How long the credentials last: 15m to 12h, as 900s, 15m, 1h, 1h30m or plain seconds
+    /// (the role's maximum applies).
+    #[arg(long, env = "KEYLESS_DURATION", value_name = "DUR",
+          value_parser = Seconds::parser_within(900..=43200))]
+    pub duration: Option<Seconds>,
 
     /// The AWS region: picks the regional STS endpoint (default: AWS_REGION, AWS_DEFAULT_REGION, else global).
     #[arg(long, env = "KEYLESS_REGION")]
@@ -613,7 +616,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         request: WebIdentityRequest {
             role_arn,
             session_name,
-            duration_seconds: x.duration,
+            duration_seconds: x.duration.map(Seconds::as_secs_u32),
             policy,
             policy_arns: x.policy_arns.clone(),
         },
