@@ -94,7 +94,9 @@ impl CredentialCache {
         };
         create_private_dir(&self.dir).map_err(|e| write_err(e.to_string()))?;
         let json = serde_json::to_vec(value).map_err(|e| write_err(e.to_string()))?;
-        write_private_file_atomically(&path, &json).map_err(|e| write_err(e.to_string()))
+        write_private_file_atomically(&path, &json).map_err(|e| write_err(e.to_string()))?;
+        tracing::debug!(path = %path.display(), "cache: stored the answer");
+        Ok(())
     }
 }
 

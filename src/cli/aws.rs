@@ -13,6 +13,7 @@ use crate::cache::CredentialCache;
 use crate::credentials::AwsCredentials;
 use crate::deliver::imds_server::{self, InstanceIdentity};
 use crate::deliver::metrics::MetricsRegistry;
+use crate::deliver::record::DeliveryRecord;
 use crate::deliver::token_file::TokenFileKeeper;
 use crate::deliver::{aws_files, credential_process, ecs_server, env, server};
 use crate::duration::Seconds;
@@ -293,12 +294,18 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
             std::io::stdout()
                 .write_all(text.as_bytes())
                 .context("could not write to stdout")?;
+            delivered(&role, "stdout", format_name(args.format));
             Ok(0)
         }
         AwsCommand::Exec(args) => {
             let role = obtain(&http, &args.role).await?;
             let region = region_of(&args.role.exchange);
             let vars = env::aws_env_vars(&role.credentials, region.as_deref());
+            let program = args
+                .command
+                .first()
+                .map(|c| c.to_string_lossy().into_owned());
+            delivered(&role, "exec", program.unwrap_or_default());
             Ok(env::exec_with_env(&args.command, &vars)?)
         }
         AwsCommand::WriteProfile(args) => {
@@ -308,6 +315,11 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
                 None => aws_files::default_credentials_path()?,
             };
             aws_files::write_credentials_profile(&path, &args.profile, &role.credentials)?;
+            delivered(
+                &role,
+                "credentials-file",
+                format!("{} [{}]", path.display(), args.profile),
+            );
             let until = role
                 .credentials
                 .expiration
@@ -549,6 +561,25 @@ fn stop_on_signal() -> tokio::sync::watch::Receiver<bool> {
 
 async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// What `--format` the user typed for `format` (`credential-process`, `env`, `json`).
+pub(crate) fn format_name(format: impl ValueEnum) -> String {
+    format
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// Logs the hand-over of `role`'s credentials (one info line; see [`DeliveryRecord`]).
+fn delivered(role: &AssumedRole, channel: &'static str, destination: String) {
+    DeliveryRecord {
+        channel,
+        destination,
+        credential: role.assumed_role_arn.clone(),
+        expires_at: role.credentials.expiration,
+    }
+    .log();
 }
 
 fn region_of(args: &ExchangeArgs) -> Option<String> {

@@ -14,6 +14,7 @@ use crate::deliver::env;
 use crate::deliver::external_account::{
     external_account_config, normalize_audience, ExternalAccountOptions,
 };
+use crate::deliver::record::DeliveryRecord;
 use crate::duration::Seconds;
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
@@ -252,17 +253,36 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                 }
             };
             write_stdout(&text)?;
+            delivered(&token, "stdout", super::aws::format_name(args.format));
             Ok(0)
         }
         GcpCommand::IdToken(args) => {
             let profile = profile_from_args(&args.request).await?;
             let token = profile.fetch_id_token(&http, &args.target_audience).await?;
             write_stdout(&format!("{}\n", token.expose()))?;
+            DeliveryRecord {
+                channel: "stdout",
+                destination: format!("id-token for {}", args.target_audience),
+                credential: profile
+                    .impersonation
+                    .as_ref()
+                    .map(|i| i.service_account.clone())
+                    .unwrap_or_default(),
+                expires_at: crate::source::google::IdToken::parse(token, "generateIdToken")
+                    .ok()
+                    .map(|t| t.claims().expires_at()),
+            }
+            .log();
             Ok(0)
         }
         GcpCommand::Exec(args) => {
             let profile = profile_from_args(&args.request).await?;
             let token = profile.fetch(&http).await?;
+            let program = args
+                .command
+                .first()
+                .map(|c| c.to_string_lossy().into_owned());
+            delivered(&token, "exec", program.unwrap_or_default());
             Ok(env::exec_with_env(&args.command, &google_env_vars(&token))?)
         }
         GcpCommand::Config(args) => {
@@ -437,6 +457,20 @@ pub async fn profile_from_args(args: &TokenRequestArgs) -> anyhow::Result<GcpTok
 }
 
 /// The variables gcloud and the Google SDKs read an access token from.
+/// Logs the hand-over of `token` (one info line; see [`DeliveryRecord`]).
+fn delivered(token: &GcpToken, channel: &'static str, destination: String) {
+    DeliveryRecord {
+        channel,
+        destination,
+        credential: token
+            .service_account
+            .clone()
+            .unwrap_or_else(|| "federated token".into()),
+        expires_at: Some(token.token.expires_at),
+    }
+    .log();
+}
+
 pub fn google_env_vars(token: &GcpToken) -> Vec<(String, String)> {
     let value = token.token.access_token.expose().to_string();
     vec![

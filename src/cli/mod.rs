@@ -36,7 +36,10 @@ use crate::duration::Seconds;
                   Precedence: command line, environment, profile, [defaults], built-in default.\n\n\
                   Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 refused by the other\n\
                   cloud (trust policy, token rejected), 4 an endpoint unreachable or failing (retry later).\n\n\
-                  Logs go to stderr: -v info, -vv debug, -q errors only, --log-format json; RUST_LOG wins."
+                  Logs go to stderr: -v info, -vv debug, -q errors only, --log-format json; RUST_LOG wins.\n\
+                  -v logs one line per exchange (identity, role, session, expiry, request id), delivery\n\
+                  and refresh; -vv each step too. With --log-format json the final error is a JSON line\n\
+                  as well, with its exit code and error chain."
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.

@@ -12,8 +12,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::credentials::AwsCredentials;
+use crate::credentials::{format_expiration, AwsCredentials};
 use crate::exchange::clock_skew;
+use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::exchange::retry::Budget;
 pub use crate::exchange::retry::RetryPolicy;
 use crate::secret::Secret;
@@ -371,6 +372,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<IdToken, SourceError>>,
 {
+    let started = std::time::Instant::now();
     let budget = retry.budget();
     let mut delays = retry.delays();
     let mut attempts = 0u32;
@@ -379,11 +381,16 @@ where
     loop {
         attempts += 1;
         let outcome = match &token {
-            Some(t) => call_assume_role(&budget, http, endpoint, request, t, host).await,
+            Some(t) => call_assume_role(&budget, http, endpoint, request, t, host, attempts).await,
             // The token source has timeouts of its own; the deadline bounds it too.
             None => match budget.within_deadline(mint()).await {
                 Ok(Ok(t)) => {
-                    let result = call_assume_role(&budget, http, endpoint, request, &t, host).await;
+                    tracing::debug!(identity = %ExchangeRecord::google_identity(t.claims()),
+                        expires_at = %format_expiration(t.claims().expires_at()),
+                        "token source: fetched a Google ID token");
+                    let result =
+                        call_assume_role(&budget, http, endpoint, request, &t, host, attempts)
+                            .await;
                     token = Some(t);
                     result
                 }
@@ -394,7 +401,25 @@ where
             },
         };
         let failure = match outcome {
-            Ok(role) => return Ok(role),
+            Ok((role, answered)) => {
+                ExchangeRecord {
+                    target: ExchangeTarget::AwsSts,
+                    identity: token
+                        .as_ref()
+                        .map(|t| ExchangeRecord::google_identity(t.claims()))
+                        .unwrap_or_default(),
+                    role: request.role_arn.to_string(),
+                    session: Some(answered.session.as_str().to_string()),
+                    expires_at: role
+                        .credentials
+                        .expiration
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    request_id: answered.request_id,
+                    elapsed: started.elapsed(),
+                }
+                .log();
+                return Ok(role);
+            }
             Err(f) => f,
         };
         let summary = token
@@ -500,6 +525,12 @@ pub(crate) enum Attempt {
     },
 }
 
+/// What an answer said besides the credentials, for the exchange's log line.
+struct Answered {
+    session: SessionName,
+    request_id: Option<String>,
+}
+
 /// One `AssumeRoleWithWebIdentity` call, bounded by the attempt timeout (or the deadline).
 async fn call_assume_role(
     budget: &Budget,
@@ -508,12 +539,15 @@ async fn call_assume_role(
     request: &WebIdentityRequest,
     token: &IdToken,
     host: &str,
-) -> Result<AssumedRole, Attempt> {
+    attempt: u32,
+) -> Result<(AssumedRole, Answered), Attempt> {
     let call = async {
         let session = request
             .session_name
             .clone()
             .unwrap_or_else(|| SessionName::derive(token.claims(), host));
+        tracing::debug!(endpoint = %endpoint.url, role = %request.role_arn,
+            session = session.as_str(), attempt, "AWS STS: sending AssumeRoleWithWebIdentity");
         let duration = request.duration_seconds.map(|d| d.to_string());
         let mut form: Vec<(String, &str)> = vec![
             ("Action".into(), "AssumeRoleWithWebIdentity"),
@@ -532,6 +566,11 @@ async fn call_assume_role(
             form.push((format!("PolicyArns.member.{}.arn", i + 1), arn));
         }
         let reply = post_form(http, &endpoint.url, &form).await?;
+        tracing::debug!(
+            status = reply.status,
+            request_id = reply.request_id.as_deref().unwrap_or("none"),
+            "AWS STS: answered"
+        );
         if reply.status != 200 {
             return Err(parse_fault(&reply));
         }
@@ -544,7 +583,14 @@ async fn call_assume_role(
         role.credentials.expiration = role.credentials.expiration.map(|expires_at| {
             clock_skew::local_expiry(expires_at, reply.date, reply.sent_at, "AWS STS")
         });
-        Ok(role)
+        let request_id = reply.request_id;
+        Ok((
+            role,
+            Answered {
+                session,
+                request_id,
+            },
+        ))
     };
     budget
         .attempt(call)
@@ -559,6 +605,8 @@ pub(crate) struct Reply {
     pub(crate) content_type: String,
     pub(crate) date: Option<OffsetDateTime>,
     pub(crate) sent_at: OffsetDateTime,
+    /// `x-amzn-RequestId`: what CloudTrail records as `requestID`.
+    pub(crate) request_id: Option<String>,
     pub(crate) body: String,
 }
 
@@ -570,6 +618,7 @@ impl Reply {
             content_type: "text/xml".into(),
             date: None,
             sent_at: OffsetDateTime::UNIX_EPOCH,
+            request_id: None,
             body: body.into(),
         }
     }
@@ -590,6 +639,7 @@ async fn post_form(
     let status = response.status().as_u16();
     let content_type = content_type_of(response.headers());
     let date = clock_skew::date_header(response.headers());
+    let request_id = request_id_of(response.headers());
     // A body cut short (the connection dropped mid-answer) is a network failure: retried.
     let body = response
         .text()
@@ -600,8 +650,18 @@ async fn post_form(
         content_type,
         date,
         sent_at,
+        request_id,
         body,
     })
+}
+
+/// The `x-amzn-RequestId` of an answer (CloudTrail's `requestID`), when present and printable.
+pub(crate) fn request_id_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get("x-amzn-requestid")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
 }
 
 /// The `Content-Type` of an answer, for messages (`(none)` when absent).
@@ -747,6 +807,7 @@ pub async fn fetch_caller_identity(
     let status = response.status().as_u16();
     let content_type = content_type_of(response.headers());
     let date = clock_skew::date_header(response.headers());
+    let request_id = request_id_of(response.headers());
     let text = response
         .text()
         .await
@@ -756,6 +817,7 @@ pub async fn fetch_caller_identity(
         content_type,
         date,
         sent_at,
+        request_id,
         body: text,
     };
     let unexpected = |detail: String| ExchangeError::UnexpectedAnswer {
@@ -992,6 +1054,7 @@ mod tests {
             content_type: "text/xml".into(),
             date: None,
             sent_at: OffsetDateTime::now_utc(),
+            request_id: None,
             body: body.into(),
         }
     }

@@ -82,8 +82,12 @@ impl AwsRoleProfile {
         let hit = cache.load::<AssumedRole>(&key, OffsetDateTime::now_utc(), |r| {
             r.credentials.expiration
         });
-        if hit.is_some() {
-            tracing::debug!(role = %self.request.role_arn, "credentials from the cache");
+        match &hit {
+            Some(role) => tracing::debug!(role = %self.request.role_arn,
+                expires_at = %role.credentials.expiration.map(crate::credentials::format_expiration).unwrap_or_default(),
+                "cache hit: credentials from the cache"),
+            None => tracing::debug!(role = %self.request.role_arn,
+                "cache miss: no entry with more than twenty minutes left; exchanging"),
         }
         hit
     }
