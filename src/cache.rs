@@ -178,7 +178,9 @@ impl CredentialCache {
         let key = Self::key_hash(key_parts);
         let json = serde_json::to_vec(&EntryOut { key: &key, value })
             .map_err(|e| write_err(e.to_string()))?;
-        write_private_file_atomically(&path, &json).map_err(|e| write_err(e.to_string()))
+        write_private_file_atomically(&path, &json).map_err(|e| write_err(e.to_string()))?;
+        tracing::debug!(path = %path.display(), "cache: stored the answer");
+        Ok(())
     }
 }
 

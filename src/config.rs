@@ -19,6 +19,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::deliver::external_account::normalize_audience;
+use crate::duration::{DurationError, Seconds};
 use crate::exchange::aws_sts::{RetryPolicy, RoleArn, SessionName, StsEndpoint};
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
@@ -1037,7 +1038,7 @@ impl Checker<'_> {
         let duration = ctx
             .keys
             .get("duration")
-            .and_then(|(_, v)| self.integer(v, &ctx.dotted("duration"), 900..=43200, "seconds"));
+            .and_then(|(_, v)| self.duration(v, &ctx.dotted("duration"), 900..=43200));
         let region = ctx
             .keys
             .get("region")
@@ -1248,7 +1249,7 @@ impl Checker<'_> {
         let lifetime = ctx
             .keys
             .get("lifetime")
-            .and_then(|(_, v)| self.integer(v, &ctx.dotted("lifetime"), 1..=43200, "seconds"));
+            .and_then(|(_, v)| self.duration(v, &ctx.dotted("lifetime"), 1..=43200));
         let delegates = match ctx.keys.get("delegates") {
             Some((_, v)) => self
                 .string_list(v, &ctx.dotted("delegates"))
@@ -1423,31 +1424,49 @@ impl Checker<'_> {
         }
     }
 
-    fn integer(
+    /// A duration: seconds as an integer (`3600`) or a string in the flags' grammar (`"1h"`,
+    /// `"90s"`, `"15m"`, `"1h30m"`; see [`crate::duration`]), inside `range` seconds.
+    fn duration(
         &mut self,
         value: &Spanned<DeValue<'_>>,
         key: &str,
-        range: std::ops::RangeInclusive<u32>,
-        unit: &str,
+        range: std::ops::RangeInclusive<u64>,
     ) -> Option<u32> {
-        let DeValue::Integer(i) = value.get_ref() else {
-            self.wrong_type(value, key, "an integer");
-            return None;
-        };
-        match u32::from_str_radix(i.as_str(), i.radix()) {
-            Ok(n) if range.contains(&n) => Some(n),
+        let text = match value.get_ref() {
+            DeValue::Integer(i) => match u64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => n.to_string(),
+                // Negative or too large: out of any range.
+                Err(_) => i.as_str().to_string(),
+            },
+            DeValue::String(s) => s.to_string(),
             _ => {
+                self.wrong_type(value, key, "a duration");
+                return None;
+            }
+        };
+        let last = key.rsplit('.').next().unwrap_or(key);
+        match Seconds::parser_within(range.clone())(&text) {
+            Ok(d) => Some(d.as_secs_u32()),
+            Err(DurationError::Malformed { .. }) => {
+                self.invalid(
+                    value,
+                    key,
+                    format!("`{last}` is {text:?}, not a duration"),
+                    "write seconds (3600) or a number with a unit: \"90s\", \"15m\", \"1h\", \"1h30m\"",
+                );
+                None
+            }
+            Err(DurationError::OutOfRange { .. }) => {
+                let (min, max) = (Seconds::new(*range.start()), Seconds::new(*range.end()));
                 self.invalid(
                     value,
                     key,
                     format!(
-                        "`{}` is {}, outside {}..={} {unit}",
-                        key.rsplit('.').next().unwrap_or(key),
-                        i.as_str(),
+                        "`{last}` is {text}, outside {}..={} seconds",
                         range.start(),
                         range.end()
                     ),
-                    &format!("pick a value from {} to {}", range.start(), range.end()),
+                    &format!("pick a value from {min} to {max}"),
                 );
                 None
             }
@@ -1644,6 +1663,7 @@ fn example_of(expected: &str) -> &'static str {
         "a string" => "\"...\"",
         "a boolean" => "true",
         "an integer" => "3600",
+        "a duration" => "\"1h\" (or 3600, in seconds)",
         "an array of strings" => "[\"...\", \"...\"]",
         _ => "{ ... } (or a [section])",
     }
@@ -1993,15 +2013,51 @@ duration = 900
     #[test]
     fn a_wrong_type_names_the_expected_one() {
         let (p, message) = problem(
-            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nduration = \"3600\"\n",
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nduration = true\n",
         );
         assert_at(&p, ProblemKind::WrongType, "profile.deploy.duration", 4, 12);
         assert!(
-            message.contains("`duration` must be an integer, not a string"),
+            message.contains("`duration` must be a duration, not a boolean"),
             "{message}"
         );
         let (p, _) = problem("metrics_listen = 9090\n[profile.d]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\n");
         assert_at(&p, ProblemKind::WrongType, "metrics_listen", 1, 18);
+    }
+
+    /// `duration` and `lifetime` take the flags' grammar as a string, and plain seconds.
+    #[test]
+    fn durations_take_units_as_the_flags_do() {
+        let config = parse_at(
+            "[profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nduration = \"1h30m\"\n\
+             [profile.g]\naudience = \"projects/1/locations/global/workloadIdentityPools/p/providers/x\"\n\
+             service_account = \"sa@p.iam.gserviceaccount.com\"\nlifetime = \"15m\"\ngce_metadata_listen = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let (ProfileConfig::GcpToAws(a), ProfileConfig::AwsToGcp(g)) =
+            (&config.profiles["a"], &config.profiles["g"])
+        else {
+            panic!("{config:?}")
+        };
+        assert_eq!(a.duration, Some(5400));
+        assert_eq!(g.lifetime, Some(900));
+        let (p, message) = problem(
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nduration = \"1 hour\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::InvalidValue,
+            "profile.deploy.duration",
+            4,
+            12,
+        );
+        assert!(message.contains("\"90s\", \"15m\", \"1h\""), "{message}");
+        let (_, message) = problem(
+            "[profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\nduration = \"10m\"\n",
+        );
+        assert!(
+            message.contains("900..=43200") && message.contains("15m to 12h"),
+            "{message}"
+        );
     }
 
     #[test]

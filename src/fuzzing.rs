@@ -82,6 +82,10 @@ pub const TARGETS: &[Target] = &[
         run: aws_ini,
     },
     Target {
+        name: "duration",
+        run: duration,
+    },
+    Target {
         name: "keyless_toml",
         run: keyless_toml,
     },
@@ -365,6 +369,24 @@ pub fn aws_ini(data: &[u8]) {
     for profile in profiles {
         crate::deliver::aws_files::hostile::check_edit_locality(text, profile, &entries);
     }
+}
+
+/// A duration as `--duration`, `--deadline` and `keyless.toml` take it (`90s`, `1h30m`, `3600`):
+/// what parses prints back as itself, and a range check never panics.
+pub fn duration(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(parsed) = text.parse::<crate::duration::Seconds>() else {
+        return;
+    };
+    let shown = parsed.to_string();
+    assert_eq!(
+        shown.parse::<crate::duration::Seconds>().ok(),
+        Some(parsed),
+        "{text:?} printed as {shown:?}, which does not parse back"
+    );
+    let _ = parsed.within(900..=43200).map_err(|e| e.to_string());
 }
 
 /// `keyless.toml`: valid, or every problem placed inside the file, with `path:line:column` in

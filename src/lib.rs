@@ -33,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod deliver;
+pub mod duration;
 pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;

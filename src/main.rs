@@ -48,11 +48,34 @@ fn main() {
     let code = match runtime.block_on(cli::run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("keyless: {error:#}");
-            cli::exit_code_for(&error)
+            let code = cli::exit_code_for(&error);
+            match log_format {
+                LogFormat::Text => eprintln!("keyless: {error:#}"),
+                LogFormat::Json => eprintln!("{}", final_error_json(&error, code)),
+            }
+            code
         }
     };
     std::process::exit(code);
+}
+
+/// The final error as one JSON object line, shaped like the log lines (`timestamp`, `level`,
+/// `fields.message`) plus the exit code and each cause of the chain, outermost first; a log
+/// pipeline reading `--log-format json` then never meets a line it cannot parse.
+fn final_error_json(error: &anyhow::Error, code: i32) -> serde_json::Value {
+    let timestamp = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    serde_json::json!({
+        "timestamp": timestamp,
+        "level": "ERROR",
+        "target": "keyless",
+        "fields": {
+            "message": format!("{error:#}"),
+            "exit_code": code,
+            "error_chain": error.chain().map(|cause| cause.to_string()).collect::<Vec<_>>(),
+        },
+    })
 }
 
 /// `--log-format` (or KEYLESS_LOG_FORMAT) when given, else the daemon's file may say.

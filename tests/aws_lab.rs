@@ -856,3 +856,134 @@ async fn generic_endpoint_url_is_honoured() {
     assert_eq!(out.code(), 0, "{out}");
     assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 1);
 }
+
+/// `-v` says what happened on success: one `exchanged` line naming the Google identity, the
+/// role, the session, the expiry and STS's request id (CloudTrail's `requestID`); a cache hit
+/// exchanges nothing and says so at `-vv`, with keyless's own steps.
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_logs_one_line_per_exchange_with_role_session_expiry_and_request_id() {
+    let w = LabWorld::start().await;
+    let role = w.role("gcp-deploy");
+    let out = w
+        .keyless(&[
+            "-v",
+            "aws",
+            "credentials",
+            "--role-arn",
+            &role,
+            "--session-name",
+            "audit-me",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let expiration = out.json()["Expiration"].as_str().unwrap().to_string();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("exchanged"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one exchange, one line: {out}");
+    let line = lines[0];
+    assert!(line.contains(" INFO "), "{line}");
+    for want in [
+        "upstream=aws-sts".to_string(),
+        "identity=iss=https://accounts.google.com".to_string(),
+        format!("email={DEPLOYER}"),
+        format!("role={role}"),
+        "session=audit-me".to_string(),
+        format!("expires_at={expiration}"),
+        "duration_ms=".to_string(),
+    ] {
+        assert!(line.contains(&want), "{want} missing: {line}");
+    }
+    let request_id = line
+        .split(" request_id=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default();
+    assert_eq!(request_id.len(), 36, "the lab's x-amzn-RequestId: {line}");
+    // And one line for the hand-over: where the credentials went, whose, until when.
+    let delivered = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("delivered"))
+        .unwrap_or_else(|| panic!("no delivery line: {out}"));
+    for want in [
+        "channel=stdout".to_string(),
+        "destination=credential-process".to_string(),
+        "credential=arn:aws:sts::123456789012:assumed-role/gcp-deploy/audit-me".to_string(),
+        format!("expires_at={expiration}"),
+    ] {
+        assert!(delivered.contains(&want), "{want} missing: {delivered}");
+    }
+
+    // The same again is a cache hit: no exchange line at -v, the step named at -vv.
+    let out = w
+        .keyless(&[
+            "-vv",
+            "aws",
+            "credentials",
+            "--role-arn",
+            &role,
+            "--session-name",
+            "audit-me",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(!out.stderr.contains("exchanged"), "{out}");
+    assert!(out.stderr.contains("cache hit"), "{out}");
+    assert!(out.stderr.contains("delivered"), "{out}");
+    let out = w
+        .keyless(&[
+            "-vv",
+            "aws",
+            "credentials",
+            "--role-arn",
+            &role,
+            "--no-cache",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    for step in [
+        "token source: fetched a Google ID token",
+        "AWS STS: sending AssumeRoleWithWebIdentity",
+        "AWS STS: answered",
+        "exchanged",
+    ] {
+        assert!(out.stderr.contains(step), "{step} missing: {out}");
+    }
+}
+
+/// With `--log-format json` the final error is a JSON line too, with the exit code and the
+/// chain of causes, so a log pipeline never meets a line it cannot parse.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_format_makes_the_final_error_a_json_line() {
+    let w = LabWorld::start().await;
+    let token = w.write_token("intruder.jwt", INTRUDER, Duration::from_secs(3600));
+    let out = w
+        .keyless(&[
+            "--log-format",
+            "json",
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--token-source",
+            &file_source(&token),
+            "--no-cache",
+        ])
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    let lines: Vec<serde_json::Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = lines.last().expect("an error line");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert_eq!(last["fields"]["exit_code"], 3, "{last}");
+    let message = last["fields"]["message"].as_str().unwrap();
+    assert!(message.contains("AWS refused"), "{last}");
+    let chain = last["fields"]["error_chain"].as_array().unwrap();
+    assert!(!chain.is_empty(), "{last}");
+}

@@ -562,3 +562,109 @@ fn defaults_reach_every_command() {
         .arg(&file);
     assert_eq!(support::process::run(&mut cmd).code(), 1);
 }
+
+/// Every duration flag and key takes `90s`, `15m`, `1h` (and plain seconds): `--deadline 3s`
+/// and `--duration 1h` on the command line, `duration = "15m"` in a profile, `deadline = "3s"`
+/// in `[defaults]`; a value outside the flag's own limits is refused with them, exit 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn durations_take_units_on_the_command_line_and_in_keyless_toml() {
+    let w = LabWorld::start().await;
+    let expiry_in = |out: &support::CommandOutput| {
+        let expiration = out.json()["Credentials"]["Expiration"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let at = time::OffsetDateTime::parse(
+            &expiration,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        (at - time::OffsetDateTime::now_utc()).whole_seconds()
+    };
+    let role = w.role("gcp-deploy");
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &role,
+            "--format",
+            "json",
+            "--no-cache",
+            "--duration",
+            "2h",
+            "--deadline",
+            "3s",
+            "--attempt-timeout",
+            "2s",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let left = expiry_in(&out);
+    assert!(
+        (7100..=7200).contains(&left),
+        "2h asked, {left}s given: {out}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyless.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[defaults]\ndeadline = \"3s\"\n\n[profile.deploy]\nrole_arn = \"{role}\"\nduration = \"15m\"\n"
+        ),
+    )
+    .unwrap();
+    let config_arg = config.to_str().unwrap();
+    let out = w
+        .keyless(&[
+            "--config",
+            config_arg,
+            "--config-profile",
+            "deploy",
+            "aws",
+            "credentials",
+            "--format",
+            "json",
+            "--no-cache",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let left = expiry_in(&out);
+    assert!(
+        (800..=900).contains(&left),
+        "15m asked, {left}s given: {out}"
+    );
+
+    for (flag, value, limits) in [
+        ("--duration", "10m", "15m to 12h"),
+        ("--deadline", "2h", "1s to 1h"),
+        ("--attempt-timeout", "1.5s", "90s, 15m, 1h"),
+    ] {
+        let out = w
+            .keyless(&["aws", "credentials", "--role-arn", &role, flag, value])
+            .await;
+        assert_eq!(out.code(), 2, "{flag} {value}: {out}");
+        assert!(out.stderr.contains(limits), "{flag} {value}: {out}");
+    }
+
+    // The external_account file gets seconds, whatever the spelling.
+    let out = w
+        .keyless(&[
+            "gcp",
+            "config",
+            "--audience",
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x",
+            "--service-account",
+            "sa@p.iam.gserviceaccount.com",
+            "--lifetime",
+            "1h30m",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(
+        out.json()["service_account_impersonation"]["token_lifetime_seconds"],
+        5400,
+        "{out}"
+    );
+}

@@ -106,6 +106,7 @@ replay_tests!(
     sts_xml,
     google_json,
     aws_ini,
+    duration,
     keyless_toml,
     trust_policy,
     lint,

@@ -426,3 +426,83 @@ async fn google_auth_refreshes_with_the_generated_config() {
     assert_eq!(doc["status"], 200, "{out}");
     assert_eq!(w.lab.stats().google_sts_exchanges, 1);
 }
+
+/// `gcp token -v` says what happened: one `exchanged` line naming the AWS identity (where it
+/// came from and its access key id), the service account, the expiry, and `request_id=none`
+/// (Google's answers carry none); at `-vv` keyless's own steps, in JSON when asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_logs_one_line_per_exchange_naming_identity_and_service_account() {
+    let w = LabWorld::start().await;
+    let session = w.workload_session();
+    let env = support::lab_world::aws_env(&session);
+    let out = w
+        .gcp(
+            &[
+                "token",
+                "-v",
+                "--service-account",
+                COPYCAT,
+                "--format",
+                "json",
+            ],
+            &env,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("exchanged"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one exchange, one line: {out}");
+    let line = lines[0];
+    for want in [
+        "upstream=google-sts+iamcredentials".to_string(),
+        format!("access_key_id={}", session.access_key_id),
+        format!("role={COPYCAT}"),
+        "request_id=none".to_string(),
+        "expires_at=20".to_string(),
+        "duration_ms=".to_string(),
+    ] {
+        assert!(line.contains(&want), "{want} missing: {line}");
+    }
+
+    let out = w
+        .gcp(
+            &[
+                "token",
+                "-vv",
+                "--log-format",
+                "json",
+                "--service-account",
+                COPYCAT,
+            ],
+            &env,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let events: Vec<Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["fields"]["message"].as_str())
+        .collect();
+    for step in [
+        "resolved AWS credentials",
+        "Google STS: sending the token exchange",
+        "IAM Credentials: sending generateAccessToken",
+        "exchanged",
+        "delivered",
+    ] {
+        assert!(messages.contains(&step), "{step} missing: {messages:?}");
+    }
+    let exchanged = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "exchanged")
+        .unwrap();
+    assert_eq!(exchanged["level"], "INFO");
+    assert_eq!(exchanged["fields"]["role"], COPYCAT);
+}

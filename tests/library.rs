@@ -20,6 +20,7 @@ async fn the_aws_sdk_gets_fresh_credentials_from_keyless() {
         .token_source(format!("file:{}", token.display()))
         .sts_endpoint(w.lab.aws_sts_url())
         .session_name("library")
+        .duration("2h".parse().unwrap())
         .build()
         .unwrap();
     assert!(format!("{provider:?}").contains("background_refresh: true"));
@@ -33,7 +34,8 @@ async fn the_aws_sdk_gets_fresh_credentials_from_keyless() {
     let first = chain.provide_credentials().await.unwrap();
     assert!(first.access_key_id().starts_with("ASIA"));
     assert!(first.session_token().is_some());
-    assert!(first.expiry().unwrap() > SystemTime::now() + Duration::from_secs(600));
+    // `.duration("2h")`: the session lasts two hours, not the default one.
+    assert!(first.expiry().unwrap() > SystemTime::now() + Duration::from_secs(7000));
 
     // Many asks, one exchange: the SDK's own cache and keyless's engine both hold it.
     let exchanges = w.lab.stats().assume_role_with_web_identity_successes;

@@ -49,7 +49,7 @@ fn gcp_to_aws_creating(format: &str, extra: &[&str]) -> String {
         "--policy-arn",
         "arn:aws:iam::aws:policy/ReadOnlyAccess",
         "--max-session-duration",
-        "14400",
+        "4h",
         "--format",
         format,
     ];

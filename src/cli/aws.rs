@@ -13,8 +13,10 @@ use crate::cache::CredentialCache;
 use crate::credentials::AwsCredentials;
 use crate::deliver::imds_server::{self, InstanceIdentity};
 use crate::deliver::metrics::MetricsRegistry;
+use crate::deliver::record::DeliveryRecord;
 use crate::deliver::token_file::TokenFileKeeper;
 use crate::deliver::{aws_files, credential_process, ecs_server, env, server};
+use crate::duration::Seconds;
 use crate::exchange::aws_sts::{
     fetch_caller_identity, region_from_env, AssumedRole, RoleArn, SessionName, StsEndpoint,
     WebIdentityRequest,
@@ -93,9 +95,11 @@ pub struct ExchangeArgs {
     #[arg(long, env = "KEYLESS_SESSION_NAME")]
     pub session_name: Option<String>,
 
-    /// How long the credentials last, 900 to 43200 seconds (the role's maximum applies).
-    #[arg(long, env = "KEYLESS_DURATION", value_parser = clap::value_parser!(u32).range(900..=43200))]
-    pub duration: Option<u32>,
+    /// How long the credentials last: 15m to 12h, as 900s, 15m, 1h, 1h30m or plain seconds
+    /// (the role's maximum applies).
+    #[arg(long, env = "KEYLESS_DURATION", value_name = "DUR",
+          value_parser = Seconds::parser_within(900..=43200))]
+    pub duration: Option<Seconds>,
 
     /// The AWS region: picks the regional STS endpoint (default: AWS_REGION, AWS_DEFAULT_REGION, else global).
     #[arg(long, env = "KEYLESS_REGION")]
@@ -293,12 +297,18 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
             std::io::stdout()
                 .write_all(text.as_bytes())
                 .context("could not write to stdout")?;
+            delivered(&role, "stdout", format_name(args.format));
             Ok(0)
         }
         AwsCommand::Exec(args) => {
             let role = obtain(&http, &args.role).await?;
             let region = region_of(&args.role.exchange);
             let vars = env::aws_env_vars(&role.credentials, region.as_deref());
+            let program = args
+                .command
+                .first()
+                .map(|c| c.to_string_lossy().into_owned());
+            delivered(&role, "exec", program.unwrap_or_default());
             Ok(env::exec_with_env(&args.command, &vars)?)
         }
         AwsCommand::WriteProfile(args) => {
@@ -308,6 +318,11 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
                 None => aws_files::default_credentials_path()?,
             };
             aws_files::write_credentials_profile(&path, &args.profile, &role.credentials)?;
+            delivered(
+                &role,
+                "credentials-file",
+                format!("{} [{}]", path.display(), args.profile),
+            );
             let until = role
                 .credentials
                 .expiration
@@ -551,6 +566,25 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// What `--format` the user typed for `format` (`credential-process`, `env`, `json`).
+pub(crate) fn format_name(format: impl ValueEnum) -> String {
+    format
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// Logs the hand-over of `role`'s credentials (one info line; see [`DeliveryRecord`]).
+fn delivered(role: &AssumedRole, channel: &'static str, destination: String) {
+    DeliveryRecord {
+        channel,
+        destination,
+        credential: role.assumed_role_arn.clone(),
+        expires_at: role.credentials.expiration,
+    }
+    .log();
+}
+
 fn region_of(args: &ExchangeArgs) -> Option<String> {
     args.region.clone().or_else(region_from_env)
 }
@@ -616,7 +650,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         request: WebIdentityRequest {
             role_arn,
             session_name,
-            duration_seconds: x.duration,
+            duration_seconds: x.duration.map(Seconds::as_secs_u32),
             policy,
             policy_arns: x.policy_arns.clone(),
         },

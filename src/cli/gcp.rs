@@ -14,6 +14,8 @@ use crate::deliver::env;
 use crate::deliver::external_account::{
     external_account_config, normalize_audience, ExternalAccountOptions,
 };
+use crate::deliver::record::DeliveryRecord;
+use crate::duration::Seconds;
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
 use crate::refresh::{GcpToken, GcpTokenProfile};
@@ -105,10 +107,12 @@ pub struct TokenRequestArgs {
     #[arg(long, env = "KEYLESS_SCOPES", value_delimiter = ',', default_value = CLOUD_PLATFORM_SCOPE)]
     pub scopes: Vec<String>,
 
-    /// The service account token's lifetime in seconds (above 3600 needs the org policy
+    /// The service account token's lifetime, up to 12h, as 90s, 15m, 1h or plain seconds
+    /// (above 1h needs the org policy
     /// constraints/iam.allowServiceAccountCredentialLifetimeExtension).
-    #[arg(long, env = "KEYLESS_LIFETIME", value_parser = clap::value_parser!(u32).range(1..=43200))]
-    pub lifetime: Option<u32>,
+    #[arg(long, env = "KEYLESS_LIFETIME", value_name = "DUR",
+          value_parser = Seconds::parser_within(1..=43200))]
+    pub lifetime: Option<Seconds>,
 
     /// Delegation chain of service accounts, comma-separated, in order.
     #[arg(long, env = "KEYLESS_DELEGATES", value_delimiter = ',')]
@@ -172,9 +176,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "KEYLESS_SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
 
-    /// `service_account_impersonation.token_lifetime_seconds`.
-    #[arg(long, env = "KEYLESS_LIFETIME", value_parser = clap::value_parser!(u32).range(600..=43200))]
-    pub lifetime: Option<u32>,
+    /// `service_account_impersonation.token_lifetime_seconds`: 10m to 12h, as 600s, 15m, 1h
+    /// or plain seconds.
+    #[arg(long, env = "KEYLESS_LIFETIME", value_name = "DUR",
+          value_parser = Seconds::parser_within(600..=43200))]
+    pub lifetime: Option<Seconds>,
 
     /// Have the SDKs use an IMDSv2 session token on EC2.
     #[arg(long, env = "KEYLESS_ENABLE_IMDSV2")]
@@ -247,24 +253,43 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                 }
             };
             write_stdout(&text)?;
+            delivered(&token, "stdout", super::aws::format_name(args.format));
             Ok(0)
         }
         GcpCommand::IdToken(args) => {
             let profile = profile_from_args(&args.request).await?;
             let token = profile.fetch_id_token(&http, &args.target_audience).await?;
             write_stdout(&format!("{}\n", token.expose()))?;
+            DeliveryRecord {
+                channel: "stdout",
+                destination: format!("id-token for {}", args.target_audience),
+                credential: profile
+                    .impersonation
+                    .as_ref()
+                    .map(|i| i.service_account.clone())
+                    .unwrap_or_default(),
+                expires_at: crate::source::google::IdToken::parse(token, "generateIdToken")
+                    .ok()
+                    .map(|t| t.claims().expires_at()),
+            }
+            .log();
             Ok(0)
         }
         GcpCommand::Exec(args) => {
             let profile = profile_from_args(&args.request).await?;
             let token = profile.fetch(&http).await?;
+            let program = args
+                .command
+                .first()
+                .map(|c| c.to_string_lossy().into_owned());
+            delivered(&token, "exec", program.unwrap_or_default());
             Ok(env::exec_with_env(&args.command, &google_env_vars(&token))?)
         }
         GcpCommand::Config(args) => {
             let config = external_account_config(&ExternalAccountOptions {
                 audience: args.provider.audience.clone(),
                 service_account: args.service_account.clone(),
-                token_lifetime_seconds: args.lifetime,
+                token_lifetime_seconds: args.lifetime.map(Seconds::as_secs_u32),
                 enable_imdsv2: args.enable_imdsv2,
                 token_url: Some(args.provider.token_url.clone()),
                 iamcredentials_url: Some(args.provider.iamcredentials_url.clone()),
@@ -424,7 +449,7 @@ pub async fn profile_from_args(args: &TokenRequestArgs) -> anyhow::Result<GcpTok
         impersonation: args.service_account.as_ref().map(|sa| Impersonation {
             service_account: sa.clone(),
             scopes: args.scopes.clone(),
-            lifetime: args.lifetime,
+            lifetime: args.lifetime.map(Seconds::as_secs_u32),
             delegates: args.delegates.clone(),
         }),
         retry: args.timeouts.retry_policy(),
@@ -432,6 +457,20 @@ pub async fn profile_from_args(args: &TokenRequestArgs) -> anyhow::Result<GcpTok
 }
 
 /// The variables gcloud and the Google SDKs read an access token from.
+/// Logs the hand-over of `token` (one info line; see [`DeliveryRecord`]).
+fn delivered(token: &GcpToken, channel: &'static str, destination: String) {
+    DeliveryRecord {
+        channel,
+        destination,
+        credential: token
+            .service_account
+            .clone()
+            .unwrap_or_else(|| "federated token".into()),
+        expires_at: Some(token.token.expires_at),
+    }
+    .log();
+}
+
 pub fn google_env_vars(token: &GcpToken) -> Vec<(String, String)> {
     let value = token.token.access_token.expose().to_string();
     vec![

@@ -22,6 +22,8 @@ pub mod setup;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::duration::Seconds;
+
 /// keyless: a workload's identity in one cloud becomes short-lived credentials in another.
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +37,10 @@ use clap::{Parser, Subcommand, ValueEnum};
                   Precedence: command line, environment, profile, [defaults], built-in default.\n\n\
                   Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 refused by the other\n\
                   cloud (trust policy, token rejected), 4 an endpoint unreachable or failing (retry later).\n\n\
-                  Logs go to stderr: -v info, -vv debug, -q errors only, --log-format json; RUST_LOG wins."
+                  Logs go to stderr: -v info, -vv debug, -q errors only, --log-format json; RUST_LOG wins.\n\
+                  -v logs one line per exchange (identity, role, session, expiry, request id), delivery\n\
+                  and refresh; -vv each step too. With --log-format json the final error is a JSON line\n\
+                  as well, with its exit code and error chain."
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -167,26 +172,28 @@ pub enum Command {
 /// How long the exchanges may take; shared by every command that calls an upstream.
 #[derive(Clone, Debug, clap::Args)]
 pub struct TimeoutArgs {
-    /// Give up on one attempt (connect, send, read the whole answer) after this many seconds;
-    /// it is retried if the upstream may recover and the deadline allows.
-    #[arg(long, env = "KEYLESS_ATTEMPT_TIMEOUT", value_name = "SECONDS",
-          default_value_t = crate::exchange::retry::DEFAULT_ATTEMPT_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=30))]
-    pub attempt_timeout: u64,
+    /// Give up on one attempt (connect, send, read the whole answer) after this long: 1s to
+    /// 30s, as 5s or plain seconds; it is retried if the upstream may recover and the deadline
+    /// allows.
+    #[arg(long, env = "KEYLESS_ATTEMPT_TIMEOUT", value_name = "DUR",
+          default_value_t = Seconds::new(crate::exchange::retry::DEFAULT_ATTEMPT_TIMEOUT.as_secs()),
+          value_parser = Seconds::parser_within(1..=30))]
+    pub attempt_timeout: Seconds,
 
-    /// Give up altogether (every attempt and the waits between them) after this many seconds.
-    #[arg(long, env = "KEYLESS_DEADLINE", value_name = "SECONDS",
-          default_value_t = crate::exchange::retry::DEFAULT_DEADLINE.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub deadline: u64,
+    /// Give up altogether (every attempt and the waits between them) after this long: 1s to
+    /// 1h, as 90s, 15m, 1h or plain seconds.
+    #[arg(long, env = "KEYLESS_DEADLINE", value_name = "DUR",
+          default_value_t = Seconds::new(crate::exchange::retry::DEFAULT_DEADLINE.as_secs()),
+          value_parser = Seconds::parser_within(1..=3600))]
+    pub deadline: Seconds,
 }
 
 impl TimeoutArgs {
     /// The retry policy these limits make.
     pub fn retry_policy(&self) -> crate::exchange::retry::RetryPolicy {
         crate::exchange::retry::RetryPolicy {
-            attempt_timeout: std::time::Duration::from_secs(self.attempt_timeout),
-            deadline: std::time::Duration::from_secs(self.deadline),
+            attempt_timeout: self.attempt_timeout.as_duration(),
+            deadline: self.deadline.as_duration(),
             ..Default::default()
         }
     }

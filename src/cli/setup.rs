@@ -6,6 +6,7 @@
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::exit_code;
+use crate::duration::Seconds;
 use crate::setup::{self, AwsToGcp, GcpToAws, DEFAULT_AWS_AUDIENCE};
 
 /// The `setup` subcommands, one per direction.
@@ -65,9 +66,10 @@ pub struct GcpToAwsArgs {
     /// A managed policy to attach (repeatable).
     #[arg(long = "policy-arn", value_name = "ARN")]
     pub policy_arns: Vec<String>,
-    /// The role's maximum session duration, seconds (3600-43200).
-    #[arg(long, default_value_t = 3600)]
-    pub max_session_duration: u32,
+    /// The role's maximum session duration: 1h to 12h, as 3600s, 90m, 1h or plain seconds.
+    #[arg(long, value_name = "DUR", default_value_t = Seconds::new(3600),
+          value_parser = clap::value_parser!(Seconds))]
+    pub max_session_duration: Seconds,
     /// What to print.
     #[arg(long, value_enum)]
     pub format: GcpToAwsFormat,
@@ -116,7 +118,7 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
                 role_name: a.role_name,
                 audience: a.audience,
                 policy_arns: a.policy_arns,
-                max_session_duration: a.max_session_duration,
+                max_session_duration: a.max_session_duration.as_secs_u32(),
             };
             if let Err(e) = spec.validate() {
                 eprintln!("keyless: {e}");

@@ -89,6 +89,12 @@ impl Builder {
         self
     }
 
+    /// How long each set of credentials lasts, as the flags spell it (`"1h".parse()?`; see
+    /// [`crate::duration`]), 15m to 12h.
+    pub fn duration(self, duration: crate::duration::Seconds) -> Self {
+        self.duration_seconds(duration.as_secs_u32())
+    }
+
     /// The STS endpoint (default: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else by region).
     pub fn sts_endpoint(mut self, url: impl Into<String>) -> Self {
         self.sts_endpoint = Some(url.into());

@@ -9,5 +9,6 @@ pub mod external_account;
 pub mod gce_metadata_server;
 pub mod imds_server;
 pub mod metrics;
+pub mod record;
 pub mod server;
 pub mod token_file;

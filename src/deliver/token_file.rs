@@ -88,7 +88,13 @@ impl<U: Upstream<Value = IdToken>> TokenFileKeeper<U> {
                 cause: e.to_string(),
             },
         )?;
-        tracing::info!(path = %self.path.display(), expires_at = %expires_at, "wrote a fresh token");
+        crate::deliver::record::DeliveryRecord {
+            channel: "token-file",
+            destination: self.path.display().to_string(),
+            credential: crate::exchange::record::ExchangeRecord::google_identity(token.claims()),
+            expires_at: Some(expires_at),
+        }
+        .log();
         self.written = Some(token.secret().clone());
         Ok(expires_at)
     }

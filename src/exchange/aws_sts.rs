@@ -12,8 +12,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::credentials::AwsCredentials;
+use crate::credentials::{format_expiration, AwsCredentials};
 use crate::exchange::clock_skew;
+use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::exchange::retry::Budget;
 pub use crate::exchange::retry::RetryPolicy;
 use crate::policy::issuer::Issuer;
@@ -389,6 +390,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<IdToken, SourceError>>,
 {
+    let started = std::time::Instant::now();
     let budget = retry.budget();
     let mut delays = retry.delays();
     let mut attempts = 0u32;
@@ -397,11 +399,16 @@ where
     loop {
         attempts += 1;
         let outcome = match &token {
-            Some(t) => call_assume_role(&budget, http, endpoint, request, t, host).await,
+            Some(t) => call_assume_role(&budget, http, endpoint, request, t, host, attempts).await,
             // The token source has timeouts of its own; the deadline bounds it too.
             None => match budget.within_deadline(mint()).await {
                 Ok(Ok(t)) => {
-                    let result = call_assume_role(&budget, http, endpoint, request, &t, host).await;
+                    tracing::debug!(identity = %ExchangeRecord::google_identity(t.claims()),
+                        expires_at = %format_expiration(t.claims().expires_at()),
+                        "token source: fetched a Google ID token");
+                    let result =
+                        call_assume_role(&budget, http, endpoint, request, &t, host, attempts)
+                            .await;
                     token = Some(t);
                     result
                 }
@@ -412,7 +419,25 @@ where
             },
         };
         let failure = match outcome {
-            Ok(role) => return Ok(role),
+            Ok((role, answered)) => {
+                ExchangeRecord {
+                    target: ExchangeTarget::AwsSts,
+                    identity: token
+                        .as_ref()
+                        .map(|t| ExchangeRecord::google_identity(t.claims()))
+                        .unwrap_or_default(),
+                    role: request.role_arn.to_string(),
+                    session: Some(answered.session.as_str().to_string()),
+                    expires_at: role
+                        .credentials
+                        .expiration
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    request_id: answered.request_id,
+                    elapsed: started.elapsed(),
+                }
+                .log();
+                return Ok(role);
+            }
             Err(f) => f,
         };
         let (reaction, last) = match &failure {
@@ -526,6 +551,12 @@ pub(crate) enum Attempt {
     },
 }
 
+/// What an answer said besides the credentials, for the exchange's log line.
+struct Answered {
+    session: SessionName,
+    request_id: Option<String>,
+}
+
 /// One `AssumeRoleWithWebIdentity` call, bounded by the attempt timeout (or the deadline).
 async fn call_assume_role(
     budget: &Budget,
@@ -534,12 +565,15 @@ async fn call_assume_role(
     request: &WebIdentityRequest,
     token: &IdToken,
     host: &str,
-) -> Result<AssumedRole, Attempt> {
+    attempt: u32,
+) -> Result<(AssumedRole, Answered), Attempt> {
     let call = async {
         let session = request
             .session_name
             .clone()
             .unwrap_or_else(|| SessionName::derive(token.claims(), host));
+        tracing::debug!(endpoint = %endpoint.url, role = %request.role_arn,
+            session = session.as_str(), attempt, "AWS STS: sending AssumeRoleWithWebIdentity");
         let duration = request.duration_seconds.map(|d| d.to_string());
         let mut form: Vec<(String, &str)> = vec![
             ("Action".into(), "AssumeRoleWithWebIdentity"),
@@ -558,6 +592,11 @@ async fn call_assume_role(
             form.push((format!("PolicyArns.member.{}.arn", i + 1), arn));
         }
         let reply = post_form(http, &endpoint.url, &form).await?;
+        tracing::debug!(
+            status = reply.status,
+            request_id = reply.request_id.as_deref().unwrap_or("none"),
+            "AWS STS: answered"
+        );
         if reply.status != 200 {
             return Err(parse_fault(&reply));
         }
@@ -570,7 +609,14 @@ async fn call_assume_role(
         role.credentials.expiration = role.credentials.expiration.map(|expires_at| {
             clock_skew::local_expiry(expires_at, reply.date, reply.sent_at, "AWS STS")
         });
-        Ok(role)
+        let request_id = reply.request_id;
+        Ok((
+            role,
+            Answered {
+                session,
+                request_id,
+            },
+        ))
     };
     budget
         .attempt(call)
@@ -585,6 +631,8 @@ pub(crate) struct Reply {
     pub(crate) content_type: String,
     pub(crate) date: Option<OffsetDateTime>,
     pub(crate) sent_at: OffsetDateTime,
+    /// `x-amzn-RequestId`: what CloudTrail records as `requestID`.
+    pub(crate) request_id: Option<String>,
     pub(crate) body: String,
 }
 
@@ -596,6 +644,7 @@ impl Reply {
             content_type: "text/xml".into(),
             date: None,
             sent_at: OffsetDateTime::UNIX_EPOCH,
+            request_id: None,
             body: body.into(),
         }
     }
@@ -616,6 +665,7 @@ async fn post_form(
     let status = response.status().as_u16();
     let content_type = content_type_of(response.headers());
     let date = clock_skew::date_header(response.headers());
+    let request_id = request_id_of(response.headers());
     // A body cut short (the connection dropped mid-answer) is a network failure: retried.
     let body = response
         .text()
@@ -626,8 +676,18 @@ async fn post_form(
         content_type,
         date,
         sent_at,
+        request_id,
         body,
     })
+}
+
+/// The `x-amzn-RequestId` of an answer (CloudTrail's `requestID`), when present and printable.
+pub(crate) fn request_id_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get("x-amzn-requestid")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_string)
 }
 
 /// The `Content-Type` of an answer, for messages (`(none)` when absent).
@@ -773,6 +833,7 @@ pub async fn fetch_caller_identity(
     let status = response.status().as_u16();
     let content_type = content_type_of(response.headers());
     let date = clock_skew::date_header(response.headers());
+    let request_id = request_id_of(response.headers());
     let text = response
         .text()
         .await
@@ -782,6 +843,7 @@ pub async fn fetch_caller_identity(
         content_type,
         date,
         sent_at,
+        request_id,
         body: text,
     };
     let unexpected = |detail: String| ExchangeError::UnexpectedAnswer {
@@ -1062,6 +1124,7 @@ mod tests {
             content_type: "text/xml".into(),
             date: None,
             sent_at: OffsetDateTime::now_utc(),
+            request_id: None,
             body: body.into(),
         }
     }

@@ -84,13 +84,20 @@ impl AwsRoleProfile {
         let key: Vec<&str> = key.iter().map(String::as_str).collect();
         let hit = cache.load::<AssumedRole>(&key, OffsetDateTime::now_utc(), |r| {
             r.credentials.expiration
-        })?;
+        });
+        let Some(hit) = hit else {
+            tracing::debug!(role = %self.request.role_arn,
+                "cache miss: no entry with more than twenty minutes left; exchanging");
+            return None;
+        };
         // The entry must be a session of the role asked for, whatever its file name says.
         if !self.request.role_arn.is_assumed_by(&hit.assumed_role_arn) {
             tracing::warn!(role = %self.request.role_arn, cached = %hit.assumed_role_arn, "ignoring a cache entry for another role");
             return None;
         }
-        tracing::debug!(role = %self.request.role_arn, "credentials from the cache");
+        tracing::debug!(role = %self.request.role_arn,
+            expires_at = %hit.credentials.expiration.map(crate::credentials::format_expiration).unwrap_or_default(),
+            "cache hit: credentials from the cache");
         Some(hit)
     }
 

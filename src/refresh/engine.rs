@@ -374,7 +374,12 @@ impl<U: Upstream> Refresher<U> {
                     .unwrap_or_else(|e| e.into_inner()) = None;
                 self.inner.refreshes.fetch_add(1, Ordering::Relaxed);
                 self.inner.refreshed.send_modify(|n| *n += 1);
-                tracing::debug!(profile = %self.inner.name, expires_at = %expires_at, "refreshed");
+                tracing::info!(
+                    profile = %self.inner.name,
+                    expires_at = %crate::credentials::format_expiration(expires_at),
+                    next_refresh = %crate::credentials::format_expiration(entry.refresh_at),
+                    "refreshed"
+                );
                 Ok(entry)
             }
             Err(error) => {

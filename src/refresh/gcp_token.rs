@@ -9,6 +9,7 @@ use crate::exchange::google_iam::{
 use crate::exchange::google_sts::{
     build_subject_token, exchange_subject_token, GoogleStsError, SubjectToken, TokenExchange,
 };
+use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::secret::Secret;
 use crate::source::aws::{AwsIdentitySource, AwsSourceError};
 
@@ -136,6 +137,8 @@ impl GcpTokenProfile {
             subject_token,
         };
         let described = self.aws.describe();
+        tracing::debug!(token_url = %self.token_url, audience = %self.audience,
+            "Google STS: sending the token exchange");
         match exchange_subject_token(http, &self.token_url, &exchange, &described, &self.retry)
             .await
         {
@@ -168,12 +171,22 @@ impl GcpTokenProfile {
         let started = std::time::Instant::now();
         let (federated, aws_credentials) = self.fetch_federated(http).await?;
         let Some(impersonation) = &self.impersonation else {
+            self.record(
+                ExchangeTarget::GoogleSts,
+                &aws_credentials,
+                self.audience.clone(),
+                federated.expires_at,
+                started,
+            )
+            .log();
             return Ok(GcpToken {
                 token: federated,
                 service_account: None,
                 aws_credentials,
             });
         };
+        tracing::debug!(service_account = %impersonation.service_account,
+            "IAM Credentials: sending generateAccessToken");
         let token = self
             .retry
             .with_time_spent(started.elapsed())
@@ -192,6 +205,14 @@ impl GcpTokenProfile {
             )
             .await
             .map_err(|(e, attempts)| e.after_attempts(attempts))?;
+        self.record(
+            ExchangeTarget::GoogleImpersonation,
+            &aws_credentials,
+            impersonation.service_account.clone(),
+            token.expires_at,
+            started,
+        )
+        .log();
         Ok(GcpToken {
             token,
             service_account: Some(impersonation.service_account.clone()),
@@ -210,7 +231,9 @@ impl GcpTokenProfile {
             .as_ref()
             .ok_or(GcpFlowError::NeedsServiceAccount)?;
         let started = std::time::Instant::now();
-        let (federated, _) = self.fetch_federated(http).await?;
+        let (federated, aws_credentials) = self.fetch_federated(http).await?;
+        tracing::debug!(service_account = %impersonation.service_account, %target_audience,
+            "IAM Credentials: sending generateIdToken");
         let token = self
             .retry
             .with_time_spent(started.elapsed())
@@ -231,7 +254,46 @@ impl GcpTokenProfile {
             )
             .await
             .map_err(|(e, attempts)| e.after_attempts(attempts))?;
+        let expires_at = crate::source::google::IdToken::parse(token.clone(), "generateIdToken")
+            .map(|t| t.claims().expires_at())
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        self.record(
+            ExchangeTarget::GoogleImpersonation,
+            &aws_credentials,
+            impersonation.service_account.clone(),
+            expires_at,
+            started,
+        )
+        .log();
         Ok(token)
+    }
+
+    /// The log line of one exchange of this profile: the AWS identity (where it came from and
+    /// its access key id, never the secret) and what it became. Google sends no request id.
+    fn record(
+        &self,
+        target: ExchangeTarget,
+        aws: &AwsCredentials,
+        role: String,
+        expires_at: time::OffsetDateTime,
+        started: std::time::Instant,
+    ) -> ExchangeRecord {
+        ExchangeRecord {
+            target,
+            identity: format!(
+                "{},access_key_id={}",
+                self.aws
+                    .describe()
+                    .trim_start_matches("aws ")
+                    .replace(' ', ","),
+                aws.access_key_id
+            ),
+            role,
+            session: None,
+            expires_at,
+            request_id: None,
+            elapsed: started.elapsed(),
+        }
     }
 
     /// The ARN these credentials sign as (GetCallerIdentity at the region's STS endpoint).
