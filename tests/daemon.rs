@@ -426,3 +426,43 @@ async fn server_channels_of_both_directions_run_in_one_daemon() {
     assert_eq!(w.lab.stats().google_sts_exchanges, 1);
     assert_eq!(serve.terminate().await, 0);
 }
+
+/// `allow_remote = true` for the daemon does not switch off the `Host` check of a loopback
+/// listener (a DNS-rebinding page could otherwise read it); `allowed_hosts` at the top and in
+/// the profile adds names.
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_remote_keeps_the_host_check_of_loopback_listeners() {
+    let w = LabWorld::start().await;
+    let port = free_port();
+    let config = write_config(
+        &w,
+        &format!(
+            "allow_remote = true\nallowed_hosts = [\"top.internal\"]\n\
+             [profile.deploy]\nrole_arn = \"{}\"\nimds_listen = \"127.0.0.1:{port}\"\n\
+             allowed_hosts = [\"profile.internal\"]\n",
+            w.lab.role_arn("gcp-deploy"),
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    serve.ready(1).await;
+    let http = reqwest::Client::new();
+    let token_with_host = |host: &str| {
+        http.put(format!("http://127.0.0.1:{port}/latest/api/token"))
+            .header("Host", host)
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+            .send()
+    };
+    for host in ["attacker.example", "10.1.2.3"] {
+        let answer = token_with_host(host).await.unwrap();
+        assert_eq!(answer.status(), 403, "{host}: {}", serve.stderr());
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        "top.internal".into(),
+        "profile.internal".into(),
+    ] {
+        let answer = token_with_host(&host).await.unwrap();
+        assert_eq!(answer.status(), 200, "{host}: {}", serve.stderr());
+    }
+    assert_eq!(serve.terminate().await, 0);
+}

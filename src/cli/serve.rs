@@ -51,9 +51,21 @@ pub struct ServeArgs {
     pub ready_file: Option<PathBuf>,
 
     /// Allow the endpoints to listen on non-loopback addresses (as allow_remote = true in the
-    /// file does): anything that can reach them can take credentials.
+    /// file does): anything that can reach them can take credentials. Each listener still
+    /// checks Host for its own address: loopback ones as before, others take IP addresses and
+    /// --allowed-host names.
     #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
     pub allow_remote: bool,
+
+    /// A DNS name (or address) every profile's endpoints accept in Host besides their own, e.g.
+    /// host.docker.internal (as allowed_hosts in the file); repeatable.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "KEYLESS_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<server::AllowedHost>,
 }
 
 /// Why a profile could not start.
@@ -103,7 +115,8 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
         .or_else(|| config.metrics_listen.map(|a| a.to_string()));
     let (metrics_local, metrics_task) = match &metrics_addr {
         Some(addr) => {
-            let listener = server::bind(addr, server::Endpoint::Metrics, false).await?;
+            let listener =
+                server::bind(addr, server::Endpoint::Metrics, &server::Access::local()).await?;
             let local = listener.local_addr().ok();
             let router = registry.router();
             let task = tokio::spawn(server::serve(listener, router, async {
@@ -121,6 +134,8 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
     let mut daemon = Daemon {
         config_path: config_path.clone(),
         allow_remote: args.allow_remote || config.allow_remote,
+        cli_allowed_hosts: args.allowed_hosts.clone(),
+        file_allowed_hosts: config.allowed_hosts.clone(),
         reader,
         ready_file: args.ready_file.clone(),
         metrics_from_flag: args.metrics_listen.is_some(),
@@ -197,6 +212,10 @@ struct Daemon {
     reader: config::ReadFor,
     /// Whether endpoints may listen beyond loopback (flag or file), for profiles started now.
     allow_remote: bool,
+    /// `--allowed-host`, for every profile.
+    cli_allowed_hosts: Vec<server::AllowedHost>,
+    /// The file's top-level `allowed_hosts`, for every profile.
+    file_allowed_hosts: Vec<server::AllowedHost>,
     ready_file: Option<PathBuf>,
     metrics_from_flag: bool,
     metrics_local: Option<SocketAddr>,
@@ -212,6 +231,8 @@ struct Daemon {
 /// One started profile: its configuration (to compare on reload), tasks and metric names.
 struct RunningProfile {
     config: ProfileConfig,
+    /// Who may reach its endpoints (flags, the file's top level and the profile's own keys).
+    access: server::Access,
     tasks: Vec<JoinHandle<()>>,
     metric_names: Vec<String>,
     /// The generation that started it (unchanged profiles keep theirs across reloads).
@@ -245,6 +266,7 @@ impl Daemon {
                 }
                 self.file_metrics_listen = config.metrics_listen;
                 self.allow_remote = self.reader.allow_remote || config.allow_remote;
+                self.file_allowed_hosts = config.allowed_hosts.clone();
                 self.apply_changes(config).await;
             }
             Err(e) => {
@@ -277,8 +299,9 @@ impl Daemon {
         }
         let mut to_start = Vec::new();
         for (name, profile) in config.profiles {
+            let access = self.access_for(&profile);
             match self.running.get(&name) {
-                Some(running) if running.config == profile => {
+                Some(running) if running.config == profile && running.access == access => {
                     tracing::debug!(profile = %name, "unchanged; left running");
                 }
                 Some(_) => {
@@ -319,6 +342,24 @@ impl Daemon {
         }
     }
 
+    /// Who may reach `profile`'s endpoints: `--allow-remote`/`allow_remote`, and the allowed
+    /// hosts of the command line, the file's top level and the profile.
+    fn access_for(&self, profile: &ProfileConfig) -> server::Access {
+        let mut allowed_hosts: Vec<server::AllowedHost> = self
+            .cli_allowed_hosts
+            .iter()
+            .chain(&self.file_allowed_hosts)
+            .chain(profile.allowed_hosts())
+            .cloned()
+            .collect();
+        allowed_hosts.sort();
+        allowed_hosts.dedup();
+        server::Access {
+            allow_remote: self.allow_remote,
+            allowed_hosts,
+        }
+    }
+
     fn stop(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
             for metric in &running.metric_names {
@@ -334,8 +375,10 @@ impl Daemon {
         name: &str,
         profile: ProfileConfig,
     ) -> Result<(RunningProfile, Vec<FirstDelivery>), StartError> {
+        let access = self.access_for(&profile);
         let mut running = RunningProfile {
             config: profile.clone(),
+            access: access.clone(),
             tasks: Vec::new(),
             metric_names: Vec::new(),
             started_generation: self.generation,
@@ -389,7 +432,7 @@ impl Daemon {
                             id_token: id_token.as_ref(),
                             role_arn: &p.role_arn,
                             region: p.region.as_deref(),
-                            allow_remote: self.allow_remote,
+                            access: &access,
                         },
                         tx,
                     )?;
@@ -413,7 +456,7 @@ impl Daemon {
                         name,
                         *listen,
                         server::Endpoint::GceMetadata,
-                        self.allow_remote,
+                        &access,
                         endpoint.router(),
                     )?);
                 }
@@ -511,7 +554,7 @@ fn start_channel(
         id_token,
         role_arn,
         region,
-        allow_remote,
+        access,
     } = sources;
     let missing = || StartError::Profile {
         profile: profile.to_string(),
@@ -577,7 +620,7 @@ fn start_channel(
                 profile,
                 *listen,
                 server::Endpoint::EcsCredentials,
-                allow_remote,
+                access,
                 ecs_server::router(refresher, token),
             )
         }
@@ -589,7 +632,7 @@ fn start_channel(
                 profile,
                 *listen,
                 server::Endpoint::Imds,
-                allow_remote,
+                access,
                 imds_server::router(refresher, identity),
             )
         }
@@ -606,8 +649,8 @@ struct ChannelSources<'a> {
     id_token: Option<&'a Refresher<GoogleIdTokenUpstream>>,
     role_arn: &'a RoleArn,
     region: Option<&'a str>,
-    /// Whether the endpoints may listen beyond loopback.
-    allow_remote: bool,
+    /// Who may reach the endpoints.
+    access: &'a server::Access,
 }
 
 /// Binds `listen` now (so a clash is reported at start) and serves `router` until the profile
@@ -616,14 +659,13 @@ fn spawn_server(
     profile: &str,
     listen: SocketAddr,
     endpoint: server::Endpoint,
-    allow_remote: bool,
+    access: &server::Access,
     router: axum::Router,
 ) -> Result<JoinHandle<()>, StartError> {
-    let listener =
-        server::bind_now(listen, endpoint, allow_remote).map_err(|e| StartError::Profile {
-            profile: profile.to_string(),
-            cause: e.to_string(),
-        })?;
+    let listener = server::bind_now(listen, endpoint, access).map_err(|e| StartError::Profile {
+        profile: profile.to_string(),
+        cause: e.to_string(),
+    })?;
     let name = profile.to_string();
     Ok(tokio::spawn(async move {
         if let Err(e) = server::serve(listener, router, std::future::pending()).await {
