@@ -23,16 +23,52 @@ struct Serve {
 
 impl Serve {
     fn start(w: &LabWorld, config: &Path) -> Self {
+        Self::start_with(w, config, None)
+    }
+
+    /// Starts the daemon; with `passed`, as systemd's socket activation does: the socket is the
+    /// child's descriptor 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (set by a shell that
+    /// then execs keyless, keeping the pid).
+    fn start_with(w: &LabWorld, config: &Path, passed: Option<&std::net::TcpListener>) -> Self {
         let dir = config.parent().unwrap();
         let ready_file = dir.join("ready.json");
         let stderr_file = dir.join("serve.stderr");
-        let mut cmd = w.home.keyless([
+        let args = [
             "serve".as_ref(),
             "--config".as_ref(),
             config.as_os_str(),
             "--ready-file".as_ref(),
             ready_file.as_os_str(),
-        ]);
+        ];
+        let mut cmd = match passed {
+            None => w.home.keyless(args),
+            Some(socket) => {
+                use std::os::fd::AsRawFd;
+                use std::os::unix::process::CommandExt;
+                let mut cmd = w.home.command("sh");
+                cmd.arg("-c")
+                    .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=keyless exec "$0" "$@""#)
+                    .arg(support::aws_home::keyless_bin())
+                    .args(args);
+                let fd = socket.as_raw_fd();
+                // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let ok = if fd == 3 {
+                            libc::fcntl(3, libc::F_SETFD, 0) == 0
+                        } else {
+                            libc::dup2(fd, 3) == 3
+                        };
+                        if ok {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::last_os_error())
+                        }
+                    });
+                }
+                cmd
+            }
+        };
         w.point_at_lab(&mut cmd, &[]);
         let child = cmd
             .stdin(Stdio::null())
@@ -464,5 +500,55 @@ async fn allow_remote_keeps_the_host_check_of_loopback_listeners() {
         let answer = token_with_host(&host).await.unwrap();
         assert_eq!(answer.status(), 200, "{host}: {}", serve.stderr());
     }
+    assert_eq!(serve.terminate().await, 0);
+}
+
+/// Socket activation: the daemon serves on the socket it was passed (the test still holds the
+/// same socket open, so keyless could not have bound the port itself), and a reload that
+/// restarts the profile keeps serving on it: the port is never free for another user.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_uses_the_socket_passed_by_socket_activation() {
+    let w = LabWorld::start().await;
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let profile = format!(
+        "[profile.deploy]\nrole_arn = \"{}\"\nimds_listen = \"127.0.0.1:{port}\"\n",
+        w.lab.role_arn("gcp-deploy"),
+    );
+    let config = write_config(&w, &profile);
+    let mut serve = Serve::start_with(&w, &config, Some(&socket));
+    serve.ready(1).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let token = || {
+        http.put(format!("http://127.0.0.1:{port}/latest/api/token"))
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+            .send()
+    };
+    let answer = token().await.expect("keyless answers on the passed socket");
+    assert_eq!(answer.status(), 200, "{}", serve.stderr());
+    assert!(
+        serve
+            .stderr()
+            .contains("socket activation passed a listening socket"),
+        "{}",
+        serve.stderr()
+    );
+    // A changed profile restarts on the same socket.
+    std::fs::write(
+        &config,
+        format!("{profile}allowed_hosts = [\"x.internal\"]\n"),
+    )
+    .unwrap();
+    serve.signal("HUP");
+    let status = serve.ready(2).await;
+    assert_eq!(
+        status["profiles"]["deploy"]["started_generation"], 2,
+        "{status}"
+    );
+    let answer = token().await.expect("still answers after the reload");
+    assert_eq!(answer.status(), 200, "{}", serve.stderr());
     assert_eq!(serve.terminate().await, 0);
 }

@@ -7,6 +7,11 @@
 //! stop, added ones start; a broken file is reported and the running configuration stays.
 //! SIGTERM and SIGINT stop everything cleanly.
 //!
+//! A listener's socket is never closed while its address is still wanted: a profile restarted
+//! by a reload serves on the socket its old version used, and under systemd socket activation
+//! the sockets outlive the process (see [`crate::deliver::listen_fds`]), so no other local user
+//! can take a fixed port in between.
+//!
 //! `--ready-file PATH` is how supervisors and tests know where things stand without racing the
 //! logs: it is written atomically once every profile has made its first delivery attempt, and
 //! again after each reload, as JSON with a `generation` that counts loads.
@@ -24,7 +29,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, Channel, Config, ProfileConfig};
 use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
 use crate::deliver::metrics::MetricsRegistry;
-use crate::deliver::{aws_files, ecs_server, imds_server, server};
+use crate::deliver::{aws_files, ecs_server, imds_server, listen_fds, server};
 use crate::exchange::aws_sts::RoleArn;
 use crate::refresh::{
     AwsRoleUpstream, Clock, GoogleIdTokenUpstream, RefreshPolicy, Refresher, Upstream,
@@ -148,6 +153,14 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
         reload_error: None,
     };
     daemon.apply(config).await;
+    for (addr, name) in listen_fds::untaken() {
+        tracing::warn!(
+            %addr,
+            name = %name,
+            "socket activation passed a socket that no profile listens on; give a channel this \
+             exact address (e.g. imds_listen = \"{addr}\") or remove it from keyless.socket"
+        );
+    }
     daemon.registry.mark_started();
     daemon.write_ready_file();
     tracing::info!(
@@ -340,6 +353,19 @@ impl Daemon {
                 running.first_delivery = outcome;
             }
         }
+        self.release_unused_sockets();
+    }
+
+    /// Closes the sockets kept for addresses no running profile listens on any more (a removed
+    /// profile's, or an old address of a changed one); passed sockets stay.
+    fn release_unused_sockets(&self) {
+        let mut in_use: Vec<SocketAddr> = self
+            .running
+            .values()
+            .flat_map(|r| r.config.channels().iter().filter_map(Channel::listen))
+            .collect();
+        in_use.extend(self.metrics_local);
+        listen_fds::release_except(&in_use);
     }
 
     /// Who may reach `profile`'s endpoints: `--allow-remote`/`allow_remote`, and the allowed

@@ -368,7 +368,15 @@ pub async fn bind(
 /// A listening socket on `addr` with a backlog as deep as the connection cap (the kernel caps it
 /// at `net.core.somaxconn`), so a burst of connections waits in the queue instead of having its
 /// handshakes dropped and retried.
+///
+/// A socket kept for `addr` (passed by systemd, or bound earlier by this process and still
+/// wanted: see [`super::listen_fds`]) is used instead of binding anew, so the port is never left
+/// free for another local user to take.
 fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    if let Some(kept) = super::listen_fds::take(addr) {
+        tracing::debug!(%addr, "serving on a kept socket");
+        return TcpListener::from_std(kept?);
+    }
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -376,7 +384,11 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(u32::try_from(DEFAULT_MAX_CONNECTIONS).unwrap_or(1024))
+    let tcp = socket
+        .listen(u32::try_from(DEFAULT_MAX_CONNECTIONS).unwrap_or(1024))?
+        .into_std()?;
+    super::listen_fds::keep(addr, &tcp);
+    TcpListener::from_std(tcp)
 }
 
 /// Binds `addr` at once (the daemon reports a clash when a profile starts), with the rules of
@@ -1067,6 +1079,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(local.host_check, HostCheck::Local);
+    }
+
+    /// A second listener on a fixed address gets the socket the first one bound (kept), instead
+    /// of failing with "address in use" or leaving the port free in between: what a reload that
+    /// restarts a profile does.
+    #[tokio::test]
+    async fn a_fixed_address_is_bound_once_and_kept_until_released() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let first = bind_now(addr, Endpoint::Imds, &Access::local()).unwrap();
+        let second = bind_now(addr, Endpoint::Imds, &Access::local()).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        drop(first);
+        drop(second);
+        // Still held: nobody else can bind it.
+        assert!(std::net::TcpListener::bind(addr).is_err());
+        super::super::listen_fds::release_except(&[]);
+        assert!(std::net::TcpListener::bind(addr).is_ok());
     }
 
     /// `--allow-remote` for one listener (or the whole daemon) leaves every loopback listener's
