@@ -23,23 +23,29 @@ struct Serve {
 
 impl Serve {
     fn start(w: &LabWorld, config: &Path) -> Self {
-        Self::start_with(w, config, None)
+        Self::start_with(w, config, &[], None)
     }
 
     /// Starts the daemon; with `passed`, as systemd's socket activation does: the socket is the
     /// child's descriptor 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (set by a shell that
     /// then execs keyless, keeping the pid).
-    fn start_with(w: &LabWorld, config: &Path, passed: Option<&std::net::TcpListener>) -> Self {
+    fn start_with(
+        w: &LabWorld,
+        config: &Path,
+        extra: &[&str],
+        passed: Option<&std::net::TcpListener>,
+    ) -> Self {
         let dir = config.parent().unwrap();
         let ready_file = dir.join("ready.json");
         let stderr_file = dir.join("serve.stderr");
-        let args = [
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "serve".as_ref(),
             "--config".as_ref(),
             config.as_os_str(),
             "--ready-file".as_ref(),
             ready_file.as_os_str(),
         ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         let mut cmd = match passed {
             None => w.home.keyless(args),
             Some(socket) => {
@@ -105,6 +111,22 @@ impl Serve {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "not ready (generation {generation}) within 60 s:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The exit code once the daemon exits by itself; panics if it is still running after 60 s.
+    async fn exit_code(&mut self) -> i32 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("exited, not killed");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still running after 60 s:\n{}",
                 self.stderr()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -516,7 +538,7 @@ async fn serve_uses_the_socket_passed_by_socket_activation() {
         w.lab.role_arn("gcp-deploy"),
     );
     let config = write_config(&w, &profile);
-    let mut serve = Serve::start_with(&w, &config, Some(&socket));
+    let mut serve = Serve::start_with(&w, &config, &[], Some(&socket));
     serve.ready(1).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -549,6 +571,103 @@ async fn serve_uses_the_socket_passed_by_socket_activation() {
         "{status}"
     );
     let answer = token().await.expect("still answers after the reload");
+    assert_eq!(answer.status(), 200, "{}", serve.stderr());
+    assert_eq!(serve.terminate().await, 0);
+}
+
+/// A profile that cannot start (here: an authorization token file with a trailing newline)
+/// makes the daemon exit 2 before it reports ready, naming the profile, the fix and
+/// `--keep-going`; with `--keep-going` the other profiles are served and the ready file lists
+/// the failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_that_cannot_start_stops_the_daemon_before_ready() {
+    let w = LabWorld::start().await;
+    let bad_token = w.home.home().join("ecs-token");
+    std::fs::write(&bad_token, format!("{}\n", "t".repeat(40))).unwrap();
+    let config = write_config(
+        &w,
+        &format!(
+            "[profile.good]\nrole_arn = \"{role}\"\nimds_listen = \"127.0.0.1:{}\"\n\n\
+             [profile.bad]\nrole_arn = \"{role}\"\necs_listen = \"127.0.0.1:{}\"\n\
+             auth_token_file = \"{}\"\n",
+            free_port(),
+            free_port(),
+            bad_token.display(),
+            role = w.lab.role_arn("gcp-deploy"),
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    assert_eq!(serve.exit_code().await, 2, "{}", serve.stderr());
+    let stderr = serve.stderr();
+    assert!(stderr.contains("profile `bad`"), "{stderr}");
+    assert!(stderr.contains("line break"), "{stderr}");
+    assert!(stderr.contains("--keep-going"), "{stderr}");
+    assert!(!serve.ready_file.exists(), "reported ready:\n{stderr}");
+    drop(serve);
+
+    let mut serve = Serve::start_with(&w, &config, &["--keep-going"], None);
+    let status = serve.ready(1).await;
+    assert!(status["profiles"]["good"].is_object(), "{status}");
+    assert!(status["profiles"]["bad"].is_null(), "{status}");
+    assert!(
+        status["start_errors"]["bad"]
+            .as_str()
+            .unwrap()
+            .contains("line break"),
+        "{status}"
+    );
+    assert_eq!(serve.terminate().await, 0);
+}
+
+/// On SIGHUP a changed profile whose new version cannot start is reported, and the old
+/// version keeps serving on its port.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_whose_new_version_cannot_start_keeps_the_old_one() {
+    let w = LabWorld::start().await;
+    let port = free_port();
+    let profile = format!(
+        "[profile.deploy]\nrole_arn = \"{}\"\nimds_listen = \"127.0.0.1:{port}\"\n",
+        w.lab.role_arn("gcp-deploy"),
+    );
+    let config = write_config(&w, &profile);
+    let mut serve = Serve::start(&w, &config);
+    serve.ready(1).await;
+    let bad_token = w.home.home().join("ecs-token");
+    std::fs::write(&bad_token, format!("{}\n", "t".repeat(40))).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{profile}ecs_listen = \"127.0.0.1:{}\"\nauth_token_file = \"{}\"\n",
+            free_port(),
+            bad_token.display()
+        ),
+    )
+    .unwrap();
+    serve.signal("HUP");
+    let status = serve.ready(2).await;
+    assert_eq!(
+        status["profiles"]["deploy"]["started_generation"], 1,
+        "{status}"
+    );
+    assert!(
+        status["start_errors"]["deploy"]
+            .as_str()
+            .unwrap()
+            .contains("line break"),
+        "{status}"
+    );
+    assert!(
+        serve.stderr().contains("the running one keeps serving"),
+        "{}",
+        serve.stderr()
+    );
+    let answer = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{port}/latest/api/token"))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the old version still answers");
     assert_eq!(answer.status(), 200, "{}", serve.stderr());
     assert_eq!(serve.terminate().await, 0);
 }

@@ -7,6 +7,12 @@
 //! stop, added ones start; a broken file is reported and the running configuration stays.
 //! SIGTERM and SIGINT stop everything cleanly.
 //!
+//! A profile that cannot start (an unreadable token file, a port in use, a bad source) is never
+//! silently dropped: at start-up it makes `keyless serve` exit non-zero before it reports ready,
+//! so a supervisor sees the failure (`--keep-going` serves the other profiles instead); on a
+//! reload the new version of a changed profile starts before the old one stops, and if it cannot
+//! start it is reported and the old version keeps serving.
+//!
 //! A listener's socket is never closed while its address is still wanted: a profile restarted
 //! by a reload serves on the socket its old version used, and under systemd socket activation
 //! the sockets outlive the process (see [`crate::deliver::listen_fds`]), so no other local user
@@ -43,6 +49,9 @@ const FILE_CHANNEL_POLL: Duration = Duration::from_secs(5);
 /// Reports a channel's first delivery attempt: `Err` says why it failed (secret-free).
 type FirstDelivery = oneshot::Receiver<Result<(), String>>;
 
+/// A refresher's status, for `/metrics` and `/healthz`.
+type StatusFn = Box<dyn Fn() -> crate::refresh::RefreshStatus + Send + Sync>;
+
 /// `keyless serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -71,6 +80,12 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_hosts: Vec<server::AllowedHost>,
+
+    /// Serve the profiles that start even if others cannot (each failure is logged and listed
+    /// in the ready file); without it a profile that cannot start makes keyless serve exit
+    /// non-zero before it reports ready.
+    #[arg(long, env = "KEYLESS_KEEP_GOING")]
+    pub keep_going: bool,
 }
 
 /// Why a profile could not start.
@@ -89,6 +104,34 @@ pub enum StartError {
     /// The profile could not be turned into a working credential source.
     #[error("profile `{profile}`: {cause}")]
     Profile { profile: String, cause: String },
+    /// A listener could not be bound (its address is taken, or beyond loopback).
+    #[error("profile `{profile}`: {cause}")]
+    Listen {
+        profile: String,
+        cause: server::ServerError,
+    },
+}
+
+impl StartError {
+    /// The profile it is about.
+    pub fn profile(&self) -> &str {
+        match self {
+            Self::ChannelNotInThisBuild { profile, .. }
+            | Self::Profile { profile, .. }
+            | Self::Listen { profile, .. } => profile,
+        }
+    }
+
+    /// 1 for a taken address (a restart may find it free), 2 for the configuration.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Listen {
+                cause: server::ServerError::Bind { .. } | server::ServerError::Serve { .. },
+                ..
+            } => super::exit_code::FAILURE,
+            _ => super::exit_code::USAGE,
+        }
+    }
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
@@ -151,8 +194,33 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
         running: BTreeMap::new(),
         generation: 0,
         reload_error: None,
+        start_errors: BTreeMap::new(),
     };
-    daemon.apply(config).await;
+    let failures = daemon.apply(config).await;
+    if !failures.is_empty() && !args.keep_going {
+        let code = failures
+            .iter()
+            .map(StartError::exit_code)
+            .max()
+            .unwrap_or(super::exit_code::FAILURE);
+        let names: Vec<&str> = failures.iter().map(StartError::profile).collect();
+        eprintln!(
+            "keyless: not serving: {} could not start (see above)\n  \
+             hint: fix {}, or pass --keep-going (KEYLESS_KEEP_GOING=true) to serve the others",
+            names
+                .iter()
+                .map(|n| format!("profile `{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+        );
+        drop(daemon); // stops what did start
+        let _ = stop_metrics.send(());
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+        return Ok(code);
+    }
     for (addr, name) in listen_fds::untaken() {
         tracing::warn!(
             %addr,
@@ -239,6 +307,8 @@ struct Daemon {
     /// Loads so far: 1 after start, +1 per SIGHUP (even a rejected one).
     generation: u64,
     reload_error: Option<String>,
+    /// Profiles of the last load that could not start, and why (secret-free).
+    start_errors: BTreeMap<String, String>,
 }
 
 /// One started profile: its configuration (to compare on reload), tasks and metric names.
@@ -248,6 +318,9 @@ struct RunningProfile {
     access: server::Access,
     tasks: Vec<JoinHandle<()>>,
     metric_names: Vec<String>,
+    /// Its refreshers' status, registered for `/metrics` only once it replaces the old version
+    /// (both report under the same names).
+    unregistered_metrics: Vec<(String, StatusFn)>,
     /// The generation that started it (unchanged profiles keep theirs across reloads).
     started_generation: u64,
     /// `ok`, or why the first delivery failed (the refresher keeps retrying).
@@ -292,14 +365,16 @@ impl Daemon {
         self.write_ready_file();
     }
 
-    async fn apply(&mut self, config: Config) {
+    async fn apply(&mut self, config: Config) -> Vec<StartError> {
         self.generation += 1;
-        self.apply_changes(config).await;
+        self.apply_changes(config).await
     }
 
-    /// Stops removed and changed profiles, then starts changed and added ones; equal ones are
-    /// not touched at all.
-    async fn apply_changes(&mut self, config: Config) {
+    /// Stops removed profiles and starts changed and added ones; equal ones are not touched at
+    /// all. A changed profile's new version starts before the old one stops (it gets the same
+    /// listening sockets), so when it cannot start the old one keeps serving. Returns the
+    /// profiles that could not start (each also logged).
+    async fn apply_changes(&mut self, config: Config) -> Vec<StartError> {
         let removed: Vec<String> = self
             .running
             .keys()
@@ -317,15 +392,13 @@ impl Daemon {
                 Some(running) if running.config == profile && running.access == access => {
                     tracing::debug!(profile = %name, "unchanged; left running");
                 }
-                Some(_) => {
-                    // Stop first: the new version may bind the same address or write the same file.
-                    self.stop(&name);
-                    to_start.push((name, profile, "restarted"));
-                }
+                Some(_) => to_start.push((name, profile, "restarted")),
                 None => to_start.push((name, profile, "started")),
             }
         }
         let mut pending = Vec::new();
+        let mut failures = Vec::new();
+        self.start_errors.clear();
         for (name, profile, verb) in to_start {
             match self.start(&name, profile).await {
                 Ok((running, first)) => {
@@ -335,10 +408,20 @@ impl Daemon {
                         channels = %describe_channels(running.config.channels()),
                         "{verb}"
                     );
-                    self.running.insert(name.clone(), running);
+                    self.install(name.clone(), running);
                     pending.push((name, first));
                 }
-                Err(e) => tracing::error!("{e}"),
+                Err(e) => {
+                    if self.running.contains_key(&name) {
+                        tracing::error!(
+                            "{e}\n  the new version did not start; the running one keeps serving"
+                        );
+                    } else {
+                        tracing::error!("{e}");
+                    }
+                    self.start_errors.insert(name, e.to_string());
+                    failures.push(e);
+                }
             }
         }
         // Ready means every new channel has tried once: files exist unless the upstream failed.
@@ -354,6 +437,18 @@ impl Daemon {
             }
         }
         self.release_unused_sockets();
+        failures
+    }
+
+    /// Puts a started profile in place of its old version (stopped now) and registers its
+    /// metrics.
+    fn install(&mut self, name: String, mut running: RunningProfile) {
+        self.stop(&name);
+        for (metric, status) in running.unregistered_metrics.drain(..) {
+            self.registry.register(metric.clone(), status);
+            running.metric_names.push(metric);
+        }
+        self.running.insert(name, running);
     }
 
     /// Closes the sockets kept for addresses no running profile listens on any more (a removed
@@ -407,6 +502,7 @@ impl Daemon {
             access: access.clone(),
             tasks: Vec::new(),
             metric_names: Vec::new(),
+            unregistered_metrics: Vec::new(),
             started_generation: self.generation,
             first_delivery: "pending".into(),
         };
@@ -506,9 +602,9 @@ impl Daemon {
         );
         running.tasks.push(refresher.spawn_keeper());
         let status = refresher.clone();
-        self.registry
-            .register(metric_name.clone(), move || status.status());
-        running.metric_names.push(metric_name);
+        running
+            .unregistered_metrics
+            .push((metric_name, Box::new(move || status.status())));
         refresher
     }
 
@@ -539,6 +635,7 @@ impl Daemon {
             "metrics_listen": self.metrics_local.map(|a| a.to_string()),
             "profiles": profiles,
             "reload_error": self.reload_error,
+            "start_errors": self.start_errors,
         });
         let text = serde_json::to_string_pretty(&status).unwrap_or_default() + "\n";
         if let Err(e) = crate::private_file::write_private_file_atomically(path, text.as_bytes()) {
@@ -688,10 +785,11 @@ fn spawn_server(
     access: &server::Access,
     router: axum::Router,
 ) -> Result<JoinHandle<()>, StartError> {
-    let listener = server::bind_now(listen, endpoint, access).map_err(|e| StartError::Profile {
-        profile: profile.to_string(),
-        cause: e.to_string(),
-    })?;
+    let listener =
+        server::bind_now(listen, endpoint, access).map_err(|cause| StartError::Listen {
+            profile: profile.to_string(),
+            cause,
+        })?;
     let name = profile.to_string();
     Ok(tokio::spawn(async move {
         if let Err(e) = server::serve(listener, router, std::future::pending()).await {
