@@ -215,6 +215,7 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
             if names.len() == 1 { "it" } else { "them" },
         );
         drop(daemon); // stops what did start
+        listen_fds::release_except(&[]);
         let _ = stop_metrics.send(());
         if let Some(task) = metrics_task {
             let _ = task.await;
@@ -245,6 +246,9 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
     for name in names {
         daemon.stop(&name);
     }
+    // Stopped profiles' ports close now (new connections are refused, not queued unanswered);
+    // sockets systemd passed stay with systemd.
+    listen_fds::release_except(&[]);
     let _ = stop_metrics.send(());
     if let Some(task) = metrics_task {
         let _ = task.await;
