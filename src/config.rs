@@ -20,6 +20,7 @@ use toml::Spanned;
 
 use crate::deliver::external_account::normalize_audience;
 use crate::duration::{DurationError, Seconds};
+use crate::deliver::server::AllowedHost;
 use crate::exchange::aws_sts::{RetryPolicy, RoleArn, SessionName, StsEndpoint};
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
@@ -39,9 +40,12 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How log lines look, unless `--log-format` says otherwise.
     pub log_format: Option<LogFormat>,
-    /// `allow_remote = true`: the endpoints may listen on non-loopback addresses (and accept any
-    /// `Host`), like `--allow-remote`.
+    /// `allow_remote = true`: the endpoints may listen on non-loopback addresses, like
+    /// `--allow-remote` (each listener still checks `Host` for its own address).
     pub allow_remote: bool,
+    /// `allowed_hosts = [...]` at the top: names every profile's endpoints accept in `Host`
+    /// besides their own, like `--allowed-host`.
+    pub allowed_hosts: Vec<AllowedHost>,
     /// The profiles by name.
     pub profiles: BTreeMap<String, ProfileConfig>,
 }
@@ -87,6 +91,14 @@ impl ProfileConfig {
         }
     }
 
+    /// The profile's own `allowed_hosts` (the file's top-level ones are added by the daemon).
+    pub fn allowed_hosts(&self) -> &[AllowedHost] {
+        match self {
+            Self::GcpToAws(p) => &p.allowed_hosts,
+            Self::AwsToGcp(p) => &p.allowed_hosts,
+        }
+    }
+
     /// Where the profile's credentials go (never empty in a validated config).
     pub fn channels(&self) -> &[Channel] {
         match self {
@@ -111,6 +123,8 @@ pub struct GcpToAwsProfile {
     pub policy_arns: Vec<String>,
     pub iamcredentials_url: Option<String>,
     pub sts_endpoint: Option<String>,
+    /// Names its endpoints accept in `Host` besides their own (`allowed_hosts`).
+    pub allowed_hosts: Vec<AllowedHost>,
     pub channels: Vec<Channel>,
 }
 
@@ -135,6 +149,8 @@ pub struct AwsToGcpProfile {
     pub assume_role: Option<String>,
     pub token_url: Option<String>,
     pub iamcredentials_url: Option<String>,
+    /// Names its endpoint accepts in `Host` besides its own (`allowed_hosts`).
+    pub allowed_hosts: Vec<AllowedHost>,
     pub channels: Vec<Channel>,
 }
 
@@ -503,12 +519,15 @@ const TOP_KEYS: &[&str] = &[
     "metrics_listen",
     "log_format",
     "allow_remote",
+    "allowed_hosts",
     "defaults",
     "profile",
 ];
 
 /// Keys both directions have.
 const COMMON_KEYS: &[&str] = &["audience", "iamcredentials_url"];
+/// Keys about the profile's endpoints, either direction; never inherited from `[defaults]`.
+const LISTENER_KEYS: &[&str] = &["allowed_hosts"];
 /// GCP → AWS keys (flags of `keyless aws`) and its channels.
 const GCP_TO_AWS_KEYS: &[&str] = &[
     "role_arn",
@@ -555,6 +574,7 @@ const RENAMED_FLAGS: &[(&str, &str)] = &[
 fn all_profile_keys() -> impl Iterator<Item = &'static str> {
     COMMON_KEYS
         .iter()
+        .chain(LISTENER_KEYS)
         .chain(GCP_TO_AWS_KEYS)
         .chain(GCP_TO_AWS_CHANNELS)
         .chain(AWS_TO_GCP_KEYS)
@@ -622,6 +642,7 @@ impl Checker<'_> {
         let mut metrics_listen = None;
         let mut log_format = None;
         let mut allow_remote = false;
+        let mut allowed_hosts = Vec::new();
         let mut profiles = BTreeMap::new();
         let mut claims = Vec::new();
         let mut saw_profiles = false;
@@ -666,6 +687,7 @@ impl Checker<'_> {
                 "allow_remote" => {
                     allow_remote = self.boolean(value, "allow_remote").unwrap_or(false);
                 }
+                "allowed_hosts" => allowed_hosts = self.allowed_hosts(value, "allowed_hosts"),
                 "profile" => {
                     saw_profiles = true;
                     let Some(table) = self.table(value, "profile") else {
@@ -715,6 +737,7 @@ impl Checker<'_> {
             metrics_listen,
             log_format,
             allow_remote,
+            allowed_hosts,
             profiles,
         })
     }
@@ -1180,6 +1203,7 @@ impl Checker<'_> {
                 });
             }
         }
+        let allowed_hosts = self.profile_allowed_hosts(ctx);
         self.require_channel(ctx, &channels, GCP_TO_AWS_CHANNELS);
         if self.problems.len() != before {
             return None;
@@ -1195,6 +1219,7 @@ impl Checker<'_> {
             policy_arns,
             iamcredentials_url,
             sts_endpoint,
+            allowed_hosts,
             channels,
         })
     }
@@ -1300,6 +1325,7 @@ impl Checker<'_> {
                 channels.push(Channel::GceMetadataServer { listen });
             }
         }
+        let allowed_hosts = self.profile_allowed_hosts(ctx);
         self.require_channel(ctx, &channels, AWS_TO_GCP_CHANNELS);
         if self.problems.len() != before {
             return None;
@@ -1315,6 +1341,7 @@ impl Checker<'_> {
             assume_role,
             token_url,
             iamcredentials_url,
+            allowed_hosts,
             channels,
         })
     }
@@ -1500,6 +1527,36 @@ impl Checker<'_> {
                 self.wrong_type(value, key, "an array of strings");
                 None
             }
+        }
+    }
+
+    /// `allowed_hosts`: names or addresses, each parsed as `--allowed-host` parses it.
+    fn allowed_hosts(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Vec<AllowedHost> {
+        let mut hosts = Vec::new();
+        for text in self.string_list(value, key).unwrap_or_default() {
+            match text.parse::<AllowedHost>() {
+                Ok(host) => hosts.push(host),
+                Err(e) => {
+                    let message = e.to_string();
+                    let (message, hint) = message
+                        .split_once("\n  hint: ")
+                        .map_or((message.as_str(), None), |(m, h)| (m, Some(h)));
+                    self.invalid(
+                        value,
+                        key,
+                        format!("{key}: {message}"),
+                        hint.unwrap_or("e.g. allowed_hosts = [\"host.docker.internal\"]"),
+                    );
+                }
+            }
+        }
+        hosts
+    }
+
+    fn profile_allowed_hosts(&mut self, ctx: &ProfileCtx<'_, '_, '_>) -> Vec<AllowedHost> {
+        match ctx.keys.get("allowed_hosts") {
+            Some((_, v)) => self.allowed_hosts(v, &ctx.dotted("allowed_hosts")),
+            None => Vec::new(),
         }
     }
 
@@ -2141,6 +2198,42 @@ imds_listen = "0.0.0.0:9911"
         let config = parse_for(text, Path::new("/etc/keyless/keyless.toml"), &reader).unwrap();
         assert!(!config.allow_remote);
         parse_at(&text.replace("0.0.0.0:9911", "127.0.0.1:9911")).unwrap();
+    }
+
+    #[test]
+    fn allowed_hosts_at_the_top_and_per_profile_are_parsed_and_placed() {
+        let text = r#"allowed_hosts = ["Host.Docker.Internal", "10.0.0.5"]
+[profile.a]
+role_arn = "arn:aws:iam::123456789012:role/a"
+imds_listen = "127.0.0.1:9911"
+allowed_hosts = "keyless.internal"
+[profile.b]
+audience = "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x"
+gce_metadata_listen = "127.0.0.1:9912"
+"#;
+        let config = parse_at(text).unwrap();
+        let names = |hosts: &[AllowedHost]| hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&config.allowed_hosts),
+            ["host.docker.internal", "10.0.0.5"]
+        );
+        assert_eq!(
+            names(config.profiles["a"].allowed_hosts()),
+            ["keyless.internal"]
+        );
+        assert!(config.profiles["b"].allowed_hosts().is_empty());
+        let (p, message) = problem(&text.replace("\"keyless.internal\"", "[\"*.internal\"]"));
+        assert_at(
+            &p,
+            ProblemKind::InvalidValue,
+            "profile.a.allowed_hosts",
+            5,
+            17,
+        );
+        assert!(message.contains("wildcard"), "{message}");
+        let (p, message) = problem(&text.replace("\"10.0.0.5\"", "\"a.b:80\""));
+        assert_at(&p, ProblemKind::InvalidValue, "allowed_hosts", 1, 17);
+        assert!(message.contains("has a port"), "{message}");
     }
 
     #[test]

@@ -11,6 +11,14 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 fn main() {
+    // First, while the process has one thread: socket activation's variables are removed here.
+    let passed_sockets = match keyless::deliver::listen_fds::adopt_from_systemd() {
+        Ok(passed) => passed,
+        Err(error) => {
+            eprintln!("keyless: {error}");
+            std::process::exit(cli::exit_code::USAGE);
+        }
+    };
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let command = match cli::config_defaults::command_for(&args) {
         Ok(command) => command,
@@ -35,6 +43,9 @@ fn main() {
     });
     let log_format = log_format(&cli, matches.value_source("log_format"));
     init_logging(&cli, log_format);
+    for (addr, name) in &passed_sockets {
+        tracing::info!(%addr, name = %name, "socket activation passed a listening socket");
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

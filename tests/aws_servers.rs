@@ -470,6 +470,44 @@ async fn metrics_count_refreshes_per_profile() {
     assert!(health.text().await.unwrap().contains("ok"));
 }
 
+/// When the upstream refuses, /healthz answers 503 with the profile's state word, and the
+/// upstream's error text (which the ECS endpoint gives its caller) is not in it: /healthz may be
+/// exposed to a whole cluster network, the text stays in the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn healthz_reports_state_not_the_upstream_error() {
+    let w = LabWorld::start().await;
+    let role = w.role("nobody-may-assume-this");
+    let mut server = w.spawn_keyless(
+        &[
+            "aws",
+            "serve",
+            "--role-arn",
+            &role,
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let vars = server.exports(ECS_VARS, STARTUP).await;
+    let metrics_line = server.line_after("# metrics: ", STARTUP).await;
+    let health_url = metrics_line.split_whitespace().nth(1).unwrap().to_string();
+    let client = reqwest::Client::new();
+    let token = vars["AWS_CONTAINER_AUTHORIZATION_TOKEN"].clone();
+    let refused = ecs_get(&client, &vars, Some(&token)).await;
+    assert_ne!(refused.status(), 200);
+    let doc: serde_json::Value = refused.json().await.unwrap();
+    let message = doc["Message"].as_str().unwrap().to_string();
+    assert!(message.len() > 20, "{doc}");
+    let health = client.get(&health_url).send().await.unwrap();
+    assert_eq!(health.status(), 503);
+    let body = health.text().await.unwrap();
+    assert!(body.starts_with(&format!("{role}: failing")), "{body}");
+    assert!(!body.contains(&message), "{body}");
+    for line in message.lines().filter(|l| l.len() > 12) {
+        assert!(!body.contains(line.trim()), "{line:?} in {body}");
+    }
+}
+
 /// --ready-file holds the export lines (0600, written before they are printed) and goes away with
 /// a clean SIGTERM shutdown, as for `gcp serve` and `keyless serve`.
 #[tokio::test(flavor = "multi_thread")]

@@ -23,16 +23,58 @@ struct Serve {
 
 impl Serve {
     fn start(w: &LabWorld, config: &Path) -> Self {
+        Self::start_with(w, config, &[], None)
+    }
+
+    /// Starts the daemon; with `passed`, as systemd's socket activation does: the socket is the
+    /// child's descriptor 3, `LISTEN_FDS=1` and `LISTEN_PID` its own pid (set by a shell that
+    /// then execs keyless, keeping the pid).
+    fn start_with(
+        w: &LabWorld,
+        config: &Path,
+        extra: &[&str],
+        passed: Option<&std::net::TcpListener>,
+    ) -> Self {
         let dir = config.parent().unwrap();
         let ready_file = dir.join("ready.json");
         let stderr_file = dir.join("serve.stderr");
-        let mut cmd = w.home.keyless([
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "serve".as_ref(),
             "--config".as_ref(),
             config.as_os_str(),
             "--ready-file".as_ref(),
             ready_file.as_os_str(),
-        ]);
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        let mut cmd = match passed {
+            None => w.home.keyless(args),
+            Some(socket) => {
+                use std::os::fd::AsRawFd;
+                use std::os::unix::process::CommandExt;
+                let mut cmd = w.home.command("sh");
+                cmd.arg("-c")
+                    .arg(r#"LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=keyless exec "$0" "$@""#)
+                    .arg(support::aws_home::keyless_bin())
+                    .args(args);
+                let fd = socket.as_raw_fd();
+                // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let ok = if fd == 3 {
+                            libc::fcntl(3, libc::F_SETFD, 0) == 0
+                        } else {
+                            libc::dup2(fd, 3) == 3
+                        };
+                        if ok {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::last_os_error())
+                        }
+                    });
+                }
+                cmd
+            }
+        };
         w.point_at_lab(&mut cmd, &[]);
         let child = cmd
             .stdin(Stdio::null())
@@ -69,6 +111,22 @@ impl Serve {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "not ready (generation {generation}) within 60 s:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The exit code once the daemon exits by itself; panics if it is still running after 60 s.
+    async fn exit_code(&mut self) -> i32 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().expect("exited, not killed");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still running after 60 s:\n{}",
                 self.stderr()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -499,5 +557,192 @@ async fn server_channels_of_both_directions_run_in_one_daemon() {
     let answer: serde_json::Value = gce.json().await.unwrap();
     assert!(answer["expires_in"].as_i64().unwrap() > 3000);
     assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+    assert_eq!(serve.terminate().await, 0);
+}
+
+/// `allow_remote = true` for the daemon does not switch off the `Host` check of a loopback
+/// listener (a DNS-rebinding page could otherwise read it); `allowed_hosts` at the top and in
+/// the profile adds names.
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_remote_keeps_the_host_check_of_loopback_listeners() {
+    let w = LabWorld::start().await;
+    let port = free_port();
+    let config = write_config(
+        &w,
+        &format!(
+            "allow_remote = true\nallowed_hosts = [\"top.internal\"]\n\
+             [profile.deploy]\nrole_arn = \"{}\"\nimds_listen = \"127.0.0.1:{port}\"\n\
+             allowed_hosts = [\"profile.internal\"]\n",
+            w.lab.role_arn("gcp-deploy"),
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    serve.ready(1).await;
+    let http = reqwest::Client::new();
+    let token_with_host = |host: &str| {
+        http.put(format!("http://127.0.0.1:{port}/latest/api/token"))
+            .header("Host", host)
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+            .send()
+    };
+    for host in ["attacker.example", "10.1.2.3"] {
+        let answer = token_with_host(host).await.unwrap();
+        assert_eq!(answer.status(), 403, "{host}: {}", serve.stderr());
+    }
+    for host in [
+        format!("127.0.0.1:{port}"),
+        "top.internal".into(),
+        "profile.internal".into(),
+    ] {
+        let answer = token_with_host(&host).await.unwrap();
+        assert_eq!(answer.status(), 200, "{host}: {}", serve.stderr());
+    }
+    assert_eq!(serve.terminate().await, 0);
+}
+
+/// Socket activation: the daemon serves on the socket it was passed (the test still holds the
+/// same socket open, so keyless could not have bound the port itself), and a reload that
+/// restarts the profile keeps serving on it: the port is never free for another user.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_uses_the_socket_passed_by_socket_activation() {
+    let w = LabWorld::start().await;
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    let profile = format!(
+        "[profile.deploy]\nrole_arn = \"{}\"\nimds_listen = \"127.0.0.1:{port}\"\n",
+        w.lab.role_arn("gcp-deploy"),
+    );
+    let config = write_config(&w, &profile);
+    let mut serve = Serve::start_with(&w, &config, &[], Some(&socket));
+    serve.ready(1).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let token = || {
+        http.put(format!("http://127.0.0.1:{port}/latest/api/token"))
+            .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+            .send()
+    };
+    let answer = token().await.expect("keyless answers on the passed socket");
+    assert_eq!(answer.status(), 200, "{}", serve.stderr());
+    assert!(
+        serve
+            .stderr()
+            .contains("socket activation passed a listening socket"),
+        "{}",
+        serve.stderr()
+    );
+    // A changed profile restarts on the same socket.
+    std::fs::write(
+        &config,
+        format!("{profile}allowed_hosts = [\"x.internal\"]\n"),
+    )
+    .unwrap();
+    serve.signal("HUP");
+    let status = serve.ready(2).await;
+    assert_eq!(
+        status["profiles"]["deploy"]["started_generation"], 2,
+        "{status}"
+    );
+    let answer = token().await.expect("still answers after the reload");
+    assert_eq!(answer.status(), 200, "{}", serve.stderr());
+    assert_eq!(serve.terminate().await, 0);
+}
+
+/// A profile that cannot start (here: an authorization token file with a trailing newline)
+/// makes the daemon exit 2 before it reports ready, naming the profile, the fix and
+/// `--keep-going`; with `--keep-going` the other profiles are served and the ready file lists
+/// the failure.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_that_cannot_start_stops_the_daemon_before_ready() {
+    let w = LabWorld::start().await;
+    let bad_token = w.home.home().join("ecs-token");
+    std::fs::write(&bad_token, format!("{}\n", "t".repeat(40))).unwrap();
+    let config = write_config(
+        &w,
+        &format!(
+            "[profile.good]\nrole_arn = \"{role}\"\nimds_listen = \"127.0.0.1:{}\"\n\n\
+             [profile.bad]\nrole_arn = \"{role}\"\necs_listen = \"127.0.0.1:{}\"\n\
+             auth_token_file = \"{}\"\n",
+            free_port(),
+            free_port(),
+            bad_token.display(),
+            role = w.lab.role_arn("gcp-deploy"),
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    assert_eq!(serve.exit_code().await, 2, "{}", serve.stderr());
+    let stderr = serve.stderr();
+    assert!(stderr.contains("profile `bad`"), "{stderr}");
+    assert!(stderr.contains("line break"), "{stderr}");
+    assert!(stderr.contains("--keep-going"), "{stderr}");
+    assert!(!serve.ready_file.exists(), "reported ready:\n{stderr}");
+    drop(serve);
+
+    let mut serve = Serve::start_with(&w, &config, &["--keep-going"], None);
+    let status = serve.ready(1).await;
+    assert!(status["profiles"]["good"].is_object(), "{status}");
+    assert!(status["profiles"]["bad"].is_null(), "{status}");
+    assert!(
+        status["start_errors"]["bad"]
+            .as_str()
+            .unwrap()
+            .contains("line break"),
+        "{status}"
+    );
+    assert_eq!(serve.terminate().await, 0);
+}
+
+/// On SIGHUP a changed profile whose new version cannot start is reported, and the old
+/// version keeps serving on its port.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_whose_new_version_cannot_start_keeps_the_old_one() {
+    let w = LabWorld::start().await;
+    let port = free_port();
+    let profile = format!(
+        "[profile.deploy]\nrole_arn = \"{}\"\nimds_listen = \"127.0.0.1:{port}\"\n",
+        w.lab.role_arn("gcp-deploy"),
+    );
+    let config = write_config(&w, &profile);
+    let mut serve = Serve::start(&w, &config);
+    serve.ready(1).await;
+    let bad_token = w.home.home().join("ecs-token");
+    std::fs::write(&bad_token, format!("{}\n", "t".repeat(40))).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{profile}ecs_listen = \"127.0.0.1:{}\"\nauth_token_file = \"{}\"\n",
+            free_port(),
+            bad_token.display()
+        ),
+    )
+    .unwrap();
+    serve.signal("HUP");
+    let status = serve.ready(2).await;
+    assert_eq!(
+        status["profiles"]["deploy"]["started_generation"], 1,
+        "{status}"
+    );
+    assert!(
+        status["start_errors"]["deploy"]
+            .as_str()
+            .unwrap()
+            .contains("line break"),
+        "{status}"
+    );
+    assert!(
+        serve.stderr().contains("the running one keeps serving"),
+        "{}",
+        serve.stderr()
+    );
+    let answer = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{port}/latest/api/token"))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the old version still answers");
+    assert_eq!(answer.status(), 200, "{}", serve.stderr());
     assert_eq!(serve.terminate().await, 0);
 }

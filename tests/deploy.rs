@@ -1037,6 +1037,38 @@ fn the_image_health_check_is_keyless_probing_its_own_healthz() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
+/// The socket unit passes exactly the loopback addresses the sample keyless.toml listens on
+/// (keyless matches a passed socket to a listener by address), and nothing beyond loopback.
+#[test]
+fn the_systemd_socket_unit_passes_the_sample_files_listeners() {
+    let socket = std::fs::read_to_string(repo().join("deploy/systemd/keyless.socket")).unwrap();
+    let config = keyless::config::parse(
+        &std::fs::read_to_string(repo().join("deploy/systemd/keyless.toml")).unwrap(),
+        Path::new("/etc/keyless/keyless.toml"),
+    )
+    .unwrap();
+    let mut wanted: Vec<String> = config
+        .profiles
+        .values()
+        .flat_map(|p| p.channels().iter().filter_map(|c| c.listen()))
+        .chain(config.metrics_listen)
+        .map(|a| a.to_string())
+        .collect();
+    let mut passed: Vec<String> = socket
+        .lines()
+        .filter_map(|l| l.strip_prefix("ListenStream="))
+        .map(str::to_string)
+        .collect();
+    wanted.sort();
+    passed.sort();
+    assert_eq!(passed, wanted, "keyless.socket and keyless.toml disagree");
+    for addr in &passed {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+    }
+    assert!(!socket.lines().any(|l| l.starts_with("Accept=")));
+}
+
 /// The unit file verifies, runs `keyless serve --config /etc/keyless/keyless.toml` sandboxed as
 /// the issue asks, reloads with SIGHUP, and scores "OK" on systemd's own exposure analysis.
 #[test]
@@ -1088,8 +1120,15 @@ fn the_systemd_unit_verifies_and_is_hardened() {
         unit.replace("/usr/local/bin/keyless", env!("CARGO_BIN_EXE_keyless")),
     )
     .unwrap();
+    // The socket unit (socket activation) sits beside it: verify finds the service it starts.
+    let socket_copy = dir.path().join("keyless.socket");
+    std::fs::copy(repo().join("deploy/systemd/keyless.socket"), &socket_copy).unwrap();
     let out = Command::new("systemd-analyze")
-        .args(["verify", &copy.display().to_string()])
+        .args([
+            "verify",
+            &copy.display().to_string(),
+            &socket_copy.display().to_string(),
+        ])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr).to_string();

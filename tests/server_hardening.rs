@@ -828,7 +828,8 @@ async fn no_answer_carries_cors_headers() {
 
 /// A non-loopback `--listen` is refused with exit code 2 and a message naming `--allow-remote`,
 /// for every server command and the daemon's file; with the flag (or KEYLESS_ALLOW_REMOTE) the
-/// server starts, warns, and accepts any `Host`.
+/// server starts and warns. Beyond loopback `Host` is still checked: an IP address passes, a
+/// DNS name (what DNS rebinding sends) only when `--allowed-host` names it.
 #[tokio::test(flavor = "multi_thread")]
 async fn listening_beyond_loopback_needs_allow_remote() {
     let w = LabWorld::start().await;
@@ -879,9 +880,13 @@ async fn listening_beyond_loopback_needs_allow_remote() {
     assert!(out.stderr.contains("keyless.toml:3:15"), "{out}");
     assert!(out.stderr.contains("allow_remote = true"), "{out}");
 
-    // With the flag (or its variable) each starts, warns, and takes any Host.
+    // With the flag (or its variable) each starts and warns; the allowed host comes from the
+    // flag or its variable.
     for (args, extra) in [
-        (commands[0].clone(), vec!["--allow-remote"]),
+        (
+            commands[0].clone(),
+            vec!["--allow-remote", "--allowed-host", "App.Internal."],
+        ),
         (commands[2].clone(), vec![]),
     ] {
         let mut all = args.clone();
@@ -889,6 +894,7 @@ async fn listening_beyond_loopback_needs_allow_remote() {
         let mut env = workload.clone();
         if extra.is_empty() {
             env.push(("KEYLESS_ALLOW_REMOTE", "true"));
+            env.push(("KEYLESS_ALLOWED_HOSTS", "app.internal"));
         }
         let mut server = w.spawn_keyless(&all, &env);
         let vars = server
@@ -913,18 +919,27 @@ async fn listening_beyond_loopback_needs_allow_remote() {
             .parse()
             .unwrap();
         assert!(addr.ip().is_loopback(), "announced {addr}");
-        let answer = exchange(
-            addr,
-            &raw_request(
-                "GET",
-                "/",
-                Some("attacker.example"),
-                &[("Metadata-Flavor", "Google")],
-                b"",
-            ),
-        );
-        assert_ne!(answer.status, Some(403), "{answer:?}");
-        assert!(answer.status.is_some(), "{answer:?}");
+        let send = |host: &str| {
+            exchange(
+                addr,
+                &raw_request(
+                    "GET",
+                    "/",
+                    Some(host),
+                    &[("Metadata-Flavor", "Google")],
+                    b"",
+                ),
+            )
+        };
+        for host in ["attacker.example", "attacker.example:80", "10.1.2.3.nip.io"] {
+            let answer = send(host);
+            assert_eq!(answer.status, Some(403), "{host}: {answer:?}");
+        }
+        for host in ["10.1.2.3", "192.0.2.9:8080", "[fd00::1]", "app.internal:80"] {
+            let answer = send(host);
+            assert_ne!(answer.status, Some(403), "{host}: {answer:?}");
+            assert!(answer.status.is_some(), "{answer:?}");
+        }
         let log = stderr_containing(&server, "non-loopback address");
         assert!(log.contains("WARN"), "{log}");
     }

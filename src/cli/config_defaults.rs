@@ -2,8 +2,8 @@
 //! `credential_process` line stays short (`keyless aws credentials --config-profile deploy`).
 //!
 //! Precedence, highest first: the command line, `KEYLESS_*` variables, the profile chosen with
-//! `--config-profile NAME`, the file's `[defaults]`, its top-level `log_format` and
-//! `allow_remote`, the built-in default. The file's values become clap *default values* before the real parse, which gives
+//! `--config-profile NAME`, the file's `[defaults]`, its top-level `log_format`,
+//! `allow_remote` and `allowed_hosts`, the built-in default. The file's values become clap *default values* before the real parse, which gives
 //! exactly that order (clap ranks command line over environment over default) and lets clap
 //! check them like typed flags.
 //!
@@ -239,6 +239,7 @@ impl FileValues<'_> {
             }
             let aliases: &[&str] = match flag {
                 "policy_arn" => &["policy_arn", "policy_arns"],
+                "allowed_host" => &["allowed_host", "allowed_hosts"],
                 _ => &[flag],
             };
             for key in aliases {
@@ -259,13 +260,14 @@ impl FileValues<'_> {
         if let Some(v) = self.defaults.and_then(|d| d.get(flag)) {
             return Some((flag.to_string(), self.strings(flag, v.get_ref())));
         }
-        match flag {
-            "log_format" | "allow_remote" => self
-                .top
-                .get(flag)
-                .map(|v| (flag.to_string(), self.strings(flag, v.get_ref()))),
-            _ => None,
-        }
+        let top_key = match flag {
+            "log_format" | "allow_remote" => flag,
+            "allowed_host" => "allowed_hosts",
+            _ => return None,
+        };
+        self.top
+            .get(top_key)
+            .map(|v| (top_key.to_string(), self.strings(top_key, v.get_ref())))
     }
 
     fn strings(&self, key: &str, value: &DeValue<'_>) -> Vec<String> {

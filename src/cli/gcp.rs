@@ -16,6 +16,7 @@ use crate::deliver::external_account::{
 };
 use crate::deliver::record::DeliveryRecord;
 use crate::duration::Seconds;
+use crate::deliver::server;
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
 use crate::refresh::{GcpToken, GcpTokenProfile};
@@ -231,9 +232,30 @@ pub struct ServeArgs {
     pub ready_file: Option<PathBuf>,
 
     /// Allow --listen to name a non-loopback address (0.0.0.0, a bridge or LAN address): anything
-    /// that can reach it can take the tokens. Also turns off the Host header check.
+    /// that can reach it can take the tokens. The Host header is still checked: beyond loopback
+    /// any IP address passes, a DNS name only with --allowed-host.
     #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
     pub allow_remote: bool,
+
+    /// A DNS name (or address) clients may send in Host besides the endpoint's own, e.g.
+    /// host.docker.internal; repeatable. Names are refused by default: DNS rebinding carries one.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "KEYLESS_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<server::AllowedHost>,
+}
+
+impl ServeArgs {
+    /// Who may reach the endpoints.
+    fn access(&self) -> server::Access {
+        server::Access {
+            allow_remote: self.allow_remote,
+            allowed_hosts: self.allowed_hosts.clone(),
+        }
+    }
 }
 
 /// Runs a `gcp` subcommand.
@@ -331,7 +353,6 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
 /// `keyless gcp serve`: bind, announce, serve until SIGTERM/SIGINT.
 async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
     use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
-    use crate::deliver::server;
 
     let profile = profile_from_args(&args.request).await?;
     let endpoint = GceMetadataServer::new(
@@ -342,18 +363,14 @@ async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
         },
         http,
     );
-    let listener = server::bind(
-        &args.listen,
-        server::Endpoint::GceMetadata,
-        args.allow_remote,
-    )
-    .await?;
+    let access = args.access();
+    let listener = server::bind(&args.listen, server::Endpoint::GceMetadata, &access).await?;
     let addr = listener
         .local_addr()
         .context("could not read the address the metadata endpoint listens on")?;
     let metrics_listener = match &args.metrics_listen {
         Some(metrics_addr) => {
-            Some(server::bind(metrics_addr, server::Endpoint::Metrics, args.allow_remote).await?)
+            Some(server::bind(metrics_addr, server::Endpoint::Metrics, &access).await?)
         }
         None => None,
     };

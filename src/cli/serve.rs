@@ -7,6 +7,17 @@
 //! stop, added ones start; a broken file is reported and the running configuration stays.
 //! SIGTERM and SIGINT stop everything cleanly.
 //!
+//! A profile that cannot start (an unreadable token file, a port in use, a bad source) is never
+//! silently dropped: at start-up it makes `keyless serve` exit non-zero before it reports ready,
+//! so a supervisor sees the failure (`--keep-going` serves the other profiles instead); on a
+//! reload the new version of a changed profile starts before the old one stops, and if it cannot
+//! start it is reported and the old version keeps serving.
+//!
+//! A listener's socket is never closed while its address is still wanted: a profile restarted
+//! by a reload serves on the socket its old version used, and under systemd socket activation
+//! the sockets outlive the process (see [`crate::deliver::listen_fds`]), so no other local user
+//! can take a fixed port in between.
+//!
 //! `--ready-file PATH` is how supervisors and tests know where things stand without racing the
 //! logs: it is written atomically once every profile has made its first delivery attempt, and
 //! again after each reload, as JSON with a `generation` that counts loads.
@@ -24,7 +35,7 @@ use tokio::task::JoinHandle;
 use crate::config::{self, Channel, Config, ProfileConfig};
 use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
 use crate::deliver::metrics::MetricsRegistry;
-use crate::deliver::{aws_files, ecs_server, imds_server, server};
+use crate::deliver::{aws_files, ecs_server, imds_server, listen_fds, server};
 use crate::exchange::aws_sts::RoleArn;
 use crate::refresh::{
     AwsRoleUpstream, Clock, GoogleIdTokenUpstream, RefreshPolicy, Refresher, Upstream,
@@ -37,6 +48,9 @@ const FILE_CHANNEL_POLL: Duration = Duration::from_secs(5);
 
 /// Reports a channel's first delivery attempt: `Err` says why it failed (secret-free).
 type FirstDelivery = oneshot::Receiver<Result<(), String>>;
+
+/// A refresher's status, for `/metrics` and `/healthz`.
+type StatusFn = Box<dyn Fn() -> crate::refresh::RefreshStatus + Send + Sync>;
 
 /// `keyless serve`.
 #[derive(Debug, Args)]
@@ -51,9 +65,27 @@ pub struct ServeArgs {
     pub ready_file: Option<PathBuf>,
 
     /// Allow the endpoints to listen on non-loopback addresses (as allow_remote = true in the
-    /// file does): anything that can reach them can take credentials.
+    /// file does): anything that can reach them can take credentials. Each listener still
+    /// checks Host for its own address: loopback ones as before, others take IP addresses and
+    /// --allowed-host names.
     #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
     pub allow_remote: bool,
+
+    /// A DNS name (or address) every profile's endpoints accept in Host besides their own, e.g.
+    /// host.docker.internal (as allowed_hosts in the file); repeatable.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "KEYLESS_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<server::AllowedHost>,
+
+    /// Serve the profiles that start even if others cannot (each failure is logged and listed
+    /// in the ready file); without it a profile that cannot start makes keyless serve exit
+    /// non-zero before it reports ready.
+    #[arg(long, env = "KEYLESS_KEEP_GOING")]
+    pub keep_going: bool,
 }
 
 /// Why a profile could not start.
@@ -72,6 +104,34 @@ pub enum StartError {
     /// The profile could not be turned into a working credential source.
     #[error("profile `{profile}`: {cause}")]
     Profile { profile: String, cause: String },
+    /// A listener could not be bound (its address is taken, or beyond loopback).
+    #[error("profile `{profile}`: {cause}")]
+    Listen {
+        profile: String,
+        cause: server::ServerError,
+    },
+}
+
+impl StartError {
+    /// The profile it is about.
+    pub fn profile(&self) -> &str {
+        match self {
+            Self::ChannelNotInThisBuild { profile, .. }
+            | Self::Profile { profile, .. }
+            | Self::Listen { profile, .. } => profile,
+        }
+    }
+
+    /// 1 for a taken address (a restart may find it free), 2 for the configuration.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Listen {
+                cause: server::ServerError::Bind { .. } | server::ServerError::Serve { .. },
+                ..
+            } => super::exit_code::FAILURE,
+            _ => super::exit_code::USAGE,
+        }
+    }
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
@@ -103,7 +163,8 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
         .or_else(|| config.metrics_listen.map(|a| a.to_string()));
     let (metrics_local, metrics_task) = match &metrics_addr {
         Some(addr) => {
-            let listener = server::bind(addr, server::Endpoint::Metrics, false).await?;
+            let listener =
+                server::bind(addr, server::Endpoint::Metrics, &server::Access::local()).await?;
             let local = listener.local_addr().ok();
             let router = registry.router();
             let task = tokio::spawn(server::serve(listener, router, async {
@@ -121,6 +182,8 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
     let mut daemon = Daemon {
         config_path: config_path.clone(),
         allow_remote: args.allow_remote || config.allow_remote,
+        cli_allowed_hosts: args.allowed_hosts.clone(),
+        file_allowed_hosts: config.allowed_hosts.clone(),
         reader,
         ready_file: args.ready_file.clone(),
         metrics_from_flag: args.metrics_listen.is_some(),
@@ -131,8 +194,42 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
         running: BTreeMap::new(),
         generation: 0,
         reload_error: None,
+        start_errors: BTreeMap::new(),
     };
-    daemon.apply(config).await;
+    let failures = daemon.apply(config).await;
+    if !failures.is_empty() && !args.keep_going {
+        let code = failures
+            .iter()
+            .map(StartError::exit_code)
+            .max()
+            .unwrap_or(super::exit_code::FAILURE);
+        let names: Vec<&str> = failures.iter().map(StartError::profile).collect();
+        eprintln!(
+            "keyless: not serving: {} could not start (see above)\n  \
+             hint: fix {}, or pass --keep-going (KEYLESS_KEEP_GOING=true) to serve the others",
+            names
+                .iter()
+                .map(|n| format!("profile `{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+        );
+        drop(daemon); // stops what did start
+        listen_fds::release_except(&[]);
+        let _ = stop_metrics.send(());
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+        return Ok(code);
+    }
+    for (addr, name) in listen_fds::untaken() {
+        tracing::warn!(
+            %addr,
+            name = %name,
+            "socket activation passed a socket that no profile listens on; give a channel this \
+             exact address (e.g. imds_listen = \"{addr}\") or remove it from keyless.socket"
+        );
+    }
     daemon.registry.mark_started();
     daemon.write_ready_file();
     tracing::info!(
@@ -149,6 +246,9 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
     for name in names {
         daemon.stop(&name);
     }
+    // Stopped profiles' ports close now (new connections are refused, not queued unanswered);
+    // sockets systemd passed stay with systemd.
+    listen_fds::release_except(&[]);
     let _ = stop_metrics.send(());
     if let Some(task) = metrics_task {
         let _ = task.await;
@@ -197,6 +297,10 @@ struct Daemon {
     reader: config::ReadFor,
     /// Whether endpoints may listen beyond loopback (flag or file), for profiles started now.
     allow_remote: bool,
+    /// `--allowed-host`, for every profile.
+    cli_allowed_hosts: Vec<server::AllowedHost>,
+    /// The file's top-level `allowed_hosts`, for every profile.
+    file_allowed_hosts: Vec<server::AllowedHost>,
     ready_file: Option<PathBuf>,
     metrics_from_flag: bool,
     metrics_local: Option<SocketAddr>,
@@ -207,13 +311,20 @@ struct Daemon {
     /// Loads so far: 1 after start, +1 per SIGHUP (even a rejected one).
     generation: u64,
     reload_error: Option<String>,
+    /// Profiles of the last load that could not start, and why (secret-free).
+    start_errors: BTreeMap<String, String>,
 }
 
 /// One started profile: its configuration (to compare on reload), tasks and metric names.
 struct RunningProfile {
     config: ProfileConfig,
+    /// Who may reach its endpoints (flags, the file's top level and the profile's own keys).
+    access: server::Access,
     tasks: Vec<JoinHandle<()>>,
     metric_names: Vec<String>,
+    /// Its refreshers' status, registered for `/metrics` only once it replaces the old version
+    /// (both report under the same names).
+    unregistered_metrics: Vec<(String, StatusFn)>,
     /// The generation that started it (unchanged profiles keep theirs across reloads).
     started_generation: u64,
     /// `ok`, or why the first delivery failed (the refresher keeps retrying).
@@ -245,6 +356,7 @@ impl Daemon {
                 }
                 self.file_metrics_listen = config.metrics_listen;
                 self.allow_remote = self.reader.allow_remote || config.allow_remote;
+                self.file_allowed_hosts = config.allowed_hosts.clone();
                 self.apply_changes(config).await;
             }
             Err(e) => {
@@ -257,14 +369,16 @@ impl Daemon {
         self.write_ready_file();
     }
 
-    async fn apply(&mut self, config: Config) {
+    async fn apply(&mut self, config: Config) -> Vec<StartError> {
         self.generation += 1;
-        self.apply_changes(config).await;
+        self.apply_changes(config).await
     }
 
-    /// Stops removed and changed profiles, then starts changed and added ones; equal ones are
-    /// not touched at all.
-    async fn apply_changes(&mut self, config: Config) {
+    /// Stops removed profiles and starts changed and added ones; equal ones are not touched at
+    /// all. A changed profile's new version starts before the old one stops (it gets the same
+    /// listening sockets), so when it cannot start the old one keeps serving. Returns the
+    /// profiles that could not start (each also logged).
+    async fn apply_changes(&mut self, config: Config) -> Vec<StartError> {
         let removed: Vec<String> = self
             .running
             .keys()
@@ -277,19 +391,18 @@ impl Daemon {
         }
         let mut to_start = Vec::new();
         for (name, profile) in config.profiles {
+            let access = self.access_for(&profile);
             match self.running.get(&name) {
-                Some(running) if running.config == profile => {
+                Some(running) if running.config == profile && running.access == access => {
                     tracing::debug!(profile = %name, "unchanged; left running");
                 }
-                Some(_) => {
-                    // Stop first: the new version may bind the same address or write the same file.
-                    self.stop(&name);
-                    to_start.push((name, profile, "restarted"));
-                }
+                Some(_) => to_start.push((name, profile, "restarted")),
                 None => to_start.push((name, profile, "started")),
             }
         }
         let mut pending = Vec::new();
+        let mut failures = Vec::new();
+        self.start_errors.clear();
         for (name, profile, verb) in to_start {
             match self.start(&name, profile).await {
                 Ok((running, first)) => {
@@ -299,10 +412,20 @@ impl Daemon {
                         channels = %describe_channels(running.config.channels()),
                         "{verb}"
                     );
-                    self.running.insert(name.clone(), running);
+                    self.install(name.clone(), running);
                     pending.push((name, first));
                 }
-                Err(e) => tracing::error!("{e}"),
+                Err(e) => {
+                    if self.running.contains_key(&name) {
+                        tracing::error!(
+                            "{e}\n  the new version did not start; the running one keeps serving"
+                        );
+                    } else {
+                        tracing::error!("{e}");
+                    }
+                    self.start_errors.insert(name, e.to_string());
+                    failures.push(e);
+                }
             }
         }
         // Ready means every new channel has tried once: files exist unless the upstream failed.
@@ -316,6 +439,49 @@ impl Daemon {
             if let Some(running) = self.running.get_mut(&name) {
                 running.first_delivery = outcome;
             }
+        }
+        self.release_unused_sockets();
+        failures
+    }
+
+    /// Puts a started profile in place of its old version (stopped now) and registers its
+    /// metrics.
+    fn install(&mut self, name: String, mut running: RunningProfile) {
+        self.stop(&name);
+        for (metric, status) in running.unregistered_metrics.drain(..) {
+            self.registry.register(metric.clone(), status);
+            running.metric_names.push(metric);
+        }
+        self.running.insert(name, running);
+    }
+
+    /// Closes the sockets kept for addresses no running profile listens on any more (a removed
+    /// profile's, or an old address of a changed one); passed sockets stay.
+    fn release_unused_sockets(&self) {
+        let mut in_use: Vec<SocketAddr> = self
+            .running
+            .values()
+            .flat_map(|r| r.config.channels().iter().filter_map(Channel::listen))
+            .collect();
+        in_use.extend(self.metrics_local);
+        listen_fds::release_except(&in_use);
+    }
+
+    /// Who may reach `profile`'s endpoints: `--allow-remote`/`allow_remote`, and the allowed
+    /// hosts of the command line, the file's top level and the profile.
+    fn access_for(&self, profile: &ProfileConfig) -> server::Access {
+        let mut allowed_hosts: Vec<server::AllowedHost> = self
+            .cli_allowed_hosts
+            .iter()
+            .chain(&self.file_allowed_hosts)
+            .chain(profile.allowed_hosts())
+            .cloned()
+            .collect();
+        allowed_hosts.sort();
+        allowed_hosts.dedup();
+        server::Access {
+            allow_remote: self.allow_remote,
+            allowed_hosts,
         }
     }
 
@@ -334,10 +500,13 @@ impl Daemon {
         name: &str,
         profile: ProfileConfig,
     ) -> Result<(RunningProfile, Vec<FirstDelivery>), StartError> {
+        let access = self.access_for(&profile);
         let mut running = RunningProfile {
             config: profile.clone(),
+            access: access.clone(),
             tasks: Vec::new(),
             metric_names: Vec::new(),
+            unregistered_metrics: Vec::new(),
             started_generation: self.generation,
             first_delivery: "pending".into(),
         };
@@ -389,7 +558,7 @@ impl Daemon {
                             id_token: id_token.as_ref(),
                             role_arn: &p.role_arn,
                             region: p.region.as_deref(),
-                            allow_remote: self.allow_remote,
+                            access: &access,
                         },
                         tx,
                     )?;
@@ -413,7 +582,7 @@ impl Daemon {
                         name,
                         *listen,
                         server::Endpoint::GceMetadata,
-                        self.allow_remote,
+                        &access,
                         endpoint.router(),
                     )?);
                 }
@@ -437,9 +606,9 @@ impl Daemon {
         );
         running.tasks.push(refresher.spawn_keeper());
         let status = refresher.clone();
-        self.registry
-            .register(metric_name.clone(), move || status.status());
-        running.metric_names.push(metric_name);
+        running
+            .unregistered_metrics
+            .push((metric_name, Box::new(move || status.status())));
         refresher
     }
 
@@ -470,6 +639,7 @@ impl Daemon {
             "metrics_listen": self.metrics_local.map(|a| a.to_string()),
             "profiles": profiles,
             "reload_error": self.reload_error,
+            "start_errors": self.start_errors,
         });
         let text = serde_json::to_string_pretty(&status).unwrap_or_default() + "\n";
         if let Err(e) = crate::private_file::write_private_file_atomically(path, text.as_bytes()) {
@@ -511,7 +681,7 @@ fn start_channel(
         id_token,
         role_arn,
         region,
-        allow_remote,
+        access,
     } = sources;
     let missing = || StartError::Profile {
         profile: profile.to_string(),
@@ -577,7 +747,7 @@ fn start_channel(
                 profile,
                 *listen,
                 server::Endpoint::EcsCredentials,
-                allow_remote,
+                access,
                 ecs_server::router(refresher, token),
             )
         }
@@ -589,7 +759,7 @@ fn start_channel(
                 profile,
                 *listen,
                 server::Endpoint::Imds,
-                allow_remote,
+                access,
                 imds_server::router(refresher, identity),
             )
         }
@@ -606,8 +776,8 @@ struct ChannelSources<'a> {
     id_token: Option<&'a Refresher<GoogleIdTokenUpstream>>,
     role_arn: &'a RoleArn,
     region: Option<&'a str>,
-    /// Whether the endpoints may listen beyond loopback.
-    allow_remote: bool,
+    /// Who may reach the endpoints.
+    access: &'a server::Access,
 }
 
 /// Binds `listen` now (so a clash is reported at start) and serves `router` until the profile
@@ -616,13 +786,13 @@ fn spawn_server(
     profile: &str,
     listen: SocketAddr,
     endpoint: server::Endpoint,
-    allow_remote: bool,
+    access: &server::Access,
     router: axum::Router,
 ) -> Result<JoinHandle<()>, StartError> {
     let listener =
-        server::bind_now(listen, endpoint, allow_remote).map_err(|e| StartError::Profile {
+        server::bind_now(listen, endpoint, access).map_err(|cause| StartError::Listen {
             profile: profile.to_string(),
-            cause: e.to_string(),
+            cause,
         })?;
     let name = profile.to_string();
     Ok(tokio::spawn(async move {

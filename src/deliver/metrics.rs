@@ -3,6 +3,11 @@
 //!
 //! Every kept-fresh credential registers a status function; the endpoint reads them on demand,
 //! so the hot path (serving credentials) does no metrics work at all.
+//!
+//! `/healthz` reports each profile's *state* ([`ProfileState`]: a word, the seconds until its
+//! credential expires, the failure count), never the upstream's error text: the Kubernetes
+//! manifests expose it to the cluster network, and an upstream message can name roles, accounts,
+//! pools and conditions. The text stays in keyless's log.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,7 +83,8 @@ impl MetricsRegistry {
     }
 
     /// Healthy when every profile holds a credential that has not expired (or has never been
-    /// asked for and has not failed).
+    /// asked for and has not failed). The report has one line per profile,
+    /// `NAME: STATE [expires_in=SECONDSs] [failures=N]`, and no error text.
     pub fn healthy(&self) -> (bool, String) {
         if self.starting.load(Ordering::Acquire) {
             return (
@@ -89,20 +95,19 @@ impl MetricsRegistry {
         let mut report = String::new();
         let mut healthy = true;
         for (name, status) in self.snapshot() {
-            let ok = match status.seconds_until_expiry {
-                Some(left) => left > 0.0,
-                None => status.last_error.is_none(),
-            };
-            healthy &= ok;
-            let _ = writeln!(
-                report,
-                "{name}: {}{}",
-                if ok { "ok" } else { "unhealthy" },
-                status
-                    .last_error
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            );
+            let state = ProfileState::of(&status);
+            healthy &= state.is_healthy();
+            let _ = write!(report, "{name}: {}", state.word());
+            if let Some(left) = status.seconds_until_expiry.filter(|left| *left > 0.0) {
+                let _ = write!(report, " expires_in={}s", left.floor());
+            }
+            if status.failures > 0 {
+                let _ = write!(report, " failures={}", status.failures);
+            }
+            if !state.is_healthy() {
+                report.push_str(" (why: see keyless's log)");
+            }
+            report.push('\n');
         }
         (healthy, report)
     }
@@ -184,6 +189,50 @@ impl MetricsRegistry {
     }
 }
 
+/// What `/healthz` says of one profile: a state, never the upstream's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileState {
+    /// Not asked for yet, and nothing failed.
+    Starting,
+    /// A valid credential is held and the last attempt succeeded.
+    Ok,
+    /// A valid credential is held but the last refresh failed; retrying (still healthy).
+    Refreshing,
+    /// No valid credential and the last attempt failed.
+    Failing,
+    /// The held credential expired and nothing has replaced it yet.
+    Expired,
+}
+
+impl ProfileState {
+    /// The state `status` describes.
+    pub fn of(status: &RefreshStatus) -> Self {
+        match (status.seconds_until_expiry, status.last_error.is_some()) {
+            (Some(left), false) if left > 0.0 => Self::Ok,
+            (Some(left), true) if left > 0.0 => Self::Refreshing,
+            (_, true) => Self::Failing,
+            (Some(_), false) => Self::Expired,
+            (None, false) => Self::Starting,
+        }
+    }
+
+    /// The word `/healthz` prints.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ok => "ok",
+            Self::Refreshing => "refreshing",
+            Self::Failing => "failing",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Whether programs can get a valid credential (or have not asked yet).
+    pub fn is_healthy(self) -> bool {
+        matches!(self, Self::Starting | Self::Ok | Self::Refreshing)
+    }
+}
+
 fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -224,18 +273,57 @@ mod tests {
         assert!(registry.healthy().0);
     }
 
+    /// `/healthz` says the state and points at the log; the upstream's words (which can name
+    /// roles, accounts and conditions) never reach it.
     #[test]
-    fn an_expired_profile_is_unhealthy_and_says_why() {
+    fn an_expired_profile_is_unhealthy_without_the_upstream_error_text() {
+        const UPSTREAM: &str = "AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity on arn:aws:iam::123456789012:role/secret-team";
         let registry = MetricsRegistry::default();
         registry.register("copycat", || RefreshStatus {
+            failures: 3,
             seconds_until_expiry: Some(-5.0),
-            last_error: Some("Google STS is unavailable".into()),
+            last_error: Some(UPSTREAM.into()),
+            ..RefreshStatus::default()
+        });
+        registry.register("deploy", || RefreshStatus {
+            failures: 1,
+            seconds_until_expiry: Some(1200.5),
+            last_error: Some(UPSTREAM.into()),
             ..RefreshStatus::default()
         });
         let (ok, report) = registry.healthy();
         assert!(!ok);
-        assert!(report.contains("copycat: unhealthy (last error: Google STS is unavailable)"));
+        assert_eq!(
+            report,
+            "copycat: failing failures=3 (why: see keyless's log)\n\
+             deploy: refreshing expires_in=1200s failures=1\n"
+        );
+        assert!(!report.contains("AccessDenied") && !report.contains("secret-team"));
         registry.unregister("copycat");
-        assert!(registry.healthy().0);
+        assert!(
+            registry.healthy().0,
+            "refreshing still serves a valid credential"
+        );
+    }
+
+    #[test]
+    fn every_state_has_its_word() {
+        let status = |left: Option<f64>, error: bool| RefreshStatus {
+            seconds_until_expiry: left,
+            last_error: error.then(|| "x".to_string()),
+            ..RefreshStatus::default()
+        };
+        for (left, error, word, healthy) in [
+            (None, false, "starting", true),
+            (Some(60.0), false, "ok", true),
+            (Some(60.0), true, "refreshing", true),
+            (None, true, "failing", false),
+            (Some(-1.0), true, "failing", false),
+            (Some(-1.0), false, "expired", false),
+        ] {
+            let state = ProfileState::of(&status(left, error));
+            assert_eq!(state.word(), word);
+            assert_eq!(state.is_healthy(), healthy, "{word}");
+        }
     }
 }

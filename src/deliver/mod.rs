@@ -8,6 +8,7 @@ pub mod env;
 pub mod external_account;
 pub mod gce_metadata_server;
 pub mod imds_server;
+pub mod listen_fds;
 pub mod metrics;
 pub mod record;
 pub mod server;

@@ -8,11 +8,16 @@
 //!   user says `--allow-remote` (`KEYLESS_ALLOW_REMOTE`, `allow_remote = true` in keyless.toml),
 //!   and then it is logged as a warning. `/metrics` and `/healthz` hold no credential and may
 //!   bind anywhere (Prometheus scrapes over the network).
-//! - **DNS rebinding.** A web page can make a browser resolve its own name to 127.0.0.1 and read
-//!   a loopback server as "same origin"; the `Host` header still carries the page's name. Unless
-//!   remote access is allowed, a request whose `Host` is not a loopback name or address, the
-//!   bound address, or a name the emulated service really has (`169.254.170.2` for ECS,
-//!   `169.254.169.254` for IMDS, `metadata.google.internal` for GCE) is refused with 403.
+//! - **DNS rebinding.** A web page can make a browser resolve its own name to 127.0.0.1 (or to
+//!   any address of this machine) and read a server as "same origin"; the `Host` header still
+//!   carries the page's name. Each listener decides from its *own* bound address, never from a
+//!   daemon-wide flag: a loopback listener accepts only loopback names and addresses, the bound
+//!   address, the names the emulated service really has (`169.254.170.2` for ECS,
+//!   `169.254.169.254` for IMDS, `metadata.google.internal` for GCE) and the explicit allow-list
+//!   (`--allowed-host`, `allowed_hosts` in keyless.toml). A non-loopback credential listener
+//!   also accepts any IP literal, but a DNS name only from that list: rebinding always carries
+//!   a DNS name. Anything else answers 403. `/metrics` on a non-loopback address (no
+//!   credentials) accepts any `Host`.
 //! - **No CORS.** No answer carries `Access-Control-*` headers, so a browser never lets a
 //!   cross-origin page read one (and preflights fail).
 //! - **Limits** ([`Limits`]): the request head (line and headers) is at most 16 KiB (431), a body
@@ -37,6 +42,128 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+/// A name or address clients may send in `Host` besides the listener's own (`--allowed-host`,
+/// `allowed_hosts` in keyless.toml): a DNS name without port (lower-cased, without a trailing
+/// dot) or an IP address. Parsed once where it enters; the only way to get one is `parse`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AllowedHost(String);
+
+/// Why a `--allowed-host` value was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AllowedHostError {
+    /// A wildcard would let any name a rebinding page controls through.
+    #[error(
+        "allowed host {0:?} has a wildcard: name each host clients use
+           hint: --allowed-host host.docker.internal (repeat the flag for more names)"
+    )]
+    Wildcard(String),
+    /// A port: the check is on the name, the listener fixes the port.
+    #[error(
+        "allowed host {0:?} has a port: give the name alone (the port is the listener's)
+           hint: --allowed-host {1}"
+    )]
+    Port(String, String),
+    /// Not a DNS name or an IP address.
+    #[error(
+        "allowed host {0:?} is not a DNS name or an IP address
+           hint: a name such as keyless.internal (letters, digits, `-`, `_`, dots; at most 253          characters) or an address such as 10.0.0.5 or [fd00::5]"
+    )]
+    Invalid(String),
+}
+
+impl AllowedHost {
+    /// Whether `name` (as [`host_name`] returns it: lower-cased, no port, brackets or trailing
+    /// dot) is this host.
+    fn matches(&self, name: &str) -> bool {
+        match (self.0.parse::<IpAddr>(), name.parse::<IpAddr>()) {
+            (Ok(allowed), Ok(ip)) => allowed == ip.to_canonical(),
+            (Err(_), Err(_)) => self.0 == name,
+            _ => false,
+        }
+    }
+
+    /// The host as it is matched.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for AllowedHost {
+    type Err = AllowedHostError;
+
+    fn from_str(text: &str) -> Result<Self, AllowedHostError> {
+        let value = text.trim();
+        if value.contains('*') {
+            return Err(AllowedHostError::Wildcard(text.to_string()));
+        }
+        let bracketed = value.strip_prefix('[').map(|rest| rest.split_once(']'));
+        match bracketed {
+            Some(Some((inside, ""))) => {
+                return match inside.parse::<std::net::Ipv6Addr>() {
+                    Ok(ip) => Ok(Self(IpAddr::V6(ip).to_canonical().to_string())),
+                    Err(_) => Err(AllowedHostError::Invalid(text.to_string())),
+                };
+            }
+            Some(Some((inside, after))) if after.strip_prefix(':').is_some_and(is_port) => {
+                return Err(AllowedHostError::Port(
+                    text.to_string(),
+                    format!("[{inside}]"),
+                ));
+            }
+            Some(_) => return Err(AllowedHostError::Invalid(text.to_string())),
+            None => {}
+        }
+        if let Ok(ip) = value.parse::<IpAddr>() {
+            return Ok(Self(ip.to_canonical().to_string()));
+        }
+        if let Some((host, port)) = value.rsplit_once(':') {
+            if is_port(port) && !host.contains(':') && !host.is_empty() {
+                return Err(AllowedHostError::Port(text.to_string(), host.to_string()));
+            }
+        }
+        let name = value
+            .strip_suffix('.')
+            .unwrap_or(value)
+            .to_ascii_lowercase();
+        let label_ok = |label: &str| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(AllowedHostError::Invalid(text.to_string()));
+        }
+        Ok(Self(name))
+    }
+}
+
+/// Who may reach a listener: whether it may bind beyond loopback, and which extra `Host` names
+/// its clients use. One value for a whole command or profile; each listener applies it to its
+/// own address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// `--allow-remote`: a credential endpoint may bind a non-loopback address.
+    pub allow_remote: bool,
+    /// `--allowed-host`: names (and addresses) accepted in `Host` besides the listener's own.
+    pub allowed_hosts: Vec<AllowedHost>,
+}
+
+impl Access {
+    /// Loopback only, no extra names.
+    pub fn local() -> Self {
+        Self::default()
+    }
+}
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -177,8 +304,22 @@ fn connection_budget() -> usize {
 pub struct Listener {
     tcp: TcpListener,
     endpoint: Endpoint,
-    /// Every `Host` is accepted: remote access was allowed, or `/metrics` binds beyond loopback.
-    any_host: bool,
+    /// How `Host` is checked, decided from this listener's own bound address.
+    host_check: HostCheck,
+    /// Names accepted besides the listener's own (`--allowed-host`).
+    allowed_hosts: Arc<[AllowedHost]>,
+}
+
+/// How a listener checks `Host`: decided per listener from the address it is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HostCheck {
+    /// Loopback: loopback names and addresses, the service's names, the allow-list.
+    Local,
+    /// A credential endpoint beyond loopback: as `Local`, plus any IP literal; DNS names only
+    /// from the allow-list.
+    Remote,
+    /// `/metrics` and `/healthz` beyond loopback hold no credential: any `Host`.
+    Any,
 }
 
 impl Listener {
@@ -194,11 +335,11 @@ impl Listener {
 }
 
 /// Resolves and binds `addr` for `endpoint`; a credential endpoint beyond loopback needs
-/// `allow_remote` (and is then logged as a warning).
+/// `access.allow_remote` (and is then logged as a warning).
 pub async fn bind(
     addr: &str,
     endpoint: Endpoint,
-    allow_remote: bool,
+    access: &Access,
 ) -> Result<Listener, ServerError> {
     let bind_error = |cause: String| ServerError::Bind {
         addr: addr.to_string(),
@@ -209,12 +350,12 @@ pub async fn bind(
         .map_err(|e| bind_error(e.to_string()))?
         .collect();
     if let Some(remote) = resolved.iter().find(|a| !a.ip().is_loopback()) {
-        check_exposure(addr, *remote, endpoint, allow_remote)?;
+        check_exposure(addr, *remote, endpoint, access.allow_remote)?;
     }
     let mut last_error = None;
     for candidate in &resolved {
         match listen_on(*candidate) {
-            Ok(tcp) => return listener(tcp, endpoint, allow_remote),
+            Ok(tcp) => return listener(tcp, endpoint, access),
             Err(e) => last_error = Some(e),
         }
     }
@@ -227,7 +368,15 @@ pub async fn bind(
 /// A listening socket on `addr` with a backlog as deep as the connection cap (the kernel caps it
 /// at `net.core.somaxconn`), so a burst of connections waits in the queue instead of having its
 /// handshakes dropped and retried.
+///
+/// A socket kept for `addr` (passed by systemd, or bound earlier by this process and still
+/// wanted: see [`super::listen_fds`]) is used instead of binding anew, so the port is never left
+/// free for another local user to take.
 fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    if let Some(kept) = super::listen_fds::take(addr) {
+        tracing::debug!(%addr, "serving on a kept socket");
+        return TcpListener::from_std(kept?);
+    }
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -235,7 +384,11 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
-    socket.listen(u32::try_from(DEFAULT_MAX_CONNECTIONS).unwrap_or(1024))
+    let tcp = socket
+        .listen(u32::try_from(DEFAULT_MAX_CONNECTIONS).unwrap_or(1024))?
+        .into_std()?;
+    super::listen_fds::keep(addr, &tcp);
+    TcpListener::from_std(tcp)
 }
 
 /// Binds `addr` at once (the daemon reports a clash when a profile starts), with the rules of
@@ -243,16 +396,16 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub fn bind_now(
     addr: SocketAddr,
     endpoint: Endpoint,
-    allow_remote: bool,
+    access: &Access,
 ) -> Result<Listener, ServerError> {
     if !addr.ip().is_loopback() {
-        check_exposure(&addr.to_string(), addr, endpoint, allow_remote)?;
+        check_exposure(&addr.to_string(), addr, endpoint, access.allow_remote)?;
     }
     let tcp = listen_on(addr).map_err(|cause| ServerError::Bind {
         addr: addr.to_string(),
         cause: cause.to_string(),
     })?;
-    listener(tcp, endpoint, allow_remote)
+    listener(tcp, endpoint, access)
 }
 
 fn check_exposure(
@@ -273,26 +426,33 @@ fn check_exposure(
 fn listener(
     tcp: TcpListener,
     endpoint: Endpoint,
-    allow_remote: bool,
+    access: &Access,
 ) -> Result<Listener, ServerError> {
     let local = tcp.local_addr().map_err(|e| ServerError::Bind {
         addr: "(bound socket)".into(),
         cause: e.to_string(),
     })?;
     let remote = !local.ip().is_loopback();
-    if remote && endpoint.hands_out_credentials() {
+    let host_check = if remote && endpoint.hands_out_credentials() {
         tracing::warn!(
             %local,
+            allowed_hosts = %access.allowed_hosts.iter().map(AllowedHost::as_str).collect::<Vec<_>>().join(","),
             "listening on a non-loopback address (--allow-remote): anything that can reach it can \
-             take credentials, and any Host header is accepted"
+             take credentials; Host must be an IP address, a name of the service or an \
+             --allowed-host"
         );
+        HostCheck::Remote
     } else if remote {
         tracing::info!(%local, "serving /metrics and /healthz on a non-loopback address (they hold no credentials)");
-    }
+        HostCheck::Any
+    } else {
+        HostCheck::Local
+    };
     Ok(Listener {
         tcp,
         endpoint,
-        any_host: remote || allow_remote,
+        host_check,
+        allowed_hosts: access.allowed_hosts.clone().into(),
     })
 }
 
@@ -315,7 +475,8 @@ pub fn reachable(addr: SocketAddr) -> SocketAddr {
 struct Guard {
     endpoint: Endpoint,
     local: SocketAddr,
-    any_host: bool,
+    host_check: HostCheck,
+    allowed_hosts: Arc<[AllowedHost]>,
     max_body_bytes: usize,
 }
 
@@ -332,10 +493,10 @@ fn guarded(router: axum::Router, guard: Guard) -> axum::Router {
 }
 
 async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    let refusal = if !guard.any_host {
-        host_refusal(&guard, &request)
-    } else {
+    let refusal = if guard.host_check == HostCheck::Any {
         None
+    } else {
+        host_refusal(&guard, &request)
     }
     .or_else(|| method_refusal(guard.endpoint, request.method()))
     .or_else(|| path_refusal(request.uri().path()))
@@ -378,8 +539,15 @@ fn host_refusal(guard: &Guard, request: &Request) -> Option<Response> {
         });
     };
     let allowed = |host: Option<&str>| {
-        host.and_then(host_name)
-            .is_some_and(|name| host_is_allowed(&name, guard.endpoint, guard.local))
+        host.and_then(host_name).is_some_and(|name| {
+            host_is_allowed(
+                &name,
+                guard.endpoint,
+                guard.local,
+                guard.host_check,
+                &guard.allowed_hosts,
+            )
+        })
     };
     // An absolute-form target (`GET http://name/ HTTP/1.1`) names the host too: both must pass.
     let target_ok = request
@@ -389,9 +557,9 @@ fn host_refusal(guard: &Guard, request: &Request) -> Option<Response> {
     (!(allowed(value.to_str().ok()) && target_ok)).then(|| {
         refuse(
             StatusCode::FORBIDDEN,
-            "the Host header does not name this local endpoint, so the request may come from a web \
-             page through DNS rebinding; use the address keyless printed (127.0.0.1:PORT), or start \
-             it with --allow-remote to accept any Host",
+            "the Host header does not name this endpoint, so the request may come from a web page \
+             through DNS rebinding; use the address keyless printed (127.0.0.1:PORT), or add the \
+             name clients use with --allowed-host NAME (allowed_hosts in keyless.toml)",
         )
     })
 }
@@ -420,15 +588,26 @@ fn is_port(text: &str) -> bool {
     !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn host_is_allowed(name: &str, endpoint: Endpoint, local: SocketAddr) -> bool {
-    if name == "localhost" {
+fn host_is_allowed(
+    name: &str,
+    endpoint: Endpoint,
+    local: SocketAddr,
+    check: HostCheck,
+    allowed: &[AllowedHost],
+) -> bool {
+    if check == HostCheck::Any || name == "localhost" {
         return true;
     }
     if let Ok(ip) = name.parse::<IpAddr>() {
         let ip = ip.to_canonical();
-        if ip.is_loopback() || ip == local.ip().to_canonical() {
+        // Beyond loopback clients reach us by any of the machine's addresses; an IP literal is
+        // never what a rebinding page sends.
+        if ip.is_loopback() || ip == local.ip().to_canonical() || check == HostCheck::Remote {
             return true;
         }
+    }
+    if allowed.iter().any(|host| host.matches(name)) {
+        return true;
     }
     endpoint.service_hosts().iter().any(|known| {
         match (known.parse::<IpAddr>(), name.parse::<IpAddr>()) {
@@ -523,7 +702,8 @@ pub async fn serve_with(
         Guard {
             endpoint: listener.endpoint,
             local,
-            any_host: listener.any_host,
+            host_check: listener.host_check,
+            allowed_hosts: listener.allowed_hosts.clone(),
             max_body_bytes: limits.max_body_bytes,
         },
     );
@@ -654,7 +834,128 @@ mod tests {
     }
 
     fn allowed(host: &str, endpoint: Endpoint) -> bool {
-        host_name(host).is_some_and(|name| host_is_allowed(&name, endpoint, local()))
+        allowed_on(host, endpoint, HostCheck::Local, &[])
+    }
+
+    fn allowed_on(host: &str, endpoint: Endpoint, check: HostCheck, list: &[&str]) -> bool {
+        let list: Vec<AllowedHost> = list.iter().map(|h| h.parse().unwrap()).collect();
+        host_name(host).is_some_and(|name| host_is_allowed(&name, endpoint, local(), check, &list))
+    }
+
+    /// Beyond loopback an IP literal passes (rebinding never sends one) but a DNS name only
+    /// when it is the service's or on the allow-list; the list works on loopback too.
+    #[test]
+    fn a_remote_listener_takes_ip_literals_and_listed_names_only() {
+        let remote = |host: &str, list: &[&str]| {
+            allowed_on(host, Endpoint::EcsCredentials, HostCheck::Remote, list)
+        };
+        for host in [
+            "10.1.2.3:9911",
+            "192.0.2.7",
+            "[fd00::5]:80",
+            "127.0.0.1",
+            "localhost",
+        ] {
+            assert!(remote(host, &[]), "{host}");
+        }
+        for host in [
+            "attacker.example",
+            "attacker.example:9911",
+            "10.1.2.3.nip.io",
+            "x",
+        ] {
+            assert!(!remote(host, &[]), "{host}");
+        }
+        assert!(remote("Keyless.Internal.:9911", &["keyless.internal"]));
+        assert!(!remote("other.internal", &["keyless.internal"]));
+        assert!(allowed_on(
+            "metadata.google.internal",
+            Endpoint::GceMetadata,
+            HostCheck::Remote,
+            &[]
+        ));
+        // On loopback an IP literal that is not loopback still fails, a listed name passes.
+        assert!(!allowed_on(
+            "10.1.2.3",
+            Endpoint::Imds,
+            HostCheck::Local,
+            &[]
+        ));
+        assert!(allowed_on(
+            "host.docker.internal:80",
+            Endpoint::Imds,
+            HostCheck::Local,
+            &["host.docker.internal"]
+        ));
+        assert!(allowed_on(
+            "[::ffff:10.0.0.5]",
+            Endpoint::Imds,
+            HostCheck::Local,
+            &["10.0.0.5"]
+        ));
+        assert!(allowed_on(
+            "anything.example",
+            Endpoint::Metrics,
+            HostCheck::Any,
+            &[]
+        ));
+    }
+
+    #[test]
+    fn allowed_hosts_are_parsed_once_and_name_the_fix() {
+        let ok = |text: &str| text.parse::<AllowedHost>().map(|h| h.to_string());
+        assert_eq!(ok("Keyless.Internal.").unwrap(), "keyless.internal");
+        assert_eq!(
+            ok(" host.docker.internal ").unwrap(),
+            "host.docker.internal"
+        );
+        assert_eq!(ok("10.0.0.5").unwrap(), "10.0.0.5");
+        assert_eq!(ok("[FD00::5]").unwrap(), "fd00::5");
+        assert_eq!(ok("::ffff:10.0.0.5").unwrap(), "10.0.0.5");
+        assert_eq!(ok("my_host").unwrap(), "my_host");
+        assert!(matches!(
+            ok("*.example.com"),
+            Err(AllowedHostError::Wildcard(_))
+        ));
+        let port = ok("keyless.internal:9911").unwrap_err();
+        assert!(
+            port.to_string().contains("--allowed-host keyless.internal"),
+            "{port}"
+        );
+        assert!(matches!(
+            ok("[fd00::5]:80"),
+            Err(AllowedHostError::Port(..))
+        ));
+        for bad in [
+            "", ".", "a..b", "-a.b", "a b", "http://x", "x/y", "[fd00::5", "[nope]",
+        ] {
+            assert!(
+                matches!(ok(bad), Err(AllowedHostError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(ok(&"a".repeat(64)).is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, parsing never panics, and what it accepts is accepted again as
+        /// itself and matches the `Host` a client would send for it.
+        #[test]
+        fn allowed_host_parsing_round_trips(
+            text in proptest::prop_oneof!["\\PC{0,40}", "[a-zA-Z0-9._:\\[\\]*-]{1,30}"]
+        ) {
+            if let Ok(host) = text.parse::<AllowedHost>() {
+                let again: AllowedHost = host.as_str().parse().unwrap();
+                proptest::prop_assert_eq!(&again, &host);
+                let sent = if host.as_str().contains(':') {
+                    format!("[{host}]:80")
+                } else {
+                    format!("{host}:80")
+                };
+                let name = host_name(&sent).unwrap();
+                proptest::prop_assert!(host.matches(&name), "{} vs {}", host, name);
+            }
+        }
     }
 
     #[test]
@@ -752,7 +1053,12 @@ mod tests {
 
     #[tokio::test]
     async fn credential_endpoints_refuse_a_remote_address_without_the_flag() {
-        let error = bind("0.0.0.0:0", Endpoint::EcsCredentials, false)
+        let local_only = Access::local();
+        let remote = Access {
+            allow_remote: true,
+            allowed_hosts: Vec::new(),
+        };
+        let error = bind("0.0.0.0:0", Endpoint::EcsCredentials, &local_only)
             .await
             .unwrap_err();
         assert!(matches!(error, ServerError::RemoteNotAllowed { .. }));
@@ -760,16 +1066,61 @@ mod tests {
         assert!(bind_now(
             SocketAddr::from(([0, 0, 0, 0], 0)),
             Endpoint::GceMetadata,
-            false
+            &local_only
         )
         .is_err());
-        let allowed = bind("0.0.0.0:0", Endpoint::Imds, true).await.unwrap();
-        assert!(allowed.any_host);
-        let metrics = bind("0.0.0.0:0", Endpoint::Metrics, false).await.unwrap();
-        assert!(metrics.any_host);
-        let local = bind("127.0.0.1:0", Endpoint::EcsCredentials, false)
+        let allowed = bind("0.0.0.0:0", Endpoint::Imds, &remote).await.unwrap();
+        assert_eq!(allowed.host_check, HostCheck::Remote);
+        let metrics = bind("0.0.0.0:0", Endpoint::Metrics, &local_only)
             .await
             .unwrap();
-        assert!(!local.any_host);
+        assert_eq!(metrics.host_check, HostCheck::Any);
+        let local = bind("127.0.0.1:0", Endpoint::EcsCredentials, &local_only)
+            .await
+            .unwrap();
+        assert_eq!(local.host_check, HostCheck::Local);
+    }
+
+    /// A second listener on a fixed address gets the socket the first one bound (kept), instead
+    /// of failing with "address in use" or leaving the port free in between: what a reload that
+    /// restarts a profile does.
+    #[tokio::test]
+    async fn a_fixed_address_is_bound_once_and_kept_until_released() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let first = bind_now(addr, Endpoint::Imds, &Access::local()).unwrap();
+        let second = bind_now(addr, Endpoint::Imds, &Access::local()).unwrap();
+        assert_eq!(second.local_addr().unwrap(), addr);
+        drop(first);
+        drop(second);
+        // Still held: nobody else can bind it.
+        assert!(std::net::TcpListener::bind(addr).is_err());
+        super::super::listen_fds::release_except(&[]);
+        assert!(std::net::TcpListener::bind(addr).is_ok());
+    }
+
+    /// `--allow-remote` for one listener (or the whole daemon) leaves every loopback listener's
+    /// Host check on: it is decided per listener from its own address.
+    #[tokio::test]
+    async fn allow_remote_keeps_the_host_check_of_loopback_listeners() {
+        let remote = Access {
+            allow_remote: true,
+            allowed_hosts: Vec::new(),
+        };
+        for endpoint in [
+            Endpoint::EcsCredentials,
+            Endpoint::Imds,
+            Endpoint::GceMetadata,
+        ] {
+            let listener = bind("127.0.0.1:0", endpoint, &remote).await.unwrap();
+            assert_eq!(listener.host_check, HostCheck::Local, "{endpoint:?}");
+            let listener =
+                bind_now(SocketAddr::from(([127, 0, 0, 1], 0)), endpoint, &remote).unwrap();
+            assert_eq!(listener.host_check, HostCheck::Local, "{endpoint:?}");
+        }
     }
 }
