@@ -612,3 +612,114 @@ async fn google_cloud_storage_uses_the_endpoint() {
     // The client asked for its own scopes (devstorage), so it got its own engine.
     assert!(log.contains("token?scopes="), "{log}");
 }
+
+/// `--scopes devstorage.read_only` is the widest a caller gets: `?scopes=cloud-platform` is
+/// refused (it used to be served verbatim), the short and full forms of the configured scope are
+/// one engine; cycling ID-token audiences gets 429 once the budget of new engines is spent
+/// (known audiences are still served); request values reach the log and error bodies escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_cannot_widen_scopes_churn_engines_or_forge_log_lines() {
+    let w = LabWorld::start().await;
+    let server = GceServer::start(
+        &w,
+        &[
+            "--service-account",
+            COPYCAT,
+            "--scopes",
+            "devstorage.read_only",
+        ],
+        &workload_env(&w),
+    )
+    .await;
+    let sa = "/computeMetadata/v1/instance/service-accounts/default";
+    assert_eq!(
+        server.get(&format!("{sa}/scopes")).await.2,
+        format!("{READ_ONLY}\n"),
+        "the configured scope is shown normalised"
+    );
+    let (status, _, body) = server.get(&format!("{sa}/token")).await;
+    assert_eq!(status, 200, "{body}");
+    let default_token: Value = serde_json::from_str(&body).unwrap();
+    for wider in [
+        "cloud-platform",
+        CLOUD_PLATFORM,
+        &format!("{READ_ONLY},{CLOUD_PLATFORM}"),
+    ] {
+        let (status, _, body) = server.get(&format!("{sa}/token?scopes={wider}")).await;
+        assert_eq!(status, 403, "{wider}: {body}");
+        assert!(body.contains("--scopes"), "{body}");
+        assert!(!body.contains("access_token"), "{body}");
+    }
+    for same in ["devstorage.read_only", READ_ONLY] {
+        let (status, _, body) = server.get(&format!("{sa}/token?scopes={same}")).await;
+        assert_eq!(status, 200, "{body}");
+        let token: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(token["access_token"], default_token["access_token"]);
+    }
+    let (status, _, body) = server.get(&format!("{sa}/token?scopes=a%01b")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+
+    // A forged line in an audience or an account name stays on its own line, escaped.
+    let forged = "https://run.example.com%0AFORGED%20level=ERROR";
+    let (status, _, body) = server
+        .get(&format!("{sa}/identity?audience={forged}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = server
+        .get("/computeMetadata/v1/instance/service-accounts/x%0AFORGED/token")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body.lines().count(), 1, "{body}");
+    assert!(body.contains("x\\nFORGED"), "{body}");
+
+    // Audiences: the budget is MAX_AUDIENCES new ones (one used above), then 429.
+    let max = keyless::deliver::gce_metadata_server::MAX_AUDIENCES;
+    for i in 1..max {
+        let (status, _, body) = server
+            .get(&format!(
+                "{sa}/identity?audience=https://run{i}.example.com"
+            ))
+            .await;
+        assert_eq!(status, 200, "audience {i}: {body}");
+    }
+    let before = w.lab.stats();
+    let response = reqwest::Client::new()
+        .get(server.url(&format!(
+            "{sa}/identity?audience=https://one-too-many.example.com"
+        )))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        server
+            .get(&format!("{sa}/identity?audience=https://run1.example.com"))
+            .await
+            .0,
+        200,
+        "a known audience is still served"
+    );
+    assert_eq!(
+        w.lab.stats(),
+        before,
+        "no upstream call for the refused or known ones"
+    );
+
+    let log = server.log();
+    assert!(
+        log.contains("audience=https://run.example.com\\nFORGED level=ERROR"),
+        "the engine for the forged audience is named, escaped:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a request value broke a log line:\n{log}"
+    );
+}

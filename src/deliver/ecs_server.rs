@@ -162,7 +162,7 @@ pub(crate) async fn log_request(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     tracing::debug!(
         %method,
-        path,
+        path = %super::server::escaped(&path),
         peer = ?peer,
         status = response.status().as_u16(),
         millis = started.elapsed().as_millis() as u64,

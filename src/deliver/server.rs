@@ -23,6 +23,11 @@
 //! - **Requests.** Methods the endpoint does not serve answer 405; a path with `.` or `..`
 //!   segments (raw or percent-encoded), encoded slashes or NUL answers 404. No server here reads
 //!   files, so this is defence in depth: no path ever reaches a handler un-normalised.
+//! - **Request values in logs and answers.** Whatever a request carries (path, query values once
+//!   decoded, header values) goes into a log line, an engine name, a metric label or an error
+//!   body only through [`escaped`]: control characters, line and paragraph separators and
+//!   bidirectional overrides are written as `\u{..}` escapes, so `%0A` in a query cannot forge
+//!   a log line, and a long value is cut short.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,6 +42,66 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+/// At most this many characters of a request value are shown by [`escaped`].
+pub const MAX_SHOWN_CHARS: usize = 256;
+
+/// `value` (from a request: a path, a decoded query value, a header) as it may be shown in a log
+/// line, an engine name, a metric label or an error body: see [`Escaped`].
+pub fn escaped(value: &str) -> Escaped<'_> {
+    Escaped(value)
+}
+
+/// A request value that displays on one line, unambiguously: a backslash is doubled, control
+/// characters (`\n`, `\r`, `\t`, `\u{1b}`, C1), Unicode line and paragraph separators and
+/// bidirectional-text controls become escapes, and after [`MAX_SHOWN_CHARS`] characters the rest
+/// is summarised as `…(N more bytes)`. The one helper every server logs request values through.
+#[derive(Clone, Copy)]
+pub struct Escaped<'a>(&'a str);
+
+impl Escaped<'_> {
+    fn needs_escape(c: char) -> bool {
+        c == '\\' || Self::needs_escape_except_backslash(c)
+    }
+
+    /// What may never appear in the shown form (a backslash does, doubled or as an escape).
+    fn needs_escape_except_backslash(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            )
+    }
+}
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for (shown, (at, c)) in self.0.char_indices().enumerate() {
+            if shown == MAX_SHOWN_CHARS {
+                return write!(f, "…({} more bytes)", self.0.len() - at);
+            }
+            if Self::needs_escape(c) {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    '\n' => f.write_str("\\n")?,
+                    '\r' => f.write_str("\\r")?,
+                    '\t' => f.write_str("\\t")?,
+                    _ => write!(f, "{}", c.escape_unicode())?,
+                }
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -344,8 +409,15 @@ async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: 
         Some(response) => {
             tracing::debug!(
                 method = %request.method(),
-                path = request.uri().path(),
-                host = ?request.headers().get(header::HOST),
+                path = %escaped(request.uri().path()),
+                host = %escaped(
+                    request
+                        .headers()
+                        .get(header::HOST)
+                        .map(|h| String::from_utf8_lossy(h.as_bytes()))
+                        .as_deref()
+                        .unwrap_or_default()
+                ),
                 status = response.status().as_u16(),
                 "request refused"
             );
@@ -648,6 +720,35 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn request_values_are_shown_on_one_line_and_cut_short() {
+        assert_eq!(escaped("plain/value?x=1").to_string(), "plain/value?x=1");
+        assert_eq!(
+            escaped("aud\nFORGED level=ERROR").to_string(),
+            "aud\\nFORGED level=ERROR"
+        );
+        assert_eq!(escaped("a\r\tb\\c").to_string(), "a\\r\\tb\\\\c");
+        assert_eq!(escaped("\u{1b}[31m").to_string(), "\\u{1b}[31m");
+        assert_eq!(
+            escaped("x\u{2028}y\u{202e}").to_string(),
+            "x\\u{2028}y\\u{202e}"
+        );
+        assert_eq!(escaped("é").to_string(), "é", "printable Unicode is kept");
+        let long = "a".repeat(MAX_SHOWN_CHARS + 10);
+        let shown = escaped(&long).to_string();
+        assert!(shown.ends_with("…(10 more bytes)"), "{shown}");
+    }
+
+    proptest! {
+        /// Whatever a request carries, the shown form has no control or separator character.
+        #[test]
+        fn escaped_values_never_break_a_line(value in any::<String>()) {
+            let shown = escaped(&value).to_string();
+            prop_assert!(!shown.chars().any(Escaped::needs_escape_except_backslash));
+        }
+    }
 
     fn local() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
