@@ -29,6 +29,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::credentials::format_expiration;
+use crate::deliver::server::SecretBody;
 use crate::exchange::aws_sts::AssumedRole;
 use crate::private_file::{read_private, write_private_file_atomically, PrivateReadError};
 use crate::refresh::{Refresher, Upstream};
@@ -174,11 +175,12 @@ fn write_new_auth_token(path: &Path) -> Result<Secret, AuthTokenFileError> {
 
 /// What the handlers share: the credential, the token callers must present, and the last
 /// answer rendered (SDKs ask for the same credential again and again: it is rendered once per
-/// refresh, not once per request).
+/// refresh, not once per request). The rendered answer is a [`SecretBody`]: when a refresh
+/// replaces it, its bytes are wiped as soon as no response is still sending them.
 struct Endpoint<U: Upstream<Value = AssumedRole>> {
     refresher: Refresher<U>,
     auth_token: AuthToken,
-    rendered: Mutex<Option<(Arc<AssumedRole>, Bytes)>>,
+    rendered: Mutex<Option<(Arc<AssumedRole>, SecretBody)>>,
 }
 
 impl<U: Upstream<Value = AssumedRole>> Endpoint<U> {
@@ -187,12 +189,14 @@ impl<U: Upstream<Value = AssumedRole>> Endpoint<U> {
         let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((from, body)) = rendered.as_ref() {
             if Arc::ptr_eq(from, role) {
-                return body.clone();
+                return body.body();
             }
         }
-        let body = Bytes::from(container_credentials_json(role).to_string());
-        *rendered = Some((role.clone(), body.clone()));
-        body
+        let body = SecretBody::json(&ContainerCredentials::of(role));
+        let bytes = body.body();
+        // The previous document is dropped here (wiped once in-flight answers are sent).
+        *rendered = Some((role.clone(), body));
+        bytes
     }
 }
 
@@ -268,17 +272,33 @@ async fn credentials<U: Upstream<Value = AssumedRole>>(
 /// The container-credentials document: `AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`
 /// (plain `YYYY-MM-DDTHH:MM:SSZ`, which every SDK parses) and `AccountId`.
 pub fn container_credentials_json(role: &AssumedRole) -> serde_json::Value {
-    let c = &role.credentials;
-    let mut doc = json!({
-        "AccessKeyId": c.access_key_id,
-        "SecretAccessKey": c.secret_access_key.expose(),
-        "Token": c.session_token.as_ref().map(Secret::expose),
-        "Expiration": c.expiration.map(format_expiration),
-    });
-    if let Some(account) = account_of(&role.assumed_role_arn) {
-        doc["AccountId"] = json!(account);
+    serde_json::to_value(ContainerCredentials::of(role)).unwrap_or_default()
+}
+
+/// [`container_credentials_json`] borrowing the secrets, so rendering it makes no copies of
+/// them outside the [`SecretBody`] it is written into.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerCredentials<'a> {
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: Option<&'a str>,
+    expiration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+}
+
+impl<'a> ContainerCredentials<'a> {
+    fn of(role: &'a AssumedRole) -> Self {
+        let c = &role.credentials;
+        Self {
+            access_key_id: &c.access_key_id,
+            secret_access_key: c.secret_access_key.expose(),
+            token: c.session_token.as_ref().map(Secret::expose),
+            expiration: c.expiration.map(format_expiration),
+            account_id: account_of(&role.assumed_role_arn),
+        }
     }
-    doc
 }
 
 /// The account of `arn:aws:sts::ACCOUNT:assumed-role/...` (the fifth field), if it has one.
@@ -491,6 +511,54 @@ pub(crate) mod tests {
             !error.to_string().contains(&long),
             "the token reached the error"
         );
+    }
+
+    /// The cached document is a `SecretBody` (the type says so); a refresh replacing it wipes
+    /// the old one once no answer is still sending it.
+    #[test]
+    fn a_replaced_document_is_wiped() {
+        let endpoint = Endpoint {
+            refresher: Refresher::new(
+                "deploy",
+                FakeSts::default(),
+                RefreshPolicy::default(),
+                Clock::System,
+            ),
+            auth_token: AuthToken::new(Secret::new("t".repeat(32))),
+            rendered: Mutex::new(None),
+        };
+        let _: &Mutex<Option<(Arc<AssumedRole>, SecretBody)>> = &endpoint.rendered;
+        let role = |key: &str| {
+            let mut role = block_on(FakeSts::default().fetch()).unwrap().0;
+            role.credentials.access_key_id = key.into();
+            Arc::new(role)
+        };
+        let (first, second) = (role("ASIAFIRST"), role("ASIASECOND"));
+        let wiped = || crate::deliver::server::WIPED.with(|w| w.get());
+        let before = wiped();
+        let in_flight = endpoint.body_for(&first);
+        assert_eq!(
+            endpoint.body_for(&first),
+            in_flight,
+            "served from the cache"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&in_flight).unwrap();
+        assert_eq!(doc, container_credentials_json(&first));
+        endpoint.body_for(&second);
+        assert_eq!(
+            wiped(),
+            before,
+            "an answer is still sending the first document"
+        );
+        drop(in_flight);
+        assert_eq!(wiped(), before + 1, "the replaced document was wiped");
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
     }
 
     #[test]

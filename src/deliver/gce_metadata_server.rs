@@ -51,7 +51,7 @@ use axum::Router;
 use time::OffsetDateTime;
 
 use crate::deliver::metrics::MetricsRegistry;
-use crate::deliver::server::escaped;
+use crate::deliver::server::{escaped, SecretBody};
 use crate::exchange::google_sts::CLOUD_PLATFORM_SCOPE;
 use crate::refresh::{
     Clock, GcpIdTokenUpstream, GcpTokenProfile, GcpTokenUpstream, RefreshPolicy, Refresher,
@@ -512,11 +512,22 @@ impl ServerState {
             Err(retry_after) => return too_many_new("scope sets", retry_after),
         };
         match self.tokens.get(&key, &engine).await {
-            Ok((token, expires_at)) => json(&serde_json::json!({
-                "access_token": token.token.access_token.expose(),
-                "expires_in": seconds_left(expires_at),
-                "token_type": "Bearer",
-            })),
+            Ok((token, expires_at)) => {
+                #[derive(serde::Serialize)]
+                struct AccessToken<'a> {
+                    access_token: &'a str,
+                    expires_in: i64,
+                    token_type: &'a str,
+                }
+                secret_answer(
+                    "application/json",
+                    SecretBody::json(&AccessToken {
+                        access_token: token.token.access_token.expose(),
+                        expires_in: seconds_left(expires_at),
+                        token_type: "Bearer",
+                    }),
+                )
+            }
             Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         }
     }
@@ -562,7 +573,7 @@ impl ServerState {
             Err(retry_after) => return too_many_new("ID-token audiences", retry_after),
         };
         match self.identities.get(audience, &engine).await {
-            Ok((token, _)) => text(token.expose().to_string()),
+            Ok((token, _)) => secret_answer(TEXT, SecretBody::text(token.expose())),
             Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         }
     }
@@ -779,6 +790,11 @@ impl<U: Upstream> Drop for Engines<U> {
             }
         }
     }
+}
+
+/// An answer holding a token: its body is wiped once sent (see [`SecretBody`]).
+fn secret_answer(content_type: &'static str, body: SecretBody) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body.body()).into_response()
 }
 
 fn text(body: impl Into<String>) -> Response {

@@ -103,6 +103,79 @@ impl std::fmt::Debug for Escaped<'_> {
     }
 }
 
+/// A rendered answer that holds credentials (a JSON document, a token): its bytes live in one
+/// exactly-sized buffer that is wiped when the last reference to it goes away: the copy a server
+/// keeps to answer from, and every response body still being written. Cloning shares the
+/// buffer (no copy per request); the only way to make one is to render into such a buffer.
+#[derive(Clone)]
+pub struct SecretBody(axum::body::Bytes);
+
+/// The buffer behind a [`SecretBody`]: zeroised on drop.
+struct WipedOnDrop(Vec<u8>);
+
+impl AsRef<[u8]> for WipedOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for WipedOnDrop {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+        #[cfg(test)]
+        WIPED.with(|wiped| wiped.set(wiped.get() + 1));
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Buffers wiped on this thread (tests watch a replacement wipe the old one).
+    pub(crate) static WIPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl SecretBody {
+    /// `value` as JSON, written once into a buffer of exactly its size (a buffer that grew while
+    /// writing would leave unwiped copies behind in freed memory).
+    pub fn json<T: serde::Serialize>(value: &T) -> Self {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        // Serialising plain structs of strings cannot fail; an error leaves an empty document.
+        let _ = serde_json::to_writer(&mut count, value);
+        let mut buffer = Vec::with_capacity(count.0);
+        let _ = serde_json::to_writer(&mut buffer, value);
+        Self::from_buffer(buffer)
+    }
+
+    /// `text` (a token) as the body.
+    pub fn text(text: &str) -> Self {
+        Self::from_buffer(text.as_bytes().to_vec())
+    }
+
+    fn from_buffer(buffer: Vec<u8>) -> Self {
+        Self(axum::body::Bytes::from_owner(WipedOnDrop(buffer)))
+    }
+
+    /// The bytes as a response body: shares the buffer (a reference count, not a copy).
+    pub fn body(&self) -> axum::body::Bytes {
+        self.0.clone()
+    }
+}
+
+impl std::fmt::Debug for SecretBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBody({} bytes)", self.0.len())
+    }
+}
+
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -739,6 +812,25 @@ mod tests {
         let long = "a".repeat(MAX_SHOWN_CHARS + 10);
         let shown = escaped(&long).to_string();
         assert!(shown.ends_with("…(10 more bytes)"), "{shown}");
+    }
+
+    #[test]
+    fn a_secret_body_is_wiped_when_its_last_reference_goes() {
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            token: &'a str,
+        }
+        let before = WIPED.with(|w| w.get());
+        let kept = SecretBody::json(&Doc { token: "t0ken" });
+        assert_eq!(&kept.body()[..], br#"{"token":"t0ken"}"#);
+        assert_eq!(format!("{kept:?}"), "SecretBody(17 bytes)");
+        let in_flight = kept.body();
+        drop(kept);
+        assert_eq!(WIPED.with(|w| w.get()), before, "a response still uses it");
+        drop(in_flight);
+        assert_eq!(WIPED.with(|w| w.get()), before + 1);
+        drop(SecretBody::text("id-token"));
+        assert_eq!(WIPED.with(|w| w.get()), before + 2);
     }
 
     proptest! {
