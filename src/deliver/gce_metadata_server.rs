@@ -4,10 +4,16 @@
 //! The Google libraries already know how to get credentials on Compute Engine: ask the metadata
 //! server. Pointing `GCE_METADATA_HOST` and `GCE_METADATA_IP` here makes every one of them use
 //! keyless without a line of configuration, and the tokens stay fresh without the SDK knowing
-//! anything about AWS. We answer only what the SDKs read (see PROTOCOL-NOTES.md): the detection
-//! ping `/`, the service account's directory, `token`, `identity`, `email`, `aliases`, `scopes`,
-//! `project/project-id`, `project/numeric-project-id` and `universe/universe-domain`. Other
-//! `instance/...` paths (zone, hostname, attributes) answer 404, which the SDKs tolerate.
+//! anything about AWS. We answer what the SDKs read (see PROTOCOL-NOTES.md "metadata detection
+//! per language"): the detection ping `/` (Python), the directories `/computeMetadata/v1/`,
+//! `instance/` (Node's gcp-metadata detects GCE with `GET .../instance`, no slash),
+//! `project/`, `universe/` and `instance/service-accounts/[NAME/]`, each with or without the
+//! trailing slash and with `?recursive=true`; the service account's `token`, `identity`,
+//! `email`, `aliases`, `scopes`; `instance/hostname`, `project/project-id`,
+//! `project/numeric-project-id` and `universe/universe-domain`; values as text or, with
+//! `?alt=json`, JSON. What a workload off Compute Engine has no true answer for (`zone`, `id`,
+//! `attributes`, network interfaces) answers 404 naming what is served, which the SDKs
+//! tolerate.
 //!
 //! Like the real server, every answer carries `Metadata-Flavor: Google`; a request under
 //! `/computeMetadata/` without that header, or any request carrying `X-Forwarded-For`, gets 403,
@@ -97,7 +103,7 @@ const FLAVOR: &str = "Metadata-Flavor";
 const GOOGLE: &str = "Google";
 /// The content type the real server gives plain values; google-auth needs *a* content type.
 const TEXT: &str = "application/text";
-const SERVICE_ACCOUNT_DIRECTORY: &str = "aliases\nemail\nidentity\nscopes\ntoken\n";
+const SERVICE_ACCOUNT_ENTRIES: &[&str] = &["aliases", "email", "identity", "scopes", "token"];
 
 /// What the endpoint says about the project it pretends to run in.
 #[derive(Clone, Debug, Default)]
@@ -191,43 +197,181 @@ impl GceMetadataServer {
 
     /// The routes, with the `Metadata-Flavor` and `X-Forwarded-For` checks and the request log.
     pub fn router(&self) -> Router {
+        const V1: &str = "/computeMetadata/v1";
         const SA: &str = "/computeMetadata/v1/instance/service-accounts";
         Router::new()
             .route("/", get(root))
+            // Directories answer with and without the trailing slash: Node's gcp-metadata
+            // detects GCE with `GET .../instance` (no slash) and needs a 200.
+            .route(V1, get(root_directory))
+            .route(&format!("{V1}/"), get(root_directory))
+            .route(&format!("{V1}/instance"), get(instance_directory))
+            .route(&format!("{V1}/instance/"), get(instance_directory))
+            .route(&format!("{V1}/project"), get(project_directory))
+            .route(&format!("{V1}/project/"), get(project_directory))
+            .route(&format!("{V1}/universe"), get(universe_directory))
+            .route(&format!("{V1}/universe/"), get(universe_directory))
             .route(
-                "/computeMetadata/v1/project/project-id",
-                get(|State(s): State<Arc<ServerState>>| async move {
-                    match &s.project_id {
-                        Some(id) => text(id.clone()),
-                        None => not_found(
-                            "the project id is unknown: pass --project-id (it is derived only from \
-                             a service account address NAME@PROJECT.iam.gserviceaccount.com)",
-                        ),
-                    }
+                &format!("{V1}/instance/hostname"),
+                get(|Query(q): Query<HashMap<String, String>>| async move {
+                    let host = hostname();
+                    value(&q, host.clone(), serde_json::Value::from(host))
                 }),
             )
             .route(
-                "/computeMetadata/v1/project/numeric-project-id",
-                get(|State(s): State<Arc<ServerState>>| async move {
-                    match &s.project_number {
-                        Some(number) => text(number.clone()),
-                        None => not_found("the project number is unknown: pass --project-number"),
-                    }
-                }),
+                &format!("{V1}/project/project-id"),
+                get(
+                    |State(s): State<Arc<ServerState>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        match &s.project_id {
+                            Some(id) => value(&q, id.clone(), serde_json::Value::from(id.clone())),
+                            None => not_found(
+                                "the project id is unknown: pass --project-id (it is derived only \
+                                 from a service account address NAME@PROJECT.iam.gserviceaccount.com)",
+                            ),
+                        }
+                    },
+                ),
             )
             .route(
-                "/computeMetadata/v1/universe/universe-domain",
-                get(|| async { text(UNIVERSE_DOMAIN) }),
+                &format!("{V1}/project/numeric-project-id"),
+                get(
+                    |State(s): State<Arc<ServerState>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        match &s.project_number {
+                            Some(number) => value(&q, number.clone(), number_json(number)),
+                            None => not_found("the project number is unknown: pass --project-number"),
+                        }
+                    },
+                ),
+            )
+            .route(
+                &format!("{V1}/universe/universe-domain"),
+                get(|Query(q): Query<HashMap<String, String>>| async move {
+                    value(&q, UNIVERSE_DOMAIN.to_string(), UNIVERSE_DOMAIN.into())
+                }),
             )
             .route(SA, get(list_accounts))
             .route(&format!("{SA}/"), get(list_accounts))
             .route(&format!("{SA}/{{account}}"), get(account))
             .route(&format!("{SA}/{{account}}/"), get(account))
             .route(&format!("{SA}/{{account}}/{{item}}"), get(account_item))
-            .fallback(|| async { not_found("no such metadata path") })
+            .fallback(|| async { not_found(NOT_SERVED) })
             .layer(axum::middleware::from_fn(guard))
             .with_state(self.inner.clone())
     }
+}
+
+/// What a 404 for a path outside the served tree says.
+const NOT_SERVED: &str = "no such metadata path here. keyless emulates only what the Google \
+    client libraries read for credentials: instance/hostname, instance/service-accounts/ \
+    (default and the service account: email, aliases, scopes, token, identity), \
+    project/project-id, project/numeric-project-id and universe/universe-domain, each directory \
+    with or without its trailing slash, ?recursive=true and ?alt=json|text. It does not serve \
+    instance/zone, instance/id, instance/name, attributes, network-interfaces or other \
+    Compute Engine facts: this workload does not run on Compute Engine";
+
+/// This machine's host name (what `instance/hostname` answers).
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// A number as JSON when it is one (the real server answers `numeric-project-id` as a number).
+fn number_json(number: &str) -> serde_json::Value {
+    number
+        .parse::<u64>()
+        .map_or_else(|_| serde_json::Value::from(number), serde_json::Value::from)
+}
+
+/// How an answer is asked for: `?alt=json|text`, and `?recursive=true` (JSON unless `alt=text`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Alt {
+    Text,
+    Json,
+}
+
+fn alt(query: &HashMap<String, String>, default: Alt) -> Result<Alt, Response> {
+    match query.get("alt").map(String::as_str) {
+        None => Ok(default),
+        Some(v) if v.eq_ignore_ascii_case("json") => Ok(Alt::Json),
+        Some(v) if v.eq_ignore_ascii_case("text") => Ok(Alt::Text),
+        Some(other) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("alt must be json or text, not {}", escaped(other)),
+        )),
+    }
+}
+
+/// A leaf value: text by default, JSON with `?alt=json`.
+fn value(query: &HashMap<String, String>, as_text: String, as_json: serde_json::Value) -> Response {
+    match alt(query, Alt::Text) {
+        Ok(Alt::Text) => text(as_text),
+        Ok(Alt::Json) => json(&as_json),
+        Err(refusal) => refusal,
+    }
+}
+
+/// A directory: its entries one per line (subdirectories end in `/`), or with `?recursive=true`
+/// or `?alt=json` the whole subtree as JSON (as Compute Engine's server answers).
+fn directory(
+    query: &HashMap<String, String>,
+    entries: &[&str],
+    tree: impl FnOnce() -> serde_json::Value,
+) -> Response {
+    let default = if recursive(query) {
+        Alt::Json
+    } else {
+        Alt::Text
+    };
+    match alt(query, default) {
+        Ok(Alt::Text) => text(entries.iter().map(|e| format!("{e}\n")).collect::<String>()),
+        Ok(Alt::Json) => json(&tree()),
+        Err(refusal) => refusal,
+    }
+}
+
+async fn root_directory(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    directory(&query, &["instance/", "project/", "universe/"], || {
+        serde_json::json!({
+            "instance": s.instance_tree(),
+            "project": s.project_tree(),
+            "universe": {"universeDomain": UNIVERSE_DOMAIN},
+        })
+    })
+}
+
+async fn instance_directory(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    directory(&query, &["hostname", "service-accounts/"], || {
+        s.instance_tree()
+    })
+}
+
+async fn project_directory(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut entries = Vec::new();
+    if s.project_number.is_some() {
+        entries.push("numeric-project-id");
+    }
+    if s.project_id.is_some() {
+        entries.push("project-id");
+    }
+    directory(&query, &entries, || s.project_tree())
+}
+
+async fn universe_directory(Query(query): Query<HashMap<String, String>>) -> Response {
+    directory(
+        &query,
+        &["universe-domain"],
+        || serde_json::json!({"universeDomain": UNIVERSE_DOMAIN}),
+    )
 }
 
 /// The project of a service account address `NAME@PROJECT.iam.gserviceaccount.com`.
@@ -386,15 +530,9 @@ async fn list_accounts(
     if email != "default" {
         names.push(email);
     }
-    if recursive(&query) {
-        let info = s.account_info();
-        let all: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .map(|n| (n.to_string(), info.clone()))
-            .collect();
-        return json(&serde_json::Value::Object(all));
-    }
-    text(names.iter().map(|n| format!("{n}/\n")).collect::<String>())
+    let entries: Vec<String> = names.iter().map(|n| format!("{n}/")).collect();
+    let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+    directory(&query, &entries, || s.accounts_tree())
 }
 
 async fn account(
@@ -405,11 +543,7 @@ async fn account(
     if !s.is_account(&name) {
         return s.unknown_account(&name);
     }
-    if recursive(&query) {
-        json(&s.account_info())
-    } else {
-        text(SERVICE_ACCOUNT_DIRECTORY)
-    }
+    directory(&query, SERVICE_ACCOUNT_ENTRIES, || s.account_info())
 }
 
 async fn account_item(
@@ -421,13 +555,15 @@ async fn account_item(
         return s.unknown_account(&name);
     }
     match item.as_str() {
-        "email" => text(s.email().to_string()),
-        "aliases" => text("default\n"),
-        "scopes" => text(
+        "email" => value(&query, s.email().to_string(), s.email().into()),
+        "aliases" => value(&query, "default\n".into(), serde_json::json!(["default"])),
+        "scopes" => value(
+            &query,
             s.default_scopes
                 .iter()
                 .map(|scope| format!("{scope}\n"))
                 .collect::<String>(),
+            serde_json::json!(s.default_scopes),
         ),
         "token" => s.token(query.get("scopes").map(String::as_str)).await,
         "identity" => s.identity(&query).await,
@@ -464,6 +600,37 @@ impl ServerState {
             escaped(name),
             self.email()
         ))
+    }
+
+    /// `instance/?recursive=true`: what is known about the "instance".
+    fn instance_tree(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hostname": hostname(),
+            "serviceAccounts": self.accounts_tree(),
+        })
+    }
+
+    /// `project/?recursive=true`.
+    fn project_tree(&self) -> serde_json::Value {
+        let mut tree = serde_json::Map::new();
+        if let Some(number) = &self.project_number {
+            tree.insert("numericProjectId".into(), number_json(number));
+        }
+        if let Some(id) = &self.project_id {
+            tree.insert("projectId".into(), id.clone().into());
+        }
+        serde_json::Value::Object(tree)
+    }
+
+    /// `instance/service-accounts/?recursive=true`: each name with its attributes.
+    fn accounts_tree(&self) -> serde_json::Value {
+        let info = self.account_info();
+        let mut all = serde_json::Map::new();
+        all.insert("default".into(), info.clone());
+        if self.email() != "default" {
+            all.insert(self.email().to_string(), info);
+        }
+        serde_json::Value::Object(all)
     }
 
     fn account_info(&self) -> serde_json::Value {
