@@ -290,15 +290,16 @@ enum Alt {
     Json,
 }
 
-fn alt(query: &HashMap<String, String>, default: Alt) -> Result<Alt, Response> {
+/// `?alt=` (`default` when absent); `Err` is the 400 for another value.
+fn alt(query: &HashMap<String, String>, default: Alt) -> Result<Alt, Box<Response>> {
     match query.get("alt").map(String::as_str) {
         None => Ok(default),
         Some(v) if v.eq_ignore_ascii_case("json") => Ok(Alt::Json),
         Some(v) if v.eq_ignore_ascii_case("text") => Ok(Alt::Text),
-        Some(other) => Err(refuse(
+        Some(other) => Err(Box::new(refuse(
             StatusCode::BAD_REQUEST,
             &format!("alt must be json or text, not {}", escaped(other)),
-        )),
+        ))),
     }
 }
 
@@ -307,7 +308,7 @@ fn value(query: &HashMap<String, String>, as_text: String, as_json: serde_json::
     match alt(query, Alt::Text) {
         Ok(Alt::Text) => text(as_text),
         Ok(Alt::Json) => json(&as_json),
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
@@ -326,7 +327,7 @@ fn directory(
     match alt(query, default) {
         Ok(Alt::Text) => text(entries.iter().map(|e| format!("{e}\n")).collect::<String>()),
         Ok(Alt::Json) => json(&tree()),
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
