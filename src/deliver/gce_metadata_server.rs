@@ -1149,6 +1149,34 @@ mod tests {
         assert!(!malformed.to_string().contains('\u{1}'), "{malformed}");
     }
 
+    proptest::proptest! {
+        /// Whatever `?scopes=` holds: a set that is served is normalised, sorted, covered by the
+        /// configured scopes, and never carries a control character; a refusal shows none.
+        #[test]
+        fn served_scope_sets_are_never_wider_than_configured(query in ".{0,200}") {
+            let configured = configured(&["devstorage.read_only", "pubsub"]);
+            match scope_set(&query, &configured) {
+                Ok(set) => {
+                    let mut sorted = set.clone();
+                    sorted.sort();
+                    sorted.dedup();
+                    proptest::prop_assert_eq!(&set, &sorted);
+                    for scope in &set {
+                        proptest::prop_assert!(configured.contains(scope), "{}", scope);
+                    }
+                }
+                Err(refusal) => {
+                    let shown = refusal.to_string();
+                    proptest::prop_assert!(
+                        !shown.chars().any(|c| c.is_control() && c != '\n'),
+                        "{:?}",
+                        shown
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_new_engine_budget_allows_a_burst_then_one_per_interval() {
         let start = Instant::now();
