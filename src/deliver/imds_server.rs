@@ -191,7 +191,12 @@ async fn issue_token<U: Upstream<Value = AssumedRole>>(
         return text(StatusCode::BAD_REQUEST, "Bad Request");
     };
     let token = endpoint.sessions.issue(Duration::from_secs(ttl));
-    let mut response = text(StatusCode::OK, token.expose());
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        SecretBody::text(token.expose()).body(),
+    )
+        .into_response();
     response.headers_mut().insert(
         "x-aws-ec2-metadata-token-ttl-seconds",
         HeaderValue::from(ttl),
