@@ -573,7 +573,8 @@ pub fn router_imds(data: &[u8]) {
 }
 
 /// The GCE-metadata-style endpoint: every answer says `Metadata-Flavor: Google`; requests
-/// without it, or through a proxy, are refused.
+/// without it, or through a proxy, are refused; refusals carry no control characters from the
+/// request (scopes, audiences, account names, `alt`).
 pub fn router_gce_metadata(data: &[u8]) {
     let router = GCE.with(|setup| {
         GceMetadataServer::new(
@@ -583,11 +584,19 @@ pub fn router_gce_metadata(data: &[u8]) {
         )
         .router()
     });
-    run_requests(&router, data, |request, status, headers, _| {
+    run_requests(&router, data, |request, status, headers, body| {
         assert!(
-            matches!(status.as_u16(), 200 | 400 | 403 | 404 | 405 | 503),
+            matches!(status.as_u16(), 200 | 400 | 403 | 404 | 405 | 429 | 503),
             "status {status}"
         );
+        // Refusals show request values escaped: no control character but line ends.
+        if !status.is_success() {
+            assert!(
+                !body.iter().any(|b| b.is_ascii_control() && *b != b'\n'),
+                "a control character in a refusal: {}",
+                String::from_utf8_lossy(body)
+            );
+        }
         assert_eq!(
             headers.get("metadata-flavor").map(HeaderValue::as_bytes),
             Some(&b"Google"[..]),

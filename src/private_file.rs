@@ -231,6 +231,120 @@ pub fn warn_if_exposed(path: &Path) {
     }
 }
 
+/// Why [`read_private`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateReadError {
+    /// The file could not be opened or read (missing: [`std::io::ErrorKind::NotFound`]).
+    #[error("could not read {}: {cause}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+    /// The last component is a symbolic link: another user could point it at any file.
+    #[error(
+        "{} is a symbolic link; a file holding a secret is read only when it is a plain file
+           hint: point the setting at the file itself ({})",
+        path.display(),
+        std::fs::canonicalize(path).map_or_else(|_| "the link's target".to_string(), |t| t.display().to_string())
+    )]
+    Link { path: PathBuf },
+    /// Not a regular file (a directory, a FIFO, a device).
+    #[error("{} is not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    /// Another user owns it, or group/others may read or write it.
+    #[error("refusing to read {}: {}", path.display(), exposure.hint(path))]
+    Exposed { path: PathBuf, exposure: Exposure },
+    /// Larger than the caller's cap.
+    #[error("{} is larger than {max_bytes} bytes; it cannot be what it should hold", path.display())]
+    TooLarge { path: PathBuf, max_bytes: u64 },
+}
+
+impl PrivateReadError {
+    /// The file does not exist (callers may create it).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Io { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Reads a file that holds a secret, safely: opened without following a symbolic link at its
+/// last component (`O_NOFOLLOW`), then checked on the opened descriptor (no race with a rename):
+/// a regular file, owned by the effective user, with no group or other permission bits, and at
+/// most `max_bytes` long. The bytes are wiped when dropped.
+pub fn read_private(
+    path: &Path,
+    max_bytes: u64,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, PrivateReadError> {
+    use std::io::Read;
+    let io = |cause: std::io::Error| PrivateReadError::Io {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: opening a FIFO planted at the path must not hang; it is refused below.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(PrivateReadError::Link {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(io(e)),
+    };
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(PrivateReadError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions and cannot fail; std offers no safe wrapper.
+        let me = unsafe { libc::geteuid() };
+        let exposure = if meta.uid() != me {
+            Some(Exposure::ForeignOwner {
+                owner: meta.uid(),
+                me,
+            })
+        } else if meta.mode() & 0o077 != 0 {
+            Some(Exposure::Readable {
+                mode: meta.mode() & 0o7777,
+            })
+        } else {
+            None
+        };
+        if let Some(exposure) = exposure {
+            return Err(PrivateReadError::Exposed {
+                path: path.to_path_buf(),
+                exposure,
+            });
+        }
+    }
+    let too_large = || PrivateReadError::TooLarge {
+        path: path.to_path_buf(),
+        max_bytes,
+    };
+    if meta.len() > max_bytes {
+        return Err(too_large());
+    }
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// Opens `path` for writing without following a symbolic link at its last component, creating
 /// it 0600: for lock files, which a planted link could otherwise turn into a file created
 /// anywhere the user can write.
@@ -378,6 +492,42 @@ mod tests {
                 me: 0
             }]
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_private_reads_only_a_private_plain_file_of_ours_within_the_cap() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        write_private_file_atomically(&path, b"0123456789").unwrap();
+        assert_eq!(&read_private(&path, 10).unwrap()[..], b"0123456789");
+        let too_large = read_private(&path, 9).unwrap_err();
+        assert!(matches!(
+            too_large,
+            PrivateReadError::TooLarge { max_bytes: 9, .. }
+        ));
+        // A link is refused, even to a private file of ours.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let refused = read_private(&link, 100).unwrap_err();
+        assert!(
+            matches!(refused, PrivateReadError::Link { .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("symbolic link"), "{refused}");
+        // Group- or world-readable: refused with the chmod that fixes it.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let exposed = read_private(&path, 100).unwrap_err();
+        assert!(exposed.to_string().contains("chmod 600"), "{exposed}");
+        // Not a file, or missing.
+        assert!(matches!(
+            read_private(dir.path(), 100).unwrap_err(),
+            PrivateReadError::NotAFile { .. }
+        ));
+        assert!(read_private(&dir.path().join("missing"), 100)
+            .unwrap_err()
+            .is_not_found());
     }
 
     #[test]

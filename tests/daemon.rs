@@ -746,3 +746,91 @@ async fn a_reload_whose_new_version_cannot_start_keeps_the_old_one() {
     assert_eq!(answer.status(), 200, "{}", serve.stderr());
     assert_eq!(serve.terminate().await, 0);
 }
+
+/// The ECS endpoint's `auth_token_file`: SIGHUP picks up a changed token (compared by digest)
+/// without restarting the profile or exchanging again, so the old token is refused from then
+/// on; a file that turns into a symbolic link is refused (the token it had stays), and a token
+/// under 32 bytes never starts the endpoint.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_rereads_the_ecs_token_file_and_refuses_unsafe_ones() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = LabWorld::start().await;
+    let token_file = w.home.home().join("ecs-token");
+    let write_token = |token: &str| {
+        let temp = token_file.with_extension("new");
+        std::fs::write(&temp, token).unwrap();
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&temp, &token_file).unwrap();
+    };
+    let (old, new) = ("o".repeat(40), "n".repeat(40));
+    write_token(&old);
+    let port = free_port();
+    let config = write_config(
+        &w,
+        &format!(
+            "[profile.deploy]\nrole_arn = \"{}\"\necs_listen = \"127.0.0.1:{port}\"\nauth_token_file = \"{}\"\n",
+            w.lab.role_arn("gcp-deploy"),
+            token_file.display(),
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    serve.ready(1).await;
+    let status_with = |token: String| async move {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/creds"))
+            .header("Authorization", token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status_with(old.clone()).await, 200, "{}", serve.stderr());
+    let exchanges = w.lab.stats().assume_role_with_web_identity_calls;
+
+    write_token(&new);
+    serve.signal("HUP");
+    let ready = serve.ready(2).await;
+    assert_eq!(
+        ready["profiles"]["deploy"]["started_generation"], 1,
+        "{ready}"
+    );
+    assert_eq!(
+        status_with(old.clone()).await,
+        403,
+        "the old token still works"
+    );
+    assert_eq!(status_with(new.clone()).await, 200, "{}", serve.stderr());
+    assert_eq!(
+        w.lab.stats().assume_role_with_web_identity_calls,
+        exchanges,
+        "a new token is no reason for a new exchange"
+    );
+
+    // The file becomes a link to another file holding a token: refused, the last token stays.
+    let elsewhere = w.home.home().join("elsewhere-token");
+    std::fs::write(&elsewhere, "e".repeat(40)).unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&token_file).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &token_file).unwrap();
+    serve.signal("HUP");
+    serve.ready(3).await;
+    assert_eq!(status_with("e".repeat(40)).await, 403);
+    assert_eq!(status_with(new.clone()).await, 200);
+    assert!(
+        serve.stderr().contains("symbolic link"),
+        "{}",
+        serve.stderr()
+    );
+    assert!(!serve.stderr().contains(&new), "a token reached the log");
+    assert_eq!(serve.terminate().await, 0);
+
+    // A short token never starts the endpoint.
+    std::fs::remove_file(&token_file).unwrap();
+    write_token(&"s".repeat(31));
+    let mut serve = Serve::start(&w, &config);
+    let ready = serve.ready(1).await;
+    assert!(ready["profiles"].get("deploy").is_none(), "{ready}");
+    assert!(serve.stderr().contains("at least 32"), "{}", serve.stderr());
+}

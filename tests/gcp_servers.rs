@@ -612,3 +612,286 @@ async fn google_cloud_storage_uses_the_endpoint() {
     // The client asked for its own scopes (devstorage), so it got its own engine.
     assert!(log.contains("token?scopes="), "{log}");
 }
+
+/// `--scopes devstorage.read_only` is the widest a caller gets: `?scopes=cloud-platform` is
+/// refused (it used to be served verbatim), the short and full forms of the configured scope are
+/// one engine; cycling ID-token audiences gets 429 once the budget of new engines is spent
+/// (known audiences are still served); request values reach the log and error bodies escaped.
+#[tokio::test(flavor = "multi_thread")]
+async fn callers_cannot_widen_scopes_churn_engines_or_forge_log_lines() {
+    let w = LabWorld::start().await;
+    let server = GceServer::start(
+        &w,
+        &[
+            "--service-account",
+            COPYCAT,
+            "--scopes",
+            "devstorage.read_only",
+        ],
+        &workload_env(&w),
+    )
+    .await;
+    let sa = "/computeMetadata/v1/instance/service-accounts/default";
+    assert_eq!(
+        server.get(&format!("{sa}/scopes")).await.2,
+        format!("{READ_ONLY}\n"),
+        "the configured scope is shown normalised"
+    );
+    let (status, _, body) = server.get(&format!("{sa}/token")).await;
+    assert_eq!(status, 200, "{body}");
+    let default_token: Value = serde_json::from_str(&body).unwrap();
+    for wider in [
+        "cloud-platform",
+        CLOUD_PLATFORM,
+        &format!("{READ_ONLY},{CLOUD_PLATFORM}"),
+    ] {
+        let (status, _, body) = server.get(&format!("{sa}/token?scopes={wider}")).await;
+        assert_eq!(status, 403, "{wider}: {body}");
+        assert!(body.contains("--scopes"), "{body}");
+        assert!(!body.contains("access_token"), "{body}");
+    }
+    for same in ["devstorage.read_only", READ_ONLY] {
+        let (status, _, body) = server.get(&format!("{sa}/token?scopes={same}")).await;
+        assert_eq!(status, 200, "{body}");
+        let token: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(token["access_token"], default_token["access_token"]);
+    }
+    let (status, _, body) = server.get(&format!("{sa}/token?scopes=a%01b")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+
+    // A forged line in an audience or an account name stays on its own line, escaped.
+    let forged = "https://run.example.com%0AFORGED%20level=ERROR";
+    let (status, _, body) = server
+        .get(&format!("{sa}/identity?audience={forged}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = server
+        .get("/computeMetadata/v1/instance/service-accounts/x%0AFORGED/token")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body.lines().count(), 1, "{body}");
+    assert!(body.contains("x\\nFORGED"), "{body}");
+
+    // Audiences: the budget is MAX_AUDIENCES new ones (one used above), then 429.
+    let max = keyless::deliver::gce_metadata_server::MAX_AUDIENCES;
+    for i in 1..max {
+        let (status, _, body) = server
+            .get(&format!(
+                "{sa}/identity?audience=https://run{i}.example.com"
+            ))
+            .await;
+        assert_eq!(status, 200, "audience {i}: {body}");
+    }
+    let before = w.lab.stats();
+    let response = reqwest::Client::new()
+        .get(server.url(&format!(
+            "{sa}/identity?audience=https://one-too-many.example.com"
+        )))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        server
+            .get(&format!("{sa}/identity?audience=https://run1.example.com"))
+            .await
+            .0,
+        200,
+        "a known audience is still served"
+    );
+    assert_eq!(
+        w.lab.stats(),
+        before,
+        "no upstream call for the refused or known ones"
+    );
+
+    let log = server.log();
+    assert!(
+        log.contains("audience=https://run.example.com\\nFORGED level=ERROR"),
+        "the engine for the forged audience is named, escaped:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.starts_with("FORGED")),
+        "a request value broke a log line:\n{log}"
+    );
+}
+
+/// The Node.js clients under tests/node (pinned in its package-lock.json, installed by
+/// tools/test). `None` means skip: node is not installed and CI is not set. Installed node
+/// without the modules is a failure with the fix, as a missing venv is.
+fn node_clients() -> Option<PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !node {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "node is not installed and CI is set: the Node.js client tests must run on CI \
+             (.ci/run installs nodejs and npm)"
+        );
+        eprintln!(
+            "SKIPPED: node is not installed, so google-auth-library for Node.js was not run \
+             (install nodejs and npm, then run tools/test)"
+        );
+        return None;
+    }
+    assert!(
+        dir.join("node_modules/google-auth-library/package.json")
+            .is_file(),
+        "{}/node_modules lacks google-auth-library: the Node.js clients are not installed.\n  \
+         fix: run `tools/test --setup-only` (it runs `npm ci` in tests/node)",
+        dir.display()
+    );
+    Some(dir)
+}
+
+/// google-auth-library for Node.js, with nothing but GCE_METADATA_HOST/GCE_METADATA_IP, takes
+/// the endpoint for Compute Engine (gcp-metadata's `GET /computeMetadata/v1/instance`, no
+/// trailing slash, used to answer 404) and gets from it a token the lab's storage accepts, the
+/// project, the universe domain, the account's address and an ID token; `instance/zone` is
+/// answered 404 with what is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_google_auth_library_uses_the_endpoint() {
+    let Some(node_dir) = node_clients() else {
+        return;
+    };
+    let w = LabWorld::start().await;
+    let server = GceServer::start(&w, &["--service-account", COPYCAT], &workload_env(&w)).await;
+    let mut cmd = w.home.command("node");
+    cmd.arg(node_dir.join("gce_metadata_client.js"))
+        .arg("https://run.example.com")
+        .current_dir(&node_dir)
+        .env("GCE_METADATA_HOST", &server.host)
+        .env("GCE_METADATA_IP", &server.host);
+    let out = tokio::task::spawn_blocking(move || support::process::run(&mut cmd))
+        .await
+        .unwrap();
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(doc["available"], true, "{doc}");
+    assert_eq!(doc["client"], "Compute", "{doc}");
+    assert_eq!(doc["project_id"], "keyless-lab", "{doc}");
+    assert_eq!(doc["universe_domain"], "googleapis.com", "{doc}");
+    assert_eq!(doc["email"], COPYCAT, "{doc}");
+    assert_eq!(doc["zone"]["status"], 404, "{doc}");
+    let token = doc["access_token"].as_str().unwrap();
+    assert_eq!(storage_status(&w, token).await, 200, "{doc}");
+    let id = keyless::source::google::IdToken::parse(
+        keyless::secret::Secret::new(doc["id_token"].as_str().unwrap()),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(id.claims().aud, "https://run.example.com");
+    assert_eq!(id.claims().email.as_deref(), Some(COPYCAT));
+    let log = server.log();
+    assert!(log.contains("uri=/computeMetadata/v1/instance "), "{log}");
+}
+
+/// The directory tree as Compute Engine's server shows it: every directory with and without
+/// its trailing slash, `?recursive=true` and `?alt=json|text`, `instance/hostname`, and a 404
+/// naming what is served for what is not (zone, id, attributes).
+#[tokio::test(flavor = "multi_thread")]
+async fn directories_recursive_and_alt_answer_like_the_metadata_server() {
+    let w = LabWorld::start().await;
+    let server = GceServer::start(&w, &["--service-account", COPYCAT], &workload_env(&w)).await;
+    let v1 = "/computeMetadata/v1";
+    for (path, listing) in [
+        (v1.to_string(), "instance/\nproject/\nuniverse/\n"),
+        (format!("{v1}/instance"), "hostname\nservice-accounts/\n"),
+        (format!("{v1}/project"), "numeric-project-id\nproject-id\n"),
+        (format!("{v1}/universe"), "universe-domain\n"),
+    ] {
+        for path in [path.clone(), format!("{path}/")] {
+            let (status, flavor, body) = server.get(&path).await;
+            assert_eq!(
+                (status, flavor.as_deref()),
+                (200, Some("Google")),
+                "{path}: {body}"
+            );
+            assert_eq!(body, listing, "{path}");
+            let (status, _, body) = server.get(&format!("{path}?alt=text")).await;
+            assert_eq!((status, body.as_str()), (200, listing), "{path}");
+        }
+    }
+    let tree: Value =
+        serde_json::from_str(&server.get(&format!("{v1}/?recursive=true")).await.2).unwrap();
+    assert_eq!(tree["project"]["projectId"], "keyless-lab", "{tree}");
+    assert_eq!(
+        tree["project"]["numericProjectId"], 424242424242u64,
+        "{tree}"
+    );
+    assert_eq!(
+        tree["universe"]["universeDomain"], "googleapis.com",
+        "{tree}"
+    );
+    assert_eq!(
+        tree["instance"]["serviceAccounts"]["default"]["email"], COPYCAT,
+        "{tree}"
+    );
+    assert!(tree["instance"]["hostname"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    let project: Value =
+        serde_json::from_str(&server.get(&format!("{v1}/project?alt=json")).await.2).unwrap();
+    assert_eq!(project, tree["project"]);
+    // Leaves: text, or JSON with ?alt=json; anything else for alt is refused.
+    assert_eq!(
+        server
+            .get(&format!("{v1}/project/project-id?alt=json"))
+            .await
+            .2,
+        "\"keyless-lab\""
+    );
+    assert_eq!(
+        server
+            .get(&format!("{v1}/project/numeric-project-id?alt=json"))
+            .await
+            .2,
+        "424242424242"
+    );
+    assert_eq!(
+        server
+            .get(&format!(
+                "{v1}/instance/service-accounts/default/email?alt=json"
+            ))
+            .await
+            .2,
+        format!("\"{COPYCAT}\"")
+    );
+    assert_eq!(
+        server.get(&format!("{v1}/instance/hostname")).await.2,
+        tree["instance"]["hostname"].as_str().unwrap()
+    );
+    assert_eq!(
+        server
+            .get(&format!("{v1}/project/project-id?alt=xml"))
+            .await
+            .0,
+        400
+    );
+    // What is not served says so, and what is.
+    for path in [
+        "instance/zone",
+        "instance/id",
+        "instance/attributes/",
+        "project/attributes/x",
+    ] {
+        let (status, flavor, body) = server.get(&format!("{v1}/{path}")).await;
+        assert_eq!((status, flavor.as_deref()), (404, Some("Google")), "{path}");
+        assert!(body.contains("does not serve"), "{path}: {body}");
+        assert!(
+            body.contains("instance/service-accounts/"),
+            "{path}: {body}"
+        );
+    }
+}

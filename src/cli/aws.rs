@@ -229,7 +229,9 @@ pub struct ServeArgs {
 
     /// The container endpoint's authorization token lives in this file: read if it already holds
     /// one (so a restart keeps the token clients have), else a random one is written (0600).
-    /// Without it, a random token is printed as AWS_CONTAINER_AUTHORIZATION_TOKEN.
+    /// A file that is a symbolic link, not this user's, readable by group or others, or holds
+    /// fewer than 32 bytes is refused. Without it, a random token is printed as
+    /// AWS_CONTAINER_AUTHORIZATION_TOKEN.
     #[arg(long, env = "KEYLESS_AUTH_TOKEN_FILE", conflicts_with = "imds")]
     pub auth_token_file: Option<PathBuf>,
 
@@ -537,40 +539,10 @@ async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Resul
     Ok(0)
 }
 
-/// The container endpoint's token from `path`, or a new random one written there (0600).
+/// The container endpoint's token from `path`, or a new random one written there (0600): see
+/// [`ecs_server::auth_token_from_file`].
 pub(crate) fn auth_token_from_file(path: &Path) -> anyhow::Result<Secret> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if !text.is_empty() => {
-            anyhow::ensure!(
-                !text.contains(['\r', '\n']),
-                "the authorization token file {} holds a line break, which the SDKs refuse to send \
-                 as a header\n  hint: write it without a newline (printf %s TOKEN > FILE), or delete \
-                 the file to have a random token written",
-                path.display()
-            );
-            Ok(Secret::new(text))
-        }
-        Ok(_) => write_new_auth_token(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_new_auth_token(path),
-        Err(e) => Err(e).with_context(|| {
-            format!(
-                "could not read the authorization token file {}",
-                path.display()
-            )
-        }),
-    }
-}
-
-fn write_new_auth_token(path: &Path) -> anyhow::Result<Secret> {
-    let token = ecs_server::random_auth_token();
-    write_private_file_atomically(path, token.expose().as_bytes()).with_context(|| {
-        format!(
-            "could not write the authorization token file {}\n  hint: --auth-token-file must name \
-             a file in an existing directory this user can write",
-            path.display()
-        )
-    })?;
-    Ok(token)
+    Ok(ecs_server::auth_token_from_file(path)?)
 }
 
 /// A flag that turns true on SIGTERM/SIGINT, so several listeners stop together.

@@ -54,7 +54,7 @@ pub enum GcpCommand {
     /// Serve a GCE-metadata-compatible endpoint so unmodified Google SDKs and tools get tokens
     /// (set GCE_METADATA_HOST and GCE_METADATA_IP to the address it prints).
     #[command(
-        after_help = "Readiness: once listening, it prints the export lines on standard output (and writes them\nto --ready-file, atomically, if given); nothing else goes to standard output.\n\nExample:\n  keyless gcp serve --audience \"$PROVIDER\" --service-account sa@my-project.iam.gserviceaccount.com\n  # prints: export GCE_METADATA_HOST=127.0.0.1:PORT, GCE_METADATA_IP and GCE_METADATA_ROOT (gcloud) likewise"
+        after_help = "Readiness: once listening, it prints the export lines on standard output (and writes them\nto --ready-file, atomically, if given); nothing else goes to standard output.\n\nScopes: ?scopes= is served only within --scopes (short names such as devstorage.read_only\nmean https://www.googleapis.com/auth/devstorage.read_only; cloud-platform covers the Cloud APIs'\nown scopes); new scope sets and audiences beyond the first 8 and 16 come one per 15 s (429).\n\nExample:\n  keyless gcp serve --audience \"$PROVIDER\" --service-account sa@my-project.iam.gserviceaccount.com\n  # prints: export GCE_METADATA_HOST=127.0.0.1:PORT, GCE_METADATA_IP and GCE_METADATA_ROOT (gcloud) likewise"
     )]
     Serve(ServeArgs),
 }

@@ -283,6 +283,13 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         {
             return exit_code::USAGE;
         }
+        if let Some(e) = cause.downcast_ref::<crate::deliver::ecs_server::AuthTokenFileError>() {
+            // An unsafe, short or malformed token file is configuration to fix.
+            return match e {
+                crate::deliver::ecs_server::AuthTokenFileError::Write { .. } => exit_code::FAILURE,
+                _ => exit_code::USAGE,
+            };
+        }
     }
     exit_code::FAILURE
 }

@@ -4,7 +4,10 @@
 //! its credential fresh) and its channels (files written on each refresh, local endpoints).
 //! SIGHUP re-reads the file and touches only what changed: a profile whose configuration is
 //! equal keeps its refresher and credential (no new exchange), changed ones restart, removed ones
-//! stop, added ones start; a broken file is reported and the running configuration stays.
+//! stop, added ones start; a broken file is reported and the running configuration stays. An
+//! unchanged profile's ECS `auth_token_file` is read again too: a token whose digest changed
+//! replaces the old one in place (the listener and credential stay); an unusable file is
+//! reported and the old token stays.
 //! SIGTERM and SIGINT stop everything cleanly.
 //!
 //! A profile that cannot start (an unreadable token file, a port in use, a bad source) is never
@@ -329,6 +332,32 @@ struct RunningProfile {
     started_generation: u64,
     /// `ok`, or why the first delivery failed (the refresher keeps retrying).
     first_delivery: String,
+    /// The ECS endpoints' tokens and the files they come from, re-read on SIGHUP.
+    auth_tokens: Vec<(PathBuf, ecs_server::AuthToken)>,
+}
+
+impl RunningProfile {
+    /// Reads each ECS token file again and swaps in a changed token (compared by digest); a
+    /// file that became unusable is reported and the old token stays.
+    fn reread_auth_tokens(&self, name: &str) {
+        for (path, token) in &self.auth_tokens {
+            match ecs_server::auth_token_from_file(path) {
+                Ok(secret) => {
+                    if token.replace_if_changed(secret) {
+                        tracing::info!(
+                            profile = %name,
+                            path = %path.display(),
+                            "the authorization token changed; the ECS endpoint now accepts the new one only"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(
+                    profile = %name,
+                    "{e}\n  the endpoint keeps accepting the token it had"
+                ),
+            }
+        }
+    }
 }
 
 impl Drop for RunningProfile {
@@ -395,6 +424,7 @@ impl Daemon {
             match self.running.get(&name) {
                 Some(running) if running.config == profile && running.access == access => {
                     tracing::debug!(profile = %name, "unchanged; left running");
+                    running.reread_auth_tokens(&name);
                 }
                 Some(_) => to_start.push((name, profile, "restarted")),
                 None => to_start.push((name, profile, "started")),
@@ -509,6 +539,7 @@ impl Daemon {
             unregistered_metrics: Vec::new(),
             started_generation: self.generation,
             first_delivery: "pending".into(),
+            auth_tokens: Vec::new(),
         };
         let mut first = Vec::new();
         let failed = |cause: String| StartError::Profile {
@@ -561,6 +592,7 @@ impl Daemon {
                             access: &access,
                         },
                         tx,
+                        &mut running.auth_tokens,
                     )?;
                     running.tasks.push(task);
                     first.push(rx);
@@ -675,6 +707,7 @@ fn start_channel(
     channel: &Channel,
     sources: ChannelSources<'_>,
     first: oneshot::Sender<Result<(), String>>,
+    auth_tokens: &mut Vec<(PathBuf, ecs_server::AuthToken)>,
 ) -> Result<JoinHandle<()>, StartError> {
     let ChannelSources {
         role,
@@ -737,19 +770,22 @@ fn start_channel(
                     cause: "ecs_listen needs auth_token_file: the endpoint refuses requests without the token, and a daemon has no terminal to print a random one to".into(),
                 });
             };
-            let token =
-                crate::cli::aws::auth_token_from_file(path).map_err(|e| StartError::Profile {
+            let token = ecs_server::auth_token_from_file(path)
+                .map(ecs_server::AuthToken::new)
+                .map_err(|e| StartError::Profile {
                     profile: profile.to_string(),
-                    cause: format!("{e:#}"),
+                    cause: e.to_string(),
                 })?;
             let _ = first.send(Ok(()));
-            spawn_server(
+            let task = spawn_server(
                 profile,
                 *listen,
                 server::Endpoint::EcsCredentials,
                 access,
-                ecs_server::router(refresher, token),
-            )
+                ecs_server::router(refresher, token.clone()),
+            )?;
+            auth_tokens.push((path.clone(), token));
+            Ok(task)
         }
         Channel::ImdsServer { listen } => {
             let refresher = role.ok_or_else(missing)?.clone();

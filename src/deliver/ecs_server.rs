@@ -8,9 +8,15 @@
 //! wrong one, and never serves an expired credential — an SDK gets a JSON error naming the cause.
 //!
 //! Paths: `GET /creds` (what the exported URI names) and `GET /` answer the same document.
+//!
+//! The token (`--auth-token-file`, `auth_token_file`) is read with
+//! [`crate::private_file::read_private`]: never through a symbolic link, only from a file of
+//! this user that nobody else may read, at most 4 KiB, and at least 32 bytes long. The daemon
+//! re-reads it on SIGHUP and swaps it in when its digest changed ([`AuthToken`]).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -23,20 +29,158 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::credentials::format_expiration;
+use crate::deliver::server::SecretBody;
 use crate::exchange::aws_sts::AssumedRole;
+use crate::private_file::{read_private, write_private_file_atomically, PrivateReadError};
 use crate::refresh::{Refresher, Upstream};
 use crate::secret::Secret;
 
 /// The path the exported `AWS_CONTAINER_CREDENTIALS_FULL_URI` names.
 pub const CREDENTIALS_PATH: &str = "/creds";
+/// The shortest authorization token accepted (a random one is 43 characters).
+pub const MIN_AUTH_TOKEN_BYTES: usize = 32;
+/// The largest authorization token file read (SDKs send the token as one header).
+pub const MAX_AUTH_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The token callers must present: shared by the endpoint and whoever may replace it (the
+/// daemon, on SIGHUP). Cheap to clone; comparing takes a read lock and a constant-time compare.
+#[derive(Clone)]
+pub struct AuthToken {
+    current: Arc<RwLock<HeldToken>>,
+}
+
+struct HeldToken {
+    secret: Secret,
+    /// SHA-256 of the token: a changed file is recognised without keeping a second copy.
+    digest: [u8; 32],
+}
+
+impl HeldToken {
+    fn new(secret: Secret) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(secret.expose().as_bytes()).into();
+        Self { secret, digest }
+    }
+}
+
+impl AuthToken {
+    /// Holds `secret` as the token.
+    pub fn new(secret: Secret) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(HeldToken::new(secret))),
+        }
+    }
+
+    /// Whether `candidate` (the `Authorization` value sent) is the token, in constant time.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let held = self.current.read().unwrap_or_else(|e| e.into_inner());
+        held.secret.matches(candidate)
+    }
+
+    /// Makes `secret` the token if its digest differs from the held one's; true if it did.
+    pub fn replace_if_changed(&self, secret: Secret) -> bool {
+        let new = HeldToken::new(secret);
+        let mut held = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if held.digest == new.digest {
+            return false;
+        }
+        *held = new;
+        true
+    }
+}
+
+impl From<Secret> for AuthToken {
+    fn from(secret: Secret) -> Self {
+        Self::new(secret)
+    }
+}
+
+impl std::fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthToken(****)")
+    }
+}
+
+/// Why the authorization token file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthTokenFileError {
+    /// Unsafe (a link, not ours, readable by others), too large, or unreadable.
+    #[error("the authorization token file is refused: {0}")]
+    Unsafe(#[from] PrivateReadError),
+    /// Not one line of text.
+    #[error(
+        "the authorization token file {} holds a line break or is not UTF-8, which the SDKs \
+         refuse to send as a header\n  hint: write it without a newline (printf %s TOKEN > FILE), \
+         or delete the file to have a random token written",
+        path.display()
+    )]
+    NotOneLine { path: PathBuf },
+    /// Shorter than [`MIN_AUTH_TOKEN_BYTES`].
+    #[error(
+        "the authorization token in {} is {len} bytes; at least {MIN_AUTH_TOKEN_BYTES} are \
+         needed (the endpoint hands out credentials to whoever knows it)\n  hint: delete the \
+         file to have a random 256-bit token written, or write a longer one \
+         (head -c 32 /dev/urandom | base64 | tr -d '\\n' > FILE; chmod 600 FILE)",
+        path.display()
+    )]
+    TooShort { path: PathBuf, len: usize },
+    /// A new token could not be written there.
+    #[error(
+        "could not write the authorization token file {}: {cause}\n  hint: --auth-token-file \
+         must name a file in an existing directory this user can write",
+        path.display()
+    )]
+    Write {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+}
+
+/// The endpoint's token from `path` (see the module doc for what is refused), or a new random
+/// one written there (0600) when the file is missing or empty.
+pub fn auth_token_from_file(path: &Path) -> Result<Secret, AuthTokenFileError> {
+    let bytes = match read_private(path, MAX_AUTH_TOKEN_FILE_BYTES) {
+        Ok(bytes) if bytes.is_empty() => return write_new_auth_token(path),
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => return write_new_auth_token(path),
+        Err(e) => return Err(e.into()),
+    };
+    let not_one_line = || AuthTokenFileError::NotOneLine {
+        path: path.to_path_buf(),
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| not_one_line())?;
+    if text.contains(['\r', '\n']) {
+        return Err(not_one_line());
+    }
+    if text.len() < MIN_AUTH_TOKEN_BYTES {
+        return Err(AuthTokenFileError::TooShort {
+            path: path.to_path_buf(),
+            len: text.len(),
+        });
+    }
+    Ok(Secret::new(text))
+}
+
+fn write_new_auth_token(path: &Path) -> Result<Secret, AuthTokenFileError> {
+    let token = random_auth_token();
+    write_private_file_atomically(path, token.expose().as_bytes()).map_err(|cause| {
+        AuthTokenFileError::Write {
+            path: path.to_path_buf(),
+            cause,
+        }
+    })?;
+    Ok(token)
+}
 
 /// What the handlers share: the credential, the token callers must present, and the last
 /// answer rendered (SDKs ask for the same credential again and again: it is rendered once per
-/// refresh, not once per request).
+/// refresh, not once per request). The rendered answer is a [`SecretBody`]: when a refresh
+/// replaces it, its bytes are wiped as soon as no response is still sending them.
 struct Endpoint<U: Upstream<Value = AssumedRole>> {
     refresher: Refresher<U>,
-    auth_token: Secret,
-    rendered: Mutex<Option<(Arc<AssumedRole>, Bytes)>>,
+    auth_token: AuthToken,
+    rendered: Mutex<Option<(Arc<AssumedRole>, SecretBody)>>,
 }
 
 impl<U: Upstream<Value = AssumedRole>> Endpoint<U> {
@@ -45,23 +189,26 @@ impl<U: Upstream<Value = AssumedRole>> Endpoint<U> {
         let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((from, body)) = rendered.as_ref() {
             if Arc::ptr_eq(from, role) {
-                return body.clone();
+                return body.body();
             }
         }
-        let body = Bytes::from(container_credentials_json(role).to_string());
-        *rendered = Some((role.clone(), body.clone()));
-        body
+        let body = SecretBody::json(&ContainerCredentials::of(role));
+        let bytes = body.body();
+        // The previous document is dropped here (wiped once in-flight answers are sent).
+        *rendered = Some((role.clone(), body));
+        bytes
     }
 }
 
-/// The endpoint's routes: credentials from `refresher` for requests carrying `auth_token`.
+/// The endpoint's routes: credentials from `refresher` for requests carrying `auth_token` (a
+/// [`Secret`], or an [`AuthToken`] whose holder may replace it).
 pub fn router<U: Upstream<Value = AssumedRole>>(
     refresher: Refresher<U>,
-    auth_token: Secret,
+    auth_token: impl Into<AuthToken>,
 ) -> Router {
     let endpoint = Arc::new(Endpoint {
         refresher,
-        auth_token,
+        auth_token: auth_token.into(),
         rendered: Mutex::new(None),
     });
     Router::new()
@@ -125,17 +272,33 @@ async fn credentials<U: Upstream<Value = AssumedRole>>(
 /// The container-credentials document: `AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`
 /// (plain `YYYY-MM-DDTHH:MM:SSZ`, which every SDK parses) and `AccountId`.
 pub fn container_credentials_json(role: &AssumedRole) -> serde_json::Value {
-    let c = &role.credentials;
-    let mut doc = json!({
-        "AccessKeyId": c.access_key_id,
-        "SecretAccessKey": c.secret_access_key.expose(),
-        "Token": c.session_token.as_ref().map(Secret::expose),
-        "Expiration": c.expiration.map(format_expiration),
-    });
-    if let Some(account) = account_of(&role.assumed_role_arn) {
-        doc["AccountId"] = json!(account);
+    serde_json::to_value(ContainerCredentials::of(role)).unwrap_or_default()
+}
+
+/// [`container_credentials_json`] borrowing the secrets, so rendering it makes no copies of
+/// them outside the [`SecretBody`] it is written into.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerCredentials<'a> {
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: Option<&'a str>,
+    expiration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+}
+
+impl<'a> ContainerCredentials<'a> {
+    fn of(role: &'a AssumedRole) -> Self {
+        let c = &role.credentials;
+        Self {
+            access_key_id: &c.access_key_id,
+            secret_access_key: c.secret_access_key.expose(),
+            token: c.session_token.as_ref().map(Secret::expose),
+            expiration: c.expiration.map(format_expiration),
+            account_id: account_of(&role.assumed_role_arn),
+        }
     }
-    doc
 }
 
 /// The account of `arn:aws:sts::ACCOUNT:assumed-role/...` (the fifth field), if it has one.
@@ -162,7 +325,7 @@ pub(crate) async fn log_request(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     tracing::debug!(
         %method,
-        path,
+        path = %super::server::escaped(&path),
         peer = ?peer,
         status = response.status().as_u16(),
         millis = started.elapsed().as_millis() as u64,
@@ -305,6 +468,111 @@ pub(crate) mod tests {
         assert_ne!(a.expose(), b.expose());
         assert_eq!(a.expose().len(), 43);
         assert!(axum::http::HeaderValue::from_str(a.expose()).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_token_file_must_be_private_plain_one_line_and_long_enough() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        // Missing: a random token is written, 0600, and read back as the same token.
+        let made = auth_token_from_file(&path).unwrap();
+        assert_eq!(auth_token_from_file(&path).unwrap(), made);
+        let short = "s".repeat(MIN_AUTH_TOKEN_BYTES - 1);
+        write_private_file_atomically(&path, short.as_bytes()).unwrap();
+        let error = auth_token_from_file(&path).unwrap_err();
+        assert!(
+            matches!(error, AuthTokenFileError::TooShort { len: 31, .. }),
+            "{error}"
+        );
+        assert!(
+            !error.to_string().contains(&short),
+            "the token reached the error"
+        );
+        let long = "L".repeat(MIN_AUTH_TOKEN_BYTES);
+        write_private_file_atomically(&path, format!("{long}\n").as_bytes()).unwrap();
+        assert!(matches!(
+            auth_token_from_file(&path).unwrap_err(),
+            AuthTokenFileError::NotOneLine { .. }
+        ));
+        write_private_file_atomically(&path, long.as_bytes()).unwrap();
+        assert_eq!(auth_token_from_file(&path).unwrap().expose(), long);
+        // A link to it is refused (and not replaced), as is a file others may read.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let error = auth_token_from_file(&link).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = auth_token_from_file(&path).unwrap_err();
+        assert!(error.to_string().contains("chmod 600"), "{error}");
+        assert!(
+            !error.to_string().contains(&long),
+            "the token reached the error"
+        );
+    }
+
+    /// The cached document is a `SecretBody` (the type says so); a refresh replacing it wipes
+    /// the old one once no answer is still sending it.
+    #[test]
+    fn a_replaced_document_is_wiped() {
+        let endpoint = Endpoint {
+            refresher: Refresher::new(
+                "deploy",
+                FakeSts::default(),
+                RefreshPolicy::default(),
+                Clock::System,
+            ),
+            auth_token: AuthToken::new(Secret::new("t".repeat(32))),
+            rendered: Mutex::new(None),
+        };
+        let _: &Mutex<Option<(Arc<AssumedRole>, SecretBody)>> = &endpoint.rendered;
+        let role = |key: &str| {
+            let mut role = block_on(FakeSts::default().fetch()).unwrap().0;
+            role.credentials.access_key_id = key.into();
+            Arc::new(role)
+        };
+        let (first, second) = (role("ASIAFIRST"), role("ASIASECOND"));
+        let wiped = || crate::deliver::server::WIPED.with(|w| w.get());
+        let before = wiped();
+        let in_flight = endpoint.body_for(&first);
+        assert_eq!(
+            endpoint.body_for(&first),
+            in_flight,
+            "served from the cache"
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&in_flight).unwrap();
+        assert_eq!(doc, container_credentials_json(&first));
+        endpoint.body_for(&second);
+        assert_eq!(
+            wiped(),
+            before,
+            "an answer is still sending the first document"
+        );
+        drop(in_flight);
+        assert_eq!(wiped(), before + 1, "the replaced document was wiped");
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn a_replaced_token_is_the_only_one_accepted() {
+        let token = AuthToken::new(Secret::new("a".repeat(32)));
+        assert!(token.matches("a".repeat(32).as_bytes()));
+        assert!(
+            !token.replace_if_changed(Secret::new("a".repeat(32))),
+            "same digest"
+        );
+        assert!(token.replace_if_changed(Secret::new("b".repeat(32))));
+        assert!(!token.matches("a".repeat(32).as_bytes()));
+        assert!(token.matches("b".repeat(32).as_bytes()));
+        assert_eq!(format!("{token:?}"), "AuthToken(****)");
     }
 
     #[test]

@@ -4,10 +4,16 @@
 //! The Google libraries already know how to get credentials on Compute Engine: ask the metadata
 //! server. Pointing `GCE_METADATA_HOST` and `GCE_METADATA_IP` here makes every one of them use
 //! keyless without a line of configuration, and the tokens stay fresh without the SDK knowing
-//! anything about AWS. We answer only what the SDKs read (see PROTOCOL-NOTES.md): the detection
-//! ping `/`, the service account's directory, `token`, `identity`, `email`, `aliases`, `scopes`,
-//! `project/project-id`, `project/numeric-project-id` and `universe/universe-domain`. Other
-//! `instance/...` paths (zone, hostname, attributes) answer 404, which the SDKs tolerate.
+//! anything about AWS. We answer what the SDKs read (see PROTOCOL-NOTES.md "metadata detection
+//! per language"): the detection ping `/` (Python), the directories `/computeMetadata/v1/`,
+//! `instance/` (Node's gcp-metadata detects GCE with `GET .../instance`, no slash),
+//! `project/`, `universe/` and `instance/service-accounts/[NAME/]`, each with or without the
+//! trailing slash and with `?recursive=true`; the service account's `token`, `identity`,
+//! `email`, `aliases`, `scopes`; `instance/hostname`, `project/project-id`,
+//! `project/numeric-project-id` and `universe/universe-domain`; values as text or, with
+//! `?alt=json`, JSON. What a workload off Compute Engine has no true answer for (`zone`, `id`,
+//! `attributes`, network interfaces) answers 404 naming what is served, which the SDKs
+//! tolerate.
 //!
 //! Like the real server, every answer carries `Metadata-Flavor: Google`; a request under
 //! `/computeMetadata/` without that header, or any request carrying `X-Forwarded-For`, gets 403,
@@ -19,6 +25,20 @@
 //! bound). An engine gets its background keeper after its first success, so a mistyped scope
 //! does not leave a task retrying forever.
 //!
+//! Callers cannot widen or churn what the endpoint was started with:
+//!
+//! - **Scopes no wider than configured.** Scopes are normalised once ([`full_scope`]: the short
+//!   `devstorage.read_only` is `https://www.googleapis.com/auth/devstorage.read_only`), both the
+//!   configured `--scopes` and every `?scopes=`. A requested set is served only when each scope
+//!   is configured, or is one of the Cloud APIs' own scopes and `cloud-platform` is configured
+//!   ([`scope_is_covered`]); anything else answers 403 naming the scope and the fix, and a
+//!   scope that is not an OAuth scope token (RFC 6749 §3.3) answers 400.
+//! - **New engines are rate-limited.** Each table has a budget of new engines (as many as it
+//!   holds, then one every [`NEW_ENGINE_EVERY`]): cycling scope sets or audiences to make one
+//!   upstream exchange per request gets 429 with `Retry-After`, while known ones are served.
+//! - **Request values are escaped** ([`crate::deliver::server::escaped`]) wherever they are
+//!   logged, named (engine names reach logs and `/metrics`) or shown in an error body.
+//!
 //! Without a service account (the federated token alone) there is no account address: `email`
 //! answers `default`, which is what the SDKs re-request under, and `identity` answers 404 (an ID
 //! token can only be minted for a service account).
@@ -26,7 +46,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -37,6 +57,7 @@ use axum::Router;
 use time::OffsetDateTime;
 
 use crate::deliver::metrics::MetricsRegistry;
+use crate::deliver::server::{escaped, SecretBody};
 use crate::exchange::google_sts::CLOUD_PLATFORM_SCOPE;
 use crate::refresh::{
     Clock, GcpIdTokenUpstream, GcpTokenProfile, GcpTokenUpstream, RefreshPolicy, Refresher,
@@ -49,12 +70,40 @@ pub const UNIVERSE_DOMAIN: &str = "googleapis.com";
 pub const MAX_SCOPE_SETS: usize = 8;
 /// At most this many ID-token audiences hold an engine at once.
 pub const MAX_AUDIENCES: usize = 16;
+/// Once a table's budget of new engines (its size) is spent, one more may be made this often.
+pub const NEW_ENGINE_EVERY: Duration = Duration::from_secs(15);
+/// Where the short scope names live (`devstorage.read_only` is this plus the name).
+pub const SCOPE_PREFIX: &str = "https://www.googleapis.com/auth/";
+/// The Cloud APIs' own scopes, which a configured `cloud-platform` covers (each a name under
+/// [`SCOPE_PREFIX`], matched exactly or, ending in `.` or `-`, as a prefix). Workspace scopes
+/// (Drive, Gmail, ...) are not among them: they must be configured by name.
+const CLOUD_PLATFORM_COVERS: &[&str] = &[
+    "cloud-platform",
+    "cloud-platform.read-only",
+    "userinfo.email",
+    "devstorage.",
+    "bigquery",
+    "bigquery.",
+    "bigtable.",
+    "cloud-",
+    "compute",
+    "compute.",
+    "datastore",
+    "logging.",
+    "monitoring",
+    "monitoring.",
+    "ndev.",
+    "pubsub",
+    "spanner.",
+    "sqlservice.admin",
+    "trace.",
+];
 
 const FLAVOR: &str = "Metadata-Flavor";
 const GOOGLE: &str = "Google";
 /// The content type the real server gives plain values; google-auth needs *a* content type.
 const TEXT: &str = "application/text";
-const SERVICE_ACCOUNT_DIRECTORY: &str = "aliases\nemail\nidentity\nscopes\ntoken\n";
+const SERVICE_ACCOUNT_ENTRIES: &[&str] = &["aliases", "email", "identity", "scopes", "token"];
 
 /// What the endpoint says about the project it pretends to run in.
 #[derive(Clone, Debug, Default)]
@@ -98,11 +147,16 @@ impl GceMetadataServer {
     /// Like [`GceMetadataServer::new`], reporting its engines in `metrics` (the daemon's one
     /// registry for every profile).
     pub fn with_metrics(
-        profile: GcpTokenProfile,
+        mut profile: GcpTokenProfile,
         options: GceMetadataOptions,
         http: reqwest::Client,
         metrics: MetricsRegistry,
     ) -> Self {
+        // Normalised once: the upstream and every comparison see full scope URLs.
+        profile.scopes = profile.scopes.iter().map(|s| full_scope(s)).collect();
+        if let Some(impersonation) = &mut profile.impersonation {
+            impersonation.scopes = impersonation.scopes.iter().map(|s| full_scope(s)).collect();
+        }
         let default_scopes = match &profile.impersonation {
             Some(impersonation) => impersonation.scopes.clone(),
             None => profile.scopes.clone(),
@@ -143,43 +197,182 @@ impl GceMetadataServer {
 
     /// The routes, with the `Metadata-Flavor` and `X-Forwarded-For` checks and the request log.
     pub fn router(&self) -> Router {
+        const V1: &str = "/computeMetadata/v1";
         const SA: &str = "/computeMetadata/v1/instance/service-accounts";
         Router::new()
             .route("/", get(root))
+            // Directories answer with and without the trailing slash: Node's gcp-metadata
+            // detects GCE with `GET .../instance` (no slash) and needs a 200.
+            .route(V1, get(root_directory))
+            .route(&format!("{V1}/"), get(root_directory))
+            .route(&format!("{V1}/instance"), get(instance_directory))
+            .route(&format!("{V1}/instance/"), get(instance_directory))
+            .route(&format!("{V1}/project"), get(project_directory))
+            .route(&format!("{V1}/project/"), get(project_directory))
+            .route(&format!("{V1}/universe"), get(universe_directory))
+            .route(&format!("{V1}/universe/"), get(universe_directory))
             .route(
-                "/computeMetadata/v1/project/project-id",
-                get(|State(s): State<Arc<ServerState>>| async move {
-                    match &s.project_id {
-                        Some(id) => text(id.clone()),
-                        None => not_found(
-                            "the project id is unknown: pass --project-id (it is derived only from \
-                             a service account address NAME@PROJECT.iam.gserviceaccount.com)",
-                        ),
-                    }
+                &format!("{V1}/instance/hostname"),
+                get(|Query(q): Query<HashMap<String, String>>| async move {
+                    let host = hostname();
+                    value(&q, host.clone(), serde_json::Value::from(host))
                 }),
             )
             .route(
-                "/computeMetadata/v1/project/numeric-project-id",
-                get(|State(s): State<Arc<ServerState>>| async move {
-                    match &s.project_number {
-                        Some(number) => text(number.clone()),
-                        None => not_found("the project number is unknown: pass --project-number"),
-                    }
-                }),
+                &format!("{V1}/project/project-id"),
+                get(
+                    |State(s): State<Arc<ServerState>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        match &s.project_id {
+                            Some(id) => value(&q, id.clone(), serde_json::Value::from(id.clone())),
+                            None => not_found(
+                                "the project id is unknown: pass --project-id (it is derived only \
+                                 from a service account address NAME@PROJECT.iam.gserviceaccount.com)",
+                            ),
+                        }
+                    },
+                ),
             )
             .route(
-                "/computeMetadata/v1/universe/universe-domain",
-                get(|| async { text(UNIVERSE_DOMAIN) }),
+                &format!("{V1}/project/numeric-project-id"),
+                get(
+                    |State(s): State<Arc<ServerState>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        match &s.project_number {
+                            Some(number) => value(&q, number.clone(), number_json(number)),
+                            None => not_found("the project number is unknown: pass --project-number"),
+                        }
+                    },
+                ),
+            )
+            .route(
+                &format!("{V1}/universe/universe-domain"),
+                get(|Query(q): Query<HashMap<String, String>>| async move {
+                    value(&q, UNIVERSE_DOMAIN.to_string(), UNIVERSE_DOMAIN.into())
+                }),
             )
             .route(SA, get(list_accounts))
             .route(&format!("{SA}/"), get(list_accounts))
             .route(&format!("{SA}/{{account}}"), get(account))
             .route(&format!("{SA}/{{account}}/"), get(account))
             .route(&format!("{SA}/{{account}}/{{item}}"), get(account_item))
-            .fallback(|| async { not_found("no such metadata path") })
+            .fallback(|| async { not_found(NOT_SERVED) })
             .layer(axum::middleware::from_fn(guard))
             .with_state(self.inner.clone())
     }
+}
+
+/// What a 404 for a path outside the served tree says.
+const NOT_SERVED: &str = "no such metadata path here. keyless emulates only what the Google \
+    client libraries read for credentials: instance/hostname, instance/service-accounts/ \
+    (default and the service account: email, aliases, scopes, token, identity), \
+    project/project-id, project/numeric-project-id and universe/universe-domain, each directory \
+    with or without its trailing slash, ?recursive=true and ?alt=json|text. It does not serve \
+    instance/zone, instance/id, instance/name, attributes, network-interfaces or other \
+    Compute Engine facts: this workload does not run on Compute Engine";
+
+/// This machine's host name (what `instance/hostname` answers).
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// A number as JSON when it is one (the real server answers `numeric-project-id` as a number).
+fn number_json(number: &str) -> serde_json::Value {
+    number
+        .parse::<u64>()
+        .map_or_else(|_| serde_json::Value::from(number), serde_json::Value::from)
+}
+
+/// How an answer is asked for: `?alt=json|text`, and `?recursive=true` (JSON unless `alt=text`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Alt {
+    Text,
+    Json,
+}
+
+/// `?alt=` (`default` when absent); `Err` is the 400 for another value.
+fn alt(query: &HashMap<String, String>, default: Alt) -> Result<Alt, Box<Response>> {
+    match query.get("alt").map(String::as_str) {
+        None => Ok(default),
+        Some(v) if v.eq_ignore_ascii_case("json") => Ok(Alt::Json),
+        Some(v) if v.eq_ignore_ascii_case("text") => Ok(Alt::Text),
+        Some(other) => Err(Box::new(refuse(
+            StatusCode::BAD_REQUEST,
+            &format!("alt must be json or text, not {}", escaped(other)),
+        ))),
+    }
+}
+
+/// A leaf value: text by default, JSON with `?alt=json`.
+fn value(query: &HashMap<String, String>, as_text: String, as_json: serde_json::Value) -> Response {
+    match alt(query, Alt::Text) {
+        Ok(Alt::Text) => text(as_text),
+        Ok(Alt::Json) => json(&as_json),
+        Err(refusal) => *refusal,
+    }
+}
+
+/// A directory: its entries one per line (subdirectories end in `/`), or with `?recursive=true`
+/// or `?alt=json` the whole subtree as JSON (as Compute Engine's server answers).
+fn directory(
+    query: &HashMap<String, String>,
+    entries: &[&str],
+    tree: impl FnOnce() -> serde_json::Value,
+) -> Response {
+    let default = if recursive(query) {
+        Alt::Json
+    } else {
+        Alt::Text
+    };
+    match alt(query, default) {
+        Ok(Alt::Text) => text(entries.iter().map(|e| format!("{e}\n")).collect::<String>()),
+        Ok(Alt::Json) => json(&tree()),
+        Err(refusal) => *refusal,
+    }
+}
+
+async fn root_directory(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    directory(&query, &["instance/", "project/", "universe/"], || {
+        serde_json::json!({
+            "instance": s.instance_tree(),
+            "project": s.project_tree(),
+            "universe": {"universeDomain": UNIVERSE_DOMAIN},
+        })
+    })
+}
+
+async fn instance_directory(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    directory(&query, &["hostname", "service-accounts/"], || {
+        s.instance_tree()
+    })
+}
+
+async fn project_directory(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut entries = Vec::new();
+    if s.project_number.is_some() {
+        entries.push("numeric-project-id");
+    }
+    if s.project_id.is_some() {
+        entries.push("project-id");
+    }
+    directory(&query, &entries, || s.project_tree())
+}
+
+async fn universe_directory(Query(query): Query<HashMap<String, String>>) -> Response {
+    directory(
+        &query,
+        &["universe-domain"],
+        || serde_json::json!({"universeDomain": UNIVERSE_DOMAIN}),
+    )
 }
 
 /// The project of a service account address `NAME@PROJECT.iam.gserviceaccount.com`.
@@ -196,17 +389,85 @@ pub fn project_number_of_audience(audience: &str) -> Option<String> {
     (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())).then(|| number.to_string())
 }
 
-/// `?scopes=a,b` as a set: split on commas and white space, sorted, without duplicates. Two
-/// requests naming the same scopes in another order share one engine.
-pub fn scope_set(scopes: &str) -> Vec<String> {
-    let mut set: Vec<String> = scopes
+/// A scope as Google's token endpoints want it: a short name (`devstorage.read_only`,
+/// `cloud-platform`) gets [`SCOPE_PREFIX`] in front; a URL and the OpenID scopes (`openid`,
+/// `email`, `profile`) stay as they are.
+pub fn full_scope(scope: &str) -> String {
+    let scope = scope.trim();
+    if scope.contains("://") || matches!(scope, "openid" | "email" | "profile") {
+        scope.to_string()
+    } else {
+        format!("{SCOPE_PREFIX}{scope}")
+    }
+}
+
+/// Whether `scope` (normalised) may be served by an endpoint configured with `configured`
+/// (normalised): it is configured, or `cloud-platform` is and `scope` is a Cloud API's own.
+pub fn scope_is_covered(scope: &str, configured: &[String]) -> bool {
+    if configured.iter().any(|c| c == scope) {
+        return true;
+    }
+    let cloud_platform = configured.iter().any(|c| c == CLOUD_PLATFORM_SCOPE);
+    let Some(name) = scope.strip_prefix(SCOPE_PREFIX) else {
+        return false;
+    };
+    cloud_platform
+        && CLOUD_PLATFORM_COVERS.iter().any(|covered| {
+            name == *covered
+                || (covered.ends_with(['.', '-'])
+                    && name.strip_prefix(covered).is_some_and(|rest| {
+                        !rest.is_empty()
+                            && rest
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                    }))
+        })
+}
+
+/// Why a requested scope set is not served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeRefusal {
+    /// A scope is not an OAuth scope token (RFC 6749 §3.3: visible ASCII but `"` and `\`).
+    #[error("{scope} is not an OAuth scope (scopes are URLs such as {SCOPE_PREFIX}cloud-platform, comma-separated)")]
+    Malformed { scope: String },
+    /// A scope is wider than (or not among) the configured ones.
+    #[error(
+        "the scope {scope} is not among this endpoint's scopes ({configured}); it serves only \
+         those (or a Cloud API's own scope when cloud-platform is one of them)\n  hint: start \
+         `keyless gcp serve` with --scopes including it"
+    )]
+    Wider { scope: String, configured: String },
+}
+
+/// `?scopes=a,b` as a set: split on commas and white space, each normalised ([`full_scope`]),
+/// sorted, without duplicates, so two requests naming the same scopes share one engine; each
+/// must be an OAuth scope token and covered by `configured` ([`scope_is_covered`]).
+pub fn scope_set(scopes: &str, configured: &[String]) -> Result<Vec<String>, ScopeRefusal> {
+    let mut set = Vec::new();
+    for scope in scopes
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    {
+        let valid = scope
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+        if !valid {
+            return Err(ScopeRefusal::Malformed {
+                scope: escaped(scope).to_string(),
+            });
+        }
+        let scope = full_scope(scope);
+        if !scope_is_covered(&scope, configured) {
+            return Err(ScopeRefusal::Wider {
+                scope: escaped(&scope).to_string(),
+                configured: configured.join(","),
+            });
+        }
+        set.push(scope);
+    }
     set.sort();
     set.dedup();
-    set
+    Ok(set)
 }
 
 /// Refuses what the real server refuses, stamps `Metadata-Flavor: Google` on every answer and
@@ -240,7 +501,7 @@ async fn guard(request: Request, next: Next) -> Response {
         .insert(FLAVOR, HeaderValue::from_static(GOOGLE));
     tracing::debug!(
         %method,
-        %uri,
+        uri = %escaped(&uri.to_string()),
         status = response.status().as_u16(),
         peer = ?peer,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -270,15 +531,9 @@ async fn list_accounts(
     if email != "default" {
         names.push(email);
     }
-    if recursive(&query) {
-        let info = s.account_info();
-        let all: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .map(|n| (n.to_string(), info.clone()))
-            .collect();
-        return json(&serde_json::Value::Object(all));
-    }
-    text(names.iter().map(|n| format!("{n}/\n")).collect::<String>())
+    let entries: Vec<String> = names.iter().map(|n| format!("{n}/")).collect();
+    let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+    directory(&query, &entries, || s.accounts_tree())
 }
 
 async fn account(
@@ -289,11 +544,7 @@ async fn account(
     if !s.is_account(&name) {
         return s.unknown_account(&name);
     }
-    if recursive(&query) {
-        json(&s.account_info())
-    } else {
-        text(SERVICE_ACCOUNT_DIRECTORY)
-    }
+    directory(&query, SERVICE_ACCOUNT_ENTRIES, || s.account_info())
 }
 
 async fn account_item(
@@ -305,13 +556,15 @@ async fn account_item(
         return s.unknown_account(&name);
     }
     match item.as_str() {
-        "email" => text(s.email().to_string()),
-        "aliases" => text("default\n"),
-        "scopes" => text(
+        "email" => value(&query, s.email().to_string(), s.email().into()),
+        "aliases" => value(&query, "default\n".into(), serde_json::json!(["default"])),
+        "scopes" => value(
+            &query,
             s.default_scopes
                 .iter()
                 .map(|scope| format!("{scope}\n"))
                 .collect::<String>(),
+            serde_json::json!(s.default_scopes),
         ),
         "token" => s.token(query.get("scopes").map(String::as_str)).await,
         "identity" => s.identity(&query).await,
@@ -344,9 +597,41 @@ impl ServerState {
 
     fn unknown_account(&self, name: &str) -> Response {
         not_found(&format!(
-            "no service account {name} here: this endpoint serves `default` ({})",
+            "no service account {} here: this endpoint serves `default` ({})",
+            escaped(name),
             self.email()
         ))
+    }
+
+    /// `instance/?recursive=true`: what is known about the "instance".
+    fn instance_tree(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hostname": hostname(),
+            "serviceAccounts": self.accounts_tree(),
+        })
+    }
+
+    /// `project/?recursive=true`.
+    fn project_tree(&self) -> serde_json::Value {
+        let mut tree = serde_json::Map::new();
+        if let Some(number) = &self.project_number {
+            tree.insert("numericProjectId".into(), number_json(number));
+        }
+        if let Some(id) = &self.project_id {
+            tree.insert("projectId".into(), id.clone().into());
+        }
+        serde_json::Value::Object(tree)
+    }
+
+    /// `instance/service-accounts/?recursive=true`: each name with its attributes.
+    fn accounts_tree(&self) -> serde_json::Value {
+        let info = self.account_info();
+        let mut all = serde_json::Map::new();
+        all.insert("default".into(), info.clone());
+        if self.email() != "default" {
+            all.insert(self.email().to_string(), info);
+        }
+        serde_json::Value::Object(all)
     }
 
     fn account_info(&self) -> serde_json::Value {
@@ -358,18 +643,30 @@ impl ServerState {
     }
 
     /// An access token for `scopes` (the default set when absent or empty), with its real
-    /// remaining lifetime.
+    /// remaining lifetime; refused when a scope is wider than configured or when too many new
+    /// scope sets arrive (see the module doc).
     async fn token(&self, scopes: Option<&str>) -> Response {
-        let set = scopes.map(scope_set).unwrap_or_default();
-        let (key, set) = if set.is_empty() {
-            (scope_set(&self.default_scopes.join(",")), None)
+        let set = match scopes.map(|s| scope_set(s, &self.default_scopes)) {
+            None => Vec::new(),
+            Some(Ok(set)) => set,
+            Some(Err(refusal @ ScopeRefusal::Malformed { .. })) => {
+                return refuse(StatusCode::BAD_REQUEST, &refusal.to_string())
+            }
+            Some(Err(refusal)) => return refuse(StatusCode::FORBIDDEN, &refusal.to_string()),
+        };
+        let mut default_set = self.default_scopes.clone();
+        default_set.sort();
+        default_set.dedup();
+        let (key, set) = if set.is_empty() || set == default_set {
+            (default_set, None)
         } else {
             (set.clone(), Some(set))
         };
-        let engine = self.tokens.engine(&key.join(","), || {
+        let key = key.join(",");
+        let engine = self.tokens.engine(&key, || {
             let name = match &set {
                 None => "gce-metadata token".to_string(),
-                Some(set) => format!("gce-metadata token scopes={}", set.join(",")),
+                Some(set) => format!("gce-metadata token scopes={}", escaped(&set.join(","))),
             };
             let scopes = set.unwrap_or_else(|| self.default_scopes.clone());
             let upstream = GcpTokenUpstream {
@@ -378,12 +675,27 @@ impl ServerState {
             };
             Refresher::new(name, upstream, RefreshPolicy::default(), Clock::System)
         });
-        match self.tokens.get(&key.join(","), &engine).await {
-            Ok((token, expires_at)) => json(&serde_json::json!({
-                "access_token": token.token.access_token.expose(),
-                "expires_in": seconds_left(expires_at),
-                "token_type": "Bearer",
-            })),
+        let engine = match engine {
+            Ok(engine) => engine,
+            Err(retry_after) => return too_many_new("scope sets", retry_after),
+        };
+        match self.tokens.get(&key, &engine).await {
+            Ok((token, expires_at)) => {
+                #[derive(serde::Serialize)]
+                struct AccessToken<'a> {
+                    access_token: &'a str,
+                    expires_in: i64,
+                    token_type: &'a str,
+                }
+                secret_answer(
+                    "application/json",
+                    SecretBody::json(&AccessToken {
+                        access_token: token.token.access_token.expose(),
+                        expires_in: seconds_left(expires_at),
+                        token_type: "Bearer",
+                    }),
+                )
+            }
             Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         }
     }
@@ -418,14 +730,18 @@ impl ServerState {
                 http: self.http.clone(),
             };
             Refresher::new(
-                format!("gce-metadata id-token audience={audience}"),
+                format!("gce-metadata id-token audience={}", escaped(audience)),
                 upstream,
                 RefreshPolicy::default(),
                 Clock::System,
             )
         });
+        let engine = match engine {
+            Ok(engine) => engine,
+            Err(retry_after) => return too_many_new("ID-token audiences", retry_after),
+        };
         match self.identities.get(audience, &engine).await {
-            Ok((token, _)) => text(token.expose().to_string()),
+            Ok((token, _)) => secret_answer(TEXT, SecretBody::text(token.expose())),
             Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         }
     }
@@ -460,11 +776,80 @@ fn seconds_left(expires_at: OffsetDateTime) -> i64 {
         .max(0)
 }
 
-/// Engines by key, created on demand, at most `max`, the least recently used dropped first.
+/// 429 for a caller making new engines faster than the budget allows.
+fn too_many_new(what: &str, retry_after: Duration) -> Response {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    let mut response = refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!(
+            "too many new {what} in a short time: each one costs an upstream exchange, so after \
+             the first few this endpoint makes one more every {} s; the ones asked for before \
+             are still served. Retry in {seconds} s",
+            NEW_ENGINE_EVERY.as_secs()
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// How many new engines a table may still make: as many as it holds at first, then one more
+/// every `every` (a token bucket; time while full earns nothing).
+#[derive(Debug)]
+struct NewEngineBudget {
+    capacity: u64,
+    left: u64,
+    every: Duration,
+    /// When the last token was earned (or the bucket was last full).
+    earned_at: Instant,
+}
+
+impl NewEngineBudget {
+    fn new(capacity: usize, every: Duration, now: Instant) -> Self {
+        let capacity = capacity.max(1) as u64;
+        Self {
+            capacity,
+            left: capacity,
+            every,
+            earned_at: now,
+        }
+    }
+
+    /// Spends one; `Err` says how long until one is earned.
+    fn spend(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = now.saturating_duration_since(self.earned_at);
+        if self.left == self.capacity {
+            self.earned_at = now;
+        } else {
+            let earned = (elapsed.as_nanos() / self.every.as_nanos().max(1)) as u64;
+            if earned > 0 {
+                self.left = (self.left + earned).min(self.capacity);
+                self.earned_at = if self.left == self.capacity {
+                    now
+                } else {
+                    self.earned_at + self.every * u32::try_from(earned).unwrap_or(u32::MAX)
+                };
+            }
+        }
+        if self.left == 0 {
+            return Err(self
+                .every
+                .saturating_sub(now.saturating_duration_since(self.earned_at)));
+        }
+        self.left -= 1;
+        Ok(())
+    }
+}
+
+/// Engines by key, created on demand, at most `max`, the least recently used dropped first;
+/// new ones only as fast as the budget allows.
 struct Engines<U: Upstream> {
     max: usize,
     metrics: MetricsRegistry,
     table: Mutex<Vec<EngineSlot<U>>>,
+    budget: Mutex<NewEngineBudget>,
     /// Orders uses (a counter, not a clock: two uses never tie).
     uses: std::sync::atomic::AtomicU64,
 }
@@ -478,24 +863,44 @@ struct EngineSlot<U: Upstream> {
 }
 
 impl<U: Upstream> Engines<U> {
+    /// A table of `max` engines whose budget of new ones is `max`, then one every
+    /// [`NEW_ENGINE_EVERY`].
     fn new(max: usize, metrics: MetricsRegistry) -> Self {
+        Self::with_budget(
+            max,
+            metrics,
+            NewEngineBudget::new(max, NEW_ENGINE_EVERY, Instant::now()),
+        )
+    }
+
+    fn with_budget(max: usize, metrics: MetricsRegistry, budget: NewEngineBudget) -> Self {
         Self {
             max,
             metrics,
             table: Mutex::new(Vec::new()),
+            budget: Mutex::new(budget),
             uses: Default::default(),
         }
     }
 
-    /// The engine for `key`, made by `make` (and registered for metrics) if there is none.
-    /// Concurrent callers for a new key get the same engine, so they share one upstream call.
-    fn engine(&self, key: &str, make: impl FnOnce() -> Refresher<U>) -> Refresher<U> {
+    /// The engine for `key`, made by `make` (and registered for metrics) if there is none and
+    /// the budget allows (`Err`: retry after). Concurrent callers for a new key get the same
+    /// engine, so they share one upstream call.
+    fn engine(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Refresher<U>,
+    ) -> Result<Refresher<U>, Duration> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(slot) = table.iter_mut().find(|s| s.key == key) {
             slot.last_used = now;
-            return slot.engine.clone();
+            return Ok(slot.engine.clone());
         }
+        self.budget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spend(Instant::now())?;
         if table.len() >= self.max {
             if let Some(oldest) = table
                 .iter()
@@ -524,7 +929,7 @@ impl<U: Upstream> Engines<U> {
             last_used: now,
             keeper: None,
         });
-        engine
+        Ok(engine)
     }
 
     /// A value from `engine`; on the first success its keeper starts.
@@ -553,6 +958,11 @@ impl<U: Upstream> Drop for Engines<U> {
             }
         }
     }
+}
+
+/// An answer holding a token: its body is wiped once sent (see [`SecretBody`]).
+fn secret_answer(content_type: &'static str, body: SecretBody) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body.body()).into_response()
 }
 
 fn text(body: impl Into<String>) -> Response {
@@ -637,15 +1047,16 @@ mod tests {
     #[tokio::test]
     async fn engines_are_bounded_and_the_least_recently_used_goes_first() {
         let metrics = MetricsRegistry::default();
-        let engines = Engines::new(2, metrics.clone());
-        let a = engines.engine("a", || counting("engine a"));
+        let budget = NewEngineBudget::new(10, NEW_ENGINE_EVERY, Instant::now());
+        let engines = Engines::with_budget(2, metrics.clone(), budget);
+        let a = engines.engine("a", || counting("engine a")).unwrap();
         engines.get("a", &a).await.unwrap();
-        let b = engines.engine("b", || counting("engine b"));
+        let b = engines.engine("b", || counting("engine b")).unwrap();
         engines.get("b", &b).await.unwrap();
         // `a` is used again, so `b` is the least recently used when `c` arrives.
-        let again = engines.engine("a", || panic!("`a` exists"));
+        let again = engines.engine("a", || panic!("`a` exists")).unwrap();
         assert_eq!(again.name(), "engine a");
-        engines.engine("c", || counting("engine c"));
+        engines.engine("c", || counting("engine c")).unwrap();
         let keys: Vec<String> = engines
             .table
             .lock()
@@ -658,14 +1069,14 @@ mod tests {
         assert!(!rendered.contains("engine b"), "{rendered}");
         assert!(rendered.contains("engine a"), "{rendered}");
         // A dropped key comes back as a new engine.
-        let b2 = engines.engine("b", || counting("engine b, again"));
+        let b2 = engines.engine("b", || counting("engine b, again")).unwrap();
         assert_eq!(b2.name(), "engine b, again");
     }
 
     #[tokio::test]
     async fn the_keeper_starts_after_the_first_success_only() {
         let engines = Engines::new(4, MetricsRegistry::default());
-        let a = engines.engine("a", || counting("engine a"));
+        let a = engines.engine("a", || counting("engine a")).unwrap();
         let has_keeper =
             |engines: &Engines<Counting>| engines.table.lock().unwrap()[0].keeper.is_some();
         assert!(!has_keeper(&engines));
@@ -673,10 +1084,135 @@ mod tests {
         assert!(has_keeper(&engines));
     }
 
+    fn configured(scopes: &[&str]) -> Vec<String> {
+        scopes.iter().map(|s| full_scope(s)).collect()
+    }
+
     #[test]
     fn scope_sets_ignore_order_duplicates_and_separators() {
-        assert_eq!(scope_set("b,a, a b"), vec!["a", "b"]);
-        assert_eq!(scope_set(""), Vec::<String>::new());
-        assert_eq!(scope_set(" , "), Vec::<String>::new());
+        let all = configured(&["a", "b"]);
+        let (a, b) = (full_scope("a"), full_scope("b"));
+        assert_eq!(scope_set("b,a, a b", &all).unwrap(), vec![a.clone(), b]);
+        assert_eq!(scope_set(&format!("{a},a"), &all).unwrap(), vec![a]);
+        assert_eq!(scope_set("", &all).unwrap(), Vec::<String>::new());
+        assert_eq!(scope_set(" , ", &all).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn short_and_full_scopes_are_one_scope() {
+        assert_eq!(
+            full_scope("devstorage.read_only"),
+            "https://www.googleapis.com/auth/devstorage.read_only"
+        );
+        assert_eq!(full_scope(CLOUD_PLATFORM_SCOPE), CLOUD_PLATFORM_SCOPE);
+        assert_eq!(full_scope(" cloud-platform "), CLOUD_PLATFORM_SCOPE);
+        assert_eq!(full_scope("openid"), "openid");
+    }
+
+    /// `--scopes devstorage.read_only` never hands out cloud-platform, whatever is asked.
+    #[test]
+    fn a_requested_scope_wider_than_configured_is_refused() {
+        let read_only = configured(&["devstorage.read_only"]);
+        assert!(scope_set("devstorage.read_only", &read_only).is_ok());
+        assert!(scope_set(&full_scope("devstorage.read_only"), &read_only).is_ok());
+        for wider in [
+            "cloud-platform",
+            CLOUD_PLATFORM_SCOPE,
+            "devstorage.read_only,devstorage.full_control",
+            "https://www.googleapis.com/auth/devstorage.read_only.evil",
+        ] {
+            let refusal = scope_set(wider, &read_only).unwrap_err();
+            assert!(matches!(refusal, ScopeRefusal::Wider { .. }), "{wider}");
+            assert!(refusal.to_string().contains("--scopes"), "{refusal}");
+        }
+        // cloud-platform covers the Cloud APIs' scopes, not Workspace ones.
+        let cloud = configured(&["cloud-platform"]);
+        for covered in [
+            "devstorage.full_control",
+            "https://www.googleapis.com/auth/devstorage.read_only",
+            "pubsub",
+            "userinfo.email",
+            "cloud-platform.read-only",
+        ] {
+            assert!(scope_set(covered, &cloud).is_ok(), "{covered}");
+        }
+        for not_covered in [
+            "drive",
+            "gmail.send",
+            "openid",
+            "https://evil.example/auth/x",
+        ] {
+            assert!(scope_set(not_covered, &cloud).is_err(), "{not_covered}");
+        }
+        let malformed = scope_set("devstorage.read_only\u{1}\"", &cloud).unwrap_err();
+        assert!(matches!(malformed, ScopeRefusal::Malformed { .. }));
+        assert!(!malformed.to_string().contains('\u{1}'), "{malformed}");
+    }
+
+    proptest::proptest! {
+        /// Whatever `?scopes=` holds: a set that is served is normalised, sorted, covered by the
+        /// configured scopes, and never carries a control character; a refusal shows none.
+        #[test]
+        fn served_scope_sets_are_never_wider_than_configured(query in ".{0,200}") {
+            let configured = configured(&["devstorage.read_only", "pubsub"]);
+            match scope_set(&query, &configured) {
+                Ok(set) => {
+                    let mut sorted = set.clone();
+                    sorted.sort();
+                    sorted.dedup();
+                    proptest::prop_assert_eq!(&set, &sorted);
+                    for scope in &set {
+                        proptest::prop_assert!(configured.contains(scope), "{}", scope);
+                    }
+                }
+                Err(refusal) => {
+                    let shown = refusal.to_string();
+                    proptest::prop_assert!(
+                        !shown.chars().any(|c| c.is_control() && c != '\n'),
+                        "{:?}",
+                        shown
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_new_engine_budget_allows_a_burst_then_one_per_interval() {
+        let start = Instant::now();
+        let every = Duration::from_secs(15);
+        let mut budget = NewEngineBudget::new(3, every, start);
+        for _ in 0..3 {
+            budget.spend(start).unwrap();
+        }
+        assert_eq!(budget.spend(start), Err(every));
+        let later = start + Duration::from_secs(5);
+        assert_eq!(budget.spend(later), Err(Duration::from_secs(10)));
+        budget.spend(start + every).unwrap();
+        assert!(budget.spend(start + every).is_err());
+        // A long pause refills at most to the capacity.
+        let much_later = start + every * 100;
+        for _ in 0..3 {
+            budget.spend(much_later).unwrap();
+        }
+        assert!(budget.spend(much_later).is_err());
+    }
+
+    /// Cycling keys cannot make one upstream fetch per request: past the budget, new keys are
+    /// refused while known ones are still served.
+    #[tokio::test]
+    async fn cycling_keys_is_refused_past_the_budget() {
+        let engines = Engines::new(2, MetricsRegistry::default());
+        let a = engines.engine("a", || counting("engine a")).unwrap();
+        engines.get("a", &a).await.unwrap();
+        engines.engine("b", || counting("engine b")).unwrap();
+        let Err(retry_after) = engines.engine("c", || panic!("no engine past the budget")) else {
+            panic!("a third new key within the budget's interval was allowed");
+        };
+        assert!(retry_after <= NEW_ENGINE_EVERY && !retry_after.is_zero());
+        assert_eq!(
+            engines.engine("a", || panic!("`a` exists")).unwrap().name(),
+            "engine a"
+        );
     }
 }

@@ -31,6 +31,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::credentials::format_expiration;
+use crate::deliver::server::SecretBody;
 use crate::exchange::aws_sts::{AssumedRole, RoleArn};
 use crate::refresh::{Refresher, Upstream};
 use crate::secret::Secret;
@@ -190,7 +191,12 @@ async fn issue_token<U: Upstream<Value = AssumedRole>>(
         return text(StatusCode::BAD_REQUEST, "Bad Request");
     };
     let token = endpoint.sessions.issue(Duration::from_secs(ttl));
-    let mut response = text(StatusCode::OK, token.expose());
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain")],
+        SecretBody::text(token.expose()).body(),
+    )
+        .into_response();
     response.headers_mut().insert(
         "x-aws-ec2-metadata-token-ttl-seconds",
         HeaderValue::from(ttl),
@@ -252,6 +258,20 @@ async fn metadata<U: Upstream<Value = AssumedRole>>(
     }
 }
 
+/// The role-credentials document, borrowing the secrets.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InstanceCredentials<'a> {
+    code: &'a str,
+    last_updated: String,
+    #[serde(rename = "Type")]
+    kind: &'a str,
+    access_key_id: &'a str,
+    secret_access_key: &'a str,
+    token: Option<&'a str>,
+    expiration: Option<String>,
+}
+
 async fn role_credentials<U: Upstream<Value = AssumedRole>>(endpoint: &Endpoint<U>) -> Response {
     let now = OffsetDateTime::now_utc();
     match endpoint.refresher.get().await {
@@ -270,16 +290,18 @@ async fn role_credentials<U: Upstream<Value = AssumedRole>>(endpoint: &Endpoint<
                     }
                 }
             };
-            Json(json!({
-                "Code": "Success",
-                "LastUpdated": format_expiration(last_updated),
-                "Type": "AWS-HMAC",
-                "AccessKeyId": c.access_key_id,
-                "SecretAccessKey": c.secret_access_key.expose(),
-                "Token": c.session_token.as_ref().map(Secret::expose),
-                "Expiration": c.expiration.map(format_expiration),
-            }))
-            .into_response()
+            // Rendered straight into a buffer wiped when the answer is sent (no copies of the
+            // secrets in an intermediate JSON value).
+            let body = SecretBody::json(&InstanceCredentials {
+                code: "Success",
+                last_updated: format_expiration(last_updated),
+                kind: "AWS-HMAC",
+                access_key_id: &c.access_key_id,
+                secret_access_key: c.secret_access_key.expose(),
+                token: c.session_token.as_ref().map(Secret::expose),
+                expiration: c.expiration.map(format_expiration),
+            });
+            ([(header::CONTENT_TYPE, "application/json")], body.body()).into_response()
         }
         // A non-200 makes the SDKs retry, then report that no credentials could be found; the
         // body says why for whoever looks.

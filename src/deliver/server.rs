@@ -28,6 +28,11 @@
 //! - **Requests.** Methods the endpoint does not serve answer 405; a path with `.` or `..`
 //!   segments (raw or percent-encoded), encoded slashes or NUL answers 404. No server here reads
 //!   files, so this is defence in depth: no path ever reaches a handler un-normalised.
+//! - **Request values in logs and answers.** Whatever a request carries (path, query values once
+//!   decoded, header values) goes into a log line, an engine name, a metric label or an error
+//!   body only through [`escaped`]: control characters, line and paragraph separators and
+//!   bidirectional overrides are written as `\u{..}` escapes, so `%0A` in a query cannot forge
+//!   a log line, and a long value is cut short.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -162,6 +167,139 @@ impl Access {
     /// Loopback only, no extra names.
     pub fn local() -> Self {
         Self::default()
+    }
+}
+
+/// At most this many characters of a request value are shown by [`escaped`].
+pub const MAX_SHOWN_CHARS: usize = 256;
+
+/// `value` (from a request: a path, a decoded query value, a header) as it may be shown in a log
+/// line, an engine name, a metric label or an error body: see [`Escaped`].
+pub fn escaped(value: &str) -> Escaped<'_> {
+    Escaped(value)
+}
+
+/// A request value that displays on one line, unambiguously: a backslash is doubled, control
+/// characters (`\n`, `\r`, `\t`, `\u{1b}`, C1), Unicode line and paragraph separators and
+/// bidirectional-text controls become escapes, and after [`MAX_SHOWN_CHARS`] characters the rest
+/// is summarised as `…(N more bytes)`. The one helper every server logs request values through.
+#[derive(Clone, Copy)]
+pub struct Escaped<'a>(&'a str);
+
+impl Escaped<'_> {
+    fn needs_escape(c: char) -> bool {
+        c == '\\' || Self::needs_escape_except_backslash(c)
+    }
+
+    /// What may never appear in the shown form (a backslash does, doubled or as an escape).
+    fn needs_escape_except_backslash(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            )
+    }
+}
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for (shown, (at, c)) in self.0.char_indices().enumerate() {
+            if shown == MAX_SHOWN_CHARS {
+                return write!(f, "…({} more bytes)", self.0.len() - at);
+            }
+            if Self::needs_escape(c) {
+                match c {
+                    '\\' => f.write_str("\\\\")?,
+                    '\n' => f.write_str("\\n")?,
+                    '\r' => f.write_str("\\r")?,
+                    '\t' => f.write_str("\\t")?,
+                    _ => write!(f, "{}", c.escape_unicode())?,
+                }
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// A rendered answer that holds credentials (a JSON document, a token): its bytes live in one
+/// exactly-sized buffer that is wiped when the last reference to it goes away: the copy a server
+/// keeps to answer from, and every response body still being written. Cloning shares the
+/// buffer (no copy per request); the only way to make one is to render into such a buffer.
+#[derive(Clone)]
+pub struct SecretBody(axum::body::Bytes);
+
+/// The buffer behind a [`SecretBody`]: zeroised on drop.
+struct WipedOnDrop(Vec<u8>);
+
+impl AsRef<[u8]> for WipedOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for WipedOnDrop {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+        #[cfg(test)]
+        WIPED.with(|wiped| wiped.set(wiped.get() + 1));
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Buffers wiped on this thread (tests watch a replacement wipe the old one).
+    pub(crate) static WIPED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl SecretBody {
+    /// `value` as JSON, written once into a buffer of exactly its size (a buffer that grew while
+    /// writing would leave unwiped copies behind in freed memory).
+    pub fn json<T: serde::Serialize>(value: &T) -> Self {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        // Serialising plain structs of strings cannot fail; an error leaves an empty document.
+        let _ = serde_json::to_writer(&mut count, value);
+        let mut buffer = Vec::with_capacity(count.0);
+        let _ = serde_json::to_writer(&mut buffer, value);
+        Self::from_buffer(buffer)
+    }
+
+    /// `text` (a token) as the body.
+    pub fn text(text: &str) -> Self {
+        Self::from_buffer(text.as_bytes().to_vec())
+    }
+
+    fn from_buffer(buffer: Vec<u8>) -> Self {
+        Self(axum::body::Bytes::from_owner(WipedOnDrop(buffer)))
+    }
+
+    /// The bytes as a response body: shares the buffer (a reference count, not a copy).
+    pub fn body(&self) -> axum::body::Bytes {
+        self.0.clone()
+    }
+}
+
+impl std::fmt::Debug for SecretBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBody({} bytes)", self.0.len())
     }
 }
 
@@ -505,8 +643,15 @@ async fn guard_request(State(guard): State<Arc<Guard>>, request: Request, next: 
         Some(response) => {
             tracing::debug!(
                 method = %request.method(),
-                path = request.uri().path(),
-                host = ?request.headers().get(header::HOST),
+                path = %escaped(request.uri().path()),
+                host = %escaped(
+                    request
+                        .headers()
+                        .get(header::HOST)
+                        .map(|h| String::from_utf8_lossy(h.as_bytes()))
+                        .as_deref()
+                        .unwrap_or_default()
+                ),
                 status = response.status().as_u16(),
                 "request refused"
             );
@@ -828,6 +973,54 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn request_values_are_shown_on_one_line_and_cut_short() {
+        assert_eq!(escaped("plain/value?x=1").to_string(), "plain/value?x=1");
+        assert_eq!(
+            escaped("aud\nFORGED level=ERROR").to_string(),
+            "aud\\nFORGED level=ERROR"
+        );
+        assert_eq!(escaped("a\r\tb\\c").to_string(), "a\\r\\tb\\\\c");
+        assert_eq!(escaped("\u{1b}[31m").to_string(), "\\u{1b}[31m");
+        assert_eq!(
+            escaped("x\u{2028}y\u{202e}").to_string(),
+            "x\\u{2028}y\\u{202e}"
+        );
+        assert_eq!(escaped("é").to_string(), "é", "printable Unicode is kept");
+        let long = "a".repeat(MAX_SHOWN_CHARS + 10);
+        let shown = escaped(&long).to_string();
+        assert!(shown.ends_with("…(10 more bytes)"), "{shown}");
+    }
+
+    #[test]
+    fn a_secret_body_is_wiped_when_its_last_reference_goes() {
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            token: &'a str,
+        }
+        let before = WIPED.with(|w| w.get());
+        let kept = SecretBody::json(&Doc { token: "t0ken" });
+        assert_eq!(&kept.body()[..], br#"{"token":"t0ken"}"#);
+        assert_eq!(format!("{kept:?}"), "SecretBody(17 bytes)");
+        let in_flight = kept.body();
+        drop(kept);
+        assert_eq!(WIPED.with(|w| w.get()), before, "a response still uses it");
+        drop(in_flight);
+        assert_eq!(WIPED.with(|w| w.get()), before + 1);
+        drop(SecretBody::text("id-token"));
+        assert_eq!(WIPED.with(|w| w.get()), before + 2);
+    }
+
+    proptest! {
+        /// Whatever a request carries, the shown form has no control or separator character.
+        #[test]
+        fn escaped_values_never_break_a_line(value in any::<String>()) {
+            let shown = escaped(&value).to_string();
+            prop_assert!(!shown.chars().any(Escaped::needs_escape_except_backslash));
+        }
+    }
 
     fn local() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
