@@ -172,6 +172,13 @@ async fn fetch(url: &str) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
+/// Writes `text` to `path` readable by its owner only, as a token file must be.
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn write_config(w: &LabWorld, text: &str) -> PathBuf {
     let path = w.home.home().join("keyless.toml");
     std::fs::write(&path, text).unwrap();
@@ -658,7 +665,7 @@ async fn serve_uses_the_socket_passed_by_socket_activation() {
 async fn a_profile_that_cannot_start_stops_the_daemon_before_ready() {
     let w = LabWorld::start().await;
     let bad_token = w.home.home().join("ecs-token");
-    std::fs::write(&bad_token, format!("{}\n", "t".repeat(40))).unwrap();
+    write_private(&bad_token, &format!("{}\n", "t".repeat(40)));
     let config = write_config(
         &w,
         &format!(
@@ -708,7 +715,7 @@ async fn a_reload_whose_new_version_cannot_start_keeps_the_old_one() {
     let mut serve = Serve::start(&w, &config);
     serve.ready(1).await;
     let bad_token = w.home.home().join("ecs-token");
-    std::fs::write(&bad_token, format!("{}\n", "t".repeat(40))).unwrap();
+    write_private(&bad_token, &format!("{}\n", "t".repeat(40)));
     std::fs::write(
         &config,
         format!(
@@ -826,11 +833,11 @@ async fn sighup_rereads_the_ecs_token_file_and_refuses_unsafe_ones() {
     assert!(!serve.stderr().contains(&new), "a token reached the log");
     assert_eq!(serve.terminate().await, 0);
 
-    // A short token never starts the endpoint.
+    // A short token never starts the endpoint: the daemon exits before it reports ready.
     std::fs::remove_file(&token_file).unwrap();
     write_token(&"s".repeat(31));
     let mut serve = Serve::start(&w, &config);
-    let ready = serve.ready(1).await;
-    assert!(ready["profiles"].get("deploy").is_none(), "{ready}");
+    assert_eq!(serve.exit_code().await, 2, "{}", serve.stderr());
     assert!(serve.stderr().contains("at least 32"), "{}", serve.stderr());
+    assert!(!serve.ready_file.exists(), "reported ready:\n{}", serve.stderr());
 }

@@ -232,7 +232,8 @@ impl GcpTokenProfile {
             .ok_or(GcpFlowError::NeedsServiceAccount)?;
         let started = std::time::Instant::now();
         let (federated, aws_credentials) = self.fetch_federated(http).await?;
-        tracing::debug!(service_account = %impersonation.service_account, %target_audience,
+        // The audience may come from a caller of the GCE-style endpoint: Debug keeps it on one line.
+        tracing::debug!(service_account = %impersonation.service_account, ?target_audience,
             "IAM Credentials: sending generateIdToken");
         let token = self
             .retry
