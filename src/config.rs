@@ -27,6 +27,7 @@ use crate::source::aws::{AwsIdentitySource, AwsSourceError, AwsSourceOptions};
 use crate::source::google::{
     GoogleTokenSource, SourceError, DEFAULT_AWS_AUDIENCE, DEFAULT_IAMCREDENTIALS_URL,
 };
+use crate::types::{Region, SpecError};
 
 /// The file `keyless serve` reads when told nothing else.
 pub const DEFAULT_CONFIG_FILE: &str = "keyless.toml";
@@ -104,7 +105,7 @@ pub struct GcpToAwsProfile {
     pub token_source: String,
     pub session_name: Option<SessionName>,
     pub duration: Option<u32>,
-    pub region: Option<String>,
+    pub region: Option<Region>,
     /// The session policy, read at load so that editing the policy file counts as a change.
     pub policy: Option<SessionPolicy>,
     pub policy_arns: Vec<String>,
@@ -130,7 +131,7 @@ pub struct AwsToGcpProfile {
     pub lifetime: Option<u32>,
     pub delegates: Vec<String>,
     pub aws_profile: Option<String>,
-    pub aws_region: Option<String>,
+    pub aws_region: Option<Region>,
     pub assume_role: Option<String>,
     pub token_url: Option<String>,
     pub iamcredentials_url: Option<String>,
@@ -198,11 +199,11 @@ impl GcpToAwsProfile {
     /// The library's profile; the same one `keyless aws credentials` builds from its flags.
     /// Endpoints the file leaves out come from `KEYLESS_STS_ENDPOINT`, `AWS_ENDPOINT_URL_STS`,
     /// `AWS_REGION`..., as they do for the CLI: they describe the machine, not the profile.
-    pub fn role_profile(&self) -> Result<AwsRoleProfile, SourceError> {
-        let region = self
-            .region
-            .clone()
-            .or_else(crate::exchange::aws_sts::region_from_env);
+    pub fn role_profile(&self) -> Result<AwsRoleProfile, ProfileBuildError> {
+        let region = match &self.region {
+            Some(region) => Some(region.clone()),
+            None => Region::from_env()?,
+        };
         let sts = self
             .sts_endpoint
             .clone()
@@ -217,10 +218,22 @@ impl GcpToAwsProfile {
                 policy: self.policy.as_ref().map(|p| p.text.clone()),
                 policy_arns: self.policy_arns.clone(),
             },
-            endpoint: StsEndpoint::resolve(sts.as_deref(), region.as_deref()),
+            endpoint: StsEndpoint::resolve(sts.as_deref(), region.as_ref()),
             retry: RetryPolicy::default(),
         })
     }
+}
+
+/// Why a profile that passed validation still cannot become the library's profile: something
+/// it takes from the environment is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileBuildError {
+    /// The token source is unusable.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A region or endpoint from the environment is invalid.
+    #[error(transparent)]
+    Setting(#[from] SpecError),
 }
 
 impl AwsToGcpProfile {
@@ -1455,22 +1468,23 @@ impl Checker<'_> {
         }
     }
 
-    fn region(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Option<String> {
-        let region = self.string(value, key)?;
-        let ok = !region.is_empty()
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok {
-            Some(region)
-        } else {
-            self.invalid(
-                value,
-                key,
-                format!("{region:?} is not an AWS region"),
-                "e.g. \"us-east-1\"",
-            );
-            None
+    fn region(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Option<Region> {
+        let text = self.string(value, key)?;
+        match Region::parse(&text) {
+            Ok(region) => Some(region),
+            Err(SpecError::InvalidRegion { why, .. }) => {
+                self.invalid(
+                    value,
+                    key,
+                    format!("{text:?} is not an AWS region: {why}"),
+                    "e.g. \"us-east-1\"",
+                );
+                None
+            }
+            Err(other) => {
+                self.invalid(value, key, other.to_string(), "e.g. \"us-east-1\"");
+                None
+            }
         }
     }
 
@@ -1661,12 +1675,34 @@ gce_metadata_listen = "127.0.0.1:9912"
             panic!("b is GCP → AWS");
         };
         assert_eq!(a.sts_endpoint.as_deref(), Some("http://sts.local"));
-        assert_eq!(a.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(a.region.as_ref().map(Region::as_str), Some("eu-west-1"));
         assert_eq!(
-            b.region.as_deref(),
+            b.region.as_ref().map(Region::as_str),
             Some("us-east-2"),
             "the profile's own value wins"
         );
+    }
+
+    /// `region` and `aws_region` become STS host names: only a host label passes.
+    #[test]
+    fn a_region_that_would_move_the_sts_host_is_a_problem() {
+        let gcp_to_aws = "role_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"";
+        let aws_to_gcp = "audience = \"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x\"\ngce_metadata_listen = \"127.0.0.1:9912\"";
+        for (key, profile) in [("region", gcp_to_aws), ("aws_region", aws_to_gcp)] {
+            let (p, message) = problem(&format!(
+                "[defaults]\n{key} = \"x.evil.example/#\"\n\n[profile.a]\n{profile}\n"
+            ));
+            assert_eq!(
+                (p.kind, p.key.as_str(), p.line),
+                (
+                    ProblemKind::InvalidValue,
+                    format!("profile.a.{key}").as_str(),
+                    2
+                ),
+                "{message}"
+            );
+            assert!(message.contains("is not an AWS region"), "{message}");
+        }
     }
 
     #[test]

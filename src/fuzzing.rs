@@ -74,6 +74,10 @@ pub const TARGETS: &[Target] = &[
         run: sts_xml,
     },
     Target {
+        name: "region",
+        run: region,
+    },
+    Target {
         name: "google_json",
         run: google_json,
     },
@@ -244,6 +248,35 @@ pub fn sts_xml(data: &[u8]) {
         let identity = aws_default_mapping(&caller.arn, &caller.account);
         let _ = identity.cel_variables(&caller.account);
     }
+}
+
+/// A region as `--region`, `AWS_REGION` or keyless.toml give it: whatever is accepted must keep
+/// the regional STS URL on the AWS host it names.
+pub fn region(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(region) = crate::types::Region::parse(text) else {
+        return;
+    };
+    let endpoint = crate::exchange::aws_sts::StsEndpoint::from_parts(None, Some(&region));
+    let url = url::Url::parse(&endpoint.url).expect("a regional STS URL parses");
+    assert_eq!(
+        url.host_str(),
+        Some(region.sts_host().to_ascii_lowercase().as_str()),
+        "{text:?} moved the STS host"
+    );
+    assert_eq!(url.path(), "/", "{text:?} added a path");
+    assert!(url
+        .host_str()
+        .unwrap_or_default()
+        .ends_with(region.dns_suffix()));
+    let verification = crate::exchange::google_sts::regional_verification_url(&region);
+    let url = url::Url::parse(&verification).expect("the verification URL parses");
+    assert_eq!(
+        url.host_str(),
+        Some(region.sts_host().to_ascii_lowercase().as_str())
+    );
 }
 
 /// What keyless hands on from STS's answer: the credential_process document (which must read
@@ -773,7 +806,7 @@ thread_local! {
         });
         let aws = RUNTIME.with(|runtime| {
             runtime.block_on(AwsIdentitySource::resolve(AwsSourceOptions {
-                region: Some("eu-west-1".into()),
+                region: Some("eu-west-1".parse().expect("a region")),
                 ..AwsSourceOptions::default()
             }))
         });

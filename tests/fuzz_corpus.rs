@@ -104,6 +104,7 @@ replay_tests!(
     id_token,
     lab_id_token,
     sts_xml,
+    region,
     google_json,
     aws_ini,
     keyless_toml,

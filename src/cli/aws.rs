@@ -16,8 +16,7 @@ use crate::deliver::metrics::MetricsRegistry;
 use crate::deliver::token_file::TokenFileKeeper;
 use crate::deliver::{aws_files, credential_process, ecs_server, env, server};
 use crate::exchange::aws_sts::{
-    fetch_caller_identity, region_from_env, AssumedRole, RoleArn, SessionName, StsEndpoint,
-    WebIdentityRequest,
+    fetch_caller_identity, AssumedRole, RoleArn, SessionName, StsEndpoint, WebIdentityRequest,
 };
 use crate::private_file::write_private_file_atomically;
 use crate::refresh::{
@@ -25,6 +24,7 @@ use crate::refresh::{
 };
 use crate::secret::Secret;
 use crate::source::google::{GoogleTokenSource, DEFAULT_AWS_AUDIENCE};
+use crate::types::{Region, SpecError};
 
 /// The `aws` subcommands.
 #[derive(Debug, Subcommand)]
@@ -96,7 +96,7 @@ pub struct ExchangeArgs {
 
     /// The AWS region: picks the regional STS endpoint (default: AWS_REGION, AWS_DEFAULT_REGION, else global).
     #[arg(long, env = "KEYLESS_REGION")]
-    pub region: Option<String>,
+    pub region: Option<Region>,
 
     /// A JSON session policy file that narrows the role's permissions.
     #[arg(long, env = "KEYLESS_POLICY")]
@@ -273,7 +273,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
     match command {
         AwsCommand::Credentials(args) => {
             let role = obtain(&http, &args.role).await?;
-            let region = region_of(&args.role.exchange);
+            let region = region_of(&args.role.exchange)?;
             let text = match args.format {
                 OutputFormat::CredentialProcess => {
                     credential_process::credential_process_json(&role.credentials).to_string()
@@ -283,9 +283,10 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
                     serde_json::to_string_pretty(&credential_process::assumed_role_json(&role))?
                         + "\n"
                 }
-                OutputFormat::Env => {
-                    env::export_lines(&env::aws_env_vars(&role.credentials, region.as_deref()))
-                }
+                OutputFormat::Env => env::export_lines(&env::aws_env_vars(
+                    &role.credentials,
+                    region.as_ref().map(Region::as_str),
+                )),
             };
             std::io::stdout()
                 .write_all(text.as_bytes())
@@ -294,8 +295,8 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
         }
         AwsCommand::Exec(args) => {
             let role = obtain(&http, &args.role).await?;
-            let region = region_of(&args.role.exchange);
-            let vars = env::aws_env_vars(&role.credentials, region.as_deref());
+            let region = region_of(&args.role.exchange)?;
+            let vars = env::aws_env_vars(&role.credentials, region.as_ref().map(Region::as_str));
             Ok(env::exec_with_env(&args.command, &vars)?)
         }
         AwsCommand::WriteProfile(args) => {
@@ -319,9 +320,9 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         AwsCommand::Whoami(args) => {
-            let region = region_of(&args.exchange);
+            let region = region_of(&args.exchange)?;
             let endpoint =
-                StsEndpoint::resolve(args.exchange.sts_endpoint.as_deref(), region.as_deref());
+                StsEndpoint::resolve(args.exchange.sts_endpoint.as_deref(), region.as_ref());
             let credentials = match (&args.role_arn, &args.profile) {
                 (Some(arn), _) => {
                     let role_args = RoleArgs {
@@ -360,7 +361,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
 async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
     let profile = profile_from_args(&args.role)?;
     let role_arn = profile.request.role_arn.clone();
-    let region = region_of(&args.role.exchange);
+    let region = region_of(&args.role.exchange)?;
     let refresher = Refresher::new(
         role_arn.as_str(),
         AwsRoleUpstream { profile, http },
@@ -388,7 +389,7 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
     };
     let base = format!("http://{}", server::reachable(local));
     let (router, vars) = if args.imds {
-        let identity = InstanceIdentity::for_role(&role_arn, region.as_deref());
+        let identity = InstanceIdentity::for_role(&role_arn, region.as_ref().map(Region::as_str));
         (
             imds_server::router(refresher.clone(), identity),
             vec![(
@@ -548,8 +549,12 @@ async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-fn region_of(args: &ExchangeArgs) -> Option<String> {
-    args.region.clone().or_else(region_from_env)
+/// `--region` (or `KEYLESS_REGION`), else `AWS_REGION`, `AWS_DEFAULT_REGION`.
+fn region_of(args: &ExchangeArgs) -> Result<Option<Region>, SpecError> {
+    match &args.region {
+        Some(region) => Ok(Some(region.clone())),
+        None => Region::from_env(),
+    }
 }
 
 fn http_client(http: &crate::http_client::LazyClient) -> anyhow::Result<&reqwest::Client> {
@@ -606,7 +611,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         "STS accepts at most 10 --policy-arn values, got {}",
         x.policy_arns.len()
     );
-    let region = region_of(x);
+    let region = region_of(x)?;
     Ok(AwsRoleProfile {
         token_source: GoogleTokenSource::parse(&x.token_source, x.iamcredentials_url.as_deref())?,
         audience: x.audience.clone(),
@@ -617,7 +622,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
             policy,
             policy_arns: x.policy_arns.clone(),
         },
-        endpoint: StsEndpoint::resolve(x.sts_endpoint.as_deref(), region.as_deref()),
+        endpoint: StsEndpoint::resolve(x.sts_endpoint.as_deref(), region.as_ref()),
         retry: x.timeouts.retry_policy(),
     })
 }

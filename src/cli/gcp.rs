@@ -81,7 +81,7 @@ pub struct AwsSourceArgs {
 
     /// The AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile, instance metadata).
     #[arg(long, env = "KEYLESS_AWS_REGION")]
-    pub aws_region: Option<String>,
+    pub aws_region: Option<crate::types::Region>,
 
     /// Assume this AWS role first and federate as it.
     #[arg(long, env = "KEYLESS_ASSUME_ROLE")]

@@ -18,6 +18,7 @@ use crate::exchange::retry::Budget;
 pub use crate::exchange::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::source::google::{error_chain, truncate, IdToken, IdTokenClaims, SourceError};
+use crate::types::Region;
 
 /// The STS API version every request names.
 const STS_API_VERSION: &str = "2011-06-15";
@@ -151,7 +152,7 @@ impl StsEndpoint {
     /// Resolves, first match wins: an explicit URL (flag), `AWS_ENDPOINT_URL_STS`,
     /// `AWS_ENDPOINT_URL` (both ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`),
     /// the regional endpoint of `region`, else the global endpoint.
-    pub fn resolve(explicit: Option<&str>, region: Option<&str>) -> Self {
+    pub fn resolve(explicit: Option<&str>, region: Option<&Region>) -> Self {
         let ignore_env = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
             .map(|v| v.eq_ignore_ascii_case("true"))
             .unwrap_or(false);
@@ -167,27 +168,19 @@ impl StsEndpoint {
         Self::from_parts(configured, region)
     }
 
-    /// The pure part of [`StsEndpoint::resolve`]: a configured URL wins, else the region's.
-    pub fn from_parts(configured: Option<String>, region: Option<&str>) -> Self {
+    /// The pure part of [`StsEndpoint::resolve`]: a configured URL wins, else the region's
+    /// (always an AWS host: a [`Region`] is one host label).
+    pub fn from_parts(configured: Option<String>, region: Option<&Region>) -> Self {
         let url = match (configured, region) {
             (Some(url), _) => url,
-            (None, Some(r)) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
-            (None, Some(r)) => format!("https://sts.{r}.amazonaws.com"),
+            (None, Some(r)) => format!("https://{}", r.sts_host()),
             (None, None) => "https://sts.amazonaws.com".to_string(),
         };
         Self {
             url: url.trim_end_matches('/').to_string() + "/",
-            signing_region: region.unwrap_or("us-east-1").to_string(),
+            signing_region: region.map_or("us-east-1", Region::as_str).to_string(),
         }
     }
-}
-
-/// The region from `AWS_REGION` or `AWS_DEFAULT_REGION`, as the SDKs read it.
-pub fn region_from_env() -> Option<String> {
-    ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|v| !v.trim().is_empty())
 }
 
 /// What to ask STS for besides the token.
@@ -922,12 +915,16 @@ mod tests {
 
     #[test]
     fn endpoint_prefers_configured_then_region_then_global() {
-        let e = StsEndpoint::from_parts(Some("http://127.0.0.1:5000".into()), Some("eu-west-1"));
+        let region = |r: &str| Region::parse(r).unwrap();
+        let e = StsEndpoint::from_parts(
+            Some("http://127.0.0.1:5000".into()),
+            Some(&region("eu-west-1")),
+        );
         assert_eq!(e.url, "http://127.0.0.1:5000/");
         assert_eq!(e.signing_region, "eu-west-1");
-        let e = StsEndpoint::from_parts(None, Some("eu-west-1"));
+        let e = StsEndpoint::from_parts(None, Some(&region("eu-west-1")));
         assert_eq!(e.url, "https://sts.eu-west-1.amazonaws.com/");
-        let e = StsEndpoint::from_parts(None, Some("cn-north-1"));
+        let e = StsEndpoint::from_parts(None, Some(&region("cn-north-1")));
         assert_eq!(e.url, "https://sts.cn-north-1.amazonaws.com.cn/");
         let e = StsEndpoint::from_parts(None, None);
         assert_eq!(e.url, "https://sts.amazonaws.com/");
