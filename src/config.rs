@@ -27,7 +27,7 @@ use crate::source::aws::{AwsIdentitySource, AwsSourceError, AwsSourceOptions};
 use crate::source::google::{
     GoogleTokenSource, SourceError, DEFAULT_AWS_AUDIENCE, DEFAULT_IAMCREDENTIALS_URL,
 };
-use crate::types::{Region, SpecError};
+use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// The file `keyless serve` reads when told nothing else.
 pub const DEFAULT_CONFIG_FILE: &str = "keyless.toml";
@@ -109,8 +109,8 @@ pub struct GcpToAwsProfile {
     /// The session policy, read at load so that editing the policy file counts as a change.
     pub policy: Option<SessionPolicy>,
     pub policy_arns: Vec<String>,
-    pub iamcredentials_url: Option<String>,
-    pub sts_endpoint: Option<String>,
+    pub iamcredentials_url: Option<UpstreamUrl>,
+    pub sts_endpoint: Option<UpstreamUrl>,
     pub channels: Vec<Channel>,
 }
 
@@ -133,8 +133,8 @@ pub struct AwsToGcpProfile {
     pub aws_profile: Option<String>,
     pub aws_region: Option<Region>,
     pub assume_role: Option<String>,
-    pub token_url: Option<String>,
-    pub iamcredentials_url: Option<String>,
+    pub token_url: Option<UpstreamUrl>,
+    pub iamcredentials_url: Option<UpstreamUrl>,
     pub channels: Vec<Channel>,
 }
 
@@ -188,12 +188,12 @@ impl Channel {
 
 impl GcpToAwsProfile {
     /// The Google token source, with endpoints from the environment as the CLI reads them.
-    pub fn google_token_source(&self) -> Result<GoogleTokenSource, SourceError> {
-        let iam = self
-            .iamcredentials_url
-            .clone()
-            .or_else(|| env_value("KEYLESS_IAMCREDENTIALS_URL"));
-        GoogleTokenSource::parse(&self.token_source, iam.as_deref())
+    pub fn google_token_source(&self) -> Result<GoogleTokenSource, ProfileBuildError> {
+        let iam = match &self.iamcredentials_url {
+            Some(url) => Some(url.clone()),
+            None => UpstreamUrl::from_env("KEYLESS_IAMCREDENTIALS_URL")?,
+        };
+        Ok(GoogleTokenSource::parse(&self.token_source, iam.as_ref())?)
     }
 
     /// The library's profile; the same one `keyless aws credentials` builds from its flags.
@@ -204,10 +204,10 @@ impl GcpToAwsProfile {
             Some(region) => Some(region.clone()),
             None => Region::from_env()?,
         };
-        let sts = self
-            .sts_endpoint
-            .clone()
-            .or_else(|| env_value("KEYLESS_STS_ENDPOINT"));
+        let sts = match &self.sts_endpoint {
+            Some(url) => Some(url.clone()),
+            None => UpstreamUrl::from_env("KEYLESS_STS_ENDPOINT")?,
+        };
         Ok(AwsRoleProfile {
             token_source: self.google_token_source()?,
             audience: self.audience.clone(),
@@ -218,7 +218,7 @@ impl GcpToAwsProfile {
                 policy: self.policy.as_ref().map(|p| p.text.clone()),
                 policy_arns: self.policy_arns.clone(),
             },
-            endpoint: StsEndpoint::resolve(sts.as_deref(), region.as_ref()),
+            endpoint: StsEndpoint::resolve(sts.as_ref(), region.as_ref())?,
             retry: RetryPolicy::default(),
         })
     }
@@ -234,13 +234,16 @@ pub enum ProfileBuildError {
     /// A region or endpoint from the environment is invalid.
     #[error(transparent)]
     Setting(#[from] SpecError),
+    /// The AWS identity could not be found.
+    #[error(transparent)]
+    Aws(#[from] AwsSourceError),
 }
 
 impl AwsToGcpProfile {
     /// The library's profile; the same one `keyless gcp token` builds from its flags. Google
     /// endpoints the file leaves out come from `KEYLESS_TOKEN_URL` and
     /// `KEYLESS_IAMCREDENTIALS_URL`, else Google's.
-    pub async fn token_profile(&self) -> Result<GcpTokenProfile, AwsSourceError> {
+    pub async fn token_profile(&self) -> Result<GcpTokenProfile, ProfileBuildError> {
         let aws = AwsIdentitySource::resolve(AwsSourceOptions {
             profile: self.aws_profile.clone(),
             region: self.aws_region.clone(),
@@ -252,16 +255,16 @@ impl AwsToGcpProfile {
             aws,
             audience: self.audience.clone(),
             scopes: self.scopes.clone(),
-            token_url: self
-                .token_url
-                .clone()
-                .or_else(|| env_value("KEYLESS_TOKEN_URL"))
-                .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string()),
-            iamcredentials_url: self
-                .iamcredentials_url
-                .clone()
-                .or_else(|| env_value("KEYLESS_IAMCREDENTIALS_URL"))
-                .unwrap_or_else(|| DEFAULT_IAMCREDENTIALS_URL.to_string()),
+            token_url: match &self.token_url {
+                Some(url) => url.clone(),
+                None => UpstreamUrl::from_env("KEYLESS_TOKEN_URL")?
+                    .unwrap_or_else(|| UpstreamUrl::builtin(DEFAULT_TOKEN_URL)),
+            },
+            iamcredentials_url: match &self.iamcredentials_url {
+                Some(url) => url.clone(),
+                None => UpstreamUrl::from_env("KEYLESS_IAMCREDENTIALS_URL")?
+                    .unwrap_or_else(|| UpstreamUrl::builtin(DEFAULT_IAMCREDENTIALS_URL)),
+            },
             impersonation: self.service_account.as_ref().map(|sa| Impersonation {
                 service_account: sa.clone(),
                 scopes: self.scopes.clone(),
@@ -271,10 +274,6 @@ impl AwsToGcpProfile {
             retry: RetryPolicy::default(),
         })
     }
-}
-
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// Why a configuration was not accepted.
@@ -956,7 +955,7 @@ impl Checker<'_> {
                         Some(path) => format!("file:{}", self.resolve(path).display()),
                         None => spec,
                     };
-                    match GoogleTokenSource::parse(&spec, iamcredentials_url.as_deref()) {
+                    match GoogleTokenSource::parse(&spec, iamcredentials_url.as_ref()) {
                         Ok(_) => Some(spec),
                         Err(_) => {
                             self.invalid(v, &ctx.dotted("token_source"), format!("token_source {spec:?} is not a token source"), "use \"metadata\", \"impersonate:EMAIL\", \"file:PATH\" or \"command:CMD\"");
@@ -1488,20 +1487,22 @@ impl Checker<'_> {
         }
     }
 
-    fn opt_url(&mut self, ctx: &ProfileCtx<'_, '_, '_>, key: &str) -> Option<String> {
+    fn opt_url(&mut self, ctx: &ProfileCtx<'_, '_, '_>, key: &str) -> Option<UpstreamUrl> {
         let (_, value) = ctx.keys.get(key)?;
         let dotted = ctx.dotted(key);
         let text = self.string(value, &dotted)?;
-        match url::Url::parse(&text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                Some(text.trim_end_matches('/').to_string())
-            }
-            _ => {
+        match UpstreamUrl::parse(&text) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                let why = match e {
+                    SpecError::InvalidEndpoint { why, .. } => why,
+                    _ => "it is not a usable endpoint",
+                };
                 self.invalid(
                     value,
                     &dotted,
-                    format!("{key} {text:?} is not an http(s) URL"),
-                    "e.g. \"https://...\"",
+                    format!("{key} {text:?} is not a usable endpoint: {why}"),
+                    "use \"https://...\"; plain http:// only to 127.0.0.1, [::1] or localhost (tokens are sent there)",
                 );
                 None
             }
@@ -1663,7 +1664,7 @@ gce_metadata_listen = "127.0.0.1:9912"
 
     #[test]
     fn defaults_fill_what_each_profile_leaves_out_for_its_own_direction() {
-        let text = "[defaults]\nsts_endpoint = \"http://sts.local\"\nregion = \"eu-west-1\"\n\
+        let text = "[defaults]\nsts_endpoint = \"http://127.0.0.1:5000\"\nregion = \"eu-west-1\"\n\
                     service_account = \"sa@p.iam.gserviceaccount.com\"\nfail_on = \"medium\"\n\n\
                     [profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"\n\n\
                     [profile.b]\nrole_arn = \"arn:aws:iam::123456789012:role/B\"\nregion = \"us-east-2\"\ntoken_file = \"b.jwt\"\n";
@@ -1674,7 +1675,10 @@ gce_metadata_listen = "127.0.0.1:9912"
         let ProfileConfig::GcpToAws(b) = &config.profiles["b"] else {
             panic!("b is GCP → AWS");
         };
-        assert_eq!(a.sts_endpoint.as_deref(), Some("http://sts.local"));
+        assert_eq!(
+            a.sts_endpoint.as_ref().map(UpstreamUrl::as_str),
+            Some("http://127.0.0.1:5000")
+        );
         assert_eq!(a.region.as_ref().map(Region::as_str), Some("eu-west-1"));
         assert_eq!(
             b.region.as_ref().map(Region::as_str),

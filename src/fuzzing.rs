@@ -816,8 +816,9 @@ thread_local! {
                 aws: aws.expect("an AWS source with a region needs no network"),
                 audience: "//iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/fuzz/providers/aws".into(),
                 scopes: vec![CLOUD_PLATFORM_SCOPE.into()],
-                token_url: format!("{closed}/v1/token"),
-                iamcredentials_url: closed.into(),
+                token_url: crate::types::UpstreamUrl::parse(&format!("{closed}/v1/token"))
+                    .expect("a loopback URL"),
+                iamcredentials_url: crate::types::UpstreamUrl::parse(closed).expect("a loopback URL"),
                 impersonation: Some(Impersonation {
                     service_account: "fuzz@keyless-fuzz.iam.gserviceaccount.com".into(),
                     scopes: vec![CLOUD_PLATFORM_SCOPE.into()],

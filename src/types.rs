@@ -14,6 +14,11 @@ pub enum SpecError {
     #[error("{value:?} is not an AWS region: {why}\n  hint: a region looks like us-east-1 (letters, digits and inner hyphens, at most 63)")]
     InvalidRegion { value: String, why: &'static str },
 
+    /// An endpoint override that is not an http(s) URL, or that would send a token over plain
+    /// `http://` to a host that is not this machine.
+    #[error("{value:?} is not a usable endpoint: {why}\n  hint: use an https:// URL; plain http:// is accepted only for 127.0.0.1, [::1] or localhost (tokens are sent there)")]
+    InvalidEndpoint { value: String, why: &'static str },
+
     /// A value read from an environment variable is invalid; names the variable.
     #[error("{variable}: {source}")]
     FromEnv {
@@ -117,6 +122,110 @@ impl fmt::Display for Region {
     }
 }
 
+/// Where a token-bearing request goes when an override says so (`--sts-endpoint`,
+/// `--token-url`, `--iamcredentials-url`, `AWS_ENDPOINT_URL[_STS]`, keyless.toml, an ADC
+/// file's `token_uri`): an `https://` URL, or `http://` to loopback only (the lab, moto, a
+/// local proxy), so a typo or a leftover variable cannot send an ID token, a subject token or
+/// a refresh token in clear text across a network. Kept without a trailing `/`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamUrl(String);
+
+impl UpstreamUrl {
+    /// Checks scheme and host.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let invalid = |why| SpecError::InvalidEndpoint {
+            value: text.to_string(),
+            why,
+        };
+        let url = url::Url::parse(text.trim()).map_err(|_| invalid("it is not a URL"))?;
+        let host = url.host().ok_or(invalid("it names no host"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "it carries a user name or password, which would end up in logs",
+            ));
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&host) => {}
+            "http" => {
+                return Err(invalid(
+                    "plain http:// goes only to this machine (loopback)",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "only https:// (or http:// to loopback) is accepted",
+                ))
+            }
+        }
+        Ok(Self(text.trim().trim_end_matches('/').to_string()))
+    }
+
+    /// The override in environment variable `variable`, if set and not blank. A variable that
+    /// redirects an exchange is easy to leave behind (`AWS_ENDPOINT_URL` pointing at a local
+    /// emulator), so the first time each one is used it is named in a warning with its URL.
+    pub fn from_env(variable: &'static str) -> Result<Option<Self>, SpecError> {
+        let Some(value) = std::env::var(variable)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let url = Self::parse(&value).map_err(|e| e.in_env(variable))?;
+        warn_once(variable, &url);
+        Ok(Some(url))
+    }
+
+    /// One of keyless's built-in https endpoints (a constant, so it always parses).
+    pub fn builtin(url: &'static str) -> Self {
+        Self::parse(url).expect("built-in endpoints are https URLs")
+    }
+
+    /// The URL as text, without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `127.0.0.0/8`, `::1` (and `::ffff:127.x`), `localhost`.
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Names `variable` and its URL in a warning, once per variable per process.
+fn warn_once(variable: &'static str, url: &UpstreamUrl) {
+    static WARNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if !warned.contains(&variable) {
+        warned.push(variable);
+        tracing::warn!(
+            variable,
+            url = url.as_str(),
+            "{variable}={} redirects a token exchange away from the cloud's own endpoint",
+            url.as_str()
+        );
+    }
+}
+
+impl FromStr for UpstreamUrl {
+    type Err = SpecError;
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,7 +276,52 @@ mod tests {
         assert!(err.to_string().starts_with("AWS_REGION: \"a/b\""), "{err}");
     }
 
+    #[test]
+    fn plain_http_goes_only_to_loopback() {
+        for good in [
+            "https://sts.amazonaws.com",
+            "https://sts.googleapis.com/v1/token",
+            "https://example.com:8443/",
+            "http://127.0.0.1:5000",
+            "http://127.9.9.9/",
+            "http://[::1]:4566",
+            "http://localhost:4566/",
+            "http://LOCALHOST",
+        ] {
+            let url = UpstreamUrl::parse(good).unwrap();
+            assert!(!url.as_str().ends_with('/'), "{url}");
+        }
+        for bad in [
+            "http://example.com",
+            "http://169.254.169.254",
+            "http://10.0.0.1:5000",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "ftp://127.0.0.1",
+            "file:///etc/passwd",
+            "sts.amazonaws.com",
+            "https://user:pw@sts.amazonaws.com",
+            "",
+        ] {
+            let err = UpstreamUrl::parse(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("is not a usable endpoint"),
+                "{err}"
+            );
+        }
+    }
+
     proptest! {
+        /// Whatever is accepted goes over TLS, or stays on this machine.
+        #[test]
+        fn an_accepted_endpoint_is_https_or_loopback(text in "(https?|ftp)://[a-z0-9.:\\[\\]@-]{0,30}(/[a-z]{0,5})?") {
+            if let Ok(endpoint) = UpstreamUrl::parse(&text) {
+                let url = url::Url::parse(endpoint.as_str()).unwrap();
+                let host = url.host().unwrap();
+                prop_assert!(url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&host)), "{}", text);
+            }
+        }
+
         /// Whatever is accepted stays one label of an AWS host name: the URL built from it has
         /// exactly that host, so no region can send a token anywhere else.
         #[test]

@@ -622,3 +622,61 @@ async fn generic_endpoint_url_is_honoured() {
     assert_eq!(out.code(), 0, "{out}");
     assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 1);
 }
+
+/// Endpoint overrides carry tokens, so plain `http://` goes only to loopback: `--sts-endpoint
+/// http://example.com` (or the same in `AWS_ENDPOINT_URL`) is a usage error naming the flag or
+/// variable, and nothing is fetched or sent. An override from the environment that is used is
+/// named in one warning per process (`whoami --role-arn` resolves the endpoint twice), and the
+/// lab's own loopback URL works.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_overrides_are_https_or_loopback_and_variables_are_named_once() {
+    let w = LabWorld::start().await;
+    let role = w.role("gcp-deploy");
+    let base = ["aws", "credentials", "--no-cache", "--role-arn", &role];
+
+    let flag = [&base[..], &["--sts-endpoint", "http://example.com"]].concat();
+    let out = w.keyless(&flag).await;
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--sts-endpoint"), "{}", out.stderr);
+    assert!(out.stderr.contains("loopback"), "{}", out.stderr);
+    for variable in ["AWS_ENDPOINT_URL_STS", "KEYLESS_STS_ENDPOINT"] {
+        let out = w
+            .keyless_env(&base, &[(variable, "http://example.com:4566")])
+            .await;
+        assert_eq!(out.code(), 2, "{variable}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("http://example.com:4566"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = w
+        .keyless_env(
+            &base,
+            &[("AWS_ENDPOINT_URL_STS", "http://example.com:4566")],
+        )
+        .await;
+    assert!(
+        out.stderr.contains("AWS_ENDPOINT_URL_STS"),
+        "{}",
+        out.stderr
+    );
+    let stats = w.lab.stats();
+    assert_eq!(stats.id_tokens_minted, 0, "no token was fetched: {stats:?}");
+
+    let sts = w.lab.aws_sts_url();
+    let whoami = ["aws", "whoami", "--no-cache", "--role-arn", &role];
+    let out = w.keyless(&whoami).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let named = format!("AWS_ENDPOINT_URL_STS={sts}");
+    assert_eq!(out.stderr.matches(&named).count(), 1, "{}", out.stderr);
+
+    let explicit = [&whoami[..], &["--sts-endpoint", &sts]].concat();
+    let out = w.keyless(&explicit).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("redirects"),
+        "a flag is no surprise: {}",
+        out.stderr
+    );
+}

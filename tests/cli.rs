@@ -400,3 +400,71 @@ fn a_region_that_is_not_a_host_label_exits_2_wherever_it_comes_from() {
     assert_eq!(out.code(), 2, "{out}");
     assert!(out.stderr.contains("is not an AWS region"), "{out}");
 }
+
+/// Every endpoint flag carries a token to where it points: plain `http://` to another machine
+/// is a usage error that names the flag, before anything is fetched.
+#[test]
+fn endpoint_flags_refuse_plain_http_to_another_host() {
+    let home = tempfile::tempdir().unwrap();
+    let audience =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+    let role = "arn:aws:iam::123456789012:role/R";
+    let source = "file:/nonexistent/token";
+    for (args, flag) in [
+        (
+            vec![
+                "aws",
+                "credentials",
+                "--role-arn",
+                role,
+                "--token-source",
+                source,
+                "--sts-endpoint",
+            ],
+            "--sts-endpoint",
+        ),
+        (
+            vec![
+                "aws",
+                "credentials",
+                "--role-arn",
+                role,
+                "--token-source",
+                source,
+                "--iamcredentials-url",
+            ],
+            "--iamcredentials-url",
+        ),
+        (
+            vec![
+                "gcp",
+                "token",
+                "--audience",
+                audience,
+                "--aws-region",
+                "us-east-1",
+                "--token-url",
+            ],
+            "--token-url",
+        ),
+        (
+            vec![
+                "gcp",
+                "token",
+                "--audience",
+                audience,
+                "--aws-region",
+                "us-east-1",
+                "--iamcredentials-url",
+            ],
+            "--iamcredentials-url",
+        ),
+    ] {
+        let mut cmd = bare_keyless(home.path());
+        cmd.args(&args).arg("http://example.com/x");
+        let out = support::process::run(&mut cmd);
+        assert_eq!(out.code(), 2, "{args:?}: {out}");
+        assert!(out.stderr.contains(flag), "{out}");
+        assert!(out.stderr.contains("is not a usable endpoint"), "{out}");
+    }
+}

@@ -24,7 +24,7 @@ use crate::refresh::{
 };
 use crate::secret::Secret;
 use crate::source::google::{GoogleTokenSource, DEFAULT_AWS_AUDIENCE};
-use crate::types::{Region, SpecError};
+use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// The `aws` subcommands.
 #[derive(Debug, Subcommand)]
@@ -112,11 +112,12 @@ pub struct ExchangeArgs {
 
     /// IAM Credentials base URL, for impersonate: (default https://iamcredentials.googleapis.com).
     #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL")]
-    pub iamcredentials_url: Option<String>,
+    pub iamcredentials_url: Option<UpstreamUrl>,
 
-    /// AWS STS endpoint URL (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else by region).
+    /// AWS STS endpoint URL (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else by region);
+    /// https://, or http:// to loopback only.
     #[arg(long, env = "KEYLESS_STS_ENDPOINT")]
-    pub sts_endpoint: Option<String>,
+    pub sts_endpoint: Option<UpstreamUrl>,
 
     /// Always exchange; neither read nor write the credential cache.
     #[arg(long, env = "KEYLESS_NO_CACHE")]
@@ -263,7 +264,7 @@ pub struct TokenFileArgs {
 
     /// IAM Credentials base URL, for impersonate: (default https://iamcredentials.googleapis.com).
     #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL")]
-    pub iamcredentials_url: Option<String>,
+    pub iamcredentials_url: Option<UpstreamUrl>,
 }
 
 /// Runs an `aws` subcommand.
@@ -322,7 +323,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
         AwsCommand::Whoami(args) => {
             let region = region_of(&args.exchange)?;
             let endpoint =
-                StsEndpoint::resolve(args.exchange.sts_endpoint.as_deref(), region.as_ref());
+                StsEndpoint::resolve(args.exchange.sts_endpoint.as_ref(), region.as_ref())?;
             let credentials = match (&args.role_arn, &args.profile) {
                 (Some(arn), _) => {
                     let role_args = RoleArgs {
@@ -463,7 +464,7 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
 /// `aws token-file`: write the first token, announce, rewrite after every refresh until signalled.
 async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Result<i32> {
     let role_arn = args.role_arn.as_deref().map(RoleArn::parse).transpose()?;
-    let source = GoogleTokenSource::parse(&args.token_source, args.iamcredentials_url.as_deref())?;
+    let source = GoogleTokenSource::parse(&args.token_source, args.iamcredentials_url.as_ref())?;
     let path = std::path::absolute(&args.path).unwrap_or_else(|_| args.path.clone());
     let refresher = Refresher::new(
         format!("token-file {}", path.display()),
@@ -613,7 +614,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
     );
     let region = region_of(x)?;
     Ok(AwsRoleProfile {
-        token_source: GoogleTokenSource::parse(&x.token_source, x.iamcredentials_url.as_deref())?,
+        token_source: GoogleTokenSource::parse(&x.token_source, x.iamcredentials_url.as_ref())?,
         audience: x.audience.clone(),
         request: WebIdentityRequest {
             role_arn,
@@ -622,7 +623,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
             policy,
             policy_arns: x.policy_arns.clone(),
         },
-        endpoint: StsEndpoint::resolve(x.sts_endpoint.as_deref(), region.as_ref()),
+        endpoint: StsEndpoint::resolve(x.sts_endpoint.as_ref(), region.as_ref())?,
         retry: x.timeouts.retry_policy(),
     })
 }

@@ -42,7 +42,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     }
     let http = crate::http_client::build()?;
     let role_arn = RoleArn::parse(&lab.role_arn(ROLE))?;
-    let endpoint = StsEndpoint::resolve(Some(&lab.aws_sts_url()), None);
+    // The lab's own URL: never redirected by AWS_ENDPOINT_URL*.
+    let endpoint = StsEndpoint::from_parts(
+        Some(crate::types::UpstreamUrl::parse(&lab.aws_sts_url())?),
+        None,
+    );
     let trust = &config
         .role(ROLE)
         .context("the demo role is missing")?

@@ -209,7 +209,7 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
             return Ok(exit_code::USAGE);
         }
     };
-    let endpoint = StsEndpoint::resolve(None, Some(profile.aws.region()));
+    let endpoint = StsEndpoint::resolve(None, Some(profile.aws.region()))?;
     match fetch_caller_identity(http, &endpoint, &credentials).await {
         Ok(identity) => {
             println!("   ✓ {} (account {})", identity.arn, identity.account);
@@ -250,7 +250,7 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
     println!("\n3. impersonating {}", impersonation.service_account);
     match crate::exchange::google_iam::generate_access_token(
         http,
-        &profile.iamcredentials_url,
+        profile.iamcredentials_url.as_str(),
         &federated.access_token,
         impersonation,
         "the federated principal",

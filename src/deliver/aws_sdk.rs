@@ -29,7 +29,7 @@ use crate::exchange::aws_sts::{
 };
 use crate::refresh::{AwsRoleProfile, AwsRoleUpstream, Clock, RefreshPolicy, Refresher};
 use crate::source::google::{GoogleTokenSource, SourceError, DEFAULT_AWS_AUDIENCE};
-use crate::types::{Region, SpecError};
+use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// Why the provider could not be built: the same mistakes the command line reports.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,8 @@ impl Builder {
         self
     }
 
-    /// The STS endpoint (default: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else by region).
+    /// The STS endpoint (default: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else by region):
+    /// `https://`, or `http://` to loopback only; checked by [`Builder::build`].
     pub fn sts_endpoint(mut self, url: impl Into<String>) -> Self {
         self.sts_endpoint = Some(url.into());
         self
@@ -119,10 +120,20 @@ impl Builder {
             Some(region) => Some(Region::parse(&region)?),
             None => Region::from_env()?,
         };
+        let iamcredentials_url = self
+            .iamcredentials_url
+            .as_deref()
+            .map(UpstreamUrl::parse)
+            .transpose()?;
+        let sts_endpoint = self
+            .sts_endpoint
+            .as_deref()
+            .map(UpstreamUrl::parse)
+            .transpose()?;
         let profile = AwsRoleProfile {
             token_source: GoogleTokenSource::parse(
                 &self.token_source,
-                self.iamcredentials_url.as_deref(),
+                iamcredentials_url.as_ref(),
             )?,
             audience: self.audience,
             request: WebIdentityRequest {
@@ -132,7 +143,7 @@ impl Builder {
                 policy: None,
                 policy_arns: Vec::new(),
             },
-            endpoint: StsEndpoint::resolve(self.sts_endpoint.as_deref(), region.as_ref()),
+            endpoint: StsEndpoint::resolve(sts_endpoint.as_ref(), region.as_ref())?,
             retry: RetryPolicy::default(),
         };
         let http =
@@ -241,6 +252,13 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, ProviderBuildError::Setting(_)), "{err}");
         assert!(err.to_string().contains("is not an AWS region"), "{err}");
+        // The ID token never goes over plain http to another machine.
+        let err = GoogleFederatedProvider::builder("arn:aws:iam::123456789012:role/R")
+            .sts_endpoint("http://example.com")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ProviderBuildError::Setting(_)), "{err}");
+        assert!(err.to_string().contains("http://example.com"), "{err}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::exchange::retry::Budget;
 pub use crate::exchange::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::source::google::{error_chain, truncate, IdToken, IdTokenClaims, SourceError};
-use crate::types::Region;
+use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// The STS API version every request names.
 const STS_API_VERSION: &str = "2011-06-15";
@@ -150,29 +150,32 @@ pub struct StsEndpoint {
 
 impl StsEndpoint {
     /// Resolves, first match wins: an explicit URL (flag), `AWS_ENDPOINT_URL_STS`,
-    /// `AWS_ENDPOINT_URL` (both ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`),
-    /// the regional endpoint of `region`, else the global endpoint.
-    pub fn resolve(explicit: Option<&str>, region: Option<&Region>) -> Self {
+    /// `AWS_ENDPOINT_URL` (both ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`; each
+    /// named in a warning when it is used), the regional endpoint of `region`, else the global
+    /// endpoint. A variable that is not a usable endpoint is an error naming it.
+    pub fn resolve(
+        explicit: Option<&UpstreamUrl>,
+        region: Option<&Region>,
+    ) -> Result<Self, SpecError> {
         let ignore_env = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
             .map(|v| v.eq_ignore_ascii_case("true"))
             .unwrap_or(false);
-        let env_url = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !ignore_env && !v.trim().is_empty())
+        let configured = match explicit {
+            Some(url) => Some(url.clone()),
+            None if ignore_env => None,
+            None => match UpstreamUrl::from_env("AWS_ENDPOINT_URL_STS")? {
+                Some(url) => Some(url),
+                None => UpstreamUrl::from_env("AWS_ENDPOINT_URL")?,
+            },
         };
-        let configured = explicit
-            .map(str::to_string)
-            .or_else(|| env_url("AWS_ENDPOINT_URL_STS"))
-            .or_else(|| env_url("AWS_ENDPOINT_URL"));
-        Self::from_parts(configured, region)
+        Ok(Self::from_parts(configured, region))
     }
 
     /// The pure part of [`StsEndpoint::resolve`]: a configured URL wins, else the region's
     /// (always an AWS host: a [`Region`] is one host label).
-    pub fn from_parts(configured: Option<String>, region: Option<&Region>) -> Self {
+    pub fn from_parts(configured: Option<UpstreamUrl>, region: Option<&Region>) -> Self {
         let url = match (configured, region) {
-            (Some(url), _) => url,
+            (Some(url), _) => url.as_str().to_string(),
             (None, Some(r)) => format!("https://{}", r.sts_host()),
             (None, None) => "https://sts.amazonaws.com".to_string(),
         };
@@ -917,7 +920,7 @@ mod tests {
     fn endpoint_prefers_configured_then_region_then_global() {
         let region = |r: &str| Region::parse(r).unwrap();
         let e = StsEndpoint::from_parts(
-            Some("http://127.0.0.1:5000".into()),
+            Some(UpstreamUrl::parse("http://127.0.0.1:5000").unwrap()),
             Some(&region("eu-west-1")),
         );
         assert_eq!(e.url, "http://127.0.0.1:5000/");

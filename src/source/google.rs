@@ -13,6 +13,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::secret::Secret;
+use crate::types::UpstreamUrl;
 
 /// The audience AWS STS expects by default for web identity federation.
 pub const DEFAULT_AWS_AUDIENCE: &str = "sts.amazonaws.com";
@@ -206,7 +207,10 @@ pub enum GoogleTokenSource {
 impl GoogleTokenSource {
     /// Parses `metadata`, `impersonate:EMAIL`, `file:PATH` or `command:CMD`, with endpoints from
     /// the environment the way Google's SDKs read them.
-    pub fn parse(spec: &str, iamcredentials_url: Option<&str>) -> Result<Self, SourceError> {
+    pub fn parse(
+        spec: &str,
+        iamcredentials_url: Option<&UpstreamUrl>,
+    ) -> Result<Self, SourceError> {
         let spec_trimmed = spec.trim();
         if spec_trimmed == "metadata" {
             return Ok(Self::Metadata(MetadataServer::from_env()));
@@ -218,8 +222,7 @@ impl GoogleTokenSource {
             return Ok(Self::Impersonate(Impersonation {
                 service_account: email.to_string(),
                 iamcredentials_url: iamcredentials_url
-                    .unwrap_or(DEFAULT_IAMCREDENTIALS_URL)
-                    .trim_end_matches('/')
+                    .map_or(DEFAULT_IAMCREDENTIALS_URL, UpstreamUrl::as_str)
                     .to_string(),
                 metadata: MetadataServer::from_env(),
             }));
@@ -547,6 +550,7 @@ pub(crate) struct AuthorizedUser {
     client_id: String,
     client_secret: Secret,
     refresh_token: Secret,
+    /// Where the refresh token is sent; checked by [`parse_adc`] like every endpoint override.
     #[serde(default)]
     token_uri: Option<String>,
     #[serde(default)]
@@ -633,8 +637,15 @@ pub(crate) fn parse_adc(path: &Path, text: &str) -> Result<AuthorizedUser, Sourc
     let kind: serde_json::Value =
         serde_json::from_str(text).map_err(|e| unusable(format!("not JSON: {e}")))?;
     match kind.get("type").and_then(|t| t.as_str()) {
-        Some("authorized_user") => serde_json::from_value(kind)
-            .map_err(|e| unusable(format!("an authorized_user file needs {e}"))),
+        Some("authorized_user") => {
+            let adc: AuthorizedUser = serde_json::from_value(kind)
+                .map_err(|e| unusable(format!("an authorized_user file needs {e}")))?;
+            if let Some(uri) = &adc.token_uri {
+                UpstreamUrl::parse(uri)
+                    .map_err(|e| unusable(format!("its token_uri (the refresh token goes there): {e}")))?;
+            }
+            Ok(adc)
+        }
         other => Err(unusable(format!(
             "type {:?} is not supported for impersonation; use `gcloud auth application-default login` (authorized_user) or run on GCP with the metadata server",
             other.unwrap_or("(missing)")
@@ -786,6 +797,25 @@ mod tests {
         assert!(!err.to_string().contains("not-a-token-secret"));
     }
 
+    /// The refresh token goes to the ADC file's `token_uri`: over TLS, or to loopback only.
+    #[test]
+    fn an_adc_token_uri_must_not_send_the_refresh_token_in_clear() {
+        let adc = |uri: &str| {
+            format!(
+                r#"{{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"rt-secret","token_uri":"{uri}"}}"#
+            )
+        };
+        let path = Path::new("/adc.json");
+        let err = parse_adc(path, &adc("http://oauth.example/token"))
+            .err()
+            .expect("plain http to another host is refused");
+        let message = err.to_string();
+        assert!(message.contains("token_uri"), "{message}");
+        assert!(!message.contains("rt-secret"), "{message}");
+        assert!(parse_adc(path, &adc("https://oauth2.googleapis.com/token")).is_ok());
+        assert!(parse_adc(path, &adc("http://127.0.0.1:8080/token")).is_ok());
+    }
+
     #[test]
     fn token_source_specs_parse() {
         assert!(matches!(
@@ -794,11 +824,13 @@ mod tests {
         ));
         match GoogleTokenSource::parse(
             "impersonate:sa@p.iam.gserviceaccount.com",
-            Some("http://x/"),
+            Some(&UpstreamUrl::parse("http://127.0.0.1:9/").unwrap()),
         )
         .unwrap()
         {
-            GoogleTokenSource::Impersonate(i) => assert_eq!(i.iamcredentials_url, "http://x"),
+            GoogleTokenSource::Impersonate(i) => {
+                assert_eq!(i.iamcredentials_url, "http://127.0.0.1:9")
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
