@@ -680,3 +680,42 @@ async fn endpoint_overrides_are_https_or_loopback_and_variables_are_named_once()
         out.stderr
     );
 }
+
+/// An answer larger than any STS sends (2 MiB here; the cap is 1 MiB) is refused once, with a
+/// message naming the cause, instead of being read into memory or retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_sts_answer_is_a_clear_error() {
+    let w = LabWorld::start().await;
+    w.lab.faults().push(keyless::lab::Fault {
+        service: keyless::lab::LabService::AwsSts,
+        kind: keyless::lab::FaultKind::Http {
+            status: 200,
+            body: "<x>".repeat(700 * 1024),
+        },
+        times: 4,
+        only: None,
+    });
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+        ])
+        .await;
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("larger than 1024 KiB"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.len() < 4096,
+        "no excerpt of the body: {}",
+        out.stderr.len()
+    );
+    let pending = w.lab.faults().pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].times, 3, "not retried");
+}

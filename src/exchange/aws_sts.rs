@@ -586,11 +586,19 @@ async fn post_form(
     let status = response.status().as_u16();
     let content_type = content_type_of(response.headers());
     let date = clock_skew::date_header(response.headers());
-    // A body cut short (the connection dropped mid-answer) is a network failure: retried.
-    let body = response
-        .text()
-        .await
-        .map_err(|e| Attempt::Network(format!("the answer was cut short: {}", error_chain(&e))))?;
+    // A body cut short (the connection dropped mid-answer) is a network failure: retried; one
+    // larger than STS ever sends is not STS.
+    let body =
+        crate::http_client::read_body(response)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => Attempt::Network(e.to_string()),
+                false => Attempt::Unreadable {
+                    status,
+                    content_type: content_type.clone(),
+                    detail: e.to_string(),
+                },
+            })?;
     Ok(Reply {
         status,
         content_type,
@@ -743,10 +751,18 @@ pub async fn fetch_caller_identity(
     let status = response.status().as_u16();
     let content_type = content_type_of(response.headers());
     let date = clock_skew::date_header(response.headers());
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unavailable(format!("the answer was cut short: {}", error_chain(&e))))?;
+    let text =
+        crate::http_client::read_body(response)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => unavailable(e.to_string()),
+                false => ExchangeError::UnexpectedAnswer {
+                    endpoint: endpoint.url.clone(),
+                    status,
+                    content_type: content_type.clone(),
+                    detail: e.to_string(),
+                },
+            })?;
     let reply = Reply {
         status,
         content_type,

@@ -272,10 +272,20 @@ async fn post_exchange(
         .map_err(|e| StsAttempt::Transient(error_chain(&e)))?;
     let status = response.status().as_u16();
     let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
-    // A body cut short (the connection dropped mid-answer) is no answer: retried.
-    let body = response.text().await.map_err(|e| {
-        StsAttempt::Transient(format!("the answer was cut short: {}", error_chain(&e)))
-    })?;
+    // A body cut short (the connection dropped mid-answer) is no answer: retried; one larger
+    // than Google STS ever sends is not Google STS.
+    let body =
+        crate::http_client::read_body(response)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => StsAttempt::Transient(e.to_string()),
+                false => StsAttempt::Final(GoogleStsError::UnexpectedAnswer {
+                    url: token_url.to_string(),
+                    status,
+                    content_type: content_type.clone(),
+                    detail: e.to_string(),
+                }),
+            })?;
     read_exchange_answer(
         status,
         &content_type,

@@ -305,13 +305,20 @@ impl MetadataServer {
                 cause: error_chain(&e),
             })?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| SourceError::MetadataUnreachable {
-                url: url.to_string(),
-                cause: error_chain(&e),
-            })?;
+        let body =
+            crate::http_client::read_body(response)
+                .await
+                .map_err(|e| match e.is_transient() {
+                    true => SourceError::MetadataUnreachable {
+                        url: url.to_string(),
+                        cause: e.to_string(),
+                    },
+                    false => SourceError::MetadataRefused {
+                        url: url.to_string(),
+                        status,
+                        body: e.to_string(),
+                    },
+                })?;
         if status != 200 {
             return Err(SourceError::MetadataRefused {
                 url: url.to_string(),
@@ -509,13 +516,18 @@ pub async fn call_iam_credentials<T: serde::de::DeserializeOwned>(
     let status = response.status().as_u16();
     let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
     let date = crate::exchange::clock_skew::date_header(response.headers());
-    // A body cut short (the connection dropped mid-answer) is no answer: retried.
-    let text = response.text().await.map_err(|e| {
-        failed(
-            None,
-            format!("the answer was cut short: {}", error_chain(&e)),
-        )
-    })?;
+    // A body cut short (the connection dropped mid-answer) is no answer: retried; one larger
+    // than IAM Credentials ever sends is not IAM Credentials.
+    let text =
+        crate::http_client::read_body(response)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => failed(None, e.to_string()),
+                false => IamCallError {
+                    unreadable: true,
+                    ..failed(Some(status), e.to_string())
+                },
+            })?;
     if status != 200 {
         // Google's errors are JSON documents; anything else came from something in between.
         let is_error_document = serde_json::from_str::<serde_json::Value>(&text)
@@ -587,7 +599,12 @@ impl AuthorizedUser {
             }
         })?;
         let status = response.status().as_u16();
-        let body = response.text().await.unwrap_or_default();
+        let body = crate::http_client::read_body(response).await.map_err(|e| {
+            SourceError::AdcUnusable {
+                path: path.to_path_buf(),
+                reason: format!("refreshing at {url}: {e}"),
+            }
+        })?;
         if status != 200 {
             return Err(SourceError::AdcUnusable {
                 path: path.to_path_buf(),
