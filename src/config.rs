@@ -1526,21 +1526,10 @@ impl ProfileCtx<'_, '_, '_> {
 /// The most of a session policy file keyless reads: AWS accepts policies of at most 2,048
 /// characters, so anything much larger is a mistake (a wrong path, a device such as /dev/zero
 /// that would never end).
-const MAX_SESSION_POLICY_BYTES: u64 = 64 * 1024;
+const MAX_SESSION_POLICY_BYTES: u64 = crate::private_file::MAX_SMALL_FILE_BYTES;
 
 fn read_session_policy(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_SESSION_POLICY_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_SESSION_POLICY_BYTES {
-        return Err(std::io::Error::other(format!(
-            "it is larger than {} KiB; AWS accepts session policies of at most 2,048 characters",
-            MAX_SESSION_POLICY_BYTES / 1024
-        )));
-    }
-    Ok(text)
+    crate::private_file::read_capped(path, MAX_SESSION_POLICY_BYTES)
 }
 
 /// Entries in document order, so problems are reported top to bottom.

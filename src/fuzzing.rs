@@ -78,6 +78,10 @@ pub const TARGETS: &[Target] = &[
         run: region,
     },
     Target {
+        name: "upstream_url",
+        run: upstream_url,
+    },
+    Target {
         name: "google_json",
         run: google_json,
     },
@@ -277,6 +281,31 @@ pub fn region(data: &[u8]) {
         url.host_str(),
         Some(region.sts_host().to_ascii_lowercase().as_str())
     );
+}
+
+/// An endpoint override as a flag, a variable, keyless.toml or an ADC file's `token_uri` give
+/// it: whatever is accepted goes over TLS, or over plain http to this machine only.
+pub fn upstream_url(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(endpoint) = crate::types::UpstreamUrl::parse(text) else {
+        return;
+    };
+    let url = url::Url::parse(endpoint.as_str()).expect("an accepted endpoint parses again");
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    };
+    assert!(
+        url.scheme() == "https" || (url.scheme() == "http" && loopback),
+        "{text:?} was accepted"
+    );
+    assert!(url.username().is_empty() && url.password().is_none());
 }
 
 /// What keyless hands on from STS's answer: the credential_process document (which must read

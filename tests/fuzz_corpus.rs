@@ -105,6 +105,7 @@ replay_tests!(
     lab_id_token,
     sts_xml,
     region,
+    upstream_url,
     google_json,
     aws_ini,
     keyless_toml,

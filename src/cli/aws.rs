@@ -599,8 +599,11 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         .transpose()?;
     let policy = match &x.policy {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the session policy {}", path.display()))?;
+            let text = crate::private_file::read_capped(
+                path,
+                crate::private_file::MAX_SMALL_FILE_BYTES,
+            )
+            .with_context(|| format!("could not read the session policy {}", path.display()))?;
             serde_json::from_str::<serde_json::Value>(&text)
                 .with_context(|| format!("the session policy {} is not JSON", path.display()))?;
             Some(text.trim().to_string())

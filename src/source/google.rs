@@ -12,6 +12,7 @@ use base64::Engine;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use crate::private_file::{read_capped, MAX_SMALL_FILE_BYTES};
 use crate::secret::Secret;
 use crate::types::UpstreamUrl;
 
@@ -637,7 +638,7 @@ fn find_authorized_user_adc() -> Result<Option<(PathBuf, AuthorizedUser)>, Sourc
         (None, Some(p)) if p.exists() => p,
         _ => return Ok(None),
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| SourceError::AdcUnusable {
+    let text = read_capped(&path, MAX_SMALL_FILE_BYTES).map_err(|e| SourceError::AdcUnusable {
         path: path.clone(),
         reason: e.to_string(),
     })?;
@@ -671,10 +672,11 @@ pub(crate) fn parse_adc(path: &Path, text: &str) -> Result<AuthorizedUser, Sourc
 }
 
 fn read_token_file(path: &Path) -> Result<IdToken, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SourceError::FileUnreadable {
-        path: path.to_path_buf(),
-        cause: e.to_string(),
-    })?;
+    let text =
+        read_capped(path, MAX_SMALL_FILE_BYTES).map_err(|e| SourceError::FileUnreadable {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
     IdToken::parse(
         Secret::new(text.trim()),
         &format!("the file {}", path.display()),
@@ -687,7 +689,7 @@ async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
         status,
         stderr,
     };
-    let child = tokio::process::Command::new("sh")
+    let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
@@ -696,7 +698,7 @@ async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(format!("could not start: {e}"), String::new()))?;
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+    let output = tokio::time::timeout(Duration::from_secs(60), capped_output(&mut child))
         .await
         .map_err(|_| failed("timed out after 60 s".into(), String::new()))?
         .map_err(|e| failed(e.to_string(), String::new()))?;
@@ -711,6 +713,45 @@ async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
         return Err(failed(output.status.to_string(), stderr));
     }
     token_from_command_output(command, &output.stdout)
+}
+
+/// Waits for `child`, keeping at most [`MAX_SMALL_FILE_BYTES`] of each of its outputs: more on
+/// standard output is an error (the child is killed when dropped), more on standard error is
+/// read and dropped so the child never blocks on it.
+async fn capped_output(child: &mut tokio::process::Child) -> std::io::Result<std::process::Output> {
+    use tokio::io::AsyncReadExt;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(std::io::Error::other("the command's output is not piped"));
+    };
+    let stderr = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        let mut limited = stderr.take(MAX_SMALL_FILE_BYTES);
+        limited.read_to_end(&mut kept).await?;
+        tokio::io::copy(&mut limited.into_inner(), &mut tokio::io::sink()).await?;
+        Ok::<_, std::io::Error>(kept)
+    });
+    let mut out = Vec::new();
+    stdout
+        .take(MAX_SMALL_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .await?;
+    if out.len() as u64 > MAX_SMALL_FILE_BYTES {
+        stderr.abort();
+        return Err(std::io::Error::other(format!(
+            "it printed more than {} KiB, more than any token",
+            MAX_SMALL_FILE_BYTES / 1024
+        )));
+    }
+    let status = child.wait().await?;
+    let stderr = stderr
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)?;
+    Ok(std::process::Output {
+        status,
+        stdout: out,
+        stderr,
+    })
 }
 
 /// What a successful token command printed: the JWT, surrounded by white space at most.
@@ -865,6 +906,28 @@ mod tests {
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("boom") && text.contains('3'), "{text}");
+    }
+
+    /// A command that never stops printing is stopped at the cap, not read into memory; one
+    /// that floods standard error still has its token read.
+    #[tokio::test]
+    async fn command_output_is_capped() {
+        let err = run_token_command("yes").await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("more than 64 KiB"), "{text}");
+        let err = run_token_command("head -c 1000000 /dev/zero >&2; echo not-a-jwt")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::NotAJwt { .. }), "{err}");
+    }
+
+    /// A token file that is a device (or far too large) is refused, not read whole.
+    #[cfg(unix)]
+    #[test]
+    fn an_endless_token_file_is_refused() {
+        let err = read_token_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, SourceError::FileUnreadable { .. }), "{err}");
+        assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
     }
 }
 
