@@ -97,7 +97,7 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
     println!("\n2. the trust policy");
     let text = match &args.trust_policy {
         Some(path) => Some(
-            std::fs::read_to_string(path)
+            crate::private_file::read_capped(path, crate::private_file::MAX_SMALL_FILE_BYTES)
                 .with_context(|| format!("could not read {}", path.display()))?,
         ),
         None => match crate::cli::aws::credentials_from_env() {
