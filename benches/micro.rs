@@ -55,8 +55,9 @@ fn signing(c: &mut Criterion) {
         expiration: None,
     };
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let region: keyless::types::Region = "us-east-1".parse().unwrap();
     c.bench_function("sigv4_subject_token", |b| {
-        b.iter(|| build_subject_token(black_box(&credentials), "us-east-1", AUDIENCE, at).unwrap())
+        b.iter(|| build_subject_token(black_box(&credentials), &region, AUDIENCE, at).unwrap())
     });
 }
 

@@ -19,8 +19,8 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::deliver::external_account::normalize_audience;
-use crate::duration::{DurationError, Seconds};
 use crate::deliver::server::AllowedHost;
+use crate::duration::{DurationError, Seconds};
 use crate::exchange::aws_sts::{RetryPolicy, RoleArn, SessionName, StsEndpoint};
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
@@ -29,6 +29,7 @@ use crate::source::aws::{AwsIdentitySource, AwsSourceError, AwsSourceOptions};
 use crate::source::google::{
     GoogleTokenSource, SourceError, DEFAULT_AWS_AUDIENCE, DEFAULT_IAMCREDENTIALS_URL,
 };
+use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// The file `keyless serve` reads when told nothing else.
 pub const DEFAULT_CONFIG_FILE: &str = "keyless.toml";
@@ -117,12 +118,12 @@ pub struct GcpToAwsProfile {
     pub token_source: String,
     pub session_name: Option<SessionName>,
     pub duration: Option<u32>,
-    pub region: Option<String>,
+    pub region: Option<Region>,
     /// The session policy, read at load so that editing the policy file counts as a change.
     pub policy: Option<SessionPolicy>,
     pub policy_arns: Vec<String>,
-    pub iamcredentials_url: Option<String>,
-    pub sts_endpoint: Option<String>,
+    pub iamcredentials_url: Option<UpstreamUrl>,
+    pub sts_endpoint: Option<UpstreamUrl>,
     /// Names its endpoints accept in `Host` besides their own (`allowed_hosts`).
     pub allowed_hosts: Vec<AllowedHost>,
     pub channels: Vec<Channel>,
@@ -145,10 +146,10 @@ pub struct AwsToGcpProfile {
     pub lifetime: Option<u32>,
     pub delegates: Vec<String>,
     pub aws_profile: Option<String>,
-    pub aws_region: Option<String>,
+    pub aws_region: Option<Region>,
     pub assume_role: Option<String>,
-    pub token_url: Option<String>,
-    pub iamcredentials_url: Option<String>,
+    pub token_url: Option<UpstreamUrl>,
+    pub iamcredentials_url: Option<UpstreamUrl>,
     /// Names its endpoint accepts in `Host` besides its own (`allowed_hosts`).
     pub allowed_hosts: Vec<AllowedHost>,
     pub channels: Vec<Channel>,
@@ -204,26 +205,26 @@ impl Channel {
 
 impl GcpToAwsProfile {
     /// The Google token source, with endpoints from the environment as the CLI reads them.
-    pub fn google_token_source(&self) -> Result<GoogleTokenSource, SourceError> {
-        let iam = self
-            .iamcredentials_url
-            .clone()
-            .or_else(|| env_value("KEYLESS_IAMCREDENTIALS_URL"));
-        GoogleTokenSource::parse(&self.token_source, iam.as_deref())
+    pub fn google_token_source(&self) -> Result<GoogleTokenSource, ProfileBuildError> {
+        let iam = match &self.iamcredentials_url {
+            Some(url) => Some(url.clone()),
+            None => UpstreamUrl::from_env("KEYLESS_IAMCREDENTIALS_URL")?,
+        };
+        Ok(GoogleTokenSource::parse(&self.token_source, iam.as_ref())?)
     }
 
     /// The library's profile; the same one `keyless aws credentials` builds from its flags.
     /// Endpoints the file leaves out come from `KEYLESS_STS_ENDPOINT`, `AWS_ENDPOINT_URL_STS`,
     /// `AWS_REGION`..., as they do for the CLI: they describe the machine, not the profile.
-    pub fn role_profile(&self) -> Result<AwsRoleProfile, SourceError> {
-        let region = self
-            .region
-            .clone()
-            .or_else(crate::exchange::aws_sts::region_from_env);
-        let sts = self
-            .sts_endpoint
-            .clone()
-            .or_else(|| env_value("KEYLESS_STS_ENDPOINT"));
+    pub fn role_profile(&self) -> Result<AwsRoleProfile, ProfileBuildError> {
+        let region = match &self.region {
+            Some(region) => Some(region.clone()),
+            None => Region::from_env()?,
+        };
+        let sts = match &self.sts_endpoint {
+            Some(url) => Some(url.clone()),
+            None => UpstreamUrl::from_env("KEYLESS_STS_ENDPOINT")?,
+        };
         Ok(AwsRoleProfile {
             token_source: self.google_token_source()?,
             audience: self.audience.clone(),
@@ -234,17 +235,32 @@ impl GcpToAwsProfile {
                 policy: self.policy.as_ref().map(|p| p.text.clone()),
                 policy_arns: self.policy_arns.clone(),
             },
-            endpoint: StsEndpoint::resolve(sts.as_deref(), region.as_deref()),
+            endpoint: StsEndpoint::resolve(sts.as_ref(), region.as_ref())?,
             retry: RetryPolicy::default(),
         })
     }
+}
+
+/// Why a profile that passed validation still cannot become the library's profile: something
+/// it takes from the environment is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileBuildError {
+    /// The token source is unusable.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// A region or endpoint from the environment is invalid.
+    #[error(transparent)]
+    Setting(#[from] SpecError),
+    /// The AWS identity could not be found.
+    #[error(transparent)]
+    Aws(#[from] AwsSourceError),
 }
 
 impl AwsToGcpProfile {
     /// The library's profile; the same one `keyless gcp token` builds from its flags. Google
     /// endpoints the file leaves out come from `KEYLESS_TOKEN_URL` and
     /// `KEYLESS_IAMCREDENTIALS_URL`, else Google's.
-    pub async fn token_profile(&self) -> Result<GcpTokenProfile, AwsSourceError> {
+    pub async fn token_profile(&self) -> Result<GcpTokenProfile, ProfileBuildError> {
         let aws = AwsIdentitySource::resolve(AwsSourceOptions {
             profile: self.aws_profile.clone(),
             region: self.aws_region.clone(),
@@ -256,16 +272,16 @@ impl AwsToGcpProfile {
             aws,
             audience: self.audience.clone(),
             scopes: self.scopes.clone(),
-            token_url: self
-                .token_url
-                .clone()
-                .or_else(|| env_value("KEYLESS_TOKEN_URL"))
-                .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string()),
-            iamcredentials_url: self
-                .iamcredentials_url
-                .clone()
-                .or_else(|| env_value("KEYLESS_IAMCREDENTIALS_URL"))
-                .unwrap_or_else(|| DEFAULT_IAMCREDENTIALS_URL.to_string()),
+            token_url: match &self.token_url {
+                Some(url) => url.clone(),
+                None => UpstreamUrl::from_env("KEYLESS_TOKEN_URL")?
+                    .unwrap_or_else(|| UpstreamUrl::builtin(DEFAULT_TOKEN_URL)),
+            },
+            iamcredentials_url: match &self.iamcredentials_url {
+                Some(url) => url.clone(),
+                None => UpstreamUrl::from_env("KEYLESS_IAMCREDENTIALS_URL")?
+                    .unwrap_or_else(|| UpstreamUrl::builtin(DEFAULT_IAMCREDENTIALS_URL)),
+            },
             impersonation: self.service_account.as_ref().map(|sa| Impersonation {
                 service_account: sa.clone(),
                 scopes: self.scopes.clone(),
@@ -275,10 +291,6 @@ impl AwsToGcpProfile {
             retry: RetryPolicy::default(),
         })
     }
-}
-
-fn env_value(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// Why a configuration was not accepted.
@@ -1035,7 +1047,7 @@ impl Checker<'_> {
                         Some(path) => format!("file:{}", self.resolve(path).display()),
                         None => spec,
                     };
-                    match GoogleTokenSource::parse(&spec, iamcredentials_url.as_deref()) {
+                    match GoogleTokenSource::parse(&spec, iamcredentials_url.as_ref()) {
                         Ok(_) => Some(spec),
                         Err(_) => {
                             self.invalid(v, &ctx.dotted("token_source"), format!("token_source {spec:?} is not a token source"), "use \"metadata\", \"impersonate:EMAIL\", \"file:PATH\" or \"command:CMD\"");
@@ -1599,39 +1611,42 @@ impl Checker<'_> {
         }
     }
 
-    fn region(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Option<String> {
-        let region = self.string(value, key)?;
-        let ok = !region.is_empty()
-            && region
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if ok {
-            Some(region)
-        } else {
-            self.invalid(
-                value,
-                key,
-                format!("{region:?} is not an AWS region"),
-                "e.g. \"us-east-1\"",
-            );
-            None
+    fn region(&mut self, value: &Spanned<DeValue<'_>>, key: &str) -> Option<Region> {
+        let text = self.string(value, key)?;
+        match Region::parse(&text) {
+            Ok(region) => Some(region),
+            Err(SpecError::InvalidRegion { why, .. }) => {
+                self.invalid(
+                    value,
+                    key,
+                    format!("{text:?} is not an AWS region: {why}"),
+                    "e.g. \"us-east-1\"",
+                );
+                None
+            }
+            Err(other) => {
+                self.invalid(value, key, other.to_string(), "e.g. \"us-east-1\"");
+                None
+            }
         }
     }
 
-    fn opt_url(&mut self, ctx: &ProfileCtx<'_, '_, '_>, key: &str) -> Option<String> {
+    fn opt_url(&mut self, ctx: &ProfileCtx<'_, '_, '_>, key: &str) -> Option<UpstreamUrl> {
         let (_, value) = ctx.keys.get(key)?;
         let dotted = ctx.dotted(key);
         let text = self.string(value, &dotted)?;
-        match url::Url::parse(&text) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {
-                Some(text.trim_end_matches('/').to_string())
-            }
-            _ => {
+        match UpstreamUrl::parse(&text) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                let why = match e {
+                    SpecError::InvalidEndpoint { why, .. } => why,
+                    _ => "it is not a usable endpoint",
+                };
                 self.invalid(
                     value,
                     &dotted,
-                    format!("{key} {text:?} is not an http(s) URL"),
-                    "e.g. \"https://...\"",
+                    format!("{key} {text:?} is not a usable endpoint: {why}"),
+                    "use \"https://...\"; plain http:// only to 127.0.0.1, [::1] or localhost (tokens are sent there)",
                 );
                 None
             }
@@ -1655,21 +1670,10 @@ impl ProfileCtx<'_, '_, '_> {
 /// The most of a session policy file keyless reads: AWS accepts policies of at most 2,048
 /// characters, so anything much larger is a mistake (a wrong path, a device such as /dev/zero
 /// that would never end).
-const MAX_SESSION_POLICY_BYTES: u64 = 64 * 1024;
+const MAX_SESSION_POLICY_BYTES: u64 = crate::private_file::MAX_SMALL_FILE_BYTES;
 
 fn read_session_policy(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_SESSION_POLICY_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_SESSION_POLICY_BYTES {
-        return Err(std::io::Error::other(format!(
-            "it is larger than {} KiB; AWS accepts session policies of at most 2,048 characters",
-            MAX_SESSION_POLICY_BYTES / 1024
-        )));
-    }
-    Ok(text)
+    crate::private_file::read_capped(path, MAX_SESSION_POLICY_BYTES)
 }
 
 /// Entries in document order, so problems are reported top to bottom.
@@ -1794,7 +1798,7 @@ gce_metadata_listen = "127.0.0.1:9912"
 
     #[test]
     fn defaults_fill_what_each_profile_leaves_out_for_its_own_direction() {
-        let text = "[defaults]\nsts_endpoint = \"http://sts.local\"\nregion = \"eu-west-1\"\n\
+        let text = "[defaults]\nsts_endpoint = \"http://127.0.0.1:5000\"\nregion = \"eu-west-1\"\n\
                     service_account = \"sa@p.iam.gserviceaccount.com\"\nfail_on = \"medium\"\n\n\
                     [profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"\n\n\
                     [profile.b]\nrole_arn = \"arn:aws:iam::123456789012:role/B\"\nregion = \"us-east-2\"\ntoken_file = \"b.jwt\"\n";
@@ -1805,13 +1809,38 @@ gce_metadata_listen = "127.0.0.1:9912"
         let ProfileConfig::GcpToAws(b) = &config.profiles["b"] else {
             panic!("b is GCP → AWS");
         };
-        assert_eq!(a.sts_endpoint.as_deref(), Some("http://sts.local"));
-        assert_eq!(a.region.as_deref(), Some("eu-west-1"));
         assert_eq!(
-            b.region.as_deref(),
+            a.sts_endpoint.as_ref().map(UpstreamUrl::as_str),
+            Some("http://127.0.0.1:5000")
+        );
+        assert_eq!(a.region.as_ref().map(Region::as_str), Some("eu-west-1"));
+        assert_eq!(
+            b.region.as_ref().map(Region::as_str),
             Some("us-east-2"),
             "the profile's own value wins"
         );
+    }
+
+    /// `region` and `aws_region` become STS host names: only a host label passes.
+    #[test]
+    fn a_region_that_would_move_the_sts_host_is_a_problem() {
+        let gcp_to_aws = "role_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"";
+        let aws_to_gcp = "audience = \"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x\"\ngce_metadata_listen = \"127.0.0.1:9912\"";
+        for (key, profile) in [("region", gcp_to_aws), ("aws_region", aws_to_gcp)] {
+            let (p, message) = problem(&format!(
+                "[defaults]\n{key} = \"x.evil.example/#\"\n\n[profile.a]\n{profile}\n"
+            ));
+            assert_eq!(
+                (p.kind, p.key.as_str(), p.line),
+                (
+                    ProblemKind::InvalidValue,
+                    format!("profile.a.{key}").as_str(),
+                    2
+                ),
+                "{message}"
+            );
+            assert!(message.contains("is not an AWS region"), "{message}");
+        }
     }
 
     #[test]

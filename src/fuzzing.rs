@@ -74,6 +74,14 @@ pub const TARGETS: &[Target] = &[
         run: sts_xml,
     },
     Target {
+        name: "region",
+        run: region,
+    },
+    Target {
+        name: "upstream_url",
+        run: upstream_url,
+    },
+    Target {
         name: "google_json",
         run: google_json,
     },
@@ -254,6 +262,60 @@ pub fn sts_xml(data: &[u8]) {
         let identity = aws_default_mapping(&caller.arn, &caller.account);
         let _ = identity.cel_variables(&caller.account);
     }
+}
+
+/// A region as `--region`, `AWS_REGION` or keyless.toml give it: whatever is accepted must keep
+/// the regional STS URL on the AWS host it names.
+pub fn region(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(region) = crate::types::Region::parse(text) else {
+        return;
+    };
+    let endpoint = crate::exchange::aws_sts::StsEndpoint::from_parts(None, Some(&region));
+    let url = url::Url::parse(&endpoint.url).expect("a regional STS URL parses");
+    assert_eq!(
+        url.host_str(),
+        Some(region.sts_host().to_ascii_lowercase().as_str()),
+        "{text:?} moved the STS host"
+    );
+    assert_eq!(url.path(), "/", "{text:?} added a path");
+    assert!(url
+        .host_str()
+        .unwrap_or_default()
+        .ends_with(region.dns_suffix()));
+    let verification = crate::exchange::google_sts::regional_verification_url(&region);
+    let url = url::Url::parse(&verification).expect("the verification URL parses");
+    assert_eq!(
+        url.host_str(),
+        Some(region.sts_host().to_ascii_lowercase().as_str())
+    );
+}
+
+/// An endpoint override as a flag, a variable, keyless.toml or an ADC file's `token_uri` give
+/// it: whatever is accepted goes over TLS, or over plain http to this machine only.
+pub fn upstream_url(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(endpoint) = crate::types::UpstreamUrl::parse(text) else {
+        return;
+    };
+    let url = url::Url::parse(endpoint.as_str()).expect("an accepted endpoint parses again");
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    };
+    assert!(
+        url.scheme() == "https" || (url.scheme() == "http" && loopback),
+        "{text:?} was accepted"
+    );
+    assert!(url.username().is_empty() && url.password().is_none());
 }
 
 /// What keyless hands on from STS's answer: the credential_process document (which must read
@@ -810,7 +872,7 @@ thread_local! {
         });
         let aws = RUNTIME.with(|runtime| {
             runtime.block_on(AwsIdentitySource::resolve(AwsSourceOptions {
-                region: Some("eu-west-1".into()),
+                region: Some("eu-west-1".parse().expect("a region")),
                 ..AwsSourceOptions::default()
             }))
         });
@@ -820,8 +882,9 @@ thread_local! {
                 aws: aws.expect("an AWS source with a region needs no network"),
                 audience: "//iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/fuzz/providers/aws".into(),
                 scopes: vec![CLOUD_PLATFORM_SCOPE.into()],
-                token_url: format!("{closed}/v1/token"),
-                iamcredentials_url: closed.into(),
+                token_url: crate::types::UpstreamUrl::parse(&format!("{closed}/v1/token"))
+                    .expect("a loopback URL"),
+                iamcredentials_url: crate::types::UpstreamUrl::parse(closed).expect("a loopback URL"),
                 impersonation: Some(Impersonation {
                     service_account: "fuzz@keyless-fuzz.iam.gserviceaccount.com".into(),
                     scopes: vec![CLOUD_PLATFORM_SCOPE.into()],

@@ -45,6 +45,7 @@ pub mod refresh;
 pub mod secret;
 pub mod setup;
 pub mod source;
+pub mod types;
 
 #[cfg(test)]
 mod redaction_tests;

@@ -12,6 +12,37 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The most of a token, token command's output, ADC file or session policy keyless reads: real
+/// ones are a few KiB (AWS caps session policies at 2,048 characters), so anything larger is a
+/// mistake (a wrong path, a device such as /dev/zero that never ends) or an attack.
+pub const MAX_SMALL_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads `path` as UTF-8 text, at most `max` bytes: a larger file is an error that says so
+/// (`InvalidData`), and an endless one (`/dev/zero`, a FIFO fed forever) is never read whole.
+pub fn read_capped(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(max));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+/// The error for something larger than `max` bytes.
+pub fn too_large(max: u64) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "it is larger than {} KiB, more than any real one; check the path",
+            max / 1024
+        ),
+    )
+}
+
 /// Creates `dir` and its parents, the last one 0700.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
@@ -369,6 +400,25 @@ pub fn lock_path_for(target: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_capped_reads_small_files_and_refuses_larger_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "x".repeat(10)).unwrap();
+        assert_eq!(read_capped(&path, 10).unwrap(), "x".repeat(10));
+        let err = read_capped(&path, 9).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("larger than"), "{err}");
+    }
+
+    /// A device that never ends is not read whole.
+    #[cfg(unix)]
+    #[test]
+    fn read_capped_stops_on_an_endless_file() {
+        let err = read_capped(Path::new("/dev/zero"), MAX_SMALL_FILE_BYTES).unwrap_err();
+        assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
+    }
 
     #[test]
     fn readers_see_the_old_or_the_new_file_never_a_torn_one() {

@@ -109,7 +109,7 @@ redacted!(
     subject_token,
     build_subject_token(
         &credentials(),
-        "us-east-1",
+        &"us-east-1".parse().unwrap(),
         "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x",
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
     )
@@ -126,7 +126,7 @@ redacted!(
         scopes: vec!["https://www.googleapis.com/auth/cloud-platform".into()],
         subject_token: build_subject_token(
             &credentials(),
-            "us-east-1",
+            &"us-east-1".parse().unwrap(),
             "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x",
             SystemTime::now(),
         )
@@ -159,7 +159,7 @@ fn imds_session_tokens() {
 fn subject_token_signature() {
     let token = build_subject_token(
         &credentials(),
-        "us-east-1",
+        &"us-east-1".parse().unwrap(),
         "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x",
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
     )

@@ -987,3 +987,100 @@ async fn json_log_format_makes_the_final_error_a_json_line() {
     let chain = last["fields"]["error_chain"].as_array().unwrap();
     assert!(!chain.is_empty(), "{last}");
 }
+
+/// Endpoint overrides carry tokens, so plain `http://` goes only to loopback: `--sts-endpoint
+/// http://example.com` (or the same in `AWS_ENDPOINT_URL`) is a usage error naming the flag or
+/// variable, and nothing is fetched or sent. An override from the environment that is used is
+/// named in one warning per process (`whoami --role-arn` resolves the endpoint twice), and the
+/// lab's own loopback URL works.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_overrides_are_https_or_loopback_and_variables_are_named_once() {
+    let w = LabWorld::start().await;
+    let role = w.role("gcp-deploy");
+    let base = ["aws", "credentials", "--no-cache", "--role-arn", &role];
+
+    let flag = [&base[..], &["--sts-endpoint", "http://example.com"]].concat();
+    let out = w.keyless(&flag).await;
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--sts-endpoint"), "{}", out.stderr);
+    assert!(out.stderr.contains("loopback"), "{}", out.stderr);
+    for variable in ["AWS_ENDPOINT_URL_STS", "KEYLESS_STS_ENDPOINT"] {
+        let out = w
+            .keyless_env(&base, &[(variable, "http://example.com:4566")])
+            .await;
+        assert_eq!(out.code(), 2, "{variable}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("http://example.com:4566"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = w
+        .keyless_env(
+            &base,
+            &[("AWS_ENDPOINT_URL_STS", "http://example.com:4566")],
+        )
+        .await;
+    assert!(
+        out.stderr.contains("AWS_ENDPOINT_URL_STS"),
+        "{}",
+        out.stderr
+    );
+    let stats = w.lab.stats();
+    assert_eq!(stats.id_tokens_minted, 0, "no token was fetched: {stats:?}");
+
+    let sts = w.lab.aws_sts_url();
+    let whoami = ["aws", "whoami", "--no-cache", "--role-arn", &role];
+    let out = w.keyless(&whoami).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let named = format!("AWS_ENDPOINT_URL_STS={sts}");
+    assert_eq!(out.stderr.matches(&named).count(), 1, "{}", out.stderr);
+
+    let explicit = [&whoami[..], &["--sts-endpoint", &sts]].concat();
+    let out = w.keyless(&explicit).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("redirects"),
+        "a flag is no surprise: {}",
+        out.stderr
+    );
+}
+
+/// An answer larger than any STS sends (2 MiB here; the cap is 1 MiB) is refused once, with a
+/// message naming the cause, instead of being read into memory or retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_sts_answer_is_a_clear_error() {
+    let w = LabWorld::start().await;
+    w.lab.faults().push(keyless::lab::Fault {
+        service: keyless::lab::LabService::AwsSts,
+        kind: keyless::lab::FaultKind::Http {
+            status: 200,
+            body: "<x>".repeat(700 * 1024),
+        },
+        times: 4,
+        only: None,
+    });
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+        ])
+        .await;
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("larger than 1024 KiB"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.len() < 4096,
+        "no excerpt of the body: {}",
+        out.stderr.len()
+    );
+    let pending = w.lab.faults().pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].times, 3, "not retried");
+}

@@ -50,7 +50,7 @@ fn child_resolves_and_fetches() {
     let option = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let options = AwsSourceOptions {
         profile: option("CASE_PROFILE_FLAG"),
-        region: option("CASE_REGION_FLAG"),
+        region: option("CASE_REGION_FLAG").map(|r| r.parse().expect("a valid --aws-region")),
         assume_role: option("CASE_ASSUME_ROLE_FLAG"),
         assume_role_session_name: option("CASE_SESSION_NAME_FLAG"),
     };
@@ -68,7 +68,7 @@ fn child_resolves_and_fetches() {
             let resolved_ms = started.elapsed().as_millis();
             match source.fetch_credentials().await {
                 Ok(c) => json!({
-                    "region": source.region(),
+                    "region": source.region().as_str(),
                     "describe": source.describe(),
                     "debug": format!("{source:?}"),
                     "resolve_ms": resolved_ms,
@@ -824,6 +824,27 @@ fn a_missing_region_is_an_error_that_names_the_flag() {
         "{:#}",
         out.0
     );
+}
+
+/// A region from the environment becomes part of the STS host the subject token is signed for,
+/// so one that is not a host label (here one that would move the host elsewhere) is refused at
+/// resolve, naming where regions come from.
+#[test]
+fn a_region_that_is_not_a_host_label_is_refused() {
+    let home = AwsHome::new(DEAD_ENDPOINT);
+    let case = [
+        ("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00000".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret".to_string()),
+        ("AWS_REGION", "x.evil.example/#".to_string()),
+    ];
+    let out = run_case(&home, &["AWS_DEFAULT_REGION"], &case);
+    let (kind, message, stage) = out.error();
+    assert_eq!((kind, stage), ("InvalidRegion", "resolve"), "{message}");
+    assert!(
+        message.contains("\"x.evil.example/#\" is not an AWS region"),
+        "{message}"
+    );
+    assert!(message.contains("AWS_REGION"), "{message}");
 }
 
 /// With moto enforcing IAM, a base identity without `sts:AssumeRole` is refused: the error is

@@ -668,3 +668,118 @@ async fn durations_take_units_on_the_command_line_and_in_keyless_toml() {
         "{out}"
     );
 }
+
+/// A region becomes the STS host name (`sts.REGION.amazonaws.com`), so one that is not a host
+/// label would send the Google ID token elsewhere: every way of giving it (flag, `KEYLESS_*`,
+/// `AWS_REGION`, keyless.toml, `--aws-region`) is a usage error that names the value, before
+/// any token is fetched.
+#[test]
+fn a_region_that_is_not_a_host_label_exits_2_wherever_it_comes_from() {
+    let home = tempfile::tempdir().unwrap();
+    let evil = "x.evil.example/#";
+    let aws = [
+        "aws",
+        "credentials",
+        "--no-cache",
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/R",
+        "--token-source",
+        "file:/nonexistent/token",
+    ];
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = bare_keyless(home.path());
+        cmd.args(args).envs(env.iter().copied());
+        support::process::run(&mut cmd)
+    };
+    let flag = [&aws[..], &["--region", evil]].concat();
+    for (args, env, named) in [
+        (&flag[..], &[][..], "--region"),
+        (&aws[..], &[("KEYLESS_REGION", evil)][..], "--region"),
+        (&aws[..], &[("AWS_REGION", evil)][..], "AWS_REGION"),
+        (&aws[..], &[("AWS_DEFAULT_REGION", evil)][..], "AWS_DEFAULT_REGION"),
+        (&["gcp", "subject-token", "--audience", "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x", "--aws-region", evil][..], &[][..], "--aws-region"),
+    ] {
+        let out = run(args, env);
+        assert_eq!(out.code(), 2, "{args:?} {env:?}: {out}");
+        assert!(out.stderr.contains("is not an AWS region"), "{out}");
+        assert!(out.stderr.contains(named), "{named}: {out}");
+        assert!(!out.stderr.contains("nonexistent"), "no token was read: {out}");
+    }
+
+    let config = home.path().join("keyless.toml");
+    std::fs::write(&config, format!("[defaults]\nregion = \"{evil}\"\n")).unwrap();
+    let out = run(
+        &[&["--config", config.to_str().unwrap()][..], &aws[..]].concat(),
+        &[],
+    );
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("is not an AWS region"), "{out}");
+}
+
+/// Every endpoint flag carries a token to where it points: plain `http://` to another machine
+/// is a usage error that names the flag, before anything is fetched.
+#[test]
+fn endpoint_flags_refuse_plain_http_to_another_host() {
+    let home = tempfile::tempdir().unwrap();
+    let audience =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+    let role = "arn:aws:iam::123456789012:role/R";
+    let source = "file:/nonexistent/token";
+    for (args, flag) in [
+        (
+            vec![
+                "aws",
+                "credentials",
+                "--role-arn",
+                role,
+                "--token-source",
+                source,
+                "--sts-endpoint",
+            ],
+            "--sts-endpoint",
+        ),
+        (
+            vec![
+                "aws",
+                "credentials",
+                "--role-arn",
+                role,
+                "--token-source",
+                source,
+                "--iamcredentials-url",
+            ],
+            "--iamcredentials-url",
+        ),
+        (
+            vec![
+                "gcp",
+                "token",
+                "--audience",
+                audience,
+                "--aws-region",
+                "us-east-1",
+                "--token-url",
+            ],
+            "--token-url",
+        ),
+        (
+            vec![
+                "gcp",
+                "token",
+                "--audience",
+                audience,
+                "--aws-region",
+                "us-east-1",
+                "--iamcredentials-url",
+            ],
+            "--iamcredentials-url",
+        ),
+    ] {
+        let mut cmd = bare_keyless(home.path());
+        cmd.args(&args).arg("http://example.com/x");
+        let out = support::process::run(&mut cmd);
+        assert_eq!(out.code(), 2, "{args:?}: {out}");
+        assert!(out.stderr.contains(flag), "{out}");
+        assert!(out.stderr.contains("is not a usable endpoint"), "{out}");
+    }
+}

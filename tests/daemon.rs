@@ -839,5 +839,9 @@ async fn sighup_rereads_the_ecs_token_file_and_refuses_unsafe_ones() {
     let mut serve = Serve::start(&w, &config);
     assert_eq!(serve.exit_code().await, 2, "{}", serve.stderr());
     assert!(serve.stderr().contains("at least 32"), "{}", serve.stderr());
-    assert!(!serve.ready_file.exists(), "reported ready:\n{}", serve.stderr());
+    assert!(
+        !serve.ready_file.exists(),
+        "reported ready:\n{}",
+        serve.stderr()
+    );
 }

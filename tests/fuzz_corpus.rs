@@ -104,6 +104,8 @@ replay_tests!(
     id_token,
     lab_id_token,
     sts_xml,
+    region,
+    upstream_url,
     google_json,
     aws_ini,
     duration,

@@ -50,7 +50,13 @@ fn keyless_form(session_token: Option<&str>) -> BTreeMap<String, String> {
     let exchange = TokenExchange {
         audience: AUDIENCE.into(),
         scopes: vec![CLOUD_PLATFORM_SCOPE.into()],
-        subject_token: build_subject_token(&credentials, "us-east-2", AUDIENCE, time).unwrap(),
+        subject_token: build_subject_token(
+            &credentials,
+            &"us-east-2".parse().unwrap(),
+            AUDIENCE,
+            time,
+        )
+        .unwrap(),
     };
     exchange
         .form()

@@ -18,8 +18,7 @@ use crate::deliver::token_file::TokenFileKeeper;
 use crate::deliver::{aws_files, credential_process, ecs_server, env, server};
 use crate::duration::Seconds;
 use crate::exchange::aws_sts::{
-    fetch_caller_identity, region_from_env, AssumedRole, RoleArn, SessionName, StsEndpoint,
-    WebIdentityRequest,
+    fetch_caller_identity, AssumedRole, RoleArn, SessionName, StsEndpoint, WebIdentityRequest,
 };
 use crate::private_file::write_private_file_atomically;
 use crate::refresh::{
@@ -27,6 +26,7 @@ use crate::refresh::{
 };
 use crate::secret::Secret;
 use crate::source::google::{GoogleTokenSource, DEFAULT_AWS_AUDIENCE};
+use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// The `aws` subcommands.
 #[derive(Debug, Subcommand)]
@@ -103,7 +103,7 @@ pub struct ExchangeArgs {
 
     /// The AWS region: picks the regional STS endpoint (default: AWS_REGION, AWS_DEFAULT_REGION, else global).
     #[arg(long, env = "KEYLESS_REGION")]
-    pub region: Option<String>,
+    pub region: Option<Region>,
 
     /// A JSON session policy file that narrows the role's permissions.
     #[arg(long, env = "KEYLESS_POLICY")]
@@ -119,11 +119,12 @@ pub struct ExchangeArgs {
 
     /// IAM Credentials base URL, for impersonate: (default https://iamcredentials.googleapis.com).
     #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL")]
-    pub iamcredentials_url: Option<String>,
+    pub iamcredentials_url: Option<UpstreamUrl>,
 
-    /// AWS STS endpoint URL (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else by region).
+    /// AWS STS endpoint URL (default: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else by region);
+    /// https://, or http:// to loopback only.
     #[arg(long, env = "KEYLESS_STS_ENDPOINT")]
-    pub sts_endpoint: Option<String>,
+    pub sts_endpoint: Option<UpstreamUrl>,
 
     /// Always exchange; neither read nor write the credential cache.
     #[arg(long, env = "KEYLESS_NO_CACHE")]
@@ -293,7 +294,7 @@ pub struct TokenFileArgs {
 
     /// IAM Credentials base URL, for impersonate: (default https://iamcredentials.googleapis.com).
     #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL")]
-    pub iamcredentials_url: Option<String>,
+    pub iamcredentials_url: Option<UpstreamUrl>,
 }
 
 /// Runs an `aws` subcommand.
@@ -303,7 +304,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
     match command {
         AwsCommand::Credentials(args) => {
             let role = obtain(&http, &args.role).await?;
-            let region = region_of(&args.role.exchange);
+            let region = region_of(&args.role.exchange)?;
             let text = match args.format {
                 OutputFormat::CredentialProcess => {
                     credential_process::credential_process_json(&role.credentials).to_string()
@@ -313,9 +314,10 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
                     serde_json::to_string_pretty(&credential_process::assumed_role_json(&role))?
                         + "\n"
                 }
-                OutputFormat::Env => {
-                    env::export_lines(&env::aws_env_vars(&role.credentials, region.as_deref()))
-                }
+                OutputFormat::Env => env::export_lines(&env::aws_env_vars(
+                    &role.credentials,
+                    region.as_ref().map(Region::as_str),
+                )),
             };
             std::io::stdout()
                 .write_all(text.as_bytes())
@@ -325,8 +327,8 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
         }
         AwsCommand::Exec(args) => {
             let role = obtain(&http, &args.role).await?;
-            let region = region_of(&args.role.exchange);
-            let vars = env::aws_env_vars(&role.credentials, region.as_deref());
+            let region = region_of(&args.role.exchange)?;
+            let vars = env::aws_env_vars(&role.credentials, region.as_ref().map(Region::as_str));
             let program = args
                 .command
                 .first()
@@ -360,9 +362,9 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         AwsCommand::Whoami(args) => {
-            let region = region_of(&args.exchange);
+            let region = region_of(&args.exchange)?;
             let endpoint =
-                StsEndpoint::resolve(args.exchange.sts_endpoint.as_deref(), region.as_deref());
+                StsEndpoint::resolve(args.exchange.sts_endpoint.as_ref(), region.as_ref())?;
             let credentials = match (&args.role_arn, &args.profile) {
                 (Some(arn), _) => {
                     let role_args = RoleArgs {
@@ -401,7 +403,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
 async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
     let profile = profile_from_args(&args.role)?;
     let role_arn = profile.request.role_arn.clone();
-    let region = region_of(&args.role.exchange);
+    let region = region_of(&args.role.exchange)?;
     let refresher = Refresher::new(
         role_arn.as_str(),
         AwsRoleUpstream { profile, http },
@@ -430,7 +432,7 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
     };
     let base = format!("http://{}", server::reachable(local));
     let (router, vars) = if args.imds {
-        let identity = InstanceIdentity::for_role(&role_arn, region.as_deref());
+        let identity = InstanceIdentity::for_role(&role_arn, region.as_ref().map(Region::as_str));
         (
             imds_server::router(refresher.clone(), identity),
             vec![(
@@ -504,7 +506,7 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
 /// `aws token-file`: write the first token, announce, rewrite after every refresh until signalled.
 async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Result<i32> {
     let role_arn = args.role_arn.as_deref().map(RoleArn::parse).transpose()?;
-    let source = GoogleTokenSource::parse(&args.token_source, args.iamcredentials_url.as_deref())?;
+    let source = GoogleTokenSource::parse(&args.token_source, args.iamcredentials_url.as_ref())?;
     let path = std::path::absolute(&args.path).unwrap_or_else(|_| args.path.clone());
     let refresher = Refresher::new(
         format!("token-file {}", path.display()),
@@ -579,8 +581,12 @@ fn delivered(role: &AssumedRole, channel: &'static str, destination: String) {
     .log();
 }
 
-fn region_of(args: &ExchangeArgs) -> Option<String> {
-    args.region.clone().or_else(region_from_env)
+/// `--region` (or `KEYLESS_REGION`), else `AWS_REGION`, `AWS_DEFAULT_REGION`.
+fn region_of(args: &ExchangeArgs) -> Result<Option<Region>, SpecError> {
+    match &args.region {
+        Some(region) => Ok(Some(region.clone())),
+        None => Region::from_env(),
+    }
 }
 
 fn http_client(http: &crate::http_client::LazyClient) -> anyhow::Result<&reqwest::Client> {
@@ -624,8 +630,11 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         .transpose()?;
     let policy = match &x.policy {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the session policy {}", path.display()))?;
+            let text = crate::private_file::read_capped(
+                path,
+                crate::private_file::MAX_SMALL_FILE_BYTES,
+            )
+            .with_context(|| format!("could not read the session policy {}", path.display()))?;
             serde_json::from_str::<serde_json::Value>(&text)
                 .with_context(|| format!("the session policy {} is not JSON", path.display()))?;
             Some(text.trim().to_string())
@@ -637,9 +646,9 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         "STS accepts at most 10 --policy-arn values, got {}",
         x.policy_arns.len()
     );
-    let region = region_of(x);
+    let region = region_of(x)?;
     Ok(AwsRoleProfile {
-        token_source: GoogleTokenSource::parse(&x.token_source, x.iamcredentials_url.as_deref())?,
+        token_source: GoogleTokenSource::parse(&x.token_source, x.iamcredentials_url.as_ref())?,
         audience: x.audience.clone(),
         request: WebIdentityRequest {
             role_arn,
@@ -648,7 +657,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
             policy,
             policy_arns: x.policy_arns.clone(),
         },
-        endpoint: StsEndpoint::resolve(x.sts_endpoint.as_deref(), region.as_deref()),
+        endpoint: StsEndpoint::resolve(x.sts_endpoint.as_ref(), region.as_ref())?,
         retry: x.timeouts.retry_policy(),
     })
 }

@@ -42,7 +42,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     }
     let http = crate::http_client::build()?;
     let role_arn = RoleArn::parse(&lab.role_arn(ROLE))?;
-    let endpoint = StsEndpoint::resolve(Some(&lab.aws_sts_url()), Some("us-east-1"));
+    // The lab's own URL: never redirected by AWS_ENDPOINT_URL*.
+    let endpoint = StsEndpoint::from_parts(
+        Some(crate::types::UpstreamUrl::parse(&lab.aws_sts_url())?),
+        None,
+    );
     let trust = &config
         .role(ROLE)
         .context("the demo role is missing")?
@@ -161,7 +165,7 @@ async fn aws_to_gcp(lab: &Lab, http: &reqwest::Client) -> anyhow::Result<()> {
     println!("  the workload runs as a session of role aws-workload (e.g. on EC2, ECS or EKS)");
     let subject_token = build_subject_token(
         &session,
-        "us-east-1",
+        &"us-east-1".parse().unwrap(),
         &audience,
         std::time::SystemTime::now(),
     )?;
@@ -283,7 +287,7 @@ async fn aws_to_gcp(lab: &Lab, http: &reqwest::Client) -> anyhow::Result<()> {
         scopes: vec![CLOUD_PLATFORM_SCOPE.to_string()],
         subject_token: build_subject_token(
             &user,
-            "us-east-1",
+            &"us-east-1".parse().unwrap(),
             &audience,
             std::time::SystemTime::now(),
         )?,

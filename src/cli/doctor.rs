@@ -100,7 +100,7 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
     println!("\n2. the trust policy");
     let text = match &args.trust_policy {
         Some(path) => Some(
-            std::fs::read_to_string(path)
+            crate::private_file::read_capped(path, crate::private_file::MAX_SMALL_FILE_BYTES)
                 .with_context(|| format!("could not read {}", path.display()))?,
         ),
         None => match crate::cli::aws::credentials_from_env() {
@@ -212,7 +212,7 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
             return Ok(exit_code::USAGE);
         }
     };
-    let endpoint = StsEndpoint::resolve(None, Some(profile.aws.region()));
+    let endpoint = StsEndpoint::resolve(None, Some(profile.aws.region()))?;
     match fetch_caller_identity(http, &endpoint, &credentials).await {
         Ok(identity) => {
             println!("   ✓ {} (account {})", identity.arn, identity.account);
@@ -253,7 +253,7 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
     println!("\n3. impersonating {}", impersonation.service_account);
     match crate::exchange::google_iam::generate_access_token(
         http,
-        &profile.iamcredentials_url,
+        profile.iamcredentials_url.as_str(),
         &federated.access_token,
         impersonation,
         "the federated principal",

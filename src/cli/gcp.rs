@@ -15,13 +15,14 @@ use crate::deliver::external_account::{
     external_account_config, normalize_audience, ExternalAccountOptions,
 };
 use crate::deliver::record::DeliveryRecord;
-use crate::duration::Seconds;
 use crate::deliver::server;
+use crate::duration::Seconds;
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
 use crate::refresh::{GcpToken, GcpTokenProfile};
 use crate::source::aws::{AwsIdentitySource, AwsSourceOptions};
 use crate::source::google::DEFAULT_IAMCREDENTIALS_URL;
+use crate::types::UpstreamUrl;
 
 /// The `gcp` subcommands.
 #[derive(Debug, Subcommand)]
@@ -66,13 +67,13 @@ pub struct ProviderArgs {
     #[arg(long, env = "KEYLESS_AUDIENCE")]
     pub audience: String,
 
-    /// Google STS token endpoint.
+    /// Google STS token endpoint (https://, or http:// to loopback only).
     #[arg(long, env = "KEYLESS_TOKEN_URL", default_value = DEFAULT_TOKEN_URL)]
-    pub token_url: String,
+    pub token_url: UpstreamUrl,
 
-    /// IAM Credentials base URL.
+    /// IAM Credentials base URL (https://, or http:// to loopback only).
     #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL", default_value = DEFAULT_IAMCREDENTIALS_URL)]
-    pub iamcredentials_url: String,
+    pub iamcredentials_url: UpstreamUrl,
 }
 
 /// Where the AWS identity comes from.
@@ -84,7 +85,7 @@ pub struct AwsSourceArgs {
 
     /// The AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile, instance metadata).
     #[arg(long, env = "KEYLESS_AWS_REGION")]
-    pub aws_region: Option<String>,
+    pub aws_region: Option<crate::types::Region>,
 
     /// Assume this AWS role first and federate as it.
     #[arg(long, env = "KEYLESS_ASSUME_ROLE")]
@@ -313,8 +314,8 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                 service_account: args.service_account.clone(),
                 token_lifetime_seconds: args.lifetime.map(Seconds::as_secs_u32),
                 enable_imdsv2: args.enable_imdsv2,
-                token_url: Some(args.provider.token_url.clone()),
-                iamcredentials_url: Some(args.provider.iamcredentials_url.clone()),
+                token_url: Some(args.provider.token_url.to_string()),
+                iamcredentials_url: Some(args.provider.iamcredentials_url.to_string()),
             });
             let text = serde_json::to_string_pretty(&config)? + "\n";
             match &args.output {

@@ -278,6 +278,9 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<crate::source::aws::AwsSourceError>() {
             return aws_source_exit_code(e);
         }
+        if cause.downcast_ref::<crate::types::SpecError>().is_some() {
+            return exit_code::USAGE;
+        }
         if let Some(crate::deliver::server::ServerError::RemoteNotAllowed { .. }) =
             cause.downcast_ref::<crate::deliver::server::ServerError>()
         {

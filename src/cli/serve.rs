@@ -588,7 +588,7 @@ impl Daemon {
                             role: role.as_ref(),
                             id_token: id_token.as_ref(),
                             role_arn: &p.role_arn,
-                            region: p.region.as_deref(),
+                            region: p.region.as_ref().map(crate::types::Region::as_str),
                             access: &access,
                         },
                         tx,

@@ -29,6 +29,7 @@ use crate::exchange::aws_sts::{
 };
 use crate::refresh::{AwsRoleProfile, AwsRoleUpstream, Clock, RefreshPolicy, Refresher};
 use crate::source::google::{GoogleTokenSource, SourceError, DEFAULT_AWS_AUDIENCE};
+use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// Why the provider could not be built: the same mistakes the command line reports.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,9 @@ pub enum ProviderBuildError {
     /// The token source is not one of `metadata`, `impersonate:EMAIL`, `file:PATH`, `command:CMD`.
     #[error(transparent)]
     TokenSource(#[from] SourceError),
+    /// A region or endpoint cannot be used (from the builder or the environment).
+    #[error(transparent)]
+    Setting(#[from] SpecError),
     /// The HTTP client could not be set up (TLS roots).
     #[error("could not set up the HTTP client: {0}")]
     Http(String),
@@ -95,7 +99,8 @@ impl Builder {
         self.duration_seconds(duration.as_secs_u32())
     }
 
-    /// The STS endpoint (default: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else by region).
+    /// The STS endpoint (default: `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else by region):
+    /// `https://`, or `http://` to loopback only; checked by [`Builder::build`].
     pub fn sts_endpoint(mut self, url: impl Into<String>) -> Self {
         self.sts_endpoint = Some(url.into());
         self
@@ -117,15 +122,24 @@ impl Builder {
             .as_deref()
             .map(SessionName::parse)
             .transpose()?;
-        let region = self.region.or_else(|| {
-            ["AWS_REGION", "AWS_DEFAULT_REGION"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
-        });
+        let region = match self.region {
+            Some(region) => Some(Region::parse(&region)?),
+            None => Region::from_env()?,
+        };
+        let iamcredentials_url = self
+            .iamcredentials_url
+            .as_deref()
+            .map(UpstreamUrl::parse)
+            .transpose()?;
+        let sts_endpoint = self
+            .sts_endpoint
+            .as_deref()
+            .map(UpstreamUrl::parse)
+            .transpose()?;
         let profile = AwsRoleProfile {
             token_source: GoogleTokenSource::parse(
                 &self.token_source,
-                self.iamcredentials_url.as_deref(),
+                iamcredentials_url.as_ref(),
             )?,
             audience: self.audience,
             request: WebIdentityRequest {
@@ -135,7 +149,7 @@ impl Builder {
                 policy: None,
                 policy_arns: Vec::new(),
             },
-            endpoint: StsEndpoint::resolve(self.sts_endpoint.as_deref(), region.as_deref()),
+            endpoint: StsEndpoint::resolve(sts_endpoint.as_ref(), region.as_ref())?,
             retry: RetryPolicy::default(),
         };
         let http =
@@ -237,6 +251,20 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, ProviderBuildError::TokenSource(_)), "{err}");
+        // The region becomes the STS host name: one that would move the host is refused.
+        let err = GoogleFederatedProvider::builder("arn:aws:iam::123456789012:role/R")
+            .region("x.evil.example/#")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ProviderBuildError::Setting(_)), "{err}");
+        assert!(err.to_string().contains("is not an AWS region"), "{err}");
+        // The ID token never goes over plain http to another machine.
+        let err = GoogleFederatedProvider::builder("arn:aws:iam::123456789012:role/R")
+            .sts_endpoint("http://example.com")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ProviderBuildError::Setting(_)), "{err}");
+        assert!(err.to_string().contains("http://example.com"), "{err}");
     }
 
     #[test]

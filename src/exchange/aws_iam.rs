@@ -61,10 +61,9 @@ pub async fn fetch_trust_policy(
         .map_err(|e| unavailable(error_chain(&e)))?;
     let status = response.status().as_u16();
     let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
-    let text = response
-        .text()
+    let text = crate::http_client::read_body(response)
         .await
-        .map_err(|e| unavailable(error_chain(&e)))?;
+        .map_err(|e| unavailable(e.to_string()))?;
     if status != 200 {
         return Err(ExchangeError::UnexpectedAnswer {
             endpoint: endpoint.to_string(),

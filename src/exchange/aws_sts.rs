@@ -20,6 +20,7 @@ pub use crate::exchange::retry::RetryPolicy;
 use crate::policy::issuer::Issuer;
 use crate::secret::Secret;
 use crate::source::google::{error_chain, truncate, IdToken, IdTokenClaims, SourceError};
+use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// The STS API version every request names.
 const STS_API_VERSION: &str = "2011-06-15";
@@ -165,45 +166,40 @@ pub struct StsEndpoint {
 
 impl StsEndpoint {
     /// Resolves, first match wins: an explicit URL (flag), `AWS_ENDPOINT_URL_STS`,
-    /// `AWS_ENDPOINT_URL` (both ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`),
-    /// the regional endpoint of `region`, else the global endpoint.
-    pub fn resolve(explicit: Option<&str>, region: Option<&str>) -> Self {
+    /// `AWS_ENDPOINT_URL` (both ignored when `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`; each
+    /// named in a warning when it is used), the regional endpoint of `region`, else the global
+    /// endpoint. A variable that is not a usable endpoint is an error naming it.
+    pub fn resolve(
+        explicit: Option<&UpstreamUrl>,
+        region: Option<&Region>,
+    ) -> Result<Self, SpecError> {
         let ignore_env = std::env::var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
             .map(|v| v.eq_ignore_ascii_case("true"))
             .unwrap_or(false);
-        let env_url = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !ignore_env && !v.trim().is_empty())
+        let configured = match explicit {
+            Some(url) => Some(url.clone()),
+            None if ignore_env => None,
+            None => match UpstreamUrl::from_env("AWS_ENDPOINT_URL_STS")? {
+                Some(url) => Some(url),
+                None => UpstreamUrl::from_env("AWS_ENDPOINT_URL")?,
+            },
         };
-        let configured = explicit
-            .map(str::to_string)
-            .or_else(|| env_url("AWS_ENDPOINT_URL_STS"))
-            .or_else(|| env_url("AWS_ENDPOINT_URL"));
-        Self::from_parts(configured, region)
+        Ok(Self::from_parts(configured, region))
     }
 
-    /// The pure part of [`StsEndpoint::resolve`]: a configured URL wins, else the region's.
-    pub fn from_parts(configured: Option<String>, region: Option<&str>) -> Self {
+    /// The pure part of [`StsEndpoint::resolve`]: a configured URL wins, else the region's
+    /// (always an AWS host: a [`Region`] is one host label).
+    pub fn from_parts(configured: Option<UpstreamUrl>, region: Option<&Region>) -> Self {
         let url = match (configured, region) {
-            (Some(url), _) => url,
-            (None, Some(r)) if r.starts_with("cn-") => format!("https://sts.{r}.amazonaws.com.cn"),
-            (None, Some(r)) => format!("https://sts.{r}.amazonaws.com"),
+            (Some(url), _) => url.as_str().to_string(),
+            (None, Some(r)) => format!("https://{}", r.sts_host()),
             (None, None) => "https://sts.amazonaws.com".to_string(),
         };
         Self {
             url: url.trim_end_matches('/').to_string() + "/",
-            signing_region: region.unwrap_or("us-east-1").to_string(),
+            signing_region: region.map_or("us-east-1", Region::as_str).to_string(),
         }
     }
-}
-
-/// The region from `AWS_REGION` or `AWS_DEFAULT_REGION`, as the SDKs read it.
-pub fn region_from_env() -> Option<String> {
-    ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .find(|v| !v.trim().is_empty())
 }
 
 /// What to ask STS for besides the token.
@@ -666,11 +662,19 @@ async fn post_form(
     let content_type = content_type_of(response.headers());
     let date = clock_skew::date_header(response.headers());
     let request_id = request_id_of(response.headers());
-    // A body cut short (the connection dropped mid-answer) is a network failure: retried.
-    let body = response
-        .text()
-        .await
-        .map_err(|e| Attempt::Network(format!("the answer was cut short: {}", error_chain(&e))))?;
+    // A body cut short (the connection dropped mid-answer) is a network failure: retried; one
+    // larger than STS ever sends is not STS.
+    let body =
+        crate::http_client::read_body(response)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => Attempt::Network(e.to_string()),
+                false => Attempt::Unreadable {
+                    status,
+                    content_type: content_type.clone(),
+                    detail: e.to_string(),
+                },
+            })?;
     Ok(Reply {
         status,
         content_type,
@@ -834,10 +838,18 @@ pub async fn fetch_caller_identity(
     let content_type = content_type_of(response.headers());
     let date = clock_skew::date_header(response.headers());
     let request_id = request_id_of(response.headers());
-    let text = response
-        .text()
-        .await
-        .map_err(|e| unavailable(format!("the answer was cut short: {}", error_chain(&e))))?;
+    let text =
+        crate::http_client::read_body(response)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => unavailable(e.to_string()),
+                false => ExchangeError::UnexpectedAnswer {
+                    endpoint: endpoint.url.clone(),
+                    status,
+                    content_type: content_type.clone(),
+                    detail: e.to_string(),
+                },
+            })?;
     let reply = Reply {
         status,
         content_type,
@@ -1054,12 +1066,16 @@ mod tests {
 
     #[test]
     fn endpoint_prefers_configured_then_region_then_global() {
-        let e = StsEndpoint::from_parts(Some("http://127.0.0.1:5000".into()), Some("eu-west-1"));
+        let region = |r: &str| Region::parse(r).unwrap();
+        let e = StsEndpoint::from_parts(
+            Some(UpstreamUrl::parse("http://127.0.0.1:5000").unwrap()),
+            Some(&region("eu-west-1")),
+        );
         assert_eq!(e.url, "http://127.0.0.1:5000/");
         assert_eq!(e.signing_region, "eu-west-1");
-        let e = StsEndpoint::from_parts(None, Some("eu-west-1"));
+        let e = StsEndpoint::from_parts(None, Some(&region("eu-west-1")));
         assert_eq!(e.url, "https://sts.eu-west-1.amazonaws.com/");
-        let e = StsEndpoint::from_parts(None, Some("cn-north-1"));
+        let e = StsEndpoint::from_parts(None, Some(&region("cn-north-1")));
         assert_eq!(e.url, "https://sts.cn-north-1.amazonaws.com.cn/");
         let e = StsEndpoint::from_parts(None, None);
         assert_eq!(e.url, "https://sts.amazonaws.com/");

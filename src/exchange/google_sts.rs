@@ -18,6 +18,7 @@ use crate::exchange::aws_sts::{sign_request, ExchangeError};
 use crate::exchange::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::source::google::{error_chain, truncate};
+use crate::types::Region;
 
 /// Where Google STS lives when no flag or config says otherwise.
 pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
@@ -43,13 +44,11 @@ const PYTHON_QUOTE_SAFE: &AsciiSet = &NON_ALPHANUMERIC
 /// The URL Google STS replays: GetCallerIdentity at the caller's regional AWS STS endpoint.
 /// It always names the real AWS host (Google calls AWS, not us), whatever endpoint overrides
 /// the local tools use.
-pub fn regional_verification_url(region: &str) -> String {
-    let domain = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
-    format!("https://sts.{region}.{domain}?Action=GetCallerIdentity&Version=2011-06-15")
+pub fn regional_verification_url(region: &Region) -> String {
+    format!(
+        "https://{}?Action=GetCallerIdentity&Version=2011-06-15",
+        region.sts_host()
+    )
 }
 
 /// A serialised, signed GetCallerIdentity request: proof of an AWS identity for Google STS.
@@ -67,7 +66,7 @@ impl SubjectToken {
 /// serialises it as `{"headers":[{"key","value"}...],"method":"POST","url":...}`.
 pub fn build_subject_token(
     credentials: &AwsCredentials,
-    region: &str,
+    region: &Region,
     audience: &str,
     time: SystemTime,
 ) -> Result<SubjectToken, ExchangeError> {
@@ -78,7 +77,7 @@ pub fn build_subject_token(
         &[(TARGET_RESOURCE_HEADER, audience)],
         b"",
         credentials,
-        region,
+        region.as_str(),
         "sts",
         time,
     )?;
@@ -273,10 +272,20 @@ async fn post_exchange(
         .map_err(|e| StsAttempt::Transient(error_chain(&e)))?;
     let status = response.status().as_u16();
     let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
-    // A body cut short (the connection dropped mid-answer) is no answer: retried.
-    let body = response.text().await.map_err(|e| {
-        StsAttempt::Transient(format!("the answer was cut short: {}", error_chain(&e)))
-    })?;
+    // A body cut short (the connection dropped mid-answer) is no answer: retried; one larger
+    // than Google STS ever sends is not Google STS.
+    let body =
+        crate::http_client::read_body(response)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => StsAttempt::Transient(e.to_string()),
+                false => StsAttempt::Final(GoogleStsError::UnexpectedAnswer {
+                    url: token_url.to_string(),
+                    status,
+                    content_type: content_type.clone(),
+                    detail: e.to_string(),
+                }),
+            })?;
     read_exchange_answer(
         status,
         &content_type,
@@ -354,6 +363,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn region(r: &str) -> Region {
+        Region::parse(r).unwrap()
+    }
+
     const TOKEN: &str = "AQoEXAMPLEH4aoAH0gNCAPyJxz4BlCFFxWNE1OPTgk5TthT+FvwqnKwRcOIfrRh3c/LTo6UDdyJwOOvEVPvLXCrrrUtdnniCEXAMPLE/IvU1dYUg2RVAJBanLiHb4IgRmpRV3zrkuWJOgQs8IZZaIv2BXIa2R4OlgkBN9bkUDNCJiBeb/AXlzBBko7b15fjrBs2+cTQtpZ3CYWFXG8C5zqx37wnOE49mRl/+OtkIKGO7fAE";
 
     fn credentials() -> AwsCredentials {
@@ -373,16 +386,17 @@ mod tests {
     #[test]
     fn verification_url_names_the_regional_aws_host() {
         assert_eq!(
-            regional_verification_url("us-east-2"),
+            regional_verification_url(&region("us-east-2")),
             "https://sts.us-east-2.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
         );
-        assert!(regional_verification_url("cn-north-1").contains("amazonaws.com.cn"));
+        assert!(regional_verification_url(&region("cn-north-1")).contains("amazonaws.com.cn"));
     }
 
     #[test]
     fn subject_token_has_google_auth_shape_and_signs_the_target_resource() {
         let audience = "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/POOL_ID/providers/PROVIDER_ID";
-        let token = build_subject_token(&credentials(), "us-east-2", audience, frozen()).unwrap();
+        let token =
+            build_subject_token(&credentials(), &region("us-east-2"), audience, frozen()).unwrap();
         let encoded = token.secret().expose();
         assert!(!encoded.contains('{') && !encoded.contains(' '));
         let json = percent_encoding::percent_decode_str(encoded)

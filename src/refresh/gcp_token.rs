@@ -12,6 +12,7 @@ use crate::exchange::google_sts::{
 use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::secret::Secret;
 use crate::source::aws::{AwsIdentitySource, AwsSourceError};
+use crate::types::UpstreamUrl;
 
 /// Everything that decides which Google token an AWS identity is traded for.
 #[derive(Clone, Debug)]
@@ -20,8 +21,8 @@ pub struct GcpTokenProfile {
     /// The workload identity provider, `//iam.googleapis.com/projects/N/.../providers/X`.
     pub audience: String,
     pub scopes: Vec<String>,
-    pub token_url: String,
-    pub iamcredentials_url: String,
+    pub token_url: UpstreamUrl,
+    pub iamcredentials_url: UpstreamUrl,
     /// `None`: the federated token itself (direct resource access).
     pub impersonation: Option<Impersonation>,
     pub retry: RetryPolicy,
@@ -139,8 +140,14 @@ impl GcpTokenProfile {
         let described = self.aws.describe();
         tracing::debug!(token_url = %self.token_url, audience = %self.audience,
             "Google STS: sending the token exchange");
-        match exchange_subject_token(http, &self.token_url, &exchange, &described, &self.retry)
-            .await
+        match exchange_subject_token(
+            http,
+            self.token_url.as_str(),
+            &exchange,
+            &described,
+            &self.retry,
+        )
+        .await
         {
             Err(GoogleStsError::Refused {
                 audience,
@@ -194,14 +201,14 @@ impl GcpTokenProfile {
                 || {
                     generate_access_token(
                         http,
-                        &self.iamcredentials_url,
+                        self.iamcredentials_url.as_str(),
                         &federated.access_token,
                         impersonation,
                         "the federated AWS identity",
                     )
                 },
                 IamError::is_transient,
-                |timed_out| IamError::timed_out(&self.iamcredentials_url, timed_out),
+                |timed_out| IamError::timed_out(self.iamcredentials_url.as_str(), timed_out),
             )
             .await
             .map_err(|(e, attempts)| e.after_attempts(attempts))?;
@@ -242,7 +249,7 @@ impl GcpTokenProfile {
                 || {
                     generate_id_token(
                         http,
-                        &self.iamcredentials_url,
+                        self.iamcredentials_url.as_str(),
                         &federated.access_token,
                         &impersonation.service_account,
                         target_audience,
@@ -251,7 +258,7 @@ impl GcpTokenProfile {
                     )
                 },
                 IamError::is_transient,
-                |timed_out| IamError::timed_out(&self.iamcredentials_url, timed_out),
+                |timed_out| IamError::timed_out(self.iamcredentials_url.as_str(), timed_out),
             )
             .await
             .map_err(|(e, attempts)| e.after_attempts(attempts))?;
@@ -303,7 +310,7 @@ impl GcpTokenProfile {
         http: &reqwest::Client,
         credentials: &AwsCredentials,
     ) -> Option<String> {
-        let endpoint = StsEndpoint::resolve(None, Some(self.aws.region()));
+        let endpoint = StsEndpoint::resolve(None, Some(self.aws.region())).ok()?;
         fetch_caller_identity(http, &endpoint, credentials)
             .await
             .ok()

@@ -67,7 +67,7 @@ pub struct AwsSourceOptions {
     /// The shared-config profile; `None` means `AWS_PROFILE`, else `default`, as the SDKs do.
     pub profile: Option<String>,
     /// The region; `None` means the SDK region chain (env, profile, instance metadata).
-    pub region: Option<String>,
+    pub region: Option<crate::types::Region>,
     /// A role to assume with the resolved credentials before using them.
     pub assume_role: Option<String>,
     /// The session name for `assume_role`; [`DEFAULT_ASSUME_ROLE_SESSION_NAME`] when `None`.
@@ -146,9 +146,12 @@ pub enum AwsSourceError {
              hint: pass --aws-region REGION (or set AWS_REGION)")]
     NoRegion { profile: String, imds: String },
 
-    /// The region cannot be part of a host name.
-    #[error("{region:?} is not an AWS region (expected something like us-east-1)\n  hint: fix --aws-region, AWS_REGION, AWS_DEFAULT_REGION or the profile's `region`")]
-    InvalidRegion { region: String },
+    /// The region the SDK chain found (environment, profile, instance metadata) cannot be part
+    /// of a host name.
+    #[error(
+        "{0}\n  hint: fix --aws-region, AWS_REGION, AWS_DEFAULT_REGION or the profile's `region`"
+    )]
+    InvalidRegion(#[source] crate::types::SpecError),
 
     /// `--assume-role` is not an IAM role ARN.
     #[error("{role:?} is not an IAM role ARN\n  hint: --assume-role takes arn:aws:iam::ACCOUNT:role/NAME")]
@@ -228,7 +231,7 @@ pub struct AwsIdentitySource {
 struct Inner {
     profile: String,
     profile_override: Option<String>,
-    region: String,
+    region: crate::types::Region,
     assume_role: Option<AssumeRole>,
     provider_config: ProviderConfig,
     imds: imds::Client,
@@ -295,7 +298,7 @@ impl AwsIdentitySource {
         // One IMDS client for region and credentials, so its session token is fetched once.
         let imds = imds::Client::builder().configure(&provider_config).build();
 
-        let region = match options.region.filter(|r| !r.is_empty()) {
+        let region = match options.region {
             Some(region) => region,
             None => find_region(&provider_config, profile_override.as_deref(), &imds)
                 .await
@@ -306,10 +309,13 @@ impl AwsIdentitySource {
                     } else {
                         "EC2 instance metadata (unreachable or no answer)".into()
                     },
+                })
+                .and_then(|r| {
+                    crate::types::Region::parse(&r).map_err(AwsSourceError::InvalidRegion)
                 })?,
         };
-        validate_region(&region)?;
-        let provider_config = provider_config.with_region(Some(Region::new(region.clone())));
+        let provider_config =
+            provider_config.with_region(Some(Region::new(region.as_str().to_string())));
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -325,7 +331,7 @@ impl AwsIdentitySource {
     }
 
     /// The region the subject token's STS URL is built for.
-    pub fn region(&self) -> &str {
+    pub fn region(&self) -> &crate::types::Region {
         &self.inner.region
     }
 
@@ -419,7 +425,7 @@ impl AwsIdentitySource {
             .get_or_init(|| async {
                 let mut loader = aws_config::defaults(BehaviorVersion::latest())
                     .http_client(https_client())
-                    .region(Region::new(self.inner.region.clone()))
+                    .region(Region::new(self.inner.region.as_str().to_string()))
                     .timeout_config(
                         TimeoutConfig::builder()
                             .connect_timeout(CONNECT_TIMEOUT)
@@ -540,24 +546,6 @@ fn effective_profile(flag: Option<&str>, env: Option<&str>) -> String {
     flag.or(env.filter(|p| !p.is_empty()))
         .unwrap_or(DEFAULT_PROFILE)
         .to_string()
-}
-
-/// A region goes into a host name (`sts.REGION.amazonaws.com`), so only its characters pass.
-fn validate_region(region: &str) -> Result<(), AwsSourceError> {
-    let valid = !region.is_empty()
-        && region.len() <= 32
-        && region
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !region.starts_with('-')
-        && !region.ends_with('-');
-    if valid {
-        Ok(())
-    } else {
-        Err(AwsSourceError::InvalidRegion {
-            region: region.to_string(),
-        })
-    }
 }
 
 /// `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`, checked before any call so a typo fails fast.
@@ -688,24 +676,6 @@ mod tests {
         assert_eq!(effective_profile(None, Some("prod")), "prod");
         assert_eq!(effective_profile(None, Some("")), "default");
         assert_eq!(effective_profile(None, None), "default");
-    }
-
-    #[test]
-    fn regions_must_fit_in_a_host_name() {
-        for good in ["us-east-1", "eu-central-2", "us-gov-west-1", "cn-north-1"] {
-            assert!(validate_region(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "US-EAST-1",
-            "us-east-1.evil.com",
-            "us east",
-            "-x",
-            "x/y",
-        ] {
-            let err = validate_region(bad).unwrap_err();
-            assert!(err.to_string().contains("--aws-region"), "{err}");
-        }
     }
 
     #[test]
@@ -888,13 +858,13 @@ mod tests {
     async fn an_explicit_region_needs_no_lookup_and_describe_is_stable() {
         let source = AwsIdentitySource::resolve(AwsSourceOptions {
             profile: Some("dev".into()),
-            region: Some("eu-west-3".into()),
+            region: Some("eu-west-3".parse().unwrap()),
             assume_role: Some("arn:aws:iam::123456789012:role/deploy".into()),
             assume_role_session_name: None,
         })
         .await
         .unwrap();
-        assert_eq!(source.region(), "eu-west-3");
+        assert_eq!(source.region().as_str(), "eu-west-3");
         assert_eq!(
             source.describe(),
             "aws profile=dev region=eu-west-3 assume-role=arn:aws:iam::123456789012:role/deploy session=keyless"

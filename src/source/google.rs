@@ -12,6 +12,9 @@ use crate::secret::Secret;
 use base64::Engine;
 use serde::Deserialize;
 
+use crate::private_file::{read_capped, MAX_SMALL_FILE_BYTES};
+use crate::types::UpstreamUrl;
+
 /// The audience AWS STS expects by default for web identity federation.
 pub const DEFAULT_AWS_AUDIENCE: &str = "sts.amazonaws.com";
 
@@ -153,7 +156,10 @@ pub enum GoogleTokenSource {
 impl GoogleTokenSource {
     /// Parses `metadata`, `impersonate:EMAIL`, `file:PATH` or `command:CMD`, with endpoints from
     /// the environment the way Google's SDKs read them.
-    pub fn parse(spec: &str, iamcredentials_url: Option<&str>) -> Result<Self, SourceError> {
+    pub fn parse(
+        spec: &str,
+        iamcredentials_url: Option<&UpstreamUrl>,
+    ) -> Result<Self, SourceError> {
         let spec_trimmed = spec.trim();
         if spec_trimmed == "metadata" {
             return Ok(Self::Metadata(MetadataServer::from_env()));
@@ -165,8 +171,7 @@ impl GoogleTokenSource {
             return Ok(Self::Impersonate(Impersonation {
                 service_account: email.to_string(),
                 iamcredentials_url: iamcredentials_url
-                    .unwrap_or(DEFAULT_IAMCREDENTIALS_URL)
-                    .trim_end_matches('/')
+                    .map_or(DEFAULT_IAMCREDENTIALS_URL, UpstreamUrl::as_str)
                     .to_string(),
                 metadata: MetadataServer::from_env(),
             }));
@@ -282,13 +287,20 @@ impl MetadataServer {
                 cause: error_chain(&e),
             })?;
         let status = response.status().as_u16();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| SourceError::MetadataUnreachable {
-                url: url.to_string(),
-                cause: error_chain(&e),
-            })?;
+        let body =
+            crate::http_client::read_body(response)
+                .await
+                .map_err(|e| match e.is_transient() {
+                    true => SourceError::MetadataUnreachable {
+                        url: url.to_string(),
+                        cause: e.to_string(),
+                    },
+                    false => SourceError::MetadataRefused {
+                        url: url.to_string(),
+                        status,
+                        body: e.to_string(),
+                    },
+                })?;
         if status != 200 {
             return Err(SourceError::MetadataRefused {
                 url: url.to_string(),
@@ -486,13 +498,18 @@ pub async fn call_iam_credentials<T: serde::de::DeserializeOwned>(
     let status = response.status().as_u16();
     let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
     let date = crate::exchange::clock_skew::date_header(response.headers());
-    // A body cut short (the connection dropped mid-answer) is no answer: retried.
-    let text = response.text().await.map_err(|e| {
-        failed(
-            None,
-            format!("the answer was cut short: {}", error_chain(&e)),
-        )
-    })?;
+    // A body cut short (the connection dropped mid-answer) is no answer: retried; one larger
+    // than IAM Credentials ever sends is not IAM Credentials.
+    let text =
+        crate::http_client::read_body(response)
+            .await
+            .map_err(|e| match e.is_transient() {
+                true => failed(None, e.to_string()),
+                false => IamCallError {
+                    unreadable: true,
+                    ..failed(Some(status), e.to_string())
+                },
+            })?;
     if status != 200 {
         // Google's errors are JSON documents; anything else came from something in between.
         let is_error_document = serde_json::from_str::<serde_json::Value>(&text)
@@ -527,6 +544,7 @@ pub(crate) struct AuthorizedUser {
     client_id: String,
     client_secret: Secret,
     refresh_token: Secret,
+    /// Where the refresh token is sent; checked by [`parse_adc`] like every endpoint override.
     #[serde(default)]
     token_uri: Option<String>,
     #[serde(default)]
@@ -576,7 +594,12 @@ impl AuthorizedUser {
             }
         })?;
         let status = response.status().as_u16();
-        let body = response.text().await.unwrap_or_default();
+        let body = crate::http_client::read_body(response).await.map_err(|e| {
+            SourceError::AdcUnusable {
+                path: path.to_path_buf(),
+                reason: format!("refreshing at {url}: {e}"),
+            }
+        })?;
         if status != 200 {
             return Err(SourceError::AdcUnusable {
                 path: path.to_path_buf(),
@@ -609,7 +632,7 @@ fn find_authorized_user_adc() -> Result<Option<(PathBuf, AuthorizedUser)>, Sourc
         (None, Some(p)) if p.exists() => p,
         _ => return Ok(None),
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| SourceError::AdcUnusable {
+    let text = read_capped(&path, MAX_SMALL_FILE_BYTES).map_err(|e| SourceError::AdcUnusable {
         path: path.clone(),
         reason: e.to_string(),
     })?;
@@ -626,8 +649,15 @@ pub(crate) fn parse_adc(path: &Path, text: &str) -> Result<AuthorizedUser, Sourc
     let kind: serde_json::Value =
         serde_json::from_str(text).map_err(|e| unusable(format!("not JSON: {e}")))?;
     match kind.get("type").and_then(|t| t.as_str()) {
-        Some("authorized_user") => serde_json::from_value(kind)
-            .map_err(|e| unusable(format!("an authorized_user file needs {e}"))),
+        Some("authorized_user") => {
+            let adc: AuthorizedUser = serde_json::from_value(kind)
+                .map_err(|e| unusable(format!("an authorized_user file needs {e}")))?;
+            if let Some(uri) = &adc.token_uri {
+                UpstreamUrl::parse(uri)
+                    .map_err(|e| unusable(format!("its token_uri (the refresh token goes there): {e}")))?;
+            }
+            Ok(adc)
+        }
         other => Err(unusable(format!(
             "type {:?} is not supported for impersonation; use `gcloud auth application-default login` (authorized_user) or run on GCP with the metadata server",
             other.unwrap_or("(missing)")
@@ -636,10 +666,11 @@ pub(crate) fn parse_adc(path: &Path, text: &str) -> Result<AuthorizedUser, Sourc
 }
 
 fn read_token_file(path: &Path) -> Result<IdToken, SourceError> {
-    let text = std::fs::read_to_string(path).map_err(|e| SourceError::FileUnreadable {
-        path: path.to_path_buf(),
-        cause: e.to_string(),
-    })?;
+    let text =
+        read_capped(path, MAX_SMALL_FILE_BYTES).map_err(|e| SourceError::FileUnreadable {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
     IdToken::parse(
         Secret::new(text.trim()),
         &format!("the file {}", path.display()),
@@ -652,7 +683,7 @@ async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
         status,
         stderr,
     };
-    let child = tokio::process::Command::new("sh")
+    let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
@@ -661,7 +692,7 @@ async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(format!("could not start: {e}"), String::new()))?;
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+    let output = tokio::time::timeout(Duration::from_secs(60), capped_output(&mut child))
         .await
         .map_err(|_| failed("timed out after 60 s".into(), String::new()))?
         .map_err(|e| failed(e.to_string(), String::new()))?;
@@ -676,6 +707,45 @@ async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
         return Err(failed(output.status.to_string(), stderr));
     }
     token_from_command_output(command, &output.stdout)
+}
+
+/// Waits for `child`, keeping at most [`MAX_SMALL_FILE_BYTES`] of each of its outputs: more on
+/// standard output is an error (the child is killed when dropped), more on standard error is
+/// read and dropped so the child never blocks on it.
+async fn capped_output(child: &mut tokio::process::Child) -> std::io::Result<std::process::Output> {
+    use tokio::io::AsyncReadExt;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(std::io::Error::other("the command's output is not piped"));
+    };
+    let stderr = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        let mut limited = stderr.take(MAX_SMALL_FILE_BYTES);
+        limited.read_to_end(&mut kept).await?;
+        tokio::io::copy(&mut limited.into_inner(), &mut tokio::io::sink()).await?;
+        Ok::<_, std::io::Error>(kept)
+    });
+    let mut out = Vec::new();
+    stdout
+        .take(MAX_SMALL_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .await?;
+    if out.len() as u64 > MAX_SMALL_FILE_BYTES {
+        stderr.abort();
+        return Err(std::io::Error::other(format!(
+            "it printed more than {} KiB, more than any token",
+            MAX_SMALL_FILE_BYTES / 1024
+        )));
+    }
+    let status = child.wait().await?;
+    let stderr = stderr
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)?;
+    Ok(std::process::Output {
+        status,
+        stdout: out,
+        stderr,
+    })
 }
 
 /// What a successful token command printed: the JWT, surrounded by white space at most.
@@ -803,6 +873,25 @@ mod tests {
         assert!(!err.to_string().contains("not-a-token-secret"));
     }
 
+    /// The refresh token goes to the ADC file's `token_uri`: over TLS, or to loopback only.
+    #[test]
+    fn an_adc_token_uri_must_not_send_the_refresh_token_in_clear() {
+        let adc = |uri: &str| {
+            format!(
+                r#"{{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"rt-secret","token_uri":"{uri}"}}"#
+            )
+        };
+        let path = Path::new("/adc.json");
+        let err = parse_adc(path, &adc("http://oauth.example/token"))
+            .err()
+            .expect("plain http to another host is refused");
+        let message = err.to_string();
+        assert!(message.contains("token_uri"), "{message}");
+        assert!(!message.contains("rt-secret"), "{message}");
+        assert!(parse_adc(path, &adc("https://oauth2.googleapis.com/token")).is_ok());
+        assert!(parse_adc(path, &adc("http://127.0.0.1:8080/token")).is_ok());
+    }
+
     #[test]
     fn token_source_specs_parse() {
         assert!(matches!(
@@ -811,11 +900,13 @@ mod tests {
         ));
         match GoogleTokenSource::parse(
             "impersonate:sa@p.iam.gserviceaccount.com",
-            Some("http://x/"),
+            Some(&UpstreamUrl::parse("http://127.0.0.1:9/").unwrap()),
         )
         .unwrap()
         {
-            GoogleTokenSource::Impersonate(i) => assert_eq!(i.iamcredentials_url, "http://x"),
+            GoogleTokenSource::Impersonate(i) => {
+                assert_eq!(i.iamcredentials_url, "http://127.0.0.1:9")
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
@@ -833,6 +924,28 @@ mod tests {
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("boom") && text.contains('3'), "{text}");
+    }
+
+    /// A command that never stops printing is stopped at the cap, not read into memory; one
+    /// that floods standard error still has its token read.
+    #[tokio::test]
+    async fn command_output_is_capped() {
+        let err = run_token_command("yes").await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("more than 64 KiB"), "{text}");
+        let err = run_token_command("head -c 1000000 /dev/zero >&2; echo not-a-jwt")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::NotAJwt { .. }), "{err}");
+    }
+
+    /// A token file that is a device (or far too large) is refused, not read whole.
+    #[cfg(unix)]
+    #[test]
+    fn an_endless_token_file_is_refused() {
+        let err = read_token_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, SourceError::FileUnreadable { .. }), "{err}");
+        assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
     }
 }
 

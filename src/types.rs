@@ -1,0 +1,343 @@
+//! Values users hand keyless that end up in a host name or a request: parsed once, where they
+//! enter (clap's `value_parser`, the environment, `keyless.toml`, the library builder), so that
+//! nothing further in can build a URL from an unchecked string.
+//!
+//! A leaf: it imports nothing from the rest of keyless.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Why a value given on the command line, in the environment or in a file cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// The region cannot be one label of a host name (`sts.REGION.amazonaws.com`).
+    #[error("{value:?} is not an AWS region: {why}\n  hint: a region looks like us-east-1 (letters, digits and inner hyphens, at most 63)")]
+    InvalidRegion { value: String, why: &'static str },
+
+    /// An endpoint override that is not an http(s) URL, or that would send a token over plain
+    /// `http://` to a host that is not this machine.
+    #[error("{value:?} is not a usable endpoint: {why}\n  hint: use an https:// URL; plain http:// is accepted only for 127.0.0.1, [::1] or localhost (tokens are sent there)")]
+    InvalidEndpoint { value: String, why: &'static str },
+
+    /// A value read from an environment variable is invalid; names the variable.
+    #[error("{variable}: {source}")]
+    FromEnv {
+        variable: &'static str,
+        #[source]
+        source: Box<SpecError>,
+    },
+}
+
+impl SpecError {
+    /// The same problem, said to come from the environment variable `variable`.
+    pub fn in_env(self, variable: &'static str) -> Self {
+        Self::FromEnv {
+            variable,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// An AWS region as botocore's `validate_region_name` accepts it: one host label (1 to 63
+/// letters, digits and hyphens, no hyphen first or last, not all digits). The only way to get
+/// one is to parse it, so `sts.{region}.amazonaws.com` always names an AWS host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region(String);
+
+/// The longest host label DNS allows.
+const HOST_LABEL_MAX: usize = 63;
+
+impl Region {
+    /// Checks `text` against the one rule.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let invalid = |why| SpecError::InvalidRegion {
+            value: text.to_string(),
+            why,
+        };
+        if text.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if text.len() > HOST_LABEL_MAX {
+            return Err(invalid("it is longer than 63 characters"));
+        }
+        if !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(invalid(
+                "only letters, digits and hyphens can be part of a host name",
+            ));
+        }
+        if text.starts_with('-') || text.ends_with('-') {
+            return Err(invalid("it starts or ends with a hyphen"));
+        }
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("it is all digits"));
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    /// The region as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The DNS suffix of the region's partition: `amazonaws.com.cn` for China, else
+    /// `amazonaws.com`.
+    pub fn dns_suffix(&self) -> &'static str {
+        if self.0.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        }
+    }
+
+    /// The regional STS host: `sts.REGION.amazonaws.com` (`.com.cn` in China).
+    pub fn sts_host(&self) -> String {
+        format!("sts.{}.{}", self.0, self.dns_suffix())
+    }
+
+    /// The region from `AWS_REGION`, else `AWS_DEFAULT_REGION`, as the SDKs read it (a blank
+    /// value counts as unset); an invalid value is an error that names its variable.
+    pub fn from_env() -> Result<Option<Self>, SpecError> {
+        for variable in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+            match std::env::var(variable) {
+                Ok(v) if !v.trim().is_empty() => {
+                    return Self::parse(&v).map(Some).map_err(|e| e.in_env(variable))
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl FromStr for Region {
+    type Err = SpecError;
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a token-bearing request goes when an override says so (`--sts-endpoint`,
+/// `--token-url`, `--iamcredentials-url`, `AWS_ENDPOINT_URL[_STS]`, keyless.toml, an ADC
+/// file's `token_uri`): an `https://` URL, or `http://` to loopback only (the lab, moto, a
+/// local proxy), so a typo or a leftover variable cannot send an ID token, a subject token or
+/// a refresh token in clear text across a network. Kept without a trailing `/`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UpstreamUrl(String);
+
+impl UpstreamUrl {
+    /// Checks scheme and host.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let invalid = |why| SpecError::InvalidEndpoint {
+            value: text.to_string(),
+            why,
+        };
+        let url = url::Url::parse(text.trim()).map_err(|_| invalid("it is not a URL"))?;
+        let host = url.host().ok_or(invalid("it names no host"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "it carries a user name or password, which would end up in logs",
+            ));
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&host) => {}
+            "http" => {
+                return Err(invalid(
+                    "plain http:// goes only to this machine (loopback)",
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "only https:// (or http:// to loopback) is accepted",
+                ))
+            }
+        }
+        Ok(Self(text.trim().trim_end_matches('/').to_string()))
+    }
+
+    /// The override in environment variable `variable`, if set and not blank. A variable that
+    /// redirects an exchange is easy to leave behind (`AWS_ENDPOINT_URL` pointing at a local
+    /// emulator), so the first time each one is used it is named in a warning with its URL.
+    pub fn from_env(variable: &'static str) -> Result<Option<Self>, SpecError> {
+        let Some(value) = std::env::var(variable)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let url = Self::parse(&value).map_err(|e| e.in_env(variable))?;
+        warn_once(variable, &url);
+        Ok(Some(url))
+    }
+
+    /// One of keyless's built-in https endpoints (a constant, so it always parses).
+    pub fn builtin(url: &'static str) -> Self {
+        Self::parse(url).expect("built-in endpoints are https URLs")
+    }
+
+    /// The URL as text, without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `127.0.0.0/8`, `::1` (and `::ffff:127.x`), `localhost`.
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Names `variable` and its URL in a warning, once per variable per process.
+fn warn_once(variable: &'static str, url: &UpstreamUrl) {
+    static WARNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if !warned.contains(&variable) {
+        warned.push(variable);
+        tracing::warn!(
+            variable,
+            url = url.as_str(),
+            "{variable}={} redirects a token exchange away from the cloud's own endpoint",
+            url.as_str()
+        );
+    }
+}
+
+impl FromStr for UpstreamUrl {
+    type Err = SpecError;
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn regions_are_host_labels() {
+        for good in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "cn-north-1",
+            "us-isob-east-1",
+            "x",
+            "Us-East-1",
+        ] {
+            assert_eq!(Region::parse(good).unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            "x.evil.example/#",
+            "us-east-1.evil.com",
+            "evil.example?",
+            "us east",
+            "-x",
+            "x-",
+            "x/y",
+            "x@y",
+            "123",
+            "é-east-1",
+            &"a".repeat(64),
+        ] {
+            let err = Region::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("is not an AWS region"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_sts_host_follows_the_partition() {
+        let host = |r: &str| Region::parse(r).unwrap().sts_host();
+        assert_eq!(host("eu-west-1"), "sts.eu-west-1.amazonaws.com");
+        assert_eq!(host("cn-north-1"), "sts.cn-north-1.amazonaws.com.cn");
+    }
+
+    #[test]
+    fn an_invalid_environment_value_names_its_variable() {
+        let err = Region::parse("a/b").unwrap_err().in_env("AWS_REGION");
+        assert!(err.to_string().starts_with("AWS_REGION: \"a/b\""), "{err}");
+    }
+
+    #[test]
+    fn plain_http_goes_only_to_loopback() {
+        for good in [
+            "https://sts.amazonaws.com",
+            "https://sts.googleapis.com/v1/token",
+            "https://example.com:8443/",
+            "http://127.0.0.1:5000",
+            "http://127.9.9.9/",
+            "http://[::1]:4566",
+            "http://localhost:4566/",
+            "http://LOCALHOST",
+        ] {
+            let url = UpstreamUrl::parse(good).unwrap();
+            assert!(!url.as_str().ends_with('/'), "{url}");
+        }
+        for bad in [
+            "http://example.com",
+            "http://169.254.169.254",
+            "http://10.0.0.1:5000",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "ftp://127.0.0.1",
+            "file:///etc/passwd",
+            "sts.amazonaws.com",
+            "https://user:pw@sts.amazonaws.com",
+            "",
+        ] {
+            let err = UpstreamUrl::parse(bad).unwrap_err();
+            assert!(
+                err.to_string().contains("is not a usable endpoint"),
+                "{err}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Whatever is accepted goes over TLS, or stays on this machine.
+        #[test]
+        fn an_accepted_endpoint_is_https_or_loopback(text in "(https?|ftp)://[a-z0-9.:\\[\\]@-]{0,30}(/[a-z]{0,5})?") {
+            if let Ok(endpoint) = UpstreamUrl::parse(&text) {
+                let url = url::Url::parse(endpoint.as_str()).unwrap();
+                let host = url.host().unwrap();
+                prop_assert!(url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&host)), "{}", text);
+            }
+        }
+
+        /// Whatever is accepted stays one label of an AWS host name: the URL built from it has
+        /// exactly that host, so no region can send a token anywhere else.
+        #[test]
+        fn an_accepted_region_always_names_an_aws_host(text in "\\PC{0,70}") {
+            if let Ok(region) = Region::parse(&text) {
+                let url = url::Url::parse(&format!("https://{}/", region.sts_host())).unwrap();
+                let host = url.host_str().unwrap().to_string();
+                prop_assert_eq!(host, region.sts_host().to_ascii_lowercase());
+                prop_assert!(region.sts_host().ends_with(region.dns_suffix()));
+            }
+        }
+
+        #[test]
+        fn botocore_shaped_regions_are_accepted(text in "[a-z]{2}(-[a-z]{1,10}){1,2}-[0-9]{1,2}") {
+            let region = Region::parse(&text).unwrap();
+            prop_assert_eq!(region.as_str(), text.as_str());
+        }
+    }
+}
