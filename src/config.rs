@@ -413,6 +413,10 @@ pub fn load_for(path: &Path, reader: &ReadFor) -> Result<Config, ConfigError> {
 /// Keys whose value sends tokens elsewhere (endpoint overrides).
 const REDIRECTING_KEYS: &[&str] = &["sts_endpoint", "iamcredentials_url", "token_url"];
 
+/// The most of a keyless.toml that is read: far more than a thousand profiles take, and a bound
+/// on what a wrong path (`/dev/zero`, a log file) can make keyless read.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+
 /// Reads a configuration file the one way every reader does. A file that can run commands
 /// (`token_source = "command:..."`) or redirect tokens (an endpoint override) is refused unless
 /// it belongs to this user or root and only its owner may write it: whoever can change it could
@@ -427,7 +431,16 @@ pub fn read_config_file(path: &Path) -> Result<String, ConfigError> {
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
     let meta = file.metadata().map_err(unreadable)?;
     let mut text = String::new();
-    file.read_to_string(&mut text).map_err(unreadable)?;
+    (&mut file)
+        .take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(unreadable)?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(unreadable(std::io::Error::other(format!(
+            "larger than {} KiB; a keyless.toml is a few kilobytes (is this the right file?)",
+            MAX_CONFIG_FILE_BYTES / 1024
+        ))));
+    }
     let Some(power) = DeTable::parse(&text)
         .ok()
         .and_then(|doc| powers(doc.get_ref(), ""))
@@ -2023,6 +2036,15 @@ duration = 900
             message.contains("did you mean `session_name`?"),
             "{message}"
         );
+    }
+
+    /// A keyless.toml is read with a size cap: a wrong path such as `/dev/zero` is refused
+    /// instead of read forever.
+    #[cfg(unix)]
+    #[test]
+    fn an_endless_config_file_is_refused() {
+        let err = read_config_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("larger than 1024 KiB"), "{err}");
     }
 
     /// Only a file that can run commands or redirect tokens must be protected; then group or

@@ -6,8 +6,8 @@
 //! `--timeout`. It sends no credentials (a URL with a user or password is refused), follows no
 //! redirect, ignores `HTTP_PROXY`, and loads no TLS roots: it only ever speaks `http://`.
 
-use std::time::Duration;
 
+use crate::duration::Seconds;
 use clap::Args;
 
 /// How much of a failing answer's body is shown (`/healthz` says which profile fails and why).
@@ -21,10 +21,11 @@ pub struct ProbeArgs {
     #[arg(value_name = "URL", value_parser = ProbeUrl::parse)]
     pub url: ProbeUrl,
 
-    /// Give up (connect, send, read the answer) after this many seconds; counts as unhealthy.
-    #[arg(long, value_name = "SECONDS", default_value_t = 2,
-          value_parser = clap::value_parser!(u64).range(1..=60))]
-    pub timeout: u64,
+    /// Give up (connect, send, read the answer) after this long, counted as unhealthy: 1s to
+    /// 60s, as 5s or plain seconds.
+    #[arg(long, value_name = "DUR", default_value_t = Seconds::new(2),
+          value_parser = Seconds::parser_within(1..=60))]
+    pub timeout: Seconds,
 }
 
 /// Why a URL cannot be probed.
@@ -72,7 +73,7 @@ impl std::fmt::Display for ProbeUrl {
 
 /// GETs the URL; 0 on a 2xx, 1 otherwise (saying why on stderr).
 pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
-    let timeout = Duration::from_secs(args.timeout);
+    let timeout = args.timeout.as_duration();
     match tokio::time::timeout(timeout, fetch_status(&args.url)).await {
         Ok(Ok((status, _))) if status.is_success() => Ok(0),
         Ok(Ok((status, body))) => {
@@ -91,7 +92,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
         }
         Err(_) => {
             eprintln!(
-                "keyless: probe {}: no answer within {}s (--timeout)",
+                "keyless: probe {}: no answer within {} (--timeout)",
                 args.url, args.timeout
             );
             Ok(super::exit_code::FAILURE)
