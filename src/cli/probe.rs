@@ -6,7 +6,6 @@
 //! `--timeout`. It sends no credentials (a URL with a user or password is refused), follows no
 //! redirect, ignores `HTTP_PROXY`, and loads no TLS roots: it only ever speaks `http://`.
 
-
 use crate::duration::Seconds;
 use clap::Args;
 
