@@ -82,6 +82,14 @@ pub const TARGETS: &[Target] = &[
         run: upstream_url,
     },
     Target {
+        name: "allowed_host",
+        run: allowed_host,
+    },
+    Target {
+        name: "listen_fds",
+        run: listen_fds,
+    },
+    Target {
         name: "google_json",
         run: google_json,
     },
@@ -291,6 +299,51 @@ pub fn region(data: &[u8]) {
         url.host_str(),
         Some(region.sts_host().to_ascii_lowercase().as_str())
     );
+}
+
+/// An `--allowed-host` / `allowed_hosts` value: whatever is accepted is one exact name or
+/// address (no wildcard, port, path or space that could widen the `Host` check), and reads back
+/// as itself.
+pub fn allowed_host(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(host) = text.parse::<crate::deliver::server::AllowedHost>() else {
+        return;
+    };
+    let shown = host.as_str();
+    assert!(!shown.is_empty(), "{text:?} allowed the empty host");
+    assert!(
+        !shown.chars().any(|c| c.is_whitespace()
+            || c.is_control()
+            || matches!(c, '*' | '/' | '@' | '#' | '?')),
+        "{text:?} became {shown:?}"
+    );
+    let again: crate::deliver::server::AllowedHost =
+        shown.parse().expect("an accepted host parses again");
+    assert_eq!(again, host, "{text:?} does not read back");
+}
+
+/// systemd's `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` (split on NUL bytes): only the
+/// named process takes descriptors, and never more than the bound, always from fd 3 on.
+pub fn listen_fds(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.split('\0');
+    let (pid, fds, names) = (parts.next(), parts.next(), parts.next());
+    let Ok(passed) = crate::deliver::listen_fds::passed_fds(pid, fds, names, 4242) else {
+        return;
+    };
+    if pid.and_then(|p| p.trim().parse::<u32>().ok()) != Some(4242) {
+        assert!(
+            passed.is_empty(),
+            "descriptors meant for another process: {text:?}"
+        );
+    }
+    for (i, (fd, _)) in passed.iter().enumerate() {
+        assert_eq!(*fd, 3 + i as i32, "{text:?}");
+    }
 }
 
 /// An endpoint override as a flag, a variable, keyless.toml or an ADC file's `token_uri` give

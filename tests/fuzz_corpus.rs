@@ -106,6 +106,8 @@ replay_tests!(
     sts_xml,
     region,
     upstream_url,
+    allowed_host,
+    listen_fds,
     google_json,
     aws_ini,
     duration,
