@@ -246,31 +246,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYLESS_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 
-    /// Allow --listen to name a non-loopback address (0.0.0.0, a bridge or LAN address): anything
-    /// that can reach it can take the credentials. The Host header is still checked: beyond loopback
-    /// any IP address passes, a DNS name only with --allowed-host.
-    #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
-    pub allow_remote: bool,
-
-    /// A DNS name (or address) clients may send in Host besides the endpoint's own, e.g.
-    /// host.docker.internal; repeatable. Names are refused by default: DNS rebinding carries one.
-    #[arg(
-        long = "allowed-host",
-        value_name = "HOST",
-        env = "KEYLESS_ALLOWED_HOSTS",
-        value_delimiter = ','
-    )]
-    pub allowed_hosts: Vec<server::AllowedHost>,
-}
-
-impl ServeArgs {
-    /// Who may reach the endpoints.
-    fn access(&self) -> server::Access {
-        server::Access {
-            allow_remote: self.allow_remote,
-            allowed_hosts: self.allowed_hosts.clone(),
-        }
-    }
+    #[command(flatten)]
+    pub access: super::AccessArgs,
 }
 
 /// `keyless aws token-file`.
@@ -415,7 +392,7 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
     } else {
         server::Endpoint::EcsCredentials
     };
-    let access = args.access();
+    let access = args.access.access();
     let listener = server::bind(&args.listen, kind, &access).await?;
     let local = listener
         .local_addr()

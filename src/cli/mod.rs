@@ -169,6 +169,38 @@ pub enum Command {
     Probe(probe::ProbeArgs),
 }
 
+/// Who may reach a local endpoint; shared by `aws serve`, `gcp serve` and `keyless serve`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct AccessArgs {
+    /// Allow the endpoints to listen on non-loopback addresses (0.0.0.0, a bridge or LAN
+    /// address; allow_remote = true in keyless.toml): anything that can reach them can take the
+    /// credentials. Each listener still checks Host for its own address: a loopback one as
+    /// without this flag, others take IP addresses and --allowed-host names only.
+    #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
+    pub allow_remote: bool,
+
+    /// A DNS name (or address) clients may send in Host besides the endpoint's own, e.g.
+    /// host.docker.internal (allowed_hosts in keyless.toml); repeatable. Names are refused by
+    /// default: DNS rebinding carries one.
+    #[arg(
+        long = "allowed-host",
+        value_name = "HOST",
+        env = "KEYLESS_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<crate::deliver::server::AllowedHost>,
+}
+
+impl AccessArgs {
+    /// Who may reach the endpoints, as the servers take it.
+    pub fn access(&self) -> crate::deliver::server::Access {
+        crate::deliver::server::Access {
+            allow_remote: self.allow_remote,
+            allowed_hosts: self.allowed_hosts.clone(),
+        }
+    }
+}
+
 /// How long the exchanges may take; shared by every command that calls an upstream.
 #[derive(Clone, Debug, clap::Args)]
 pub struct TimeoutArgs {

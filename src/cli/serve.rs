@@ -67,22 +67,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYLESS_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 
-    /// Allow the endpoints to listen on non-loopback addresses (as allow_remote = true in the
-    /// file does): anything that can reach them can take credentials. Each listener still
-    /// checks Host for its own address: loopback ones as before, others take IP addresses and
-    /// --allowed-host names.
-    #[arg(long, env = "KEYLESS_ALLOW_REMOTE")]
-    pub allow_remote: bool,
-
-    /// A DNS name (or address) every profile's endpoints accept in Host besides their own, e.g.
-    /// host.docker.internal (as allowed_hosts in the file); repeatable.
-    #[arg(
-        long = "allowed-host",
-        value_name = "HOST",
-        env = "KEYLESS_ALLOWED_HOSTS",
-        value_delimiter = ','
-    )]
-    pub allowed_hosts: Vec<server::AllowedHost>,
+    #[command(flatten)]
+    pub access: super::AccessArgs,
 
     /// Serve the profiles that start even if others cannot (each failure is logged and listed
     /// in the ready file); without it a profile that cannot start makes keyless serve exit
@@ -141,7 +127,7 @@ impl StartError {
 ///
 /// `config_path` is the global `--config` (default `keyless.toml`); SIGHUP re-reads it.
 pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
-    let reader = serve_reader(args.allow_remote);
+    let reader = serve_reader(args.access.allow_remote);
     let config = match config::load_for(&config_path, &reader) {
         Ok(config) => config,
         Err(e) => {
@@ -184,8 +170,8 @@ pub async fn run(args: ServeArgs, config_path: PathBuf) -> anyhow::Result<i32> {
 
     let mut daemon = Daemon {
         config_path: config_path.clone(),
-        allow_remote: args.allow_remote || config.allow_remote,
-        cli_allowed_hosts: args.allowed_hosts.clone(),
+        allow_remote: args.access.allow_remote || config.allow_remote,
+        cli_allowed_hosts: args.access.allowed_hosts.clone(),
         file_allowed_hosts: config.allowed_hosts.clone(),
         reader,
         ready_file: args.ready_file.clone(),
