@@ -71,6 +71,13 @@ impl Region {
         if text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("it is all digits"));
         }
+        // `xn--…` and the other reserved "??--" labels are IDNA's: no region is one, and a
+        // punycode label that does not decode makes the STS URL unparseable (found by fuzzing).
+        if text.get(2..4) == Some("--") {
+            return Err(invalid(
+                "hyphens in its third and fourth characters mark an IDNA label, not a region",
+            ));
+        }
         Ok(Self(text.to_string()))
     }
 
@@ -257,6 +264,8 @@ mod tests {
             "123",
             "é-east-1",
             &"a".repeat(64),
+            "XN--c",
+            "xn--us-east-1",
         ] {
             let err = Region::parse(bad).unwrap_err();
             assert!(err.to_string().contains("is not an AWS region"), "{err}");
