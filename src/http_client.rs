@@ -7,6 +7,22 @@
 
 use std::time::Duration;
 
+/// The `Content-Type` of an answer, for messages (`(none)` when absent).
+pub fn content_type_of(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(none)")
+        .to_string()
+}
+
+/// The `Date` header of an answer, if it has a readable one.
+pub fn date_header(headers: &http::HeaderMap) -> Option<time::OffsetDateTime> {
+    let text = headers.get(http::header::DATE)?.to_str().ok()?;
+    let time = httpdate::parse_http_date(text).ok()?;
+    Some(time::OffsetDateTime::from(time))
+}
+
 /// What keyless sends as `User-Agent`, so operators can find its calls in audit logs.
 pub const USER_AGENT: &str = concat!("keyless/", env!("CARGO_PKG_VERSION"));
 

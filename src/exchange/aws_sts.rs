@@ -694,14 +694,7 @@ pub(crate) fn request_id_of(headers: &reqwest::header::HeaderMap) -> Option<Stri
         .map(str::to_string)
 }
 
-/// The `Content-Type` of an answer, for messages (`(none)` when absent).
-pub(crate) fn content_type_of(headers: &reqwest::header::HeaderMap) -> String {
-    headers
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("(none)")
-        .to_string()
-}
+pub(crate) use crate::http_client::content_type_of;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -496,8 +496,8 @@ pub async fn call_iam_credentials<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| failed(None, error_chain(&e)))?;
     let status = response.status().as_u16();
-    let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
-    let date = crate::exchange::clock_skew::date_header(response.headers());
+    let content_type = crate::http_client::content_type_of(response.headers());
+    let date = crate::http_client::date_header(response.headers());
     // A body cut short (the connection dropped mid-answer) is no answer: retried; one larger
     // than IAM Credentials ever sends is not IAM Credentials.
     let text =
