@@ -270,13 +270,7 @@ mod tests {
     #[test]
     fn entries_readable_by_others_are_not_trusted() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let cache = CredentialCache::at(dir.path().join("aws"));
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        let entry = Entry {
-            exp: now + Duration::hours(1),
-        };
-        cache.store(&["k"], &entry).unwrap();
+        let (_dir, cache, now, _) = cache_holding(&["k"]);
         assert!(cache.load::<Entry>(&["k"], now, |e| Some(e.exp)).is_some());
         let path = cache.path_for(&["k"]);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -287,13 +281,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn entries_are_opened_without_following_links() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = CredentialCache::at(dir.path().join("aws"));
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        let entry = Entry {
-            exp: now + Duration::hours(1),
-        };
-        cache.store(&["k"], &entry).unwrap();
+        let (dir, cache, now, _) = cache_holding(&["k"]);
         let path = cache.path_for(&["k"]);
         let elsewhere = dir.path().join("elsewhere.json");
         std::fs::rename(&path, &elsewhere).unwrap();
@@ -306,13 +294,7 @@ mod tests {
     #[test]
     fn a_directory_open_to_others_is_not_used() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let cache = CredentialCache::at(dir.path().join("aws"));
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        let entry = Entry {
-            exp: now + Duration::hours(1),
-        };
-        cache.store(&["k"], &entry).unwrap();
+        let (dir, cache, now, entry) = cache_holding(&["k"]);
         std::fs::set_permissions(
             dir.path().join("aws"),
             std::fs::Permissions::from_mode(0o777),
@@ -339,13 +321,7 @@ mod tests {
     /// An entry copied (or planted) under another key's file name is not served for that key.
     #[test]
     fn an_entry_is_served_only_for_its_own_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = CredentialCache::at(dir.path().join("aws"));
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-        let entry = Entry {
-            exp: now + Duration::hours(1),
-        };
-        cache.store(&["alice"], &entry).unwrap();
+        let (_dir, cache, now, _) = cache_holding(&["alice"]);
         std::fs::copy(cache.path_for(&["alice"]), cache.path_for(&["bob"])).unwrap();
         assert!(cache
             .load::<Entry>(&["alice"], now, |e| Some(e.exp))
@@ -353,6 +329,18 @@ mod tests {
         assert!(cache
             .load::<Entry>(&["bob"], now, |e| Some(e.exp))
             .is_none());
+    }
+
+    /// A private cache under a fresh directory holding one entry, good for an hour, at `key`.
+    fn cache_holding(key: &[&str]) -> (tempfile::TempDir, CredentialCache, OffsetDateTime, Entry) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CredentialCache::at(dir.path().join("aws"));
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let entry = Entry {
+            exp: now + Duration::hours(1),
+        };
+        cache.store(key, &entry).unwrap();
+        (dir, cache, now, entry)
     }
 
     #[test]
