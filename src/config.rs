@@ -26,10 +26,10 @@ use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
 use crate::refresh::{AwsRoleProfile, GcpTokenProfile};
 use crate::source::aws::{AwsIdentitySource, AwsSourceError, AwsSourceOptions};
-use crate::source::google::{
-    GoogleTokenSource, SourceError, DEFAULT_AWS_AUDIENCE, DEFAULT_IAMCREDENTIALS_URL,
-};
-use crate::types::{Region, SpecError, UpstreamUrl};
+use crate::source::google::{DEFAULT_AWS_AUDIENCE, DEFAULT_IAMCREDENTIALS_URL};
+use crate::source::SourceError;
+use crate::source::{SharedTokenSource, SourceContext};
+use crate::types::{Region, SpecError, TokenSourceSpec, UpstreamUrl};
 
 /// The file `keyless serve` reads when told nothing else.
 pub const DEFAULT_CONFIG_FILE: &str = "keyless.toml";
@@ -115,7 +115,7 @@ pub struct GcpToAwsProfile {
     pub role_arn: RoleArn,
     pub audience: String,
     /// `metadata`, `impersonate:EMAIL`, `file:PATH` (made absolute) or `command:CMD`.
-    pub token_source: String,
+    pub token_source: TokenSourceSpec,
     pub session_name: Option<SessionName>,
     pub duration: Option<u32>,
     pub region: Option<Region>,
@@ -205,12 +205,18 @@ impl Channel {
 
 impl GcpToAwsProfile {
     /// The Google token source, with endpoints from the environment as the CLI reads them.
-    pub fn google_token_source(&self) -> Result<GoogleTokenSource, ProfileBuildError> {
+    pub fn google_token_source(&self) -> Result<SharedTokenSource, ProfileBuildError> {
         let iam = match &self.iamcredentials_url {
             Some(url) => Some(url.clone()),
             None => UpstreamUrl::from_env("KEYLESS_IAMCREDENTIALS_URL")?,
         };
-        Ok(GoogleTokenSource::parse(&self.token_source, iam.as_ref())?)
+        Ok(crate::source::registry::build(
+            &self.token_source,
+            &SourceContext {
+                iamcredentials_url: iam,
+                ..SourceContext::default()
+            },
+        )?)
     }
 
     /// The library's profile; the same one `keyless aws credentials` builds from its flags.
@@ -1055,20 +1061,28 @@ impl Checker<'_> {
         let token_source = match ctx.keys.get("token_source") {
             Some((_, v)) => self
                 .string(v, &ctx.dotted("token_source"))
-                .and_then(|spec| {
-                    let spec = match spec.trim().strip_prefix("file:") {
-                        Some(path) => format!("file:{}", self.resolve(path).display()),
-                        None => spec,
-                    };
-                    match GoogleTokenSource::parse(&spec, iamcredentials_url.as_ref()) {
-                        Ok(_) => Some(spec),
-                        Err(_) => {
-                            self.invalid(v, &ctx.dotted("token_source"), format!("token_source {spec:?} is not a token source"), "use \"metadata\", \"impersonate:EMAIL\", \"file:PATH\" or \"command:CMD\"");
-                            None
+                .and_then(|text| {
+                    let spec = match crate::source::registry::parse(&text) {
+                        Ok(spec) => spec,
+                        Err(e) => {
+                            self.invalid(
+                                v,
+                                &ctx.dotted("token_source"),
+                                format!("token_source {text:?} is not a token source: {e}"),
+                                &format!("use one of {}", crate::source::registry::spellings()),
+                            );
+                            return None;
                         }
+                    };
+                    // A relative `file:` path is relative to keyless.toml, not the working directory.
+                    match (spec.name(), spec.argument()) {
+                        ("file", Some(path)) => {
+                            Some(spec.with_argument(self.resolve(path).display().to_string()))
+                        }
+                        _ => Some(spec),
                     }
                 }),
-            None => Some("metadata".to_string()),
+            None => Some(TokenSourceSpec::new("metadata", None).expect("a valid spec")),
         };
         let session_name = ctx.keys.get("session_name").and_then(|(_, v)| {
             let s = self.string(v, &ctx.dotted("session_name"))?;
@@ -1907,7 +1921,7 @@ gce_metadata_listen = "127.0.0.1:9912"
             "arn:aws:iam::123456789012:role/DeploymentRole"
         );
         assert_eq!(deploy.audience, "sts.amazonaws.com");
-        assert_eq!(deploy.token_source, "metadata");
+        assert_eq!(deploy.token_source.to_string(), "metadata");
         assert_eq!(
             deploy.channels,
             vec![
@@ -1956,7 +1970,10 @@ duration = 900
             panic!()
         };
         assert_eq!(ci.audience, DEFAULT_AWS_AUDIENCE);
-        assert_eq!(ci.token_source, "file:/etc/keyless/tokens/google.jwt");
+        assert_eq!(
+            ci.token_source.to_string(),
+            "file:/etc/keyless/tokens/google.jwt"
+        );
         assert_eq!(
             ci.policy_arns,
             vec!["arn:aws:iam::aws:policy/ReadOnlyAccess"]

@@ -48,10 +48,11 @@ use crate::refresh::{
 };
 use crate::secret::Secret;
 use crate::source::aws::{AwsIdentitySource, AwsSourceOptions};
-use crate::source::google::{
-    google_error_message, parse_adc, token_from_command_output, AccessTokenResponse,
-    GenerateIdTokenResponse, IdToken, SourceError,
-};
+use crate::source::google::{parse_adc, AccessTokenResponse};
+use crate::source::local::token_from_command_output;
+use crate::source::{IdToken, SourceError};
+use crate::wire::google_error_message;
+use crate::wire::iam_credentials::GenerateIdTokenResponse;
 
 /// One fuzz target: its name (the cargo-fuzz target and the corpus directory) and its function.
 pub struct Target {

@@ -23,7 +23,7 @@
 //! ```
 //!
 //! The lower layers are public for programs that need another shape:
-//! [`source::google::GoogleTokenSource`] and [`source::aws::AwsIdentitySource`] obtain an
+//! [`source::TokenSource`] (see [`source::registry`]) and [`source::aws::AwsIdentitySource`] obtain an
 //! identity, [`exchange::aws_sts::exchange_web_identity`] and
 //! [`exchange::google_sts::exchange_subject_token`] trade it, and [`refresh::Refresher`] keeps
 //! any of them fresh.
@@ -37,7 +37,6 @@ pub mod duration;
 pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod http_client;
 pub mod lab;
 pub mod policy;
 pub mod private_file;
@@ -46,6 +45,10 @@ pub mod secret;
 pub mod setup;
 pub mod source;
 pub mod types;
+pub mod wire;
+
+/// The HTTP leaf's old name, kept while callers move to [`wire::http`].
+pub use wire::http as http_client;
 
 #[cfg(test)]
 mod redaction_tests;

@@ -13,7 +13,7 @@ use crate::exchange::aws_sts::AssumedRole;
 use crate::exchange::google_sts::{build_subject_token, TokenExchange};
 use crate::refresh::GcpToken;
 use crate::secret::Secret;
-use crate::source::google::IdToken;
+use crate::source::IdToken;
 
 const SECRET_KEY: &str = "MARKERsecretAccessKey0123456789abcdefghij";
 const SESSION_TOKEN: &str = "MARKERsessionTokenIQoJb3JpZ2luX2VjEJr0000000000";

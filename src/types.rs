@@ -19,6 +19,10 @@ pub enum SpecError {
     #[error("{value:?} is not a usable endpoint: {why}\n  hint: use an https:// URL; plain http:// is accepted only for 127.0.0.1, [::1] or localhost (tokens are sent there)")]
     InvalidEndpoint { value: String, why: &'static str },
 
+    /// A `--token-source` / `token_source` that is not `NAME` or `NAME:ARGUMENT`.
+    #[error("{value:?} is not a token source: {why}\n  hint: a token source is a name, with an argument after a colon where it takes one (metadata, impersonate:EMAIL, file:PATH, command:CMD, k8s[:PATH], github, aws-oidc, aws)")]
+    InvalidTokenSource { value: String, why: &'static str },
+
     /// A value read from an environment variable is invalid; names the variable.
     #[error("{variable}: {source}")]
     FromEnv {
@@ -233,6 +237,92 @@ impl fmt::Display for UpstreamUrl {
     }
 }
 
+/// A token source as written (`--token-source`, `token_source =`): a registered name and, for
+/// the sources that take one, the argument after the first colon (`file:/a:b` is `file` with
+/// `/a:b`). Only the syntax is checked here; `source::registry` knows which names exist and
+/// which take an argument, and builds the source.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TokenSourceSpec {
+    name: String,
+    argument: Option<String>,
+}
+
+impl TokenSourceSpec {
+    /// Parses `NAME` or `NAME:ARGUMENT` (surrounding white space is ignored; the argument is
+    /// kept as written, a command may need its spaces).
+    pub fn parse(value: &str) -> Result<Self, SpecError> {
+        let invalid = |why| SpecError::InvalidTokenSource {
+            value: value.to_string(),
+            why,
+        };
+        let trimmed = value.trim();
+        let (name, argument) = match trimmed.split_once(':') {
+            Some((name, argument)) => (name, Some(argument.to_string())),
+            None => (trimmed, None),
+        };
+        if name.is_empty() {
+            return Err(invalid("it has no name"));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid("a name is lowercase letters, digits and hyphens"));
+        }
+        if argument.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return Err(invalid("nothing follows the colon"));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            argument,
+        })
+    }
+
+    /// A spec from its parts (the library builder, tests).
+    pub fn new(name: &str, argument: Option<&str>) -> Result<Self, SpecError> {
+        match argument {
+            Some(a) => Self::parse(&format!("{name}:{a}")),
+            None => Self::parse(name),
+        }
+    }
+
+    /// The registered name: `metadata`, `file`, `k8s`...
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What follows the first colon, if anything.
+    pub fn argument(&self) -> Option<&str> {
+        self.argument.as_deref()
+    }
+
+    /// The same source with another argument (keyless.toml resolves `file:` paths against
+    /// the file's directory).
+    pub fn with_argument(&self, argument: String) -> Self {
+        Self {
+            name: self.name.clone(),
+            argument: Some(argument),
+        }
+    }
+}
+
+impl FromStr for TokenSourceSpec {
+    type Err = SpecError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::parse(value)
+    }
+}
+
+impl fmt::Display for TokenSourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.argument {
+            Some(argument) => write!(f, "{}:{argument}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +437,29 @@ mod tests {
         fn botocore_shaped_regions_are_accepted(text in "[a-z]{2}(-[a-z]{1,10}){1,2}-[0-9]{1,2}") {
             let region = Region::parse(&text).unwrap();
             prop_assert_eq!(region.as_str(), text.as_str());
+        }
+    }
+
+    #[test]
+    fn token_source_specs_split_at_the_first_colon() {
+        let spec = TokenSourceSpec::parse(" file:/a:b ").unwrap();
+        assert_eq!((spec.name(), spec.argument()), ("file", Some("/a:b")));
+        assert_eq!(spec.to_string(), "file:/a:b");
+        let spec = TokenSourceSpec::parse("k8s").unwrap();
+        assert_eq!((spec.name(), spec.argument()), ("k8s", None));
+        let spec = TokenSourceSpec::parse("command:gcloud auth print-identity-token").unwrap();
+        assert_eq!(spec.argument(), Some("gcloud auth print-identity-token"));
+        for bad in ["", ":x", "File:/x", "k8s:", "k8s:  ", "a b"] {
+            assert!(TokenSourceSpec::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_parsed_spec_prints_back_to_itself(value in "\\PC{0,40}") {
+            if let Ok(spec) = TokenSourceSpec::parse(&value) {
+                proptest::prop_assert_eq!(TokenSourceSpec::parse(&spec.to_string()), Ok(spec));
+            }
         }
     }
 }

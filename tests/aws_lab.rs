@@ -945,7 +945,7 @@ async fn verbose_logs_one_line_per_exchange_with_role_session_expiry_and_request
         .await;
     assert_eq!(out.code(), 0, "{out}");
     for step in [
-        "token source: fetched a Google ID token",
+        "token source: fetched an ID token",
         "AWS STS: sending AssumeRoleWithWebIdentity",
         "AWS STS: answered",
         "exchanged",

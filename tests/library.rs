@@ -79,7 +79,7 @@ async fn a_refusal_reaches_the_sdk_as_a_provider_error_without_secrets() {
         .build()
         .unwrap();
     let error = provider.provide_credentials().await.unwrap_err();
-    let text = format!("{error:?} {}", keyless::source::google::error_chain(&error));
+    let text = format!("{error:?} {}", keyless::wire::error_chain(&error));
     assert!(text.contains("ci-deploy"), "{text}");
     assert!(
         !text.contains(&std::fs::read_to_string(&token).unwrap()),

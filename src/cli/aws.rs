@@ -25,8 +25,9 @@ use crate::refresh::{
     AwsRoleProfile, AwsRoleUpstream, Clock, GoogleIdTokenUpstream, RefreshPolicy, Refresher,
 };
 use crate::secret::Secret;
-use crate::source::google::{GoogleTokenSource, DEFAULT_AWS_AUDIENCE};
-use crate::types::{Region, SpecError, UpstreamUrl};
+use crate::source::google::DEFAULT_AWS_AUDIENCE;
+use crate::source::registry::SourceContext;
+use crate::types::{Region, SpecError, TokenSourceSpec, UpstreamUrl};
 
 /// The `aws` subcommands.
 #[derive(Debug, Subcommand)]
@@ -79,6 +80,14 @@ pub enum AwsCommand {
     TokenFile(TokenFileArgs),
 }
 
+/// `--token-source`'s help, from the registry: a new source shows up without editing it.
+fn token_source_help() -> String {
+    format!(
+        "Where the subject token comes from: {}",
+        crate::source::registry::spellings().replace(", ", " | ")
+    )
+}
+
 /// How to obtain the token and what to ask STS for; shared by every `aws` command.
 #[derive(Debug, Args)]
 pub struct ExchangeArgs {
@@ -86,9 +95,9 @@ pub struct ExchangeArgs {
     #[arg(long, env = "KEYLESS_AUDIENCE", default_value = DEFAULT_AWS_AUDIENCE)]
     pub audience: String,
 
-    /// Where the Google ID token comes from: metadata | impersonate:EMAIL | file:PATH | command:CMD.
-    #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = "metadata")]
-    pub token_source: String,
+    #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = "metadata",
+          value_parser = crate::source::registry::parse, help = token_source_help())]
+    pub token_source: TokenSourceSpec,
 
     /// The role session name (shows in CloudTrail; one over 64 characters is shortened in the
     /// middle); default: the token's email local part @ host name.
@@ -265,9 +274,9 @@ pub struct TokenFileArgs {
     #[arg(long, env = "KEYLESS_AUDIENCE", default_value = DEFAULT_AWS_AUDIENCE)]
     pub audience: String,
 
-    /// Where the Google ID token comes from: metadata | impersonate:EMAIL | file:PATH | command:CMD.
-    #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = "metadata")]
-    pub token_source: String,
+    #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = "metadata",
+          value_parser = crate::source::registry::parse, help = token_source_help())]
+    pub token_source: TokenSourceSpec,
 
     /// IAM Credentials base URL, for impersonate: (default https://iamcredentials.googleapis.com).
     #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL")]
@@ -483,7 +492,13 @@ async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
 /// `aws token-file`: write the first token, announce, rewrite after every refresh until signalled.
 async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Result<i32> {
     let role_arn = args.role_arn.as_deref().map(RoleArn::parse).transpose()?;
-    let source = GoogleTokenSource::parse(&args.token_source, args.iamcredentials_url.as_ref())?;
+    let source = crate::source::registry::build(
+        &args.token_source,
+        &SourceContext {
+            iamcredentials_url: args.iamcredentials_url.clone(),
+            ..SourceContext::default()
+        },
+    )?;
     let path = std::path::absolute(&args.path).unwrap_or_else(|_| args.path.clone());
     let refresher = Refresher::new(
         format!("token-file {}", path.display()),
@@ -625,7 +640,13 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
     );
     let region = region_of(x)?;
     Ok(AwsRoleProfile {
-        token_source: GoogleTokenSource::parse(&x.token_source, x.iamcredentials_url.as_ref())?,
+        token_source: crate::source::registry::build(
+            &x.token_source,
+            &SourceContext {
+                iamcredentials_url: x.iamcredentials_url.clone(),
+                ..SourceContext::default()
+            },
+        )?,
         audience: x.audience.clone(),
         request: WebIdentityRequest {
             role_arn,

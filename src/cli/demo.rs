@@ -16,7 +16,8 @@ use crate::exchange::google_sts::{
 use crate::lab::{Lab, LabConfig};
 use crate::policy::{self, PolicyDocument, Request, RequestPrincipal};
 use crate::secret::Secret;
-use crate::source::google::{IdToken, MetadataServer, DEFAULT_AWS_AUDIENCE};
+use crate::source::google::{MetadataServer, DEFAULT_AWS_AUDIENCE};
+use crate::source::IdToken;
 
 /// `keyless demo`.
 #[derive(Debug, Args)]
@@ -330,6 +331,7 @@ async fn exchange_token(
         request,
         &RetryPolicy::default(),
         &host,
+        "the demo's token",
         || {
             let t = token.clone();
             async move { Ok(t) }

@@ -73,7 +73,7 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
     println!("\n1. the ID token (the token itself is never shown)");
     let token = match profile
         .token_source
-        .fetch_id_token(http, &profile.audience)
+        .fetch_for(http, &profile.audience)
         .await
     {
         Ok(token) => token,

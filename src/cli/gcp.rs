@@ -268,7 +268,7 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                     .as_ref()
                     .map(|i| i.service_account.clone())
                     .unwrap_or_default(),
-                expires_at: crate::source::google::IdToken::parse(token, "generateIdToken")
+                expires_at: crate::source::IdToken::parse(token, "generateIdToken")
                     .ok()
                     .map(|t| t.claims().expires_at()),
             }

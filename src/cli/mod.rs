@@ -281,7 +281,7 @@ fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
 /// Maps an error to the exit code a script can act on.
 pub fn exit_code_for(error: &anyhow::Error) -> i32 {
     use crate::exchange::aws_sts::ExchangeError;
-    use crate::source::google::SourceError;
+    use crate::source::SourceError;
     for cause in error.chain() {
         if let Some(e) = cause.downcast_ref::<ExchangeError>() {
             return match e {
@@ -329,8 +329,8 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
     exit_code::FAILURE
 }
 
-fn source_exit_code(error: &crate::source::google::SourceError) -> i32 {
-    use crate::source::google::SourceError;
+fn source_exit_code(error: &crate::source::SourceError) -> i32 {
+    use crate::source::SourceError;
     match error {
         SourceError::UnknownTokenSource { .. } => exit_code::USAGE,
         SourceError::ImpersonationRefused { status, .. } if *status < 500 && *status != 429 => {

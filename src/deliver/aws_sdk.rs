@@ -28,7 +28,8 @@ use crate::exchange::aws_sts::{
     ExchangeError, RetryPolicy, RoleArn, SessionName, StsEndpoint, WebIdentityRequest,
 };
 use crate::refresh::{AwsRoleProfile, AwsRoleUpstream, Clock, RefreshPolicy, Refresher};
-use crate::source::google::{GoogleTokenSource, SourceError, DEFAULT_AWS_AUDIENCE};
+use crate::source::google::DEFAULT_AWS_AUDIENCE;
+use crate::source::SourceError;
 use crate::types::{Region, SpecError, UpstreamUrl};
 
 /// Why the provider could not be built: the same mistakes the command line reports.
@@ -37,7 +38,7 @@ pub enum ProviderBuildError {
     /// The role ARN or session name is malformed.
     #[error(transparent)]
     Request(#[from] ExchangeError),
-    /// The token source is not one of `metadata`, `impersonate:EMAIL`, `file:PATH`, `command:CMD`.
+    /// The token source is not one the registry knows (`metadata`, `impersonate:EMAIL`, ...).
     #[error(transparent)]
     TokenSource(#[from] SourceError),
     /// A region or endpoint cannot be used (from the builder or the environment).
@@ -69,7 +70,7 @@ impl Builder {
         self
     }
 
-    /// Where the Google ID token comes from, as `--token-source` (default `metadata`).
+    /// Where the ID token comes from, as `--token-source` (default `metadata`).
     pub fn token_source(mut self, spec: impl Into<String>) -> Self {
         self.token_source = spec.into();
         self
@@ -137,9 +138,12 @@ impl Builder {
             .map(UpstreamUrl::parse)
             .transpose()?;
         let profile = AwsRoleProfile {
-            token_source: GoogleTokenSource::parse(
-                &self.token_source,
-                iamcredentials_url.as_ref(),
+            token_source: crate::source::registry::build(
+                &crate::source::registry::parse(&self.token_source)?,
+                &crate::source::SourceContext {
+                    iamcredentials_url,
+                    ..Default::default()
+                },
             )?,
             audience: self.audience,
             request: WebIdentityRequest {

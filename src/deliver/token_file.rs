@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use crate::private_file::write_private_file_atomically;
 use crate::refresh::{Refresher, ServeError, Upstream};
 use crate::secret::Secret;
-use crate::source::google::IdToken;
+use crate::source::IdToken;
 
 /// Why the token file could not be kept.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +91,7 @@ impl<U: Upstream<Value = IdToken>> TokenFileKeeper<U> {
         crate::deliver::record::DeliveryRecord {
             channel: "token-file",
             destination: self.path.display().to_string(),
-            credential: crate::exchange::record::ExchangeRecord::google_identity(token.claims()),
+            credential: crate::exchange::record::ExchangeRecord::token_identity(token.claims()),
             expires_at: Some(expires_at),
         }
         .log();

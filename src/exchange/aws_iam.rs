@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::credentials::AwsCredentials;
 use crate::exchange::aws_sts::{sign_request, ExchangeError, RoleArn};
-use crate::source::google::{error_chain, truncate};
+use crate::wire::{error_chain, truncate};
 
 /// IAM's endpoint: `AWS_ENDPOINT_URL_IAM`, else `AWS_ENDPOINT_URL`, else the global one.
 pub fn iam_endpoint() -> String {

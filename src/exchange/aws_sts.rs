@@ -19,8 +19,9 @@ use crate::exchange::retry::Budget;
 pub use crate::exchange::retry::RetryPolicy;
 use crate::policy::issuer::Issuer;
 use crate::secret::Secret;
-use crate::source::google::{error_chain, truncate, IdToken, IdTokenClaims, SourceError};
+use crate::source::{IdToken, IdTokenClaims, SourceError};
 use crate::types::{Region, SpecError, UpstreamUrl};
+use crate::wire::{error_chain, truncate};
 
 /// The STS API version every request names.
 const STS_API_VERSION: &str = "2011-06-15";
@@ -380,6 +381,7 @@ pub async fn exchange_web_identity<F, Fut>(
     request: &WebIdentityRequest,
     retry: &RetryPolicy,
     host: &str,
+    source_name: &str,
     mut mint: F,
 ) -> Result<AssumedRole, ExchangeError>
 where
@@ -399,9 +401,9 @@ where
             // The token source has timeouts of its own; the deadline bounds it too.
             None => match budget.within_deadline(mint()).await {
                 Ok(Ok(t)) => {
-                    tracing::debug!(identity = %ExchangeRecord::google_identity(t.claims()),
+                    tracing::debug!(identity = %ExchangeRecord::token_identity(t.claims()),
                         expires_at = %format_expiration(t.claims().expires_at()),
-                        "token source: fetched a Google ID token");
+                        "token source: fetched an ID token");
                     let result =
                         call_assume_role(&budget, http, endpoint, request, &t, host, attempts)
                             .await;
@@ -410,6 +412,7 @@ where
                 }
                 Ok(Err(e)) => Err(Attempt::Source(e)),
                 Err(timed_out) => Err(Attempt::Source(SourceError::TimedOut {
+                    source_name: source_name.to_string(),
                     seconds: timed_out.after.as_secs_f64(),
                 })),
             },
@@ -420,7 +423,7 @@ where
                     target: ExchangeTarget::AwsSts,
                     identity: token
                         .as_ref()
-                        .map(|t| ExchangeRecord::google_identity(t.claims()))
+                        .map(|t| ExchangeRecord::token_identity(t.claims()))
                         .unwrap_or_default(),
                     role: request.role_arn.to_string(),
                     session: Some(answered.session.as_str().to_string()),

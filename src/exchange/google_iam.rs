@@ -11,7 +11,7 @@ use crate::credentials::GoogleAccessToken;
 use crate::exchange::clock_skew;
 use crate::exchange::retry::TimedOut;
 use crate::secret::Secret;
-use crate::source::google::{
+use crate::wire::iam_credentials::{
     call_iam_credentials, delegate_resource_names, fetch_generated_id_token, IamAnswer,
     IamCallError,
 };

@@ -17,8 +17,8 @@ use crate::credentials::{AwsCredentials, GoogleAccessToken};
 use crate::exchange::aws_sts::{sign_request, ExchangeError};
 use crate::exchange::retry::RetryPolicy;
 use crate::secret::Secret;
-use crate::source::google::{error_chain, truncate};
 use crate::types::Region;
+use crate::wire::{error_chain, truncate};
 
 /// Where Google STS lives when no flag or config says otherwise.
 pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";

@@ -53,8 +53,8 @@ pub struct ExchangeRecord {
 }
 
 impl ExchangeRecord {
-    /// The identity of a Google ID token as AWS matches it: issuer, subject and email.
-    pub fn google_identity(claims: &crate::source::google::IdTokenClaims) -> String {
+    /// The identity of a JWT as the target matches it: issuer, subject and (Google's) email.
+    pub fn token_identity(claims: &crate::source::IdTokenClaims) -> String {
         let mut text = format!("iss={},sub={}", claims.iss, claims.sub);
         if let Some(email) = &claims.email {
             text.push_str(&format!(",email={email}"));

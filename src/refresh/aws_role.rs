@@ -1,4 +1,4 @@
-//! GCP → AWS: a Google identity traded for an AWS role, through the on-disk cache while the
+//! Any JWT → AWS: a token source's identity traded for an AWS role, through the on-disk cache while the
 //! cached answer has life left.
 //!
 //! A profile is everything that determines *which* credential we want (role, audience, token
@@ -11,12 +11,12 @@ use crate::cache::{CacheError, CredentialCache};
 use crate::exchange::aws_sts::{
     exchange_web_identity, AssumedRole, ExchangeError, RetryPolicy, StsEndpoint, WebIdentityRequest,
 };
-use crate::source::google::GoogleTokenSource;
+use crate::source::SharedTokenSource;
 
-/// Everything that decides which AWS credential a Google identity is traded for.
+/// Everything that decides which AWS credential a token source's identity is traded for.
 #[derive(Clone, Debug)]
 pub struct AwsRoleProfile {
-    pub token_source: GoogleTokenSource,
+    pub token_source: SharedTokenSource,
     pub audience: String,
     pub request: WebIdentityRequest,
     pub endpoint: StsEndpoint,
@@ -25,7 +25,7 @@ pub struct AwsRoleProfile {
 
 impl AwsRoleProfile {
     /// The parts that identify this profile's cache entry: what is asked for and the identity
-    /// behind the token source ([`GoogleTokenSource::cached_identity`]); no secrets. `None`
+    /// behind the token source ([`crate::source::TokenSource::cached_identity`]); no secrets. `None`
     /// when that identity cannot be known now: then the cache is neither read nor written.
     pub fn cache_key(&self) -> Option<Vec<String>> {
         let r = &self.request;
@@ -58,7 +58,8 @@ impl AwsRoleProfile {
             &self.request,
             &self.retry,
             &host,
-            || self.token_source.fetch_id_token(http, &self.audience),
+            &self.token_source.describe(),
+            || self.token_source.fetch_for(http, &self.audience),
         )
         .await
     }
@@ -154,23 +155,23 @@ impl crate::refresh::engine::Upstream for AwsRoleUpstream {
     }
 }
 
-/// A Google ID token kept fresh (for the web-identity token file).
+/// An ID token kept fresh (for the web-identity token file).
 #[derive(Clone, Debug)]
 pub struct GoogleIdTokenUpstream {
-    pub source: GoogleTokenSource,
+    pub source: SharedTokenSource,
     pub audience: String,
     pub http: reqwest::Client,
 }
 
 impl crate::refresh::engine::Upstream for GoogleIdTokenUpstream {
-    type Value = crate::source::google::IdToken;
+    type Value = crate::source::IdToken;
 
     async fn fetch(
         &self,
     ) -> Result<(Self::Value, OffsetDateTime), crate::refresh::engine::RefreshError> {
         let token = self
             .source
-            .fetch_id_token(&self.http, &self.audience)
+            .fetch_for(&self.http, &self.audience)
             .await
             .map_err(|e| crate::refresh::engine::RefreshError::from_error(&e, e.is_transient()))?;
         let expires_at = token.claims().expires_at();

@@ -262,7 +262,7 @@ impl GcpTokenProfile {
             )
             .await
             .map_err(|(e, attempts)| e.after_attempts(attempts))?;
-        let expires_at = crate::source::google::IdToken::parse(token.clone(), "generateIdToken")
+        let expires_at = crate::source::IdToken::parse(token.clone(), "generateIdToken")
             .map(|t| t.claims().expires_at())
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         self.record(
@@ -359,7 +359,7 @@ impl crate::refresh::engine::Upstream for GcpIdTokenUpstream {
             .fetch_id_token(&self.http, &self.target_audience)
             .await
             .map_err(|e| crate::refresh::engine::RefreshError::from_error(&e, e.is_transient()))?;
-        let parsed = crate::source::google::IdToken::parse(token.clone(), "generateIdToken")
+        let parsed = crate::source::IdToken::parse(token.clone(), "generateIdToken")
             .map_err(|e| crate::refresh::engine::RefreshError::from_error(&e, false))?;
         Ok((token, parsed.claims().expires_at()))
     }

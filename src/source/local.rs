@@ -1,0 +1,325 @@
+//! Tokens something else keeps: a file (`file:PATH`, re-read on every use, so another tool
+//! can keep it fresh) and a command (`command:CMD`, run on every use, its standard output the
+//! token). Neither can choose the token's audience.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::private_file::{read_capped, MAX_SMALL_FILE_BYTES};
+use crate::secret::Secret;
+use crate::source::registry::{Argument, Registration};
+use crate::source::{IdToken, SourceError, TokenFuture, TokenSource};
+use crate::wire::truncate;
+
+/// `file:PATH`: a token file another tool keeps fresh.
+pub const FILE: Registration = Registration {
+    name: "file",
+    argument: Argument::Required("PATH"),
+    summary: "a JWT in a file, re-read on every use",
+    build: |path, _| Ok(Arc::new(TokenFile(PathBuf::from(path.unwrap_or_default())))),
+};
+
+/// `command:CMD`: a command whose standard output is the token.
+pub const COMMAND: Registration = Registration {
+    name: "command",
+    argument: Argument::Required("CMD"),
+    summary: "a JWT printed by a command (run with sh -c on every use)",
+    build: |command, _| {
+        Ok(Arc::new(TokenCommand(
+            command.unwrap_or_default().to_string(),
+        )))
+    },
+};
+
+/// A file holding the token.
+#[derive(Clone, Debug)]
+pub struct TokenFile(pub PathBuf);
+
+impl TokenSource for TokenFile {
+    fn describe(&self) -> String {
+        format!("file:{}", self.0.display())
+    }
+
+    /// The token's `iss` and `sub`, decoded from the file (not verified: the target verifies,
+    /// and a forged token buys nothing there).
+    fn cached_identity(&self) -> Option<String> {
+        read_token_file(&self.0).ok().map(|token| {
+            let claims = token.claims();
+            format!("iss={} sub={}", claims.iss, claims.sub)
+        })
+    }
+
+    fn chooses_audience(&self) -> bool {
+        false
+    }
+
+    fn fetch<'a>(&'a self, _: &'a reqwest::Client, _: &'a str) -> TokenFuture<'a> {
+        Box::pin(async move { read_token_file(&self.0) })
+    }
+}
+
+/// A command whose standard output is the token.
+#[derive(Clone, Debug)]
+pub struct TokenCommand(pub String);
+
+impl TokenSource for TokenCommand {
+    fn describe(&self) -> String {
+        format!("command:{}", self.0)
+    }
+
+    /// The command's text only. Who the command's token names cannot be known without running
+    /// it; a command whose identity changes (`gcloud auth print-identity-token` after `gcloud
+    /// config set account`) needs `--no-cache`.
+    fn cached_identity(&self) -> Option<String> {
+        Some("command".to_string())
+    }
+
+    fn chooses_audience(&self) -> bool {
+        false
+    }
+
+    fn fetch<'a>(&'a self, _: &'a reqwest::Client, _: &'a str) -> TokenFuture<'a> {
+        Box::pin(run_token_command(&self.0))
+    }
+}
+
+/// Reads the token in `path` (capped: a device or a huge file is refused, not read whole).
+pub fn read_token_file(path: &Path) -> Result<IdToken, SourceError> {
+    let text =
+        read_capped(path, MAX_SMALL_FILE_BYTES).map_err(|e| SourceError::FileUnreadable {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
+    IdToken::parse(
+        Secret::new(text.trim()),
+        &format!("the file {}", path.display()),
+    )
+}
+
+pub(crate) async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
+    let failed = |status: String, stderr: String| SourceError::CommandFailed {
+        command: command.to_string(),
+        status,
+        stderr,
+    };
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| failed(format!("could not start: {e}"), String::new()))?;
+    let output = tokio::time::timeout(Duration::from_secs(60), capped_output(&mut child))
+        .await
+        .map_err(|_| failed("timed out after 60 s".into(), String::new()))?
+        .map_err(|e| failed(e.to_string(), String::new()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = stderr.trim();
+        let stderr = if stderr.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", truncate(stderr, 500))
+        };
+        return Err(failed(output.status.to_string(), stderr));
+    }
+    token_from_command_output(command, &output.stdout)
+}
+
+/// Waits for `child`, keeping at most [`MAX_SMALL_FILE_BYTES`] of each of its outputs: more on
+/// standard output is an error (the child is killed when dropped), more on standard error is
+/// read and dropped so the child never blocks on it.
+async fn capped_output(child: &mut tokio::process::Child) -> std::io::Result<std::process::Output> {
+    use tokio::io::AsyncReadExt;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(std::io::Error::other("the command's output is not piped"));
+    };
+    let stderr = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        let mut limited = stderr.take(MAX_SMALL_FILE_BYTES);
+        limited.read_to_end(&mut kept).await?;
+        tokio::io::copy(&mut limited.into_inner(), &mut tokio::io::sink()).await?;
+        Ok::<_, std::io::Error>(kept)
+    });
+    let mut out = Vec::new();
+    stdout
+        .take(MAX_SMALL_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .await?;
+    if out.len() as u64 > MAX_SMALL_FILE_BYTES {
+        stderr.abort();
+        return Err(std::io::Error::other(format!(
+            "it printed more than {} KiB, more than any token",
+            MAX_SMALL_FILE_BYTES / 1024
+        )));
+    }
+    let status = child.wait().await?;
+    let stderr = stderr
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)?;
+    Ok(std::process::Output {
+        status,
+        stdout: out,
+        stderr,
+    })
+}
+
+/// What a successful token command printed: the JWT, surrounded by white space at most.
+pub(crate) fn token_from_command_output(
+    command: &str,
+    stdout: &[u8],
+) -> Result<IdToken, SourceError> {
+    let token = String::from_utf8_lossy(stdout).trim().to_string();
+    if token.is_empty() {
+        return Err(SourceError::CommandFailed {
+            command: command.to_string(),
+            status: "printed nothing".into(),
+            stderr: String::new(),
+        });
+    }
+    IdToken::parse(Secret::new(token), &format!("the command `{command}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn jwt(claims: serde_json::Value) -> String {
+        let enc = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.c2ln",
+            enc(&serde_json::json!({"alg":"RS256"})),
+            enc(&claims)
+        )
+    }
+
+    /// Kubernetes projected service-account tokens (EKS IRSA) carry `aud` as an array.
+    #[test]
+    fn an_array_aud_is_a_jwt_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(
+            &path,
+            jwt(serde_json::json!({
+                "iss": "https://oidc.eks.us-east-1.amazonaws.com/id/ABC", "aud": ["sts.amazonaws.com"],
+                "sub": "system:serviceaccount:default:deployer", "exp": 2000000000,
+                "kubernetes.io": {"namespace": "default"}
+            })),
+        )
+        .unwrap();
+        let token = read_token_file(&path).unwrap();
+        assert!(token.claims().aud.contains("sts.amazonaws.com"));
+        assert_eq!(
+            token.claims().summary(),
+            "iss=https://oidc.eks.us-east-1.amazonaws.com/id/ABC aud=[sts.amazonaws.com] azp=(none) sub=system:serviceaccount:default:deployer"
+        );
+        let printed = std::fs::read(&path).unwrap();
+        assert!(token_from_command_output("cat token", &printed).is_ok());
+    }
+
+    #[tokio::test]
+    async fn command_source_reports_stderr_and_exit_status() {
+        let err = run_token_command("echo boom >&2; exit 3")
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("boom") && text.contains('3'), "{text}");
+    }
+
+    /// A command that never stops printing is stopped at the cap, not read into memory; one
+    /// that floods standard error still has its token read.
+    #[tokio::test]
+    async fn command_output_is_capped() {
+        let err = run_token_command("yes").await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("more than 64 KiB"), "{text}");
+        let err = run_token_command("head -c 1000000 /dev/zero >&2; echo not-a-jwt")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::NotAJwt { .. }), "{err}");
+    }
+
+    /// A token file that is a device (or far too large) is refused, not read whole.
+    #[cfg(unix)]
+    #[test]
+    fn an_endless_token_file_is_refused() {
+        let err = read_token_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(err, SourceError::FileUnreadable { .. }), "{err}");
+        assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::source::{Audience, IdTokenClaims};
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    fn encode(value: &serde_json::Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+    }
+
+    fn claims() -> impl Strategy<Value = IdTokenClaims> {
+        (
+            any::<String>(),
+            prop_oneof![
+                any::<String>().prop_map(Audience::One),
+                proptest::collection::vec(any::<String>(), 0..4).prop_map(Audience::Many),
+            ],
+            proptest::option::of(any::<String>()),
+            any::<String>(),
+            proptest::option::of(any::<String>()),
+            any::<i64>(),
+            proptest::option::of(any::<i64>()),
+        )
+            .prop_map(|(iss, aud, azp, sub, email, exp, iat)| IdTokenClaims {
+                iss,
+                aud,
+                azp,
+                sub,
+                email,
+                exp,
+                iat,
+            })
+    }
+
+    proptest! {
+        /// Encode the claims as a JWT, decode them: the same claims, whatever their text.
+        #[test]
+        fn claims_round_trip_through_a_jwt(claims in claims(), extra in any::<bool>()) {
+            let mut json = serde_json::json!({
+                "iss": claims.iss, "aud": serde_json::to_value(&claims.aud).unwrap(), "sub": claims.sub, "exp": claims.exp,
+            });
+            if let Some(azp) = &claims.azp { json["azp"] = azp.clone().into(); }
+            if let Some(email) = &claims.email { json["email"] = email.clone().into(); }
+            if let Some(iat) = claims.iat { json["iat"] = iat.into(); }
+            if extra { json["google"] = serde_json::json!({"compute_engine": {"zone": "z"}}); }
+            let token = format!("{}.{}.c2lnbmF0dXJl", encode(&serde_json::json!({"alg": "RS256"})), encode(&json));
+            let parsed = IdToken::parse(Secret::new(token.clone()), "test").unwrap();
+            prop_assert_eq!(parsed.claims(), &claims);
+            prop_assert_eq!(parsed.secret().expose(), token.as_str());
+            let _ = parsed.claims().expires_at();
+        }
+
+        /// Any text, any bytes from a command: a token or an error, never a panic, and the
+        /// error never repeats the text.
+        #[test]
+        fn any_text_is_a_token_or_an_error(text in any::<String>(), bytes in any::<Vec<u8>>()) {
+            if let Err(e) = IdToken::parse(Secret::new(text.clone()), "the file x") {
+                if text.trim().len() >= 8 {
+                    prop_assert!(!e.to_string().contains(text.trim()));
+                }
+            }
+            let _ = token_from_command_output("cmd", &bytes);
+        }
+    }
+}
