@@ -503,7 +503,7 @@ fn mounted_config<'a>(pod: &Value, all: &'a [Object]) -> Option<&'a str> {
 
 /// Every workload runs keyless as a native sidecar (an init container with restartPolicy: Always),
 /// probed on /healthz where it serves it, with requests and limits, hardened, with its endpoint,
-/// files and session name wired to the app as the README says.
+/// files and session name wired to the app as docs/deployment.md says.
 #[test]
 fn pods_run_keyless_as_a_hardened_native_sidecar() {
     let mut all = plain_objects();
@@ -1203,24 +1203,24 @@ async fn pod_session_names_fit_sts_however_long() {
     );
 }
 
-/// The first fenced block of LANG after HEADING in the README.
-fn readme_block(heading: &str, lang: &str) -> String {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let section = readme
+/// The first fenced block of LANG after HEADING in docs/deployment.md.
+fn deployment_doc_block(heading: &str, lang: &str) -> String {
+    let page = std::fs::read_to_string(repo().join("docs/deployment.md")).unwrap();
+    let section = page
         .split(heading)
         .nth(1)
-        .unwrap_or_else(|| panic!("README has no {heading}"));
+        .unwrap_or_else(|| panic!("docs/deployment.md has no {heading}"));
     let fence = format!("```{lang}\n");
     let start = section.find(&fence).expect("a code block") + fence.len();
     let end = start + section[start..].find("```").unwrap();
     section[start..end].to_string()
 }
 
-/// The README's Cloud Run service and ECS task definition give keyless real flags and variables
-/// and point the app at the address keyless listens on.
+/// The documented Cloud Run service and ECS task definition give keyless real flags and
+/// variables and point the app at the address keyless listens on.
 #[test]
-fn the_readme_cloud_run_and_ecs_examples_use_real_settings() {
-    let service = readme_block("### Cloud Run (GCP → AWS)", "yaml");
+fn the_documented_cloud_run_and_ecs_examples_use_real_settings() {
+    let service = deployment_doc_block("## Cloud Run (GCP → AWS)", "yaml");
     let loaded = deploy_check(&["load", "-"], Some(&service));
     let spec = &loaded[0]["object"]["spec"]["template"]["spec"];
     let containers = spec["containers"].as_array().unwrap();
@@ -1245,7 +1245,7 @@ fn the_readme_cloud_run_and_ecs_examples_use_real_settings() {
 
     let task: Value = serde_json::from_str(&format!(
         "{{{}}}",
-        readme_block("### ECS task (AWS → GCP)", "json")
+        deployment_doc_block("## ECS task (AWS → GCP)", "json")
     ))
     .expect("the task definition fragment is JSON");
     let containers = task["containerDefinitions"].as_array().unwrap();
@@ -1283,4 +1283,146 @@ fn the_readme_cloud_run_and_ecs_examples_use_real_settings() {
     assert!(unknown_settings(&check[2..], &[]).is_empty(), "{check:?}");
     let metrics = flag_value(&args, "--metrics-listen").unwrap();
     assert_eq!(check[3], format!("http://{metrics}/healthz"));
+}
+
+/// README.md and every page under docs/, relative to the repository.
+fn documentation_pages() -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                found.push(path.strip_prefix(repo()).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut pages = vec![PathBuf::from("README.md")];
+    walk(&repo().join("docs"), &mut pages);
+    pages.sort();
+    pages
+}
+
+/// The lines of a Markdown text outside fenced code blocks, numbered from 1.
+fn prose_lines(text: &str) -> Vec<(usize, &str)> {
+    let mut in_fence = false;
+    let mut prose = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+        } else if !in_fence {
+            prose.push((index + 1, line));
+        }
+    }
+    prose
+}
+
+/// The anchor GitHub gives a heading: lower case, spaces become `-`, and everything but letters,
+/// digits, `-` and `_` is dropped (so "GCP → AWS" is `gcp--aws`).
+fn heading_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Every heading anchor of a page; a repeated heading gets `-1`, `-2`, ... as on GitHub.
+fn heading_anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut anchors = BTreeSet::new();
+    for (_, line) in prose_lines(text) {
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let anchor = heading_anchor(&line[hashes..]);
+        let count = seen.entry(anchor.clone()).or_default();
+        anchors.insert(match *count {
+            0 => anchor.clone(),
+            n => format!("{anchor}-{n}"),
+        });
+        *count += 1;
+    }
+    anchors
+}
+
+/// The targets of the inline links `[text](target)` of a page with their line numbers, outside
+/// code blocks and code spans.
+fn markdown_links(text: &str) -> Vec<(usize, String)> {
+    let mut links = Vec::new();
+    for (number, line) in prose_lines(text) {
+        let prose: String = line
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, part)| part)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut rest = prose.as_str();
+        while let Some(start) = rest.find("](") {
+            rest = &rest[start + 2..];
+            let end = rest.find(')').unwrap_or(rest.len());
+            links.push((number, rest[..end].to_string()));
+            rest = &rest[end..];
+        }
+    }
+    links
+}
+
+/// The checker sees what GitHub renders: links outside code, anchors of headings outside code.
+#[test]
+fn the_link_checker_reads_markdown_as_github_does() {
+    let page = "# Flags from `keyless.toml`\n## GCP → AWS\n## GCP → AWS\n\
+                see [a](docs/a.md#x) and `[not](a link)`\n```sh\n# not a heading [b](c.md)\n```\n";
+    assert_eq!(
+        heading_anchors(page),
+        BTreeSet::from(["flags-from-keylesstoml", "gcp--aws", "gcp--aws-1"].map(String::from))
+    );
+    assert_eq!(markdown_links(page), [(4, "docs/a.md#x".to_string())]);
+}
+
+/// Every relative link of README.md and docs/ names a file or directory that exists, and every
+/// `#anchor` a heading of the page it points to, so moving a page or renaming a heading cannot
+/// leave a dead link behind.
+#[test]
+fn every_relative_link_in_the_documentation_resolves() {
+    let pages = documentation_pages();
+    assert!(
+        pages.iter().any(|p| p == Path::new("docs/README.md")) && pages.len() > 10,
+        "{pages:?}"
+    );
+    let mut dead = Vec::new();
+    let mut checked = 0;
+    for page in &pages {
+        let text = std::fs::read_to_string(repo().join(page)).unwrap();
+        for (line, target) in markdown_links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let file = if path.is_empty() {
+                repo().join(page)
+            } else {
+                repo().join(page).parent().unwrap().join(path)
+            };
+            let place = format!("{}:{line}: {target}", page.display());
+            if !file.exists() {
+                dead.push(format!("{place}: no such file"));
+            } else if !anchor.is_empty() && file.extension().is_some_and(|e| e == "md") {
+                let anchors = heading_anchors(&std::fs::read_to_string(&file).unwrap());
+                if !anchors.contains(anchor) {
+                    dead.push(format!("{place}: no such heading (has {anchors:?})"));
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} links found");
+    assert!(dead.is_empty(), "dead links:\n{}", dead.join("\n"));
 }
