@@ -1,6 +1,12 @@
 //! Tokens something else keeps: a file (`file:PATH`, re-read on every use, so another tool
 //! can keep it fresh) and a command (`command:CMD`, run on every use, its standard output the
 //! token). Neither can choose the token's audience.
+//!
+//! Either may also hold google-auth's executable-source answer (the `executable` credential
+//! source of an `external_account` config): `{"version": 1, "success": true, "token_type":
+//! "urn:ietf:params:oauth:token-type:id_token" | "…:jwt", "id_token": JWT, "expiration_time":
+//! EPOCH}`, or `{"success": false, "code", "message"}`; tools written for google-auth work
+//! unchanged. A SAML answer (`…:saml2`) is refused: AWS and Google STS trade it differently.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -92,10 +98,129 @@ pub fn read_token_file(path: &Path) -> Result<IdToken, SourceError> {
             path: path.to_path_buf(),
             cause: e.to_string(),
         })?;
-    IdToken::parse(
-        Secret::new(text.trim()),
-        &format!("the file {}", path.display()),
+    token_from_text(text.trim(), &format!("the file {}", path.display()))
+}
+
+/// The executable-source JSON's token types keyless trades.
+const ID_TOKEN_TYPES: [&str; 2] = [
+    "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:jwt",
+];
+const SAML_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:saml2";
+
+/// What a file or command's executable-source JSON says went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutableError {
+    /// `"success": false`.
+    #[error("{origin} reported a failure (code {code}): {message}")]
+    Failed {
+        origin: String,
+        code: String,
+        message: String,
+    },
+
+    /// `expiration_time` has passed.
+    #[error("the token from {origin} expired at {expired_at} (its expiration_time)\n  hint: whatever writes it has stopped refreshing it")]
+    Expired { origin: String, expired_at: i64 },
+
+    /// A SAML assertion: not a JWT.
+    #[error("{origin} gave a SAML assertion ({SAML_TOKEN_TYPE}); keyless trades OIDC tokens only\n  hint: make it answer token_type urn:ietf:params:oauth:token-type:id_token (or :jwt) with an id_token")]
+    Saml { origin: String },
+
+    /// Not the shape google-auth documents.
+    #[error("{origin} answered JSON that is not an executable-source response: {reason}\n  hint: expected {{\"version\": 1, \"success\": true, \"token_type\": \"urn:ietf:params:oauth:token-type:id_token\", \"id_token\": JWT, \"expiration_time\": EPOCH}}, or a bare JWT")]
+    Unsupported { origin: String, reason: String },
+}
+
+/// google-auth's executable-source response.
+#[derive(serde::Deserialize)]
+struct ExecutableResponse {
+    version: Option<i64>,
+    success: Option<bool>,
+    token_type: Option<String>,
+    id_token: Option<String>,
+    saml_response: Option<serde::de::IgnoredAny>,
+    expiration_time: Option<i64>,
+    code: Option<serde_json::Value>,
+    message: Option<String>,
+}
+
+/// A bare JWT, or google-auth's executable-source JSON holding one.
+pub(crate) fn token_from_text(text: &str, origin: &str) -> Result<IdToken, SourceError> {
+    token_from_text_at(
+        text,
+        origin,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
     )
+}
+
+fn token_from_text_at(text: &str, origin: &str, now: i64) -> Result<IdToken, SourceError> {
+    if !text.starts_with('{') {
+        return IdToken::parse(Secret::new(text), origin);
+    }
+    let unsupported = |reason: &str| ExecutableError::Unsupported {
+        origin: origin.to_string(),
+        reason: reason.to_string(),
+    };
+    // The text holds the token: a parse error must not quote it.
+    let response: ExecutableResponse = serde_json::from_str(text).map_err(|e| {
+        unsupported(&format!(
+            "invalid JSON at line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    match response.version {
+        Some(1) => {}
+        Some(v) => {
+            return Err(unsupported(&format!("version {v} is not supported (only 1)")).into())
+        }
+        None => return Err(unsupported("no version").into()),
+    }
+    match response.success {
+        Some(true) => {}
+        Some(false) => {
+            let code = match response.code {
+                Some(serde_json::Value::String(code)) => code,
+                Some(other) => other.to_string(),
+                None => "none".to_string(),
+            };
+            return Err(ExecutableError::Failed {
+                origin: origin.to_string(),
+                code,
+                message: response
+                    .message
+                    .map_or_else(|| "(no message)".to_string(), |m| truncate(&m, 500)),
+            }
+            .into());
+        }
+        None => return Err(unsupported("no success field").into()),
+    }
+    let token_type = response.token_type.unwrap_or_default();
+    if token_type == SAML_TOKEN_TYPE || response.saml_response.is_some() {
+        return Err(ExecutableError::Saml {
+            origin: origin.to_string(),
+        }
+        .into());
+    }
+    if !ID_TOKEN_TYPES.contains(&token_type.as_str()) {
+        return Err(unsupported(&format!(
+            "token_type {token_type:?} is not an id_token or jwt type"
+        ))
+        .into());
+    }
+    if let Some(expired_at) = response.expiration_time.filter(|exp| *exp <= now) {
+        return Err(ExecutableError::Expired {
+            origin: origin.to_string(),
+            expired_at,
+        }
+        .into());
+    }
+    let token = response
+        .id_token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| unsupported("success without an id_token"))?;
+    IdToken::parse(Secret::new(token.trim()), origin)
 }
 
 pub(crate) async fn run_token_command(command: &str) -> Result<IdToken, SourceError> {
@@ -182,7 +307,7 @@ pub(crate) fn token_from_command_output(
             stderr: String::new(),
         });
     }
-    IdToken::parse(Secret::new(token), &format!("the command `{command}`"))
+    token_from_text(&token, &format!("the command `{command}`"))
 }
 
 #[cfg(test)]
@@ -223,6 +348,84 @@ mod tests {
         );
         let printed = std::fs::read(&path).unwrap();
         assert!(token_from_command_output("cat token", &printed).is_ok());
+    }
+
+    /// google-auth's executable-source answers: the token when successful and unexpired, the
+    /// tool's own code and message when not, and a clear refusal of SAML.
+    #[test]
+    fn executable_source_json_is_understood() {
+        let token = jwt(
+            serde_json::json!({"iss": "https://issuer.example", "aud": "a", "sub": "s", "exp": 2000}),
+        );
+        let answer = |extra: serde_json::Value| {
+            let mut doc = serde_json::json!({"version": 1, "success": true});
+            doc.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            doc.to_string()
+        };
+        let at = |text: &str| token_from_text_at(text, "the command `t`", 1000);
+        for token_type in ID_TOKEN_TYPES {
+            let ok = at(&answer(serde_json::json!({"token_type": token_type, "id_token": token, "expiration_time": 1500}))).unwrap();
+            assert_eq!(ok.claims().sub, "s");
+            assert_eq!(ok.secret().expose(), token);
+        }
+        // expiration_time is optional, as in google-auth's executable output without a file
+        assert!(at(&answer(
+            serde_json::json!({"token_type": ID_TOKEN_TYPES[1], "id_token": token})
+        ))
+        .is_ok());
+
+        let expired = at(&answer(serde_json::json!({"token_type": ID_TOKEN_TYPES[0], "id_token": token, "expiration_time": 999}))).unwrap_err();
+        assert!(
+            matches!(
+                expired,
+                SourceError::Executable(ExecutableError::Expired {
+                    expired_at: 999,
+                    ..
+                })
+            ),
+            "{expired}"
+        );
+
+        let failed = at(r#"{"version": 1, "success": false, "code": "401", "message": "Caller not authorized."}"#).unwrap_err();
+        let text = failed.to_string();
+        assert!(
+            text.contains("code 401") && text.contains("Caller not authorized."),
+            "{text}"
+        );
+        assert!(!failed.is_transient());
+
+        let saml = at(&answer(serde_json::json!({"token_type": SAML_TOKEN_TYPE, "saml_response": "PHNhbWw+", "expiration_time": 1500}))).unwrap_err();
+        assert!(saml.to_string().contains("SAML assertion"), "{saml}");
+        assert!(!saml.to_string().contains("PHNhbWw+"), "{saml}");
+
+        for (bad, says) in [
+            (
+                r#"{"version": 2, "success": true}"#,
+                "version 2 is not supported",
+            ),
+            (r#"{"success": true}"#, "no version"),
+            (
+                &answer(serde_json::json!({"token_type": "urn:x"})),
+                "not an id_token or jwt type",
+            ),
+            (
+                &answer(serde_json::json!({"token_type": ID_TOKEN_TYPES[0]})),
+                "without an id_token",
+            ),
+            (r#"{"version": 1, "id_token": "secret-ish"#, "invalid JSON"),
+        ] {
+            let text = at(bad).unwrap_err().to_string();
+            assert!(
+                text.contains(says) && !text.contains("secret-ish"),
+                "{bad}: {text}"
+            );
+        }
+        // the same through the command path
+        let printed =
+            answer(serde_json::json!({"token_type": ID_TOKEN_TYPES[0], "id_token": token}));
+        assert!(token_from_command_output("t", printed.as_bytes()).is_ok());
     }
 
     #[tokio::test]

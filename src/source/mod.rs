@@ -22,7 +22,9 @@ use base64::Engine;
 use crate::secret::Secret;
 
 pub mod aws;
+pub mod github;
 pub mod google;
+pub mod k8s;
 pub mod local;
 pub mod registry;
 
@@ -135,6 +137,18 @@ pub enum SourceError {
     /// The token source gave no token within what was left of the overall deadline.
     #[error("the token source {source_name} gave no token within {seconds:.1} s\n  hint: check that it answers (the metadata server, IAM Credentials, the token service or command); --deadline allows more time")]
     TimedOut { source_name: String, seconds: f64 },
+
+    /// A Kubernetes projected token is missing or stale.
+    #[error(transparent)]
+    Kubernetes(#[from] k8s::KubernetesError),
+
+    /// The GitHub Actions token service is unavailable or refused.
+    #[error(transparent)]
+    Github(#[from] github::GithubError),
+
+    /// A file or command answered google-auth's executable-source JSON with a failure.
+    #[error(transparent)]
+    Executable(#[from] local::ExecutableError),
 }
 
 impl SourceError {
@@ -146,6 +160,8 @@ impl SourceError {
             | Self::TimedOut { .. } => true,
             Self::MetadataRefused { status, .. } => *status >= 500 || *status == 429,
             Self::ImpersonationRefused { status, .. } => *status >= 500 || *status == 429,
+            Self::Kubernetes(e) => e.is_transient(),
+            Self::Github(e) => e.is_transient(),
             _ => false,
         }
     }

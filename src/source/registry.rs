@@ -14,6 +14,8 @@ pub static SOURCES: &[&Registration] = &[
     &crate::source::google::IMPERSONATE,
     &crate::source::local::FILE,
     &crate::source::local::COMMAND,
+    &crate::source::k8s::KUBERNETES,
+    &crate::source::github::GITHUB,
 ];
 
 /// Whether a source takes the part after the colon.
@@ -152,7 +154,14 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), SOURCES.len());
         let spellings = spellings();
-        for documented in ["metadata", "impersonate:EMAIL", "file:PATH", "command:CMD"] {
+        for documented in [
+            "metadata",
+            "impersonate:EMAIL",
+            "file:PATH",
+            "command:CMD",
+            "k8s[:PATH]",
+            "github",
+        ] {
             assert!(spellings.contains(documented), "{spellings}");
         }
     }
