@@ -95,6 +95,9 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
         let source = context.source(key).unwrap_or("the token");
         println!("     {key} = {} ({source})", values.join(", "));
     }
+    if let Some(shape) = claims.issuer().subject_hint(&claims.sub) {
+        println!("   {shape}");
+    }
 
     let mut policy_verdict = None;
     println!("\n2. the trust policy");

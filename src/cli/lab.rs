@@ -92,6 +92,30 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
         "  container authorization token: {}",
         lab.container_authorization_token()
     );
+    // A projected token kept fresh as the kubelet would, and a GitHub Actions job's variables.
+    let k8s_dir =
+        tempfile::tempdir().context("could not create a directory for the Kubernetes token")?;
+    let k8s_token = k8s_dir.path().join("token");
+    let rotation = lab
+        .project_kubernetes_token(&k8s_token, "default", "deployer")
+        .context("could not write the Kubernetes token")?;
+    eprintln!("Kubernetes (system:serviceaccount:default:deployer; role k8s-deploy trusts it):");
+    eprintln!(
+        "  keyless aws credentials --token-source k8s:{} --role-arn {}",
+        k8s_token.display(),
+        lab.role_arn("k8s-deploy")
+    );
+    eprintln!(
+        "GitHub Actions (repo:{}:ref:refs/heads/main; role github-deploy trusts it), export:",
+        crate::lab::DEMO_GITHUB_REPOSITORY
+    );
+    for (name, value) in lab.github_actions_env() {
+        eprintln!("  export {name}='{value}'");
+    }
+    eprintln!(
+        "  keyless aws credentials --token-source github --role-arn {}",
+        lab.role_arn("github-deploy")
+    );
     eprintln!(
         "\ntry:\n  keyless aws credentials --role-arn {gcp}\n  keyless aws whoami --role-arn {gcp}\n  \
          AWS_EC2_METADATA_SERVICE_ENDPOINT={imds} keyless gcp token --audience {aud} --service-account copycat@keyless-lab.iam.gserviceaccount.com",
@@ -100,6 +124,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
         aud = lab.workload_identity_audience(),
     );
     shutdown.await;
+    rotation.abort();
     lab.shutdown().await;
     Ok(0)
 }

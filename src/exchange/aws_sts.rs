@@ -514,7 +514,9 @@ pub(crate) fn classify_final(
             code: fault.code,
             message: fault.message,
             token,
-            hint: issuer.keys_hint().into(),
+            hint: claims
+                .map_or_else(|| issuer.keys_hint(), IdTokenClaims::trust_hint)
+                .into(),
         },
         "InvalidIdentityToken" | "ExpiredTokenException" => {
             let hint = if fault.code == "ExpiredTokenException" {

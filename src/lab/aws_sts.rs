@@ -298,7 +298,9 @@ fn assume_role_with_web_identity(
 
     let now = OffsetDateTime::now_utc();
     let registered = |iss: &str| state.config.oidc_provider(iss).is_some();
-    let claims = state.key.verify_issued_by(token, now.unix_timestamp(), registered).map_err(|rejection| match rejection {
+    // Each issuer's tokens are verified with its own key (its JWKS).
+    let key = state.signing_key_for(super::issuers::unverified_issuer(token).as_deref());
+    let claims = key.verify_issued_by(token, now.unix_timestamp(), registered).map_err(|rejection| match rejection {
         TokenRejection::Expired { now, exp } => StsError::new(
             400,
             "ExpiredTokenException",

@@ -42,6 +42,11 @@ pub struct LabConfig {
     /// IAM OIDC providers of the AWS account besides Google's built-in one (an EKS cluster's
     /// issuer, GitHub Actions): STS accepts their tokens, signed with the lab's key.
     pub oidc_providers: Vec<LabOidcProvider>,
+    /// The GitHub Actions token service (its own key; `None`: none). Its issuer must also be in
+    /// `oidc_providers` for STS to accept its tokens.
+    pub github_actions: Option<super::issuers::LabGithubActions>,
+    /// A Kubernetes cluster's service-account issuer (its own key; `None`: none), likewise.
+    pub kubernetes: Option<super::issuers::LabKubernetes>,
 }
 
 /// An IAM OIDC provider (`arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH`).
@@ -247,6 +252,24 @@ impl LabConfig {
                     max_session_duration: 14400,
                 },
                 LabRole {
+                    name: "github-deploy".to_string(),
+                    trust_policy: oidc_trust_policy(
+                        DEMO_GITHUB_ISSUER,
+                        "StringLike",
+                        &format!("repo:{DEMO_GITHUB_REPOSITORY}:ref:refs/heads/main"),
+                    ),
+                    max_session_duration: 3600,
+                },
+                LabRole {
+                    name: "k8s-deploy".to_string(),
+                    trust_policy: oidc_trust_policy(
+                        DEMO_KUBERNETES_ISSUER,
+                        "StringEquals",
+                        "system:serviceaccount:default:deployer",
+                    ),
+                    max_session_duration: 3600,
+                },
+                LabRole {
                     name: "ci-deploy".to_string(),
                     trust_policy: google_trust_policy("100000000000000000002"),
                     max_session_duration: 3600,
@@ -293,7 +316,30 @@ impl LabConfig {
                 region: "us-east-1".to_string(),
                 availability_zone: "us-east-1a".to_string(),
             }),
-            oidc_providers: Vec::new(),
+            oidc_providers: vec![
+                LabOidcProvider {
+                    issuer: DEMO_GITHUB_ISSUER.to_string(),
+                    client_ids: vec!["sts.amazonaws.com".to_string()],
+                },
+                LabOidcProvider {
+                    issuer: DEMO_KUBERNETES_ISSUER.to_string(),
+                    client_ids: vec!["sts.amazonaws.com".to_string()],
+                },
+            ],
+            github_actions: Some(super::issuers::LabGithubActions {
+                issuer: DEMO_GITHUB_ISSUER.to_string(),
+                repository: DEMO_GITHUB_REPOSITORY.to_string(),
+                git_ref: "refs/heads/main".to_string(),
+                event_name: "push".to_string(),
+                environment: None,
+                run_id: "4242424242".to_string(),
+                token_lifetime: Duration::from_secs(300),
+            }),
+            kubernetes: Some(super::issuers::LabKubernetes {
+                issuer: DEMO_KUBERNETES_ISSUER.to_string(),
+                audiences: vec!["sts.amazonaws.com".to_string()],
+                token_lifetime: Duration::from_secs(3600),
+            }),
         }
     }
 
@@ -334,6 +380,35 @@ impl Default for LabConfig {
     fn default() -> Self {
         Self::demo()
     }
+}
+
+/// The demo GitHub Actions issuer (GitHub's own name; the lab signs with its own key).
+pub const DEMO_GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+/// The repository whose `main` branch the demo role `github-deploy` trusts.
+pub const DEMO_GITHUB_REPOSITORY: &str = "keyless-lab/app";
+/// The demo EKS cluster's issuer (the role `k8s-deploy` trusts `default:deployer` of it).
+pub const DEMO_KUBERNETES_ISSUER: &str =
+    "https://oidc.eks.us-east-1.amazonaws.com/id/KEYLESSLABCLUSTER0001";
+
+/// The trust policy for the IAM OIDC provider of `issuer` in the demo account: `HOST/PATH:aud`
+/// pinned to STS, `HOST/PATH:sub` matched by `operator` (`StringEquals`, or `StringLike` for
+/// GitHub's subjects).
+pub fn oidc_trust_policy(issuer: &str, operator: &str, sub: &str) -> String {
+    let provider = issuer.trim_start_matches("https://").trim_end_matches('/');
+    let mut condition = serde_json::json!({
+        "StringEquals": {format!("{provider}:aud"): "sts.amazonaws.com"}
+    });
+    condition[operator][format!("{provider}:sub")] = sub.into();
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::{DEMO_ACCOUNT_ID}:oidc-provider/{provider}")},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": condition
+        }]
+    })
+    .to_string()
 }
 
 /// The demo service account that AWS workloads impersonate.

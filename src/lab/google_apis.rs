@@ -40,6 +40,7 @@ pub(crate) fn router(state: Arc<LabState>) -> Router {
         .route("/storage/v1/b", get(list_buckets))
         .route("/oauth2/v3/certs", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
+        .merge(super::issuers::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             inject_faults,

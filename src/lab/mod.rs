@@ -23,6 +23,7 @@ mod google_apis;
 mod google_keys;
 mod google_sts;
 mod ids;
+mod issuers;
 mod metadata;
 pub mod sigv4;
 pub(crate) mod state;
@@ -43,9 +44,13 @@ pub use config::{
     LabOidcProvider, LabRole, LabServiceAccount, LabUser, LabWorkloadIdentityPool,
     LabWorkloadIdentityUser, DEMO_ACCOUNT_ID, DEMO_AWS_PROVIDER, DEMO_POOL, DEMO_PROJECT_NUMBER,
 };
+pub use config::{
+    oidc_trust_policy, DEMO_GITHUB_ISSUER, DEMO_GITHUB_REPOSITORY, DEMO_KUBERNETES_ISSUER,
+};
 pub use error::LabError;
 pub use faults::{Fault, FaultKind, Faults, LabService};
 pub use google_keys::{GoogleSigningKey, GOOGLE_ISSUER};
+pub use issuers::{LabGithubActions, LabKubernetes};
 pub use state::LabStats;
 
 use crate::credentials::AwsCredentials;
@@ -356,6 +361,117 @@ impl Lab {
         token
     }
 
+    /// The runner's variables of a job with `permissions: id-token: write`, pointing at the
+    /// lab's GitHub Actions token service (empty when the lab has none).
+    pub fn github_actions_env(&self) -> Vec<(String, String)> {
+        let Some(github) = &self.state.config.github_actions else {
+            return Vec::new();
+        };
+        [
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_URL",
+                format!(
+                    "{}{}/idtoken?api-version=2.0",
+                    self.google_apis_url(),
+                    issuers::GITHUB_PREFIX
+                ),
+            ),
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                self.state.issuers.github_request_token.expose().to_string(),
+            ),
+            ("GITHUB_ACTIONS", "true".to_string()),
+            ("GITHUB_REPOSITORY", github.repository.clone()),
+            ("GITHUB_RUN_ID", github.run_id.clone()),
+            ("GITHUB_RUN_ATTEMPT", "1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// GitHub Actions tokens the token service has minted.
+    pub fn github_tokens_minted(&self) -> u64 {
+        self.state
+            .issuers
+            .github_tokens_minted
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the next `n` GitHub Actions tokens come out already expired (as a token kept
+    /// past its five minutes would be).
+    pub fn expire_next_github_tokens(&self, n: u32) {
+        self.state
+            .issuers
+            .github_expire_next
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A GitHub Actions token for `audience`, minted directly (no HTTP, not counted).
+    ///
+    /// # Panics
+    /// If the lab has no GitHub Actions token service (a test bug).
+    pub fn mint_github_token(&self, audience: &str) -> String {
+        let token = self
+            .state
+            .mint_github_token(Some(audience))
+            .expect("the lab has a GitHub Actions token service");
+        self.state
+            .issuers
+            .github_tokens_minted
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        token
+    }
+
+    /// Writes a projected service-account token of the lab's Kubernetes cluster for
+    /// `system:serviceaccount:NAMESPACE:NAME` to `path`, atomically (a temp file renamed, as the
+    /// kubelet does); call it again to rotate the file.
+    ///
+    /// # Panics
+    /// If the lab has no Kubernetes cluster (a test bug).
+    pub fn write_kubernetes_token(
+        &self,
+        path: &Path,
+        namespace: &str,
+        name: &str,
+    ) -> std::io::Result<()> {
+        let token = self
+            .state
+            .mint_kubernetes_token(namespace, name)
+            .expect("the lab has a Kubernetes cluster");
+        issuers::write_atomically(path, &token)
+    }
+
+    /// Keeps a projected token for `NAMESPACE:NAME` at `path`, rewritten at 80% of its lifetime
+    /// as the kubelet does, until the returned task is aborted (or the runtime stops).
+    pub fn project_kubernetes_token(
+        &self,
+        path: &Path,
+        namespace: &str,
+        name: &str,
+    ) -> std::io::Result<JoinHandle<()>> {
+        self.write_kubernetes_token(path, namespace, name)?;
+        let lifetime = self
+            .state
+            .config
+            .kubernetes
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |k| k.token_lifetime);
+        let (state, path) = (self.state.clone(), path.to_path_buf());
+        let (namespace, name) = (namespace.to_string(), name.to_string());
+        Ok(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lifetime.mul_f64(0.8)).await;
+                let written = state
+                    .mint_kubernetes_token(&namespace, &name)
+                    .map(|token| issuers::write_atomically(&path, &token));
+                if let Some(Err(e)) = written {
+                    tracing::warn!(path = %path.display(), "lab kubernetes: could not rotate the token: {e}");
+                }
+            }
+        }))
+    }
+
     /// Faults to inject into the next requests.
     pub fn faults(&self) -> &Faults {
         &self.state.faults
@@ -421,6 +537,17 @@ fn validate(config: &LabConfig) -> Result<(), LabError> {
             "metadata_service_account {} is not one of service_accounts; add it there",
             config.metadata_service_account
         )));
+    }
+    let served = [
+        config.github_actions.as_ref().map(|g| &g.issuer),
+        config.kubernetes.as_ref().map(|k| &k.issuer),
+    ];
+    for issuer in served.into_iter().flatten() {
+        if !issuer.starts_with("https://") {
+            return Err(LabError::Config(format!(
+                "the issuer {issuer} needs an https:// URL, as IAM OIDC providers do"
+            )));
+        }
     }
     for provider in &config.oidc_providers {
         if !provider.issuer.starts_with("https://") || provider.client_ids.is_empty() {

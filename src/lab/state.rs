@@ -129,6 +129,8 @@ pub(crate) struct LabState {
     role_sessions: Mutex<HashMap<String, (String, IssuedAwsCredentials)>>,
     /// Every secret the lab has issued or holds (see [`LabState::record`]).
     issued: Mutex<IssuedSecrets>,
+    /// The GitHub Actions and Kubernetes issuers' keys and state.
+    pub issuers: super::issuers::IssuersState,
 }
 
 /// The secrets the lab issued, for leak tests: kept in memory, and appended to a file when one
@@ -183,8 +185,10 @@ impl LabState {
             imds_tokens: Mutex::new(HashMap::new()),
             role_sessions: Mutex::new(HashMap::new()),
             issued: Mutex::new(IssuedSecrets::default()),
+            issuers: super::issuers::IssuersState::new(),
         };
         state.record(state.container_authorization_token.expose());
+        state.record(state.issuers.github_request_token.expose());
         for user in &state.config.iam_users {
             state.record(&user.secret_access_key);
         }

@@ -138,7 +138,23 @@ impl IdTokenClaims {
     pub fn condition_context(&self) -> ConditionContext {
         condition_context(&self.to_json_map())
     }
+
+    /// [`Issuer::keys_hint`], and for GitHub Actions and Kubernetes tokens what their subjects
+    /// look like and how a trust policy matches them: the hint of a refusal.
+    pub fn trust_hint(&self) -> String {
+        let issuer = self.issuer();
+        let mut hint = issuer.keys_hint();
+        if let Some(shape) = issuer.subject_hint(&self.sub) {
+            hint.push_str("; ");
+            hint.push_str(&shape);
+        }
+        hint
+    }
 }
+
+/// GitHub Actions' issuer as AWS names it (`https://token.actions.githubusercontent.com`; an
+/// enterprise with a custom issuer adds `/ENTERPRISE`).
+pub const GITHUB_ACTIONS_PROVIDER: &str = "token.actions.githubusercontent.com";
 
 /// The issuer of a token as AWS sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,6 +202,30 @@ impl Issuer {
                  the role's trust policy must trust the IAM OIDC provider \
                  arn:aws:iam::ACCOUNT:oidc-provider/{provider} and name these values"
             ),
+        }
+    }
+
+    /// What subjects of this issuer look like, when it is one whose subjects have a known
+    /// shape (GitHub Actions, a Kubernetes cluster), with the token's own `sub`.
+    pub fn subject_hint(&self, sub: &str) -> Option<String> {
+        let Self::Oidc { provider } = self else {
+            return None;
+        };
+        if provider.starts_with(GITHUB_ACTIONS_PROVIDER) || sub.starts_with("repo:") {
+            Some(format!(
+                "GitHub Actions subjects look like repo:ORG/REPO:ref:refs/heads/main, \
+                 repo:ORG/REPO:environment:NAME or repo:ORG/REPO:pull_request (this token's is {sub}): \
+                 match {provider}:sub with StringLike (e.g. repo:ORG/REPO:*) and pin {provider}:aud \
+                 to sts.amazonaws.com"
+            ))
+        } else if sub.starts_with("system:serviceaccount:") {
+            Some(format!(
+                "Kubernetes subjects are system:serviceaccount:NAMESPACE:NAME (this token's is {sub}): \
+                 pin {provider}:sub to it and {provider}:aud to the audience the token is projected \
+                 for (sts.amazonaws.com)"
+            ))
+        } else {
+            None
         }
     }
 
@@ -314,6 +354,41 @@ mod tests {
         let hint = token.issuer().keys_hint();
         assert!(hint.contains(&format!("{EKS}:sub")), "{hint}");
         assert!(!hint.contains("accounts.google.com"), "{hint}");
+    }
+
+    /// Refusals of GitHub Actions and Kubernetes tokens say what their subjects look like.
+    #[test]
+    fn github_and_kubernetes_hints_show_the_subject_shapes() {
+        let github = claims(json!({
+            "iss": "https://token.actions.githubusercontent.com", "aud": "sts.amazonaws.com",
+            "sub": "repo:octo/app:ref:refs/heads/main", "exp": 1
+        }));
+        let hint = github.trust_hint();
+        assert!(
+            hint.contains("token.actions.githubusercontent.com:sub with StringLike"),
+            "{hint}"
+        );
+        assert!(hint.contains("repo:ORG/REPO:environment:NAME"), "{hint}");
+        assert!(
+            hint.contains("this token's is repo:octo/app:ref:refs/heads/main"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("oidc-provider/token.actions.githubusercontent.com"),
+            "{hint}"
+        );
+        let k8s = claims(json!({
+            "iss": format!("https://{EKS}"), "aud": ["sts.amazonaws.com"],
+            "sub": "system:serviceaccount:default:deployer", "exp": 1
+        }));
+        let hint = k8s.trust_hint();
+        assert!(
+            hint.contains("system:serviceaccount:NAMESPACE:NAME"),
+            "{hint}"
+        );
+        assert!(hint.contains(&format!("pin {EKS}:sub")), "{hint}");
+        let other = claims(json!({"iss": "https://idp.example", "aud": "a", "sub": "x", "exp": 1}));
+        assert_eq!(other.trust_hint(), other.issuer().keys_hint());
     }
 
     #[test]
