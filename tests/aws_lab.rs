@@ -1084,3 +1084,208 @@ async fn an_oversized_sts_answer_is_a_clear_error() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].times, 3, "not retried");
 }
+
+// ---- GitHub Actions and Kubernetes sources (the lab runs both issuers with their own keys) ----
+
+/// `keyless ARGS` with the variables of a GitHub Actions job that may request tokens.
+async fn keyless_in_a_github_job(w: &LabWorld, args: &[&str]) -> support::CommandOutput {
+    let env = w.lab.github_actions_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    w.keyless_env(args, &env).await
+}
+
+/// In a GitHub Actions job, the aws CLI and boto3, configured with nothing but a
+/// `credential_process` line using `--token-source github`, act as the role that trusts the
+/// repository's main branch (the lab's STS verifies the token with GitHub's own key); the
+/// second client is served from the cache, keyed by the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_job_acts_as_the_role_through_credential_process() {
+    let w = LabWorld::start().await;
+    let role = w.role("github-deploy");
+    w.home.add_credential_process_profile(
+        "ci",
+        &[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &role,
+            "--token-source",
+            "github",
+        ]
+        .map(String::from),
+    );
+    let in_job = |mut cmd: std::process::Command| {
+        cmd.envs(w.lab.github_actions_env());
+        w.run(cmd)
+    };
+    let cli = in_job(
+        w.home
+            .aws(["sts", "get-caller-identity", "--profile", "ci"]),
+    )
+    .await;
+    assert_eq!(cli.code(), 0, "{cli}");
+    let arn = cli.json()["Arn"].as_str().unwrap().to_string();
+    assert!(
+        arn.starts_with("arn:aws:sts::123456789012:assumed-role/github-deploy/"),
+        "{arn}"
+    );
+    let mut python = w.home.command(support::venv::bin("python"));
+    python.args([
+        "-c",
+        "import boto3; print(boto3.Session(profile_name='ci').client('sts').get_caller_identity()['Arn'])",
+    ]);
+    let boto = in_job(python).await;
+    assert_eq!(boto.code(), 0, "{boto}");
+    assert_eq!(boto.stdout.trim(), arn);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 1);
+    assert_eq!(w.lab.github_tokens_minted(), 1);
+
+    // The same profile outside a job that may request tokens: the permission is named.
+    let out = w
+        .run(
+            w.home
+                .aws(["sts", "get-caller-identity", "--profile", "ci"]),
+        )
+        .await;
+    assert_ne!(out.code(), 0, "{out}");
+    assert!(out.stderr.contains("permissions: id-token: write"), "{out}");
+}
+
+/// A GitHub token that expired before STS saw it (tokens live five minutes) is replaced by a
+/// newly minted one, once, and the exchange succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_github_token_is_minted_again() {
+    let w = LabWorld::start().await;
+    w.lab.expire_next_github_tokens(1);
+    let role = w.role("github-deploy");
+    let out = keyless_in_a_github_job(
+        &w,
+        &[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--format",
+            "json",
+            "--role-arn",
+            &role,
+            "--token-source",
+            "github",
+        ],
+    )
+    .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(
+        out.json()["SubjectFromWebIdentityToken"],
+        "repo:keyless-lab/app:ref:refs/heads/main"
+    );
+    assert_eq!(w.lab.github_tokens_minted(), 2);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
+}
+
+/// A job in an environment has `sub` `repo:ORG/REPO:environment:NAME`, which a trust policy
+/// pinned to the main branch refuses: the refusal names GitHub's condition keys and subject
+/// shapes, not Google's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_github_token_is_explained_with_githubs_keys() {
+    let mut config = keyless::lab::LabConfig::demo();
+    config.github_actions.as_mut().unwrap().environment = Some("production".into());
+    let w = LabWorld::start_with(config).await;
+    let role = w.role("github-deploy");
+    let out = keyless_in_a_github_job(
+        &w,
+        &[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &role,
+            "--token-source",
+            "github",
+        ],
+    )
+    .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stderr
+            .contains("sub=repo:keyless-lab/app:environment:production"),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("token.actions.githubusercontent.com:sub"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("repo:ORG/REPO:environment:NAME"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("accounts.google.com"), "{out}");
+}
+
+/// `k8s:PATH` reads the projected token for every exchange: a token rotated for the same
+/// service account keeps the cached credentials (the cache follows `iss`/`sub`, not the file),
+/// while one naming another service account is a new identity, exchanged afresh, and refused
+/// by the role with the cluster's condition keys.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_kubernetes_token_is_read_again_and_the_cache_follows_its_identity() {
+    let w = LabWorld::start().await;
+    let role = w.role("k8s-deploy");
+    let path = w.home.home().join("projected-token");
+    let source = format!("k8s:{}", path.display());
+    let args = [
+        "aws",
+        "credentials",
+        "--format",
+        "json",
+        "--role-arn",
+        &role,
+        "--token-source",
+        &source,
+    ];
+    w.lab
+        .write_kubernetes_token(&path, "default", "deployer")
+        .unwrap();
+    let first = w.keyless(&args).await;
+    assert_eq!(first.code(), 0, "{first}");
+    assert_eq!(
+        first.json()["SubjectFromWebIdentityToken"],
+        "system:serviceaccount:default:deployer"
+    );
+    assert_eq!(first.json()["Audience"], "sts.amazonaws.com");
+
+    // The kubelet rotates the file: same service account, new token, same cache entry.
+    w.lab
+        .write_kubernetes_token(&path, "default", "deployer")
+        .unwrap();
+    let again = w.keyless(&args).await;
+    assert_eq!(again.code(), 0, "{again}");
+    assert_eq!(again.json()["AccessKeyId"], first.json()["AccessKeyId"]);
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 1);
+
+    // The file now names another service account: not the cached credentials, a new exchange
+    // with the new token, refused on the cluster's sub key.
+    w.lab
+        .write_kubernetes_token(&path, "default", "stranger")
+        .unwrap();
+    let other = w.keyless(&args).await;
+    assert_eq!(other.code(), 3, "{other}");
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
+    assert!(
+        other
+            .stderr
+            .contains("sub=system:serviceaccount:default:stranger"),
+        "{other}"
+    );
+    assert!(
+        other
+            .stderr
+            .contains("oidc.eks.us-east-1.amazonaws.com/id/KEYLESSLABCLUSTER0001:sub"),
+        "{other}"
+    );
+    assert!(
+        other
+            .stderr
+            .contains("system:serviceaccount:NAMESPACE:NAME"),
+        "{other}"
+    );
+}
