@@ -527,3 +527,106 @@ async fn ready_file_holds_the_exports_and_is_removed_on_shutdown() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!ready.exists(), "the ready file outlived the server");
 }
+
+/// boto3 (only the exported ECS variables) as the role that trusts a Kubernetes service account,
+/// served by `keyless aws serve --token-source k8s:PATH` from the projected token the lab's
+/// cluster wrote (its own issuer and key, `aud` an array).
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_through_the_ecs_endpoint_with_a_kubernetes_token() {
+    let w = LabWorld::start().await;
+    let path = w.home.home().join("projected-token");
+    w.lab
+        .write_kubernetes_token(&path, "default", "deployer")
+        .unwrap();
+    let role = w.role("k8s-deploy");
+    let source = format!("k8s:{}", path.display());
+    let mut server = w.spawn_keyless(
+        &[
+            "aws",
+            "serve",
+            "--role-arn",
+            &role,
+            "--token-source",
+            &source,
+        ],
+        &[],
+    );
+    let vars = server.exports(ECS_VARS, STARTUP).await;
+    let mut python = w.home.command(support::venv::bin("python"));
+    python.envs(&vars).args([
+        "-c",
+        "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])",
+    ]);
+    let out = w.run(python).await;
+    assert_eq!(out.code(), 0, "{out}\n{}", server.stderr());
+    assert!(
+        out.stdout
+            .trim()
+            .starts_with("arn:aws:sts::123456789012:assumed-role/k8s-deploy/"),
+        "{out}"
+    );
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 1);
+}
+
+/// In a GitHub Actions job, `keyless aws token-file --token-source github` keeps a web identity
+/// token file that boto3 (AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN) trades at the lab's STS
+/// itself; the refresh engine mints a new GitHub token before the old one expires (10-second
+/// tokens here), so the file never holds an expired one.
+#[tokio::test(flavor = "multi_thread")]
+async fn boto3_assumes_the_role_from_a_github_token_file() {
+    let mut config = LabConfig::demo();
+    config.github_actions.as_mut().unwrap().token_lifetime = Duration::from_secs(10);
+    let w = LabWorld::start_with(config).await;
+    let role = w.role("github-deploy");
+    let path = w.home.home().join("github-token");
+    let path_arg = path.display().to_string();
+    let job = w.lab.github_actions_env();
+    let job: Vec<(&str, &str)> = job.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut keeper = w.spawn_keyless(
+        &[
+            "aws",
+            "token-file",
+            "--path",
+            &path_arg,
+            "--role-arn",
+            &role,
+            "--token-source",
+            "github",
+        ],
+        &job,
+    );
+    let vars = keeper
+        .exports(&["AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"], STARTUP)
+        .await;
+    assert_private(&path);
+    let boto3 = |vars: HashMap<String, String>| {
+        let mut python = w.home.command(support::venv::bin("python"));
+        python.envs(vars).args([
+            "-c",
+            "import boto3; print(boto3.client('sts').get_caller_identity()['Arn'])",
+        ]);
+        w.run(python)
+    };
+    let out = boto3(vars.clone()).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stdout
+            .trim()
+            .starts_with("arn:aws:sts::123456789012:assumed-role/github-deploy/"),
+        "{out}"
+    );
+    let first = std::fs::read_to_string(&path).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&path).unwrap() == first {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the GitHub token was never minted again\n{}",
+            keeper.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(w.lab.github_tokens_minted() >= 2);
+    let out = boto3(vars).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_successes, 2);
+}
