@@ -212,3 +212,60 @@ fn trust_policy_is_read_with_get_role() {
     // policy it read would refuse the token.
     assert!(out.stdout.contains("would refuse this token"), "{out}");
 }
+
+/// For a Kubernetes token the doctor shows the cluster's IAM OIDC provider as the principal, the
+/// cluster's own condition keys with the token's values, what its subjects look like, and which
+/// key the trust policy refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubernetes_token_is_diagnosed_with_its_issuers_keys() {
+    let w = LabWorld::start().await;
+    let token = w.home.home().join("projected-token");
+    w.lab
+        .write_kubernetes_token(&token, "default", "stranger")
+        .unwrap();
+    let role = w
+        .lab
+        .config()
+        .role("k8s-deploy")
+        .unwrap()
+        .trust_policy
+        .clone();
+    let policy = w.home.write_token("trust.json", &role);
+    let out = w
+        .keyless(&[
+            "doctor",
+            "aws",
+            "--role-arn",
+            &w.role("k8s-deploy"),
+            "--token-source",
+            &format!("k8s:{}", token.display()),
+            "--trust-policy",
+            policy.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    let provider = "oidc.eks.us-east-1.amazonaws.com/id/KEYLESSLABCLUSTER0001";
+    assert!(
+        out.stdout.contains(&format!(
+            "principal arn:aws:iam::123456789012:oidc-provider/{provider}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "{provider}:sub = system:serviceaccount:default:stranger"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("system:serviceaccount:NAMESPACE:NAME"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "expects {provider}:sub = \"system:serviceaccount:default:deployer\""
+        )),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("accounts.google.com"), "{out}");
+}
