@@ -1149,6 +1149,18 @@ async fn a_github_job_acts_as_the_role_through_credential_process() {
         .await;
     assert_ne!(out.code(), 0, "{out}");
     assert!(out.stderr.contains("permissions: id-token: write"), "{out}");
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &role,
+            "--token-source",
+            "github",
+        ])
+        .await;
+    assert_eq!(out.code(), 2, "a configuration to fix: {out}");
+    assert!(out.stderr.contains("permissions: id-token: write"), "{out}");
 }
 
 /// A GitHub token that expired before STS saw it (tokens live five minutes) is replaced by a

@@ -68,6 +68,15 @@ pub enum GithubError {
 }
 
 impl GithubError {
+    /// Not in a job that may request tokens, or its request URL is unusable: configuration to
+    /// fix, not a failure of GitHub.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Self::MissingVariables { .. } | Self::InvalidRequestUrl { .. }
+        )
+    }
+
     /// Network trouble and 5xx/429 answers may pass; the rest will not change by itself.
     pub fn is_transient(&self) -> bool {
         match self {
