@@ -10,7 +10,7 @@
 //! the other `--format`s of `aws credentials` and `gcp token`, `gcp id-token` and `gcp
 //! subject-token` on stdout, `aws serve`'s `AWS_CONTAINER_AUTHORIZATION_TOKEN` line, the files
 //! written to hold credentials (profile, token file, authorization token file, the 0600 cache),
-//! and `keyless lab`'s own container token, printed for a person trying the lab by hand. The
+//! and `keyless lab`'s own container and GitHub request tokens, printed for a person trying the lab by hand. The
 //! table says which, case by case.
 
 mod support;
@@ -341,12 +341,15 @@ async fn run_case(w: &LabWorld, root: &Path, case: &Case, collected: &mut Collec
         text: stdout,
         by_design: case.by_design.stdout,
     });
-    // `keyless lab` prints its container token for the person trying it (by design): that
-    // token alone is left out of its stderr.
+    // `keyless lab` prints its container token and its GitHub Actions job's request token for
+    // the person trying it (by design): those lines alone are left out of its stderr.
     let stderr = match &case.run {
         Run::Serve(Use::Lab) => stderr
             .lines()
-            .filter(|l| !l.contains("container authorization token:"))
+            .filter(|l| {
+                !l.contains("container authorization token:")
+                    && !l.contains("export ACTIONS_ID_TOKEN_REQUEST_TOKEN=")
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         _ => stderr,
@@ -447,6 +450,13 @@ fn cases(w: &LabWorld, root: &Path) -> Vec<Case> {
         ("AWS_EC2_METADATA_DISABLED", "false".to_string()),
     ];
     let daemon = daemon_config(w, root, &audience);
+    let github_job = w.lab.github_actions_env();
+    let github_job: Vec<(&str, String)> = github_job.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let github_role = w.role("github-deploy");
+    let projected = home.join("projected-token");
+    w.lab.write_kubernetes_token(&projected, "default", "deployer").unwrap();
+    let k8s_source = format!("k8s:{}", projected.display());
+    let k8s_role = w.role("k8s-deploy");
     let demo_secrets = root.join("demo-secrets.txt");
     let lab_secrets = root.join("lab-secrets.txt");
     let aud = audience.as_str();
@@ -461,6 +471,8 @@ fn cases(w: &LabWorld, root: &Path) -> Vec<Case> {
         case("aws credentials --format json", &["aws", "credentials", "--role-arn", gr, "--format", "json", "--no-cache"], Run::Once(0), stdout()),
         case("aws credentials, token from a file", &["aws", "credentials", "--role-arn", gr, "--no-cache", "--token-source", &token_source], Run::Once(0), stdout()),
         case("aws credentials, token from a command", &["aws", "credentials", "--role-arn", gr, "--no-cache", "--token-source", &command_source], Run::Once(0), stdout()),
+        case("aws credentials, a GitHub Actions job's token", &["aws", "credentials", "--role-arn", &github_role, "--no-cache", "--token-source", "github"], Run::Once(0), stdout()).env(&github_job),
+        case("aws credentials, a Kubernetes projected token", &["aws", "credentials", "--role-arn", &k8s_role, "--no-cache", "--token-source", &k8s_source], Run::Once(0), stdout()),
         case("aws credentials, impersonating with ADC", &["aws", "credentials", "--role-arn", cr, "--no-cache", "--token-source", &impersonate], Run::Once(0), stdout()).env(&adc_env),
         case("aws credentials refused by the trust policy", &["aws", "credentials", "--role-arn", cr, "--no-cache"], Run::Once(3), clean()),
         case("aws exec", &["aws", "exec", "--role-arn", gr, "--no-cache", "--", "sh", "-c", check], Run::Once(0), clean()),
