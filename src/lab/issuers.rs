@@ -545,6 +545,52 @@ mod tests {
         );
     }
 
+    /// The `github` source against the token service: a token for the audience asked; a
+    /// request token of another job is refused with a hint, and is not worth retrying.
+    #[tokio::test]
+    async fn the_github_source_asks_the_token_service() {
+        use crate::source::github::{GithubActions, GithubError};
+        use crate::source::TokenSource;
+        let lab = demo_lab().await;
+        let env = lab.github_actions_env();
+        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let source = GithubActions::from_env(lookup).unwrap();
+        let token = source
+            .fetch(&http(), "https://example.com/aud")
+            .await
+            .unwrap();
+        assert_eq!(token.claims().aud, "https://example.com/aud");
+        assert_eq!(
+            token.claims().sub,
+            "repo:keyless-lab/app:ref:refs/heads/main"
+        );
+        assert!(source
+            .cached_identity()
+            .unwrap()
+            .starts_with("repository=keyless-lab/app run=4242424242 attempt=1 "));
+
+        let other_job = GithubActions::from_env(|name: &str| match name {
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN" => Some("another-jobs-token".to_string()),
+            _ => lookup(name),
+        })
+        .unwrap();
+        let err = other_job
+            .fetch_token(&http(), "sts.amazonaws.com")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GithubError::Refused { status: 403, .. }),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+        let text = err.to_string();
+        assert!(
+            text.contains("permissions: id-token: write") && !text.contains("another-jobs-token"),
+            "{text}"
+        );
+        assert_eq!(lab.github_tokens_minted(), 1);
+    }
+
     /// Tokens asked to be expired come out expired, and STS says so.
     #[tokio::test]
     async fn expired_github_tokens_are_refused_as_expired() {
