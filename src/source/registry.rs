@@ -1,7 +1,7 @@
 //! The token sources keyless knows, by the name users write (`--token-source NAME[:ARG]`,
 //! `token_source = "NAME[:ARG]"`).
 //!
-//! Adding a source is one file in `source/` that implements [`TokenSource`] and exports a
+//! Adding a source is one file in `source/` that implements [`TokenSource`](crate::source::TokenSource) and exports a
 //! [`Registration`], plus one line in [`SOURCES`]. Help texts, the "unknown token source" hint
 //! and keyless.toml's checks all read this list, so none of them needs to change.
 
