@@ -29,9 +29,11 @@
 //! any of them fresh.
 
 pub mod cache;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod credentials;
+pub mod daemon;
 pub mod deliver;
 pub mod duration;
 pub mod exchange;

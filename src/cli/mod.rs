@@ -232,16 +232,7 @@ impl TimeoutArgs {
 }
 
 /// Process exit codes, so scripts can tell a refusal from an outage.
-pub mod exit_code {
-    /// Something else failed (bad input, unreadable files).
-    pub const FAILURE: i32 = 1;
-    /// The command line or configuration is wrong (clap uses 2 as well).
-    pub const USAGE: i32 = 2;
-    /// The other cloud refused the identity (trust policy, token rejected).
-    pub const REFUSED: i32 = 3;
-    /// An endpoint was unreachable or kept failing; trying later may work.
-    pub const UNAVAILABLE: i32 = 4;
-}
+pub use crate::classify::exit_code;
 
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -254,7 +245,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let path = cli
                 .config
                 .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_FILE.into());
-            serve::run(args, path).await
+            crate::daemon::run(args.options(path)).await
         }
         Command::Lint(args) => lint::run(args).await,
         Command::Doctor(cmd) => doctor::run(cmd).await,
