@@ -269,78 +269,22 @@ fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-/// Maps an error to the exit code a script can act on.
+/// Maps an error to the exit code a script can act on: the class of the outermost cause that
+/// knows its class ([`crate::classify`]).
 pub fn exit_code_for(error: &anyhow::Error) -> i32 {
-    use crate::exchange::aws_sts::ExchangeError;
-    use crate::source::google::SourceError;
-    for cause in error.chain() {
-        if let Some(e) = cause.downcast_ref::<ExchangeError>() {
-            return match e {
-                ExchangeError::Source(source) => source_exit_code(source),
-                _ if e.is_refusal() => exit_code::REFUSED,
-                _ if e.is_transient() => exit_code::UNAVAILABLE,
-                ExchangeError::InvalidRoleArn { .. } | ExchangeError::InvalidSessionName { .. } => {
-                    exit_code::USAGE
-                }
-                ExchangeError::CallerIdentityRefused { .. } => exit_code::REFUSED,
-                _ => exit_code::FAILURE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<SourceError>() {
-            return source_exit_code(e);
-        }
-        if let Some(e) = cause.downcast_ref::<crate::refresh::GcpFlowError>() {
-            return match e {
-                crate::refresh::GcpFlowError::AwsSource(source) => aws_source_exit_code(source),
-                _ if e.is_refusal() => exit_code::REFUSED,
-                _ if e.is_transient() => exit_code::UNAVAILABLE,
-                crate::refresh::GcpFlowError::NeedsServiceAccount => exit_code::USAGE,
-                _ => exit_code::FAILURE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<crate::source::aws::AwsSourceError>() {
-            return aws_source_exit_code(e);
-        }
-        if cause.downcast_ref::<crate::types::SpecError>().is_some() {
-            return exit_code::USAGE;
-        }
-        if let Some(crate::deliver::server::ServerError::RemoteNotAllowed { .. }) =
-            cause.downcast_ref::<crate::deliver::server::ServerError>()
-        {
-            return exit_code::USAGE;
-        }
-        if let Some(e) = cause.downcast_ref::<crate::deliver::ecs_server::AuthTokenFileError>() {
-            // An unsafe, short or malformed token file is configuration to fix.
-            return match e {
-                crate::deliver::ecs_server::AuthTokenFileError::Write { .. } => exit_code::FAILURE,
-                _ => exit_code::USAGE,
-            };
-        }
-    }
-    exit_code::FAILURE
+    crate::classify::class_of(error.chain(), CLASSIFIED).exit_code()
 }
 
-fn source_exit_code(error: &crate::source::google::SourceError) -> i32 {
-    use crate::source::google::SourceError;
-    match error {
-        SourceError::UnknownTokenSource { .. } => exit_code::USAGE,
-        SourceError::ImpersonationRefused { status, .. } if *status < 500 && *status != 429 => {
-            exit_code::REFUSED
-        }
-        _ if error.is_transient() => exit_code::UNAVAILABLE,
-        _ => exit_code::FAILURE,
-    }
-}
-
-fn aws_source_exit_code(error: &crate::source::aws::AwsSourceError) -> i32 {
-    use crate::source::aws::AwsSourceError;
-    match error {
-        _ if error.is_transient() => exit_code::UNAVAILABLE,
-        AwsSourceError::NoCredentials { .. }
-        | AwsSourceError::NoRegion { .. }
-        | AwsSourceError::InvalidRegion { .. }
-        | AwsSourceError::InvalidRoleArn { .. }
-        | AwsSourceError::InvalidSessionName { .. } => exit_code::USAGE,
-        _ => exit_code::FAILURE,
-    }
-}
+/// Every error type that knows its class, as the chain is searched: one line per type.
+const CLASSIFIED: &[crate::classify::Classifier] = {
+    use crate::classify::of;
+    &[
+        of::<crate::exchange::aws_sts::ExchangeError>,
+        of::<crate::source::google::SourceError>,
+        of::<crate::refresh::GcpFlowError>,
+        of::<crate::source::aws::AwsSourceError>,
+        of::<crate::types::SpecError>,
+        of::<crate::deliver::server::ServerError>,
+        of::<crate::deliver::ecs_server::AuthTokenFileError>,
+    ]
+};

@@ -43,7 +43,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tokio::sync::oneshot;
 
-use crate::classify::exit_code;
+use crate::classify::{exit_code, Classify};
 use crate::config;
 use crate::deliver::metrics::MetricsRegistry;
 use crate::deliver::{listen_fds, server};
@@ -139,7 +139,7 @@ pub async fn run(args: Options) -> anyhow::Result<i32> {
     if !failures.is_empty() && !args.keep_going {
         let code = failures
             .iter()
-            .map(StartError::exit_code)
+            .map(|e| e.class().exit_code())
             .max()
             .unwrap_or(exit_code::FAILURE);
         let names: Vec<&str> = failures.iter().map(StartError::profile).collect();

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::classify::exit_code;
+use crate::classify::{Class, Classify};
 use crate::config::{Channel, Config, ProfileConfig};
 use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
 use crate::deliver::{aws_files, ecs_server, imds_server, server};
@@ -58,15 +58,17 @@ impl StartError {
             | Self::Listen { profile, .. } => profile,
         }
     }
+}
 
-    /// 1 for a taken address (a restart may find it free), 2 for the configuration.
-    pub fn exit_code(&self) -> i32 {
+impl Classify for StartError {
+    /// A taken address is a failure (a restart may find it free); the rest is configuration.
+    fn class(&self) -> Class {
         match self {
             Self::Listen {
                 cause: server::ServerError::Bind { .. } | server::ServerError::Serve { .. },
                 ..
-            } => exit_code::FAILURE,
-            _ => exit_code::USAGE,
+            } => Class::Failure,
+            _ => Class::Usage,
         }
     }
 }

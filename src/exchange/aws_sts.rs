@@ -337,6 +337,20 @@ impl ExchangeError {
     }
 }
 
+impl crate::classify::Classify for ExchangeError {
+    fn class(&self) -> crate::classify::Class {
+        use crate::classify::Class;
+        match self {
+            Self::Source(source) => source.class(),
+            _ if self.is_refusal() => Class::Refused,
+            _ if self.is_transient() => Class::Unavailable,
+            Self::InvalidRoleArn { .. } | Self::InvalidSessionName { .. } => Class::Usage,
+            Self::CallerIdentityRefused { .. } => Class::Refused,
+            _ => Class::Failure,
+        }
+    }
+}
+
 /// One STS error answer, before we decide what it means.
 #[derive(Clone, Debug)]
 pub(crate) struct StsFault {

@@ -98,6 +98,20 @@ impl SourceError {
     }
 }
 
+impl crate::classify::Classify for SourceError {
+    fn class(&self) -> crate::classify::Class {
+        use crate::classify::Class;
+        match self {
+            Self::UnknownTokenSource { .. } => Class::Usage,
+            Self::ImpersonationRefused { status, .. } if *status < 500 && *status != 429 => {
+                Class::Refused
+            }
+            _ if self.is_transient() => Class::Unavailable,
+            _ => Class::Failure,
+        }
+    }
+}
+
 pub use crate::policy::issuer::{Audience, IdTokenClaims};
 
 /// An ID token (Google's, or any OIDC issuer's): the secret JWT and its (unverified) claims.
