@@ -37,6 +37,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod duration;
 pub mod exchange;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http_client;

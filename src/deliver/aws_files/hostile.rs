@@ -1,4 +1,4 @@
-//! The INI editor under hostile input: what the fuzz harness ([`crate::fuzzing::aws_ini`]) and
+//! The INI editor under hostile input: what the fuzz harness (`keyless::fuzzing::aws_ini`) and
 //! the property tests below check, on any text a user's `~/.aws/credentials` may hold.
 //!
 //! The promises: parsing never fails and renders back byte for byte; an edit of one profile

@@ -158,4 +158,5 @@ pub enum AwsFilesError {
 }
 
 // Hostile input (the fuzz harness's and property tests' view of the editor) lives beside it.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) mod hostile;
