@@ -30,9 +30,12 @@
 
 pub mod cache;
 pub mod classify;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "cli")]
 pub mod daemon;
 pub mod deliver;
 pub mod duration;
@@ -41,6 +44,7 @@ pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http_client;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod policy;
 pub mod private_file;
@@ -50,5 +54,5 @@ pub mod setup;
 pub mod source;
 pub mod types;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod redaction_tests;
