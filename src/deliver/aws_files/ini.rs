@@ -276,7 +276,7 @@ impl IniDocument {
     ///
     /// Keys and values that would change the file's structure (newlines, a key with `=`...) are
     /// refused with [`AwsFilesError::InvalidEntry`]; the section name is checked by
-    /// [`validate_profile_name`]'s rules.
+    /// [`validate_profile_name`](super::validate_profile_name)'s rules.
     pub fn set_entries(
         &mut self,
         section: &str,

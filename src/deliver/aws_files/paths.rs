@@ -55,7 +55,7 @@ fn shared_file_path(
     }
 }
 
-/// The sidecar file [`write_credentials_profile`] locks: the target's name plus `.lock`
+/// The sidecar file [`write_credentials_profile`](super::write_credentials_profile) locks: the target's name plus `.lock`
 /// (`~/.aws/credentials.lock`). It is created on first use and never deleted, because deleting
 /// a lock file races with the next process opening it.
 pub fn lock_path(file: &Path) -> PathBuf {
