@@ -953,7 +953,7 @@ thread_local! {
                     attempt_timeout: Duration::from_secs(5),
                 },
             },
-            http: crate::http_client::build().expect("an HTTP client"),
+            http: crate::wire::http::build().expect("an HTTP client"),
         }
     };
 }

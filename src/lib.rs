@@ -5,8 +5,19 @@
 //! result to programs that know nothing about keyless. [`policy`], [`secret`] and
 //! [`credentials`] are leaves every layer may use; [`lab`] is the offline emulation of the
 //! clouds that the tests and `keyless demo` run against. [`refresh`] keeps credentials fresh
-//! for the long-running servers and `keyless serve` ([`config`]); [`setup`] generates both
-//! clouds' trust configuration, which `keyless lint` and `keyless doctor` check with [`policy`].
+//! for the long-running servers and [`daemon`] (what `keyless serve` runs, from [`config`]);
+//! [`setup`] generates both clouds' trust configuration, which `keyless lint` and `keyless
+//! doctor` check with [`policy`]. [`cli`] is the command line only: flags, rendering, and the
+//! exit code each error's [`classify::Class`] gives.
+//!
+//! Dependencies point one way: `cli → daemon → deliver → refresh → exchange → source → wire`;
+//! [`policy`], [`types`], [`secret`], [`private_file`], [`duration`], [`credentials`] and
+//! [`classify`] are leaves; nothing imports `cli`, and only `cli` starts the [`lab`]. A unit test
+//! (`src/layering_tests.rs`) enforces it.
+//!
+//! Features: `cli` (the default) builds the binary and brings `servers` (the local endpoints) and
+//! `lab`; without them the library compiles no clap, no HTTP server and no lab. `fuzzing` exposes
+//! the fuzz harness to `fuzz/` and to the tests.
 //!
 //! A Rust program on GCP that calls AWS plugs keyless into the AWS SDK in one line with
 //! [`deliver::aws_sdk::GoogleFederatedProvider`] (see `examples/aws_sdk_provider.rs`):
@@ -29,14 +40,21 @@
 //! any of them fresh.
 
 pub mod cache;
+pub mod classify;
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 pub mod config;
 pub mod credentials;
+#[cfg(feature = "cli")]
+pub mod daemon;
 pub mod deliver;
 pub mod duration;
 pub mod exchange;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod policy;
 pub mod private_file;
@@ -47,8 +65,7 @@ pub mod source;
 pub mod types;
 pub mod wire;
 
-/// The HTTP leaf's old name, kept while callers move to [`wire::http`].
-pub use wire::http as http_client;
-
 #[cfg(test)]
+mod layering_tests;
+#[cfg(all(test, feature = "cli"))]
 mod redaction_tests;

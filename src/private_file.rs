@@ -86,7 +86,7 @@ pub fn write_private_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Resu
 }
 
 /// The directory a file lives in (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
+pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

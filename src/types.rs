@@ -42,6 +42,13 @@ impl SpecError {
     }
 }
 
+/// A value that does not parse is always the command line's or the configuration's to fix.
+impl crate::classify::Classify for SpecError {
+    fn class(&self) -> crate::classify::Class {
+        crate::classify::Class::Usage
+    }
+}
+
 /// An AWS region as botocore's `validate_region_name` accepts it: one host label (1 to 63
 /// letters, digits and hyphens, no hyphen first or last, not all digits). The only way to get
 /// one is to parse it, so `sts.{region}.amazonaws.com` always names an AWS host.

@@ -286,7 +286,7 @@ pub struct TokenFileArgs {
 /// Runs an `aws` subcommand.
 pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
     // Built on first use: a credential_process run answered from the cache never starts TLS.
-    let http = crate::http_client::LazyClient::default();
+    let http = crate::wire::http::LazyClient::default();
     match command {
         AwsCommand::Credentials(args) => {
             let role = obtain(&http, &args.role).await?;
@@ -581,14 +581,14 @@ fn region_of(args: &ExchangeArgs) -> Result<Option<Region>, SpecError> {
     }
 }
 
-fn http_client(http: &crate::http_client::LazyClient) -> anyhow::Result<&reqwest::Client> {
+fn http_client(http: &crate::wire::http::LazyClient) -> anyhow::Result<&reqwest::Client> {
     http.get().context("could not start the HTTP client")
 }
 
 /// Builds the profile from the flags and obtains credentials (through the cache unless told not
 /// to); the HTTP client is built only when the cache cannot answer.
 pub async fn obtain(
-    http: &crate::http_client::LazyClient,
+    http: &crate::wire::http::LazyClient,
     args: &RoleArgs,
 ) -> anyhow::Result<AssumedRole> {
     let profile = profile_from_args(args)?;

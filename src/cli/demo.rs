@@ -41,7 +41,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         lab.record_issued_secrets_to(path)
             .with_context(|| format!("could not write {}", path.display()))?;
     }
-    let http = crate::http_client::build()?;
+    let http = crate::wire::http::build()?;
     let role_arn = RoleArn::parse(&lab.role_arn(ROLE))?;
     // The lab's own URL: never redirected by AWS_ENDPOINT_URL*.
     let endpoint = StsEndpoint::from_parts(

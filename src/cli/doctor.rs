@@ -55,7 +55,7 @@ pub struct DoctorGcpArgs {
 
 /// Runs a `doctor` subcommand; exits like the command it diagnoses would.
 pub async fn run(command: DoctorCommand) -> anyhow::Result<i32> {
-    let http = crate::http_client::build().context("could not start the HTTP client")?;
+    let http = crate::wire::http::build().context("could not start the HTTP client")?;
     match command {
         DoctorCommand::Aws(args) => doctor_aws(&http, args).await,
         DoctorCommand::Gcp(args) => doctor_gcp(&http, args).await,

@@ -238,7 +238,7 @@ pub struct ServeArgs {
 
 /// Runs a `gcp` subcommand.
 pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
-    let http = crate::http_client::build().context("could not start the HTTP client")?;
+    let http = crate::wire::http::build().context("could not start the HTTP client")?;
     match command {
         GcpCommand::Token(args) => {
             let profile = profile_from_args(&args.request).await?;

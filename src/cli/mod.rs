@@ -232,16 +232,7 @@ impl TimeoutArgs {
 }
 
 /// Process exit codes, so scripts can tell a refusal from an outage.
-pub mod exit_code {
-    /// Something else failed (bad input, unreadable files).
-    pub const FAILURE: i32 = 1;
-    /// The command line or configuration is wrong (clap uses 2 as well).
-    pub const USAGE: i32 = 2;
-    /// The other cloud refused the identity (trust policy, token rejected).
-    pub const REFUSED: i32 = 3;
-    /// An endpoint was unreachable or kept failing; trying later may work.
-    pub const UNAVAILABLE: i32 = 4;
-}
+pub use crate::classify::exit_code;
 
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -254,7 +245,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let path = cli
                 .config
                 .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_FILE.into());
-            serve::run(args, path).await
+            crate::daemon::run(args.options(path)).await
         }
         Command::Lint(args) => lint::run(args).await,
         Command::Doctor(cmd) => doctor::run(cmd).await,
@@ -278,79 +269,22 @@ fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-/// Maps an error to the exit code a script can act on.
+/// Maps an error to the exit code a script can act on: the class of the outermost cause that
+/// knows its class ([`crate::classify`]).
 pub fn exit_code_for(error: &anyhow::Error) -> i32 {
-    use crate::exchange::aws_sts::ExchangeError;
-    use crate::source::SourceError;
-    for cause in error.chain() {
-        if let Some(e) = cause.downcast_ref::<ExchangeError>() {
-            return match e {
-                ExchangeError::Source(source) => source_exit_code(source),
-                _ if e.is_refusal() => exit_code::REFUSED,
-                _ if e.is_transient() => exit_code::UNAVAILABLE,
-                ExchangeError::InvalidRoleArn { .. } | ExchangeError::InvalidSessionName { .. } => {
-                    exit_code::USAGE
-                }
-                ExchangeError::CallerIdentityRefused { .. } => exit_code::REFUSED,
-                _ => exit_code::FAILURE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<SourceError>() {
-            return source_exit_code(e);
-        }
-        if let Some(e) = cause.downcast_ref::<crate::refresh::GcpFlowError>() {
-            return match e {
-                crate::refresh::GcpFlowError::AwsSource(source) => aws_source_exit_code(source),
-                _ if e.is_refusal() => exit_code::REFUSED,
-                _ if e.is_transient() => exit_code::UNAVAILABLE,
-                crate::refresh::GcpFlowError::NeedsServiceAccount => exit_code::USAGE,
-                _ => exit_code::FAILURE,
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<crate::source::aws::AwsSourceError>() {
-            return aws_source_exit_code(e);
-        }
-        if cause.downcast_ref::<crate::types::SpecError>().is_some() {
-            return exit_code::USAGE;
-        }
-        if let Some(crate::deliver::server::ServerError::RemoteNotAllowed { .. }) =
-            cause.downcast_ref::<crate::deliver::server::ServerError>()
-        {
-            return exit_code::USAGE;
-        }
-        if let Some(e) = cause.downcast_ref::<crate::deliver::ecs_server::AuthTokenFileError>() {
-            // An unsafe, short or malformed token file is configuration to fix.
-            return match e {
-                crate::deliver::ecs_server::AuthTokenFileError::Write { .. } => exit_code::FAILURE,
-                _ => exit_code::USAGE,
-            };
-        }
-    }
-    exit_code::FAILURE
+    crate::classify::class_of(error.chain(), CLASSIFIED).exit_code()
 }
 
-fn source_exit_code(error: &crate::source::SourceError) -> i32 {
-    use crate::source::SourceError;
-    match error {
-        SourceError::UnknownTokenSource { .. } => exit_code::USAGE,
-        SourceError::Github(e) if e.is_configuration() => exit_code::USAGE,
-        SourceError::ImpersonationRefused { status, .. } if *status < 500 && *status != 429 => {
-            exit_code::REFUSED
-        }
-        _ if error.is_transient() => exit_code::UNAVAILABLE,
-        _ => exit_code::FAILURE,
-    }
-}
-
-fn aws_source_exit_code(error: &crate::source::aws::AwsSourceError) -> i32 {
-    use crate::source::aws::AwsSourceError;
-    match error {
-        _ if error.is_transient() => exit_code::UNAVAILABLE,
-        AwsSourceError::NoCredentials { .. }
-        | AwsSourceError::NoRegion { .. }
-        | AwsSourceError::InvalidRegion { .. }
-        | AwsSourceError::InvalidRoleArn { .. }
-        | AwsSourceError::InvalidSessionName { .. } => exit_code::USAGE,
-        _ => exit_code::FAILURE,
-    }
-}
+/// Every error type that knows its class, as the chain is searched: one line per type.
+const CLASSIFIED: &[crate::classify::Classifier] = {
+    use crate::classify::of;
+    &[
+        of::<crate::exchange::aws_sts::ExchangeError>,
+        of::<crate::source::google::SourceError>,
+        of::<crate::refresh::GcpFlowError>,
+        of::<crate::source::aws::AwsSourceError>,
+        of::<crate::types::SpecError>,
+        of::<crate::deliver::server::ServerError>,
+        of::<crate::deliver::ecs_server::AuthTokenFileError>,
+    ]
+};

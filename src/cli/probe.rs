@@ -103,7 +103,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<i32> {
 /// Unbounded itself: the caller's one deadline covers resolving, connecting and reading.
 async fn fetch_status(url: &ProbeUrl) -> Result<(reqwest::StatusCode, String), reqwest::Error> {
     let client = reqwest::Client::builder()
-        .user_agent(crate::http_client::USER_AGENT)
+        .user_agent(crate::wire::http::USER_AGENT)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .tls_built_in_root_certs(false)

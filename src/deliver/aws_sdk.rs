@@ -157,7 +157,7 @@ impl Builder {
             retry: RetryPolicy::default(),
         };
         let http =
-            crate::http_client::build().map_err(|e| ProviderBuildError::Http(e.to_string()))?;
+            crate::wire::http::build().map_err(|e| ProviderBuildError::Http(e.to_string()))?;
         let refresher = Refresher::new(
             role_arn.as_str(),
             AwsRoleUpstream { profile, http },

@@ -137,6 +137,17 @@ pub enum AuthTokenFileError {
     },
 }
 
+impl crate::classify::Classify for AuthTokenFileError {
+    /// An unsafe, short or malformed token file is configuration to fix; failing to write a new
+    /// one is not.
+    fn class(&self) -> crate::classify::Class {
+        match self {
+            Self::Write { .. } => crate::classify::Class::Failure,
+            _ => crate::classify::Class::Usage,
+        }
+    }
+}
+
 /// The endpoint's token from `path` (see the module doc for what is refused), or a new random
 /// one written there (0600) when the file is missing or empty.
 pub fn auth_token_from_file(path: &Path) -> Result<Secret, AuthTokenFileError> {

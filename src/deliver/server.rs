@@ -322,6 +322,16 @@ pub enum ServerError {
     Serve { addr: SocketAddr, cause: String },
 }
 
+impl crate::classify::Classify for ServerError {
+    /// Listening beyond loopback without `--allow-remote` is configuration; a taken port is not.
+    fn class(&self) -> crate::classify::Class {
+        match self {
+            Self::RemoteNotAllowed { .. } => crate::classify::Class::Usage,
+            Self::Bind { .. } | Self::Serve { .. } => crate::classify::Class::Failure,
+        }
+    }
+}
+
 /// What a listener serves: it decides the `Host` names it answers to, the methods it accepts and
 /// whether binding beyond loopback needs `--allow-remote`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -61,7 +61,7 @@ pub async fn fetch_trust_policy(
         .map_err(|e| unavailable(error_chain(&e)))?;
     let status = response.status().as_u16();
     let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
-    let text = crate::http_client::read_body(response)
+    let text = crate::wire::http::read_body(response)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     if status != 200 {

@@ -338,6 +338,20 @@ impl ExchangeError {
     }
 }
 
+impl crate::classify::Classify for ExchangeError {
+    fn class(&self) -> crate::classify::Class {
+        use crate::classify::Class;
+        match self {
+            Self::Source(source) => source.class(),
+            _ if self.is_refusal() => Class::Refused,
+            _ if self.is_transient() => Class::Unavailable,
+            Self::InvalidRoleArn { .. } | Self::InvalidSessionName { .. } => Class::Usage,
+            Self::CallerIdentityRefused { .. } => Class::Refused,
+            _ => Class::Failure,
+        }
+    }
+}
+
 /// One STS error answer, before we decide what it means.
 #[derive(Clone, Debug)]
 pub(crate) struct StsFault {
@@ -639,6 +653,7 @@ pub(crate) struct Reply {
 
 impl Reply {
     /// An XML answer with no `Date` header, for tests and fuzz targets that only have a body.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn xml(status: u16, body: impl Into<String>) -> Self {
         Self {
             status,
@@ -670,7 +685,7 @@ async fn post_form(
     // A body cut short (the connection dropped mid-answer) is a network failure: retried; one
     // larger than STS ever sends is not STS.
     let body =
-        crate::http_client::read_body(response)
+        crate::wire::http::read_body(response)
             .await
             .map_err(|e| match e.is_transient() {
                 true => Attempt::Network(e.to_string()),
@@ -699,7 +714,7 @@ pub(crate) fn request_id_of(headers: &reqwest::header::HeaderMap) -> Option<Stri
         .map(str::to_string)
 }
 
-pub(crate) use crate::http_client::content_type_of;
+pub(crate) use crate::wire::http::content_type_of;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -837,7 +852,7 @@ pub async fn fetch_caller_identity(
     let date = clock_skew::date_header(response.headers());
     let request_id = request_id_of(response.headers());
     let text =
-        crate::http_client::read_body(response)
+        crate::wire::http::read_body(response)
             .await
             .map_err(|e| match e.is_transient() {
                 true => unavailable(e.to_string()),

@@ -22,7 +22,7 @@ pub const TOLERATED_SKEW: Duration = Duration::seconds(5);
 /// From this on, the skew is a misconfigured clock rather than latency: it is logged.
 pub const REPORTED_SKEW: Duration = Duration::seconds(60);
 
-pub use crate::http_client::date_header;
+pub use crate::wire::http::date_header;
 
 /// The most this machine's clock can be behind the upstream's, given an answer stamped `date`
 /// to a request sent at `sent_at` (negative: the upstream is behind us by at least that much).

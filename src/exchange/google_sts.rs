@@ -275,7 +275,7 @@ async fn post_exchange(
     // A body cut short (the connection dropped mid-answer) is no answer: retried; one larger
     // than Google STS ever sends is not Google STS.
     let body =
-        crate::http_client::read_body(response)
+        crate::wire::http::read_body(response)
             .await
             .map_err(|e| match e.is_transient() {
                 true => StsAttempt::Transient(e.to_string()),

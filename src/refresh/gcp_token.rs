@@ -107,6 +107,19 @@ impl GcpFlowError {
     }
 }
 
+impl crate::classify::Classify for GcpFlowError {
+    fn class(&self) -> crate::classify::Class {
+        use crate::classify::Class;
+        match self {
+            Self::AwsSource(source) => source.class(),
+            _ if self.is_refusal() => Class::Refused,
+            _ if self.is_transient() => Class::Unavailable,
+            Self::NeedsServiceAccount => Class::Usage,
+            _ => Class::Failure,
+        }
+    }
+}
+
 impl GcpTokenProfile {
     /// The signed GetCallerIdentity request, serialised: proof of the AWS identity.
     pub async fn subject_token(&self) -> Result<SubjectToken, GcpFlowError> {

@@ -193,6 +193,21 @@ impl AwsSourceError {
     }
 }
 
+impl crate::classify::Classify for AwsSourceError {
+    fn class(&self) -> crate::classify::Class {
+        use crate::classify::Class;
+        match self {
+            _ if self.is_transient() => Class::Unavailable,
+            Self::NoCredentials { .. }
+            | Self::NoRegion { .. }
+            | Self::InvalidRegion { .. }
+            | Self::InvalidRoleArn { .. }
+            | Self::InvalidSessionName { .. } => Class::Usage,
+            _ => Class::Failure,
+        }
+    }
+}
+
 fn no_credentials_message(profile: &str, tried: &[SourceAttempt]) -> String {
     let mut text = String::from("no AWS credentials found; tried, in the AWS SDKs' order:");
     for attempt in tried {

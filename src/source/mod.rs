@@ -151,6 +151,21 @@ pub enum SourceError {
     Executable(#[from] local::ExecutableError),
 }
 
+impl crate::classify::Classify for SourceError {
+    fn class(&self) -> crate::classify::Class {
+        use crate::classify::Class;
+        match self {
+            Self::UnknownTokenSource { .. } => Class::Usage,
+            Self::Github(e) if e.is_configuration() => Class::Usage,
+            Self::ImpersonationRefused { status, .. } if *status < 500 && *status != 429 => {
+                Class::Refused
+            }
+            _ if self.is_transient() => Class::Unavailable,
+            _ => Class::Failure,
+        }
+    }
+}
+
 impl SourceError {
     /// Worth retrying: the metadata server or IAM Credentials may come back.
     pub fn is_transient(&self) -> bool {

@@ -1,4 +1,4 @@
-//! The INI editor under hostile input: what the fuzz harness ([`crate::fuzzing::aws_ini`]) and
+//! The INI editor under hostile input: what the fuzz harness (`keyless::fuzzing::aws_ini`) and
 //! the property tests below check, on any text a user's `~/.aws/credentials` may hold.
 //!
 //! The promises: parsing never fails and renders back byte for byte; an edit of one profile
@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::{IniDocument, BOM};
+use super::ini::{IniDocument, BOM};
 
 impl IniDocument {
     /// The bytes an edit of `name` may touch: from the header of the first section of that
@@ -63,10 +63,10 @@ pub(crate) fn check_edit_locality(text: &str, profile: &str, entries: &[(&str, O
     let mut names = before.section_names();
     let existed = before.section_entries(profile).is_some();
     if !existed && entries.iter().any(|(_, v)| v.is_some()) {
-        names.push(super::normalize_section_name(profile));
+        names.push(super::ini::normalize_section_name(profile));
     }
     assert_eq!(reread.section_names(), names, "the sections changed");
-    let target = super::normalize_section_name(profile);
+    let target = super::ini::normalize_section_name(profile);
     for name in names.iter().filter(|n| **n != target) {
         assert_eq!(
             before.section_entries(name),
