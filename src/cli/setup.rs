@@ -422,6 +422,13 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
             }
         }
         SetupCommand::AwsOidcToAws(a) => {
+            if let Some(Err(e)) = a
+                .source_account
+                .as_deref()
+                .map(|id| setup::aws_account("--source-account", id))
+            {
+                return Ok(usage(e));
+            }
             let source = OidcSource::AwsOutbound {
                 issuer: a.aws_issuer,
                 account: a

@@ -430,7 +430,7 @@ fn numeric_id(flag: &'static str, value: &str, fix: &str) -> Result<(), InvalidI
     }
 }
 
-fn aws_account(flag: &'static str, value: &str) -> Result<(), InvalidInput> {
+pub(crate) fn aws_account(flag: &'static str, value: &str) -> Result<(), InvalidInput> {
     if value.len() == 12 && value.chars().all(|c| c.is_ascii_digit()) {
         Ok(())
     } else {
