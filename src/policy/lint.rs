@@ -136,6 +136,20 @@ pub const RULES: &[Rule] = &[
         help: "add StringEquals accounts.google.com:oaud with the audience keyless asks for (--audience, default sts.amazonaws.com), ideally one specific to the role",
     },
     Rule {
+        id: "KL009",
+        name: "GithubRepositoryNotPinned",
+        severity: Severity::High,
+        summary: "a GitHub Actions trust does not pin token.actions.githubusercontent.com:sub to one repository (no sub condition, or a pattern such as repo:ORG/* or *): every workflow of the organisation, or of GitHub, gets in",
+        help: "StringEquals token.actions.githubusercontent.com:sub = repo:ORG/REPO:ref:refs/heads/BRANCH (or repo:ORG/REPO:environment:NAME), and :aud = sts.amazonaws.com",
+    },
+    Rule {
+        id: "KL010",
+        name: "KubernetesNamespaceNotPinned",
+        severity: Severity::High,
+        summary: "a Kubernetes (EKS, GKE, AKS, any cluster) trust does not pin HOST/PATH:sub to a namespace (no sub condition, or system:serviceaccount:*...): any service account of the cluster gets in",
+        help: "StringEquals HOST/PATH:sub = system:serviceaccount:NAMESPACE:NAME, and HOST/PATH:aud = sts.amazonaws.com",
+    },
+    Rule {
         id: "KL101",
         name: "ProviderWithoutCondition",
         severity: Severity::High,
@@ -155,6 +169,13 @@ pub const RULES: &[Rule] = &[
         severity: Severity::Low,
         summary: "the provider's attributeCondition could not be parsed or uses CEL outside what keyless evaluates, so keyless could not check it",
         help: "fix the syntax, or check the condition in Google Cloud; keyless understands ==, !=, &&, ||, !, in [..], startsWith/endsWith/contains",
+    },
+    Rule {
+        id: "KL104",
+        name: "SubjectMappingTooLong",
+        severity: Severity::Low,
+        summary: "an OIDC provider's google.subject mapping can exceed 127 bytes for tokens it admits (e.g. assertion.sub of GitHub, Kubernetes or AWS, not pinned by the condition): Google STS refuses those tokens",
+        help: "pin the subject in the attributeCondition (assertion.sub == 'EXACT_SUBJECT'), or map google.subject from bounded claims (GitHub: assertion.repository_id)",
     },
     Rule {
         id: "KL201",
