@@ -25,8 +25,8 @@ use crate::policy::{self, PolicyDocument, Request, RequestPrincipal};
 /// The `doctor` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DoctorCommand {
-    /// → AWS: why can't this token (Google, Kubernetes, GitHub Actions, AWS outbound, any OIDC
-    /// issuer) assume the role?
+    /// Any token → AWS: why can't this identity (Google, Kubernetes, GitHub Actions, AWS
+    /// outbound, any OIDC issuer) assume the role?
     #[command(
         after_help = "Example:\n  keyless doctor aws --role-arn arn:aws:iam::123456789012:role/DeploymentRole --trust-policy trust.json"
     )]
