@@ -320,9 +320,7 @@ async fn a_policy_for_another_issuer_names_both_principals() {
     assert!(
         out.stdout
             .contains("oidc-provider/token.actions.githubusercontent.com but this token's issuer")
-            && out
-                .stdout
-                .contains(&format!("is the principal arn:aws:iam::")),
+            && out.stdout.contains("is the principal arn:aws:iam::"),
         "{out}"
     );
     assert!(

@@ -151,7 +151,7 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
         );
         let mark = if decision.is_allowed() { "✓" } else { "✗" };
         println!("   {mark} {}", decision.explain());
-        notes = issuer_notes(&claims, &document, &principal, &decision);
+        notes = issuer_notes(claims, &document, &principal, &decision);
         policy_verdict = Some(decision);
     }
 
