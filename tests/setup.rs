@@ -1246,16 +1246,24 @@ fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
     assert_eq!(policy, expected(audience));
 }
 
-/// The lab's STS honours what k8s-to-aws and github-to-aws configure: the workload's token
-/// becomes credentials, a token of another subject of the same issuer is refused.
+/// The lab's STS honours what k8s-to-aws, github-to-aws and aws-oidc-to-aws configure: the
+/// workload's token becomes credentials, a token of another subject of the same issuer is
+/// refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn oidc_to_aws_configuration_is_accepted_by_the_lab() {
     let mut config = LabConfig::demo();
     let account = config.account_id.clone();
     let mut roles = Vec::new();
-    for pair in ["k8s-to-aws", "github-to-aws"] {
+    for pair in OIDC_TO_AWS {
         let (host, _) = oidc_pin(pair);
-        let (_, _, docs) = run_with_answering_stubs(&oidc_setup(pair, "shell", &[]), &[]);
+        let (_, _, docs) = run_with_answering_stubs(
+            &oidc_setup(pair, "shell", &[]),
+            &[(
+                "aws iam get-outbound-web-identity-federation-info",
+                OUTBOUND_ISSUER,
+                0,
+            )],
+        );
         let policy = docs.last().unwrap().replace("123456789012", &account);
         config.oidc_providers.push(keyless::lab::LabOidcProvider {
             issuer: format!("https://{host}"),

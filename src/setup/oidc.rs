@@ -559,6 +559,14 @@ impl OidcToGcp {
         Outbound::of(&self.source, &self.token_audience())
     }
 
+    /// The created service account's display name (Google accepts at most 100 characters).
+    pub fn display_name(&self) -> String {
+        format!("keyless: impersonated by {}", self.source.describe())
+            .chars()
+            .take(100)
+            .collect()
+    }
+
     /// The command the workload runs afterwards.
     pub fn keyless_command(&self) -> String {
         format!(

@@ -245,7 +245,7 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
          gcp.serviceaccount.IAMMember(\n    \"keyless-workload-identity-user\",\n    service_account_id=service_account.name,\n    role={},\n    member={},\n    opts=pulumi.ResourceOptions(depends_on=[provider]),\n)\n",
         q(&s.project_id),
         q(s.service_account_name()),
-        q(&format!("keyless: impersonated by {}", s.source.describe())),
+        q(&s.display_name()),
         q(WORKLOAD_IDENTITY_USER),
         q(&s.principal()),
     );

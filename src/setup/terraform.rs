@@ -160,9 +160,10 @@ pub fn aws_to_gcp(s: &AwsToGcp) -> String {
 fn outbound(out: &mut String, o: &Outbound) {
     let _ = writeln!(
         out,
-        "# In the caller's account {account}: outbound identity federation, once per account (not\n\
-         # a Terraform resource): aws iam enable-outbound-web-identity-federation\n\
-         # (its issuer must be {issuer}). Then the role may mint tokens for this audience only.\n\
+        "# In the caller's account {account}: outbound identity federation, once per account\n\
+         # (not a Terraform resource): aws iam enable-outbound-web-identity-federation\n\
+         # (its issuer must be {issuer}).\n\
+         # Then the role may mint tokens for this audience only.\n\
          resource \"aws_iam_role_policy\" \"keyless_get_web_identity_token\" {{\n  role   = {role}\n  name   = {name}\n  policy = <<-EOT\n{policy}\n  EOT\n}}\n",
         account = o.account,
         issuer = o.issuer,
@@ -282,7 +283,7 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
         "resource \"google_service_account\" \"keyless\" {{\n  project      = {}\n  account_id   = {}\n  display_name = {}\n}}\n",
         q(&s.project_id),
         q(s.service_account_name()),
-        q(&format!("keyless: impersonated by {}", s.source.describe()))
+        q(&s.display_name())
     );
     let _ = writeln!(
         out,
