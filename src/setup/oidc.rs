@@ -674,6 +674,79 @@ mod tests {
         assert!(aws.outbound().is_none());
     }
 
+    fn outbound_to_gcp(org_id: Option<&str>) -> OidcToGcp {
+        OidcToGcp {
+            source: OidcSource::AwsOutbound {
+                issuer: "https://abc.tokens.sts.global.api.aws".into(),
+                account: "123456789012".into(),
+                role: "app".into(),
+                org_id: org_id.map(String::from),
+            },
+            project_id: "my-project".into(),
+            project_number: "42".into(),
+            pool: "aws-pool".into(),
+            provider: "outbound".into(),
+            service_account: "app-sa@my-project.iam.gserviceaccount.com".into(),
+            role: None,
+            token_audience: None,
+        }
+    }
+
+    #[test]
+    fn aws_outbound_pins_the_role_and_mints_for_the_providers_audience_only() {
+        let plan = outbound_to_gcp(None);
+        plan.validate().unwrap();
+        assert_eq!(
+            plan.source.attribute_condition(),
+            "assertion.sub == 'arn:aws:iam::123456789012:role/app'"
+        );
+        assert_eq!(
+            plan.principal(),
+            "principal://iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/aws-pool/subject/arn:aws:iam::123456789012:role/app"
+        );
+        let audience = "https://iam.googleapis.com/projects/42/locations/global/workloadIdentityPools/aws-pool/providers/outbound";
+        assert_eq!(plan.token_audience(), audience);
+        let outbound = plan.outbound().unwrap();
+        assert_eq!(
+            outbound.policy()["Statement"][0]["Condition"],
+            json!({"ForAllValues:StringEquals": {"sts:IdentityTokenAudience": [audience]}})
+        );
+        let parsed: Value = serde_json::from_str(&outbound.policy_pretty()).unwrap();
+        assert_eq!(parsed, outbound.policy());
+        // IAM's order, not serde_json's.
+        let text = outbound.policy_pretty();
+        assert!(text.find("\"Effect\"") < text.find("\"Action\""), "{text}");
+        assert!(
+            text.find("\"Version\"") < text.find("\"Statement\""),
+            "{text}"
+        );
+
+        let org = outbound_to_gcp(Some("o-a1b2c3d4e5"));
+        org.validate().unwrap();
+        assert!(org
+            .source
+            .attribute_condition()
+            .ends_with(" && assertion['https://sts.amazonaws.com/'].org_id == 'o-a1b2c3d4e5'"));
+        assert_eq!(
+            outbound_to_gcp(Some("o-x")).validate().unwrap_err().flag,
+            "--aws-org-id"
+        );
+    }
+
+    #[test]
+    fn a_subject_google_cannot_take_is_refused() {
+        let mut plan = outbound_to_gcp(None);
+        plan.source = OidcSource::Kubernetes {
+            issuer: "https://c.example".into(),
+            namespace: "payments".into(),
+            service_account: "a".repeat(120),
+        };
+        let e = plan.validate().unwrap_err();
+        assert_eq!(e.flag, "--k8s-service-account");
+        assert!(e.fix.contains("127"), "{e}");
+        assert_eq!(plan.display_name().chars().count(), 100);
+    }
+
     #[test]
     fn inputs_are_checked_where_they_enter() {
         let bad = |source: OidcSource, flag: &str| {
