@@ -1,6 +1,8 @@
 //! `keyless setup`, the real binary: every format of the GCP → AWS direction embeds exactly the
 //! recommended trust policy, which the lab accepts for a real exchange and the linter passes;
-//! each output is syntactically valid for its tool; bad inputs name the flag and the fix.
+//! each output is syntactically valid for its tool; bad inputs name the flag and the fix. The
+//! OIDC pairs (github, k8s, aws-oidc → aws, gcp) are held to the same: exact policies in every
+//! format, accepted by the lab's STS, lint clean.
 
 mod support;
 

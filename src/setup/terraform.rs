@@ -200,6 +200,7 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
         out,
         "# One IAM OIDC provider per issuer and account: if it exists, import it\n\
          #   terraform import aws_iam_openid_connect_provider.keyless {arn}\n\
+         # No thumbprint_list (optional from AWS provider 5.81): AWS verifies the issuer's certificate.\n\
          resource \"aws_iam_openid_connect_provider\" \"keyless\" {{\n  url            = {url}\n  client_id_list = [{aud}]\n}}\n",
         arn = s.provider_arn(),
         url = q(s.source.issuer()),
