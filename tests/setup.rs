@@ -1326,8 +1326,12 @@ fn oidc_configurations_lint_clean() {
         }
     }
     for pair in OIDC_TO_GCP {
-        let (ok, calls, _) = run_with_answering_stubs(&oidc_setup(pair, "shell", &[]), &answers);
+        let (ok, calls, docs) = run_with_answering_stubs(&oidc_setup(pair, "shell", &[]), &answers);
         assert!(ok, "{pair}: {calls:?}");
+        // aws-oidc: the caller's policy too (KL011: one audience, ForAllValues).
+        for (i, doc) in docs.iter().enumerate() {
+            files.push(write_temp(&dir, &format!("{pair}-{i}.json"), doc));
+        }
         let create = calls
             .iter()
             .find(|c| c.get(4).is_some_and(|a| a == "create-oidc"))

@@ -150,6 +150,13 @@ pub const RULES: &[Rule] = &[
         help: "StringEquals HOST/PATH:sub = system:serviceaccount:NAMESPACE:NAME, and HOST/PATH:aud = sts.amazonaws.com",
     },
     Rule {
+        id: "KL011",
+        name: "OutboundTokenAudienceNotLimited",
+        severity: Severity::Medium,
+        summary: "an identity policy allows sts:GetWebIdentityToken (AWS outbound identity federation) without ForAllValues:StringEquals on sts:IdentityTokenAudience: the principal can mint tokens for any audience",
+        help: "add \"ForAllValues:StringEquals\": {\"sts:IdentityTokenAudience\": [\"<each audience>\"]} to the statement",
+    },
+    Rule {
         id: "KL101",
         name: "ProviderWithoutCondition",
         severity: Severity::High,
@@ -257,7 +264,7 @@ pub enum LintError {
         reason: String,
     },
     /// JSON, but none of the shapes keyless lints.
-    #[error("{file}: not a trust policy, `aws iam get-role` output, workload identity provider or IAM policy ({found})\n  hint: expected an object with \"Statement\", \"Role\", \"attributeMapping\"/\"aws\"/\"oidc\" or \"bindings\"")]
+    #[error("{file}: not a trust policy, `aws iam get-role` output, workload identity provider or IAM policy ({found})\n  hint: expected an object with \"Statement\", \"Role\", \"PolicyDocument\", \"attributeMapping\"/\"aws\"/\"oidc\" or \"bindings\"")]
     Unrecognised {
         /// The file.
         file: String,
@@ -377,6 +384,11 @@ fn lint_role(role: &Value, role_at: &JsonPath, out: &mut Vec<Draft>) -> Result<(
             "a role at {role_at} without \"AssumeRolePolicyDocument\""
         ))
     })?;
+    lint_document(document, &doc_at, out)
+}
+
+/// A policy document embedded in an API answer: an object, a JSON string or a URL-encoded one.
+fn lint_document(document: &Value, doc_at: &JsonPath, out: &mut Vec<Draft>) -> Result<(), Failure> {
     let embedded;
     let document = match document {
         Value::String(s) => {
@@ -390,7 +402,7 @@ fn lint_role(role: &Value, role_at: &JsonPath, out: &mut Vec<Draft>) -> Result<(
         }
         other => other,
     };
-    trust::lint_trust_policy(document, &doc_at, out)
+    trust::lint_trust_policy(document, doc_at, out)
         .map_err(|e| Failure::Policy(doc_at.to_string(), e))
 }
 
@@ -440,6 +452,14 @@ fn lint_value(value: &Value, at: &JsonPath, out: &mut Vec<Draft>) -> Result<(), 
                 lint_role(role, &at.key("Roles").index(i), out)?;
             }
             Ok(())
+        }
+        Value::Object(obj) if obj.contains_key("PolicyDocument") => {
+            // `aws iam get-role-policy` / `get-user-policy`: an inline identity policy.
+            lint_document(
+                obj.get("PolicyDocument").unwrap_or(&Value::Null),
+                &at.key("PolicyDocument"),
+                out,
+            )
         }
         Value::Object(obj) if gcp::is_provider(obj) => {
             gcp::lint_provider(obj, at, out);
@@ -516,6 +536,22 @@ mod tests {
         );
         // A whole file that is URL-encoded (IAM's raw API answer) reads too.
         assert_eq!(rules_of(&encoded), vec!["KL001"]);
+    }
+
+    #[test]
+    fn get_role_policy_output_is_linted() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetWebIdentityToken","Resource":"*"}]}"#;
+        let encoded =
+            percent_encoding::utf8_percent_encode(doc, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for document in [serde_json::from_str(doc).unwrap(), Value::String(encoded)] {
+            let text =
+                serde_json::json!({"RoleName": "r", "PolicyName": "p", "PolicyDocument": document})
+                    .to_string();
+            let findings = lint_text("policy.json", &text).unwrap();
+            let got: Vec<_> = findings.iter().map(|f| (f.rule, f.path.as_str())).collect();
+            assert_eq!(got, vec![("KL011", "PolicyDocument.Statement[0]")]);
+        }
     }
 
     #[test]

@@ -184,6 +184,7 @@ pub(super) fn lint_trust_policy(
                     .fix("name the principal explicitly, e.g. \"Principal\": {\"Federated\": \"accounts.google.com\"} with StringEquals on accounts.google.com:sub, :aud and :oaud"),
             );
         }
+        check_outbound_audience(st, st_at, out);
         let issuers = federated_issuers(st);
         if issuers.is_empty() {
             continue;
@@ -712,6 +713,70 @@ fn check_google_values(
     );
 }
 
+const GET_WEB_IDENTITY_TOKEN: &str = "sts:GetWebIdentityToken";
+const TOKEN_AUDIENCE_KEY: &str = "sts:IdentityTokenAudience";
+
+/// KL011: an identity policy that lets a principal mint AWS outbound tokens must say for which
+/// audiences, with `ForAllValues:` (every audience of the request listed), or the token can be
+/// minted for any relying party that trusts the account's issuer.
+fn check_outbound_audience(st: &Statement, st_at: &JsonPath, out: &mut Vec<Draft>) {
+    // An identity policy (no Principal): in a trust policy the action would mean nothing.
+    let ActionMatcher::Action(patterns) = &st.actions else {
+        return;
+    };
+    if st.principal.is_some() {
+        return;
+    }
+    // Named explicitly (sts:GetWebIdentityToken, sts:Get*...): not every `*` admin policy.
+    let names_it = patterns.iter().any(|p| {
+        p.to_ascii_lowercase().starts_with("sts:")
+            && crate::policy::glob::matches(p, GET_WEB_IDENTITY_TOKEN, true)
+    });
+    if !names_it {
+        return;
+    }
+    let audience: Vec<&Condition> = st
+        .conditions
+        .iter()
+        .filter(|c| c.key.eq_ignore_ascii_case(TOKEN_AUDIENCE_KEY))
+        .collect();
+    let limited = audience.iter().any(|c| {
+        c.operator.qualifier == Some(SetQualifier::ForAllValues)
+            && matches!(c.operator.base, OperatorBase::StringEquals)
+            && !c.operator.if_exists
+            && !c.values.iter().any(|v| has_wildcard(v))
+    });
+    if limited {
+        return;
+    }
+    let (at, message) = match audience.first() {
+        Some(c) => (
+            st_at.key("Condition").key(&c.operator.name).key(&c.key),
+            format!(
+                "{} {} {} does not limit every audience of the token: {}",
+                c.operator.name,
+                c.key,
+                quoted_list(&c.values),
+                if c.operator.qualifier == Some(SetQualifier::ForAnyValue) {
+                    "ForAnyValue passes when one requested audience is listed, so the token can name others too"
+                } else {
+                    "the key is multi-valued (one value per requested audience); only ForAllValues:StringEquals with exact values checks each"
+                }
+            ),
+        ),
+        None => (
+            st_at.clone(),
+            format!("{GET_WEB_IDENTITY_TOKEN} is allowed with no {TOKEN_AUDIENCE_KEY} condition: the principal can mint tokens for any audience"),
+        ),
+    };
+    out.push(
+        Draft::new("KL011", at)
+            .message(message)
+            .why("an AWS outbound token is accepted by every relying party that trusts the account's issuer for its audience; a principal that may choose the audience can get into any of them")
+            .fix(format!("\"Condition\": {{\"ForAllValues:StringEquals\": {{\"{TOKEN_AUDIENCE_KEY}\": [\"<each audience>\"]}}}} (keyless setup aws-oidc-to-aws and aws-oidc-to-gcp print it)")),
+    );
+}
+
 fn github_fix() -> String {
     format!("\"StringEquals\": {{\"{GITHUB_HOST}:sub\": \"repo:ORG/REPO:ref:refs/heads/main\", \"{GITHUB_HOST}:aud\": \"sts.amazonaws.com\"}} (or repo:ORG/REPO:environment:NAME; keyless setup github-to-aws prints it)")
 }
@@ -874,6 +939,52 @@ mod tests {
 
     const GH: &str = "token.actions.githubusercontent.com";
     const EKS: &str = "oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+
+    #[test]
+    fn kl011_outbound_tokens_for_any_audience() {
+        let policy = |condition: serde_json::Value| {
+            let mut st =
+                json!({"Effect": "Allow", "Action": "sts:GetWebIdentityToken", "Resource": "*"});
+            if !condition.is_null() {
+                st["Condition"] = condition;
+            }
+            json!({"Version": "2012-10-17", "Statement": [st]}).to_string()
+        };
+        let f = findings(&policy(serde_json::Value::Null));
+        assert_eq!(f, vec![("KL011", "medium".into(), "Statement[0]".into())]);
+        let any = findings(&policy(
+            json!({"ForAnyValue:StringEquals": {"sts:IdentityTokenAudience": ["a"]}}),
+        ));
+        assert_eq!(
+            any,
+            vec![(
+                "KL011",
+                "medium".into(),
+                "Statement[0].Condition.\"ForAnyValue:StringEquals\".\"sts:IdentityTokenAudience\""
+                    .into()
+            )]
+        );
+        let plain = lint_text(
+            "t.json",
+            &policy(json!({"StringEquals": {"sts:IdentityTokenAudience": "a"}})),
+        )
+        .unwrap();
+        assert!(
+            plain[0].message.contains("multi-valued"),
+            "{}",
+            plain[0].message
+        );
+        let exact =
+            policy(json!({"ForAllValues:StringEquals": {"sts:IdentityTokenAudience": ["a", "b"]}}));
+        assert_eq!(findings(&exact), vec![]);
+        let pattern =
+            policy(json!({"ForAllValues:StringEquals": {"sts:IdentityTokenAudience": ["*"]}}));
+        assert_eq!(ids(&pattern), vec!["KL011"]);
+        // An administrator's "*" is not this rule's business.
+        let admin =
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}).to_string();
+        assert_eq!(findings(&admin), vec![]);
+    }
 
     #[test]
     fn kl009_github_without_a_repository_pin() {
