@@ -12,7 +12,8 @@
 //! `aws iam get-role` (the document possibly URL-encoded, as IAM's API returns it), a Google
 //! workload identity provider description and a Google IAM policy (`get-iam-policy`), or a JSON
 //! list of any of them (`gcloud ... list --format=json`); `aws iam list-roles` output lints every
-//! role's trust policy at once.
+//! role's trust policy at once, and `aws iam get-role-policy` output its identity policy (for
+//! who may mint AWS outbound tokens, and for which audiences).
 
 mod gcp;
 mod path;
