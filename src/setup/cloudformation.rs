@@ -139,6 +139,7 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
     let _ = writeln!(
         out,
         "# keyless setup {source}-to-aws: {who} may assume {arn}.\n\
+         {notes}\
          # One IAM OIDC provider per issuer and account: if {provider} exists, remove\n\
          # KeylessOidcProvider and put its ARN in place of !Ref KeylessOidcProvider.\n\
          # Then, in the workload:\n\
@@ -150,6 +151,7 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
         who = s.source.describe(),
         arn = s.role_arn(),
         provider = s.provider_arn(),
+        notes = s.source.workload_notes(&s.audience),
         cmd = s.keyless_command(),
         desc = q(&format!(
             "keyless: {} may assume this role",
@@ -216,6 +218,7 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
     let _ = writeln!(
         out,
         "# keyless setup {source}-to-gcp: {who} may impersonate {sa}.\n\
+         {notes}\
          # The Google side (not expressible in CloudFormation):\n\
          {google}\
          # Then, in the workload:\n\
@@ -226,6 +229,7 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
         source = s.source.name(),
         who = s.source.describe(),
         sa = s.service_account,
+        notes = s.source.workload_notes(&s.token_audience()),
         cmd = s.keyless_command(),
         desc = q(&format!(
             "keyless: {} may mint tokens for Google",

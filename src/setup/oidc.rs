@@ -126,6 +126,39 @@ impl OidcSource {
         }
     }
 
+    /// What the workload itself needs, for the output's comments: `# ` lines, wrapped.
+    pub fn workload_notes(&self, audience: &str) -> String {
+        let note = match self {
+            Self::Github { .. } => format!(
+                "The workflow job needs `permissions: id-token: write`; keyless asks GitHub for a token with audience {audience}."
+            ),
+            Self::Kubernetes {
+                namespace,
+                service_account,
+                ..
+            } => format!(
+                "The pod runs as service account {service_account} in namespace {namespace} and mounts a projected service-account token with audience {audience} (serviceAccountToken.audience, expirationSeconds >= 600) at /var/run/secrets/keyless/token."
+            ),
+            Self::AwsOutbound { role, .. } => format!(
+                "The workload runs as the role {role} (credentials from the AWS SDKs' chain); keyless asks STS GetWebIdentityToken for audience {audience}."
+            ),
+        };
+        let mut out = String::new();
+        let mut line = String::from("#");
+        for word in note.split(' ') {
+            if line.len() + 1 + word.len() > 96 && line.len() > 1 {
+                out.push_str(&line);
+                out.push('\n');
+                line = String::from("#");
+            }
+            line.push(' ');
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+        out
+    }
+
     /// The attribute mapping of a Google pool OIDC provider for this issuer.
     pub fn attribute_mapping(&self) -> Vec<(&'static str, &'static str)> {
         let mut mapping = vec![("google.subject", "assertion.sub")];
@@ -672,6 +705,17 @@ mod tests {
         assert_eq!(parsed, aws.trust_policy());
         assert!(aws.trust_policy_pretty().starts_with("{\n  \"Version\""));
         assert!(aws.outbound().is_none());
+        // What the workload needs, as comments every format prints.
+        let notes = aws.source.workload_notes("sts.amazonaws.com");
+        assert!(notes.contains("audience sts.amazonaws.com"), "{notes}");
+        assert!(notes.contains("/var/run/secrets/keyless/token"), "{notes}");
+        assert!(
+            notes.lines().all(|l| l.starts_with("# ") && l.len() <= 100),
+            "{notes}"
+        );
+        assert!(github()
+            .workload_notes("sts.amazonaws.com")
+            .contains("permissions: id-token: write"));
     }
 
     fn outbound_to_gcp(org_id: Option<&str>) -> OidcToGcp {

@@ -163,11 +163,12 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\"\"\"keyless setup {}-to-aws: {} may assume {}.\"\"\"\n\n\
+        "\"\"\"keyless setup {}-to-aws: {} may assume {}.\"\"\"\n\n{}\n\
          import json\n\nimport pulumi\nimport pulumi_aws as aws\n",
         s.source.name(),
         s.source.describe(),
-        s.role_arn()
+        s.role_arn(),
+        s.source.workload_notes(&s.audience),
     );
     if let Some(o) = s.outbound() {
         outbound(&mut out, &o);
@@ -211,10 +212,11 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
     let outbound_side = s.outbound();
     let _ = writeln!(
         out,
-        "\"\"\"keyless setup {}-to-gcp: {} may impersonate {}.\"\"\"\n\n{}import pulumi\n{}import pulumi_gcp as gcp\n",
+        "\"\"\"keyless setup {}-to-gcp: {} may impersonate {}.\"\"\"\n\n{}\n{}import pulumi\n{}import pulumi_gcp as gcp\n",
         s.source.name(),
         s.source.describe(),
         s.service_account,
+        s.source.workload_notes(&s.token_audience()),
         if outbound_side.is_some() { "import json\n\n" } else { "" },
         if outbound_side.is_some() { "import pulumi_aws as aws\n" } else { "" },
     );

@@ -183,10 +183,11 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
     let mut out = String::from(PREAMBLE);
     let _ = writeln!(
         out,
-        "# keyless setup {}-to-aws: {} may assume {}.\n\n{WORKDIR}",
+        "# keyless setup {}-to-aws: {} may assume {}.\n{}\n{WORKDIR}",
         s.source.name(),
         s.source.describe(),
-        s.role_arn()
+        s.role_arn(),
+        s.source.workload_notes(&s.audience),
     );
     if let Some(o) = s.outbound() {
         outbound(&mut out, &o);
@@ -232,10 +233,11 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
     let mut out = String::from(PREAMBLE);
     let _ = writeln!(
         out,
-        "# keyless setup {}-to-gcp: {} may impersonate {}.\n",
+        "# keyless setup {}-to-gcp: {} may impersonate {}.\n{}",
         s.source.name(),
         s.source.describe(),
-        s.service_account
+        s.service_account,
+        s.source.workload_notes(&s.token_audience()),
     );
     if let Some(o) = s.outbound() {
         out.push_str(WORKDIR);

@@ -187,11 +187,12 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
     let _ = writeln!(
         out,
         "# keyless setup {source}-to-aws: {who} may assume {arn}.\n\
-         # AWS compares {host}:aud with the token's aud and {host}:sub with its sub.\n",
+         # AWS compares {host}:aud with the token's aud and {host}:sub with its sub.\n{notes}",
         source = s.source.name(),
         who = s.source.describe(),
         arn = s.role_arn(),
         host = s.source.provider_host(),
+        notes = s.source.workload_notes(&s.audience),
     );
     if let Some(o) = s.outbound() {
         outbound(&mut out, &o);
@@ -247,10 +248,11 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# keyless setup {source}-to-gcp: {who} may impersonate {sa}.\n",
+        "# keyless setup {source}-to-gcp: {who} may impersonate {sa}.\n{notes}",
         source = s.source.name(),
         who = s.source.describe(),
-        sa = s.service_account
+        sa = s.service_account,
+        notes = s.source.workload_notes(&s.token_audience()),
     );
     if let Some(o) = s.outbound() {
         outbound(&mut out, &o);
