@@ -269,3 +269,120 @@ async fn a_kubernetes_token_is_diagnosed_with_its_issuers_keys() {
     );
     assert!(!out.stdout.contains("accounts.google.com"), "{out}");
 }
+
+const EKS_ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
+const EKS_HOST: &str = "oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
+
+/// `keyless doctor aws` for a Kubernetes token (from `file:`) against a role trusting `policy`,
+/// with the cluster registered as the account's IAM OIDC provider.
+async fn doctor_with_a_kubernetes_token(policy: serde_json::Value, sub: &str) -> CommandOutput {
+    let mut config = LabConfig::demo();
+    config.oidc_providers.push(keyless::lab::LabOidcProvider {
+        issuer: EKS_ISSUER.to_string(),
+        client_ids: vec!["sts.amazonaws.com".to_string()],
+    });
+    let policy = policy.to_string().replace("ACCOUNT", &config.account_id);
+    config.roles.push(keyless::lab::LabRole {
+        name: "payments".to_string(),
+        trust_policy: policy.clone(),
+        max_session_duration: 3600,
+    });
+    let w = LabWorld::start_with(config).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = w.lab.sign_claims(&serde_json::json!({
+        "iss": EKS_ISSUER, "aud": ["sts.amazonaws.com"], "sub": sub, "iat": now, "exp": now + 600
+    }));
+    let token = w.home.write_token("k8s.jwt", &token);
+    let file = w.home.write_token("trust.json", &policy);
+    w.keyless(&[
+        "doctor",
+        "aws",
+        "--role-arn",
+        &w.role("payments"),
+        "--token-source",
+        &format!("file:{}", token.display()),
+        "--trust-policy",
+        file.to_str().unwrap(),
+    ])
+    .await
+}
+
+fn oidc_trust(host: &str, sub: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::ACCOUNT:oidc-provider/{host}")},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {format!("{host}:aud"): "sts.amazonaws.com", format!("{host}:sub"): sub}}
+        }]
+    })
+}
+
+/// A Kubernetes token of another namespace: the cluster's own `:sub` key is named with both
+/// values, the principal is the cluster's IAM OIDC provider, and the hint reads the namespace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubernetes_subject_of_another_namespace_is_named_with_the_clusters_keys() {
+    let out = doctor_with_a_kubernetes_token(
+        oidc_trust(EKS_HOST, "system:serviceaccount:payments:app"),
+        "system:serviceaccount:default:app",
+    )
+    .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stdout.contains(&format!(
+            "expects {EKS_HOST}:sub = \"system:serviceaccount:payments:app\" but the token gives \"system:serviceaccount:default:app\""
+        )),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains(&format!("oidc-provider/{EKS_HOST})")),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("hint: a Kubernetes token's sub is system:serviceaccount:NAMESPACE:NAME")
+            && out
+                .stdout
+                .contains("this one is namespace default, service account app"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("accounts.google.com"), "{out}");
+
+    let working = doctor_with_a_kubernetes_token(
+        oidc_trust(EKS_HOST, "system:serviceaccount:payments:app"),
+        "system:serviceaccount:payments:app",
+    )
+    .await;
+    assert_eq!(working.code(), 0, "{working}");
+    assert!(
+        working.stdout.contains("verdict: the federation works."),
+        "{working}"
+    );
+}
+
+/// A trust policy written for another issuer (GitHub) does not apply to a cluster's token:
+/// the doctor says which principal the policy trusts and which one the token is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_for_another_issuer_names_both_principals() {
+    let out = doctor_with_a_kubernetes_token(
+        oidc_trust(
+            "token.actions.githubusercontent.com",
+            "repo:my-org/my-repo:ref:refs/heads/main",
+        ),
+        "system:serviceaccount:payments:app",
+    )
+    .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stdout
+            .contains("oidc-provider/token.actions.githubusercontent.com but this token's issuer")
+            && out.stdout.contains("is the principal arn:aws:iam::"),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("oidc-provider/{EKS_HOST}: trust that principal")),
+        "{out}"
+    );
+}

@@ -1,6 +1,8 @@
 //! `keyless setup`, the real binary: every format of the GCP → AWS direction embeds exactly the
 //! recommended trust policy, which the lab accepts for a real exchange and the linter passes;
-//! each output is syntactically valid for its tool; bad inputs name the flag and the fix.
+//! each output is syntactically valid for its tool; bad inputs name the flag and the fix. The
+//! OIDC pairs (github, k8s, aws-oidc → aws, gcp) are held to the same: exact policies in every
+//! format, accepted by the lab's STS, lint clean.
 
 mod support;
 
@@ -875,4 +877,681 @@ fn aws_to_gcp_configuration_lints_clean() {
         .output()
         .unwrap();
     assert_ok(out, "keyless lint --fail-on low");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The OIDC sources: github, k8s, aws-oidc → aws, gcp.
+
+const EKS_ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
+const EKS_HOST: &str = "oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
+const OUTBOUND_ISSUER: &str = "https://a1b2c3d4-lab.tokens.sts.global.api.aws";
+const GITHUB_HOST: &str = "token.actions.githubusercontent.com";
+
+/// `keyless setup PAIR` with the source's flags, a target's flags and `--format`.
+fn oidc_setup(pair: &str, format: &str, extra: &[&str]) -> String {
+    let mut args = vec!["setup", pair];
+    args.extend(oidc_source_args(pair));
+    if pair.ends_with("-to-aws") {
+        args.extend([
+            "--aws-account",
+            "123456789012",
+            "--role-name",
+            "oidc-deploy",
+        ]);
+    } else {
+        args.extend([
+            "--project-id",
+            "keyless-lab",
+            "--project-number",
+            "424242424242",
+            "--pool",
+            "keyless-pool",
+            "--provider",
+            "oidc-lab",
+            "--service-account",
+            "copycat@keyless-lab.iam.gserviceaccount.com",
+            "--role",
+            "roles/storage.objectViewer",
+        ]);
+    }
+    args.extend(["--format", format]);
+    args.extend_from_slice(extra);
+    stdout(&keyless(&args))
+}
+
+fn oidc_source_args(pair: &str) -> Vec<&'static str> {
+    match pair.split("-to-").next().unwrap() {
+        "github" => vec!["--github-repo", "my-org/my-repo"],
+        "k8s" => vec![
+            "--k8s-issuer",
+            EKS_ISSUER,
+            "--namespace",
+            "payments",
+            "--k8s-service-account",
+            "app",
+        ],
+        "aws-oidc" if pair.ends_with("-to-aws") => vec![
+            "--aws-issuer",
+            OUTBOUND_ISSUER,
+            "--source-account",
+            "111111111111",
+            "--aws-role",
+            "app-role",
+        ],
+        "aws-oidc" => vec![
+            "--aws-issuer",
+            OUTBOUND_ISSUER,
+            "--aws-account",
+            "111111111111",
+            "--aws-role",
+            "app-role",
+        ],
+        other => panic!("{other}"),
+    }
+}
+
+/// (host, sub) each OIDC → AWS pair pins.
+fn oidc_pin(pair: &str) -> (&'static str, &'static str) {
+    match pair.split("-to-").next().unwrap() {
+        "github" => (GITHUB_HOST, "repo:my-org/my-repo:ref:refs/heads/main"),
+        "k8s" => (EKS_HOST, "system:serviceaccount:payments:app"),
+        _ => (
+            "a1b2c3d4-lab.tokens.sts.global.api.aws",
+            "arn:aws:iam::111111111111:role/app-role",
+        ),
+    }
+}
+
+fn expected_oidc_policy(pair: &str, principal: Value) -> Value {
+    let (host, sub) = oidc_pin(pair);
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": principal},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{host}:aud"): "sts.amazonaws.com",
+                format!("{host}:sub"): sub
+            }}
+        }]
+    })
+}
+
+fn provider_arn(pair: &str) -> String {
+    format!(
+        "arn:aws:iam::123456789012:oidc-provider/{}",
+        oidc_pin(pair).0
+    )
+}
+
+/// Runs a generated script against `aws`/`gcloud` stubs that record each call and each
+/// `file://` document; `answers` are (the call's first words, stdout, exit status).
+fn run_with_answering_stubs(
+    script: &str,
+    answers: &[(&str, &str, i32)],
+) -> (bool, Vec<Vec<String>>, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls.log");
+    let docs = dir.path().join("docs");
+    std::fs::create_dir(&docs).unwrap();
+    let mut cases = String::new();
+    for (words, answer, status) in answers {
+        cases.push_str(&format!("  '{words}'*) echo '{answer}'; exit {status};;\n"));
+    }
+    let stub = format!(
+        "#!/usr/bin/env bash\n\
+         {{ printf '%s' \"$(basename \"$0\")\"; printf '\\t%s' \"$@\"; printf '\\n'; }} >>'{log}'\n\
+         for a in \"$@\"; do case \"$a\" in file://*) cat \"${{a#file://}}\" >'{docs}'/\"$(wc -l <'{log}')\";; esac; done\n\
+         case \"$(basename \"$0\") $*\" in\n{cases}esac\n",
+        log = log.display(),
+        docs = docs.display(),
+    );
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["aws", "gcloud"] {
+        let path = bin.join(tool);
+        std::fs::write(&path, &stub).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let file = write_temp(&dir, "setup.sh", script);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("bash")
+        .arg(&file)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!("script stderr: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let calls: Vec<Vec<String>> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    let mut documents = Vec::new();
+    for i in 1..=calls.len() {
+        if let Ok(doc) = std::fs::read_to_string(docs.join(i.to_string())) {
+            documents.push(doc);
+        }
+    }
+    (out.status.success(), calls, documents)
+}
+
+fn value_of(call: &[String], flag: &str) -> String {
+    let i = call
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} in {call:?}"));
+    call[i + 1].clone()
+}
+
+const OIDC_TO_AWS: [&str; 3] = ["github-to-aws", "k8s-to-aws", "aws-oidc-to-aws"];
+const OIDC_TO_GCP: [&str; 3] = ["github-to-gcp", "k8s-to-gcp", "aws-oidc-to-gcp"];
+
+/// Every OIDC → AWS format embeds exactly the trust policy (the provider's ARN, or what the
+/// format refers to the provider by), the provider for the issuer with the audience as client
+/// id, and the role; every output is valid for its tool.
+#[test]
+fn oidc_to_aws_policies_are_exact_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    for pair in OIDC_TO_AWS {
+        let (host, _) = oidc_pin(pair);
+        // Shell: run against stubs; the provider is created when missing, the role gets the policy.
+        let script = oidc_setup(pair, "shell", &[]);
+        let file = write_temp(&dir, &format!("{pair}.sh"), &script);
+        assert_ok(
+            Command::new("bash").args(["-n", &file]).output().unwrap(),
+            "bash -n",
+        );
+        if support::tools::installed("shellcheck") {
+            assert_ok(
+                Command::new("shellcheck").arg(&file).output().unwrap(),
+                "shellcheck",
+            );
+        }
+        let (ok, calls, docs) = run_with_answering_stubs(
+            &script,
+            &[
+                ("aws iam get-open-id-connect-provider", "", 254),
+                (
+                    "aws iam get-outbound-web-identity-federation-info",
+                    OUTBOUND_ISSUER,
+                    0,
+                ),
+            ],
+        );
+        assert!(ok, "{pair}: {calls:?}");
+        let create = calls
+            .iter()
+            .find(|c| c[..3] == argv(&["aws", "iam", "create-open-id-connect-provider"]))
+            .unwrap_or_else(|| panic!("{pair}: {calls:?}"));
+        assert_eq!(value_of(create, "--url"), format!("https://{host}"));
+        assert_eq!(value_of(create, "--client-id-list"), "sts.amazonaws.com");
+        let role = calls.iter().find(|c| c[2] == "create-role").unwrap();
+        assert_eq!(value_of(role, "--role-name"), "oidc-deploy");
+        let policy: Value = serde_json::from_str(docs.last().unwrap()).unwrap();
+        assert_eq!(
+            policy,
+            expected_oidc_policy(pair, json!(provider_arn(pair))),
+            "{pair}"
+        );
+
+        // Terraform: the provider resource, and the principal refers to it.
+        let doc = assert_hcl(&oidc_setup(pair, "terraform", &[]));
+        let providers = hcl_blocks(&doc, "resource", "aws_iam_openid_connect_provider");
+        assert_eq!(providers.len(), 1, "{pair}: {doc}");
+        assert_eq!(providers[0].1["url"], format!("\"https://{host}\""));
+        assert_eq!(
+            hcl_conditions(&doc),
+            [
+                (format!("\"{host}:aud\""), json!(["\"sts.amazonaws.com\""])),
+                (
+                    format!("\"{host}:sub\""),
+                    json!([format!("\"{}\"", oidc_pin(pair).1)])
+                ),
+            ],
+            "{pair}"
+        );
+        let statement = &hcl_blocks(&doc, "data", "aws_iam_policy_document")[0].1["statement"][0];
+        assert_eq!(
+            statement["principals"][0]["identifiers"],
+            json!(["${aws_iam_openid_connect_provider.keyless.arn}"])
+        );
+
+        // CloudFormation: cfn-lint passes; the principal is the provider's Ref (its ARN).
+        let cfn = cloudformation_document(&oidc_setup(pair, "cloudformation", &[]));
+        assert_eq!(
+            cfn["Resources"]["KeylessRole"]["Properties"]["AssumeRolePolicyDocument"],
+            expected_oidc_policy(pair, json!({"Ref": "KeylessOidcProvider"})),
+            "{pair}"
+        );
+        assert_eq!(
+            cfn["Resources"]["KeylessOidcProvider"]["Properties"]["Url"],
+            format!("https://{host}")
+        );
+
+        // Pulumi: compiles; the policy is built from the provider's ARN.
+        let program = oidc_setup(pair, "pulumi", &[]);
+        let file = write_temp(&dir, &format!("{}.py", pair.replace('-', "_")), &program);
+        assert_ok(
+            Command::new(python())
+                .args(["-m", "py_compile", &file])
+                .output()
+                .unwrap(),
+            "py_compile",
+        );
+        let marker = "provider.arn.apply(\n    lambda arn: json.dumps(";
+        let start = program.find(marker).expect(marker) + marker.len();
+        let end = start + program[start..].find("\n    )\n)\n").unwrap();
+        let policy = program[start..end].replace(": arn", ": \"ARN\"");
+        let policy: Value = serde_json::from_str(&policy).unwrap();
+        assert_eq!(policy, expected_oidc_policy(pair, json!("ARN")), "{pair}");
+    }
+}
+
+/// aws-oidc: the caller's account gets outbound federation (enabled when it is not, stopped
+/// when its issuer is not the one given) and a policy for exactly the target's audience.
+#[test]
+fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
+    let expected = |audience: &str| {
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Action": "sts:GetWebIdentityToken",
+                "Resource": "*",
+                "Condition": {"ForAllValues:StringEquals": {"sts:IdentityTokenAudience": [audience]}}
+            }]
+        })
+    };
+    let script = oidc_setup("aws-oidc-to-aws", "shell", &[]);
+    // Not enabled yet: the get fails, the enable call answers with the issuer.
+    let (ok, calls, docs) = run_with_answering_stubs(
+        &script,
+        &[
+            ("aws iam get-outbound-web-identity-federation-info", "", 254),
+            (
+                "aws iam enable-outbound-web-identity-federation",
+                OUTBOUND_ISSUER,
+                0,
+            ),
+            ("aws iam get-open-id-connect-provider", "", 0),
+        ],
+    );
+    assert!(ok, "{calls:?}");
+    assert_eq!(
+        calls[1],
+        argv(&[
+            "aws",
+            "iam",
+            "enable-outbound-web-identity-federation",
+            "--query",
+            "IssuerIdentifier",
+            "--output",
+            "text"
+        ])
+    );
+    assert_eq!(calls[2][..3], argv(&["aws", "iam", "put-role-policy"]));
+    assert_eq!(value_of(&calls[2], "--role-name"), "app-role");
+    let policy: Value = serde_json::from_str(&docs[0]).unwrap();
+    assert_eq!(policy, expected("sts.amazonaws.com"));
+    // The provider exists: it is given the audience rather than created again.
+    assert!(calls
+        .iter()
+        .any(|c| c[2] == "add-client-id-to-open-id-connect-provider"));
+    assert!(!calls
+        .iter()
+        .any(|c| c[2] == "create-open-id-connect-provider"));
+
+    // Another issuer (another account): the script stops before touching IAM.
+    let (ok, calls, _) = run_with_answering_stubs(
+        &script,
+        &[(
+            "aws iam get-outbound-web-identity-federation-info",
+            "https://other.tokens.sts.global.api.aws",
+            0,
+        )],
+    );
+    assert!(!ok);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+
+    // To Google: the audience is the provider's, in every AWS-side format.
+    let audience = "https://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/providers/oidc-lab";
+    let (ok, calls, docs) = run_with_answering_stubs(
+        &oidc_setup("aws-oidc-to-gcp", "shell", &[]),
+        &[(
+            "aws iam get-outbound-web-identity-federation-info",
+            OUTBOUND_ISSUER,
+            0,
+        )],
+    );
+    assert!(ok, "{calls:?}");
+    let policy: Value = serde_json::from_str(&docs[0]).unwrap();
+    assert_eq!(policy, expected(audience));
+    let cfn = cloudformation_document(&oidc_setup("aws-oidc-to-gcp", "cloudformation", &[]));
+    assert_eq!(
+        cfn["Resources"]["KeylessGetWebIdentityToken"]["Properties"]["PolicyDocument"],
+        expected(audience)
+    );
+    let tf = assert_hcl(&oidc_setup("aws-oidc-to-gcp", "terraform", &[]));
+    let inline = hcl_blocks(&tf, "resource", "aws_iam_role_policy");
+    assert_eq!(inline.len(), 1, "{tf}");
+    let text = inline[0].1["policy"].as_str().unwrap();
+    let policy: Value = serde_json::from_str(text.trim_matches('"')).unwrap_or_else(|_| {
+        // hcl2 keeps a heredoc's text as it is written.
+        let start = text.find('{').unwrap();
+        let end = text.rfind('}').unwrap();
+        serde_json::from_str(&text[start..=end]).unwrap()
+    });
+    assert_eq!(policy, expected(audience));
+}
+
+/// The lab's STS honours what k8s-to-aws, github-to-aws and aws-oidc-to-aws configure: the
+/// workload's token becomes credentials, a token of another subject of the same issuer is
+/// refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_to_aws_configuration_is_accepted_by_the_lab() {
+    let mut config = LabConfig::demo();
+    let account = config.account_id.clone();
+    let mut roles = Vec::new();
+    for pair in OIDC_TO_AWS {
+        let (host, _) = oidc_pin(pair);
+        let (_, _, docs) = run_with_answering_stubs(
+            &oidc_setup(pair, "shell", &[]),
+            &[(
+                "aws iam get-outbound-web-identity-federation-info",
+                OUTBOUND_ISSUER,
+                0,
+            )],
+        );
+        let policy = docs.last().unwrap().replace("123456789012", &account);
+        config.oidc_providers.push(keyless::lab::LabOidcProvider {
+            issuer: format!("https://{host}"),
+            client_ids: vec!["sts.amazonaws.com".to_string()],
+        });
+        let name = pair.replace("-to-aws", "-role");
+        config.roles.push(keyless::lab::LabRole {
+            name: name.clone(),
+            trust_policy: policy,
+            max_session_duration: 3600,
+        });
+        roles.push((pair, name));
+    }
+    let w = LabWorld::start_with(config).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for (pair, name) in roles {
+        let (host, sub) = oidc_pin(pair);
+        for (who, subject, code) in [
+            ("workload", sub, 0),
+            ("stranger", "repo:someone/else:ref:refs/heads/main", 3),
+        ] {
+            let token = w.lab.sign_claims(&json!({
+                "iss": format!("https://{host}"), "aud": ["sts.amazonaws.com"], "sub": subject,
+                "iat": now, "exp": now + 600
+            }));
+            let path = w.home.write_token(&format!("{pair}-{who}.jwt"), &token);
+            let out = w
+                .keyless(&[
+                    "aws",
+                    "credentials",
+                    "--no-cache",
+                    "--role-arn",
+                    &w.role(&name),
+                    "--token-source",
+                    &format!("file:{}", path.display()),
+                ])
+                .await;
+            assert_eq!(out.code(), code, "{pair} {who}: {out}");
+        }
+    }
+}
+
+/// The trust policies and Google providers and bindings the new pairs configure lint clean at
+/// low severity (the new issuer rules included).
+#[test]
+fn oidc_configurations_lint_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let answers = [(
+        "aws iam get-outbound-web-identity-federation-info",
+        OUTBOUND_ISSUER,
+        0,
+    )];
+    for pair in OIDC_TO_AWS {
+        let (_, _, docs) = run_with_answering_stubs(&oidc_setup(pair, "shell", &[]), &answers);
+        for (i, doc) in docs.iter().enumerate() {
+            files.push(write_temp(&dir, &format!("{pair}-{i}.json"), doc));
+        }
+    }
+    for pair in OIDC_TO_GCP {
+        let (ok, calls, docs) = run_with_answering_stubs(&oidc_setup(pair, "shell", &[]), &answers);
+        assert!(ok, "{pair}: {calls:?}");
+        // aws-oidc: the caller's policy too (KL011: one audience, ForAllValues).
+        for (i, doc) in docs.iter().enumerate() {
+            files.push(write_temp(&dir, &format!("{pair}-{i}.json"), doc));
+        }
+        let create = calls
+            .iter()
+            .find(|c| c.get(4).is_some_and(|a| a == "create-oidc"))
+            .unwrap_or_else(|| panic!("{pair}: {calls:?}"));
+        let mapping: serde_json::Map<String, Value> = value_of(create, "--attribute-mapping")
+            .split(',')
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap();
+                (k.to_string(), Value::String(v.to_string()))
+            })
+            .collect();
+        let provider = json!({
+            "name": "projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/providers/oidc-lab",
+            "state": "ACTIVE",
+            "oidc": {
+                "issuerUri": value_of(create, "--issuer-uri"),
+                "allowedAudiences": [value_of(create, "--allowed-audiences")],
+            },
+            "attributeMapping": mapping,
+            "attributeCondition": value_of(create, "--attribute-condition"),
+        });
+        let binding = calls
+            .iter()
+            .find(|c| c.get(3).is_some_and(|a| a == "add-iam-policy-binding"))
+            .unwrap();
+        let iam_policy = json!({"version": 1, "bindings": [{
+            "role": value_of(binding, "--role"),
+            "members": [value_of(binding, "--member")],
+        }]});
+        files.push(write_temp(
+            &dir,
+            &format!("{pair}-provider.json"),
+            &provider.to_string(),
+        ));
+        files.push(write_temp(
+            &dir,
+            &format!("{pair}-iam.json"),
+            &iam_policy.to_string(),
+        ));
+        // The binding names exactly the workload's subject, which the condition pins.
+        let sub = match pair {
+            "github-to-gcp" => "repo:my-org/my-repo:ref:refs/heads/main",
+            "k8s-to-gcp" => "system:serviceaccount:payments:app",
+            _ => "arn:aws:iam::111111111111:role/app-role",
+        };
+        assert_eq!(
+            value_of(binding, "--member"),
+            format!("principal://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/subject/{sub}")
+        );
+        assert_eq!(
+            value_of(create, "--attribute-condition"),
+            format!("assertion.sub == '{sub}'")
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_keyless"))
+        .arg("lint")
+        .args(["--fail-on", "low"])
+        .args(&files)
+        .env_remove("KEYLESS_FAIL_ON")
+        .env_remove("KEYLESS_LINT_FORMAT")
+        .output()
+        .unwrap();
+    assert_ok(out, "keyless lint --fail-on low");
+}
+
+/// OIDC → Google: Terraform and Pulumi carry the same provider, condition and binding as the
+/// script, and are valid for their tools.
+#[test]
+fn oidc_to_gcp_outputs_admit_exactly_the_subject() {
+    let dir = tempfile::tempdir().unwrap();
+    for pair in OIDC_TO_GCP {
+        let tf = oidc_setup(pair, "terraform", &[]);
+        let doc = assert_hcl(&tf);
+        let provider = hcl_blocks(
+            &doc,
+            "resource",
+            "google_iam_workload_identity_pool_provider",
+        );
+        assert_eq!(provider.len(), 1, "{pair}: {doc}");
+        let shell = oidc_setup(pair, "shell", &[]);
+        let (_, calls, _) = run_with_answering_stubs(
+            &shell,
+            &[(
+                "aws iam get-outbound-web-identity-federation-info",
+                OUTBOUND_ISSUER,
+                0,
+            )],
+        );
+        let create = calls
+            .iter()
+            .find(|c| c.get(4).is_some_and(|a| a == "create-oidc"))
+            .unwrap();
+        let condition = value_of(create, "--attribute-condition");
+        assert_eq!(
+            provider[0].1["attribute_condition"],
+            Value::String(format!("\"{condition}\"")),
+            "{pair}"
+        );
+        assert_eq!(
+            provider[0].1["oidc"][0]["issuer_uri"],
+            format!("\"{}\"", value_of(create, "--issuer-uri"))
+        );
+        let member = hcl_blocks(&doc, "resource", "google_service_account_iam_member");
+        assert_eq!(
+            member[0].1["member"],
+            format!("\"{}\"", {
+                let binding = calls
+                    .iter()
+                    .find(|c| c.get(3).is_some_and(|a| a == "add-iam-policy-binding"))
+                    .unwrap();
+                value_of(binding, "--member")
+            })
+        );
+
+        let program = oidc_setup(pair, "pulumi", &[]);
+        let file = write_temp(&dir, &format!("{}.py", pair.replace('-', "_")), &program);
+        assert_ok(
+            Command::new(python())
+                .args(["-m", "py_compile", &file])
+                .output()
+                .unwrap(),
+            "py_compile",
+        );
+        assert!(
+            program.contains(&format!("attribute_condition={:?}", condition)),
+            "{program}"
+        );
+        let file = write_temp(&dir, &format!("{pair}.sh"), &shell);
+        if support::tools::installed("shellcheck") {
+            assert_ok(
+                Command::new("shellcheck").arg(&file).output().unwrap(),
+                "shellcheck",
+            );
+        }
+    }
+    // github and k8s have no AWS side: clap refuses CloudFormation.
+    let mut args = vec!["setup", "github-to-gcp"];
+    args.extend(oidc_source_args("github-to-gcp"));
+    args.extend([
+        "--project-id",
+        "keyless-lab",
+        "--project-number",
+        "1",
+        "--pool",
+        "keyless-pool",
+        "--provider",
+        "oidc-lab",
+        "--service-account",
+        "copycat@keyless-lab.iam.gserviceaccount.com",
+        "--format",
+        "cloudformation",
+    ]);
+    assert_eq!(keyless(&args).status.code(), Some(2));
+}
+
+/// Bad values of the new flags are refused with the usage code, naming the flag and the fix.
+#[test]
+fn oidc_invalid_inputs_name_the_flag_and_the_fix() {
+    for (pair, flag, value, fix) in [
+        ("github-to-aws", "--github-repo", "my-org/*", "ORG/REPO"),
+        ("github-to-aws", "--github-ref", "main", "refs/heads/main"),
+        (
+            "github-to-gcp",
+            "--github-environment",
+            "prod*",
+            "environment",
+        ),
+        ("k8s-to-aws", "--namespace", "Payments", "DNS label"),
+        (
+            "k8s-to-aws",
+            "--k8s-issuer",
+            "http://cluster.example",
+            "https://",
+        ),
+        (
+            "k8s-to-gcp",
+            "--k8s-service-account",
+            "App",
+            "DNS subdomain",
+        ),
+        (
+            "aws-oidc-to-gcp",
+            "--aws-issuer",
+            "https://example.com",
+            "tokens.sts.global.api.aws",
+        ),
+        ("aws-oidc-to-gcp", "--aws-org-id", "org-1", "o-"),
+        ("aws-oidc-to-aws", "--source-account", "1234", "12 digits"),
+    ] {
+        let mut args: Vec<String> = vec!["setup".into(), pair.into()];
+        args.extend(oidc_source_args(pair).iter().map(|s| s.to_string()));
+        if pair.ends_with("-to-aws") {
+            args.extend(["--aws-account", "123456789012", "--role-name", "r"].map(String::from));
+        } else {
+            args.extend(
+                [
+                    "--project-id",
+                    "keyless-lab",
+                    "--project-number",
+                    "1",
+                    "--pool",
+                    "keyless-pool",
+                    "--provider",
+                    "oidc-lab",
+                    "--service-account",
+                    "copycat@keyless-lab.iam.gserviceaccount.com",
+                ]
+                .map(String::from),
+            );
+        }
+        args.extend(["--format", "shell"].map(String::from));
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args[i + 1] = value.to_string(),
+            None => args.extend([flag.to_string(), value.to_string()]),
+        }
+        let out = keyless(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{pair} {flag}: {stderr}");
+        assert!(out.stdout.is_empty(), "{pair} {flag}");
+        assert!(stderr.contains(flag), "{pair} {flag}: {stderr}");
+        assert!(stderr.contains(fix), "{pair} {flag}: {stderr}");
+    }
 }

@@ -16,12 +16,17 @@ use crate::cli::exit_code;
 use crate::cli::gcp::{profile_from_args as gcp_profile_from_args, TokenRequestArgs};
 use crate::credentials::format_expiration;
 use crate::exchange::aws_sts::{fetch_caller_identity, StsEndpoint};
+use crate::policy::evaluate::Decision;
+use crate::policy::google::GOOGLE_PROVIDER;
+use crate::policy::issuer::{IdTokenClaims, Issuer};
+use crate::policy::model::Principal;
 use crate::policy::{self, PolicyDocument, Request, RequestPrincipal};
 
 /// The `doctor` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DoctorCommand {
-    /// GCP → AWS: why can't this Google identity assume the role?
+    /// Any token → AWS: why can't this identity (Google, Kubernetes, GitHub Actions, AWS
+    /// outbound, any OIDC issuer) assume the role?
     #[command(
         after_help = "Example:\n  keyless doctor aws --role-arn arn:aws:iam::123456789012:role/DeploymentRole --trust-policy trust.json"
     )]
@@ -100,6 +105,7 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
     }
 
     let mut policy_verdict = None;
+    let mut notes = Vec::new();
     println!("\n2. the trust policy");
     let text = match &args.trust_policy {
         Some(path) => Some(
@@ -148,6 +154,7 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
         );
         let mark = if decision.is_allowed() { "✓" } else { "✗" };
         println!("   {mark} {}", decision.explain());
+        notes = issuer_notes(claims, &document, &principal, &decision);
         policy_verdict = Some(decision);
     }
 
@@ -172,6 +179,9 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
                 "verdict: the trust policy refuses this token: {}",
                 decision.explain()
             );
+            for note in &notes {
+                println!("  hint: {note}");
+            }
             exit_code::REFUSED
         }
         (Err(e), Some(_)) if e.is_refusal() => {
@@ -183,6 +193,104 @@ async fn doctor_aws(http: &reqwest::Client, args: DoctorAwsArgs) -> anyhow::Resu
             crate::cli::exit_code_for(&anyhow::Error::new(e))
         }
     })
+}
+
+/// What the token's issuer means for a refusal: a principal the policy does not trust, a
+/// condition key of another issuer, and the shape this issuer gives `sub` and `aud`.
+fn issuer_notes(
+    claims: &IdTokenClaims,
+    document: &PolicyDocument,
+    principal: &str,
+    decision: &Decision,
+) -> Vec<String> {
+    let Decision::DeniedImplicitly { failures, .. } = decision else {
+        return Vec::new();
+    };
+    let issuer = claims.issuer();
+    let prefix = match &issuer {
+        Issuer::Google => GOOGLE_PROVIDER.to_string(),
+        Issuer::Oidc { provider } => provider.clone(),
+    };
+    let mut notes = Vec::new();
+    if failures.is_empty() {
+        let trusted: Vec<&str> = document
+            .statements
+            .iter()
+            .filter_map(|st| match &st.principal {
+                Some(Principal::Listed { federated, .. }) => Some(federated),
+                _ => None,
+            })
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if !trusted.is_empty() && !trusted.iter().any(|p| p.eq_ignore_ascii_case(principal)) {
+            notes.push(format!(
+                "the trust policy trusts {} but this token's issuer {} is the principal {principal}: \
+                 trust that principal (the account needs an IAM OIDC provider for the issuer), or use a token of a trusted issuer",
+                trusted.join(", "),
+                claims.iss
+            ));
+        }
+        return notes;
+    }
+    let github = prefix.eq_ignore_ascii_case("token.actions.githubusercontent.com");
+    let kubernetes = claims.sub.starts_with("system:serviceaccount:");
+    let outbound = prefix.ends_with(".tokens.sts.global.api.aws");
+    let mut seen = Vec::new();
+    for failure in failures {
+        let Some((key_prefix, claim)) = failure.key.rsplit_once(':') else {
+            continue;
+        };
+        let claim = claim.to_ascii_lowercase();
+        if !key_prefix.eq_ignore_ascii_case(&prefix) {
+            let note = format!(
+                "{} is a condition key of the issuer {key_prefix}, but this token comes from {}: its keys are {prefix}:aud and {prefix}:sub",
+                failure.key, claims.iss
+            );
+            if !seen.contains(&note) {
+                seen.push(note.clone());
+                notes.push(note);
+            }
+            continue;
+        }
+        let note = match claim.as_str() {
+            "sub" if github => Some(format!(
+                "GitHub's sub is repo:ORG/REPO:ref:REF for a job without an environment, repo:ORG/REPO:environment:NAME \
+                 for a job that uses one and repo:ORG/REPO:pull_request for a pull request; this job's is {}",
+                claims.sub
+            )),
+            "sub" if kubernetes => {
+                let parts: Vec<&str> = claims.sub.splitn(4, ':').collect();
+                Some(format!(
+                    "a Kubernetes token's sub is system:serviceaccount:NAMESPACE:NAME of the pod's service account; \
+                     this one is namespace {}, service account {}",
+                    parts.get(2).unwrap_or(&"?"),
+                    parts.get(3).unwrap_or(&"?")
+                ))
+            }
+            "sub" if outbound => Some(format!(
+                "an AWS outbound token's sub is the calling role's ARN (with its path), not the session's: this one is {}",
+                claims.sub
+            )),
+            "aud" if kubernetes => Some(format!(
+                "a projected service-account token's audience is set by the pod's volume \
+                 (serviceAccountToken.audience), not by keyless: mount one with the audience the policy expects; this one has {}",
+                claims.aud
+            )),
+            "aud" if !matches!(issuer, Issuer::Google) => Some(format!(
+                "keyless asks the issuer for the token's audience (--audience, or --token-audience); this token has {}",
+                claims.aud
+            )),
+            _ => None,
+        };
+        if let Some(note) = note {
+            if !seen.contains(&note) {
+                seen.push(note.clone());
+                notes.push(note);
+            }
+        }
+    }
+    notes
 }
 
 /// A trust policy as IAM shows it, or inside `aws iam get-role` output.
@@ -283,5 +391,78 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
                 exit_code::REFUSED
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::evaluate::{evaluate, Request, RequestPrincipal};
+    use serde_json::json;
+
+    fn notes_for(claims: serde_json::Value, policy: serde_json::Value) -> Vec<String> {
+        let claims: IdTokenClaims = serde_json::from_value(claims).unwrap();
+        let document = PolicyDocument::from_value(&policy).unwrap();
+        let principal = claims.issuer().federated_principal("123456789012");
+        let context = claims.condition_context();
+        let decision = evaluate(
+            &document,
+            &Request {
+                principal: RequestPrincipal::Federated(principal.clone()),
+                action: "sts:AssumeRoleWithWebIdentity",
+                context: &context,
+            },
+        );
+        issuer_notes(&claims, &document, &principal, &decision)
+    }
+
+    fn trust(host: &str, condition: serde_json::Value) -> serde_json::Value {
+        json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::123456789012:oidc-provider/{host}")},
+            "Action": "sts:AssumeRoleWithWebIdentity", "Condition": {"StringEquals": condition}}]})
+    }
+
+    #[test]
+    fn each_issuer_explains_its_sub_and_foreign_keys_are_named() {
+        let gh = "token.actions.githubusercontent.com";
+        let notes = notes_for(
+            json!({"iss": format!("https://{gh}"), "aud": "sts.amazonaws.com",
+                   "sub": "repo:my-org/app:environment:production", "exp": 1}),
+            trust(
+                gh,
+                json!({format!("{gh}:sub"): "repo:my-org/app:ref:refs/heads/main"}),
+            ),
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("repo:ORG/REPO:environment:NAME"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[0].ends_with("repo:my-org/app:environment:production"),
+            "{}",
+            notes[0]
+        );
+
+        let aws = "abc.tokens.sts.global.api.aws";
+        let notes = notes_for(
+            json!({"iss": format!("https://{aws}"), "aud": "sts.amazonaws.com",
+                   "sub": "arn:aws:iam::111111111111:role/app", "exp": 1}),
+            trust(
+                aws,
+                json!({format!("{aws}:sub"): "arn:aws:sts::111111111111:assumed-role/app/s", format!("{gh}:aud"): "x"}),
+            ),
+        );
+        assert!(
+            notes.iter().any(|n| n.contains("the calling role's ARN")),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n
+                .contains(&format!("{gh}:aud is a condition key of the issuer {gh}"))
+                && n.contains(&format!("its keys are {aws}:aud and {aws}:sub"))),
+            "{notes:?}"
+        );
     }
 }

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::exit_code;
 use crate::duration::Seconds;
+use crate::setup::oidc::{GithubPin, OidcSource, OidcToAws, OidcToGcp};
 use crate::setup::{self, AwsToGcp, GcpToAws, DEFAULT_AWS_AUDIENCE};
 
 /// The `setup` subcommands, one per direction.
@@ -23,6 +24,42 @@ pub enum SetupCommand {
         after_help = "Example:\n  keyless setup aws-to-gcp --project-id my-project --project-number 123456789 \\\n    --pool aws-pool --provider aws --aws-account 123456789012 --aws-role ci-runner \\\n    --service-account deployer@my-project.iam.gserviceaccount.com --format shell > aws-to-gcp.sh"
     )]
     AwsToGcp(AwsToGcpArgs),
+    /// GitHub Actions → AWS: an IAM OIDC provider for GitHub and a role one repository's jobs
+    /// (on one ref, or in one environment) may assume.
+    #[command(
+        after_help = "Example:\n  keyless setup github-to-aws --github-repo my-org/my-repo --github-ref refs/heads/main \\\n    --aws-account 123456789012 --role-name gha-deploy --format terraform > github-to-aws.tf"
+    )]
+    GithubToAws(GithubToAwsArgs),
+    /// GitHub Actions → Google: a pool OIDC provider for GitHub admitting one repository's jobs,
+    /// and a service account they may impersonate.
+    #[command(
+        after_help = "Example:\n  keyless setup github-to-gcp --github-repo my-org/my-repo --github-environment production \\\n    --project-id my-project --project-number 123456789 --pool ci --provider github \\\n    --service-account deployer@my-project.iam.gserviceaccount.com --format shell > github-to-gcp.sh"
+    )]
+    GithubToGcp(GithubToGcpArgs),
+    /// Kubernetes → AWS: an IAM OIDC provider for the cluster's issuer and a role one service
+    /// account may assume.
+    #[command(
+        after_help = "Example:\n  keyless setup k8s-to-aws --k8s-issuer https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLE \\\n    --namespace payments --k8s-service-account app \\\n    --aws-account 123456789012 --role-name payments --format terraform > k8s-to-aws.tf"
+    )]
+    K8sToAws(K8sToAwsArgs),
+    /// Kubernetes → Google: a pool OIDC provider for the cluster's issuer admitting one service
+    /// account, and a Google service account it may impersonate.
+    #[command(
+        after_help = "Example:\n  keyless setup k8s-to-gcp --k8s-issuer https://container.googleapis.com/v1/projects/p/locations/l/clusters/c \\\n    --namespace payments --k8s-service-account app --project-id my-project --project-number 123456789 \\\n    --pool k8s-pool --provider cluster --service-account payments@my-project.iam.gserviceaccount.com --format shell"
+    )]
+    K8sToGcp(K8sToGcpArgs),
+    /// AWS outbound identity federation → AWS (another account): the caller's account mints
+    /// tokens, the target account trusts its issuer for one role.
+    #[command(
+        after_help = "Example:\n  keyless setup aws-oidc-to-aws --aws-issuer https://EXAMPLE.tokens.sts.global.api.aws \\\n    --source-account 111111111111 --aws-role app-role \\\n    --aws-account 123456789012 --role-name partner-access --format shell > aws-oidc-to-aws.sh"
+    )]
+    AwsOidcToAws(AwsOidcToAwsArgs),
+    /// AWS outbound identity federation → Google: the caller's account mints tokens for the
+    /// provider, a pool OIDC provider admits the role, which may impersonate a service account.
+    #[command(
+        after_help = "Example:\n  keyless setup aws-oidc-to-gcp --aws-issuer https://EXAMPLE.tokens.sts.global.api.aws \\\n    --aws-account 123456789012 --aws-role app-role --project-id my-project --project-number 123456789 \\\n    --pool aws --provider outbound --service-account app@my-project.iam.gserviceaccount.com --format terraform"
+    )]
+    AwsOidcToGcp(AwsOidcToGcpArgs),
 }
 
 /// Output formats for the GCP → AWS direction (all of them can create an IAM role).
@@ -107,6 +144,245 @@ pub struct AwsToGcpArgs {
     pub format: AwsToGcpFormat,
 }
 
+/// The AWS role an OIDC source may assume (the flags of `gcp-to-aws`, without the service account).
+#[derive(Debug, Args)]
+pub struct AwsRoleTargetArgs {
+    /// The 12-digit AWS account of the role and the IAM OIDC provider.
+    #[arg(long)]
+    pub aws_account: String,
+    /// The role's name.
+    #[arg(long)]
+    pub role_name: String,
+    /// The token's audience: the IAM OIDC provider's client id and the `HOST/PATH:aud` pin.
+    #[arg(long, default_value = DEFAULT_AWS_AUDIENCE)]
+    pub audience: String,
+    /// A managed policy to attach (repeatable).
+    #[arg(long = "policy-arn", value_name = "ARN")]
+    pub policy_arns: Vec<String>,
+    /// The role's maximum session duration: 1h to 12h, as 3600s, 90m, 1h or plain seconds.
+    #[arg(long, value_name = "DUR", default_value_t = Seconds::new(3600),
+          value_parser = clap::value_parser!(Seconds))]
+    pub max_session_duration: Seconds,
+    /// What to print.
+    #[arg(long, value_enum)]
+    pub format: GcpToAwsFormat,
+}
+
+/// The Google side for an OIDC source (the flags of `aws-to-gcp`, without the AWS account).
+#[derive(Debug, Args)]
+pub struct GcpTargetArgs {
+    /// The Google project id.
+    #[arg(long)]
+    pub project_id: String,
+    /// The Google project number.
+    #[arg(long)]
+    pub project_number: String,
+    /// The workload identity pool id.
+    #[arg(long)]
+    pub pool: String,
+    /// The OIDC provider id.
+    #[arg(long)]
+    pub provider: String,
+    /// The service account to impersonate (NAME@PROJECT_ID.iam.gserviceaccount.com).
+    #[arg(long)]
+    pub service_account: String,
+    /// A project role to grant the service account (e.g. roles/storage.objectViewer).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// The token's audience, the provider's allowed audience (default: the provider's URL,
+    /// https://iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/providers/PROVIDER).
+    #[arg(long, value_name = "AUD")]
+    pub token_audience: Option<String>,
+}
+
+impl GcpTargetArgs {
+    fn plan(self, source: OidcSource) -> OidcToGcp {
+        OidcToGcp {
+            source,
+            project_id: self.project_id,
+            project_number: self.project_number,
+            pool: self.pool,
+            provider: self.provider,
+            service_account: self.service_account,
+            role: self.role,
+            token_audience: self.token_audience,
+        }
+    }
+}
+
+impl AwsRoleTargetArgs {
+    fn plan(self, source: OidcSource) -> (OidcToAws, GcpToAwsFormat) {
+        (
+            OidcToAws {
+                source,
+                aws_account: self.aws_account,
+                role_name: self.role_name,
+                audience: self.audience,
+                policy_arns: self.policy_arns,
+                max_session_duration: self.max_session_duration.as_secs_u32(),
+            },
+            self.format,
+        )
+    }
+}
+
+/// Which GitHub Actions jobs: one repository, on one ref or in one environment.
+#[derive(Debug, Args)]
+pub struct GithubSourceArgs {
+    /// The repository whose jobs get in, ORG/REPO.
+    #[arg(long, value_name = "ORG/REPO")]
+    pub github_repo: String,
+    /// The branch or tag they run on (sub repo:ORG/REPO:ref:REF).
+    #[arg(
+        long,
+        value_name = "REF",
+        default_value = "refs/heads/main",
+        conflicts_with = "github_environment"
+    )]
+    pub github_ref: String,
+    /// Instead of a ref: the deployment environment the jobs use
+    /// (sub repo:ORG/REPO:environment:NAME).
+    #[arg(long, value_name = "NAME")]
+    pub github_environment: Option<String>,
+}
+
+impl GithubSourceArgs {
+    fn source(self) -> OidcSource {
+        OidcSource::Github {
+            repo: self.github_repo,
+            pin: match self.github_environment {
+                Some(e) => GithubPin::Environment(e),
+                None => GithubPin::Ref(self.github_ref),
+            },
+        }
+    }
+}
+
+/// Which Kubernetes service account, of which cluster.
+#[derive(Debug, Args)]
+pub struct K8sSourceArgs {
+    /// The cluster's service-account issuer URL, as its tokens carry it in `iss`.
+    #[arg(long, value_name = "URL")]
+    pub k8s_issuer: String,
+    /// The service account's namespace.
+    #[arg(long, value_name = "NS")]
+    pub namespace: String,
+    /// The Kubernetes service account's name (sub system:serviceaccount:NS:NAME).
+    #[arg(long, value_name = "NAME")]
+    pub k8s_service_account: String,
+}
+
+impl K8sSourceArgs {
+    fn source(self) -> OidcSource {
+        OidcSource::Kubernetes {
+            issuer: self.k8s_issuer,
+            namespace: self.namespace,
+            service_account: self.k8s_service_account,
+        }
+    }
+}
+
+/// `keyless setup github-to-aws`.
+#[derive(Debug, Args)]
+pub struct GithubToAwsArgs {
+    #[command(flatten)]
+    pub github: GithubSourceArgs,
+    #[command(flatten)]
+    pub target: AwsRoleTargetArgs,
+}
+
+/// `keyless setup github-to-gcp`.
+#[derive(Debug, Args)]
+pub struct GithubToGcpArgs {
+    #[command(flatten)]
+    pub github: GithubSourceArgs,
+    #[command(flatten)]
+    pub target: GcpTargetArgs,
+    /// What to print.
+    #[arg(long, value_enum)]
+    pub format: AwsToGcpFormat,
+}
+
+/// `keyless setup k8s-to-aws`.
+#[derive(Debug, Args)]
+pub struct K8sToAwsArgs {
+    #[command(flatten)]
+    pub k8s: K8sSourceArgs,
+    #[command(flatten)]
+    pub target: AwsRoleTargetArgs,
+}
+
+/// `keyless setup k8s-to-gcp`.
+#[derive(Debug, Args)]
+pub struct K8sToGcpArgs {
+    #[command(flatten)]
+    pub k8s: K8sSourceArgs,
+    #[command(flatten)]
+    pub target: GcpTargetArgs,
+    /// What to print.
+    #[arg(long, value_enum)]
+    pub format: AwsToGcpFormat,
+}
+
+/// `keyless setup aws-oidc-to-aws`.
+#[derive(Debug, Args)]
+pub struct AwsOidcToAwsArgs {
+    /// The caller's account's outbound issuer, https://ID.tokens.sts.global.api.aws (from
+    /// aws iam enable-outbound-web-identity-federation or get-outbound-web-identity-federation-info).
+    #[arg(long, value_name = "URL")]
+    pub aws_issuer: String,
+    /// The 12-digit account of the calling role (default: --aws-account).
+    #[arg(long, value_name = "ID")]
+    pub source_account: Option<String>,
+    /// The calling role's name (the token's sub is its ARN, not the session's).
+    #[arg(long)]
+    pub aws_role: String,
+    #[command(flatten)]
+    pub target: AwsRoleTargetArgs,
+}
+
+/// `keyless setup aws-oidc-to-gcp`.
+#[derive(Debug, Args)]
+pub struct AwsOidcToGcpArgs {
+    /// The account's outbound issuer, https://ID.tokens.sts.global.api.aws (from
+    /// aws iam enable-outbound-web-identity-federation or get-outbound-web-identity-federation-info).
+    #[arg(long, value_name = "URL")]
+    pub aws_issuer: String,
+    /// The 12-digit account of the calling role.
+    #[arg(long)]
+    pub aws_account: String,
+    /// The calling role's name (the token's sub is its ARN, not the session's).
+    #[arg(long)]
+    pub aws_role: String,
+    /// Also require the AWS organization (the token's https://sts.amazonaws.com/ org_id).
+    #[arg(long, value_name = "ID")]
+    pub aws_org_id: Option<String>,
+    #[command(flatten)]
+    pub target: GcpTargetArgs,
+    /// What to print (CloudFormation: the AWS side, with the Google side as gcloud commands).
+    #[arg(long, value_enum)]
+    pub format: GcpToAwsFormat,
+}
+
+fn to_aws(spec: &OidcToAws, format: GcpToAwsFormat) -> Result<String, setup::InvalidInput> {
+    spec.validate()?;
+    Ok(match format {
+        GcpToAwsFormat::Terraform => setup::terraform::oidc_to_aws(spec),
+        GcpToAwsFormat::Cloudformation => setup::cloudformation::oidc_to_aws(spec),
+        GcpToAwsFormat::Shell => setup::shell::oidc_to_aws(spec),
+        GcpToAwsFormat::Pulumi => setup::pulumi::oidc_to_aws(spec),
+    })
+}
+
+fn to_gcp(spec: &OidcToGcp, format: AwsToGcpFormat) -> Result<String, setup::InvalidInput> {
+    spec.validate()?;
+    Ok(match format {
+        AwsToGcpFormat::Terraform => setup::terraform::oidc_to_gcp(spec),
+        AwsToGcpFormat::Shell => setup::shell::oidc_to_gcp(spec),
+        AwsToGcpFormat::Pulumi => setup::pulumi::oidc_to_gcp(spec),
+    })
+}
+
 /// Validates, prints the configuration on stdout; a bad value exits with the usage code.
 pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
     let text = match command {
@@ -129,6 +405,74 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
                 GcpToAwsFormat::Cloudformation => setup::cloudformation::gcp_to_aws(&spec),
                 GcpToAwsFormat::Shell => setup::shell::gcp_to_aws(&spec),
                 GcpToAwsFormat::Pulumi => setup::pulumi::gcp_to_aws(&spec),
+            }
+        }
+        SetupCommand::GithubToAws(a) => {
+            let (spec, format) = a.target.plan(a.github.source());
+            match to_aws(&spec, format) {
+                Ok(text) => text,
+                Err(e) => return Ok(usage(e)),
+            }
+        }
+        SetupCommand::K8sToAws(a) => {
+            let (spec, format) = a.target.plan(a.k8s.source());
+            match to_aws(&spec, format) {
+                Ok(text) => text,
+                Err(e) => return Ok(usage(e)),
+            }
+        }
+        SetupCommand::AwsOidcToAws(a) => {
+            if let Some(Err(e)) = a
+                .source_account
+                .as_deref()
+                .map(|id| setup::aws_account("--source-account", id))
+            {
+                return Ok(usage(e));
+            }
+            let source = OidcSource::AwsOutbound {
+                issuer: a.aws_issuer,
+                account: a
+                    .source_account
+                    .unwrap_or_else(|| a.target.aws_account.clone()),
+                role: a.aws_role,
+                org_id: None,
+            };
+            let (spec, format) = a.target.plan(source);
+            match to_aws(&spec, format) {
+                Ok(text) => text,
+                Err(e) => return Ok(usage(e)),
+            }
+        }
+        SetupCommand::GithubToGcp(a) => match to_gcp(&a.target.plan(a.github.source()), a.format) {
+            Ok(text) => text,
+            Err(e) => return Ok(usage(e)),
+        },
+        SetupCommand::K8sToGcp(a) => match to_gcp(&a.target.plan(a.k8s.source()), a.format) {
+            Ok(text) => text,
+            Err(e) => return Ok(usage(e)),
+        },
+        SetupCommand::AwsOidcToGcp(a) => {
+            let spec = a.target.plan(OidcSource::AwsOutbound {
+                issuer: a.aws_issuer,
+                account: a.aws_account,
+                role: a.aws_role,
+                org_id: a.aws_org_id,
+            });
+            let format = match a.format {
+                GcpToAwsFormat::Terraform => Some(AwsToGcpFormat::Terraform),
+                GcpToAwsFormat::Shell => Some(AwsToGcpFormat::Shell),
+                GcpToAwsFormat::Pulumi => Some(AwsToGcpFormat::Pulumi),
+                GcpToAwsFormat::Cloudformation => None,
+            };
+            let text = match format {
+                Some(format) => to_gcp(&spec, format),
+                None => spec
+                    .validate()
+                    .map(|()| setup::cloudformation::oidc_to_gcp(&spec)),
+            };
+            match text {
+                Ok(text) => text,
+                Err(e) => return Ok(usage(e)),
             }
         }
         SetupCommand::AwsToGcp(a) => {
@@ -155,4 +499,9 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
     };
     print!("{text}");
     Ok(0)
+}
+
+fn usage(e: setup::InvalidInput) -> i32 {
+    eprintln!("keyless: {e}");
+    exit_code::USAGE
 }

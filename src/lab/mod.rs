@@ -353,10 +353,15 @@ impl Lab {
         self.state.sign_id_token(sa, audience, true, lifetime, None)
     }
 
-    /// Signs any claims as an RS256 JWT with the lab's key: the tokens of another issuer (an
-    /// EKS cluster registered in [`LabConfig::oidc_providers`]) or odd Google ones.
+    /// Signs any claims as an RS256 JWT: with the key of the issuer named in `iss` when the lab
+    /// runs it (GitHub Actions, the Kubernetes cluster), else with the lab's key (the tokens of
+    /// an EKS cluster registered in [`LabConfig::oidc_providers`], or odd Google ones).
     pub fn sign_claims(&self, claims: &serde_json::Value) -> String {
-        let token = self.state.key.sign(claims);
+        // An issuer the lab runs (GitHub Actions, the Kubernetes cluster) signs with its own key.
+        let token = self
+            .state
+            .signing_key_for(claims.get("iss").and_then(|i| i.as_str()))
+            .sign(claims);
         self.state.record(&token);
         token
     }

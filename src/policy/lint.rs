@@ -12,7 +12,8 @@
 //! `aws iam get-role` (the document possibly URL-encoded, as IAM's API returns it), a Google
 //! workload identity provider description and a Google IAM policy (`get-iam-policy`), or a JSON
 //! list of any of them (`gcloud ... list --format=json`); `aws iam list-roles` output lints every
-//! role's trust policy at once.
+//! role's trust policy at once, and `aws iam get-role-policy` output its identity policy (for
+//! who may mint AWS outbound tokens, and for which audiences).
 
 mod gcp;
 mod path;
@@ -136,6 +137,27 @@ pub const RULES: &[Rule] = &[
         help: "add StringEquals accounts.google.com:oaud with the audience keyless asks for (--audience, default sts.amazonaws.com), ideally one specific to the role",
     },
     Rule {
+        id: "KL009",
+        name: "GithubRepositoryNotPinned",
+        severity: Severity::High,
+        summary: "a GitHub Actions trust does not pin token.actions.githubusercontent.com:sub to one repository (no sub condition, or a pattern such as repo:ORG/* or *): every workflow of the organisation, or of GitHub, gets in",
+        help: "StringEquals token.actions.githubusercontent.com:sub = repo:ORG/REPO:ref:refs/heads/BRANCH (or repo:ORG/REPO:environment:NAME), and :aud = sts.amazonaws.com",
+    },
+    Rule {
+        id: "KL010",
+        name: "KubernetesNamespaceNotPinned",
+        severity: Severity::High,
+        summary: "a Kubernetes (EKS, GKE, AKS, any cluster) trust does not pin HOST/PATH:sub to a namespace (no sub condition, or system:serviceaccount:*...): any service account of the cluster gets in",
+        help: "StringEquals HOST/PATH:sub = system:serviceaccount:NAMESPACE:NAME, and HOST/PATH:aud = sts.amazonaws.com",
+    },
+    Rule {
+        id: "KL011",
+        name: "OutboundTokenAudienceNotLimited",
+        severity: Severity::Medium,
+        summary: "an identity policy allows sts:GetWebIdentityToken (AWS outbound identity federation) without ForAllValues:StringEquals on sts:IdentityTokenAudience: the principal can mint tokens for any audience",
+        help: "add \"ForAllValues:StringEquals\": {\"sts:IdentityTokenAudience\": [\"<each audience>\"]} to the statement",
+    },
+    Rule {
         id: "KL101",
         name: "ProviderWithoutCondition",
         severity: Severity::High,
@@ -155,6 +177,13 @@ pub const RULES: &[Rule] = &[
         severity: Severity::Low,
         summary: "the provider's attributeCondition could not be parsed or uses CEL outside what keyless evaluates, so keyless could not check it",
         help: "fix the syntax, or check the condition in Google Cloud; keyless understands ==, !=, &&, ||, !, in [..], startsWith/endsWith/contains",
+    },
+    Rule {
+        id: "KL104",
+        name: "SubjectMappingTooLong",
+        severity: Severity::Low,
+        summary: "an OIDC provider's google.subject mapping can exceed 127 bytes for tokens it admits (e.g. assertion.sub of GitHub, Kubernetes or AWS, not pinned by the condition): Google STS refuses those tokens",
+        help: "pin the subject in the attributeCondition (assertion.sub == 'EXACT_SUBJECT'), or map google.subject from bounded claims (GitHub: assertion.repository_id)",
     },
     Rule {
         id: "KL201",
@@ -236,7 +265,7 @@ pub enum LintError {
         reason: String,
     },
     /// JSON, but none of the shapes keyless lints.
-    #[error("{file}: not a trust policy, `aws iam get-role` output, workload identity provider or IAM policy ({found})\n  hint: expected an object with \"Statement\", \"Role\", \"attributeMapping\"/\"aws\"/\"oidc\" or \"bindings\"")]
+    #[error("{file}: not a trust policy, `aws iam get-role` output, workload identity provider or IAM policy ({found})\n  hint: expected an object with \"Statement\", \"Role\", \"PolicyDocument\", \"attributeMapping\"/\"aws\"/\"oidc\" or \"bindings\"")]
     Unrecognised {
         /// The file.
         file: String,
@@ -356,6 +385,11 @@ fn lint_role(role: &Value, role_at: &JsonPath, out: &mut Vec<Draft>) -> Result<(
             "a role at {role_at} without \"AssumeRolePolicyDocument\""
         ))
     })?;
+    lint_document(document, &doc_at, out)
+}
+
+/// A policy document embedded in an API answer: an object, a JSON string or a URL-encoded one.
+fn lint_document(document: &Value, doc_at: &JsonPath, out: &mut Vec<Draft>) -> Result<(), Failure> {
     let embedded;
     let document = match document {
         Value::String(s) => {
@@ -369,7 +403,7 @@ fn lint_role(role: &Value, role_at: &JsonPath, out: &mut Vec<Draft>) -> Result<(
         }
         other => other,
     };
-    trust::lint_trust_policy(document, &doc_at, out)
+    trust::lint_trust_policy(document, doc_at, out)
         .map_err(|e| Failure::Policy(doc_at.to_string(), e))
 }
 
@@ -419,6 +453,14 @@ fn lint_value(value: &Value, at: &JsonPath, out: &mut Vec<Draft>) -> Result<(), 
                 lint_role(role, &at.key("Roles").index(i), out)?;
             }
             Ok(())
+        }
+        Value::Object(obj) if obj.contains_key("PolicyDocument") => {
+            // `aws iam get-role-policy` / `get-user-policy`: an inline identity policy.
+            lint_document(
+                obj.get("PolicyDocument").unwrap_or(&Value::Null),
+                &at.key("PolicyDocument"),
+                out,
+            )
         }
         Value::Object(obj) if gcp::is_provider(obj) => {
             gcp::lint_provider(obj, at, out);
@@ -495,6 +537,22 @@ mod tests {
         );
         // A whole file that is URL-encoded (IAM's raw API answer) reads too.
         assert_eq!(rules_of(&encoded), vec!["KL001"]);
+    }
+
+    #[test]
+    fn get_role_policy_output_is_linted() {
+        let doc = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetWebIdentityToken","Resource":"*"}]}"#;
+        let encoded =
+            percent_encoding::utf8_percent_encode(doc, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for document in [serde_json::from_str(doc).unwrap(), Value::String(encoded)] {
+            let text =
+                serde_json::json!({"RoleName": "r", "PolicyName": "p", "PolicyDocument": document})
+                    .to_string();
+            let findings = lint_text("policy.json", &text).unwrap();
+            let got: Vec<_> = findings.iter().map(|f| (f.rule, f.path.as_str())).collect();
+            assert_eq!(got, vec![("KL011", "PolicyDocument.Statement[0]")]);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use super::oidc::{OidcToAws, OidcToGcp, Outbound, OUTBOUND_POLICY_NAME};
 use super::{quoted, GcpToAws, PolicyValue};
 
 /// The stack parameter that carries the id of a service account created outside the stack.
@@ -97,5 +98,146 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
     out.push_str(
         "Outputs:\n  RoleArn:\n    Description: The role keyless assumes (--role-arn)\n    Value: !GetAtt KeylessRole.Arn\n",
     );
+    out
+}
+
+/// A JSON document as a YAML block at `indent` (JSON is YAML; pretty JSON keeps it readable).
+fn block(value: &serde_json::Value, indent: &str) -> String {
+    super::oidc::pretty(value)
+        .lines()
+        .map(|l| format!("{indent}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The caller's inline policy for `aws-oidc` (same stack: the caller's account), with the enable
+/// call CloudFormation cannot make as a comment.
+fn outbound(out: &mut String, o: &Outbound) {
+    let _ = writeln!(
+        out,
+        "  # The caller's role may mint tokens for this audience only. Outbound identity federation\n  \
+         # must be on, once per account (not a CloudFormation resource):\n  \
+         #   aws iam enable-outbound-web-identity-federation   (issuer {issuer})\n  \
+         KeylessGetWebIdentityToken:\n    \
+           Type: AWS::IAM::RolePolicy\n    \
+           Properties:\n      \
+             RoleName: {role}\n      \
+             PolicyName: {name}\n      \
+             PolicyDocument:\n{policy}",
+        issuer = o.issuer,
+        role = q(&o.role),
+        name = q(OUTBOUND_POLICY_NAME),
+        policy = block(&o.policy(), "        "),
+    );
+}
+
+/// SOURCE → AWS: the IAM OIDC provider and the role whose trust policy names it (`!Ref` of the
+/// provider is its ARN), attachments; for `aws-oidc` the caller's side (when the caller's
+/// account is another one, deploy that resource there).
+pub fn oidc_to_aws(s: &OidcToAws) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# keyless setup {source}-to-aws: {who} may assume {arn}.\n\
+         {notes}\
+         # One IAM OIDC provider per issuer and account: if {provider} exists, remove\n\
+         # KeylessOidcProvider and put its ARN in place of !Ref KeylessOidcProvider.\n\
+         # Then, in the workload:\n\
+         #   {cmd}\n\
+         AWSTemplateFormatVersion: \"2010-09-09\"\n\
+         Description: {desc}\n\
+         Resources:",
+        source = s.source.name(),
+        who = s.source.describe(),
+        arn = s.role_arn(),
+        provider = s.provider_arn(),
+        notes = s.source.workload_notes(&s.audience),
+        cmd = s.keyless_command(),
+        desc = q(&format!(
+            "keyless: {} may assume this role",
+            s.source.describe()
+        )),
+    );
+    if let Some(o) = s.outbound() {
+        out.push_str(&format!(
+            "  # In the caller's account {} (deploy this resource there if it is another account).\n",
+            o.account
+        ));
+        outbound(&mut out, &o);
+    }
+    let _ = writeln!(
+        out,
+        "  KeylessOidcProvider:\n    \
+           Type: AWS::IAM::OIDCProvider\n    \
+           Properties:\n      \
+             Url: {url}\n      \
+             ClientIdList:\n        \
+               - {aud}\n  \
+         KeylessRole:\n    \
+           Type: AWS::IAM::Role\n    \
+           Properties:\n      \
+             RoleName: {role}\n      \
+             MaxSessionDuration: {max}\n      \
+             AssumeRolePolicyDocument:\n        \
+               Version: \"2012-10-17\"\n        \
+               Statement:\n          \
+                 - Effect: Allow\n            \
+                   Principal:\n              \
+                     Federated: !Ref KeylessOidcProvider\n            \
+                   Action: sts:AssumeRoleWithWebIdentity\n            \
+                   Condition:\n              \
+                     StringEquals:",
+        url = q(s.source.issuer()),
+        aud = q(&s.audience),
+        role = q(&s.role_name),
+        max = s.max_session_duration,
+    );
+    for (key, value) in s.conditions() {
+        let _ = writeln!(out, "                {}: {}", q(&key), q(&value));
+    }
+    if !s.policy_arns.is_empty() {
+        out.push_str("      ManagedPolicyArns:\n");
+        for arn in &s.policy_arns {
+            let _ = writeln!(out, "        - {}", q(arn));
+        }
+    }
+    out.push_str(
+        "Outputs:\n  RoleArn:\n    Description: The role keyless assumes (--role-arn)\n    Value: !GetAtt KeylessRole.Arn\n",
+    );
+    out
+}
+
+/// `aws-oidc` → Google: the AWS half only (the caller's policy); the Google half is the gcloud
+/// script as a comment, since CloudFormation cannot create Google resources.
+pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
+    let mut out = String::new();
+    let google: String = super::shell::oidc_to_gcp_google_side(s)
+        .lines()
+        .map(|l| format!("#   {l}\n").replace("#   \n", "#\n"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "# keyless setup {source}-to-gcp: {who} may impersonate {sa}.\n\
+         {notes}\
+         # The Google side (not expressible in CloudFormation):\n\
+         {google}\
+         # Then, in the workload:\n\
+         #   {cmd}\n\
+         AWSTemplateFormatVersion: \"2010-09-09\"\n\
+         Description: {desc}\n\
+         Resources:",
+        source = s.source.name(),
+        who = s.source.describe(),
+        sa = s.service_account,
+        notes = s.source.workload_notes(&s.token_audience()),
+        cmd = s.keyless_command(),
+        desc = q(&format!(
+            "keyless: {} may mint tokens for Google",
+            s.source.describe()
+        )),
+    );
+    if let Some(o) = s.outbound() {
+        outbound(&mut out, &o);
+    }
     out
 }

@@ -7,6 +7,7 @@
 //! in its own file and only arranges these values in its own syntax.
 
 pub mod cloudformation;
+pub mod oidc;
 pub mod pulumi;
 pub mod shell;
 pub mod terraform;
@@ -72,23 +73,8 @@ impl GcpToAws {
         aws_account("--aws-account", &self.aws_account)?;
         aws_role_name("--role-name", &self.role_name)?;
         audience("--audience", &self.audience)?;
-        for arn in &self.policy_arns {
-            if !(arn.starts_with("arn:aws") && arn.contains(":policy/")) || has_unsafe_chars(arn) {
-                return Err(invalid(
-                    "--policy-arn",
-                    arn,
-                    "give a managed policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess",
-                ));
-            }
-        }
-        if !(3600..=43200).contains(&self.max_session_duration) {
-            return Err(invalid(
-                "--max-session-duration",
-                &self.max_session_duration.to_string(),
-                "AWS accepts 3600 to 43200 seconds",
-            ));
-        }
-        Ok(())
+        policy_arns(&self.policy_arns)?;
+        max_session_duration(self.max_session_duration)
     }
 
     /// Whether the configuration creates the service account (no `--service-account-id`): then
@@ -229,65 +215,18 @@ pub const ATTRIBUTE_MAPPING: [(&str, &str); 3] = [
 impl AwsToGcp {
     /// Checks every value, so a typo fails here rather than as an unexplained refusal later.
     pub fn validate(&self) -> Result<(), InvalidInput> {
-        let id_ok = |s: &str, min: usize, max: usize| {
-            (min..=max).contains(&s.len())
-                && s.starts_with(|c: char| c.is_ascii_lowercase())
-                && !s.ends_with('-')
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        };
-        if !id_ok(&self.project_id, 6, 30) {
-            return Err(invalid(
-                "--project-id",
-                &self.project_id,
-                "give the project id (6-30 lowercase letters, digits, hyphens), e.g. from gcloud config get-value project",
-            ));
-        }
-        numeric_id(
-            "--project-number",
+        google_ids(
+            &self.project_id,
             &self.project_number,
-            "give the numeric project number (gcloud projects describe PROJECT_ID --format='value(projectNumber)')",
+            &self.pool,
+            &self.provider,
         )?;
-        if !id_ok(&self.pool, 4, 32) || self.pool.starts_with("gcp-") {
-            return Err(invalid(
-                "--pool",
-                &self.pool,
-                "a pool id is 4-32 lowercase letters, digits and hyphens, and may not start with gcp-",
-            ));
-        }
-        if !id_ok(&self.provider, 4, 32) || self.provider.starts_with("gcp-") {
-            return Err(invalid(
-                "--provider",
-                &self.provider,
-                "a provider id is 4-32 lowercase letters, digits and hyphens, and may not start with gcp-",
-            ));
-        }
         aws_account("--aws-account", &self.aws_account)?;
         aws_role_name("--aws-role", &self.aws_role)?;
         service_account_email("--service-account", &self.service_account)?;
-        if email_parts(&self.service_account).1 != self.project_id {
-            return Err(invalid(
-                "--service-account",
-                &self.service_account,
-                format!(
-                    "the service account is created in --project-id, so its email must end in @{}.iam.gserviceaccount.com",
-                    self.project_id
-                ),
-            ));
-        }
+        same_project(&self.service_account, &self.project_id)?;
         if let Some(role) = &self.role {
-            let ok = ["roles/", "projects/", "organizations/"]
-                .iter()
-                .any(|p| role.starts_with(p))
-                && role.len() > "roles/".len()
-                && !has_unsafe_chars(role);
-            if !ok {
-                return Err(invalid(
-                    "--role",
-                    role,
-                    "give an IAM role name such as roles/storage.objectViewer",
-                ));
-            }
+            project_role(role)?;
         }
         Ok(())
     }
@@ -346,6 +285,106 @@ impl AwsToGcp {
     }
 }
 
+fn policy_arns(arns: &[String]) -> Result<(), InvalidInput> {
+    for arn in arns {
+        if !(arn.starts_with("arn:aws") && arn.contains(":policy/")) || has_unsafe_chars(arn) {
+            return Err(invalid(
+                "--policy-arn",
+                arn,
+                "give a managed policy ARN such as arn:aws:iam::aws:policy/ReadOnlyAccess",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn max_session_duration(seconds: u32) -> Result<(), InvalidInput> {
+    if (3600..=43200).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "--max-session-duration",
+            &seconds.to_string(),
+            "AWS accepts 3600 to 43200 seconds",
+        ))
+    }
+}
+
+/// The project, pool and provider of a Google workload identity federation.
+fn google_ids(
+    project_id: &str,
+    project_number: &str,
+    pool: &str,
+    provider: &str,
+) -> Result<(), InvalidInput> {
+    let id_ok = |s: &str, min: usize, max: usize| {
+        (min..=max).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && !s.ends_with('-')
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    if !id_ok(project_id, 6, 30) {
+        return Err(invalid(
+            "--project-id",
+            project_id,
+            "give the project id (6-30 lowercase letters, digits, hyphens), e.g. from gcloud config get-value project",
+        ));
+    }
+    numeric_id(
+        "--project-number",
+        project_number,
+        "give the numeric project number (gcloud projects describe PROJECT_ID --format='value(projectNumber)')",
+    )?;
+    if !id_ok(pool, 4, 32) || pool.starts_with("gcp-") {
+        return Err(invalid(
+            "--pool",
+            pool,
+            "a pool id is 4-32 lowercase letters, digits and hyphens, and may not start with gcp-",
+        ));
+    }
+    if !id_ok(provider, 4, 32) || provider.starts_with("gcp-") {
+        return Err(invalid(
+            "--provider",
+            provider,
+            "a provider id is 4-32 lowercase letters, digits and hyphens, and may not start with gcp-",
+        ));
+    }
+    Ok(())
+}
+
+/// The service account is created in the project, so its email must say so.
+fn same_project(service_account: &str, project_id: &str) -> Result<(), InvalidInput> {
+    if email_parts(service_account).1 == project_id {
+        Ok(())
+    } else {
+        Err(invalid(
+            "--service-account",
+            service_account,
+            format!(
+                "the service account is created in --project-id, so its email must end in @{project_id}.iam.gserviceaccount.com"
+            ),
+        ))
+    }
+}
+
+fn project_role(role: &str) -> Result<(), InvalidInput> {
+    let ok = ["roles/", "projects/", "organizations/"]
+        .iter()
+        .any(|p| role.starts_with(p))
+        && role.len() > "roles/".len()
+        && !has_unsafe_chars(role);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "--role",
+            role,
+            "give an IAM role name such as roles/storage.objectViewer",
+        ))
+    }
+}
+
 fn email_parts(email: &str) -> (&str, &str) {
     let (name, domain) = email.split_once('@').unwrap_or((email, ""));
     (
@@ -391,7 +430,7 @@ fn numeric_id(flag: &'static str, value: &str, fix: &str) -> Result<(), InvalidI
     }
 }
 
-fn aws_account(flag: &'static str, value: &str) -> Result<(), InvalidInput> {
+pub(crate) fn aws_account(flag: &'static str, value: &str) -> Result<(), InvalidInput> {
     if value.len() == 12 && value.chars().all(|c| c.is_ascii_digit()) {
         Ok(())
     } else {

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::oidc::{OidcToAws, OidcToGcp, Outbound, OUTBOUND_POLICY_NAME};
 use super::{quoted, AwsToGcp, GcpToAws, ATTRIBUTE_MAPPING, WORKLOAD_IDENTITY_USER};
 
 fn q(value: &str) -> String {
@@ -133,6 +134,134 @@ pub fn aws_to_gcp(s: &AwsToGcp) -> String {
     let _ = writeln!(
         out,
         "pulumi.export(\"service_account\", service_account.email)\npulumi.export(\"audience\", {})\n# Then, on AWS:\n#   {}",
+        q(&s.audience()),
+        s.keyless_command()
+    );
+    out
+}
+
+/// The caller's account side of AWS outbound federation: the enable call as a comment and the
+/// role's inline policy for the one audience.
+fn outbound(out: &mut String, o: &Outbound) {
+    let policy = o.policy_pretty().replace('\n', "\n        ");
+    let _ = writeln!(
+        out,
+        "# In the caller's account {account}: outbound identity federation, once per account (not a\n\
+         # Pulumi resource): aws iam enable-outbound-web-identity-federation (its issuer must be\n\
+         # {issuer}). Then the role may mint tokens for this audience only.\n\
+         aws.iam.RolePolicy(\n    \"keyless-get-web-identity-token\",\n    role={role},\n    name={name},\n    policy=json.dumps(\n        {policy}\n    ),\n)\n",
+        account = o.account,
+        issuer = o.issuer,
+        role = q(&o.role),
+        name = q(OUTBOUND_POLICY_NAME),
+    );
+}
+
+/// SOURCE → AWS: the IAM OIDC provider, the role whose trust policy names it, attachments (and,
+/// for `aws-oidc`, the caller's side).
+pub fn oidc_to_aws(s: &OidcToAws) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\"\"\"keyless setup {}-to-aws: {} may assume {}.\"\"\"\n\n{}\n\
+         import json\n\nimport pulumi\nimport pulumi_aws as aws\n",
+        s.source.name(),
+        s.source.describe(),
+        s.role_arn(),
+        s.source.workload_notes(&s.audience),
+    );
+    if let Some(o) = s.outbound() {
+        outbound(&mut out, &o);
+    }
+    let principal = "\"__KEYLESS_PROVIDER_ARN__\"";
+    let policy = super::oidc::pretty(&s.trust_policy_with("__KEYLESS_PROVIDER_ARN__"))
+        .replace(principal, "arn")
+        .replace('\n', "\n        ");
+    let _ = writeln!(
+        out,
+        "# One IAM OIDC provider per issuer and account: if it exists, import it\n\
+         # (pulumi import aws:iam/openIdConnectProvider:OpenIdConnectProvider keyless {arn}).\n\
+         provider = aws.iam.OpenIdConnectProvider(\n    \"keyless\",\n    url={url},\n    client_id_lists=[{aud}],\n)\n\n\
+         trust_policy = provider.arn.apply(\n    lambda arn: json.dumps(\n        {policy}\n    )\n)\n\n\
+         role = aws.iam.Role(\n    \"keyless\",\n    name={role},\n    assume_role_policy=trust_policy,\n    max_session_duration={max},\n)\n",
+        arn = s.provider_arn(),
+        url = q(s.source.issuer()),
+        aud = q(&s.audience),
+        role = q(&s.role_name),
+        max = s.max_session_duration,
+    );
+    for (i, arn) in s.policy_arns.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "aws.iam.RolePolicyAttachment(\n    \"keyless-{i}\",\n    role=role.name,\n    policy_arn={},\n)\n",
+            q(arn)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "pulumi.export(\"role_arn\", role.arn)\n# Then, in the workload:\n#   {}",
+        s.keyless_command()
+    );
+    out
+}
+
+/// SOURCE → Google: the pool, the OIDC provider, the service account and its bindings (and,
+/// for `aws-oidc`, the caller's side).
+pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
+    let mut out = String::new();
+    let outbound_side = s.outbound();
+    let _ = writeln!(
+        out,
+        "\"\"\"keyless setup {}-to-gcp: {} may impersonate {}.\"\"\"\n\n{}\n{}import pulumi\n{}import pulumi_gcp as gcp\n",
+        s.source.name(),
+        s.source.describe(),
+        s.service_account,
+        s.source.workload_notes(&s.token_audience()),
+        if outbound_side.is_some() { "import json\n\n" } else { "" },
+        if outbound_side.is_some() { "import pulumi_aws as aws\n" } else { "" },
+    );
+    if let Some(o) = &outbound_side {
+        outbound(&mut out, o);
+    }
+    let _ = writeln!(
+        out,
+        "pool = gcp.iam.WorkloadIdentityPool(\n    \"keyless\",\n    project={project},\n    workload_identity_pool_id={pool},\n)\n\n\
+         provider = gcp.iam.WorkloadIdentityPoolProvider(\n    \"keyless\",\n    project={project},\n    workload_identity_pool_id=pool.workload_identity_pool_id,\n    workload_identity_pool_provider_id={provider},\n    oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(\n        issuer_uri={issuer},\n        allowed_audiences=[{audience}],\n    ),\n    attribute_mapping={{",
+        project = q(&s.project_id),
+        pool = q(&s.pool),
+        provider = q(&s.provider),
+        issuer = q(s.source.issuer()),
+        audience = q(&s.token_audience()),
+    );
+    for (key, value) in s.source.attribute_mapping() {
+        let _ = writeln!(out, "        {}: {},", q(key), q(value));
+    }
+    let _ = writeln!(
+        out,
+        "    }},\n    attribute_condition={},\n)\n",
+        q(&s.source.attribute_condition())
+    );
+    let _ = writeln!(
+        out,
+        "service_account = gcp.serviceaccount.Account(\n    \"keyless\",\n    project={},\n    account_id={},\n    display_name={},\n)\n\n\
+         gcp.serviceaccount.IAMMember(\n    \"keyless-workload-identity-user\",\n    service_account_id=service_account.name,\n    role={},\n    member={},\n    opts=pulumi.ResourceOptions(depends_on=[provider]),\n)\n",
+        q(&s.project_id),
+        q(s.service_account_name()),
+        q(&s.display_name()),
+        q(WORKLOAD_IDENTITY_USER),
+        q(&s.principal()),
+    );
+    if let Some(role) = &s.role {
+        let _ = writeln!(
+            out,
+            "gcp.projects.IAMMember(\n    \"keyless-role\",\n    project={},\n    role={},\n    member=service_account.email.apply(lambda email: f\"serviceAccount:{{email}}\"),\n)\n",
+            q(&s.project_id),
+            q(role)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "pulumi.export(\"service_account\", service_account.email)\npulumi.export(\"audience\", {})\n# Then, in the workload:\n#   {}",
         q(&s.audience()),
         s.keyless_command()
     );

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::oidc::{OidcToAws, OidcToGcp, Outbound, OUTBOUND_POLICY_NAME};
 use super::{quoted, AwsToGcp, GcpToAws, PolicyValue, ATTRIBUTE_MAPPING, WORKLOAD_IDENTITY_USER};
 
 fn q(value: &str) -> String {
@@ -148,6 +149,162 @@ pub fn aws_to_gcp(s: &AwsToGcp) -> String {
     let _ = writeln!(
         out,
         "# Then, on AWS:\n#   {}\noutput \"keyless_command\" {{\n  value = {}\n}}",
+        s.keyless_command(),
+        q(&s.keyless_command())
+    );
+    out
+}
+
+/// The caller's account side of AWS outbound federation: the enable call as a comment (not a
+/// Terraform resource) and the role's inline policy for the one audience.
+fn outbound(out: &mut String, o: &Outbound) {
+    let _ = writeln!(
+        out,
+        "# In the caller's account {account}: outbound identity federation, once per account\n\
+         # (not a Terraform resource): aws iam enable-outbound-web-identity-federation\n\
+         # (its issuer must be {issuer}).\n\
+         # Then the role may mint tokens for this audience only.\n\
+         resource \"aws_iam_role_policy\" \"keyless_get_web_identity_token\" {{\n  role   = {role}\n  name   = {name}\n  policy = <<-EOT\n{policy}\n  EOT\n}}\n",
+        account = o.account,
+        issuer = o.issuer,
+        role = q(&o.role),
+        name = q(OUTBOUND_POLICY_NAME),
+        policy = indent(&o.policy_pretty(), "    "),
+    );
+}
+
+fn indent(text: &str, by: &str) -> String {
+    text.lines()
+        .map(|l| format!("{by}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// SOURCE → AWS: the issuer's IAM OIDC provider, the role pinning `HOST/PATH:aud` and `:sub`,
+/// its attachments (and, for `aws-oidc`, the caller's side).
+pub fn oidc_to_aws(s: &OidcToAws) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# keyless setup {source}-to-aws: {who} may assume {arn}.\n\
+         # AWS compares {host}:aud with the token's aud and {host}:sub with its sub.\n{notes}",
+        source = s.source.name(),
+        who = s.source.describe(),
+        arn = s.role_arn(),
+        host = s.source.provider_host(),
+        notes = s.source.workload_notes(&s.audience),
+    );
+    if let Some(o) = s.outbound() {
+        outbound(&mut out, &o);
+    }
+    let _ = writeln!(
+        out,
+        "# One IAM OIDC provider per issuer and account: if it exists, import it\n\
+         #   terraform import aws_iam_openid_connect_provider.keyless {arn}\n\
+         # No thumbprint_list (optional from AWS provider 5.81): AWS verifies the issuer's certificate.\n\
+         resource \"aws_iam_openid_connect_provider\" \"keyless\" {{\n  url            = {url}\n  client_id_list = [{aud}]\n}}\n",
+        arn = s.provider_arn(),
+        url = q(s.source.issuer()),
+        aud = q(&s.audience),
+    );
+    out.push_str("data \"aws_iam_policy_document\" \"keyless_trust\" {\n  statement {\n");
+    out.push_str("    effect  = \"Allow\"\n    actions = [\"sts:AssumeRoleWithWebIdentity\"]\n\n");
+    out.push_str(
+        "    principals {\n      type        = \"Federated\"\n      identifiers = [aws_iam_openid_connect_provider.keyless.arn]\n    }\n",
+    );
+    for (variable, value) in s.conditions() {
+        let _ = write!(
+            out,
+            "\n    condition {{\n      test     = \"StringEquals\"\n      variable = {}\n      values   = [{}]\n    }}\n",
+            q(&variable),
+            q(&value),
+        );
+    }
+    out.push_str("  }\n}\n\n");
+    let _ = writeln!(
+        out,
+        "resource \"aws_iam_role\" \"keyless\" {{\n  name                 = {}\n  assume_role_policy   = data.aws_iam_policy_document.keyless_trust.json\n  max_session_duration = {}\n}}\n",
+        q(&s.role_name),
+        s.max_session_duration
+    );
+    for (i, arn) in s.policy_arns.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "resource \"aws_iam_role_policy_attachment\" \"keyless_{i}\" {{\n  role       = aws_iam_role.keyless.name\n  policy_arn = {}\n}}\n",
+            q(arn)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "output \"role_arn\" {{\n  description = {}\n  value       = aws_iam_role.keyless.arn\n}}",
+        q(&format!("Then, in the workload: {}", s.keyless_command()))
+    );
+    out
+}
+
+/// SOURCE → Google: the pool, its OIDC provider admitting only the workload's subject, the
+/// service account, the binding for that subject (and, for `aws-oidc`, the caller's side).
+pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# keyless setup {source}-to-gcp: {who} may impersonate {sa}.\n{notes}",
+        source = s.source.name(),
+        who = s.source.describe(),
+        sa = s.service_account,
+        notes = s.source.workload_notes(&s.token_audience()),
+    );
+    if let Some(o) = s.outbound() {
+        outbound(&mut out, &o);
+    }
+    let _ = writeln!(
+        out,
+        "resource \"google_iam_workload_identity_pool\" \"keyless\" {{\n  project                   = {}\n  workload_identity_pool_id = {}\n}}\n",
+        q(&s.project_id),
+        q(&s.pool)
+    );
+    let mapping = s.source.attribute_mapping();
+    let width = mapping.iter().map(|(k, _)| k.len() + 2).max().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "resource \"google_iam_workload_identity_pool_provider\" \"keyless\" {{\n  project                            = {}\n  workload_identity_pool_id          = google_iam_workload_identity_pool.keyless.workload_identity_pool_id\n  workload_identity_pool_provider_id = {}\n\n  oidc {{\n    issuer_uri        = {}\n    allowed_audiences = [{}]\n  }}\n\n  attribute_mapping = {{",
+        q(&s.project_id),
+        q(&s.provider),
+        q(s.source.issuer()),
+        q(&s.token_audience()),
+    );
+    for (key, value) in &mapping {
+        let _ = writeln!(out, "    {:width$} = {}", q(key), q(value));
+    }
+    let _ = writeln!(
+        out,
+        "  }}\n  attribute_condition = {}\n}}\n",
+        q(&s.source.attribute_condition())
+    );
+    let _ = writeln!(
+        out,
+        "resource \"google_service_account\" \"keyless\" {{\n  project      = {}\n  account_id   = {}\n  display_name = {}\n}}\n",
+        q(&s.project_id),
+        q(s.service_account_name()),
+        q(&s.display_name())
+    );
+    let _ = writeln!(
+        out,
+        "resource \"google_service_account_iam_member\" \"keyless_workload_identity_user\" {{\n  service_account_id = google_service_account.keyless.name\n  role               = {}\n  member             = {}\n\n  depends_on = [google_iam_workload_identity_pool_provider.keyless]\n}}\n",
+        q(WORKLOAD_IDENTITY_USER),
+        q(&s.principal())
+    );
+    if let Some(role) = &s.role {
+        let _ = writeln!(
+            out,
+            "resource \"google_project_iam_member\" \"keyless_role\" {{\n  project = {}\n  role    = {}\n  member  = \"serviceAccount:${{google_service_account.keyless.email}}\"\n}}\n",
+            q(&s.project_id),
+            q(role)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# Then, in the workload:\n#   {}\noutput \"keyless_command\" {{\n  value = {}\n}}",
         s.keyless_command(),
         q(&s.keyless_command())
     );

@@ -96,8 +96,11 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
             format!("attribute.aws_role == 'arn:aws:sts::{account}:assumed-role/ROLE'"),
             "update-aws",
         ),
-        ProviderKind::Oidc { .. } => (
-            "assertion.sub == 'EXACT_SUBJECT'".to_string(),
+        ProviderKind::Oidc { issuer } => (
+            format!(
+                "assertion.sub == '{}'",
+                OidcIssuerKind::of(issuer).subject_example()
+            ),
             "update-oidc",
         ),
         ProviderKind::Other => (
@@ -112,14 +115,15 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
         .and_then(Value::as_str)
         .map(str::trim)
         .filter(|c| !c.is_empty());
+    if let ProviderKind::Oidc { issuer } = &kind {
+        check_subject_length(obj, issuer, condition, at, out);
+    }
     let Some(condition) = condition else {
         let who = match &kind {
             ProviderKind::Aws { account } => {
                 format!("every role, user and session of AWS account {account}")
             }
-            ProviderKind::Oidc { issuer } => {
-                format!("every subject {issuer} issues tokens to (with an allowed audience)")
-            }
+            ProviderKind::Oidc { issuer } => OidcIssuerKind::of(issuer).everyone(issuer),
             ProviderKind::Other => "every identity the provider accepts".to_string(),
         };
         out.push(
@@ -194,6 +198,210 @@ pub(super) fn lint_provider(obj: &Map<String, Value>, at: &JsonPath, out: &mut V
                 .fix(fix),
         );
     }
+}
+
+/// What an OIDC provider's issuer is, for its examples and the bounds of its claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OidcIssuerKind {
+    Github,
+    Kubernetes,
+    AwsOutbound,
+    Other,
+}
+
+impl OidcIssuerKind {
+    fn of(issuer: &str) -> Self {
+        let host = issuer
+            .trim()
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        if host == "token.actions.githubusercontent.com" {
+            Self::Github
+        } else if host.ends_with(".tokens.sts.global.api.aws") {
+            Self::AwsOutbound
+        } else if (host.starts_with("oidc.eks.") && host.contains(".amazonaws.com/id/"))
+            || host.starts_with("container.googleapis.com/v1/projects/")
+            || host.contains(".oic.prod-aks.azure.com")
+        {
+            Self::Kubernetes
+        } else {
+            Self::Other
+        }
+    }
+
+    fn subject_example(self) -> &'static str {
+        match self {
+            Self::Github => "repo:ORG/REPO:ref:refs/heads/main",
+            Self::Kubernetes => "system:serviceaccount:NAMESPACE:NAME",
+            Self::AwsOutbound => "arn:aws:iam::ACCOUNT:role/ROLE",
+            Self::Other => "EXACT_SUBJECT",
+        }
+    }
+
+    fn everyone(self, issuer: &str) -> String {
+        match self {
+            Self::Github => {
+                "every GitHub Actions workflow of every repository on GitHub".to_string()
+            }
+            Self::Kubernetes => {
+                format!("every service account of every namespace of the cluster {issuer}")
+            }
+            Self::AwsOutbound => {
+                format!("every role and user of the AWS account whose outbound issuer is {issuer}")
+            }
+            Self::Other => {
+                format!("every subject {issuer} issues tokens to (with an allowed audience)")
+            }
+        }
+    }
+
+    /// The longest value a claim can have, when known: OpenID Connect caps `sub` at 255 ASCII
+    /// characters; GitHub documents its claims' shapes.
+    fn claim_bound(self, claim: &str) -> Option<usize> {
+        match (self, claim) {
+            (
+                Self::Github,
+                "repository_id"
+                | "repository_owner_id"
+                | "actor_id"
+                | "run_id"
+                | "run_number"
+                | "run_attempt",
+            ) => Some(20),
+            (Self::Github, "repository_owner" | "actor") => Some(39),
+            (Self::Github, "repository") => Some(140),
+            (
+                Self::Github,
+                "ref" | "environment" | "job_workflow_ref" | "workflow_ref" | "head_ref"
+                | "base_ref",
+            ) => Some(255),
+            (Self::AwsOutbound, "sub") => Some(607), // arn:aws:iam::ACCOUNT:role/ + path + name
+            (Self::Kubernetes, "sub") => Some(338),  // system:serviceaccount: + 63 + : + 253
+            (_, "sub") => Some(255),
+            _ => None,
+        }
+    }
+}
+
+/// Google refuses a federated token whose `google.subject` is longer than this (bytes).
+const MAX_GOOGLE_SUBJECT_BYTES: usize = 127;
+
+/// The exact values the condition requires, by `assertion.CLAIM` (or `google.subject`), when it
+/// is a conjunction of equalities (`&&` only).
+fn pinned_values(condition: Option<&str>) -> Vec<(String, usize)> {
+    let Some(condition) = condition else {
+        return Vec::new();
+    };
+    if condition.contains("||") {
+        return Vec::new();
+    }
+    let literal = |s: &str| {
+        let s = s.trim();
+        let quoted =
+            (s.starts_with('\'') && s.ends_with('\'')) || (s.starts_with('"') && s.ends_with('"'));
+        (quoted && s.len() >= 2).then(|| s.len() - 2)
+    };
+    condition
+        .split("&&")
+        .filter_map(|part| {
+            let part = part.trim().trim_start_matches('(').trim_end_matches(')');
+            let (left, right) = part.split_once("==")?;
+            let (name, len) = match (literal(left), literal(right)) {
+                (None, Some(len)) => (left.trim(), len),
+                (Some(len), None) => (right.trim(), len),
+                _ => return None,
+            };
+            Some((name.to_string(), len))
+        })
+        .collect()
+}
+
+/// KL104: the longest `google.subject` the mapping can produce for a token the provider admits.
+fn check_subject_length(
+    obj: &Map<String, Value>,
+    issuer: &str,
+    condition: Option<&str>,
+    at: &JsonPath,
+    out: &mut Vec<Draft>,
+) {
+    let Some(mapping) = obj
+        .get("attributeMapping")
+        .and_then(|m| m.get("google.subject"))
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    let kind = OidcIssuerKind::of(issuer);
+    let pins = pinned_values(condition);
+    let pinned = |name: &str| pins.iter().find(|(n, _)| n == name).map(|(_, len)| *len);
+    if pinned("google.subject").is_some_and(|len| len <= MAX_GOOGLE_SUBJECT_BYTES) {
+        return;
+    }
+    // A sum of string literals and assertion.CLAIM; anything else is not bounded here.
+    let mut total = 0usize;
+    let mut long = Vec::new();
+    for term in split_plus(mapping) {
+        let term = term.trim();
+        let bound = if (term.starts_with('\'') && term.ends_with('\'') && term.len() >= 2)
+            || (term.starts_with('"') && term.ends_with('"') && term.len() >= 2)
+        {
+            Some(term.len() - 2)
+        } else if let Some(claim) = term.strip_prefix("assertion.").filter(|c| {
+            !c.is_empty() && c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        }) {
+            let bound = pinned(term).or_else(|| kind.claim_bound(claim));
+            if bound.is_some_and(|b| b > MAX_GOOGLE_SUBJECT_BYTES / 2) && pinned(term).is_none() {
+                long.push(term.to_string());
+            }
+            bound
+        } else {
+            None
+        };
+        let Some(bound) = bound else {
+            return;
+        };
+        total += bound;
+    }
+    if total <= MAX_GOOGLE_SUBJECT_BYTES {
+        return;
+    }
+    let example = match kind {
+        OidcIssuerKind::Github => " or map it from bounded claims: assertion.repository_owner_id + '/' + assertion.repository_id".to_string(),
+        _ => String::new(),
+    };
+    out.push(
+        Draft::new("KL104", at.key("attributeMapping").key("google.subject"))
+            .message(format!(
+                "google.subject = `{mapping}` can be up to {total} bytes for tokens this provider admits ({} not pinned by the condition); Google STS refuses a google.subject over {MAX_GOOGLE_SUBJECT_BYTES} bytes",
+                if long.is_empty() { "its claims".to_string() } else { long.join(", ") }
+            ))
+            .why("a workload whose subject is longer (a long repository, branch, environment, namespace or role path) is refused by Google STS with an error that does not say which claim was too long")
+            .fix(format!(
+                "pin the subject in the attributeCondition (assertion.sub == '{}'; keyless setup prints such providers){example}",
+                kind.subject_example()
+            )),
+    );
+}
+
+/// The terms of `a + 'b' + c`, splitting on `+` outside string literals.
+fn split_plus(expression: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let mut quote = None;
+    let mut start = 0;
+    for (i, ch) in expression.char_indices() {
+        match (quote, ch) {
+            (None, '\'' | '"') => quote = Some(ch),
+            (Some(q), c) if c == q => quote = None,
+            (None, '+') => {
+                terms.push(&expression[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(&expression[start..]);
+    terms
 }
 
 /// True when the mapping is absent or only uses the default AWS keys with their default
@@ -318,6 +526,110 @@ mod tests {
             v["attributeCondition"] = json!(c);
         }
         v
+    }
+
+    fn oidc_provider(issuer: &str, subject: &str, condition: Option<&str>) -> serde_json::Value {
+        let mut v = json!({"name": NAME.replace("aws-lab", "oidc"), "state": "ACTIVE",
+            "oidc": {"issuerUri": issuer}, "attributeMapping": {"google.subject": subject}});
+        if let Some(c) = condition {
+            v["attributeCondition"] = json!(c);
+        }
+        v
+    }
+
+    #[test]
+    fn kl101_names_each_issuers_population_and_subject() {
+        for (issuer, who, example) in [
+            (
+                "https://token.actions.githubusercontent.com",
+                "every GitHub Actions workflow of every repository",
+                "repo:ORG/REPO:ref:refs/heads/main",
+            ),
+            (
+                "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+                "every service account of every namespace",
+                "system:serviceaccount:NAMESPACE:NAME",
+            ),
+            (
+                "https://abc.tokens.sts.global.api.aws",
+                "every role and user of the AWS account",
+                "arn:aws:iam::ACCOUNT:role/ROLE",
+            ),
+        ] {
+            let f = lint_text(
+                "t.json",
+                &oidc_provider(issuer, "assertion.sub", None).to_string(),
+            )
+            .unwrap();
+            let kl101 = f.iter().find(|f| f.rule == "KL101").expect(issuer);
+            assert!(kl101.message.contains(who), "{}", kl101.message);
+            assert!(
+                kl101.fix.contains(&format!("assertion.sub == '{example}'")),
+                "{}",
+                kl101.fix
+            );
+            assert!(kl101.fix.contains("update-oidc"), "{}", kl101.fix);
+        }
+    }
+
+    #[test]
+    fn kl104_subject_mapping_that_can_exceed_127_bytes() {
+        let gh = "https://token.actions.githubusercontent.com";
+        let f = lint_text(
+            "t.json",
+            &oidc_provider(
+                gh,
+                "assertion.sub",
+                Some("assertion.repository_owner == 'my-org'"),
+            )
+            .to_string(),
+        )
+        .unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].rule, f[0].severity.as_str()), ("KL104", "low"));
+        assert_eq!(f[0].path, r#"attributeMapping."google.subject""#);
+        assert!(f[0].message.contains("up to 255 bytes"), "{}", f[0].message);
+        assert!(f[0].fix.contains("assertion.repository_id"), "{}", f[0].fix);
+        // The condition pins sub: the admitted tokens' subject is that value.
+        let pinned = oidc_provider(
+            gh,
+            "assertion.sub",
+            Some("assertion.sub == 'repo:my-org/app:ref:refs/heads/main'"),
+        );
+        assert_eq!(rules(pinned), vec![]);
+        // Bounded claims and literals add up.
+        let bounded = oidc_provider(
+            gh,
+            "assertion.repository_owner_id + '/' + assertion.repository_id",
+            Some("assertion.repository == 'my-org/app'"),
+        );
+        assert_eq!(rules(bounded), vec![]);
+        let repo = oidc_provider(
+            gh,
+            "'github:' + assertion.repository",
+            Some("assertion.repository_owner == 'my-org'"),
+        );
+        assert_eq!(rules(repo), vec![("KL104", "low".to_string())]);
+        // Kubernetes and AWS subjects, and any issuer's sub (OpenID Connect allows 255).
+        for issuer in [
+            "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+            "https://abc.tokens.sts.global.api.aws",
+            "https://idp.example.com",
+        ] {
+            let p = oidc_provider(
+                issuer,
+                "assertion.sub",
+                Some("assertion.aud == 'x' && assertion.email == 'y'"),
+            );
+            assert!(rules(p).contains(&("KL104", "low".to_string())), "{issuer}");
+        }
+        // An expression keyless cannot bound is left alone.
+        let other = oidc_provider(
+            gh,
+            "assertion.sub.extract('repo:{x}:')",
+            Some("assertion.repository_owner == 'o'"),
+        );
+        assert_eq!(rules(other), vec![]);
     }
 
     #[test]

@@ -24,6 +24,10 @@ const WEB_IDENTITY_COMPANIONS: &[&str] = &["sts:TagSession", "sts:SetSourceIdent
 const STRANGER_ID: &str = "109999999999999999999";
 const STRANGER_EMAIL: &str = "stranger@someone-elses-project.iam.gserviceaccount.com";
 const STRANGER_SUBJECT: &str = "keyless-lint-stranger";
+/// GitHub Actions' issuer as an IAM OIDC provider (and the prefix of its condition keys).
+const GITHUB_HOST: &str = "token.actions.githubusercontent.com";
+/// How a Kubernetes service account's `sub` starts.
+const KUBERNETES_SUBJECT_PREFIX: &str = "system:serviceaccount:";
 /// The README's recommended condition, with placeholders, for fixes.
 const UNIQUE_ID: &str = "<the service account's numeric unique id>";
 
@@ -85,6 +89,29 @@ impl Issuer {
             Self::Oidc { host } if host == "cognito-identity.amazonaws.com" => claim == "amr",
             Self::Oidc { .. } => claim == "aud",
         }
+    }
+
+    /// GitHub Actions: `sub` is `repo:ORG/REPO:...`.
+    fn is_github(&self) -> bool {
+        matches!(self, Self::Oidc { host } if host == GITHUB_HOST)
+    }
+
+    /// A Kubernetes cluster's issuer (EKS, GKE, AKS by host, or any issuer whose `sub` the
+    /// statement compares with `system:serviceaccount:...`): `sub` names a namespace.
+    fn is_kubernetes(&self, st: &Statement) -> bool {
+        let Self::Oidc { host } = self else {
+            return false;
+        };
+        let by_host = (host.starts_with("oidc.eks.") && host.contains(".amazonaws.com/id/"))
+            || host.starts_with("container.googleapis.com/v1/projects/")
+            || host.contains(".oic.prod-aks.azure.com");
+        by_host
+            || st.conditions.iter().any(|c| {
+                self.claim(&c.key).as_deref() == Some("sub")
+                    && c.values
+                        .iter()
+                        .any(|v| v.starts_with(KUBERNETES_SUBJECT_PREFIX))
+            })
     }
 
     fn describe_everyone(&self) -> String {
@@ -157,6 +184,7 @@ pub(super) fn lint_trust_policy(
                     .fix("name the principal explicitly, e.g. \"Principal\": {\"Federated\": \"accounts.google.com\"} with StringEquals on accounts.google.com:sub, :aud and :oaud"),
             );
         }
+        check_outbound_audience(st, st_at, out);
         let issuers = federated_issuers(st);
         if issuers.is_empty() {
             continue;
@@ -356,8 +384,29 @@ fn check_stranger(
             Issuer::Google => google_fix(st, None),
             Issuer::Oidc { host } => format!("add \"StringEquals\": {{\"{host}:sub\": \"<the exact subject of your workload>\"}} to the Condition"),
         };
+        let (rule, message, fix) = match issuer {
+            Issuer::Oidc { host } if issuer.is_github() => (
+                "KL009",
+                format!("{host}:sub is not pinned: every GitHub Actions workflow of every repository that can ask for this audience can assume this role"),
+                github_fix(),
+            ),
+            Issuer::Oidc { host } if issuer.is_kubernetes(st) => (
+                "KL010",
+                format!("{host}:sub is not pinned to a namespace: every service account of every namespace of the cluster can assume this role"),
+                kubernetes_fix(host),
+            ),
+            _ => ("KL002", message, fix),
+        };
+        // A pattern on sub is reported where it is written (KL009/KL010 in check_conditions).
+        let sub_pattern = st.conditions.iter().any(|c| {
+            issuer.claim(&c.key).as_deref() == Some("sub")
+                && c.operator.base == OperatorBase::StringLike
+        });
+        if rule != "KL002" && sub_pattern {
+            return;
+        }
         out.push(
-            Draft::new("KL002", st_at.key("Condition"))
+            Draft::new(rule, st_at.key("Condition"))
                 .message(message)
                 .why(why)
                 .fix(fix),
@@ -497,6 +546,28 @@ fn check_conditions(st: &Statement, st_at: &JsonPath, issuer: &Issuer, out: &mut
         let op = &c.operator;
         let identity = issuer.is_identity_claim(&claim);
         if identity && matches!(op.base, OperatorBase::StringLike) {
+            if claim == "sub" && issuer.is_github() && !github_patterns_pin_a_repository(c) {
+                out.push(
+                    Draft::new("KL009", at.clone())
+                        .message(format!("{} {} = {} does not pin one repository: every repository it matches (of the organisation, or of GitHub) can assume this role", c.operator.name, c.key, quoted_list(&c.values)))
+                        .why("a pattern over the repository part of sub admits repositories created later, forks' pull requests where allowed, and any workflow in them; the sub of a GitHub token is repo:ORG/REPO:ref:REF or repo:ORG/REPO:environment:NAME")
+                        .fix(github_fix()),
+                );
+                continue;
+            }
+            if claim == "sub" && issuer.is_kubernetes(st) && !kubernetes_patterns_pin_a_namespace(c)
+            {
+                let Issuer::Oidc { host } = issuer else {
+                    continue;
+                };
+                out.push(
+                    Draft::new("KL010", at.clone())
+                        .message(format!("{} {} = {} does not pin a namespace: service accounts of every namespace it matches can assume this role", c.operator.name, c.key, quoted_list(&c.values)))
+                        .why("whoever may create a service account (or a pod using one) in any matching namespace gets the role; the sub of a projected token is system:serviceaccount:NAMESPACE:NAME")
+                        .fix(kubernetes_fix(host)),
+                );
+                continue;
+            }
             check_wildcards(c, &claim, issuer, &at, out);
         }
         if identity
@@ -642,6 +713,104 @@ fn check_google_values(
     );
 }
 
+const GET_WEB_IDENTITY_TOKEN: &str = "sts:GetWebIdentityToken";
+const TOKEN_AUDIENCE_KEY: &str = "sts:IdentityTokenAudience";
+
+/// KL011: an identity policy that lets a principal mint AWS outbound tokens must say for which
+/// audiences, with `ForAllValues:` (every audience of the request listed), or the token can be
+/// minted for any relying party that trusts the account's issuer.
+fn check_outbound_audience(st: &Statement, st_at: &JsonPath, out: &mut Vec<Draft>) {
+    // An identity policy (no Principal): in a trust policy the action would mean nothing.
+    let ActionMatcher::Action(patterns) = &st.actions else {
+        return;
+    };
+    if st.principal.is_some() {
+        return;
+    }
+    // Named explicitly (sts:GetWebIdentityToken, sts:Get*...): not every `*` admin policy.
+    let names_it = patterns.iter().any(|p| {
+        p.to_ascii_lowercase().starts_with("sts:")
+            && crate::policy::glob::matches(p, GET_WEB_IDENTITY_TOKEN, true)
+    });
+    if !names_it {
+        return;
+    }
+    let audience: Vec<&Condition> = st
+        .conditions
+        .iter()
+        .filter(|c| c.key.eq_ignore_ascii_case(TOKEN_AUDIENCE_KEY))
+        .collect();
+    let limited = audience.iter().any(|c| {
+        c.operator.qualifier == Some(SetQualifier::ForAllValues)
+            && matches!(c.operator.base, OperatorBase::StringEquals)
+            && !c.operator.if_exists
+            && !c.values.iter().any(|v| has_wildcard(v))
+    });
+    if limited {
+        return;
+    }
+    let (at, message) = match audience.first() {
+        Some(c) => (
+            st_at.key("Condition").key(&c.operator.name).key(&c.key),
+            format!(
+                "{} {} {} does not limit every audience of the token: {}",
+                c.operator.name,
+                c.key,
+                quoted_list(&c.values),
+                if c.operator.qualifier == Some(SetQualifier::ForAnyValue) {
+                    "ForAnyValue passes when one requested audience is listed, so the token can name others too"
+                } else {
+                    "the key is multi-valued (one value per requested audience); only ForAllValues:StringEquals with exact values checks each"
+                }
+            ),
+        ),
+        None => (
+            st_at.clone(),
+            format!("{GET_WEB_IDENTITY_TOKEN} is allowed with no {TOKEN_AUDIENCE_KEY} condition: the principal can mint tokens for any audience"),
+        ),
+    };
+    out.push(
+        Draft::new("KL011", at)
+            .message(message)
+            .why("an AWS outbound token is accepted by every relying party that trusts the account's issuer for its audience; a principal that may choose the audience can get into any of them")
+            .fix(format!("\"Condition\": {{\"ForAllValues:StringEquals\": {{\"{TOKEN_AUDIENCE_KEY}\": [\"<each audience>\"]}}}} (keyless setup aws-oidc-to-aws and aws-oidc-to-gcp print it)")),
+    );
+}
+
+fn github_fix() -> String {
+    format!("\"StringEquals\": {{\"{GITHUB_HOST}:sub\": \"repo:ORG/REPO:ref:refs/heads/main\", \"{GITHUB_HOST}:aud\": \"sts.amazonaws.com\"}} (or repo:ORG/REPO:environment:NAME; keyless setup github-to-aws prints it)")
+}
+
+fn kubernetes_fix(host: &str) -> String {
+    format!("\"StringEquals\": {{\"{host}:sub\": \"system:serviceaccount:NAMESPACE:NAME\", \"{host}:aud\": \"sts.amazonaws.com\"}} (keyless setup k8s-to-aws prints it)")
+}
+
+fn quoted_list(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every pattern names one repository exactly (`repo:ORG/REPO:...`, wildcards only after it).
+fn github_patterns_pin_a_repository(c: &Condition) -> bool {
+    c.values.iter().all(|v| {
+        v.strip_prefix("repo:")
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(repo, _)| repo.contains('/') && !has_wildcard(repo))
+    })
+}
+
+/// Every pattern names one namespace exactly (`system:serviceaccount:NS:...`).
+fn kubernetes_patterns_pin_a_namespace(c: &Condition) -> bool {
+    c.values.iter().all(|v| {
+        v.strip_prefix(KUBERNETES_SUBJECT_PREFIX)
+            .and_then(|rest| rest.split_once(':'))
+            .is_some_and(|(ns, _)| !ns.is_empty() && !has_wildcard(ns))
+    })
+}
+
 fn capitalise(s: &str) -> String {
     let mut chars = s.chars();
     match chars.next() {
@@ -748,16 +917,184 @@ mod tests {
     #[test]
     fn kl002_oidc_audience_only() {
         let text = json!({"Statement": [{"Effect": "Allow",
-            "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
+            "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/gitlab.com"},
             "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"}}}]})
+            "Condition": {"StringEquals": {"gitlab.com:aud": "sts.amazonaws.com"}}}]})
         .to_string();
         assert_eq!(ids(&text), vec!["KL002"]);
         let pinned = text.replace(
-            "\"token.actions.githubusercontent.com:aud\":\"sts.amazonaws.com\"",
-            "\"token.actions.githubusercontent.com:aud\":\"sts.amazonaws.com\",\"token.actions.githubusercontent.com:sub\":\"repo:org/app:ref:refs/heads/main\"",
+            "\"gitlab.com:aud\":\"sts.amazonaws.com\"",
+            "\"gitlab.com:aud\":\"sts.amazonaws.com\",\"gitlab.com:sub\":\"project_path:org/app:ref_type:branch:ref:main\"",
         );
         assert_eq!(ids(&pinned), Vec::<&str>::new());
+    }
+
+    fn oidc_statement(host: &str, condition: serde_json::Value) -> String {
+        json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": format!("arn:aws:iam::123456789012:oidc-provider/{host}")},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": condition}]})
+        .to_string()
+    }
+
+    const GH: &str = "token.actions.githubusercontent.com";
+    const EKS: &str = "oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+
+    #[test]
+    fn kl011_outbound_tokens_for_any_audience() {
+        let policy = |condition: serde_json::Value| {
+            let mut st =
+                json!({"Effect": "Allow", "Action": "sts:GetWebIdentityToken", "Resource": "*"});
+            if !condition.is_null() {
+                st["Condition"] = condition;
+            }
+            json!({"Version": "2012-10-17", "Statement": [st]}).to_string()
+        };
+        let f = findings(&policy(serde_json::Value::Null));
+        assert_eq!(f, vec![("KL011", "medium".into(), "Statement[0]".into())]);
+        let any = findings(&policy(
+            json!({"ForAnyValue:StringEquals": {"sts:IdentityTokenAudience": ["a"]}}),
+        ));
+        assert_eq!(
+            any,
+            vec![(
+                "KL011",
+                "medium".into(),
+                "Statement[0].Condition.\"ForAnyValue:StringEquals\".\"sts:IdentityTokenAudience\""
+                    .into()
+            )]
+        );
+        let plain = lint_text(
+            "t.json",
+            &policy(json!({"StringEquals": {"sts:IdentityTokenAudience": "a"}})),
+        )
+        .unwrap();
+        assert!(
+            plain[0].message.contains("multi-valued"),
+            "{}",
+            plain[0].message
+        );
+        let exact =
+            policy(json!({"ForAllValues:StringEquals": {"sts:IdentityTokenAudience": ["a", "b"]}}));
+        assert_eq!(findings(&exact), vec![]);
+        let pattern =
+            policy(json!({"ForAllValues:StringEquals": {"sts:IdentityTokenAudience": ["*"]}}));
+        assert_eq!(ids(&pattern), vec!["KL011"]);
+        // An administrator's "*" is not this rule's business.
+        let admin =
+            json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}).to_string();
+        assert_eq!(findings(&admin), vec![]);
+    }
+
+    #[test]
+    fn kl009_github_without_a_repository_pin() {
+        let aud_only = oidc_statement(
+            GH,
+            json!({"StringEquals": {format!("{GH}:aud"): "sts.amazonaws.com"}}),
+        );
+        let f = lint_text("t.json", &aud_only).unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].rule, f[0].severity.as_str()), ("KL009", "high"));
+        assert!(
+            f[0].message.contains(&format!("{GH}:sub is not pinned")),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            f[0].fix.contains("repo:ORG/REPO:ref:refs/heads/main"),
+            "{}",
+            f[0].fix
+        );
+        assert!(
+            f[0].why.contains("allowed by"),
+            "the stranger proves it: {}",
+            f[0].why
+        );
+
+        for pattern in [
+            "repo:my-org/*",
+            "*",
+            "repo:*:ref:refs/heads/main",
+            "repo:my-org/app*:*",
+        ] {
+            let text = oidc_statement(
+                GH,
+                json!({"StringEquals": {format!("{GH}:aud"): "sts.amazonaws.com"},
+                "StringLike": {format!("{GH}:sub"): pattern}}),
+            );
+            let f = findings(&text);
+            assert_eq!(
+                f,
+                vec![(
+                    "KL009",
+                    "high".into(),
+                    format!("Statement[0].Condition.StringLike.\"{GH}:sub\"")
+                )],
+                "{pattern}"
+            );
+        }
+        // One repository, any branch: a wildcard after the repository is KL003's medium.
+        let one_repo = oidc_statement(
+            GH,
+            json!({"StringEquals": {format!("{GH}:aud"): "sts.amazonaws.com"},
+            "StringLike": {format!("{GH}:sub"): "repo:my-org/app:*"}}),
+        );
+        assert_eq!(
+            findings(&one_repo)
+                .iter()
+                .map(|f| (f.0, f.1.as_str()))
+                .collect::<Vec<_>>(),
+            vec![("KL003", "medium")]
+        );
+        let exact = oidc_statement(
+            GH,
+            json!({"StringEquals": {format!("{GH}:aud"): "sts.amazonaws.com",
+            format!("{GH}:sub"): "repo:my-org/app:environment:production"}}),
+        );
+        assert_eq!(findings(&exact), vec![]);
+    }
+
+    #[test]
+    fn kl010_kubernetes_without_a_namespace_pin() {
+        let aud_only = oidc_statement(
+            EKS,
+            json!({"StringEquals": {format!("{EKS}:aud"): "sts.amazonaws.com"}}),
+        );
+        let f = lint_text("t.json", &aud_only).unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].rule, f[0].severity.as_str()), ("KL010", "high"));
+        assert!(
+            f[0].fix.contains(&format!(
+                "{}:sub\": \"system:serviceaccount:NAMESPACE:NAME",
+                EKS.to_lowercase()
+            )),
+            "{}",
+            f[0].fix
+        );
+        // Any cluster: recognised by what its sub pattern looks like.
+        for (host, pattern) in [
+            (EKS, "system:serviceaccount:*"),
+            ("k8s.example.com", "system:serviceaccount:*:app"),
+        ] {
+            let text = oidc_statement(
+                host,
+                json!({"StringEquals": {format!("{host}:aud"): "sts.amazonaws.com"},
+                "StringLike": {format!("{host}:sub"): pattern}}),
+            );
+            assert_eq!(ids(&text), vec!["KL010"], "{host} {pattern}");
+        }
+        let namespace = oidc_statement(
+            EKS,
+            json!({"StringEquals": {format!("{EKS}:aud"): "sts.amazonaws.com"},
+            "StringLike": {format!("{EKS}:sub"): "system:serviceaccount:payments:*"}}),
+        );
+        assert_eq!(ids(&namespace), vec!["KL003"]);
+        let exact = oidc_statement(
+            EKS,
+            json!({"StringEquals": {format!("{EKS}:aud"): "sts.amazonaws.com",
+            format!("{EKS}:sub"): "system:serviceaccount:payments:app"}}),
+        );
+        assert_eq!(findings(&exact), vec![]);
     }
 
     #[test]
