@@ -214,6 +214,14 @@ impl GcpToAwsProfile {
             &self.token_source,
             &SourceContext {
                 iamcredentials_url: iam,
+                aws: crate::source::aws::AwsSourceOptions {
+                    region: match &self.region {
+                        Some(region) => Some(region.clone()),
+                        None => Region::from_env()?,
+                    },
+                    ..Default::default()
+                },
+                sts_endpoint: self.sts_endpoint.clone(),
                 ..SourceContext::default()
             },
         )?)

@@ -333,6 +333,7 @@ fn source_exit_code(error: &crate::source::SourceError) -> i32 {
     use crate::source::SourceError;
     match error {
         SourceError::UnknownTokenSource { .. } => exit_code::USAGE,
+        SourceError::AwsOidc(e) if e.is_refusal() => exit_code::REFUSED,
         SourceError::ImpersonationRefused { status, .. } if *status < 500 && *status != 429 => {
             exit_code::REFUSED
         }

@@ -22,6 +22,7 @@ use base64::Engine;
 use crate::secret::Secret;
 
 pub mod aws;
+pub mod aws_oidc;
 pub mod google;
 pub mod local;
 pub mod registry;
@@ -132,6 +133,10 @@ pub enum SourceError {
     #[error("the token from {origin} is not a JWT ({reason})")]
     NotAJwt { origin: String, reason: String },
 
+    /// AWS STS `GetWebIdentityToken` (`aws-oidc`) gave no token.
+    #[error(transparent)]
+    AwsOidc(#[from] aws_oidc::AwsOidcError),
+
     /// The token source gave no token within what was left of the overall deadline.
     #[error("the token source {source_name} gave no token within {seconds:.1} s\n  hint: check that it answers (the metadata server, IAM Credentials, the token service or command); --deadline allows more time")]
     TimedOut { source_name: String, seconds: f64 },
@@ -146,6 +151,7 @@ impl SourceError {
             | Self::TimedOut { .. } => true,
             Self::MetadataRefused { status, .. } => *status >= 500 || *status == 429,
             Self::ImpersonationRefused { status, .. } => *status >= 500 || *status == 429,
+            Self::AwsOidc(e) => e.is_transient(),
             _ => false,
         }
     }

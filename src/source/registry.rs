@@ -14,6 +14,7 @@ pub static SOURCES: &[&Registration] = &[
     &crate::source::google::IMPERSONATE,
     &crate::source::local::FILE,
     &crate::source::local::COMMAND,
+    &crate::source::aws_oidc::AWS_OIDC,
 ];
 
 /// Whether a source takes the part after the colon.
@@ -57,6 +58,13 @@ pub struct SourceContext {
     pub iamcredentials_url: Option<UpstreamUrl>,
     /// The spec being built, named in errors.
     pub spec: Option<TokenSourceSpec>,
+    /// The AWS identity (profile, region, role) that signs for `aws-oidc`.
+    pub aws: crate::source::aws::AwsSourceOptions,
+    /// AWS STS's URL when set by a flag or keyless.toml (`aws-oidc`; otherwise
+    /// `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else the region's endpoint).
+    pub sts_endpoint: Option<UpstreamUrl>,
+    /// What `aws-oidc` asks GetWebIdentityToken for besides the audience.
+    pub aws_oidc: crate::source::aws_oidc::AwsOidcSettings,
 }
 
 impl SourceContext {
@@ -152,7 +160,13 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), SOURCES.len());
         let spellings = spellings();
-        for documented in ["metadata", "impersonate:EMAIL", "file:PATH", "command:CMD"] {
+        for documented in [
+            "metadata",
+            "impersonate:EMAIL",
+            "file:PATH",
+            "command:CMD",
+            "aws-oidc",
+        ] {
             assert!(spellings.contains(documented), "{spellings}");
         }
     }
