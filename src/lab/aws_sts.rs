@@ -23,6 +23,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::aws_auth;
+use super::aws_outbound;
 use super::faults::{self, Fault, LabService};
 use super::google_keys::TokenRejection;
 use super::ids;
@@ -50,6 +51,15 @@ pub(crate) fn router(state: Arc<LabState>) -> Router {
         )
         .route("/_lab/stats", get(stats))
         .route("/_lab/last-denial", get(last_denial))
+        .route(
+            "/_lab/outbound-federation",
+            axum::routing::post(aws_outbound::enable),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(aws_outbound::discovery),
+        )
+        .route("/.well-known/jwks.json", get(aws_outbound::jwks_document))
         .with_state(state)
 }
 
@@ -119,7 +129,10 @@ async fn sts(
     if version != STS_VERSION
         || !matches!(
             action,
-            "AssumeRoleWithWebIdentity" | "GetCallerIdentity" | "AssumeRole"
+            "AssumeRoleWithWebIdentity"
+                | "GetCallerIdentity"
+                | "AssumeRole"
+                | "GetWebIdentityToken"
         )
     {
         return StsError::new(
@@ -147,6 +160,10 @@ async fn sts(
     let result = match action {
         "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(&state, &params, &request_id),
         "AssumeRole" => assume_role(&state, &signed, &params, &request_id),
+        "GetWebIdentityToken" => {
+            aws_outbound::get_web_identity_token(&state, &signed, &params, &request_id)
+                .or_else(|refusal| Ok(refusal.into_response(&request_id)))
+        }
         _ => get_caller_identity(&state, &signed, &request_id),
     };
     result.unwrap_or_else(|e| e.into_response(&request_id))
@@ -297,6 +314,10 @@ fn assume_role_with_web_identity(
         .ok_or_else(|| StsError::new(400, "ValidationError", "Request ARN is invalid"))?;
 
     let now = OffsetDateTime::now_utc();
+    if let Some(why) = aws_outbound::outbound_token_refusal(token) {
+        state.set_last_denial(why.clone());
+        return Err(StsError::new(400, "InvalidIdentityToken", why));
+    }
     let registered = |iss: &str| state.config.oidc_provider(iss).is_some();
     let claims = state.key.verify_issued_by(token, now.unix_timestamp(), registered).map_err(|rejection| match rejection {
         TokenRejection::Expired { now, exp } => StsError::new(

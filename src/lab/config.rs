@@ -42,6 +42,10 @@ pub struct LabConfig {
     /// IAM OIDC providers of the AWS account besides Google's built-in one (an EKS cluster's
     /// issuer, GitHub Actions): STS accepts their tokens, signed with the lab's key.
     pub oidc_providers: Vec<LabOidcProvider>,
+    /// Whether outbound identity federation (STS `GetWebIdentityToken`) starts enabled for the
+    /// account; off by default, as in AWS. [`super::Lab::enable_outbound_federation`] turns it
+    /// on later, as IAM's `EnableOutboundWebIdentityFederation` does.
+    pub outbound_federation: bool,
 }
 
 /// An IAM OIDC provider (`arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH`).
@@ -294,6 +298,7 @@ impl LabConfig {
                 availability_zone: "us-east-1a".to_string(),
             }),
             oidc_providers: Vec::new(),
+            outbound_federation: false,
         }
     }
 
