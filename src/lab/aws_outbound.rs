@@ -468,4 +468,154 @@ mod tests {
         );
         assert!(outbound_token_refusal("garbage").is_none());
     }
+
+    use crate::lab::{Lab, LabConfig};
+    use std::time::SystemTime;
+
+    /// POSTs `form` to the lab STS, SigV4-signed with `credentials` (unsigned with `None`).
+    async fn call(
+        lab: &Lab,
+        credentials: Option<&crate::credentials::AwsCredentials>,
+        form: &[(&str, &str)],
+    ) -> (u16, String) {
+        let url = format!("{}/", lab.aws_sts_url());
+        let mut all = vec![("Action", "GetWebIdentityToken"), ("Version", "2011-06-15")];
+        all.extend_from_slice(form);
+        let body = serde_urlencoded::to_string(&all).unwrap();
+        let content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        let mut request = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", content_type);
+        if let Some(credentials) = credentials {
+            let signed = crate::wire::sigv4::sign_request(
+                "POST",
+                &url,
+                &[("content-type", content_type)],
+                body.as_bytes(),
+                credentials,
+                "eu-west-3",
+                "sts",
+                SystemTime::now(),
+            )
+            .unwrap();
+            for (name, value) in signed {
+                request = request.header(name, value.expose());
+            }
+        }
+        let response = request.body(body).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    fn token_of(xml: &str) -> &str {
+        let start = xml.find("<WebIdentityToken>").unwrap() + "<WebIdentityToken>".len();
+        &xml[start..xml.find("</WebIdentityToken>").unwrap()]
+    }
+
+    #[tokio::test]
+    async fn get_web_identity_token_checks_what_sts_checks() {
+        let lab = Lab::start(LabConfig::demo()).await.unwrap();
+        let user = lab.aws_user_credentials("ci-user");
+        let rs256 = [
+            ("Audience.member.1", "https://rp.example"),
+            ("SigningAlgorithm", "RS256"),
+        ];
+
+        let (status, body) = call(&lab, None, &rs256).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("MissingAuthenticationToken"), "{body}");
+
+        let (status, body) = call(&lab, Some(&user), &[("DurationSeconds", "30")]).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("3 validation errors detected"), "{body}");
+        assert!(body.contains("greater than or equal to 60"), "{body}");
+        let eleven: Vec<(String, String)> = (1..=11)
+            .map(|n| (format!("Audience.member.{n}"), format!("a{n}")))
+            .collect();
+        let mut form: Vec<(&str, &str)> = eleven
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        form.push(("SigningAlgorithm", "HS256"));
+        let (_, body) = call(&lab, Some(&user), &form).await;
+        assert!(
+            body.contains("less than or equal to 10") && body.contains("[RS256, ES384]"),
+            "{body}"
+        );
+
+        let (status, body) = call(&lab, Some(&user), &rs256).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains("OutboundWebIdentityFederationDisabledException"),
+            "{body}"
+        );
+        let discovery = format!("{}/.well-known/openid-configuration", lab.aws_sts_url());
+        let http = reqwest::Client::new();
+        assert_eq!(http.get(&discovery).send().await.unwrap().status(), 404);
+        let enabled: Value = http
+            .post(format!("{}/_lab/outbound-federation", lab.aws_sts_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(enabled["IssuerIdentifier"], lab.outbound_issuer().as_str());
+        assert_eq!(http.get(&discovery).send().await.unwrap().status(), 200);
+
+        let (status, body) = call(
+            &lab,
+            Some(&user),
+            &[
+                ("Audience.member.1", "https://rp.example"),
+                ("Audience.member.2", "second"),
+                ("SigningAlgorithm", "RS256"),
+                ("DurationSeconds", "3600"),
+                ("Tags.member.1.Key", "job"),
+                ("Tags.member.1.Value", "42"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("<Expiration>"), "{body}");
+        let claims = lab.verify_outbound_token(token_of(&body)).unwrap();
+        assert_eq!(claims["sub"], "arn:aws:iam::123456789012:user/ci-user");
+        assert_eq!(claims["aud"], json!(["https://rp.example", "second"]));
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            3600
+        );
+        assert_eq!(claims[AWS_CLAIMS]["source_region"], "eu-west-3");
+        assert_eq!(claims[AWS_CLAIMS]["request_tags"], json!({"job": "42"}));
+
+        // A session that ends in ten minutes cannot sign for an hour.
+        let session =
+            lab.issue_role_credentials("aws-workload", "s", std::time::Duration::from_secs(600));
+        let mut hour = rs256.to_vec();
+        hour.push(("DurationSeconds", "3600"));
+        let (status, body) = call(&lab, Some(&session), &hour).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body.contains("SessionDurationEscalationException"),
+            "{body}"
+        );
+        let (status, body) = call(&lab, Some(&session), &rs256).await;
+        assert_eq!(status, 200, "{body}");
+        let claims = lab.verify_outbound_token(token_of(&body)).unwrap();
+        assert_eq!(claims["sub"], "arn:aws:iam::123456789012:role/aws-workload");
+
+        let long = "v".repeat(256);
+        let keys: Vec<(String, String)> = (1..=40)
+            .flat_map(|n| {
+                [
+                    (format!("Tags.member.{n}.Key"), format!("key-{n}")),
+                    (format!("Tags.member.{n}.Value"), long.clone()),
+                ]
+            })
+            .collect();
+        let mut form = rs256.to_vec();
+        form.extend(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let (status, body) = call(&lab, Some(&user), &form).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("JWTPayloadSizeExceededException"), "{body}");
+    }
 }
