@@ -17,8 +17,9 @@
 //! with `AssumeRoleWithWebIdentity`: the lab's STS refuses them
 //! ([`outbound_token_refusal`]).
 //!
-//! Not emulated: `ES384` (the lab signs RS256 only and refuses ES384 with a message saying so),
-//! principal tags, organisation and EC2/Lambda context claims, and the identity policies
+//! The issuer has one key per algorithm (RSA for `RS256`, P-384 for `ES384`), both in its JWKS.
+//!
+//! Not emulated: principal tags, organisation and EC2/Lambda context claims, and the identity policies
 //! (`sts:GetWebIdentityToken`, `sts:IdentityTokenAudience`): the lab has none.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +29,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -100,20 +103,91 @@ pub fn signing_key() -> Arc<GoogleSigningKey> {
         .clone()
 }
 
-/// The public keys relying parties verify outbound tokens with.
-pub fn jwks() -> Value {
-    json!({"keys": [signing_key().jwk()]})
+/// The issuer's P-384 key for `ES384` tokens, generated on first use (one per process).
+struct Es384Key {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    x: String,
+    y: String,
 }
 
-/// Verifies an outbound token as a relying party would (signature with the issuer's key,
-/// `iss`, `exp`); for lab services that trust the outbound issuer.
+fn es384_key() -> &'static Es384Key {
+    static KEY: OnceLock<Es384Key> = OnceLock::new();
+    KEY.get_or_init(|| {
+        use p384::elliptic_curve::sec1::ToEncodedPoint;
+        use p384::pkcs8::EncodePrivateKey;
+        let secret = p384::SecretKey::random(&mut rand::rngs::OsRng);
+        let der = secret
+            .to_pkcs8_der()
+            .expect("PKCS#8 encoding of a fresh key");
+        let point = secret.public_key().to_encoded_point(false);
+        let coordinate = |c: Option<&p384::FieldBytes>| {
+            URL_SAFE_NO_PAD.encode(c.expect("an uncompressed point has both coordinates"))
+        };
+        let (x, y) = (coordinate(point.x()), coordinate(point.y()));
+        Es384Key {
+            kid: hex::encode(&Sha256::digest(format!("{x}.{y}"))[..20]),
+            encoding: EncodingKey::from_ec_der(der.as_bytes()),
+            decoding: DecodingKey::from_ec_components(&x, &y).expect("components of a fresh key"),
+            x,
+            y,
+        }
+    })
+}
+
+/// Signs `claims` as the issuer with `algorithm` (`RS256` or `ES384`).
+fn sign(claims: &Value, algorithm: &str) -> String {
+    if algorithm != "ES384" {
+        return signing_key().sign(claims);
+    }
+    let key = es384_key();
+    let mut header = Header::new(Algorithm::ES384);
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, claims, &key.encoding).expect("ES384 signing with a valid key")
+}
+
+/// The public keys relying parties verify outbound tokens with.
+pub fn jwks() -> Value {
+    let ec = es384_key();
+    json!({"keys": [
+        signing_key().jwk(),
+        {"kty": "EC", "crv": "P-384", "alg": "ES384", "use": "sig", "kid": ec.kid, "x": ec.x, "y": ec.y}
+    ]})
+}
+
+/// Verifies an outbound token as a relying party would (signature with the issuer's key for
+/// its algorithm, `iss`, `exp`); for lab services that trust the outbound issuer.
 pub(crate) fn verify(
     state: &LabState,
     token: &str,
     now: i64,
 ) -> Result<Map<String, Value>, TokenRejection> {
     let issuer = state.outbound.issuer().to_string();
-    signing_key().verify_issued_by(token, now, move |iss| iss == issuer)
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| TokenRejection::Invalid("not a well-formed JWT".into()))?;
+    if header.alg != Algorithm::ES384 {
+        return signing_key().verify_issued_by(token, now, move |iss| iss == issuer);
+    }
+    let key = es384_key();
+    if header.kid.as_deref() != Some(key.kid.as_str()) {
+        return Err(TokenRejection::Invalid("unknown key id".into()));
+    }
+    let mut validation = Validation::new(Algorithm::ES384);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation)
+        .map_err(|e| TokenRejection::Invalid(format!("signature: {e}")))?
+        .claims;
+    if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+        return Err(TokenRejection::Invalid(format!("iss is not {issuer}")));
+    }
+    match claims.get("exp").and_then(Value::as_i64) {
+        Some(exp) if exp > now => Ok(claims),
+        Some(exp) => Err(TokenRejection::Expired { now, exp }),
+        None => Err(TokenRejection::Invalid("no exp".into())),
+    }
 }
 
 /// Why `AssumeRoleWithWebIdentity` refuses `token`, when it was issued by an outbound issuer:
@@ -338,13 +412,6 @@ pub(crate) fn get_web_identity_token(
             "The outbound web identity federation feature is not enabled for this account. To use this feature, you must first enable it through the AWS Management Console or API.",
         ));
     }
-    if algorithm == Some("ES384") {
-        return Err(Refusal::new(
-            400,
-            "ValidationError",
-            "The keyless lab signs outbound tokens with RS256 only (AWS also offers ES384).",
-        ));
-    }
     // A token may not outlive the session whose credentials asked for it.
     let session_expiry = request
         .headers
@@ -393,7 +460,7 @@ pub(crate) fn get_web_identity_token(
             "The requested token payload size exceeds the maximum allowed size.",
         ));
     }
-    let token = signing_key().sign(&claims);
+    let token = sign(&claims, algorithm.unwrap_or("RS256"));
     state.record(&token);
     tracing::info!(caller = %caller.arn, issuer = %state.outbound.issuer(), "lab sts: issued an outbound web identity token");
     let mut result = element(4, "WebIdentityToken", &token);
@@ -602,6 +669,27 @@ mod tests {
         assert_eq!(status, 200, "{body}");
         let claims = lab.verify_outbound_token(token_of(&body)).unwrap();
         assert_eq!(claims["sub"], "arn:aws:iam::123456789012:role/aws-workload");
+
+        let es384 = [
+            ("Audience.member.1", "https://rp.example"),
+            ("SigningAlgorithm", "ES384"),
+        ];
+        let (status, body) = call(&lab, Some(&user), &es384).await;
+        assert_eq!(status, 200, "{body}");
+        let header = jsonwebtoken::decode_header(token_of(&body)).unwrap();
+        assert_eq!(header.alg, Algorithm::ES384);
+        let claims = lab.verify_outbound_token(token_of(&body)).unwrap();
+        assert_eq!(claims["aud"], "https://rp.example");
+        let jwks = lab.outbound_jwks();
+        let kid = header.kid.unwrap();
+        assert!(
+            jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kid"] == kid.as_str() && k["crv"] == "P-384"),
+            "{jwks}"
+        );
 
         let long = "v".repeat(256);
         let keys: Vec<(String, String)> = (1..=40)

@@ -369,7 +369,7 @@ impl Lab {
         self.state.outbound.issuer().to_string()
     }
 
-    /// The public keys of the outbound issuer (also served, once enabled, at
+    /// The public keys of the outbound issuer, RS256 and ES384 (also served, once enabled, at
     /// `{aws_sts_url}/.well-known/jwks.json`).
     pub fn outbound_jwks(&self) -> serde_json::Value {
         aws_outbound::jwks()
