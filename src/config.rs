@@ -221,7 +221,10 @@ impl GcpToAwsProfile {
                     },
                     ..Default::default()
                 },
-                sts_endpoint: self.sts_endpoint.clone(),
+                sts_endpoint: match &self.sts_endpoint {
+                    Some(url) => Some(url.clone()),
+                    None => UpstreamUrl::from_env("KEYLESS_STS_ENDPOINT")?,
+                },
                 ..SourceContext::default()
             },
         )?)

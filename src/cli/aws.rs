@@ -498,7 +498,8 @@ async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Resul
         &SourceContext {
             iamcredentials_url: args.iamcredentials_url.clone(),
             aws: AwsSourceOptions {
-                region: Region::from_env()?,
+                // A bad AWS_REGION is aws-oidc's to report (the SDKs' region chain does).
+                region: Region::from_env().ok().flatten(),
                 ..AwsSourceOptions::default()
             },
             ..SourceContext::default()

@@ -8,6 +8,9 @@
 //! evaluates the role's trust for the caller's ARN as an `AWS` principal. Refusals use AWS's codes, statuses and wording; the
 //! trust-policy explanation AWS never gives goes to the log and [`super::Lab::last_denial`].
 //!
+//! `GetWebIdentityToken` (AWS outbound identity federation) and the outbound issuer's discovery
+//! and JWKS live in [`super::aws_outbound`].
+//!
 //! The listener also carries the lab's admin API (`/_lab/...`), so an out-of-process
 //! `keyless lab` can be driven like the in-process one.
 
