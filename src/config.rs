@@ -214,6 +214,17 @@ impl GcpToAwsProfile {
             &self.token_source,
             &SourceContext {
                 iamcredentials_url: iam,
+                aws: crate::source::aws::AwsSourceOptions {
+                    region: match &self.region {
+                        Some(region) => Some(region.clone()),
+                        None => Region::from_env()?,
+                    },
+                    ..Default::default()
+                },
+                sts_endpoint: match &self.sts_endpoint {
+                    Some(url) => Some(url.clone()),
+                    None => UpstreamUrl::from_env("KEYLESS_STS_ENDPOINT")?,
+                },
                 ..SourceContext::default()
             },
         )?)

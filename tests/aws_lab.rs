@@ -1301,3 +1301,218 @@ async fn a_rotated_kubernetes_token_is_read_again_and_the_cache_follows_its_iden
         "{other}"
     );
 }
+// ---------------------------------------------------------------------------------------------
+// aws-oidc: AWS outbound identity federation (STS GetWebIdentityToken).
+
+/// The environment that gives keyless an `aws-workload` role session (the SDKs' first source)
+/// lasting `lifetime`.
+fn role_session_env(w: &LabWorld, lifetime: Duration) -> Vec<(&'static str, String)> {
+    support::lab_world::aws_env(
+        &w.lab
+            .issue_role_credentials("aws-workload", "app", lifetime),
+    )
+}
+
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Until the account enables outbound federation, STS refuses and keyless says how to enable
+/// it (exit 3: refused by the cloud); nothing is asked of AssumeRoleWithWebIdentity.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_oidc_on_a_disabled_account_explains_the_enable_call() {
+    let w = LabWorld::start().await;
+    let env = role_session_env(&w, Duration::from_secs(3600));
+    let out = w
+        .keyless_env(
+            &[
+                "aws",
+                "credentials",
+                "--no-cache",
+                "--role-arn",
+                &w.role("gcp-deploy"),
+                "--token-source",
+                "aws-oidc",
+            ],
+            &borrowed(&env),
+        )
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stderr
+            .contains("outbound identity federation is disabled")
+            && out
+                .stderr
+                .contains("aws iam enable-outbound-web-identity-federation"),
+        "{out}"
+    );
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 0);
+}
+
+/// Once enabled, `aws token-file --token-source aws-oidc` keeps a token that a relying party
+/// verifies with the issuer's published keys: `sub` the role (not the session), the audience
+/// asked for, AWS's claims, five minutes of life; discovery names the issuer and the JWKS.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_oidc_tokens_carry_awss_claims_and_verify_with_the_issuers_jwks() {
+    let w = LabWorld::start().await;
+    let issuer = w.lab.enable_outbound_federation();
+    assert!(issuer.ends_with(".tokens.sts.global.api.aws"), "{issuer}");
+    let env = role_session_env(&w, Duration::from_secs(3600));
+    let path = w.home.home().join("outbound.jwt");
+    let path_arg = path.display().to_string();
+    let audience = "https://relying-party.example/api";
+    let mut keeper = w.spawn_keyless(
+        &[
+            "aws",
+            "token-file",
+            "--path",
+            &path_arg,
+            "--audience",
+            audience,
+            "--token-source",
+            "aws-oidc",
+        ],
+        &borrowed(&env),
+    );
+    keeper
+        .exports(&["AWS_WEB_IDENTITY_TOKEN_FILE"], Duration::from_secs(30))
+        .await;
+    let token = std::fs::read_to_string(&path).unwrap();
+    keeper.terminate(Duration::from_secs(10));
+
+    let claims = w.lab.verify_outbound_token(&token).expect("verifies");
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert_eq!(claims["sub"], w.role("aws-workload"));
+    assert_eq!(claims["aud"], audience);
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 300);
+    let aws = &claims["https://sts.amazonaws.com/"];
+    assert_eq!(aws["aws_account"], w.lab.account_id());
+    assert_eq!(aws["source_region"], "us-east-1");
+    // Google's key does not verify it: the issuer signs with its own.
+    assert!(w.lab.jwks()["keys"][0]["kid"] != w.lab.outbound_jwks()["keys"][0]["kid"]);
+
+    let http = reqwest::Client::new();
+    let discovery: serde_json::Value = http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            w.lab.aws_sts_url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["issuer"], issuer.as_str());
+    let jwks: serde_json::Value = http
+        .get(discovery["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks, w.lab.outbound_jwks());
+}
+
+/// A session with two minutes left (container credentials, whose expiry the SDKs' chain
+/// knows) gets a token that ends with it: STS refuses one that would outlive the session
+/// (SessionDurationEscalationException). Environment keys carry no expiry, so with less than
+/// STS's one-minute minimum left the refusal is explained.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_oidc_tokens_never_outlive_the_signing_session() {
+    let mut config = keyless::lab::LabConfig::demo();
+    config.credential_lifetime_cap = Some(Duration::from_secs(120));
+    config.outbound_federation = true;
+    let w = LabWorld::start_with(config).await;
+    let path = w.home.home().join("short.jwt");
+    let path_arg = path.display().to_string();
+    let uri = w.lab.container_credentials_uri("aws-workload");
+    let authorization = w.lab.container_authorization_token();
+    let mut keeper = w.spawn_keyless(
+        &[
+            "aws",
+            "token-file",
+            "--path",
+            &path_arg,
+            "--token-source",
+            "aws-oidc",
+        ],
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", &authorization),
+        ],
+    );
+    keeper
+        .exports(&["AWS_WEB_IDENTITY_TOKEN_FILE"], Duration::from_secs(30))
+        .await;
+    let token = std::fs::read_to_string(&path).unwrap();
+    keeper.terminate(Duration::from_secs(10));
+    let claims = w.lab.verify_outbound_token(&token).expect("verifies");
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert!((60..=120).contains(&lifetime), "{lifetime}");
+    assert_eq!(claims["sub"], w.role("aws-workload"));
+
+    let env = role_session_env(&w, Duration::from_secs(30));
+    let out = w
+        .keyless_env(
+            &[
+                "aws",
+                "credentials",
+                "--no-cache",
+                "--role-arn",
+                &w.role("gcp-deploy"),
+                "--token-source",
+                "aws-oidc",
+            ],
+            &borrowed(&env),
+        )
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stderr.contains("it would outlive the calling session"),
+        "{out}"
+    );
+}
+
+/// AWS documents that GetWebIdentityToken's tokens cannot be used with
+/// AssumeRoleWithWebIdentity, even where an IAM OIDC provider names the issuer: the lab's STS
+/// refuses them, and keyless says what to do instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_sts_refuses_aws_oidc_tokens_as_aws_documents() {
+    let mut config = keyless::lab::LabConfig::demo();
+    config.outbound_federation = true;
+    let w = LabWorld::start_with(config).await;
+    let provider = w
+        .lab
+        .outbound_issuer()
+        .trim_start_matches("https://")
+        .to_string();
+    let env = role_session_env(&w, Duration::from_secs(3600));
+    let out = w
+        .keyless_env(
+            &[
+                "aws",
+                "credentials",
+                "--no-cache",
+                "--role-arn",
+                &w.role("gcp-deploy"),
+                "--token-source",
+                "aws-oidc",
+            ],
+            &borrowed(&env),
+        )
+        .await;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(
+        out.stderr.contains("InvalidIdentityToken")
+            && out
+                .stderr
+                .contains("cannot be used with AssumeRoleWithWebIdentity")
+            && out.stderr.contains("sts:AssumeRole instead"),
+        "{out}"
+    );
+    assert!(out.stderr.contains(&provider), "{out}");
+}

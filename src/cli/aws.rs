@@ -25,6 +25,7 @@ use crate::refresh::{
     AwsRoleProfile, AwsRoleUpstream, Clock, GoogleIdTokenUpstream, RefreshPolicy, Refresher,
 };
 use crate::secret::Secret;
+use crate::source::aws::AwsSourceOptions;
 use crate::source::google::DEFAULT_AWS_AUDIENCE;
 use crate::source::registry::SourceContext;
 use crate::types::{Region, SpecError, TokenSourceSpec, UpstreamUrl};
@@ -496,6 +497,11 @@ async fn token_file(http: reqwest::Client, args: TokenFileArgs) -> anyhow::Resul
         &args.token_source,
         &SourceContext {
             iamcredentials_url: args.iamcredentials_url.clone(),
+            aws: AwsSourceOptions {
+                // A bad AWS_REGION is aws-oidc's to report (the SDKs' region chain does).
+                region: Region::from_env().ok().flatten(),
+                ..AwsSourceOptions::default()
+            },
             ..SourceContext::default()
         },
     )?;
@@ -644,6 +650,11 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
             &x.token_source,
             &SourceContext {
                 iamcredentials_url: x.iamcredentials_url.clone(),
+                aws: AwsSourceOptions {
+                    region: region.clone(),
+                    ..AwsSourceOptions::default()
+                },
+                sts_endpoint: x.sts_endpoint.clone(),
                 ..SourceContext::default()
             },
         )?,

@@ -142,6 +142,11 @@ impl Builder {
                 &crate::source::registry::parse(&self.token_source)?,
                 &crate::source::SourceContext {
                     iamcredentials_url,
+                    aws: crate::source::aws::AwsSourceOptions {
+                        region: region.clone(),
+                        ..Default::default()
+                    },
+                    sts_endpoint: sts_endpoint.clone(),
                     ..Default::default()
                 },
             )?,

@@ -535,6 +535,8 @@ pub(crate) fn classify_final(
         "InvalidIdentityToken" | "ExpiredTokenException" => {
             let hint = if fault.code == "ExpiredTokenException" {
                 "the token had expired even after minting a new one: check this machine's clock, or the token file/command is serving a stale token".to_string()
+            } else if claims.is_some_and(|c| crate::source::aws_oidc::is_outbound_issuer(&c.iss)) {
+                crate::source::aws_oidc::NOT_FOR_AWS_STS.to_string()
             } else {
                 issuer.verification_hint()
             };
@@ -905,9 +907,9 @@ pub(crate) fn parse_caller_identity(body: &str) -> Result<CallerIdentity, String
         .map_err(|e| format!("not a GetCallerIdentity answer: {e}"))
 }
 
-/// Signs a request with SigV4 (the `aws-sigv4` crate does the cryptography) and returns the
-/// headers to add: `authorization`, `x-amz-date`, `x-amz-security-token` when present. The
-/// values are secrets because the security token is one.
+/// Signs a request with SigV4 ([`crate::wire::sigv4::sign_request`]) and returns the headers
+/// to add: `authorization`, `x-amz-date`, `x-amz-security-token` when present. The values are
+/// secrets because the security token is one.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_request(
     method: &str,
@@ -919,42 +921,17 @@ pub fn sign_request(
     service: &str,
     time: SystemTime,
 ) -> Result<Vec<(String, Secret)>, ExchangeError> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    let identity: aws_smithy_runtime_api::client::identity::Identity =
-        aws_credential_types::Credentials::new(
-            credentials.access_key_id.clone(),
-            credentials.secret_access_key.expose().to_string(),
-            credentials
-                .session_token
-                .as_ref()
-                .map(|t| t.expose().to_string()),
-            None,
-            "keyless",
-        )
-        .into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| ExchangeError::Signing(e.to_string()))?
-        .into();
-    let signable = SignableRequest::new(
+    crate::wire::sigv4::sign_request(
         method,
         url,
-        headers.iter().copied(),
-        SignableBody::Bytes(body),
+        headers,
+        body,
+        credentials,
+        region,
+        service,
+        time,
     )
-    .map_err(|e| ExchangeError::Signing(e.to_string()))?;
-    let (instructions, _signature) = sign(signable, &params)
-        .map_err(|e| ExchangeError::Signing(e.to_string()))?
-        .into_parts();
-    Ok(instructions
-        .headers()
-        .map(|(k, v)| (k.to_string(), Secret::new(v)))
-        .collect())
+    .map_err(|e| ExchangeError::Signing(e.0))
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! evaluates the role's trust for the caller's ARN as an `AWS` principal. Refusals use AWS's codes, statuses and wording; the
 //! trust-policy explanation AWS never gives goes to the log and [`super::Lab::last_denial`].
 //!
+//! `GetWebIdentityToken` (AWS outbound identity federation) and the outbound issuer's discovery
+//! and JWKS live in [`super::aws_outbound`].
+//!
 //! The listener also carries the lab's admin API (`/_lab/...`), so an out-of-process
 //! `keyless lab` can be driven like the in-process one.
 
@@ -23,6 +26,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use super::aws_auth;
+use super::aws_outbound;
 use super::faults::{self, Fault, LabService};
 use super::google_keys::TokenRejection;
 use super::ids;
@@ -50,6 +54,15 @@ pub(crate) fn router(state: Arc<LabState>) -> Router {
         )
         .route("/_lab/stats", get(stats))
         .route("/_lab/last-denial", get(last_denial))
+        .route(
+            "/_lab/outbound-federation",
+            axum::routing::post(aws_outbound::enable),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(aws_outbound::discovery),
+        )
+        .route("/.well-known/jwks.json", get(aws_outbound::jwks_document))
         .with_state(state)
 }
 
@@ -119,7 +132,10 @@ async fn sts(
     if version != STS_VERSION
         || !matches!(
             action,
-            "AssumeRoleWithWebIdentity" | "GetCallerIdentity" | "AssumeRole"
+            "AssumeRoleWithWebIdentity"
+                | "GetCallerIdentity"
+                | "AssumeRole"
+                | "GetWebIdentityToken"
         )
     {
         return StsError::new(
@@ -147,6 +163,10 @@ async fn sts(
     let result = match action {
         "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(&state, &params, &request_id),
         "AssumeRole" => assume_role(&state, &signed, &params, &request_id),
+        "GetWebIdentityToken" => {
+            aws_outbound::get_web_identity_token(&state, &signed, &params, &request_id)
+                .or_else(|refusal| Ok(refusal.into_response(&request_id)))
+        }
         _ => get_caller_identity(&state, &signed, &request_id),
     };
     result.unwrap_or_else(|e| e.into_response(&request_id))
@@ -297,6 +317,10 @@ fn assume_role_with_web_identity(
         .ok_or_else(|| StsError::new(400, "ValidationError", "Request ARN is invalid"))?;
 
     let now = OffsetDateTime::now_utc();
+    if let Some(why) = aws_outbound::outbound_token_refusal(token) {
+        state.set_last_denial(why.clone());
+        return Err(StsError::new(400, "InvalidIdentityToken", why));
+    }
     let registered = |iss: &str| state.config.oidc_provider(iss).is_some();
     // Each issuer's tokens are verified with its own key (its JWKS).
     let key = state.signing_key_for(super::issuers::unverified_issuer(token).as_deref());

@@ -47,6 +47,10 @@ pub struct LabConfig {
     pub github_actions: Option<super::issuers::LabGithubActions>,
     /// A Kubernetes cluster's service-account issuer (its own key; `None`: none), likewise.
     pub kubernetes: Option<super::issuers::LabKubernetes>,
+    /// Whether outbound identity federation (STS `GetWebIdentityToken`) starts enabled for the
+    /// account; off by default, as in AWS. [`super::Lab::enable_outbound_federation`] turns it
+    /// on later, as IAM's `EnableOutboundWebIdentityFederation` does.
+    pub outbound_federation: bool,
 }
 
 /// An IAM OIDC provider (`arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH`).
@@ -340,6 +344,7 @@ impl LabConfig {
                 audiences: vec!["sts.amazonaws.com".to_string()],
                 token_lifetime: Duration::from_secs(3600),
             }),
+            outbound_federation: false,
         }
     }
 

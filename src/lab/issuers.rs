@@ -488,7 +488,8 @@ mod tests {
     async fn sts_verifies_each_issuer_with_its_own_key() {
         let lab = demo_lab().await;
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        let forged = lab.sign_claims(&json!({
+        // Signed with the lab's own key, not the GitHub issuer's.
+        let forged = lab.state.key.sign(&json!({
             "iss": "https://token.actions.githubusercontent.com", "aud": "sts.amazonaws.com",
             "sub": "repo:keyless-lab/app:ref:refs/heads/main", "iat": now, "exp": now + 300
         }));

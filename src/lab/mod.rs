@@ -15,6 +15,7 @@
 
 mod aws_auth;
 mod aws_metadata;
+mod aws_outbound;
 pub(crate) mod aws_sts;
 mod config;
 mod error;
@@ -475,6 +476,34 @@ impl Lab {
                 }
             }
         }))
+    }
+
+    /// Turns on outbound identity federation for the account, as IAM's
+    /// `EnableOutboundWebIdentityFederation` does, and returns the account's issuer
+    /// (`https://ID.tokens.sts.global.api.aws`). Also `POST /_lab/outbound-federation`.
+    pub fn enable_outbound_federation(&self) -> String {
+        self.state.outbound.enable()
+    }
+
+    /// The account's outbound issuer (whether or not the feature is enabled yet).
+    pub fn outbound_issuer(&self) -> String {
+        self.state.outbound.issuer().to_string()
+    }
+
+    /// The public keys of the outbound issuer, RS256 and ES384 (also served, once enabled, at
+    /// `{aws_sts_url}/.well-known/jwks.json`).
+    pub fn outbound_jwks(&self) -> serde_json::Value {
+        aws_outbound::jwks()
+    }
+
+    /// Verifies an outbound token as a relying party would (the issuer's key, `iss`, `exp`)
+    /// and returns its claims.
+    pub fn verify_outbound_token(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        aws_outbound::verify(&self.state, token, now).map_err(|e| format!("{e:?}"))
     }
 
     /// Faults to inject into the next requests.

@@ -131,6 +131,8 @@ pub(crate) struct LabState {
     issued: Mutex<IssuedSecrets>,
     /// The GitHub Actions and Kubernetes issuers' keys and state.
     pub issuers: super::issuers::IssuersState,
+    /// AWS outbound identity federation: enabled or not, the account's issuer.
+    pub outbound: super::aws_outbound::OutboundFederation,
 }
 
 /// The secrets the lab issued, for leak tests: kept in memory, and appended to a file when one
@@ -172,6 +174,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl LabState {
     pub fn new(config: LabConfig, key: Arc<GoogleSigningKey>) -> Self {
+        let outbound = super::aws_outbound::OutboundFederation::new(
+            &config.account_id,
+            config.outbound_federation,
+        );
         let state = Self {
             config,
             key,
@@ -183,6 +189,7 @@ impl LabState {
             last_denial: Mutex::new(None),
             container_authorization_token: Secret::new(ids::container_authorization_token()),
             imds_tokens: Mutex::new(HashMap::new()),
+            outbound,
             role_sessions: Mutex::new(HashMap::new()),
             issued: Mutex::new(IssuedSecrets::default()),
             issuers: super::issuers::IssuersState::new(),

@@ -22,6 +22,7 @@ use base64::Engine;
 use crate::secret::Secret;
 
 pub mod aws;
+pub mod aws_oidc;
 pub mod github;
 pub mod google;
 pub mod k8s;
@@ -134,6 +135,10 @@ pub enum SourceError {
     #[error("the token from {origin} is not a JWT ({reason})")]
     NotAJwt { origin: String, reason: String },
 
+    /// AWS STS `GetWebIdentityToken` (`aws-oidc`) gave no token.
+    #[error(transparent)]
+    AwsOidc(#[from] aws_oidc::AwsOidcError),
+
     /// The token source gave no token within what was left of the overall deadline.
     #[error("the token source {source_name} gave no token within {seconds:.1} s\n  hint: check that it answers (the metadata server, IAM Credentials, the token service or command); --deadline allows more time")]
     TimedOut { source_name: String, seconds: f64 },
@@ -157,6 +162,7 @@ impl crate::classify::Classify for SourceError {
         match self {
             Self::UnknownTokenSource { .. } => Class::Usage,
             Self::Github(e) if e.is_configuration() => Class::Usage,
+            Self::AwsOidc(e) if e.is_refusal() => Class::Refused,
             Self::ImpersonationRefused { status, .. } if *status < 500 && *status != 429 => {
                 Class::Refused
             }
@@ -177,6 +183,7 @@ impl SourceError {
             Self::ImpersonationRefused { status, .. } => *status >= 500 || *status == 429,
             Self::Kubernetes(e) => e.is_transient(),
             Self::Github(e) => e.is_transient(),
+            Self::AwsOidc(e) => e.is_transient(),
             _ => false,
         }
     }

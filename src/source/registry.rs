@@ -16,6 +16,7 @@ pub static SOURCES: &[&Registration] = &[
     &crate::source::local::COMMAND,
     &crate::source::k8s::KUBERNETES,
     &crate::source::github::GITHUB,
+    &crate::source::aws_oidc::AWS_OIDC,
 ];
 
 /// Whether a source takes the part after the colon.
@@ -59,6 +60,13 @@ pub struct SourceContext {
     pub iamcredentials_url: Option<UpstreamUrl>,
     /// The spec being built, named in errors.
     pub spec: Option<TokenSourceSpec>,
+    /// The AWS identity (profile, region, role) that signs for `aws-oidc`.
+    pub aws: crate::source::aws::AwsSourceOptions,
+    /// AWS STS's URL when set by a flag or keyless.toml (`aws-oidc`; otherwise
+    /// `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, else the region's endpoint).
+    pub sts_endpoint: Option<UpstreamUrl>,
+    /// What `aws-oidc` asks GetWebIdentityToken for besides the audience.
+    pub aws_oidc: crate::source::aws_oidc::AwsOidcSettings,
 }
 
 impl SourceContext {
@@ -161,6 +169,7 @@ mod tests {
             "command:CMD",
             "k8s[:PATH]",
             "github",
+            "aws-oidc",
         ] {
             assert!(spellings.contains(documented), "{spellings}");
         }
