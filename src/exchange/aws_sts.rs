@@ -1200,6 +1200,7 @@ mod proptests {
                 expiration: Some(expiration),
                 arn: arn.clone(),
                 user_id: user_id.clone(),
+                session: crate::lab::state::LabSessionContext::default(),
             };
             let mut result = element(4, "SubjectFromWebIdentityToken", &subject);
             result.push_str(&element(4, "Audience", &audience));
