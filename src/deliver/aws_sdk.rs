@@ -155,6 +155,7 @@ impl Builder {
             },
             endpoint: StsEndpoint::resolve(sts_endpoint.as_ref(), region.as_ref())?,
             retry: RetryPolicy::default(),
+            chain: Default::default(),
         };
         let http =
             crate::http_client::build().map_err(|e| ProviderBuildError::Http(e.to_string()))?;

@@ -259,6 +259,21 @@ pub enum ExchangeError {
         hint: Box<str>,
     },
 
+    /// A role of `--chain-role` refused the previous session (STS `AssumeRole` `AccessDenied`):
+    /// its trust policy does not name the previous role, or a condition such as
+    /// `sts:ExternalId` did not hold.
+    #[error("AWS refused to let {caller} assume {role} ({code}: {message})\n  the request: {sent}\n  hint: {hint}")]
+    ChainRefused {
+        role: RoleArn,
+        /// The session that asked (`arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`).
+        caller: Box<str>,
+        code: Box<str>,
+        message: String,
+        /// Which condition keys the request set, without their values.
+        sent: Box<str>,
+        hint: Box<str>,
+    },
+
     /// STS did not accept the token itself, even after minting a fresh one.
     #[error("AWS STS rejected the identity token for {role} ({code}: {message})\n  the token: {token}\n  hint: {hint}")]
     TokenRejected {
@@ -334,7 +349,10 @@ impl ExchangeError {
 
     /// The trust configuration refused the identity (as opposed to a broken request or outage).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Refused { .. } | Self::TokenRejected { .. })
+        matches!(
+            self,
+            Self::Refused { .. } | Self::TokenRejected { .. } | Self::ChainRefused { .. }
+        )
     }
 }
 
@@ -718,18 +736,18 @@ struct AssumeRoleResult {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct AssumedRoleUser {
-    arn: String,
-    assumed_role_id: String,
+pub(crate) struct AssumedRoleUser {
+    pub(crate) arn: String,
+    pub(crate) assumed_role_id: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct XmlCredentials {
-    access_key_id: String,
-    secret_access_key: Secret,
-    session_token: Secret,
-    expiration: String,
+pub(crate) struct XmlCredentials {
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: Secret,
+    pub(crate) session_token: Secret,
+    pub(crate) expiration: String,
 }
 
 /// Reads STS's `AssumeRoleWithWebIdentity` XML answer (public for `benches/micro.rs`).
@@ -755,7 +773,7 @@ pub fn parse_assume_role(body: &str) -> Result<AssumedRole, String> {
 }
 
 /// STS writes `2026-11-23T10:00:00Z`, sometimes with fractional seconds; both are RFC 3339.
-fn parse_timestamp(text: &str) -> Result<OffsetDateTime, String> {
+pub(crate) fn parse_timestamp(text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("unreadable expiration {text:?}: {e}"))
 }
