@@ -792,9 +792,22 @@ struct XmlError {
     message: String,
 }
 
+/// `<ErrorResponse><Errors><Error>`: the shape moto (and IAM-style emulators) answer STS
+/// errors with, besides STS's own `<ErrorResponse><Error>`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NestedErrorResponse {
+    errors: ErrorResponse,
+}
+
 pub(crate) fn parse_fault(reply: &Reply) -> Attempt {
     let (status, body) = (reply.status, reply.body.as_str());
-    match quick_xml::de::from_str::<ErrorResponse>(body) {
+    let parsed = quick_xml::de::from_str::<ErrorResponse>(body).or_else(|e| {
+        quick_xml::de::from_str::<NestedErrorResponse>(body)
+            .map(|n| n.errors)
+            .map_err(|_| e)
+    });
+    match parsed {
         Ok(e) => Attempt::Fault(StsFault {
             status,
             code: e.error.code,
@@ -1174,6 +1187,11 @@ mod tests {
         assert!(
             matches!(parse_fault(&reply(502, "<html>bad gateway")), Attempt::Fault(f) if f.reaction() == Reaction::Retry)
         );
+        let moto = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: x is not authorized to perform: sts:AssumeRole</Message><Type>Sender</Type></Error></Errors></ErrorResponse>";
+        match parse_fault(&reply(403, moto)) {
+            Attempt::Fault(f) => assert_eq!(f.code, "AccessDenied"),
+            _ => panic!("moto's error shape is a fault"),
+        }
     }
 }
 
