@@ -39,30 +39,33 @@ impl AwsRoleProfile {
     /// behind the token source ([`crate::source::TokenSource::cached_identity`]); no secrets. `None`
     /// when that identity cannot be known now: then the cache is neither read nor written.
     pub fn cache_key(&self) -> Option<Vec<String>> {
+        let mut key = self.web_identity_cache_key()?;
+        key.extend(self.chain.cache_parts());
+        Some(key)
+    }
+
+    /// The web identity step's part of [`AwsRoleProfile::cache_key`] (the whole key without a
+    /// chain, so those entries keep their names).
+    fn web_identity_cache_key(&self) -> Option<Vec<String>> {
         let r = &self.request;
         let identity = self.token_source.cached_identity()?;
-        Some(
-            vec![
-                "aws-web-identity-v2".into(),
-                r.role_arn.to_string(),
-                self.audience.clone(),
-                self.token_source.describe(),
-                identity,
-                r.session_name
-                    .as_ref()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                r.duration_seconds
-                    .map(|d| d.to_string())
-                    .unwrap_or_default(),
-                r.policy.clone().unwrap_or_default(),
-                r.policy_arns.join(","),
-                self.endpoint.url.clone(),
-            ]
-            .into_iter()
-            .chain(self.chain.cache_parts())
-            .collect(),
-        )
+        Some(vec![
+            "aws-web-identity-v2".into(),
+            r.role_arn.to_string(),
+            self.audience.clone(),
+            self.token_source.describe(),
+            identity,
+            r.session_name
+                .as_ref()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            r.duration_seconds
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            r.policy.clone().unwrap_or_default(),
+            r.policy_arns.join(","),
+            self.endpoint.url.clone(),
+        ])
     }
 
     /// Always exchanges: mints a token and calls STS (with retries and one re-mint), then
