@@ -1309,3 +1309,47 @@ async fn transitive_tags_and_the_source_identity_reach_the_last_role() {
     let why = w.lab.last_denial().unwrap_or_default();
     assert!(why.contains("sts:SourceIdentity"), "{why}");
 }
+
+/// A chained hop is retried like the first exchange (throttling, 5xx), without redoing the web
+/// identity step; a lasting outage of AssumeRole ends with exit 4 after the bounded attempts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_chain_hop_is_retried_and_an_outage_is_unavailable() {
+    let w = LabWorld::start().await;
+    let assume_role_fault = |code: &str, status: u16, times: u32| keyless::lab::Fault {
+        service: keyless::lab::LabService::AwsSts,
+        kind: keyless::lab::FaultKind::StsError {
+            code: code.to_string(),
+            status,
+            message: None,
+        },
+        times,
+        only: Some("AssumeRole".to_string()),
+    };
+    w.lab.faults().push(assume_role_fault("Throttling", 400, 1));
+    w.lab
+        .faults()
+        .push(assume_role_fault("ServiceUnavailable", 503, 1));
+    let partner = partner_role();
+    let args = [
+        "aws",
+        "credentials",
+        "--no-cache",
+        "--role-arn",
+        &w.role("gcp-deploy"),
+        "--chain-role",
+        &partner,
+        "--external-id",
+        keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+    ];
+    let out = w.keyless(&args).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let stats = w.lab.stats();
+    assert_eq!(stats.assume_role_calls, 3, "{stats:?}");
+    assert_eq!(stats.assume_role_with_web_identity_calls, 1, "{stats:?}");
+    w.lab
+        .faults()
+        .push(assume_role_fault("ServiceUnavailable", 503, 100));
+    let out = w.keyless(&args).await;
+    assert_eq!(out.code(), 4, "{}", out.stderr);
+    assert!(out.stderr.contains("after 4 attempts"), "{}", out.stderr);
+}
