@@ -1353,3 +1353,40 @@ async fn a_throttled_chain_hop_is_retried_and_an_outage_is_unavailable() {
     assert_eq!(out.code(), 4, "{}", out.stderr);
     assert!(out.stderr.contains("after 4 attempts"), "{}", out.stderr);
 }
+
+/// With `-vv`, a chain logs each hop but no secret of any session the lab issued (the first
+/// role's included, which only keyless saw) and not the external ID.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_logs_no_secret_of_any_hop() {
+    let w = LabWorld::start().await;
+    let out = w
+        .keyless(&[
+            "-vv",
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--chain-role",
+            &partner_role(),
+            "--external-id",
+            keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("AssumeRole"),
+        "-vv logs the hop:\n{}",
+        out.stderr
+    );
+    let issued = w.lab.issued_secrets();
+    assert!(issued.len() >= 4, "two sessions' secrets were issued");
+    for secret in issued {
+        assert!(
+            !out.stderr.contains(secret.expose()),
+            "a secret reached the log:\n{}",
+            out.stderr
+        );
+    }
+    assert!(!out.stderr.contains(keyless::lab::DEMO_PARTNER_EXTERNAL_ID));
+}
