@@ -21,6 +21,7 @@ use toml::Spanned;
 use crate::deliver::external_account::normalize_audience;
 use crate::deliver::server::AllowedHost;
 use crate::duration::{DurationError, Seconds};
+use crate::exchange::aws_chain::RoleChain;
 use crate::exchange::aws_sts::{RetryPolicy, RoleArn, SessionName, StsEndpoint};
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
@@ -29,7 +30,9 @@ use crate::source::aws::{AwsIdentitySource, AwsSourceError, AwsSourceOptions};
 use crate::source::google::{DEFAULT_AWS_AUDIENCE, DEFAULT_IAMCREDENTIALS_URL};
 use crate::source::SourceError;
 use crate::source::{SharedTokenSource, SourceContext};
-use crate::types::{Region, SpecError, TokenSourceSpec, UpstreamUrl};
+use crate::types::{
+    ExternalId, Region, SessionTag, SourceIdentity, SpecError, TagKey, TokenSourceSpec, UpstreamUrl,
+};
 
 /// The file `keyless serve` reads when told nothing else.
 pub const DEFAULT_CONFIG_FILE: &str = "keyless.toml";
@@ -124,6 +127,9 @@ pub struct GcpToAwsProfile {
     pub policy_arns: Vec<String>,
     pub iamcredentials_url: Option<UpstreamUrl>,
     pub sts_endpoint: Option<UpstreamUrl>,
+    /// `chain_roles` (or `chain_role`): roles assumed in turn after `role_arn`, with
+    /// `external_id`, `source_identity`, `tags = {K = "V"}` and `transitive_tag_keys`.
+    pub chain: RoleChain,
     /// Names its endpoints accept in `Host` besides their own (`allowed_hosts`).
     pub allowed_hosts: Vec<AllowedHost>,
     pub channels: Vec<Channel>,
@@ -204,6 +210,12 @@ impl Channel {
 }
 
 impl GcpToAwsProfile {
+    /// The role whose credentials the profile delivers: the last of `chain_roles`, else
+    /// `role_arn`.
+    pub fn final_role_arn(&self) -> &RoleArn {
+        self.chain.roles().last().unwrap_or(&self.role_arn)
+    }
+
     /// The Google token source, with endpoints from the environment as the CLI reads them.
     pub fn google_token_source(&self) -> Result<SharedTokenSource, ProfileBuildError> {
         let iam = match &self.iamcredentials_url {
@@ -254,6 +266,7 @@ impl GcpToAwsProfile {
             },
             endpoint: StsEndpoint::resolve(sts.as_ref(), region.as_ref())?,
             retry: RetryPolicy::default(),
+            chain: self.chain.clone(),
         })
     }
 }
@@ -582,6 +595,14 @@ const GCP_TO_AWS_KEYS: &[&str] = &[
     "policy_arns",
     "sts_endpoint",
     "no_cache",
+    "chain_role",
+    "chain_roles",
+    "external_id",
+    "source_identity",
+    "tag",
+    "tags",
+    "transitive_tag_key",
+    "transitive_tag_keys",
 ];
 const GCP_TO_AWS_CHANNELS: &[&str] = &[
     "ecs_listen",
@@ -1173,6 +1194,7 @@ impl Checker<'_> {
             }
         }
         let sts_endpoint = self.opt_url(ctx, "sts_endpoint");
+        let chain = self.role_chain(ctx, duration);
         if let Some((_, v)) = ctx.keys.get("no_cache") {
             self.boolean(v, &ctx.dotted("no_cache"));
         }
@@ -1269,9 +1291,165 @@ impl Checker<'_> {
             policy_arns,
             iamcredentials_url,
             sts_endpoint,
+            chain: chain?,
             allowed_hosts,
             channels,
         })
+    }
+
+    /// `chain_roles`, `external_id`, `source_identity`, `tags` and `transitive_tag_keys`, each
+    /// parsed as its flag is, then checked together ([`RoleChain::new`]).
+    fn role_chain(
+        &mut self,
+        ctx: &ProfileCtx<'_, '_, '_>,
+        duration: Option<u32>,
+    ) -> Option<RoleChain> {
+        let before = self.problems.len();
+        let mut roles = Vec::new();
+        for key in ["chain_role", "chain_roles"] {
+            let Some((_, v)) = ctx.keys.get(key) else {
+                continue;
+            };
+            let dotted = ctx.dotted(key);
+            for arn in self.string_list(v, &dotted).unwrap_or_default() {
+                match RoleArn::parse(&arn) {
+                    Ok(arn) => roles.push(arn),
+                    Err(e) => self.invalid(
+                        v,
+                        &dotted,
+                        format!("{key}: {e}"),
+                        "each chained role is an ARN, e.g. \"arn:aws:iam::210987654321:role/partner-access\"",
+                    ),
+                }
+            }
+        }
+        let external_id = self.parsed(ctx, "external_id", ExternalId::parse);
+        let source_identity = self.parsed(ctx, "source_identity", SourceIdentity::parse);
+        let mut tags = Vec::new();
+        for key in ["tag", "tags"] {
+            let Some((_, v)) = ctx.keys.get(key) else {
+                continue;
+            };
+            let dotted = ctx.dotted(key);
+            let parsed: Vec<Result<SessionTag, SpecError>> = match v.get_ref() {
+                DeValue::Table(table) => {
+                    let mut parsed = Vec::new();
+                    for (k, value) in table.iter() {
+                        match value.get_ref() {
+                            DeValue::String(text) => {
+                                parsed.push(SessionTag::new(k.get_ref(), text))
+                            }
+                            _ => self.wrong_type(value, &dotted, "a string"),
+                        }
+                    }
+                    parsed
+                }
+                _ => self
+                    .string_list(v, &dotted)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| SessionTag::parse(t))
+                    .collect(),
+            };
+            for tag in parsed {
+                match tag {
+                    Ok(tag) => tags.push(tag),
+                    Err(e) => self.invalid(
+                        v,
+                        &dotted,
+                        format!("{key}: {}", first_line(&e.to_string())),
+                        "tags = { team = \"payments\" }: keys of 1 to 128 and values of at most 256 letters, digits, spaces and _.:/=+-@",
+                    ),
+                }
+            }
+        }
+        let mut transitive = Vec::new();
+        for key in ["transitive_tag_key", "transitive_tag_keys"] {
+            let Some((_, v)) = ctx.keys.get(key) else {
+                continue;
+            };
+            let dotted = ctx.dotted(key);
+            for text in self.string_list(v, &dotted).unwrap_or_default() {
+                match TagKey::parse(&text) {
+                    Ok(k) => transitive.push(k),
+                    Err(e) => self.invalid(
+                        v,
+                        &dotted,
+                        format!("{key}: {}", first_line(&e.to_string())),
+                        "a key of one of the tags",
+                    ),
+                }
+            }
+        }
+        if self.problems.len() != before {
+            return None;
+        }
+        match RoleChain::new(
+            roles,
+            external_id,
+            source_identity,
+            tags,
+            transitive,
+            duration,
+        ) {
+            Ok(chain) => Some(chain),
+            Err(e) => {
+                let (problem, hint) = match &e {
+                    SpecError::InvalidRoleChain { problem, hint } => {
+                        (problem.clone(), hint.to_string())
+                    }
+                    other => (other.to_string(), String::new()),
+                };
+                // Name the file's keys rather than the flags.
+                let problem = problem
+                    .replace("--chain-role", "chain_roles")
+                    .replace("--duration ", "duration = ")
+                    .replace("--external-id", "external_id")
+                    .replace("--source-identity", "source_identity")
+                    .replace("--transitive-tag-key", "transitive_tag_keys")
+                    .replace("--tag", "tags");
+                let at = ["chain_roles", "chain_role", "duration", "tags", "tag"]
+                    .iter()
+                    .find_map(|k| ctx.keys.get(k).map(|(key, _)| (k, key.span())))
+                    .or_else(|| {
+                        ["external_id", "source_identity", "transitive_tag_keys"]
+                            .iter()
+                            .find_map(|k| ctx.keys.get(k).map(|(key, _)| (k, key.span())))
+                    });
+                let (key, span) = at.unwrap_or((&"chain_roles", ctx.header.clone()));
+                self.problem(
+                    ProblemKind::InvalidValue,
+                    span,
+                    &ctx.dotted(key),
+                    problem,
+                    Some(hint),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string key parsed with `parse`; a problem naming the key when it does not parse.
+    fn parsed<T>(
+        &mut self,
+        ctx: &ProfileCtx<'_, '_, '_>,
+        key: &str,
+        parse: fn(&str) -> Result<T, SpecError>,
+    ) -> Option<T> {
+        let (_, v) = ctx.keys.get(key)?;
+        let dotted = ctx.dotted(key);
+        let text = self.string(v, &dotted)?;
+        match parse(&text) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                let message = e.to_string();
+                let (message, hint) = message
+                    .split_once("\n  hint: ")
+                    .map_or((message.as_str(), ""), |(m, h)| (m, h));
+                self.invalid(v, &dotted, format!("{key}: {message}"), hint);
+                None
+            }
+        }
     }
 
     fn aws_to_gcp(
@@ -1692,6 +1870,11 @@ impl Checker<'_> {
     }
 }
 
+/// The first line of a message (the part before its hint).
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
 struct ProfileCtx<'n, 'a, 'i> {
     name: &'n str,
     table_key: &'n str,
@@ -1831,6 +2014,48 @@ gce_metadata_listen = "127.0.0.1:9912"
             (p.kind, p.key.as_str(), p.line, p.column),
             (kind, key, line, column),
             "{p:?}"
+        );
+    }
+
+    /// The chaining keys become the profile's chain; AWS's one-hour limit and a bad value are
+    /// problems at the key, in the file's words.
+    #[test]
+    fn chain_keys_build_the_role_chain_and_its_limits_are_problems() {
+        let base = "[profile.p]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"\n\
+                    chain_roles = [\"arn:aws:iam::210987654321:role/B\"]\n";
+        let text = format!(
+            "{base}external_id = \"partner-1\"\nsource_identity = \"alice\"\n\
+             tags = {{ team = \"payments\", \"Cost Center\" = \"42\" }}\ntransitive_tag_keys = [\"team\"]\n"
+        );
+        let config = parse_at(&text).unwrap();
+        let ProfileConfig::GcpToAws(p) = &config.profiles["p"] else {
+            panic!("GCP → AWS")
+        };
+        assert_eq!(
+            p.final_role_arn().as_str(),
+            "arn:aws:iam::210987654321:role/B"
+        );
+        let parts = p.chain.cache_parts().join("|");
+        assert!(parts.contains("team=payments"), "{parts}");
+        assert!(parts.contains("Cost Center=42"), "{parts}");
+        assert!(parts.contains("|alice|"), "{parts}");
+        assert_eq!(p.role_profile().unwrap().final_role().name(), "B");
+
+        let (p, message) = problem(&format!("{base}duration = \"2h\"\n"));
+        assert_eq!(p.kind, ProblemKind::InvalidValue);
+        assert_eq!(p.key, "profile.p.chain_roles");
+        assert!(message.contains("1 hour session limit"), "{message}");
+        assert!(message.contains("duration = 7200s"), "{message}");
+
+        let (p, message) = problem(&format!("{base}external_id = \"x\"\n"));
+        assert_eq!(p.key, "profile.p.external_id");
+        assert!(message.contains("is not an external ID"), "{message}");
+
+        let text = "[profile.p]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"\ntags = { team = \"x\" }\n";
+        let (_, message) = problem(text);
+        assert!(
+            message.contains("tags applies to the roles of chain_roles"),
+            "{message}"
         );
     }
 

@@ -23,6 +23,22 @@ pub enum SpecError {
     #[error("{value:?} is not a token source: {why}\n  hint: a token source is a name, with an argument after a colon where it takes one (metadata, impersonate:EMAIL, file:PATH, command:CMD, k8s[:PATH], github, aws-oidc, aws)")]
     InvalidTokenSource { value: String, why: &'static str },
 
+    /// An `--external-id` / `external_id` STS would refuse.
+    #[error("{value:?} is not an external ID: {why}\n  hint: an external ID is 2 to 1224 letters, digits and _+=,.@:/- (use the value the role's owner gave you)")]
+    InvalidExternalId { value: String, why: &'static str },
+
+    /// A `--source-identity` / `source_identity` STS would refuse.
+    #[error("{value:?} is not a source identity: {why}\n  hint: a source identity is 2 to 64 letters, digits and _+=,.@- and cannot start with aws:")]
+    InvalidSourceIdentity { value: String, why: &'static str },
+
+    /// A `--tag K=V` / `--transitive-tag-key K` STS would refuse.
+    #[error("{value:?} is not a session tag: {why}\n  hint: a tag is KEY=VALUE; the key is 1 to 128 and the value at most 256 letters, digits, spaces and _.:/=+-@")]
+    InvalidSessionTag { value: String, why: &'static str },
+
+    /// Role-chaining options that cannot work together (AWS's limits, options without a chain).
+    #[error("{problem}\n  hint: {hint}")]
+    InvalidRoleChain { problem: String, hint: &'static str },
+
     /// A value read from an environment variable is invalid; names the variable.
     #[error("{variable}: {source}")]
     FromEnv {
@@ -244,6 +260,201 @@ impl fmt::Display for UpstreamUrl {
     }
 }
 
+/// An STS `ExternalId`: what a third party's role requires in `sts:ExternalId` (botocore's
+/// `externalIdType`: 2 to 1224 characters of `[\w+=,.@:/-]`). Not a secret, but not logged.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    /// Checks `text` against STS's rule.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let invalid = |why| SpecError::InvalidExternalId {
+            value: text.to_string(),
+            why,
+        };
+        check_sts_text(text, 2, 1224, "_+=,.@:/-").map_err(invalid)?;
+        Ok(Self(text.to_string()))
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ExternalId {
+    type Err = SpecError;
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        Self::parse(text)
+    }
+}
+
+/// An STS `SourceIdentity`: set once in a role chain, it stays on every later session and in
+/// CloudTrail (botocore's `sourceIdentityType`: 2 to 64 characters of `[\w+=,.@-]`; `aws:` is
+/// reserved).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SourceIdentity(String);
+
+impl SourceIdentity {
+    /// Checks `text` against STS's rule.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let invalid = |why| SpecError::InvalidSourceIdentity {
+            value: text.to_string(),
+            why,
+        };
+        check_sts_text(text, 2, 64, "_+=,.@-").map_err(invalid)?;
+        if text.to_ascii_lowercase().starts_with("aws:") {
+            return Err(invalid("the prefix aws: is reserved by AWS"));
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    /// The identity as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SourceIdentity {
+    type Err = SpecError;
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        Self::parse(text)
+    }
+}
+
+/// `text` is `min..=max` characters of ASCII letters, digits and `extra` (Java's `\w` is ASCII).
+fn check_sts_text(text: &str, min: usize, max: usize, extra: &str) -> Result<(), &'static str> {
+    let length = text.chars().count();
+    if length < min {
+        return Err("it is shorter than STS allows");
+    }
+    if length > max {
+        return Err("it is longer than STS allows");
+    }
+    if !text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    {
+        return Err("it has a character STS does not allow");
+    }
+    Ok(())
+}
+
+/// A session tag key (botocore's `tagKeyType`: 1 to 128 characters of
+/// `[\p{L}\p{Z}\p{N}_.:/=+\-@]`), for `--tag K=V` and `--transitive-tag-key K`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagKey(String);
+
+impl TagKey {
+    /// Checks `text` against STS's rule.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        check_tag_text(text, 1, 128).map_err(|why| SpecError::InvalidSessionTag {
+            value: text.to_string(),
+            why,
+        })?;
+        Ok(Self(text.to_string()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// STS compares tag keys without regard to case (`Dept` and `dept` are one key).
+    pub fn same_as(&self, other: &TagKey) -> bool {
+        self.0.to_lowercase() == other.0.to_lowercase()
+    }
+}
+
+impl FromStr for TagKey {
+    type Err = SpecError;
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for TagKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A session tag, `KEY=VALUE` (split at the first `=`; the value may be empty, at most 256
+/// characters of the key's alphabet). Policies see it as `aws:PrincipalTag/KEY`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionTag {
+    pub key: TagKey,
+    value: String,
+}
+
+impl SessionTag {
+    /// Parses `KEY=VALUE`.
+    pub fn parse(text: &str) -> Result<Self, SpecError> {
+        let Some((key, value)) = text.split_once('=') else {
+            return Err(SpecError::InvalidSessionTag {
+                value: text.to_string(),
+                why: "it has no `=` between key and value",
+            });
+        };
+        Self::new(key, value).map_err(|e| match e {
+            SpecError::InvalidSessionTag { why, .. } => SpecError::InvalidSessionTag {
+                value: text.to_string(),
+                why,
+            },
+            other => other,
+        })
+    }
+
+    /// A tag from its parts (keyless.toml's `tags = {KEY = "VALUE"}`).
+    pub fn new(key: &str, value: &str) -> Result<Self, SpecError> {
+        let key = TagKey::parse(key)?;
+        check_tag_text(value, 0, 256).map_err(|why| SpecError::InvalidSessionTag {
+            value: value.to_string(),
+            why,
+        })?;
+        Ok(Self {
+            key,
+            value: value.to_string(),
+        })
+    }
+
+    /// The value as text.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl FromStr for SessionTag {
+    type Err = SpecError;
+    fn from_str(text: &str) -> Result<Self, SpecError> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for SessionTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+/// `text` is `min..=max` characters of letters, digits, separators (spaces) and `_.:/=+-@`.
+fn check_tag_text(text: &str, min: usize, max: usize) -> Result<(), &'static str> {
+    let length = text.chars().count();
+    if length < min {
+        return Err("the key is empty");
+    }
+    if length > max {
+        return Err("it is longer than STS allows (keys 128, values 256 characters)");
+    }
+    let allowed = |c: char| {
+        c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+    };
+    if !text.chars().all(allowed) {
+        return Err("it has a character STS does not allow");
+    }
+    Ok(())
+}
+
 /// A token source as written (`--token-source`, `token_source =`): a registered name and, for
 /// the sources that take one, the argument after the first colon (`file:/a:b` is `file` with
 /// `/a:b`). Only the syntax is checked here; `source::registry` knows which names exist and
@@ -445,6 +656,37 @@ mod tests {
             let region = Region::parse(&text).unwrap();
             prop_assert_eq!(region.as_str(), text.as_str());
         }
+    }
+
+    #[test]
+    fn role_chaining_values_follow_botocores_shapes() {
+        assert!(ExternalId::parse("payments-prod:2024/x@y").is_ok());
+        assert!(ExternalId::parse(&"a".repeat(1224)).is_ok());
+        for bad in ["x", "has space", "é-id", &"a".repeat(1225)] {
+            let e = ExternalId::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("is not an external ID"), "{e}");
+        }
+        assert!(SourceIdentity::parse("alice@example.com").is_ok());
+        for bad in ["a", "a:b", "aws-x:y", &"a".repeat(65)] {
+            assert!(SourceIdentity::parse(bad).is_err(), "{bad}");
+        }
+        let tag = SessionTag::parse("team=payments=eu").unwrap();
+        assert_eq!((tag.key.as_str(), tag.value()), ("team", "payments=eu"));
+        assert_eq!(tag.to_string(), "team=payments=eu");
+        assert_eq!(SessionTag::parse("Cost Center=").unwrap().value(), "");
+        for bad in [
+            "team",
+            "=x",
+            "a=b;c",
+            &format!("{}=v", "k".repeat(129)),
+            &format!("k={}", "v".repeat(257)),
+        ] {
+            let e = SessionTag::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("is not a session tag"), "{e}");
+        }
+        assert!(TagKey::parse("Dept")
+            .unwrap()
+            .same_as(&TagKey::parse("dept").unwrap()));
     }
 
     #[test]

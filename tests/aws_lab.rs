@@ -1516,3 +1516,309 @@ async fn aws_sts_refuses_aws_oidc_tokens_as_aws_documents() {
     );
     assert!(out.stderr.contains(&provider), "{out}");
 }
+
+/// The partner account's role in the demo lab, which trusts `gcp-deploy` sessions that send
+/// the partner's external ID.
+fn partner_role() -> String {
+    format!(
+        "arn:aws:iam::{}:role/{}",
+        keyless::lab::DEMO_PARTNER_ACCOUNT_ID,
+        keyless::lab::DEMO_PARTNER_ROLE
+    )
+}
+
+/// The cross-account pattern: the web identity lands in account A's `gcp-deploy`, whose session
+/// assumes account B's role with the external ID B requires. Every channel gets B's session
+/// (credential_process JSON, whoami); a cached A session is not handed out for the chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_role_in_another_account_is_assumed_with_its_external_id() {
+    let w = LabWorld::start().await;
+    let entry = w.role("gcp-deploy");
+    let plain = w
+        .keyless(&["aws", "credentials", "--role-arn", &entry])
+        .await;
+    assert_eq!(plain.code(), 0, "{}", plain.stderr);
+    let partner = partner_role();
+    let chained = [
+        "--role-arn",
+        &entry,
+        "--chain-role",
+        &partner,
+        "--external-id",
+        keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+    ];
+    let mut args = vec!["aws", "credentials", "--format", "json"];
+    args.extend(chained);
+    let out = w.keyless(&args).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let arn = out.json()["AssumedRoleUser"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host = host.split('.').next().unwrap().to_string();
+    assert_eq!(
+        arn,
+        format!("arn:aws:sts::210987654321:assumed-role/partner-readonly/deployer@{host}"),
+        "the chained session keeps the first session's name"
+    );
+    assert_ne!(
+        out.json()["Credentials"]["AccessKeyId"],
+        plain.json()["AccessKeyId"]
+    );
+    assert_eq!(w.lab.stats().assume_role_calls, 1);
+    // The chain's own cache entry answers the next run.
+    let again = w.keyless(&args).await;
+    assert_eq!(again.code(), 0, "{}", again.stderr);
+    assert_eq!(w.lab.stats().assume_role_calls, 1, "served from the cache");
+    let mut whoami = vec!["aws", "whoami", "--no-cache"];
+    whoami.extend(chained);
+    let who = w.keyless(&whoami).await;
+    assert_eq!(who.code(), 0, "{}", who.stderr);
+    assert_eq!(who.json()["Account"], "210987654321");
+    assert!(who.json()["Arn"]
+        .as_str()
+        .unwrap()
+        .contains(":assumed-role/partner-readonly/"));
+}
+
+/// Without the external ID the partner's trust policy refuses at once (exit 3, one call), and
+/// the message names the role, the caller and the condition to satisfy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_role_without_its_external_id_is_refused_naming_the_condition() {
+    let w = LabWorld::start().await;
+    let partner = partner_role();
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--chain-role",
+            &partner,
+        ])
+        .await;
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    for expected in [
+        partner.as_str(),
+        "AccessDenied",
+        "assumed-role/gcp-deploy/",
+        "no sts:ExternalId (no --external-id)",
+        "--external-id",
+    ] {
+        assert!(out.stderr.contains(expected), "{expected}: {}", out.stderr);
+    }
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        w.lab.stats().assume_role_calls,
+        1,
+        "a refusal is not retried"
+    );
+    let why = w.lab.last_denial().unwrap_or_default();
+    assert!(why.contains("sts:ExternalId"), "{why}");
+    // A wrong one is refused the same way.
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--chain-role",
+            &partner,
+            "--external-id",
+            "someone-elses-id",
+        ])
+        .await;
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    assert!(out.stderr.contains("sts:ExternalId set"), "{}", out.stderr);
+    assert!(!out.stderr.contains("someone-elses-id"), "{}", out.stderr);
+}
+
+/// AWS caps chained sessions at one hour: a longer --duration with --chain-role is a usage
+/// error that says so, before any call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_with_a_duration_above_one_hour_is_a_usage_error() {
+    let w = LabWorld::start().await;
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--chain-role",
+            &partner_role(),
+            "--duration",
+            "2h",
+        ])
+        .await;
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("1 hour session limit for roles assumed by role chaining"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 0);
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--external-id",
+            "x-partner",
+        ])
+        .await;
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no --chain-role"), "{}", out.stderr);
+}
+
+/// Two hops: the first sets the session tag `team` (transitive) and a source identity; the
+/// second role's trust requires both (`aws:PrincipalTag/team`, `sts:SourceIdentity`). keyless
+/// sends them on the first hop only and the lab carries them along the chain as AWS does (a
+/// transitive tag sent again, or a changed source identity, would be refused).
+#[tokio::test(flavor = "multi_thread")]
+async fn transitive_tags_and_the_source_identity_reach_the_last_role() {
+    let mut config = keyless::lab::LabConfig::demo();
+    let audit_trust = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": partner_role()},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {
+                "aws:PrincipalTag/team": "payments",
+                "sts:SourceIdentity": "alice"
+            }}
+        }]
+    });
+    config.other_accounts[0].roles.push(keyless::lab::LabRole {
+        name: "partner-audit".into(),
+        trust_policy: audit_trust.to_string(),
+        max_session_duration: 3600,
+    });
+    let w = LabWorld::start_with(config).await;
+    let audit = format!(
+        "arn:aws:iam::{}:role/partner-audit",
+        keyless::lab::DEMO_PARTNER_ACCOUNT_ID
+    );
+    let entry = w.role("gcp-deploy");
+    let partner = partner_role();
+    let base = [
+        "aws",
+        "credentials",
+        "--no-cache",
+        "--format",
+        "json",
+        "--role-arn",
+        &entry,
+        "--chain-role",
+        &partner,
+        "--chain-role",
+        &audit,
+        "--external-id",
+        keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+        "--tag",
+        "cost-center=42",
+        "--tag",
+        "team=payments",
+        "--transitive-tag-key",
+        "team",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--source-identity", "alice"]);
+    let out = w.keyless(&args).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.json()["AssumedRoleUser"]["Arn"]
+        .as_str()
+        .unwrap()
+        .contains("210987654321:assumed-role/partner-audit/"));
+    assert_eq!(w.lab.stats().assume_role_calls, 2);
+    // Without the source identity the audit role refuses, and says which condition failed.
+    let out = w.keyless(&base).await;
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    assert!(out.stderr.contains("partner-audit"), "{}", out.stderr);
+    let why = w.lab.last_denial().unwrap_or_default();
+    assert!(why.contains("sts:SourceIdentity"), "{why}");
+}
+
+/// A chained hop is retried like the first exchange (throttling, 5xx), without redoing the web
+/// identity step; a lasting outage of AssumeRole ends with exit 4 after the bounded attempts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_chain_hop_is_retried_and_an_outage_is_unavailable() {
+    let w = LabWorld::start().await;
+    let assume_role_fault = |code: &str, status: u16, times: u32| keyless::lab::Fault {
+        service: keyless::lab::LabService::AwsSts,
+        kind: keyless::lab::FaultKind::StsError {
+            code: code.to_string(),
+            status,
+            message: None,
+        },
+        times,
+        only: Some("AssumeRole".to_string()),
+    };
+    w.lab.faults().push(assume_role_fault("Throttling", 400, 1));
+    w.lab
+        .faults()
+        .push(assume_role_fault("ServiceUnavailable", 503, 1));
+    let partner = partner_role();
+    let args = [
+        "aws",
+        "credentials",
+        "--no-cache",
+        "--role-arn",
+        &w.role("gcp-deploy"),
+        "--chain-role",
+        &partner,
+        "--external-id",
+        keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+    ];
+    let out = w.keyless(&args).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let stats = w.lab.stats();
+    assert_eq!(stats.assume_role_calls, 3, "{stats:?}");
+    assert_eq!(stats.assume_role_with_web_identity_calls, 1, "{stats:?}");
+    w.lab
+        .faults()
+        .push(assume_role_fault("ServiceUnavailable", 503, 100));
+    let out = w.keyless(&args).await;
+    assert_eq!(out.code(), 4, "{}", out.stderr);
+    assert!(out.stderr.contains("after 4 attempts"), "{}", out.stderr);
+}
+
+/// With `-vv`, a chain logs each hop but no secret of any session the lab issued (the first
+/// role's included, which only keyless saw) and not the external ID.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_logs_no_secret_of_any_hop() {
+    let w = LabWorld::start().await;
+    let out = w
+        .keyless(&[
+            "-vv",
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--chain-role",
+            &partner_role(),
+            "--external-id",
+            keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("AssumeRole"),
+        "-vv logs the hop:\n{}",
+        out.stderr
+    );
+    let issued = w.lab.issued_secrets();
+    assert!(issued.len() >= 4, "two sessions' secrets were issued");
+    for secret in issued {
+        assert!(
+            !out.stderr.contains(secret.expose()),
+            "a secret reached the log:\n{}",
+            out.stderr
+        );
+    }
+    assert!(!out.stderr.contains(keyless::lab::DEMO_PARTNER_EXTERNAL_ID));
+}

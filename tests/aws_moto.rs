@@ -336,3 +336,63 @@ fn env_format_evals_into_a_working_aws_environment() {
     );
     assert!(out.stderr.contains(BUCKET), "{out}");
 }
+
+/// Role chaining through `credential_process`: the web identity lands in the deployer role,
+/// whose credentials sign an `AssumeRole` into a partner role (with an external ID and a
+/// session tag on the wire), and the aws CLI acts as the partner role. With auth on, moto
+/// verifies the AssumeRole signature, the deployer's permission to call it and the partner
+/// role's trust policy with `sts:ExternalId` (it matches an `AWS` principal only against the
+/// caller's session ARN, not its role ARN as AWS does, hence both in the policy; it checks no
+/// absent condition key, session length or tags: the lab tests those).
+#[test]
+fn aws_cli_gets_the_chained_role_through_credential_process() {
+    const PARTNER: &str = "keyless-ci-partner";
+    let f = Federation::start();
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": [f.role_arn.clone(), Federation::assumed_role_arn(ROLE)]},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {"sts:ExternalId": "keyless-ci-partner-id"}}
+        }]
+    });
+    let created = f.moto.create(&json!({
+        "roles": [{"name": PARTNER, "trust_policy": trust, "policy": null}],
+    }));
+    let partner = created["roles"][PARTNER]
+        .as_str()
+        .expect("role ARN")
+        .to_string();
+    let mut args = f.credentials_args(&f.role_arn);
+    args.extend(["--chain-role", &partner, "--tag", "team=payments ci"].map(String::from));
+    let mut with_id = args.clone();
+    with_id.extend(["--external-id", "keyless-ci-partner-id"].map(String::from));
+    f.home.add_credential_process_profile("chained", &with_id);
+    // One unsigned AssumeRoleWithWebIdentity; the AssumeRole after it is signed and checked.
+    f.moto.reset_auth(1);
+    let identity =
+        expect_success(
+            &mut f
+                .home
+                .aws(["sts", "get-caller-identity", "--profile", "chained"]),
+        )
+        .json();
+    assert_eq!(
+        identity["Arn"],
+        Federation::assumed_role_arn(PARTNER),
+        "{identity}"
+    );
+    // The partner role may do nothing: S3 is denied, so these really are its credentials.
+    let denied = expect_failure(&mut f.home.aws(["s3", "ls", "--profile", "chained"]));
+    assert!(denied.stderr.contains("AccessDenied"), "{denied}");
+    // With a wrong external ID moto's trust check refuses: exit 3, naming the condition. (moto
+    // lets a missing one through: a condition on an absent key passes there, unlike in AWS.)
+    f.moto.reset_auth(1);
+    let mut refused = f.home.keyless(&args);
+    refused.args(["--no-cache", "--external-id", "someone-elses-id"]);
+    let out = support::process::run(&mut refused);
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(out.stderr.contains("sts:ExternalId set"), "{out}");
+    assert!(out.stderr.contains(&partner), "{out}");
+}

@@ -421,6 +421,50 @@ async fn flags_come_from_keyless_toml_with_the_documented_precedence() {
     );
 }
 
+/// A profile's chaining keys (`chain_roles`, `external_id`, `tags = {K = "V"}`,
+/// `transitive_tag_keys`) become the flags of a one-shot command: the partner account's role.
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_keys_in_keyless_toml_reach_the_one_shot_commands() {
+    let w = LabWorld::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keyless.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.partner]\nrole_arn = \"{}\"\n\
+             chain_roles = [\"arn:aws:iam::{}:role/{}\"]\nexternal_id = \"{}\"\n\
+             tags = {{ team = \"payments\" }}\ntransitive_tag_keys = [\"team\"]\n",
+            w.role("gcp-deploy"),
+            keyless::lab::DEMO_PARTNER_ACCOUNT_ID,
+            keyless::lab::DEMO_PARTNER_ROLE,
+            keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+        ),
+    )
+    .unwrap();
+    let out = w
+        .keyless(&[
+            "--config",
+            config.to_str().unwrap(),
+            "--config-profile",
+            "partner",
+            "aws",
+            "credentials",
+            "--format",
+            "json",
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let arn = out.json()["AssumedRoleUser"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        arn.starts_with("arn:aws:sts::210987654321:assumed-role/partner-readonly/"),
+        "{arn}"
+    );
+    assert_eq!(w.lab.stats().assume_role_calls, 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_default_config_file_is_read_from_xdg_config_home() {
     let w = LabWorld::start().await;

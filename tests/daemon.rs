@@ -845,3 +845,44 @@ async fn sighup_rereads_the_ecs_token_file_and_refuses_unsafe_ones() {
         serve.stderr()
     );
 }
+
+/// A profile with `chain_roles` delivers the last role's credentials: the daemon's refresh
+/// runs the whole chain (web identity, then AssumeRole into the partner account).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chained_profile_delivers_the_partner_accounts_role() {
+    let w = LabWorld::start().await;
+    let config = write_config(
+        &w,
+        &format!(
+            r#"
+[profile.partner]
+role_arn = "{role}"
+chain_roles = ["arn:aws:iam::{account}:role/{partner}"]
+external_id = "{external_id}"
+tags = {{ team = "payments" }}
+credentials_file = "{creds}"
+"#,
+            role = w.role("gcp-deploy"),
+            account = keyless::lab::DEMO_PARTNER_ACCOUNT_ID,
+            partner = keyless::lab::DEMO_PARTNER_ROLE,
+            external_id = keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+            creds = w.home.credentials_file().display()
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    let ready = serve.ready(1).await;
+    assert_eq!(
+        ready["profiles"]["partner"]["first_delivery"], "ok",
+        "{ready}"
+    );
+    assert_eq!(w.lab.stats().assume_role_calls, 1);
+    let out = w.keyless(&["aws", "whoami", "--profile", "partner"]).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.json()["Account"], "210987654321", "{out}");
+    assert!(
+        out.stdout.contains(":assumed-role/partner-readonly/"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(serve.terminate().await, 0);
+}

@@ -17,6 +17,7 @@ use crate::deliver::record::DeliveryRecord;
 use crate::deliver::token_file::TokenFileKeeper;
 use crate::deliver::{aws_files, credential_process, ecs_server, env, server};
 use crate::duration::Seconds;
+use crate::exchange::aws_chain::RoleChain;
 use crate::exchange::aws_sts::{
     fetch_caller_identity, AssumedRole, RoleArn, SessionName, StsEndpoint, WebIdentityRequest,
 };
@@ -28,7 +29,9 @@ use crate::secret::Secret;
 use crate::source::aws::AwsSourceOptions;
 use crate::source::google::DEFAULT_AWS_AUDIENCE;
 use crate::source::registry::SourceContext;
-use crate::types::{Region, SpecError, TokenSourceSpec, UpstreamUrl};
+use crate::types::{
+    ExternalId, Region, SessionTag, SourceIdentity, SpecError, TagKey, TokenSourceSpec, UpstreamUrl,
+};
 
 /// The `aws` subcommands.
 #[derive(Debug, Subcommand)]
@@ -127,6 +130,9 @@ pub struct ExchangeArgs {
     )]
     pub policy_arns: Vec<String>,
 
+    #[command(flatten)]
+    pub chain: Box<ChainArgs>,
+
     /// IAM Credentials base URL, for impersonate: (default https://iamcredentials.googleapis.com).
     #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL")]
     pub iamcredentials_url: Option<UpstreamUrl>,
@@ -142,6 +148,47 @@ pub struct ExchangeArgs {
 
     #[command(flatten)]
     pub timeouts: crate::cli::TimeoutArgs,
+}
+
+/// Roles to assume after the first one (`--chain-role`) and what to send with them; boxed in
+/// [`ExchangeArgs`] to keep the command enums small.
+#[derive(Debug, Args)]
+pub struct ChainArgs {
+    /// Then assume this role with the previous role's credentials (STS AssumeRole); repeatable,
+    /// in order; the credentials handed out are the last role's. AWS limits a chained session
+    /// to 1 hour.
+    #[arg(long = "chain-role", env = "KEYLESS_CHAIN_ROLE", value_name = "ARN",
+          value_parser = RoleArn::parse)]
+    pub chain_roles: Vec<RoleArn>,
+
+    /// The ExternalId the --chain-role roles require (their trust policy's sts:ExternalId).
+    #[arg(long, env = "KEYLESS_EXTERNAL_ID", value_name = "ID")]
+    pub external_id: Option<ExternalId>,
+
+    /// A source identity set on the first --chain-role session; AWS keeps it on every later
+    /// session and in CloudTrail (needs sts:SetSourceIdentity).
+    #[arg(long, env = "KEYLESS_SOURCE_IDENTITY", value_name = "ID")]
+    pub source_identity: Option<SourceIdentity>,
+
+    /// A session tag for the --chain-role sessions (repeatable; aws:PrincipalTag/K in
+    /// policies; needs sts:TagSession).
+    #[arg(
+        long = "tag",
+        env = "KEYLESS_TAGS",
+        value_name = "K=V",
+        value_delimiter = ','
+    )]
+    pub tags: Vec<SessionTag>,
+
+    /// Make the tag with this key transitive: set on the first --chain-role session, AWS
+    /// carries it to the later ones (repeatable).
+    #[arg(
+        long = "transitive-tag-key",
+        env = "KEYLESS_TRANSITIVE_TAG_KEYS",
+        value_name = "K",
+        value_delimiter = ','
+    )]
+    pub transitive_tag_keys: Vec<TagKey>,
 }
 
 /// A role to assume plus how.
@@ -360,6 +407,13 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
                     };
                     obtain(&http, &role_args).await?.credentials
                 }
+                (None, _) if !args.exchange.chain.chain_roles.is_empty() => {
+                    return Err(SpecError::InvalidRoleChain {
+                        problem: "--chain-role starts from the --role-arn session; whoami without --role-arn only shows existing credentials".into(),
+                        hint: "add --role-arn ARN for the first role of the chain",
+                    }
+                    .into());
+                }
                 (None, Some(profile)) => {
                     let path = match &args.credentials_file {
                         Some(p) => p.clone(),
@@ -389,7 +443,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
 /// a JSON error naming the cause, never with an expired credential.
 async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
     let profile = profile_from_args(&args.role)?;
-    let role_arn = profile.request.role_arn.clone();
+    let role_arn = profile.final_role().clone();
     let region = region_of(&args.role.exchange)?;
     let refresher = Refresher::new(
         role_arn.as_str(),
@@ -645,6 +699,15 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         x.policy_arns.len()
     );
     let region = region_of(x)?;
+    let duration_seconds = x.duration.map(Seconds::as_secs_u32);
+    let chain = RoleChain::new(
+        x.chain.chain_roles.clone(),
+        x.chain.external_id.clone(),
+        x.chain.source_identity.clone(),
+        x.chain.tags.clone(),
+        x.chain.transitive_tag_keys.clone(),
+        duration_seconds,
+    )?;
     Ok(AwsRoleProfile {
         token_source: crate::source::registry::build(
             &x.token_source,
@@ -662,12 +725,13 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         request: WebIdentityRequest {
             role_arn,
             session_name,
-            duration_seconds: x.duration.map(Seconds::as_secs_u32),
+            duration_seconds,
             policy,
             policy_arns: x.policy_arns.clone(),
         },
         endpoint: StsEndpoint::resolve(x.sts_endpoint.as_ref(), region.as_ref())?,
         retry: x.timeouts.retry_policy(),
+        chain,
     })
 }
 

@@ -240,6 +240,9 @@ impl FileValues<'_> {
             let aliases: &[&str] = match flag {
                 "policy_arn" => &["policy_arn", "policy_arns"],
                 "allowed_host" => &["allowed_host", "allowed_hosts"],
+                "chain_role" => &["chain_role", "chain_roles"],
+                "tag" => &["tag", "tags"],
+                "transitive_tag_key" => &["transitive_tag_key", "transitive_tag_keys"],
                 _ => &[flag],
             };
             for key in aliases {
@@ -287,6 +290,11 @@ impl FileValues<'_> {
             DeValue::Float(f) => vec![f.as_str().to_string()],
             DeValue::Boolean(b) => vec![b.to_string()],
             DeValue::Datetime(d) => vec![d.to_string()],
+            // `tags = {K = "V"}` becomes `--tag K=V` values.
+            DeValue::Table(table) if key == "tags" => table
+                .iter()
+                .filter_map(|(k, v)| Some(format!("{}={}", k.get_ref(), v.get_ref().as_str()?)))
+                .collect(),
             DeValue::Table(_) => Vec::new(),
         }
     }

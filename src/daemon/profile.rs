@@ -217,7 +217,7 @@ impl Daemon {
                         ChannelSources {
                             role: role.as_ref(),
                             id_token: id_token.as_ref(),
-                            role_arn: &p.role_arn,
+                            role_arn: p.final_role_arn(),
                             region: p.region.as_ref().map(crate::types::Region::as_str),
                             access: &access,
                         },

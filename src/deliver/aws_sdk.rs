@@ -24,13 +24,16 @@ use std::time::SystemTime;
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
 
+use crate::exchange::aws_chain::RoleChain;
 use crate::exchange::aws_sts::{
     ExchangeError, RetryPolicy, RoleArn, SessionName, StsEndpoint, WebIdentityRequest,
 };
 use crate::refresh::{AwsRoleProfile, AwsRoleUpstream, Clock, RefreshPolicy, Refresher};
 use crate::source::google::DEFAULT_AWS_AUDIENCE;
 use crate::source::SourceError;
-use crate::types::{Region, SpecError, UpstreamUrl};
+use crate::types::{
+    ExternalId, Region, SessionTag, SourceIdentity, SpecError, TagKey, UpstreamUrl,
+};
 
 /// Why the provider could not be built: the same mistakes the command line reports.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +63,46 @@ pub struct Builder {
     duration_seconds: Option<u32>,
     sts_endpoint: Option<String>,
     region: Option<String>,
+    chain_roles: Vec<String>,
+    external_id: Option<String>,
+    source_identity: Option<String>,
+    tags: Vec<(String, String)>,
+    transitive_tag_keys: Vec<String>,
 }
 
 impl Builder {
+    /// Then assumes this role with the previous role's credentials, as `--chain-role` (call
+    /// again for each further role, in order); the provider hands out the last role's
+    /// credentials. AWS limits chained sessions to one hour.
+    pub fn chain_role(mut self, role_arn: impl Into<String>) -> Self {
+        self.chain_roles.push(role_arn.into());
+        self
+    }
+
+    /// The `ExternalId` the chained roles require, as `--external-id`.
+    pub fn external_id(mut self, id: impl Into<String>) -> Self {
+        self.external_id = Some(id.into());
+        self
+    }
+
+    /// The source identity of the first chained session, as `--source-identity`.
+    pub fn source_identity(mut self, id: impl Into<String>) -> Self {
+        self.source_identity = Some(id.into());
+        self
+    }
+
+    /// A session tag of the chained sessions, as `--tag KEY=VALUE`.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.push((key.into(), value.into()));
+        self
+    }
+
+    /// Makes the tag `key` transitive, as `--transitive-tag-key`.
+    pub fn transitive_tag_key(mut self, key: impl Into<String>) -> Self {
+        self.transitive_tag_keys.push(key.into());
+        self
+    }
+
     /// The ID token's audience, i.e. the trust policy's `accounts.google.com:oaud`
     /// (default `sts.amazonaws.com`).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
@@ -137,6 +177,29 @@ impl Builder {
             .as_deref()
             .map(UpstreamUrl::parse)
             .transpose()?;
+        let chain = RoleChain::new(
+            self.chain_roles
+                .iter()
+                .map(|arn| RoleArn::parse(arn))
+                .collect::<Result<_, _>>()?,
+            self.external_id
+                .as_deref()
+                .map(ExternalId::parse)
+                .transpose()?,
+            self.source_identity
+                .as_deref()
+                .map(SourceIdentity::parse)
+                .transpose()?,
+            self.tags
+                .iter()
+                .map(|(k, v)| SessionTag::new(k, v))
+                .collect::<Result<_, _>>()?,
+            self.transitive_tag_keys
+                .iter()
+                .map(|k| TagKey::parse(k))
+                .collect::<Result<_, _>>()?,
+            self.duration_seconds,
+        )?;
         let profile = AwsRoleProfile {
             token_source: crate::source::registry::build(
                 &crate::source::registry::parse(&self.token_source)?,
@@ -160,11 +223,13 @@ impl Builder {
             },
             endpoint: StsEndpoint::resolve(sts_endpoint.as_ref(), region.as_ref())?,
             retry: RetryPolicy::default(),
+            chain,
         };
+        let final_role = profile.final_role().clone();
         let http =
             crate::wire::http::build().map_err(|e| ProviderBuildError::Http(e.to_string()))?;
         let refresher = Refresher::new(
-            role_arn.as_str(),
+            final_role.as_str(),
             AwsRoleUpstream { profile, http },
             RefreshPolicy::default(),
             Clock::System,
@@ -215,6 +280,11 @@ impl GoogleFederatedProvider {
             duration_seconds: None,
             sts_endpoint: None,
             region: None,
+            chain_roles: Vec::new(),
+            external_id: None,
+            source_identity: None,
+            tags: Vec::new(),
+            transitive_tag_keys: Vec::new(),
         }
     }
 
@@ -274,6 +344,20 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, ProviderBuildError::Setting(_)), "{err}");
         assert!(err.to_string().contains("http://example.com"), "{err}");
+        // Role chaining follows AWS's rules here too.
+        let err = GoogleFederatedProvider::builder("arn:aws:iam::123456789012:role/R")
+            .chain_role("arn:aws:iam::210987654321:role/B")
+            .duration_seconds(7200)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ProviderBuildError::Setting(_)), "{err}");
+        assert!(err.to_string().contains("1 hour"), "{err}");
+        let err = GoogleFederatedProvider::builder("arn:aws:iam::123456789012:role/R")
+            .chain_role("arn:aws:iam::210987654321:role/B")
+            .tag("team", "a;b")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("is not a session tag"), "{err}");
     }
 
     #[test]

@@ -259,6 +259,21 @@ pub enum ExchangeError {
         hint: Box<str>,
     },
 
+    /// A role of `--chain-role` refused the previous session (STS `AssumeRole` `AccessDenied`):
+    /// its trust policy does not name the previous role, or a condition such as
+    /// `sts:ExternalId` did not hold.
+    #[error("AWS refused to let {caller} assume {role} ({code}: {message})\n  the request: {sent}\n  hint: {hint}")]
+    ChainRefused {
+        role: RoleArn,
+        /// The session that asked (`arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`).
+        caller: Box<str>,
+        code: Box<str>,
+        message: String,
+        /// Which condition keys the request set, without their values.
+        sent: Box<str>,
+        hint: Box<str>,
+    },
+
     /// STS did not accept the token itself, even after minting a fresh one.
     #[error("AWS STS rejected the identity token for {role} ({code}: {message})\n  the token: {token}\n  hint: {hint}")]
     TokenRejected {
@@ -334,7 +349,10 @@ impl ExchangeError {
 
     /// The trust configuration refused the identity (as opposed to a broken request or outage).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Refused { .. } | Self::TokenRejected { .. })
+        matches!(
+            self,
+            Self::Refused { .. } | Self::TokenRejected { .. } | Self::ChainRefused { .. }
+        )
     }
 }
 
@@ -737,18 +755,18 @@ struct AssumeRoleResult {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct AssumedRoleUser {
-    arn: String,
-    assumed_role_id: String,
+pub(crate) struct AssumedRoleUser {
+    pub(crate) arn: String,
+    pub(crate) assumed_role_id: String,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct XmlCredentials {
-    access_key_id: String,
-    secret_access_key: Secret,
-    session_token: Secret,
-    expiration: String,
+pub(crate) struct XmlCredentials {
+    pub(crate) access_key_id: String,
+    pub(crate) secret_access_key: Secret,
+    pub(crate) session_token: Secret,
+    pub(crate) expiration: String,
 }
 
 /// Reads STS's `AssumeRoleWithWebIdentity` XML answer (public for `benches/micro.rs`).
@@ -774,7 +792,7 @@ pub fn parse_assume_role(body: &str) -> Result<AssumedRole, String> {
 }
 
 /// STS writes `2026-11-23T10:00:00Z`, sometimes with fractional seconds; both are RFC 3339.
-fn parse_timestamp(text: &str) -> Result<OffsetDateTime, String> {
+pub(crate) fn parse_timestamp(text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
         .map_err(|e| format!("unreadable expiration {text:?}: {e}"))
 }
@@ -793,9 +811,22 @@ struct XmlError {
     message: String,
 }
 
+/// `<ErrorResponse><Errors><Error>`: the shape moto (and IAM-style emulators) answer STS
+/// errors with, besides STS's own `<ErrorResponse><Error>`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NestedErrorResponse {
+    errors: ErrorResponse,
+}
+
 pub(crate) fn parse_fault(reply: &Reply) -> Attempt {
     let (status, body) = (reply.status, reply.body.as_str());
-    match quick_xml::de::from_str::<ErrorResponse>(body) {
+    let parsed = quick_xml::de::from_str::<ErrorResponse>(body).or_else(|e| {
+        quick_xml::de::from_str::<NestedErrorResponse>(body)
+            .map(|n| n.errors)
+            .map_err(|_| e)
+    });
+    match parsed {
         Ok(e) => Attempt::Fault(StsFault {
             status,
             code: e.error.code,
@@ -1150,6 +1181,11 @@ mod tests {
         assert!(
             matches!(parse_fault(&reply(502, "<html>bad gateway")), Attempt::Fault(f) if f.reaction() == Reaction::Retry)
         );
+        let moto = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: x is not authorized to perform: sts:AssumeRole</Message><Type>Sender</Type></Error></Errors></ErrorResponse>";
+        match parse_fault(&reply(403, moto)) {
+            Attempt::Fault(f) => assert_eq!(f.code, "AccessDenied"),
+            _ => panic!("moto's error shape is a fault"),
+        }
     }
 }
 
@@ -1194,6 +1230,7 @@ mod proptests {
                 expiration: Some(expiration),
                 arn: arn.clone(),
                 user_id: user_id.clone(),
+                session: crate::lab::state::LabSessionContext::default(),
             };
             let mut result = element(4, "SubjectFromWebIdentityToken", &subject);
             result.push_str(&element(4, "Audience", &audience));

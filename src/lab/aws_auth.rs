@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use super::sigv4::{self, Authorization, SigV4Error, SignedRequest};
-use super::state::LabState;
+use super::state::{LabSessionContext, LabState};
 
 /// The authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,10 +19,13 @@ pub(crate) struct AwsCaller {
     pub arn: String,
     /// `AROA...:SESSION` or `AIDA...`.
     pub user_id: String,
-    /// The lab's account.
+    /// The account the credentials belong to (the lab's, or another one for a session of a
+    /// role there).
     pub account: String,
     /// The region of the signature's credential scope.
     pub signing_region: String,
+    /// The session's tags and source identity (empty for IAM users and web identity sessions).
+    pub session: LabSessionContext,
 }
 
 /// Why a request was not authenticated, in AWS's codes and words.
@@ -107,11 +110,20 @@ pub(crate) fn authenticate(
         SigV4Error::Malformed(m) => AwsAuthError::new(400, "IncompleteSignature", m),
         other => AwsAuthError::new(403, "SignatureDoesNotMatch", other.to_string()),
     })?;
+    // The account is the ARN's: a session of another account's role belongs to that account.
+    let account = issued
+        .arn
+        .split(':')
+        .nth(4)
+        .filter(|a| !a.is_empty())
+        .unwrap_or(&state.config.account_id)
+        .to_string();
     Ok(AwsCaller {
         arn: issued.arn,
         user_id: issued.user_id,
-        account: state.config.account_id.clone(),
+        account,
         signing_region: auth.region,
+        session: issued.session,
     })
 }
 

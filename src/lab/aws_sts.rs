@@ -31,7 +31,7 @@ use super::faults::{self, Fault, LabService};
 use super::google_keys::TokenRejection;
 use super::ids;
 use super::sigv4::SignedRequest;
-use super::state::{Counters, IssuedAwsCredentials, LabState};
+use super::state::{Counters, IssuedAwsCredentials, LabSessionContext, LabState};
 use super::sts_xml::{element, error_response, success_response};
 use crate::credentials::format_expiration;
 use crate::policy::issuer::{self, IdTokenClaims};
@@ -448,8 +448,14 @@ pub(crate) fn assumed_role_xml(access_key_id: &str, issued: &IssuedAwsCredential
     xml
 }
 
-/// `AssumeRole`, signed by the caller: the role's trust policy must admit the caller's ARN (or
-/// its role, or its account) as an `AWS` principal for `sts:AssumeRole`.
+/// `AssumeRole`, signed by the caller: the role (in the lab account or another one) must admit
+/// the caller's ARN (or its role, or its account) as an `AWS` principal for `sts:AssumeRole`,
+/// plus `sts:TagSession` when tags are sent and `sts:SetSourceIdentity` when a source identity
+/// is, with the request's condition keys: `sts:ExternalId`, `sts:SourceIdentity`,
+/// `sts:RoleSessionName`, `aws:RequestTag/K`, `aws:TagKeys`, `sts:TransitiveTagKeys`, and the
+/// caller's `aws:PrincipalTag/K`, `aws:SourceIdentity` and `aws:PrincipalArn`. A session
+/// assumed by role chaining lasts at most an hour; it inherits the caller's transitive tags and
+/// source identity, as in AWS.
 fn assume_role(
     state: &LabState,
     request: &SignedRequest<'_>,
@@ -462,10 +468,41 @@ fn assume_role(
     let role_arn = param(params, "RoleArn");
     let session_name = param(params, "RoleSessionName");
     let session_policy = param(params, "Policy");
+    let external_id = param(params, "ExternalId");
+    let source_identity = param(params, "SourceIdentity");
     let mut errors = Vec::new();
     check_length(&mut errors, role_arn, "roleArn", 20, 2048);
     check_session_name(&mut errors, session_name);
     let duration = parse_duration(params, &mut errors)?;
+    if external_id.is_some() {
+        check_length(&mut errors, external_id, "externalId", 2, 1224);
+        check_pattern(
+            &mut errors,
+            external_id,
+            "externalId",
+            "[\\w+=,.@:\\/-]*",
+            "_+=,.@:/-",
+        );
+    }
+    if source_identity.is_some() {
+        check_length(&mut errors, source_identity, "sourceIdentity", 2, 64);
+        check_pattern(
+            &mut errors,
+            source_identity,
+            "sourceIdentity",
+            "[\\w+=,.@-]*",
+            "_+=,.@-",
+        );
+    }
+    let tags = session_tags(params, &mut errors);
+    let transitive = indexed(params, "TransitiveTagKeys.member.", "");
+    if transitive.len() > 50 {
+        errors.push(constraint(
+            Some(&format!("[{}]", transitive.join(", "))),
+            "transitiveTagKeys",
+            "Member must have length less than or equal to 50",
+        ));
+    }
     if !errors.is_empty() {
         return Err(validation_error(&errors));
     }
@@ -482,6 +519,59 @@ fn assume_role(
             ));
         }
     }
+    let same_key = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
+    for (i, (key, _)) in tags.iter().enumerate() {
+        if tags[..i].iter().any(|(k, _)| same_key(k, key)) {
+            return Err(StsError::new(
+                400,
+                "InvalidParameterValue",
+                "Duplicate tag keys found. Please note that Tag keys are case insensitive.",
+            ));
+        }
+    }
+    if let Some(key) = transitive
+        .iter()
+        .find(|t| !tags.iter().any(|(k, _)| same_key(k, t)))
+    {
+        return Err(StsError::new(
+            400,
+            "InvalidParameterValue",
+            format!("The transitive tag key {key} is not one of the session tags of the request."),
+        ));
+    }
+    // Inherited transitive tags cannot be set again; a source identity cannot change.
+    let inherited: Vec<(String, String)> = caller
+        .session
+        .tags
+        .iter()
+        .filter(|(k, _)| {
+            caller
+                .session
+                .transitive_tag_keys
+                .iter()
+                .any(|t| same_key(t, k))
+        })
+        .cloned()
+        .collect();
+    if let Some((key, _)) = tags
+        .iter()
+        .find(|(k, _)| inherited.iter().any(|(i, _)| same_key(i, k)))
+    {
+        return Err(StsError::new(
+            400,
+            "InvalidParameterValue",
+            format!("The session tag {key} conflicts with a transitive tag inherited from the calling session."),
+        ));
+    }
+    if let (Some(set), Some(asked)) = (&caller.session.source_identity, source_identity) {
+        if set != asked {
+            return Err(StsError::new(
+                400,
+                "InvalidParameterValue",
+                format!("The source identity of the calling session ({set}) cannot be changed."),
+            ));
+        }
+    }
     let denied = || {
         StsError::new(
             403,
@@ -492,12 +582,11 @@ fn assume_role(
             ),
         )
     };
-    let role = parse_role_arn(role_arn)
-        .filter(|(account, _)| *account == state.config.account_id)
-        .and_then(|(_, name)| state.config.role(name));
-    let Some(role) = role else {
+    let target = parse_role_arn(role_arn);
+    let role = target.and_then(|(account, name)| state.config.role_in(account, name));
+    let (Some((role_account, _)), Some(role)) = (target, role) else {
         state.set_last_denial(format!(
-            "the role {role_arn} does not exist in the lab account {}",
+            "the role {role_arn} does not exist in the lab account {} or its other accounts",
             state.config.account_id
         ));
         return Err(denied());
@@ -508,35 +597,66 @@ fn assume_role(
         ));
         denied()
     })?;
-    let context = policy::ConditionContext::new("the request");
-    let decisions: Vec<policy::Decision> = aws_auth::trust_principals(&caller.arn, &caller.account)
-        .into_iter()
-        .map(|principal| {
-            policy::evaluate(
-                &trust,
-                &Request {
-                    principal: RequestPrincipal::Aws(principal),
-                    action: "sts:AssumeRole",
-                    context: &context,
-                },
-            )
-        })
-        .collect();
-    let explicit_deny = decisions
-        .iter()
-        .find(|d| matches!(d, policy::Decision::DeniedExplicitly { .. }));
-    if explicit_deny.is_some() || !decisions.iter().any(|d| d.is_allowed()) {
-        let why = explicit_deny
-            .map(|d| d.explain())
-            .unwrap_or_else(|| {
-                format!(
-                    "the trust policy of {role_arn} names none of {} as an AWS principal allowed sts:AssumeRole",
-                    aws_auth::trust_principals(&caller.arn, &caller.account).join(", ")
+    let principals = aws_auth::trust_principals(&caller.arn, &caller.account);
+    let source_identity = caller
+        .session
+        .source_identity
+        .clone()
+        .or(source_identity.map(str::to_string));
+    let context = assume_role_context(
+        &caller,
+        &principals,
+        session_name,
+        external_id,
+        source_identity.as_deref(),
+        &tags,
+        &transitive,
+    );
+    let mut actions = vec!["sts:AssumeRole"];
+    if !tags.is_empty() || !transitive.is_empty() {
+        actions.push("sts:TagSession");
+    }
+    if param(params, "SourceIdentity").is_some() {
+        actions.push("sts:SetSourceIdentity");
+    }
+    for action in actions {
+        let decisions: Vec<policy::Decision> = principals
+            .iter()
+            .map(|principal| {
+                policy::evaluate(
+                    &trust,
+                    &Request {
+                        principal: RequestPrincipal::Aws(principal.clone()),
+                        action,
+                        context: &context,
+                    },
                 )
-            });
-        tracing::warn!(role = %role_arn, caller = %caller.arn, %why, "lab sts: AssumeRole denied");
-        state.set_last_denial(why);
-        return Err(denied());
+            })
+            .collect();
+        let explicit_deny = decisions
+            .iter()
+            .find(|d| matches!(d, policy::Decision::DeniedExplicitly { .. }));
+        if explicit_deny.is_some() || !decisions.iter().any(|d| d.is_allowed()) {
+            let why = explicit_deny
+                .map(|d| d.explain())
+                .or_else(|| {
+                    // A statement that names the principal but whose conditions failed explains
+                    // best (e.g. "expects sts:ExternalId = ..."); else: no principal matched.
+                    decisions
+                        .iter()
+                        .find(|d| matches!(d, policy::Decision::DeniedImplicitly { failures, .. } if !failures.is_empty()))
+                        .map(|d| format!("{role_arn}: {action}: {}", d.explain()))
+                })
+                .unwrap_or_else(|| {
+                    format!(
+                        "the trust policy of {role_arn} names none of {} as an AWS principal allowed {action}",
+                        principals.join(", ")
+                    )
+                });
+            tracing::warn!(role = %role_arn, caller = %caller.arn, %why, "lab sts: AssumeRole denied");
+            state.set_last_denial(why);
+            return Err(denied());
+        }
     }
     // Role chaining (a role session assuming a role) is capped at one hour by AWS.
     if caller.arn.contains(":assumed-role/") && duration > 3600 {
@@ -553,10 +673,34 @@ fn assume_role(
             "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
         ));
     }
-    let (access_key_id, issued) =
-        state.issue_role_session(&role.name, session_name, i64::from(duration));
+    let mut session = LabSessionContext {
+        tags: inherited,
+        transitive_tag_keys: caller
+            .session
+            .transitive_tag_keys
+            .iter()
+            .filter(|k| caller.session.tags.iter().any(|(t, _)| same_key(t, k)))
+            .cloned()
+            .collect(),
+        source_identity: source_identity.clone(),
+    };
+    session.tags.extend(tags.iter().cloned());
+    session
+        .transitive_tag_keys
+        .extend(transitive.iter().cloned());
+    let (access_key_id, issued) = state.issue_role_session_in(
+        role_account,
+        &role.name,
+        session_name,
+        i64::from(duration),
+        session,
+    );
     tracing::info!(role = %role_arn, caller = %caller.arn, %access_key_id, "lab sts: AssumeRole issued temporary credentials");
-    let mut result = assumed_role_xml(&access_key_id, &issued);
+    let mut result = String::new();
+    if let Some(identity) = &source_identity {
+        result.push_str(&element(4, "SourceIdentity", identity));
+    }
+    result.push_str(&assumed_role_xml(&access_key_id, &issued));
     if let Some(policy) = session_policy {
         result.push_str(&element(
             4,
@@ -565,6 +709,162 @@ fn assume_role(
         ));
     }
     Ok(success_response("AssumeRole", &result, request_id))
+}
+
+/// The condition keys of an `AssumeRole` request, each with where its value came from.
+fn assume_role_context(
+    caller: &aws_auth::AwsCaller,
+    principals: &[String],
+    session_name: &str,
+    external_id: Option<&str>,
+    source_identity: Option<&str>,
+    tags: &[(String, String)],
+    transitive: &[String],
+) -> policy::ConditionContext {
+    let mut context = policy::ConditionContext::new("the request");
+    let mut set = |key: &str, values: Vec<String>, source: &str| {
+        context.insert(key, values, Some(source));
+    };
+    if let Some(id) = external_id {
+        set("sts:ExternalId", vec![id.to_string()], "ExternalId");
+    }
+    if let Some(identity) = source_identity {
+        set(
+            "sts:SourceIdentity",
+            vec![identity.to_string()],
+            "SourceIdentity",
+        );
+    }
+    if let Some(identity) = &caller.session.source_identity {
+        set(
+            "aws:SourceIdentity",
+            vec![identity.clone()],
+            "the calling session",
+        );
+    }
+    set(
+        "sts:RoleSessionName",
+        vec![session_name.to_string()],
+        "RoleSessionName",
+    );
+    // The caller's role ARN for a session, its own ARN for a user (the second principal).
+    let principal_arn = principals
+        .get(1)
+        .filter(|_| caller.arn.contains(":assumed-role/"));
+    set(
+        "aws:PrincipalArn",
+        vec![principal_arn.cloned().unwrap_or_else(|| caller.arn.clone())],
+        "the caller",
+    );
+    set(
+        "aws:PrincipalAccount",
+        vec![caller.account.clone()],
+        "the caller",
+    );
+    for (key, value) in &caller.session.tags {
+        set(
+            &format!("aws:PrincipalTag/{key}"),
+            vec![value.clone()],
+            "the calling session's tags",
+        );
+    }
+    for (key, value) in tags {
+        set(
+            &format!("aws:RequestTag/{key}"),
+            vec![value.clone()],
+            "Tags",
+        );
+    }
+    if !tags.is_empty() {
+        set(
+            "aws:TagKeys",
+            tags.iter().map(|(k, _)| k.clone()).collect(),
+            "Tags",
+        );
+    }
+    if !transitive.is_empty() {
+        set(
+            "sts:TransitiveTagKeys",
+            transitive.to_vec(),
+            "TransitiveTagKeys",
+        );
+    }
+    context
+}
+
+/// `Tags.member.N.Key` / `.Value`, in N order, with AWS's validation of each.
+fn session_tags(params: &[(String, String)], errors: &mut Vec<String>) -> Vec<(String, String)> {
+    let keys = indexed(params, "Tags.member.", ".Key");
+    let values = indexed(params, "Tags.member.", ".Value");
+    if keys.len() > 50 {
+        errors.push(constraint(
+            Some(&format!("[{}]", keys.join(", "))),
+            "tags",
+            "Member must have length less than or equal to 50",
+        ));
+    }
+    let allowed = |c: char| {
+        c.is_alphanumeric() || (c.is_whitespace() && !c.is_control()) || "_.:/=+-@".contains(c)
+    };
+    for (i, key) in keys.iter().enumerate() {
+        let field = format!("tags.{}.member.key", i + 1);
+        check_length(errors, Some(key), &field, 1, 128);
+        if !key.chars().all(allowed) {
+            errors.push(constraint(
+                Some(key),
+                &field,
+                "Member must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+",
+            ));
+        }
+        let value = values.get(i).map(String::as_str);
+        let field = format!("tags.{}.member.value", i + 1);
+        check_length(errors, value, &field, 0, 256);
+        if value.is_some_and(|v| !v.chars().all(allowed)) {
+            errors.push(constraint(
+                value,
+                &field,
+                "Member must satisfy regular expression pattern: [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*",
+            ));
+        }
+    }
+    keys.into_iter()
+        .zip(values.into_iter().chain(std::iter::repeat(String::new())))
+        .collect()
+}
+
+/// The values of `PREFIX<N>SUFFIX` parameters, ordered by N.
+fn indexed(params: &[(String, String)], prefix: &str, suffix: &str) -> Vec<String> {
+    let mut found: Vec<(u32, String)> = params
+        .iter()
+        .filter_map(|(k, v)| {
+            let n = k.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            Some((n.parse().ok()?, v.clone()))
+        })
+        .collect();
+    found.sort_by_key(|(n, _)| *n);
+    found.into_iter().map(|(_, v)| v).collect()
+}
+
+/// ASCII letters, digits and `extra` only (Java's `\w`), else AWS's pattern message.
+fn check_pattern(
+    errors: &mut Vec<String>,
+    value: Option<&str>,
+    field: &str,
+    pattern: &str,
+    extra: &str,
+) {
+    if let Some(v) = value {
+        if !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+        {
+            errors.push(constraint(
+                Some(v),
+                field,
+                &format!("Member must satisfy regular expression pattern: {pattern}"),
+            ));
+        }
+    }
 }
 
 /// `arn:aws:iam::ACCOUNT:role[/path]/NAME` → (ACCOUNT, NAME).

@@ -51,6 +51,18 @@ pub struct LabConfig {
     /// account; off by default, as in AWS. [`super::Lab::enable_outbound_federation`] turns it
     /// on later, as IAM's `EnableOutboundWebIdentityFederation` does.
     pub outbound_federation: bool,
+    /// Other AWS accounts (a partner's, production's): their roles can be assumed with
+    /// `AssumeRole` by sessions their trust policies name (the cross-account pattern).
+    pub other_accounts: Vec<LabAccount>,
+}
+
+/// Another AWS account and its roles.
+#[derive(Debug, Clone)]
+pub struct LabAccount {
+    /// 12 digits.
+    pub account_id: String,
+    /// Its roles; `AssumeRoleWithWebIdentity` is answered for the lab account only.
+    pub roles: Vec<LabRole>,
 }
 
 /// An IAM OIDC provider (`arn:aws:iam::ACCOUNT:oidc-provider/HOST/PATH`).
@@ -345,6 +357,17 @@ impl LabConfig {
                 token_lifetime: Duration::from_secs(3600),
             }),
             outbound_federation: false,
+            other_accounts: vec![LabAccount {
+                account_id: DEMO_PARTNER_ACCOUNT_ID.to_string(),
+                roles: vec![LabRole {
+                    name: DEMO_PARTNER_ROLE.to_string(),
+                    trust_policy: partner_trust_policy(
+                        &format!("arn:aws:iam::{DEMO_ACCOUNT_ID}:role/gcp-deploy"),
+                        DEMO_PARTNER_EXTERNAL_ID,
+                    ),
+                    max_session_duration: 3600,
+                }],
+            }],
         }
     }
 
@@ -379,6 +402,19 @@ impl LabConfig {
     pub fn role(&self, name: &str) -> Option<&LabRole> {
         self.roles.iter().find(|r| r.name == name)
     }
+
+    /// The role `name` of account `account` (the lab account or one of `other_accounts`).
+    pub fn role_in(&self, account: &str, name: &str) -> Option<&LabRole> {
+        if account == self.account_id {
+            return self.role(name);
+        }
+        self.other_accounts
+            .iter()
+            .find(|a| a.account_id == account)?
+            .roles
+            .iter()
+            .find(|r| r.name == name)
+    }
 }
 
 impl Default for LabConfig {
@@ -411,6 +447,31 @@ pub fn oidc_trust_policy(issuer: &str, operator: &str, sub: &str) -> String {
             "Principal": {"Federated": format!("arn:aws:iam::{DEMO_ACCOUNT_ID}:oidc-provider/{provider}")},
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": condition
+        }]
+    })
+    .to_string()
+}
+
+/// The demo partner account: its role [`DEMO_PARTNER_ROLE`] trusts the lab account's
+/// `gcp-deploy` sessions that send the external ID [`DEMO_PARTNER_EXTERNAL_ID`].
+pub const DEMO_PARTNER_ACCOUNT_ID: &str = "210987654321";
+/// The partner account's role for the cross-account chain.
+pub const DEMO_PARTNER_ROLE: &str = "partner-readonly";
+/// The external ID the partner gave the lab account.
+pub const DEMO_PARTNER_EXTERNAL_ID: &str = "keyless-lab-partner";
+
+/// The trust policy of a third party's role: `caller_role` may assume it (and tag the session
+/// and set a source identity) when it sends `external_id`, the confused-deputy guard AWS
+/// recommends for cross-account access.
+pub fn partner_trust_policy(caller_role: &str, external_id: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "PartnerWithExternalId",
+            "Effect": "Allow",
+            "Principal": {"AWS": caller_role},
+            "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}}
         }]
     })
     .to_string()
@@ -491,6 +552,14 @@ mod tests {
         for role in &demo.roles {
             crate::policy::PolicyDocument::parse(&role.trust_policy).unwrap();
         }
+        let partner = demo
+            .role_in(DEMO_PARTNER_ACCOUNT_ID, DEMO_PARTNER_ROLE)
+            .unwrap();
+        crate::policy::PolicyDocument::parse(&partner.trust_policy).unwrap();
+        assert!(demo.role_in(DEMO_ACCOUNT_ID, "gcp-deploy").is_some());
+        assert!(demo
+            .role_in(DEMO_PARTNER_ACCOUNT_ID, "gcp-deploy")
+            .is_none());
         let debug = format!("{demo:?}");
         assert!(!debug.contains(&demo.users[0].client_secret), "{debug}");
         assert!(!debug.contains(&demo.users[0].refresh_token), "{debug}");

@@ -134,11 +134,13 @@ impl Faults {
     /// Takes one application of the first fault matching this request, if any.
     pub(crate) fn take(&self, service: LabService, target: &str) -> Option<FaultKind> {
         let mut queue = self.lock();
+        // An STS action is matched exactly (`AssumeRole` is not `AssumeRoleWithWebIdentity`).
+        let exact = service == LabService::AwsSts;
         let index = queue.iter().position(|f| {
             f.service == service
                 && f.only
                     .as_deref()
-                    .is_none_or(|only| target == only || target.contains(only))
+                    .is_none_or(|only| target == only || (!exact && target.contains(only)))
         })?;
         let fault = &mut queue[index];
         fault.times -= 1;

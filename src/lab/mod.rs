@@ -41,9 +41,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{
-    google_trust_policy, LabAwsProvider, LabBucket, LabConfig, LabEc2Instance, LabIamUser,
-    LabOidcProvider, LabRole, LabServiceAccount, LabUser, LabWorkloadIdentityPool,
-    LabWorkloadIdentityUser, DEMO_ACCOUNT_ID, DEMO_AWS_PROVIDER, DEMO_POOL, DEMO_PROJECT_NUMBER,
+    google_trust_policy, partner_trust_policy, LabAccount, LabAwsProvider, LabBucket, LabConfig,
+    LabEc2Instance, LabIamUser, LabOidcProvider, LabRole, LabServiceAccount, LabUser,
+    LabWorkloadIdentityPool, LabWorkloadIdentityUser, DEMO_ACCOUNT_ID, DEMO_AWS_PROVIDER,
+    DEMO_PARTNER_ACCOUNT_ID, DEMO_PARTNER_EXTERNAL_ID, DEMO_PARTNER_ROLE, DEMO_POOL,
+    DEMO_PROJECT_NUMBER,
 };
 pub use config::{
     oidc_trust_policy, DEMO_GITHUB_ISSUER, DEMO_GITHUB_REPOSITORY, DEMO_KUBERNETES_ISSUER,
@@ -591,7 +593,19 @@ fn validate(config: &LabConfig) -> Result<(), LabError> {
             )));
         }
     }
-    for role in &config.roles {
+    for account in &config.other_accounts {
+        if account.account_id.len() != 12
+            || !account.account_id.bytes().all(|b| b.is_ascii_digit())
+            || account.account_id == config.account_id
+        {
+            return Err(LabError::Config(format!(
+                "other account {:?} must be 12 digits and not the lab account",
+                account.account_id
+            )));
+        }
+    }
+    let other_roles = config.other_accounts.iter().flat_map(|a| &a.roles);
+    for role in config.roles.iter().chain(other_roles) {
         if let Err(e) = crate::policy::PolicyDocument::parse(&role.trust_policy) {
             return Err(LabError::Config(format!(
                 "the trust policy of role {} is invalid: {e}",

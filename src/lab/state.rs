@@ -50,6 +50,20 @@ pub(crate) struct IssuedAwsCredentials {
     pub arn: String,
     /// `AROA...:SESSION` or `AIDA...`.
     pub user_id: String,
+    /// Session tags, transitive keys and source identity (role sessions from `AssumeRole`).
+    pub session: LabSessionContext,
+}
+
+/// What a role session carries into the requests it signs: its session tags
+/// (`aws:PrincipalTag/K`), which of them pass to chained sessions, and its source identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LabSessionContext {
+    /// `(key, value)`, keys compared without regard to case as STS does.
+    pub tags: Vec<(String, String)>,
+    /// Keys of `tags` that chained sessions inherit.
+    pub transitive_tag_keys: Vec<String>,
+    /// Set once in a chain; every later session keeps it.
+    pub source_identity: Option<String>,
 }
 
 /// A snapshot of the lab's counters; tests use them to prove a cache made no upstream call.
@@ -295,6 +309,7 @@ impl LabState {
             expiration: None,
             arn: format!("arn:aws:iam::{}:user/{}", self.config.account_id, user.name),
             user_id: ids::user_unique_id(&self.config.account_id, &user.name),
+            session: LabSessionContext::default(),
         })
     }
 
@@ -306,8 +321,27 @@ impl LabState {
         session: &str,
         lifetime_secs: i64,
     ) -> (String, IssuedAwsCredentials) {
+        let account = self.config.account_id.clone();
+        self.issue_role_session_in(
+            &account,
+            role,
+            session,
+            lifetime_secs,
+            LabSessionContext::default(),
+        )
+    }
+
+    /// [`LabState::issue_role_session`] for a role of `account` (the lab's or another one),
+    /// carrying `context` (tags, source identity).
+    pub fn issue_role_session_in(
+        &self,
+        account: &str,
+        role: &str,
+        session: &str,
+        lifetime_secs: i64,
+        context: LabSessionContext,
+    ) -> (String, IssuedAwsCredentials) {
         let lifetime_secs = self.capped_lifetime(lifetime_secs);
-        let account = &self.config.account_id;
         let access_key_id = ids::temporary_access_key_id();
         let creds = IssuedAwsCredentials {
             secret_access_key: Secret::new(ids::secret_access_key()),
@@ -315,6 +349,7 @@ impl LabState {
             expiration: Some(OffsetDateTime::now_utc() + time::Duration::seconds(lifetime_secs)),
             arn: format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
             user_id: format!("{}:{session}", ids::role_unique_id(account, role)),
+            session: context,
         };
         self.record(creds.secret_access_key.expose());
         if let Some(token) = &creds.session_token {

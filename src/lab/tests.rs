@@ -540,6 +540,7 @@ async fn expired_lab_credentials_are_refused() {
             expiration: Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1)),
             arn: "arn:aws:sts::123456789012:assumed-role/gcp-deploy/x".into(),
             user_id: "AROAX:x".into(),
+            session: state::LabSessionContext::default(),
         },
     );
     let (status, body) = caller_identity(

@@ -8,8 +8,10 @@
 use time::OffsetDateTime;
 
 use crate::cache::{CacheError, CredentialCache};
+use crate::exchange::aws_chain::{assume_chain, RoleChain};
 use crate::exchange::aws_sts::{
-    exchange_web_identity, AssumedRole, ExchangeError, RetryPolicy, StsEndpoint, WebIdentityRequest,
+    exchange_web_identity, AssumedRole, ExchangeError, RetryPolicy, RoleArn, SessionName,
+    StsEndpoint, WebIdentityRequest,
 };
 use crate::source::SharedTokenSource;
 
@@ -21,13 +23,30 @@ pub struct AwsRoleProfile {
     pub request: WebIdentityRequest,
     pub endpoint: StsEndpoint,
     pub retry: RetryPolicy,
+    /// Roles assumed after the web identity one (`--chain-role`), signed with the previous
+    /// session's credentials; empty: the web identity role's credentials are the answer.
+    pub chain: RoleChain,
 }
 
 impl AwsRoleProfile {
+    /// The role whose credentials this profile hands out: the last of the chain, else the
+    /// web identity role.
+    pub fn final_role(&self) -> &RoleArn {
+        self.chain.roles().last().unwrap_or(&self.request.role_arn)
+    }
+
     /// The parts that identify this profile's cache entry: what is asked for and the identity
     /// behind the token source ([`crate::source::TokenSource::cached_identity`]); no secrets. `None`
     /// when that identity cannot be known now: then the cache is neither read nor written.
     pub fn cache_key(&self) -> Option<Vec<String>> {
+        let mut key = self.web_identity_cache_key()?;
+        key.extend(self.chain.cache_parts());
+        Some(key)
+    }
+
+    /// The web identity step's part of [`AwsRoleProfile::cache_key`] (the whole key without a
+    /// chain, so those entries keep their names).
+    fn web_identity_cache_key(&self) -> Option<Vec<String>> {
         let r = &self.request;
         let identity = self.token_source.cached_identity()?;
         Some(vec![
@@ -49,17 +68,53 @@ impl AwsRoleProfile {
         ])
     }
 
-    /// Always exchanges: mints a token and calls STS (with retries and one re-mint).
+    /// Always exchanges: mints a token and calls STS (with retries and one re-mint), then
+    /// assumes the chain's roles in turn. With a chain, the session policy narrows the final
+    /// role (the one handed out), not the web identity one.
     pub async fn fetch(&self, http: &reqwest::Client) -> Result<AssumedRole, ExchangeError> {
+        let started = std::time::Instant::now();
         let host = gethostname::gethostname().to_string_lossy().into_owned();
-        exchange_web_identity(
+        let first_request = match self.chain.is_empty() {
+            true => std::borrow::Cow::Borrowed(&self.request),
+            false => std::borrow::Cow::Owned(WebIdentityRequest {
+                policy: None,
+                policy_arns: Vec::new(),
+                ..self.request.clone()
+            }),
+        };
+        let first = exchange_web_identity(
             http,
             &self.endpoint,
-            &self.request,
+            &first_request,
             &self.retry,
             &host,
             &self.token_source.describe(),
             || self.token_source.fetch_for(http, &self.audience),
+        )
+        .await?;
+        if self.chain.is_empty() {
+            return Ok(first);
+        }
+        // The chained sessions carry the first session's name (given or derived), as STS
+        // answered it in the assumed-role ARN.
+        let session = match &self.request.session_name {
+            Some(name) => name.clone(),
+            None => first
+                .assumed_role_arn
+                .rsplit('/')
+                .next()
+                .and_then(|s| SessionName::parse(s).ok())
+                .unwrap_or_else(|| SessionName::parse("keyless").expect("a valid session name")),
+        };
+        assume_chain(
+            http,
+            &self.endpoint,
+            &self.chain,
+            first,
+            &session,
+            self.request.policy.as_deref(),
+            &self.request.policy_arns,
+            &self.retry.with_time_spent(started.elapsed()),
         )
         .await
     }
@@ -87,16 +142,16 @@ impl AwsRoleProfile {
             r.credentials.expiration
         });
         let Some(hit) = hit else {
-            tracing::debug!(role = %self.request.role_arn,
+            tracing::debug!(role = %self.final_role(),
                 "cache miss: no entry with more than twenty minutes left; exchanging");
             return None;
         };
         // The entry must be a session of the role asked for, whatever its file name says.
-        if !self.request.role_arn.is_assumed_by(&hit.assumed_role_arn) {
-            tracing::warn!(role = %self.request.role_arn, cached = %hit.assumed_role_arn, "ignoring a cache entry for another role");
+        if !self.final_role().is_assumed_by(&hit.assumed_role_arn) {
+            tracing::warn!(role = %self.final_role(), cached = %hit.assumed_role_arn, "ignoring a cache entry for another role");
             return None;
         }
-        tracing::debug!(role = %self.request.role_arn,
+        tracing::debug!(role = %self.final_role(),
             expires_at = %hit.credentials.expiration.map(crate::credentials::format_expiration).unwrap_or_default(),
             "cache hit: credentials from the cache");
         Some(hit)
