@@ -506,3 +506,258 @@ async fn verbose_logs_one_line_per_exchange_naming_identity_and_service_account(
     assert_eq!(exchanged["level"], "INFO");
     assert_eq!(exchanged["fields"]["role"], COPYCAT);
 }
+
+/// The lab's OIDC provider (`oidc-lab`) and a token file holding a CI job's token of its
+/// issuer, minted for `aud` by a job of `owner`'s repository.
+fn oidc_token_file(
+    w: &LabWorld,
+    name: &str,
+    aud: &str,
+    owner: &str,
+) -> (String, std::path::PathBuf) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let jwt = w.lab.sign_claims(&serde_json::json!({
+        "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": aud, "iat": now, "exp": now + 600,
+        "sub": format!("repo:{owner}/app:ref:refs/heads/main"),
+        "repository": format!("{owner}/app"), "repository_owner": owner,
+    }));
+    let path = w.home.home().join(name);
+    std::fs::write(&path, &jwt).unwrap();
+    (jwt, path)
+}
+
+impl LabWorld {
+    /// `keyless gcp ARGS --audience <the lab's OIDC provider> --token-source SOURCE`.
+    async fn gcp_oidc(&self, args: &[&str], source: &str) -> CommandOutput {
+        let provider = oidc_provider(self);
+        let mut all = vec![
+            "gcp",
+            args[0],
+            "--audience",
+            &provider,
+            "--token-source",
+            source,
+        ];
+        all.extend_from_slice(&args[1..]);
+        self.keyless_env(&all, &[]).await
+    }
+}
+
+fn oidc_provider(w: &LabWorld) -> String {
+    w.lab
+        .provider_audience(keyless::lab::DEMO_POOL, keyless::lab::DEMO_OIDC_PROVIDER)
+}
+
+/// `--token-source file:PATH` with a token for the OIDC provider's default audience (its
+/// https://iam.googleapis.com/ name): the federated token, then copycat's (bound to the
+/// repository owner's principalSet), which a Google API accepts. `subject-token` prints the
+/// JWT itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oidc_token_file_becomes_a_google_token_with_and_without_impersonation() {
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    let https_name = provider.replacen("//", "https://", 1);
+    let (jwt, path) = oidc_token_file(&w, "ci.jwt", &https_name, "keyless-lab");
+    let source = format!("file:{}", path.display());
+    let out = w.gcp_oidc(&["token", "--format", "json"], &source).await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(doc["aws_identity"], Value::Null);
+    assert_eq!(
+        doc["token_identity"],
+        format!(
+            "iss={} sub=repo:keyless-lab/app:ref:refs/heads/main",
+            keyless::lab::DEMO_OIDC_ISSUER
+        )
+    );
+    assert_eq!(
+        doc["federated_principal"],
+        "principal://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/subject/repo:keyless-lab/app:ref:refs/heads/main"
+    );
+
+    let out = w
+        .gcp_oidc(&["token", "--service-account", COPYCAT], &source)
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.storage_status(out.stdout.trim()).await, 200);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 2);
+
+    let out = w.gcp_oidc(&["subject-token"], &source).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.stdout.trim(), jwt);
+}
+
+/// What Google STS refuses comes back as exit 3 with the fields to check named: the token's
+/// iss/aud/sub, the provider's issuer URI, allowed audiences and condition, and Google's own
+/// description of what failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_refusals_exit_3_naming_the_field() {
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    let https_name = provider.replacen("//", "https://", 1);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let foreign = w.home.home().join("foreign.jwt");
+    std::fs::write(
+        &foreign,
+        w.lab.sign_claims(&serde_json::json!({
+            "iss": "https://evil.example", "aud": https_name, "iat": now, "exp": now + 600,
+            "sub": "x", "repository_owner": "keyless-lab",
+        })),
+    )
+    .unwrap();
+    let cases = [
+        (
+            oidc_token_file(&w, "aud.jwt", "sts.amazonaws.com", "keyless-lab").1,
+            "audience in ID Token [sts.amazonaws.com]",
+            "aud=sts.amazonaws.com",
+        ),
+        (
+            oidc_token_file(&w, "cond.jwt", &https_name, "intruder").1,
+            "rejected by the attribute condition",
+            "attribute condition must be true",
+        ),
+        (
+            foreign,
+            "issuer in ID Token https://evil.example",
+            "iss=https://evil.example",
+        ),
+    ];
+    for (path, google_says, we_say) in cases {
+        let source = format!("file:{}", path.display());
+        let out = w
+            .keyless_env(
+                &[
+                    "gcp",
+                    "token",
+                    "--audience",
+                    &provider,
+                    "--token-source",
+                    &source,
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(out.code(), 3, "{out}");
+        for want in [
+            google_says,
+            we_say,
+            "exchanging at Google STS",
+            "oidc.issuerUri",
+            "allowedAudiences",
+        ] {
+            assert!(out.stderr.contains(want), "{want} missing: {out}");
+        }
+    }
+    // The AWS-only flags say they do not apply; an unknown source lists `aws` with the others.
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "token",
+                "--audience",
+                &provider,
+                "--token-source",
+                "file:/x",
+                "--aws-profile",
+                "p",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("apply to --token-source aws"), "{out}");
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "token",
+                "--audience",
+                &provider,
+                "--token-source",
+                "gcloud",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("file:PATH, command:CMD, aws"), "{out}");
+}
+
+/// google-auth's identity_pool credentials, loading the external_account file `gcp config
+/// --token-source file:PATH` writes, read the token file, exchange and impersonate against the
+/// lab themselves; a source that is not a file needs --token-file, and says how to keep it fresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_identity_pool_refreshes_with_a_file_source_config() {
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    let https_name = provider.replacen("//", "https://", 1);
+    let (_, token) = oidc_token_file(&w, "ci.jwt", &https_name, "keyless-lab");
+    let config = w.home.home().join("gcp-oidc.json");
+    let google = w.lab.google_apis_url();
+    let sts = w.lab.google_sts_url();
+    let source = format!("file:{}", token.display());
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "config",
+                "--audience",
+                &provider,
+                "--token-source",
+                &source,
+                "--service-account",
+                COPYCAT,
+                "--token-url",
+                &sts,
+                "--iamcredentials-url",
+                &google,
+                "--output",
+                config.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(
+        written["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    assert_eq!(
+        written["credential_source"]["file"],
+        token.to_str().unwrap()
+    );
+    let python = w.home.python(
+        "google_auth_refresh.py",
+        [
+            config.to_str().unwrap(),
+            &format!("{google}/storage/v1/b?project=keyless-lab"),
+        ],
+    );
+    let out = w.run(python).await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(
+        doc["credentials"], "google.auth.identity_pool.Credentials",
+        "{out}"
+    );
+    assert_eq!(doc["status"], 200, "{out}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "config",
+                "--audience",
+                &provider,
+                "--token-source",
+                "command:cat /dev/null",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("--token-file"), "{out}");
+    assert!(out.stderr.contains("keyless aws token-file --path FILE --token-source command:cat /dev/null --audience https://iam.googleapis.com/projects/424242424242"), "{out}");
+}

@@ -301,9 +301,11 @@ pub fn exit_code_for(error: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<crate::refresh::GcpFlowError>() {
             return match e {
                 crate::refresh::GcpFlowError::AwsSource(source) => aws_source_exit_code(source),
+                crate::refresh::GcpFlowError::TokenSource { error, .. } => source_exit_code(error),
                 _ if e.is_refusal() => exit_code::REFUSED,
                 _ if e.is_transient() => exit_code::UNAVAILABLE,
-                crate::refresh::GcpFlowError::NeedsServiceAccount => exit_code::USAGE,
+                crate::refresh::GcpFlowError::NeedsServiceAccount
+                | crate::refresh::GcpFlowError::InvalidSettings(_) => exit_code::USAGE,
                 _ => exit_code::FAILURE,
             };
         }
