@@ -948,4 +948,22 @@ async fn google_auth_uses_the_endpoint_with_a_jwt_source() {
         "{doc}"
     );
     assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+
+    // The token file now holds another subject: the next request is not served the previous
+    // subject's token, it is exchanged anew.
+    let path = "/computeMetadata/v1/instance/service-accounts/default/token";
+    assert_eq!(server.get(path).await.0, 200);
+    assert_eq!(
+        w.lab.stats().google_sts_exchanges,
+        1,
+        "still the same subject"
+    );
+    let other = w.lab.sign_claims(&serde_json::json!({
+        "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": provider, "iat": now, "exp": now + 600,
+        "sub": "repo:keyless-lab/other:ref:refs/heads/main", "repository_owner": "keyless-lab",
+    }));
+    w.home.write_token("ci.jwt", &other);
+    let (status, _, body) = server.get(path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 2);
 }
