@@ -585,6 +585,26 @@ async fn an_oidc_token_file_becomes_a_google_token_with_and_without_impersonatio
     let out = w.gcp_oidc(&["subject-token"], &source).await;
     assert_eq!(out.code(), 0, "{out}");
     assert_eq!(out.stdout.trim(), jwt);
+
+    // An ID token for copycat, minted with the federated token of the OIDC identity.
+    let out = w
+        .gcp_oidc(
+            &[
+                "id-token",
+                "--service-account",
+                COPYCAT,
+                "--target-audience",
+                "https://run.example.com",
+            ],
+            &source,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let claims =
+        keyless::source::IdToken::parse(keyless::secret::Secret::new(out.stdout.trim()), "test")
+            .unwrap();
+    assert_eq!(claims.claims().email.as_deref(), Some(COPYCAT));
+    assert_eq!(claims.claims().aud, "https://run.example.com");
 }
 
 /// What Google STS refuses comes back as exit 3 with the fields to check named: the token's
