@@ -548,19 +548,20 @@ fn oidc_provider(w: &LabWorld) -> String {
         .provider_audience(keyless::lab::DEMO_POOL, keyless::lab::DEMO_OIDC_PROVIDER)
 }
 
-/// `--token-source file:PATH` with a token for the OIDC provider's default audience (its
-/// https://iam.googleapis.com/ name): the federated token, then copycat's (bound to the
+/// `--token-source file:PATH` with a token for one of the OIDC provider's default audiences
+/// (its name): the federated token, then copycat's (bound to the
 /// repository owner's principalSet), which a Google API accepts. `subject-token` prints the
 /// JWT itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_oidc_token_file_becomes_a_google_token_with_and_without_impersonation() {
     let w = LabWorld::start().await;
     let provider = oidc_provider(&w);
-    let https_name = provider.replacen("//", "https://", 1);
-    let (jwt, path) = oidc_token_file(&w, "ci.jwt", &https_name, "keyless-lab");
+    // The provider's name with `//` in front: accepted like the https:// one, without a warning.
+    let (jwt, path) = oidc_token_file(&w, "ci.jwt", &provider, "keyless-lab");
     let source = format!("file:{}", path.display());
     let out = w.gcp_oidc(&["token", "--format", "json"], &source).await;
     assert_eq!(out.code(), 0, "{out}");
+    assert!(!out.stderr.contains("audience is not"), "{out}");
     let doc = out.json();
     assert_eq!(doc["aws_identity"], Value::Null);
     assert_eq!(
@@ -667,6 +668,13 @@ async fn oidc_refusals_exit_3_naming_the_field() {
         ] {
             assert!(out.stderr.contains(want), "{want} missing: {out}");
         }
+        // Only the token minted for another audience is warned about before the refusal.
+        assert_eq!(
+            out.stderr
+                .contains("is not one the provider accepts by default"),
+            google_says.starts_with("audience"),
+            "{out}"
+        );
     }
     // The AWS-only flags say they do not apply; an unknown source lists `aws` with the others.
     let out = w

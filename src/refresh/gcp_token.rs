@@ -233,7 +233,7 @@ impl GcpTokenProfile {
                 let token = self
                     .retry
                     .budget()
-                    .within_deadline(source.fetch_for(http, audience))
+                    .within_deadline(self.fetch_jwt(source, http, audience))
                     .await
                     .map_err(|timed_out| {
                         failed(SourceError::TimedOut {
@@ -248,6 +248,31 @@ impl GcpTokenProfile {
                 Ok((SubjectToken::Jwt(token), FederatedSubject::Jwt(claims)))
             }
         }
+    }
+
+    /// The source's token for `audience`; like [`crate::source::TokenSource::fetch_for`], warns
+    /// when a source that cannot choose its audience gives a token Google will refuse. A
+    /// provider without allowedAudiences accepts its name with `https://iam.googleapis.com/` or
+    /// `//iam.googleapis.com/` in front, so the default audience stands for both.
+    async fn fetch_jwt(
+        &self,
+        source: &SharedTokenSource,
+        http: &reqwest::Client,
+        audience: &str,
+    ) -> Result<crate::source::IdToken, SourceError> {
+        let token = source.fetch(http, audience).await?;
+        let aud = &token.claims().aud;
+        let default = audience == default_token_audience(&self.audience);
+        let accepted = aud.contains(audience) || (default && aud.contains(&self.audience));
+        if !source.chooses_audience() && !accepted {
+            tracing::warn!(
+                source = %source.describe(),
+                token_audience = %aud,
+                expected = %audience,
+                "the token's audience is not one the provider accepts by default; Google STS will refuse it unless the provider lists it in allowedAudiences (mint the token for the expected audience, or pass --token-audience)"
+            );
+        }
+        Ok(token)
     }
 
     /// The federated token (the subject as a principal of the pool) and who it stands for.
