@@ -789,3 +789,63 @@ async fn google_auth_identity_pool_refreshes_with_a_file_source_config() {
     assert!(out.stderr.contains("--token-file"), "{out}");
     assert!(out.stderr.contains("keyless aws token-file --path FILE --token-source command:cat /dev/null --audience https://iam.googleapis.com/projects/424242424242"), "{out}");
 }
+
+/// A keyless.toml AWS → GCP profile names the token source (a `file:` path relative to the
+/// file) and the service account; `gcp token --config-profile` uses them, and the command line
+/// still wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_profile_names_the_token_source() {
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    let dir = w.home.home().join("etc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, token) = oidc_token_file(&w, "etc/ci.jwt", &provider, "keyless-lab");
+    let (_, intruder) = oidc_token_file(&w, "intruder.jwt", &provider, "intruder");
+    let config = dir.join("keyless.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.ci]\naudience = \"{provider}\"\ntoken_source = \"file:ci.jwt\"\n\
+             service_account = \"{COPYCAT}\"\n"
+        ),
+    )
+    .unwrap();
+    assert!(token.starts_with(&dir));
+    let config = config.display().to_string();
+    let out = w
+        .keyless_env(
+            &[
+                "--config",
+                &config,
+                "--config-profile",
+                "ci",
+                "gcp",
+                "token",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.storage_status(out.stdout.trim()).await, 200);
+    let flag = format!("file:{}", intruder.display());
+    let out = w
+        .keyless_env(
+            &[
+                "--config",
+                &config,
+                "--config-profile",
+                "ci",
+                "gcp",
+                "token",
+                "--token-source",
+                &flag,
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        out.code(),
+        3,
+        "the flag's token, refused by the condition: {out}"
+    );
+}
