@@ -318,8 +318,7 @@ fn verify_oidc_token(
     let keys: JwkSet = match &provider.jwks_json {
         Some(jwks) => serde_json::from_str(jwks)
             .map_err(|e| grant(format!("The provider's jwksJson is not a JWK set: {e}.")))?,
-        // The lab's issuers publish the lab's key in their discovery documents.
-        None => serde_json::from_value(json!({"keys": [state.key.jwk()]}))
+        None => discovered_keys(state, &provider.issuer_uri)
             .map_err(|e| grant(format!("The issuer's JWKS could not be read: {e}.")))?,
     };
     let key = match &header.kid {
@@ -536,6 +535,13 @@ fn verify_subject_token(
         return Err(aws_refused("SignatureDoesNotMatch", &message));
     }
     Ok(caller)
+}
+
+/// The keys `issuer`'s discovery document points at, as Google fetches them for a provider
+/// without `jwksJson`. Every issuer the lab signs for ([`super::Lab::sign_claims`]) publishes
+/// the lab's key; an issuer the lab serves with keys of its own belongs here.
+fn discovered_keys(state: &LabState, _issuer: &str) -> Result<JwkSet, serde_json::Error> {
+    serde_json::from_value(json!({"keys": [state.key.jwk()]}))
 }
 
 /// Applies the provider's attribute condition; refusals explain which values made it false.
