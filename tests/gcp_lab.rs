@@ -849,3 +849,95 @@ async fn a_config_profile_names_the_token_source() {
         "the flag's token, refused by the condition: {out}"
     );
 }
+
+/// google-auth's identity_pool credentials accept the `url` credential source keyless writes
+/// for GitHub Actions (`gcp config --token-source github`): they GET the job's token service
+/// with its bearer token, read the JWT from `value`, and exchange it at the lab. The token
+/// service here is a stand-in that, like GitHub's, refuses another bearer token and mints for
+/// the audience asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_identity_pool_reads_a_url_source() {
+    use axum::extract::{Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use keyless::deliver::external_account::{
+        external_account_config, ExternalAccountOptions, JwtCredentialSource,
+    };
+
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    type Service = (
+        std::sync::Arc<keyless::lab::Lab>,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    );
+    async fn token(
+        State((lab, asked)): State<Service>,
+        headers: HeaderMap,
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> Result<axum::Json<Value>, StatusCode> {
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer job-token") {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+        let audience = query.get("audience").cloned().unwrap_or_default();
+        asked.lock().unwrap().push(audience.clone());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let jwt = lab.sign_claims(&serde_json::json!({
+            "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": audience, "iat": now, "exp": now + 300,
+            "sub": "repo:keyless-lab/app:ref:refs/heads/main", "repository_owner": "keyless-lab",
+        }));
+        Ok(axum::Json(serde_json::json!({"count": 1, "value": jwt})))
+    }
+    let lab = std::sync::Arc::new(
+        keyless::lab::Lab::start(keyless::lab::LabConfig::demo())
+            .await
+            .unwrap(),
+    );
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = format!(
+        "http://{}/token?api-version=2.0",
+        listener.local_addr().unwrap()
+    );
+    let app = axum::Router::new()
+        .route("/token", axum::routing::get(token))
+        .with_state((lab.clone(), asked.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // The configuration keyless writes for `--token-source github` in a job with these variables.
+    let audience = provider.replacen("//", "https://", 1);
+    let encoded: String = url::form_urlencoded::byte_serialize(audience.as_bytes()).collect();
+    let config = external_account_config(&ExternalAccountOptions {
+        audience: provider.clone(),
+        service_account: Some(COPYCAT.into()),
+        token_lifetime_seconds: None,
+        enable_imdsv2: false,
+        token_url: Some(lab.google_sts_url()),
+        iamcredentials_url: Some(lab.google_apis_url()),
+        jwt_source: Some(JwtCredentialSource::Url {
+            url: format!("{service}&audience={encoded}"),
+            headers: [(
+                "Authorization".to_string(),
+                keyless::secret::Secret::new("Bearer job-token"),
+            )]
+            .into(),
+            subject_token_field_name: "value".into(),
+        }),
+    });
+    let path = w.home.home().join("gcp-github.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let python = w.home.python(
+        "google_auth_refresh.py",
+        [
+            path.to_str().unwrap(),
+            &format!("{}/storage/v1/b?project=keyless-lab", lab.google_apis_url()),
+        ],
+    );
+    let out = w.run(python).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(
+        out.json()["credentials"],
+        "google.auth.identity_pool.Credentials"
+    );
+    assert_eq!(out.json()["status"], 200, "{out}");
+    assert_eq!(*asked.lock().unwrap(), [audience]);
+    assert_eq!(lab.stats().google_sts_exchanges, 1);
+}

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::credentials::format_expiration;
 use crate::deliver::env;
 use crate::deliver::external_account::{
-    external_account_config, normalize_audience, ExternalAccountOptions,
+    external_account_config, normalize_audience, ExternalAccountOptions, JwtCredentialSource,
 };
 use crate::deliver::record::DeliveryRecord;
 use crate::deliver::server;
@@ -203,10 +203,16 @@ pub struct ConfigArgs {
     pub provider: ProviderArgs,
 
     /// Where the SDKs find the subject: aws (their own AWS support) or a JWT source (its token
-    /// file: file:PATH and k8s[:PATH] name one; for the others, --token-file).
+    /// file: file:PATH and k8s[:PATH] name one; github: its token service's URL; for the
+    /// others, --token-file).
     #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = AWS_TOKEN_SOURCE,
           value_parser = parse_token_source)]
     pub token_source: TokenSourceSpec,
+
+    /// The audience the SDKs ask GitHub's token service for (default: https://iam.googleapis.com/
+    /// followed by the provider's name).
+    #[arg(long, env = "KEYLESS_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
 
     /// For a JWT source that is not a file: the token file the SDKs read, which keyless keeps
     /// fresh (e.g. `keyless aws token-file --path FILE --token-source SRC --audience AUD`).
@@ -344,7 +350,7 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                 enable_imdsv2: args.enable_imdsv2,
                 token_url: Some(args.provider.token_url.to_string()),
                 iamcredentials_url: Some(args.provider.iamcredentials_url.to_string()),
-                token_file: config_token_file(&args)?,
+                jwt_source: config_jwt_source(&args, |name| std::env::var(name).ok())?,
             });
             let text = serde_json::to_string_pretty(&config)? + "\n";
             match &args.output {
@@ -503,15 +509,21 @@ fn invalid(message: String) -> anyhow::Error {
     crate::refresh::GcpFlowError::InvalidSettings(message).into()
 }
 
-/// The token file an `external_account` configuration for a JWT source names: `--token-file`,
-/// else the file a `file:PATH` or `k8s:PATH` source reads; `None` for the AWS provider.
-fn config_token_file(args: &ConfigArgs) -> anyhow::Result<Option<PathBuf>> {
+/// Where an `external_account` configuration for a JWT source has the SDKs read the token:
+/// `--token-file`, else the file a `file:PATH` or `k8s:PATH` source reads, else for `github`
+/// the job's token service (as google-github-actions/auth configures it); `None` for the AWS
+/// provider. `env` reads the environment.
+fn config_jwt_source(
+    args: &ConfigArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<JwtCredentialSource>> {
     let spec = &args.token_source;
     if spec.name() == AWS_TOKEN_SOURCE {
-        if args.token_file.is_some() {
+        if args.token_file.is_some() || args.token_audience.is_some() {
             return Err(invalid(
-                "--token-file applies to a JWT source (--token-source file:PATH, k8s, github...); \
-                 with --token-source aws the SDKs prove the AWS identity themselves"
+                "--token-file and --token-audience apply to a JWT source (--token-source \
+                 file:PATH, k8s, github...); with --token-source aws the SDKs prove the AWS \
+                 identity themselves"
                     .into(),
             ));
         }
@@ -522,19 +534,57 @@ fn config_token_file(args: &ConfigArgs) -> anyhow::Result<Option<PathBuf>> {
             "--enable-imdsv2 applies to --token-source aws, not to {spec}"
         )));
     }
+    let provider = normalize_audience(&args.provider.audience);
+    let audience = args
+        .token_audience
+        .clone()
+        .unwrap_or_else(|| default_token_audience(&provider));
     let path = match (&args.token_file, spec.name(), spec.argument()) {
         (Some(path), _, _) => path.clone(),
         (None, "file" | "k8s", Some(path)) => PathBuf::from(path),
+        (None, "github", None) => return github_token_service(&audience, env).map(Some),
         _ => {
             return Err(invalid(format!(
                 "the SDKs read an OIDC token from a file, and {spec} is not one: pass --token-file \
                  FILE and keep FILE fresh with `keyless aws token-file --path FILE --token-source \
-                 {spec} --audience {}`",
-                default_token_audience(&normalize_audience(&args.provider.audience))
+                 {spec} --audience {audience}`"
             )))
         }
     };
-    Ok(Some(std::path::absolute(&path).unwrap_or(path)))
+    Ok(Some(JwtCredentialSource::File(
+        std::path::absolute(&path).unwrap_or(path),
+    )))
+}
+
+/// GitHub Actions' token service as a `url` credential source: the job's
+/// `ACTIONS_ID_TOKEN_REQUEST_URL` with `&audience=`, its bearer token as a header (a secret in
+/// the written file, valid for the job only), the JWT in the answer's `value`.
+fn github_token_service(
+    audience: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<JwtCredentialSource> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let (Some(url), Some(token)) = (
+        var("ACTIONS_ID_TOKEN_REQUEST_URL"),
+        var("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
+    ) else {
+        return Err(invalid(
+            "ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set: run \
+             this in a GitHub Actions job with `permissions: id-token: write`, or pass \
+             --token-file FILE"
+                .into(),
+        ));
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let audience: String = url::form_urlencoded::byte_serialize(audience.as_bytes()).collect();
+    Ok(JwtCredentialSource::Url {
+        url: format!("{url}{separator}audience={audience}"),
+        headers: std::collections::BTreeMap::from([(
+            "Authorization".to_string(),
+            crate::secret::Secret::new(format!("Bearer {token}")),
+        )]),
+        subject_token_field_name: "value".to_string(),
+    })
 }
 
 /// The subject `--token-source` names for the provider `audience` (normalised): the AWS
@@ -660,4 +710,72 @@ fn token_json(
         "federated_principal": principal,
         "service_account": token.service_account,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Config {
+        #[command(flatten)]
+        args: ConfigArgs,
+    }
+
+    fn config_args(extra: &[&str]) -> ConfigArgs {
+        let mut argv = vec![
+            "config",
+            "--audience",
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh",
+        ];
+        argv.extend_from_slice(extra);
+        Config::try_parse_from(argv).unwrap().args
+    }
+
+    /// `github` (registered by its source) points the SDKs at the job's token service, as
+    /// google-github-actions/auth does; without the job's variables it says what is missing.
+    #[test]
+    fn a_github_config_reads_the_jobs_token_service() {
+        let mut args = config_args(&[]);
+        args.token_source = TokenSourceSpec::new("github", None).unwrap();
+        let env = |name: &str| match name {
+            "ACTIONS_ID_TOKEN_REQUEST_URL" => {
+                Some("https://pipelines.example/token?api-version=2.0".to_string())
+            }
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN" => Some("request-token".to_string()),
+            _ => None,
+        };
+        let Some(JwtCredentialSource::Url {
+            url,
+            headers,
+            subject_token_field_name,
+        }) = config_jwt_source(&args, env).unwrap()
+        else {
+            panic!("a url source");
+        };
+        assert_eq!(
+            url,
+            "https://pipelines.example/token?api-version=2.0&audience=https%3A%2F%2Fiam.googleapis.com%2Fprojects%2F1%2Flocations%2Fglobal%2FworkloadIdentityPools%2Fp%2Fproviders%2Fgh"
+        );
+        assert_eq!(headers["Authorization"].expose(), "Bearer request-token");
+        assert_eq!(subject_token_field_name, "value");
+        let error = config_jwt_source(&args, |_| None).unwrap_err().to_string();
+        assert!(error.contains("permissions: id-token: write"), "{error}");
+
+        // --token-file wins; file: names its own file; aws takes neither.
+        args.token_file = Some("/run/gh.jwt".into());
+        assert!(matches!(
+            config_jwt_source(&args, env).unwrap(),
+            Some(JwtCredentialSource::File(p)) if p == std::path::Path::new("/run/gh.jwt")
+        ));
+        let args = config_args(&["--token-source", "file:/t.jwt"]);
+        assert!(matches!(
+            config_jwt_source(&args, env).unwrap(),
+            Some(JwtCredentialSource::File(p)) if p == std::path::Path::new("/t.jwt")
+        ));
+        let args = config_args(&["--token-file", "/t.jwt"]);
+        assert!(config_jwt_source(&args, env).is_err());
+        assert!(config_jwt_source(&config_args(&[]), env).unwrap().is_none());
+    }
 }

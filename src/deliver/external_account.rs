@@ -13,9 +13,12 @@
 //! Kubernetes projected token or any file:PATH is such a file already; for other sources keyless
 //! keeps one fresh (`keyless aws token-file`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
+
+use crate::secret::Secret;
 
 use crate::exchange::google_sts::{
     AWS_SUBJECT_TOKEN_TYPE, DEFAULT_TOKEN_URL, JWT_SUBJECT_TOKEN_TYPE,
@@ -35,9 +38,23 @@ pub struct ExternalAccountOptions {
     pub enable_imdsv2: bool,
     pub token_url: Option<String>,
     pub iamcredentials_url: Option<String>,
-    /// `Some`: an OIDC provider's configuration, the SDKs reading the JWT from this file (an
-    /// absolute path); `None`: the AWS provider's (`aws1`).
-    pub token_file: Option<PathBuf>,
+    /// `Some`: an OIDC provider's configuration, the SDKs reading the JWT from there; `None`:
+    /// the AWS provider's (`aws1`).
+    pub jwt_source: Option<JwtCredentialSource>,
+}
+
+/// Where google-auth's `identity_pool` credentials read an OIDC token on every refresh.
+#[derive(Clone, Debug)]
+pub enum JwtCredentialSource {
+    /// A file holding the JWT (an absolute path).
+    File(PathBuf),
+    /// A URL answering JSON with the JWT in `subject_token_field_name` (GitHub Actions' token
+    /// service); the headers (a bearer token) are secrets written into the configuration.
+    Url {
+        url: String,
+        headers: BTreeMap<String, Secret>,
+        subject_token_field_name: String,
+    },
 }
 
 /// The document, field names exactly as google-auth reads them.
@@ -64,6 +81,16 @@ pub enum CredentialSource {
     Aws(AwsCredentialSource),
     /// A JWT in a file, re-read on every refresh (`identity_pool` credentials).
     File(FileCredentialSource),
+    /// A JWT fetched from a URL on every refresh (`identity_pool` credentials).
+    Url(UrlCredentialSource),
+}
+
+/// `{"url": URL, "headers": {...}, "format": {"type": "json", "subject_token_field_name": F}}`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct UrlCredentialSource {
+    pub url: String,
+    pub headers: BTreeMap<String, Secret>,
+    pub format: SubjectTokenFormat,
 }
 
 /// `{"file": PATH, "format": {"type": "text"}}`: the whole file is the token.
@@ -78,6 +105,9 @@ pub struct FileCredentialSource {
 pub struct SubjectTokenFormat {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// For `json`: the field holding the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_token_field_name: Option<String>,
 }
 
 /// `service_account_impersonation` block.
@@ -117,7 +147,7 @@ pub fn external_account_config(options: &ExternalAccountOptions) -> ExternalAcco
     ExternalAccountConfig {
         kind: "external_account",
         audience: normalize_audience(&options.audience),
-        subject_token_type: match options.token_file {
+        subject_token_type: match options.jwt_source {
             Some(_) => JWT_SUBJECT_TOKEN_TYPE,
             None => AWS_SUBJECT_TOKEN_TYPE,
         },
@@ -136,10 +166,25 @@ pub fn external_account_config(options: &ExternalAccountOptions) -> ExternalAcco
             .token_url
             .clone()
             .unwrap_or_else(|| DEFAULT_TOKEN_URL.to_string()),
-        credential_source: match &options.token_file {
-            Some(path) => CredentialSource::File(FileCredentialSource {
+        credential_source: match &options.jwt_source {
+            Some(JwtCredentialSource::File(path)) => CredentialSource::File(FileCredentialSource {
                 file: path.display().to_string(),
-                format: SubjectTokenFormat { kind: "text" },
+                format: SubjectTokenFormat {
+                    kind: "text",
+                    subject_token_field_name: None,
+                },
+            }),
+            Some(JwtCredentialSource::Url {
+                url,
+                headers,
+                subject_token_field_name,
+            }) => CredentialSource::Url(UrlCredentialSource {
+                url: url.clone(),
+                headers: headers.clone(),
+                format: SubjectTokenFormat {
+                    kind: "json",
+                    subject_token_field_name: Some(subject_token_field_name.clone()),
+                },
             }),
             None => CredentialSource::Aws(AwsCredentialSource {
                 environment_id: "aws1",
@@ -170,7 +215,7 @@ mod tests {
             enable_imdsv2: true,
             token_url: None,
             iamcredentials_url: None,
-            token_file: None,
+            jwt_source: None,
         });
         let json = serde_json::to_value(&config).unwrap();
         assert_eq!(
@@ -203,7 +248,7 @@ mod tests {
             enable_imdsv2: false,
             token_url: Some("http://127.0.0.1:1/v1/token".into()),
             iamcredentials_url: None,
-            token_file: None,
+            jwt_source: None,
         });
         let json = serde_json::to_value(&config).unwrap();
         assert!(json.get("service_account_impersonation_url").is_none());
@@ -224,7 +269,9 @@ mod tests {
             enable_imdsv2: false,
             token_url: None,
             iamcredentials_url: None,
-            token_file: Some("/var/run/secrets/tokens/gcp".into()),
+            jwt_source: Some(JwtCredentialSource::File(
+                "/var/run/secrets/tokens/gcp".into(),
+            )),
         });
         let json = serde_json::to_value(&config).unwrap();
         assert_eq!(
@@ -239,5 +286,39 @@ mod tests {
             .as_str()
             .unwrap()
             .ends_with("sa@p.iam.gserviceaccount.com:generateAccessToken"));
+    }
+
+    #[test]
+    fn a_url_source_reads_json_with_its_headers_and_debug_hides_them() {
+        let config = external_account_config(&ExternalAccountOptions {
+            audience: "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh".into(),
+            service_account: None,
+            token_lifetime_seconds: None,
+            enable_imdsv2: false,
+            token_url: None,
+            iamcredentials_url: None,
+            jwt_source: Some(JwtCredentialSource::Url {
+                url: "https://token.example/?api-version=2.0&audience=a".into(),
+                headers: BTreeMap::from([(
+                    "Authorization".to_string(),
+                    Secret::new("Bearer request-token"),
+                )]),
+                subject_token_field_name: "value".into(),
+            }),
+        });
+        assert!(!format!("{config:?}").contains("request-token"));
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            json["credential_source"],
+            serde_json::json!({
+                "url": "https://token.example/?api-version=2.0&audience=a",
+                "headers": {"Authorization": "Bearer request-token"},
+                "format": {"type": "json", "subject_token_field_name": "value"}
+            })
+        );
+        assert_eq!(
+            json["subject_token_type"],
+            "urn:ietf:params:oauth:token-type:jwt"
+        );
     }
 }
