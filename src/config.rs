@@ -25,6 +25,9 @@ use crate::exchange::aws_chain::RoleChain;
 use crate::exchange::aws_sts::{RetryPolicy, RoleArn, SessionName, StsEndpoint};
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
+use crate::refresh::gcp_token::{
+    default_token_audience, parse_token_source, GcpSubject, AWS_TOKEN_SOURCE,
+};
 use crate::refresh::{AwsRoleProfile, GcpTokenProfile};
 use crate::source::aws::{AwsIdentitySource, AwsSourceError, AwsSourceOptions};
 use crate::source::google::{DEFAULT_AWS_AUDIENCE, DEFAULT_IAMCREDENTIALS_URL};
@@ -147,6 +150,10 @@ pub struct SessionPolicy {
 pub struct AwsToGcpProfile {
     /// Normalised to `//iam.googleapis.com/projects/N/locations/global/...`.
     pub audience: String,
+    /// `aws` (the AWS identity; the default) or a JWT source (`file:` paths made absolute).
+    pub token_source: TokenSourceSpec,
+    /// The audience a JWT source mints for (default: the provider's https:// name).
+    pub token_audience: Option<String>,
     pub service_account: Option<String>,
     pub scopes: Vec<String>,
     pub lifetime: Option<u32>,
@@ -291,15 +298,38 @@ impl AwsToGcpProfile {
     /// endpoints the file leaves out come from `KEYLESS_TOKEN_URL` and
     /// `KEYLESS_IAMCREDENTIALS_URL`, else Google's.
     pub async fn token_profile(&self) -> Result<GcpTokenProfile, ProfileBuildError> {
-        let aws = AwsIdentitySource::resolve(AwsSourceOptions {
-            profile: self.aws_profile.clone(),
-            region: self.aws_region.clone(),
-            assume_role: self.assume_role.clone(),
-            assume_role_session_name: None,
-        })
-        .await?;
+        let iamcredentials_url = match &self.iamcredentials_url {
+            Some(url) => url.clone(),
+            None => UpstreamUrl::from_env("KEYLESS_IAMCREDENTIALS_URL")?
+                .unwrap_or_else(|| UpstreamUrl::builtin(DEFAULT_IAMCREDENTIALS_URL)),
+        };
+        let subject = if self.token_source.name() == AWS_TOKEN_SOURCE {
+            GcpSubject::Aws(
+                AwsIdentitySource::resolve(AwsSourceOptions {
+                    profile: self.aws_profile.clone(),
+                    region: self.aws_region.clone(),
+                    assume_role: self.assume_role.clone(),
+                    assume_role_session_name: None,
+                })
+                .await?,
+            )
+        } else {
+            GcpSubject::Jwt {
+                source: crate::source::registry::build(
+                    &self.token_source,
+                    &SourceContext {
+                        iamcredentials_url: Some(iamcredentials_url.clone()),
+                        ..SourceContext::default()
+                    },
+                )?,
+                audience: self
+                    .token_audience
+                    .clone()
+                    .unwrap_or_else(|| default_token_audience(&self.audience)),
+            }
+        };
         Ok(GcpTokenProfile {
-            aws,
+            subject,
             audience: self.audience.clone(),
             scopes: self.scopes.clone(),
             token_url: match &self.token_url {
@@ -307,11 +337,7 @@ impl AwsToGcpProfile {
                 None => UpstreamUrl::from_env("KEYLESS_TOKEN_URL")?
                     .unwrap_or_else(|| UpstreamUrl::builtin(DEFAULT_TOKEN_URL)),
             },
-            iamcredentials_url: match &self.iamcredentials_url {
-                Some(url) => url.clone(),
-                None => UpstreamUrl::from_env("KEYLESS_IAMCREDENTIALS_URL")?
-                    .unwrap_or_else(|| UpstreamUrl::builtin(DEFAULT_IAMCREDENTIALS_URL)),
-            },
+            iamcredentials_url,
             impersonation: self.service_account.as_ref().map(|sa| Impersonation {
                 service_account: sa.clone(),
                 scopes: self.scopes.clone(),
@@ -580,13 +606,12 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 /// Keys both directions have.
-const COMMON_KEYS: &[&str] = &["audience", "iamcredentials_url"];
+const COMMON_KEYS: &[&str] = &["audience", "iamcredentials_url", "token_source"];
 /// Keys about the profile's endpoints, either direction; never inherited from `[defaults]`.
 const LISTENER_KEYS: &[&str] = &["allowed_hosts"];
 /// GCP → AWS keys (flags of `keyless aws`) and its channels.
 const GCP_TO_AWS_KEYS: &[&str] = &[
     "role_arn",
-    "token_source",
     "session_name",
     "duration",
     "region",
@@ -622,6 +647,7 @@ const AWS_TO_GCP_KEYS: &[&str] = &[
     "aws_region",
     "assume_role",
     "token_url",
+    "token_audience",
 ];
 const AWS_TO_GCP_CHANNELS: &[&str] = &["gce_metadata_listen"];
 
@@ -1547,6 +1573,57 @@ impl Checker<'_> {
         });
         let token_url = self.opt_url(ctx, "token_url");
         let iamcredentials_url = self.opt_url(ctx, "iamcredentials_url");
+        let token_source = match ctx.keys.get("token_source") {
+            Some((_, v)) => self
+                .string(v, &ctx.dotted("token_source"))
+                .and_then(|text| match parse_token_source(&text) {
+                    // A relative `file:` path is relative to keyless.toml.
+                    Ok(spec) => match (spec.name(), spec.argument()) {
+                        ("file", Some(path)) => {
+                            Some(spec.with_argument(self.resolve(path).display().to_string()))
+                        }
+                        _ => Some(spec),
+                    },
+                    Err(e) => {
+                        self.invalid(
+                            v,
+                            &ctx.dotted("token_source"),
+                            format!("token_source {text:?} is not a token source: {e}"),
+                            &format!(
+                                "use {AWS_TOKEN_SOURCE} (the default) or one of {}",
+                                crate::source::registry::spellings()
+                            ),
+                        );
+                        None
+                    }
+                }),
+            None => Some(TokenSourceSpec::new(AWS_TOKEN_SOURCE, None).expect("a valid spec")),
+        };
+        let token_audience = ctx
+            .keys
+            .get("token_audience")
+            .and_then(|(_, v)| self.string(v, &ctx.dotted("token_audience")));
+        if let Some(spec) = token_source.as_ref() {
+            let aws_keys: &[&str] = if spec.name() == AWS_TOKEN_SOURCE {
+                &["token_audience"]
+            } else {
+                &["aws_profile", "aws_region", "assume_role"]
+            };
+            for key in aws_keys {
+                if let Some((k, _)) = ctx.keys.get(key) {
+                    self.problem(
+                        ProblemKind::InvalidValue,
+                        k.span(),
+                        &ctx.dotted(key),
+                        format!("{key} does not apply to token_source = {:?}", spec.to_string()),
+                        Some(match spec.name() {
+                            AWS_TOKEN_SOURCE => "token_audience is the audience of a JWT source's token; the AWS identity is bound to audience itself: remove it".into(),
+                            _ => format!("{key} applies to token_source = \"aws\" (the AWS identity): remove it"),
+                        }),
+                    );
+                }
+            }
+        }
         let mut channels = Vec::new();
         if let Some((_, v)) = ctx.keys.get("gce_metadata_listen") {
             if let Some(listen) = self.listen(v, ctx, "gce_metadata_listen", claims) {
@@ -1560,6 +1637,8 @@ impl Checker<'_> {
         }
         Some(AwsToGcpProfile {
             audience: audience?,
+            token_source: token_source?,
+            token_audience,
             service_account,
             scopes,
             lifetime,
@@ -2081,6 +2160,57 @@ gce_metadata_listen = "127.0.0.1:9912"
             b.region.as_ref().map(Region::as_str),
             Some("us-east-2"),
             "the profile's own value wins"
+        );
+    }
+
+    /// AWS → GCP profiles take `token_source` (default `aws`) and `token_audience`; a JWT
+    /// source's `file:` path is relative to the file, and AWS-only keys do not go with it.
+    #[test]
+    fn aws_to_gcp_profiles_name_their_token_source() {
+        let provider =
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+        let text = format!(
+            "[profile.ci]\naudience = \"{provider}\"\ntoken_source = \"file:tokens/ci.jwt\"\n\
+             token_audience = \"gcp\"\ngce_metadata_listen = \"127.0.0.1:9912\"\n\n\
+             [profile.aws]\naudience = \"{provider}\"\ngce_metadata_listen = \"127.0.0.1:9913\"\n"
+        );
+        let config = parse_at(&text).unwrap();
+        let ProfileConfig::AwsToGcp(ci) = &config.profiles["ci"] else {
+            panic!("ci is AWS → GCP");
+        };
+        assert_eq!(
+            ci.token_source.to_string(),
+            "file:/etc/keyless/tokens/ci.jwt"
+        );
+        assert_eq!(ci.token_audience.as_deref(), Some("gcp"));
+        let ProfileConfig::AwsToGcp(aws) = &config.profiles["aws"] else {
+            panic!("aws is AWS → GCP");
+        };
+        assert_eq!(aws.token_source.to_string(), "aws");
+
+        let (p, message) = problem(&format!(
+            "[profile.ci]\naudience = \"{provider}\"\ntoken_source = \"file:/t\"\n\
+             aws_profile = \"x\"\ngce_metadata_listen = \"127.0.0.1:9912\"\n"
+        ));
+        assert_at(
+            &p,
+            ProblemKind::InvalidValue,
+            "profile.ci.aws_profile",
+            4,
+            1,
+        );
+        assert!(
+            message.contains("applies to token_source = \"aws\""),
+            "{message}"
+        );
+        let (p, message) = problem(&format!(
+            "[profile.ci]\naudience = \"{provider}\"\ntoken_source = \"gcloud\"\n\
+             gce_metadata_listen = \"127.0.0.1:9912\"\n"
+        ));
+        assert_eq!(p.key, "profile.ci.token_source", "{message}");
+        assert!(
+            message.contains("use aws (the default) or one of metadata"),
+            "{message}"
         );
     }
 

@@ -933,7 +933,9 @@ thread_local! {
         let closed = "http://127.0.0.1:0";
         GceSetup {
             profile: GcpTokenProfile {
-                aws: aws.expect("an AWS source with a region needs no network"),
+                subject: crate::refresh::gcp_token::GcpSubject::Aws(
+                    aws.expect("an AWS source with a region needs no network"),
+                ),
                 audience: "//iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/fuzz/providers/aws".into(),
                 scopes: vec![CLOUD_PLATFORM_SCOPE.into()],
                 token_url: crate::types::UpstreamUrl::parse(&format!("{closed}/v1/token"))

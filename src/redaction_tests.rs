@@ -140,7 +140,7 @@ redacted!(
     GcpToken {
         token: access_token(),
         service_account: Some("copycat@keyless-lab.iam.gserviceaccount.com".into()),
-        aws_credentials: credentials(),
+        subject: crate::refresh::gcp_token::FederatedSubject::Aws(credentials()),
     },
     &[ACCESS_TOKEN, SECRET_KEY, SESSION_TOKEN]
 );

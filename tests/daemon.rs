@@ -567,6 +567,58 @@ async fn server_channels_of_both_directions_run_in_one_daemon() {
     assert_eq!(serve.terminate().await, 0);
 }
 
+/// An AWS → GCP profile with `token_source = "file:..."` trades an OIDC token at the lab's OIDC
+/// provider and serves copycat's token on its GCE-metadata-style endpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aws_to_gcp_profile_takes_a_jwt_token_source() {
+    let w = LabWorld::start().await;
+    let provider = w
+        .lab
+        .provider_audience(keyless::lab::DEMO_POOL, keyless::lab::DEMO_OIDC_PROVIDER);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let jwt = w.lab.sign_claims(&serde_json::json!({
+        "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": provider.replacen("//", "https://", 1),
+        "iat": now, "exp": now + 600,
+        "sub": "repo:keyless-lab/app:ref:refs/heads/main", "repository_owner": "keyless-lab",
+    }));
+    let token = w.home.write_token("ci.jwt", &jwt);
+    let gce_port = free_port();
+    let config = write_config(
+        &w,
+        &format!(
+            "[profile.ci]\naudience = \"{provider}\"\ntoken_source = \"file:{}\"\n\
+             service_account = \"copycat@keyless-lab.iam.gserviceaccount.com\"\n\
+             gce_metadata_listen = \"127.0.0.1:{gce_port}\"\n",
+            token.display(),
+        ),
+    );
+    let mut serve = Serve::start(&w, &config);
+    serve.ready(1).await;
+    let gce = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{gce_port}/computeMetadata/v1/instance/service-accounts/default/token"
+        ))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gce.status(), 200, "{}", serve.stderr());
+    let answer: serde_json::Value = gce.json().await.unwrap();
+    let status = reqwest::Client::new()
+        .get(format!(
+            "{}/storage/v1/b?project=keyless-lab",
+            w.lab.google_apis_url()
+        ))
+        .bearer_auth(answer["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+    assert_eq!(serve.terminate().await, 0);
+}
+
 /// `allow_remote = true` for the daemon does not switch off the `Host` check of a loopback
 /// listener (a DNS-rebinding page could otherwise read it); `allowed_hosts` at the top and in
 /// the profile adds names.

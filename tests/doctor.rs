@@ -170,6 +170,62 @@ async fn gcp_doctor_names_the_failing_step() {
     );
 }
 
+/// A JWT source: the doctor shows the token's claims and the google.subject the default mapping
+/// derives, then the exchange; a token of another repository owner is refused by the condition.
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_doctor_walks_a_jwt_source() {
+    let w = LabWorld::start().await;
+    let provider = w
+        .lab
+        .provider_audience(keyless::lab::DEMO_POOL, keyless::lab::DEMO_OIDC_PROVIDER);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for (owner, code, verdict) in [
+        ("keyless-lab", 0, "verdict: the federation works."),
+        ("intruder", 3, "verdict: Google STS refuses this identity"),
+    ] {
+        let jwt = w.lab.sign_claims(&serde_json::json!({
+            "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": provider, "iat": now, "exp": now + 600,
+            "sub": format!("repo:{owner}/app:ref:refs/heads/main"), "repository_owner": owner,
+        }));
+        let path = w.home.write_token(&format!("{owner}.jwt"), &jwt);
+        let source = format!("file:{}", path.display());
+        let out = w
+            .keyless_env(
+                &[
+                    "doctor",
+                    "gcp",
+                    "--audience",
+                    &provider,
+                    "--token-source",
+                    &source,
+                    "--service-account",
+                    "copycat@keyless-lab.iam.gserviceaccount.com",
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(out.code(), code, "{out}");
+        assert!(
+            out.stdout.contains(&format!(
+                "google.subject = repo:{owner}/app:ref:refs/heads/main"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.stdout.contains(&format!(
+                "must name {} as its issuer",
+                keyless::lab::DEMO_OIDC_ISSUER
+            )),
+            "{out}"
+        );
+        assert!(out.stdout.contains(verdict), "{out}");
+        assert!(
+            !out.stdout.contains(&jwt),
+            "the token itself is never shown"
+        );
+    }
+}
+
 /// Without `--trust-policy`, the doctor reads the role's policy with iam:GetRole (here from
 /// moto, through `AWS_ENDPOINT_URL`) and names the condition that does not match the token.
 #[test]

@@ -506,3 +506,442 @@ async fn verbose_logs_one_line_per_exchange_naming_identity_and_service_account(
     assert_eq!(exchanged["level"], "INFO");
     assert_eq!(exchanged["fields"]["role"], COPYCAT);
 }
+
+/// The lab's OIDC provider (`oidc-lab`) and a token file holding a CI job's token of its
+/// issuer, minted for `aud` by a job of `owner`'s repository.
+fn oidc_token_file(
+    w: &LabWorld,
+    name: &str,
+    aud: &str,
+    owner: &str,
+) -> (String, std::path::PathBuf) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let jwt = w.lab.sign_claims(&serde_json::json!({
+        "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": aud, "iat": now, "exp": now + 600,
+        "sub": format!("repo:{owner}/app:ref:refs/heads/main"),
+        "repository": format!("{owner}/app"), "repository_owner": owner,
+    }));
+    let path = w.home.home().join(name);
+    std::fs::write(&path, &jwt).unwrap();
+    (jwt, path)
+}
+
+impl LabWorld {
+    /// `keyless gcp ARGS --audience <the lab's OIDC provider> --token-source SOURCE`.
+    async fn gcp_oidc(&self, args: &[&str], source: &str) -> CommandOutput {
+        let provider = oidc_provider(self);
+        let mut all = vec![
+            "gcp",
+            args[0],
+            "--audience",
+            &provider,
+            "--token-source",
+            source,
+        ];
+        all.extend_from_slice(&args[1..]);
+        self.keyless_env(&all, &[]).await
+    }
+}
+
+fn oidc_provider(w: &LabWorld) -> String {
+    w.lab
+        .provider_audience(keyless::lab::DEMO_POOL, keyless::lab::DEMO_OIDC_PROVIDER)
+}
+
+/// `--token-source file:PATH` with a token for one of the OIDC provider's default audiences
+/// (its name): the federated token, then copycat's (bound to the
+/// repository owner's principalSet), which a Google API accepts. `subject-token` prints the
+/// JWT itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oidc_token_file_becomes_a_google_token_with_and_without_impersonation() {
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    // The provider's name with `//` in front: accepted like the https:// one, without a warning.
+    let (jwt, path) = oidc_token_file(&w, "ci.jwt", &provider, "keyless-lab");
+    let source = format!("file:{}", path.display());
+    let out = w.gcp_oidc(&["token", "--format", "json"], &source).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(!out.stderr.contains("audience is not"), "{out}");
+    let doc = out.json();
+    assert_eq!(doc["aws_identity"], Value::Null);
+    assert_eq!(
+        doc["token_identity"],
+        format!(
+            "iss={} sub=repo:keyless-lab/app:ref:refs/heads/main",
+            keyless::lab::DEMO_OIDC_ISSUER
+        )
+    );
+    assert_eq!(
+        doc["federated_principal"],
+        "principal://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/subject/repo:keyless-lab/app:ref:refs/heads/main"
+    );
+
+    let out = w
+        .gcp_oidc(&["token", "--service-account", COPYCAT], &source)
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.storage_status(out.stdout.trim()).await, 200);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 2);
+
+    let out = w.gcp_oidc(&["subject-token"], &source).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.stdout.trim(), jwt);
+
+    // An ID token for copycat, minted with the federated token of the OIDC identity.
+    let out = w
+        .gcp_oidc(
+            &[
+                "id-token",
+                "--service-account",
+                COPYCAT,
+                "--target-audience",
+                "https://run.example.com",
+            ],
+            &source,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let claims =
+        keyless::source::IdToken::parse(keyless::secret::Secret::new(out.stdout.trim()), "test")
+            .unwrap();
+    assert_eq!(claims.claims().email.as_deref(), Some(COPYCAT));
+    assert_eq!(claims.claims().aud, "https://run.example.com");
+}
+
+/// What Google STS refuses comes back as exit 3 with the fields to check named: the token's
+/// iss/aud/sub, the provider's issuer URI, allowed audiences and condition, and Google's own
+/// description of what failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn oidc_refusals_exit_3_naming_the_field() {
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    let https_name = provider.replacen("//", "https://", 1);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let foreign = w.home.home().join("foreign.jwt");
+    std::fs::write(
+        &foreign,
+        w.lab.sign_claims(&serde_json::json!({
+            "iss": "https://evil.example", "aud": https_name, "iat": now, "exp": now + 600,
+            "sub": "x", "repository_owner": "keyless-lab",
+        })),
+    )
+    .unwrap();
+    let cases = [
+        (
+            oidc_token_file(&w, "aud.jwt", "sts.amazonaws.com", "keyless-lab").1,
+            "audience in ID Token [sts.amazonaws.com]",
+            "aud=sts.amazonaws.com",
+        ),
+        (
+            oidc_token_file(&w, "cond.jwt", &https_name, "intruder").1,
+            "rejected by the attribute condition",
+            "attribute condition must be true",
+        ),
+        (
+            foreign,
+            "issuer in ID Token https://evil.example",
+            "iss=https://evil.example",
+        ),
+    ];
+    for (path, google_says, we_say) in cases {
+        let source = format!("file:{}", path.display());
+        let out = w
+            .keyless_env(
+                &[
+                    "gcp",
+                    "token",
+                    "--audience",
+                    &provider,
+                    "--token-source",
+                    &source,
+                ],
+                &[],
+            )
+            .await;
+        assert_eq!(out.code(), 3, "{out}");
+        for want in [
+            google_says,
+            we_say,
+            "exchanging at Google STS",
+            "oidc.issuerUri",
+            "allowedAudiences",
+        ] {
+            assert!(out.stderr.contains(want), "{want} missing: {out}");
+        }
+        // Only the token minted for another audience is warned about before the refusal.
+        assert_eq!(
+            out.stderr
+                .contains("is not one the provider accepts by default"),
+            google_says.starts_with("audience"),
+            "{out}"
+        );
+    }
+    // The AWS-only flags say they do not apply; an unknown source lists `aws` with the others.
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "token",
+                "--audience",
+                &provider,
+                "--token-source",
+                "file:/x",
+                "--aws-profile",
+                "p",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("apply to --token-source aws"), "{out}");
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "token",
+                "--audience",
+                &provider,
+                "--token-source",
+                "gcloud",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("command:CMD, k8s[:PATH], github, aws-oidc, aws"),
+        "{out}"
+    );
+}
+
+/// google-auth's identity_pool credentials, loading the external_account file `gcp config
+/// --token-source file:PATH` writes, read the token file, exchange and impersonate against the
+/// lab themselves; a source that is not a file needs --token-file, and says how to keep it fresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_identity_pool_refreshes_with_a_file_source_config() {
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    let https_name = provider.replacen("//", "https://", 1);
+    let (_, token) = oidc_token_file(&w, "ci.jwt", &https_name, "keyless-lab");
+    let config = w.home.home().join("gcp-oidc.json");
+    let google = w.lab.google_apis_url();
+    let sts = w.lab.google_sts_url();
+    let source = format!("file:{}", token.display());
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "config",
+                "--audience",
+                &provider,
+                "--token-source",
+                &source,
+                "--service-account",
+                COPYCAT,
+                "--token-url",
+                &sts,
+                "--iamcredentials-url",
+                &google,
+                "--output",
+                config.to_str().unwrap(),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(
+        written["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    assert_eq!(
+        written["credential_source"]["file"],
+        token.to_str().unwrap()
+    );
+    let python = w.home.python(
+        "google_auth_refresh.py",
+        [
+            config.to_str().unwrap(),
+            &format!("{google}/storage/v1/b?project=keyless-lab"),
+        ],
+    );
+    let out = w.run(python).await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(
+        doc["credentials"], "google.auth.identity_pool.Credentials",
+        "{out}"
+    );
+    assert_eq!(doc["status"], 200, "{out}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "config",
+                "--audience",
+                &provider,
+                "--token-source",
+                "command:cat /dev/null",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("--token-file"), "{out}");
+    assert!(out.stderr.contains("keyless aws token-file --path FILE --token-source command:cat /dev/null --audience https://iam.googleapis.com/projects/424242424242"), "{out}");
+}
+
+/// A keyless.toml AWS → GCP profile names the token source (a `file:` path relative to the
+/// file) and the service account; `gcp token --config-profile` uses them, and the command line
+/// still wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_profile_names_the_token_source() {
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    let dir = w.home.home().join("etc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_, token) = oidc_token_file(&w, "etc/ci.jwt", &provider, "keyless-lab");
+    let (_, intruder) = oidc_token_file(&w, "intruder.jwt", &provider, "intruder");
+    let config = dir.join("keyless.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.ci]\naudience = \"{provider}\"\ntoken_source = \"file:ci.jwt\"\n\
+             service_account = \"{COPYCAT}\"\n"
+        ),
+    )
+    .unwrap();
+    assert!(token.starts_with(&dir));
+    let config = config.display().to_string();
+    let out = w
+        .keyless_env(
+            &[
+                "--config",
+                &config,
+                "--config-profile",
+                "ci",
+                "gcp",
+                "token",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(w.storage_status(out.stdout.trim()).await, 200);
+    let flag = format!("file:{}", intruder.display());
+    let out = w
+        .keyless_env(
+            &[
+                "--config",
+                &config,
+                "--config-profile",
+                "ci",
+                "gcp",
+                "token",
+                "--token-source",
+                &flag,
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        out.code(),
+        3,
+        "the flag's token, refused by the condition: {out}"
+    );
+}
+
+/// google-auth's identity_pool credentials accept the `url` credential source keyless writes
+/// for GitHub Actions (`gcp config --token-source github`): they GET the job's token service
+/// with its bearer token, read the JWT from `value`, and exchange it at the lab. The token
+/// service here is a stand-in that, like GitHub's, refuses another bearer token and mints for
+/// the audience asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_identity_pool_reads_a_url_source() {
+    use axum::extract::{Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use keyless::deliver::external_account::{
+        external_account_config, ExternalAccountOptions, JwtCredentialSource,
+    };
+
+    let w = LabWorld::start().await;
+    let provider = oidc_provider(&w);
+    type Service = (
+        std::sync::Arc<keyless::lab::Lab>,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    );
+    async fn token(
+        State((lab, asked)): State<Service>,
+        headers: HeaderMap,
+        Query(query): Query<std::collections::HashMap<String, String>>,
+    ) -> Result<axum::Json<Value>, StatusCode> {
+        if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer job-token") {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+        let audience = query.get("audience").cloned().unwrap_or_default();
+        asked.lock().unwrap().push(audience.clone());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let jwt = lab.sign_claims(&serde_json::json!({
+            "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": audience, "iat": now, "exp": now + 300,
+            "sub": "repo:keyless-lab/app:ref:refs/heads/main", "repository_owner": "keyless-lab",
+        }));
+        Ok(axum::Json(serde_json::json!({"count": 1, "value": jwt})))
+    }
+    let lab = std::sync::Arc::new(
+        keyless::lab::Lab::start(keyless::lab::LabConfig::demo())
+            .await
+            .unwrap(),
+    );
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = format!(
+        "http://{}/token?api-version=2.0",
+        listener.local_addr().unwrap()
+    );
+    let app = axum::Router::new()
+        .route("/token", axum::routing::get(token))
+        .with_state((lab.clone(), asked.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // The configuration keyless writes for `--token-source github` in a job with these variables.
+    let audience = provider.replacen("//", "https://", 1);
+    let encoded: String = url::form_urlencoded::byte_serialize(audience.as_bytes()).collect();
+    let config = external_account_config(&ExternalAccountOptions {
+        audience: provider.clone(),
+        service_account: Some(COPYCAT.into()),
+        token_lifetime_seconds: None,
+        enable_imdsv2: false,
+        token_url: Some(lab.google_sts_url()),
+        iamcredentials_url: Some(lab.google_apis_url()),
+        jwt_source: Some(JwtCredentialSource::Url {
+            url: format!("{service}&audience={encoded}"),
+            headers: [(
+                "Authorization".to_string(),
+                keyless::secret::Secret::new("Bearer job-token"),
+            )]
+            .into(),
+            subject_token_field_name: "value".into(),
+        }),
+    });
+    let path = w.home.home().join("gcp-github.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    let python = w.home.python(
+        "google_auth_refresh.py",
+        [
+            path.to_str().unwrap(),
+            &format!("{}/storage/v1/b?project=keyless-lab", lab.google_apis_url()),
+        ],
+    );
+    let out = w.run(python).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(
+        out.json()["credentials"],
+        "google.auth.identity_pool.Credentials"
+    );
+    assert_eq!(out.json()["status"], 200, "{out}");
+    assert_eq!(*asked.lock().unwrap(), [audience]);
+    assert_eq!(lab.stats().google_sts_exchanges, 1);
+}

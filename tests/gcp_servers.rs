@@ -45,10 +45,19 @@ impl GceServer {
     /// Starts `keyless gcp serve --audience <lab provider> ARGS` with the lab's environment
     /// plus `env`, and returns once it has announced its address on stdout.
     async fn start(w: &LabWorld, args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::start_for(w, &w.lab.workload_identity_audience(), args, env).await
+    }
+
+    /// [`Self::start`] for the provider `audience`.
+    async fn start_for(
+        w: &LabWorld,
+        audience: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("keyless.log");
-        let audience = w.lab.workload_identity_audience();
-        let mut all = vec!["-vv", "gcp", "serve", "--audience", &audience];
+        let mut all = vec!["-vv", "gcp", "serve", "--audience", audience];
         all.extend_from_slice(args);
         let mut cmd = w.home.keyless(&all);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -894,4 +903,67 @@ async fn directories_recursive_and_alt_answer_like_the_metadata_server() {
             "{path}: {body}"
         );
     }
+}
+
+/// `gcp serve --token-source file:PATH` (an OIDC token of the lab's CI issuer, for its OIDC
+/// provider): google-auth's Compute Engine credentials, with nothing but the metadata
+/// variables, get copycat's token through it and a Google API accepts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_uses_the_endpoint_with_a_jwt_source() {
+    let w = LabWorld::start().await;
+    let provider = w
+        .lab
+        .provider_audience(keyless::lab::DEMO_POOL, keyless::lab::DEMO_OIDC_PROVIDER);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let jwt = w.lab.sign_claims(&serde_json::json!({
+        "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": provider, "iat": now, "exp": now + 600,
+        "sub": "repo:keyless-lab/app:ref:refs/heads/main", "repository_owner": "keyless-lab",
+    }));
+    let token = w.home.write_token("ci.jwt", &jwt);
+    let source = format!("file:{}", token.display());
+    let server = GceServer::start_for(
+        &w,
+        &provider,
+        &["--token-source", &source, "--service-account", COPYCAT],
+        &[],
+    )
+    .await;
+    let api = format!(
+        "{}/storage/v1/b?project=keyless-lab",
+        w.lab.google_apis_url()
+    );
+    let out = python_via_metadata(&w, &server, "gce_metadata_refresh.py", &["1", &api]).await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(
+        doc["credentials"], "google.auth.compute_engine.credentials.Credentials",
+        "{out}"
+    );
+    assert_eq!(doc["email"], COPYCAT);
+    let requests = doc["requests"].as_u64().unwrap();
+    assert!(requests >= 1, "{doc}");
+    assert_eq!(
+        doc["statuses"],
+        serde_json::json!({"200": requests}),
+        "{doc}"
+    );
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+
+    // The token file now holds another subject: the next request is not served the previous
+    // subject's token, it is exchanged anew.
+    let path = "/computeMetadata/v1/instance/service-accounts/default/token";
+    assert_eq!(server.get(path).await.0, 200);
+    assert_eq!(
+        w.lab.stats().google_sts_exchanges,
+        1,
+        "still the same subject"
+    );
+    let other = w.lab.sign_claims(&serde_json::json!({
+        "iss": keyless::lab::DEMO_OIDC_ISSUER, "aud": provider, "iat": now, "exp": now + 600,
+        "sub": "repo:keyless-lab/other:ref:refs/heads/main", "repository_owner": "keyless-lab",
+    }));
+    w.home.write_token("ci.jwt", &other);
+    let (status, _, body) = server.get(path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 2);
 }

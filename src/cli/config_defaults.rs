@@ -283,6 +283,16 @@ impl FileValues<'_> {
                 let dir = self.path.parent().unwrap_or(Path::new("."));
                 vec![dir.join(s.as_ref()).display().to_string()]
             }
+            // A `file:` token source's relative path is relative to the file, as in `serve`.
+            DeValue::String(s) if key == "token_source" => {
+                match s.trim().strip_prefix("file:").map(Path::new) {
+                    Some(path) if path.is_relative() => {
+                        let dir = self.path.parent().unwrap_or(Path::new("."));
+                        vec![format!("file:{}", dir.join(path).display())]
+                    }
+                    _ => vec![s.to_string()],
+                }
+            }
             DeValue::String(s) => vec![s.to_string()],
             DeValue::Integer(i) => vec![i64::from_str_radix(i.as_str(), i.radix())
                 .map(|n| n.to_string())

@@ -21,6 +21,7 @@ use crate::policy::google::GOOGLE_PROVIDER;
 use crate::policy::issuer::{IdTokenClaims, Issuer};
 use crate::policy::model::Principal;
 use crate::policy::{self, PolicyDocument, Request, RequestPrincipal};
+use crate::refresh::gcp_token::GcpSubject;
 
 /// The `doctor` subcommands.
 #[derive(Debug, Subcommand)]
@@ -311,11 +312,44 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
     let mut profile = gcp_profile_from_args(&args.request).await?;
     profile.retry.max_attempts = 1;
     println!("provider:      {}", profile.audience);
-    println!("AWS identity:  {}", profile.aws.describe());
+    let aws = match &profile.subject {
+        GcpSubject::Aws(aws) => aws,
+        GcpSubject::Jwt { source, audience } => {
+            println!("token source:  {}", source.describe());
+            println!("token URL:     {}", profile.token_url);
+            println!("\n1. the token from {}", source.describe());
+            let token = match source.fetch_for(http, audience).await {
+                Ok(token) => token,
+                Err(e) => {
+                    println!("   ✗ {e}");
+                    println!("\nverdict: no token; Google is never asked.");
+                    return Ok(crate::cli::exit_code_for(&anyhow::Error::new(e)));
+                }
+            };
+            let claims = token.claims();
+            println!("   ✓ {}", claims.summary());
+            println!(
+                "   the provider must name {} as its issuer and accept the audience {}",
+                claims.iss, claims.aud
+            );
+            let mapped = policy::issuer::google_sts::AttributeMapping::oidc_default().apply(
+                &policy::issuer::google_sts::assertion_variables(&token.claims().to_json_map()),
+            );
+            match mapped {
+                Ok(identity) => println!(
+                    "   with the default mapping Google derives google.subject = {}",
+                    identity.subject
+                ),
+                Err(e) => println!("   ✗ with the default mapping: {e}"),
+            }
+            return doctor_gcp_exchange(http, &profile).await;
+        }
+    };
+    println!("AWS identity:  {}", aws.describe());
     println!("token URL:     {}", profile.token_url);
 
     println!("\n1. the AWS identity");
-    let credentials = match profile.aws.fetch_credentials().await {
+    let credentials = match aws.fetch_credentials().await {
         Ok(c) => c,
         Err(e) => {
             println!("   ✗ {e}");
@@ -323,7 +357,7 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
             return Ok(exit_code::USAGE);
         }
     };
-    let endpoint = StsEndpoint::resolve(None, Some(profile.aws.region()))?;
+    let endpoint = StsEndpoint::resolve(None, Some(aws.region()))?;
     match fetch_caller_identity(http, &endpoint, &credentials).await {
         Ok(identity) => {
             println!("   ✓ {} (account {})", identity.arn, identity.account);
@@ -339,9 +373,16 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
     }
     println!(
         "   the subject token is signed for sts.{}.amazonaws.com and bound to the provider above",
-        profile.aws.region()
+        aws.region()
     );
+    doctor_gcp_exchange(http, &profile).await
+}
 
+/// Steps 2 and 3 of `doctor gcp`: Google STS, then the impersonation.
+async fn doctor_gcp_exchange(
+    http: &reqwest::Client,
+    profile: &crate::refresh::GcpTokenProfile,
+) -> anyhow::Result<i32> {
     println!("\n2. Google STS");
     let federated = match profile.fetch_federated(http).await {
         Ok((token, _)) => {
@@ -353,7 +394,7 @@ async fn doctor_gcp(http: &reqwest::Client, args: DoctorGcpArgs) -> anyhow::Resu
         }
         Err(e) => {
             println!("   ✗ {e}");
-            println!("\nverdict: Google STS refuses this AWS identity (see the hint above).");
+            println!("\nverdict: Google STS refuses this identity (see the hint above).");
             return Ok(crate::cli::exit_code_for(&anyhow::Error::new(e)));
         }
     };

@@ -12,17 +12,20 @@ use time::OffsetDateTime;
 use crate::credentials::format_expiration;
 use crate::deliver::env;
 use crate::deliver::external_account::{
-    external_account_config, normalize_audience, ExternalAccountOptions,
+    external_account_config, normalize_audience, ExternalAccountOptions, JwtCredentialSource,
 };
 use crate::deliver::record::DeliveryRecord;
 use crate::deliver::server;
 use crate::duration::Seconds;
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
+use crate::refresh::gcp_token::{
+    default_token_audience, parse_token_source, FederatedSubject, GcpSubject, AWS_TOKEN_SOURCE,
+};
 use crate::refresh::{GcpToken, GcpTokenProfile};
 use crate::source::aws::{AwsIdentitySource, AwsSourceOptions};
 use crate::source::google::DEFAULT_IAMCREDENTIALS_URL;
-use crate::types::UpstreamUrl;
+use crate::types::{TokenSourceSpec, UpstreamUrl};
 
 /// The `gcp` subcommands.
 #[derive(Debug, Subcommand)]
@@ -76,6 +79,31 @@ pub struct ProviderArgs {
     pub iamcredentials_url: UpstreamUrl,
 }
 
+/// `--token-source`'s help for `gcp`: the registry's JWT sources, and `aws`.
+fn token_source_help() -> String {
+    format!(
+        "What Google STS is given: {} (an OIDC token, for an OIDC provider) | aws (the AWS \
+         identity, as a signed GetCallerIdentity, for an AWS provider)",
+        crate::source::registry::spellings().replace(", ", " | ")
+    )
+}
+
+/// Where the subject comes from: a JWT source, or the AWS identity (`aws`, the default).
+#[derive(Debug, Args)]
+pub struct SubjectArgs {
+    #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = AWS_TOKEN_SOURCE,
+          value_parser = parse_token_source, help = token_source_help())]
+    pub token_source: TokenSourceSpec,
+
+    /// The audience of the token a JWT source mints (default: https://iam.googleapis.com/
+    /// followed by the provider's name, which a provider without allowedAudiences accepts).
+    #[arg(long, env = "KEYLESS_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsSourceArgs,
+}
+
 /// Where the AWS identity comes from.
 #[derive(Debug, Args)]
 pub struct AwsSourceArgs {
@@ -99,7 +127,7 @@ pub struct TokenRequestArgs {
     pub provider: ProviderArgs,
 
     #[command(flatten)]
-    pub aws: AwsSourceArgs,
+    pub subject: SubjectArgs,
 
     /// Impersonate this service account (without it: the federated token itself).
     #[arg(long, env = "KEYLESS_SERVICE_ACCOUNT")]
@@ -174,6 +202,23 @@ pub struct ConfigArgs {
     #[command(flatten)]
     pub provider: ProviderArgs,
 
+    /// Where the SDKs find the subject: aws (their own AWS support) or a JWT source (its token
+    /// file: file:PATH and k8s[:PATH] name one; github: its token service's URL; for the
+    /// others, --token-file).
+    #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = AWS_TOKEN_SOURCE,
+          value_parser = parse_token_source)]
+    pub token_source: TokenSourceSpec,
+
+    /// The audience the SDKs ask GitHub's token service for (default: https://iam.googleapis.com/
+    /// followed by the provider's name).
+    #[arg(long, env = "KEYLESS_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+
+    /// For a JWT source that is not a file: the token file the SDKs read, which keyless keeps
+    /// fresh (e.g. `keyless aws token-file --path FILE --token-source SRC --audience AUD`).
+    #[arg(long, env = "KEYLESS_TOKEN_FILE_PATH")]
+    pub token_file: Option<PathBuf>,
+
     /// The service account the SDKs impersonate.
     #[arg(long, env = "KEYLESS_SERVICE_ACCOUNT")]
     pub service_account: Option<String>,
@@ -201,7 +246,11 @@ pub struct SubjectTokenArgs {
     pub audience: String,
 
     #[command(flatten)]
-    pub aws: AwsSourceArgs,
+    pub subject: SubjectArgs,
+
+    /// IAM Credentials base URL, for impersonate: (https://, or http:// to loopback only).
+    #[arg(long, env = "KEYLESS_IAMCREDENTIALS_URL", default_value = DEFAULT_IAMCREDENTIALS_URL)]
+    pub iamcredentials_url: UpstreamUrl,
 }
 
 /// `keyless gcp serve`.
@@ -247,9 +296,17 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                 TokenFormat::Token => format!("{}\n", token.token.access_token.expose()),
                 TokenFormat::Env => env::export_lines(&google_env_vars(&token)),
                 TokenFormat::Json => {
-                    let arn = profile.caller_arn(&http, &token.aws_credentials).await;
-                    serde_json::to_string_pretty(&token_json(&token, &profile, arn.as_deref()))?
-                        + "\n"
+                    let identity = match &token.subject {
+                        FederatedSubject::Aws(credentials) => {
+                            profile.caller_arn(&http, credentials).await
+                        }
+                        FederatedSubject::Jwt(claims) => Some(claims.sub.clone()),
+                    };
+                    serde_json::to_string_pretty(&token_json(
+                        &token,
+                        &profile,
+                        identity.as_deref(),
+                    ))? + "\n"
                 }
             };
             write_stdout(&text)?;
@@ -293,6 +350,7 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                 enable_imdsv2: args.enable_imdsv2,
                 token_url: Some(args.provider.token_url.to_string()),
                 iamcredentials_url: Some(args.provider.iamcredentials_url.to_string()),
+                jwt_source: config_jwt_source(&args, |name| std::env::var(name).ok())?,
             });
             let text = serde_json::to_string_pretty(&config)? + "\n";
             match &args.output {
@@ -313,15 +371,32 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         GcpCommand::SubjectToken(args) => {
-            let aws = aws_source(&args.aws).await?;
-            let credentials = aws.fetch_credentials().await?;
-            let token = crate::exchange::google_sts::build_subject_token(
-                &credentials,
-                aws.region(),
-                &normalize_audience(&args.audience),
-                std::time::SystemTime::now(),
-            )?;
-            write_stdout(&format!("{}\n", token.secret().expose()))?;
+            let audience = normalize_audience(&args.audience);
+            let subject =
+                subject_from_args(&args.subject, &audience, &args.iamcredentials_url).await?;
+            let token = match &subject {
+                GcpSubject::Aws(aws) => {
+                    let credentials = aws.fetch_credentials().await?;
+                    crate::exchange::google_sts::build_subject_token(
+                        &credentials,
+                        aws.region(),
+                        &audience,
+                        std::time::SystemTime::now(),
+                    )?
+                    .secret()
+                    .clone()
+                }
+                GcpSubject::Jwt { source, audience } => source
+                    .fetch_for(&http, audience)
+                    .await
+                    .map_err(|error| crate::refresh::GcpFlowError::TokenSource {
+                        origin: source.describe(),
+                        error,
+                    })?
+                    .secret()
+                    .clone(),
+            };
+            write_stdout(&format!("{}\n", token.expose()))?;
             Ok(0)
         }
         GcpCommand::Serve(args) => serve(args, http).await,
@@ -429,15 +504,141 @@ async fn aws_source(args: &AwsSourceArgs) -> anyhow::Result<AwsIdentitySource> {
     .await?)
 }
 
+/// Flags that do not go together: a usage error (exit 2).
+fn invalid(message: String) -> anyhow::Error {
+    crate::refresh::GcpFlowError::InvalidSettings(message).into()
+}
+
+/// Where an `external_account` configuration for a JWT source has the SDKs read the token:
+/// `--token-file`, else the file a `file:PATH` or `k8s:PATH` source reads, else for `github`
+/// the job's token service (as google-github-actions/auth configures it); `None` for the AWS
+/// provider. `env` reads the environment.
+fn config_jwt_source(
+    args: &ConfigArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<JwtCredentialSource>> {
+    let spec = &args.token_source;
+    if spec.name() == AWS_TOKEN_SOURCE {
+        if args.token_file.is_some() || args.token_audience.is_some() {
+            return Err(invalid(
+                "--token-file and --token-audience apply to a JWT source (--token-source \
+                 file:PATH, k8s, github...); with --token-source aws the SDKs prove the AWS \
+                 identity themselves"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if args.enable_imdsv2 {
+        return Err(invalid(format!(
+            "--enable-imdsv2 applies to --token-source aws, not to {spec}"
+        )));
+    }
+    let provider = normalize_audience(&args.provider.audience);
+    let audience = args
+        .token_audience
+        .clone()
+        .unwrap_or_else(|| default_token_audience(&provider));
+    let path = match (&args.token_file, spec.name(), spec.argument()) {
+        (Some(path), _, _) => path.clone(),
+        (None, "file" | "k8s", Some(path)) => PathBuf::from(path),
+        (None, "github", None) => return github_token_service(&audience, env).map(Some),
+        _ => {
+            return Err(invalid(format!(
+                "the SDKs read an OIDC token from a file, and {spec} is not one: pass --token-file \
+                 FILE and keep FILE fresh with `keyless aws token-file --path FILE --token-source \
+                 {spec} --audience {audience}`"
+            )))
+        }
+    };
+    Ok(Some(JwtCredentialSource::File(
+        std::path::absolute(&path).unwrap_or(path),
+    )))
+}
+
+/// GitHub Actions' token service as a `url` credential source: the job's
+/// `ACTIONS_ID_TOKEN_REQUEST_URL` with `&audience=`, its bearer token as a header (a secret in
+/// the written file, valid for the job only), the JWT in the answer's `value`.
+fn github_token_service(
+    audience: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<JwtCredentialSource> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    let (Some(url), Some(token)) = (
+        var("ACTIONS_ID_TOKEN_REQUEST_URL"),
+        var("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
+    ) else {
+        return Err(invalid(
+            "ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set: run \
+             this in a GitHub Actions job with `permissions: id-token: write`, or pass \
+             --token-file FILE"
+                .into(),
+        ));
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let audience: String = url::form_urlencoded::byte_serialize(audience.as_bytes()).collect();
+    Ok(JwtCredentialSource::Url {
+        url: format!("{url}{separator}audience={audience}"),
+        headers: std::collections::BTreeMap::from([(
+            "Authorization".to_string(),
+            crate::secret::Secret::new(format!("Bearer {token}")),
+        )]),
+        subject_token_field_name: "value".to_string(),
+    })
+}
+
+/// The subject `--token-source` names for the provider `audience` (normalised): the AWS
+/// identity, or a JWT source minting for `--token-audience` (default: the provider's
+/// `https://iam.googleapis.com/...` name).
+pub async fn subject_from_args(
+    args: &SubjectArgs,
+    audience: &str,
+    iamcredentials_url: &UpstreamUrl,
+) -> anyhow::Result<GcpSubject> {
+    if args.token_source.name() == AWS_TOKEN_SOURCE {
+        if args.token_audience.is_some() {
+            return Err(invalid(
+                "--token-audience applies to a JWT source; the AWS identity is bound to --audience itself".into(),
+            ));
+        }
+        return Ok(GcpSubject::Aws(aws_source(&args.aws).await?));
+    }
+    if args.aws.aws_profile.is_some()
+        || args.aws.aws_region.is_some()
+        || args.aws.assume_role.is_some()
+    {
+        return Err(invalid(format!(
+            "--aws-profile, --aws-region and --assume-role apply to --token-source aws, not to {}",
+            args.token_source
+        )));
+    }
+    let source = crate::source::registry::build(
+        &args.token_source,
+        &crate::source::SourceContext {
+            iamcredentials_url: Some(iamcredentials_url.clone()),
+            ..crate::source::SourceContext::default()
+        },
+    )?;
+    Ok(GcpSubject::Jwt {
+        source,
+        audience: args
+            .token_audience
+            .clone()
+            .unwrap_or_else(|| default_token_audience(audience)),
+    })
+}
+
 /// Turns flags into a [`GcpTokenProfile`].
 pub async fn profile_from_args(args: &TokenRequestArgs) -> anyhow::Result<GcpTokenProfile> {
     anyhow::ensure!(
         args.service_account.is_some() || (args.lifetime.is_none() && args.delegates.is_empty()),
         "--lifetime and --delegates apply to service account impersonation: add --service-account"
     );
+    let audience = normalize_audience(&args.provider.audience);
     Ok(GcpTokenProfile {
-        aws: aws_source(&args.aws).await?,
-        audience: normalize_audience(&args.provider.audience),
+        subject: subject_from_args(&args.subject, &audience, &args.provider.iamcredentials_url)
+            .await?,
+        audience,
         scopes: args.scopes.clone(),
         token_url: args.provider.token_url.clone(),
         iamcredentials_url: args.provider.iamcredentials_url.clone(),
@@ -477,12 +678,13 @@ pub fn google_env_vars(token: &GcpToken) -> Vec<(String, String)> {
 fn token_json(
     token: &GcpToken,
     profile: &GcpTokenProfile,
-    aws_arn: Option<&str>,
+    subject: Option<&str>,
 ) -> serde_json::Value {
     let expires_in = (token.token.expires_at - OffsetDateTime::now_utc())
         .whole_seconds()
         .max(0);
-    // With the AWS provider's default mapping, google.subject is the caller's ARN.
+    // With the providers' default mappings, google.subject is the caller's ARN (AWS) or the
+    // token's sub (OIDC).
     let pool = profile
         .audience
         .trim_start_matches("//iam.googleapis.com/")
@@ -491,14 +693,89 @@ fn token_json(
         .unwrap_or_default()
         .to_string();
     let principal =
-        aws_arn.map(|arn| format!("principal://iam.googleapis.com/{pool}/subject/{arn}"));
+        subject.map(|subject| format!("principal://iam.googleapis.com/{pool}/subject/{subject}"));
+    let (aws_identity, token_identity) = match &token.subject {
+        FederatedSubject::Aws(_) => (subject, None),
+        FederatedSubject::Jwt(claims) => {
+            (None, Some(format!("iss={} sub={}", claims.iss, claims.sub)))
+        }
+    };
     serde_json::json!({
         "access_token": token.token.access_token.expose(),
         "token_type": "Bearer",
         "expires_at": format_expiration(token.token.expires_at),
         "expires_in": expires_in,
-        "aws_identity": aws_arn,
+        "aws_identity": aws_identity,
+        "token_identity": token_identity,
         "federated_principal": principal,
         "service_account": token.service_account,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Config {
+        #[command(flatten)]
+        args: ConfigArgs,
+    }
+
+    fn config_args(extra: &[&str]) -> ConfigArgs {
+        let mut argv = vec![
+            "config",
+            "--audience",
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/gh",
+        ];
+        argv.extend_from_slice(extra);
+        Config::try_parse_from(argv).unwrap().args
+    }
+
+    /// `github` (registered by its source) points the SDKs at the job's token service, as
+    /// google-github-actions/auth does; without the job's variables it says what is missing.
+    #[test]
+    fn a_github_config_reads_the_jobs_token_service() {
+        let mut args = config_args(&[]);
+        args.token_source = TokenSourceSpec::new("github", None).unwrap();
+        let env = |name: &str| match name {
+            "ACTIONS_ID_TOKEN_REQUEST_URL" => {
+                Some("https://pipelines.example/token?api-version=2.0".to_string())
+            }
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN" => Some("request-token".to_string()),
+            _ => None,
+        };
+        let Some(JwtCredentialSource::Url {
+            url,
+            headers,
+            subject_token_field_name,
+        }) = config_jwt_source(&args, env).unwrap()
+        else {
+            panic!("a url source");
+        };
+        assert_eq!(
+            url,
+            "https://pipelines.example/token?api-version=2.0&audience=https%3A%2F%2Fiam.googleapis.com%2Fprojects%2F1%2Flocations%2Fglobal%2FworkloadIdentityPools%2Fp%2Fproviders%2Fgh"
+        );
+        assert_eq!(headers["Authorization"].expose(), "Bearer request-token");
+        assert_eq!(subject_token_field_name, "value");
+        let error = config_jwt_source(&args, |_| None).unwrap_err().to_string();
+        assert!(error.contains("permissions: id-token: write"), "{error}");
+
+        // --token-file wins; file: names its own file; aws takes neither.
+        args.token_file = Some("/run/gh.jwt".into());
+        assert!(matches!(
+            config_jwt_source(&args, env).unwrap(),
+            Some(JwtCredentialSource::File(p)) if p == std::path::Path::new("/run/gh.jwt")
+        ));
+        let args = config_args(&["--token-source", "file:/t.jwt"]);
+        assert!(matches!(
+            config_jwt_source(&args, env).unwrap(),
+            Some(JwtCredentialSource::File(p)) if p == std::path::Path::new("/t.jwt")
+        ));
+        let args = config_args(&["--token-file", "/t.jwt"]);
+        assert!(config_jwt_source(&args, env).is_err());
+        assert!(config_jwt_source(&config_args(&[]), env).unwrap().is_none());
+    }
 }

@@ -662,7 +662,9 @@ impl ServerState {
         } else {
             (set.clone(), Some(set))
         };
-        let key = key.join(",");
+        // The identity behind the source is part of the key: a token file that now holds
+        // another subject gets a new engine, never the previous subject's token.
+        let key = format!("{}\n{}", key.join(","), self.subject_identity());
         let engine = self.tokens.engine(&key, || {
             let name = match &set {
                 None => "gce-metadata token".to_string(),
@@ -723,7 +725,8 @@ impl ServerState {
                  federated principal is none; start `keyless gcp serve` with --service-account EMAIL",
             );
         }
-        let engine = self.identities.engine(audience, || {
+        let key = format!("{audience}\n{}", self.subject_identity());
+        let engine = self.identities.engine(&key, || {
             let upstream = GcpIdTokenUpstream {
                 profile: self.federated_for_iam(self.profile.clone()),
                 target_audience: audience.clone(),
@@ -740,10 +743,16 @@ impl ServerState {
             Ok(engine) => engine,
             Err(retry_after) => return too_many_new("ID-token audiences", retry_after),
         };
-        match self.identities.get(audience, &engine).await {
+        match self.identities.get(&key, &engine).await {
             Ok((token, _)) => secret_answer(TEXT, SecretBody::text(token.expose())),
             Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         }
+    }
+
+    /// Who the profile's subject is, as far as known without the network (see
+    /// [`crate::refresh::gcp_token::GcpSubject::cached_identity`]); empty when unknown.
+    fn subject_identity(&self) -> String {
+        self.profile.subject.cached_identity().unwrap_or_default()
     }
 
     /// The profile for a scope set: the impersonated token gets the scopes; without

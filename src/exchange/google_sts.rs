@@ -1,6 +1,9 @@
-//! Google STS: AWS credentials become a federated Google access token.
+//! Google STS: a subject — AWS credentials or an OIDC token — becomes a federated Google access
+//! token.
 //!
-//! The AWS identity is proven the way Google's own libraries prove it: a SigV4-signed
+//! A JWT (Kubernetes, GitHub Actions, AWS outbound federation, a file or a command) is sent as
+//! it is, with the subject token type `urn:ietf:params:oauth:token-type:jwt`; the provider's
+//! issuer, allowed audiences, attribute mapping and condition decide. The AWS identity is proven the way Google's own libraries prove it: a SigV4-signed
 //! `GetCallerIdentity` request that Google STS replays against AWS. We sign the
 //! `x-goog-cloud-target-resource` header (as the Go and Rust libraries do; google-auth-python
 //! adds it after signing) so the request cannot be replayed against another pool, and serialise
@@ -17,6 +20,7 @@ use crate::credentials::{AwsCredentials, GoogleAccessToken};
 use crate::exchange::aws_sts::{sign_request, ExchangeError};
 use crate::exchange::retry::RetryPolicy;
 use crate::secret::Secret;
+use crate::source::IdToken;
 use crate::types::Region;
 use crate::wire::{error_chain, truncate};
 
@@ -24,6 +28,8 @@ use crate::wire::{error_chain, truncate};
 pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
 /// The subject token type of a signed GetCallerIdentity request.
 pub const AWS_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
+/// The subject token type of an OIDC token (RFC 8693): what an OIDC provider accepts.
+pub const JWT_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// RFC 8693 token exchange.
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// We ask for an OAuth access token.
@@ -51,14 +57,31 @@ pub fn regional_verification_url(region: &Region) -> String {
     )
 }
 
-/// A serialised, signed GetCallerIdentity request: proof of an AWS identity for Google STS.
+/// What Google STS is given to trade, and so which `subject_token_type` it is sent with.
 #[derive(Clone, Debug)]
-pub struct SubjectToken(Secret);
+pub enum SubjectToken {
+    /// A serialised, signed GetCallerIdentity request: proof of an AWS identity (an AWS
+    /// provider; `urn:ietf:params:aws:token-type:aws4_request`).
+    Aws4Request(Secret),
+    /// An OIDC token, sent as it is (an OIDC provider; `urn:ietf:params:oauth:token-type:jwt`).
+    Jwt(IdToken),
+}
 
 impl SubjectToken {
-    /// The URL-encoded JSON, as sent in the `subject_token` form field.
+    /// What goes into the `subject_token` form field (the URL-encoded JSON, or the JWT).
     pub fn secret(&self) -> &Secret {
-        &self.0
+        match self {
+            Self::Aws4Request(secret) => secret,
+            Self::Jwt(token) => token.secret(),
+        }
+    }
+
+    /// The `subject_token_type` that goes with it.
+    pub fn token_type(&self) -> &'static str {
+        match self {
+            Self::Aws4Request(_) => AWS_SUBJECT_TOKEN_TYPE,
+            Self::Jwt(_) => JWT_SUBJECT_TOKEN_TYPE,
+        }
     }
 }
 
@@ -112,7 +135,9 @@ pub fn build_subject_token(
         serde_json::Value::Array(headers),
         serde_json::Value::String(url)
     );
-    Ok(SubjectToken(Secret::new(quote_like_python(&json))))
+    Ok(SubjectToken::Aws4Request(Secret::new(quote_like_python(
+        &json,
+    ))))
 }
 
 /// Percent-encodes as Python's `urllib.parse.quote` does (the reference libraries' encoding).
@@ -141,7 +166,10 @@ impl TokenExchange {
                 "subject_token",
                 self.subject_token.secret().expose().to_string(),
             ),
-            ("subject_token_type", AWS_SUBJECT_TOKEN_TYPE.to_string()),
+            (
+                "subject_token_type",
+                self.subject_token.token_type().to_string(),
+            ),
         ];
         form.retain(|(_, v)| !v.is_empty());
         form
@@ -156,6 +184,19 @@ pub enum GoogleStsError {
     Refused {
         audience: String,
         principal: String,
+        code: String,
+        description: String,
+    },
+
+    /// Google refused an OIDC token: the provider's issuer, allowed audiences, attribute mapping
+    /// or condition did not accept it.
+    #[error("Google STS refused the token from {origin} ({token}) for {audience} ({code}: {description})\n  \
+             hint: the OIDC provider must name the token's iss as its issuer URI (oidc.issuerUri) and list one of the token's audiences in allowedAudiences (left empty, it accepts the provider's own name, https://iam.googleapis.com/projects/N/.../providers/X or //iam.googleapis.com/projects/N/.../providers/X: keyless asks for the former unless --token-audience says otherwise); its attribute condition must be true for the token's claims, and google.subject (default assertion.sub) must be at most 127 bytes")]
+    RefusedJwt {
+        audience: String,
+        origin: String,
+        /// The claims Google matched: `iss=... aud=... sub=...`.
+        token: String,
         code: String,
         description: String,
     },
@@ -206,7 +247,10 @@ impl GoogleStsError {
 
     /// The other cloud refused the identity.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Refused { .. } | Self::UnknownAudience { .. })
+        matches!(
+            self,
+            Self::Refused { .. } | Self::RefusedJwt { .. } | Self::UnknownAudience { .. }
+        )
     }
 }
 
@@ -231,7 +275,8 @@ struct OAuthError {
 }
 
 /// Exchanges the subject token at `token_url`, retrying what may pass. `principal` names the
-/// AWS identity in a refusal (the caller may look it up; pass what is known).
+/// AWS identity (or the token's source) in a refusal (the caller may look it up; pass what is
+/// known).
 pub async fn exchange_subject_token(
     http: &reqwest::Client,
     token_url: &str,
@@ -248,6 +293,31 @@ pub async fn exchange_subject_token(
         )
         .await;
     outcome.map_err(|(error, attempts)| match error {
+        StsAttempt::Final(GoogleStsError::Refused {
+            audience,
+            principal,
+            code,
+            description,
+        }) => match &request.subject_token {
+            SubjectToken::Jwt(token) => GoogleStsError::RefusedJwt {
+                audience,
+                origin: principal,
+                token: format!(
+                    "iss={} aud={} sub={}",
+                    token.claims().iss,
+                    token.claims().aud,
+                    token.claims().sub
+                ),
+                code,
+                description,
+            },
+            SubjectToken::Aws4Request(_) => GoogleStsError::Refused {
+                audience,
+                principal,
+                code,
+                description,
+            },
+        },
         StsAttempt::Final(e) => e,
         StsAttempt::Transient(last) => GoogleStsError::Unavailable {
             url: token_url.to_string(),
@@ -441,7 +511,7 @@ mod tests {
         let exchange = TokenExchange {
             audience: "//aud".into(),
             scopes: vec![CLOUD_PLATFORM_SCOPE.into(), "x".into()],
-            subject_token: SubjectToken(Secret::new("tok")),
+            subject_token: SubjectToken::Aws4Request(Secret::new("tok")),
         };
         let form = exchange.form();
         let get = |k: &str| form.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
@@ -452,6 +522,34 @@ mod tests {
         );
         assert_eq!(get("subject_token_type"), Some(AWS_SUBJECT_TOKEN_TYPE));
         assert_eq!(get("requested_token_type"), Some(ACCESS_TOKEN_TYPE));
+    }
+
+    /// An OIDC token goes on the wire as it is, typed `urn:ietf:params:oauth:token-type:jwt`.
+    #[test]
+    fn a_jwt_subject_is_sent_as_is_with_the_jwt_type() {
+        use base64::Engine;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(serde_json::json!({"alg": "RS256"})),
+            b64(
+                serde_json::json!({"iss": "https://issuer.example", "aud": "a", "sub": "s", "exp": 1})
+            )
+        );
+        let token = IdToken::parse(Secret::new(jwt.clone()), "test").unwrap();
+        let exchange = TokenExchange {
+            audience: "//aud".into(),
+            scopes: vec![CLOUD_PLATFORM_SCOPE.into()],
+            subject_token: SubjectToken::Jwt(token),
+        };
+        let form = exchange.form();
+        let get = |k: &str| form.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("subject_token_type"), Some(JWT_SUBJECT_TOKEN_TYPE));
+        assert_eq!(get("subject_token"), Some(jwt.as_str()));
+        assert_eq!(get("audience"), Some("//aud"));
+        assert_eq!(get("grant_type"), Some(TOKEN_EXCHANGE_GRANT));
     }
 }
 

@@ -104,6 +104,46 @@ pub struct LabWorkloadIdentityPool {
     pub pool_id: String,
     /// Its AWS providers.
     pub providers: Vec<LabAwsProvider>,
+    /// Its OIDC providers.
+    pub oidc_providers: Vec<LabPoolOidcProvider>,
+}
+
+/// An OIDC provider of a pool: Google STS accepts JWTs (subject token type
+/// `urn:ietf:params:oauth:token-type:jwt` or `id_token`) from one issuer, verified with its keys,
+/// mapped by [`crate::policy::issuer::google_sts::AttributeMapping`] and admitted by the condition.
+#[derive(Debug, Clone)]
+pub struct LabPoolOidcProvider {
+    /// The provider id, e.g. `oidc-lab`.
+    pub provider_id: String,
+    /// `oidc.issuerUri`: the `iss` its tokens must carry (https://).
+    pub issuer_uri: String,
+    /// `oidc.allowedAudiences`; empty: the provider's own resource name, with or without
+    /// `https://iam.googleapis.com/` in front.
+    pub allowed_audiences: Vec<String>,
+    /// `oidc.jwksJson`: the keys, inline; `None`: the keys the issuer's discovery document
+    /// publishes (the lab's issuers sign with the lab's key).
+    pub jwks_json: Option<String>,
+    /// `attributeMapping` (`google.subject` → `assertion.sub`, ...); empty: the default,
+    /// `google.subject=assertion.sub`.
+    pub attribute_mapping: Vec<(String, String)>,
+    /// `attributeCondition` (the CEL subset); `None` admits every mapped token.
+    pub attribute_condition: Option<String>,
+}
+
+impl LabPoolOidcProvider {
+    /// The mapping, as Google applies it.
+    pub fn mapping(
+        &self,
+    ) -> Result<
+        crate::policy::issuer::google_sts::AttributeMapping,
+        crate::policy::issuer::google_sts::MappingError,
+    > {
+        use crate::policy::issuer::google_sts::AttributeMapping;
+        if self.attribute_mapping.is_empty() {
+            return Ok(AttributeMapping::oidc_default());
+        }
+        AttributeMapping::parse(&self.attribute_mapping)
+    }
 }
 
 /// An AWS provider of a pool, with the default attribute mapping
@@ -213,6 +253,11 @@ pub const DEMO_PROJECT_NUMBER: &str = "424242424242";
 pub const DEMO_POOL: &str = "keyless-pool";
 /// The demo AWS provider of [`DEMO_POOL`].
 pub const DEMO_AWS_PROVIDER: &str = "aws-lab";
+/// The demo OIDC provider of [`DEMO_POOL`]: tokens of [`DEMO_OIDC_ISSUER`] whose
+/// `repository_owner` is `keyless-lab` (a GitHub-Actions-like issuer the lab signs for).
+pub const DEMO_OIDC_PROVIDER: &str = "oidc-lab";
+/// The issuer [`DEMO_OIDC_PROVIDER`] trusts; sign its tokens with [`super::Lab::sign_claims`].
+pub const DEMO_OIDC_ISSUER: &str = "https://token.keyless-lab.test";
 
 impl LabConfig {
     /// The world `keyless demo` shows: a deployer VM, a CI runner that can be impersonated, and an
@@ -312,11 +357,39 @@ impl LabConfig {
                         "attribute.aws_role == \"{AWS_WORKLOAD_ROLE}\""
                     )),
                 }],
+                oidc_providers: vec![LabPoolOidcProvider {
+                    provider_id: DEMO_OIDC_PROVIDER.to_string(),
+                    issuer_uri: DEMO_OIDC_ISSUER.to_string(),
+                    allowed_audiences: Vec::new(),
+                    jwks_json: None,
+                    attribute_mapping: vec![
+                        ("google.subject".into(), "assertion.sub".into()),
+                        (
+                            "attribute.repository_owner".into(),
+                            "assertion.repository_owner".into(),
+                        ),
+                    ],
+                    attribute_condition: Some(
+                        "assertion.repository_owner == 'keyless-lab'".to_string(),
+                    ),
+                }],
             }],
-            workload_identity_users: vec![LabWorkloadIdentityUser {
-                service_account: COPYCAT.to_string(),
-                member: aws_workload_principal_set.clone(),
-            }],
+            workload_identity_users: vec![
+                LabWorkloadIdentityUser {
+                    service_account: COPYCAT.to_string(),
+                    member: aws_workload_principal_set.clone(),
+                },
+                LabWorkloadIdentityUser {
+                    service_account: COPYCAT.to_string(),
+                    member: format!(
+                        "principalSet:{}/attribute.repository_owner/keyless-lab",
+                        crate::policy::workload_identity::pool_resource(
+                            DEMO_PROJECT_NUMBER,
+                            DEMO_POOL
+                        )
+                    ),
+                },
+            ],
             buckets: vec![LabBucket {
                 name: "keyless-lab-artifacts".to_string(),
                 project_id: "keyless-lab".to_string(),
@@ -377,6 +450,16 @@ impl LabConfig {
             .iter()
             .find(|p| p.pool_id == pool)?
             .providers
+            .iter()
+            .find(|p| p.provider_id == provider)
+    }
+
+    /// The OIDC provider `provider` of pool `pool`, if it exists.
+    pub fn pool_oidc_provider(&self, pool: &str, provider: &str) -> Option<&LabPoolOidcProvider> {
+        self.workload_identity_pools
+            .iter()
+            .find(|p| p.pool_id == pool)?
+            .oidc_providers
             .iter()
             .find(|p| p.provider_id == provider)
     }

@@ -1,7 +1,13 @@
 //! Google STS (`POST /v1/token`): the token exchange that turns an AWS identity into a Google
 //! federated access token, checking what Google checks.
 //!
-//! The subject token is a serialized, SigV4-signed `GetCallerIdentity` request. Google does not
+//! For an OIDC provider the subject token is a JWT: its signature is checked against the
+//! provider's JWKS (inline `jwksJson`, or the lab's key, which the lab's issuers publish), then
+//! `iss`, `exp`/`iat` and `aud` (the allowed audiences, by default the provider's own name with
+//! and without `https://iam.googleapis.com/`), then the attribute mapping
+//! ([`crate::policy::issuer::google_sts`], `google.subject` at most 127 bytes) and the condition.
+//!
+//! For an AWS provider the subject token is a serialized, SigV4-signed `GetCallerIdentity` request. Google does not
 //! trust what the token *says*; it has AWS verify the signature and uses the ARN AWS answers
 //! with. The lab does the same with its own verifier and the credentials its AWS side knows, then
 //! applies the provider's account pin, the default attribute mapping and the attribute condition
@@ -22,11 +28,18 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use serde_json::{Map, Value};
+
 use super::aws_auth;
-use super::config::LabAwsProvider;
+use super::config::{LabAwsProvider, LabPoolOidcProvider};
 use super::sigv4::SignedRequest;
 use super::state::{AccessGrant, Counters, Federation, LabState};
-use crate::policy::cel::CelExpression;
+use crate::policy::cel::{CelExpression, CelVariables};
+use crate::policy::issuer::google_sts::{
+    accepted_audiences, assertion_variables, FederatedIdentity, MappingError, MAX_SUBJECT_BYTES,
+};
 use crate::policy::workload_identity::{aws_default_mapping, ProviderAudience};
 
 /// `grant_type` of a token exchange (RFC 8693).
@@ -35,6 +48,14 @@ pub(crate) const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exch
 pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// `subject_token_type` of an AWS subject token.
 pub(crate) const AWS_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
+/// `subject_token_type` of an OIDC token (RFC 8693).
+pub(crate) const JWT_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// The other `subject_token_type` Google accepts for an OIDC token.
+pub(crate) const ID_TOKEN_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// How far in the future an OIDC token's `iat` may be.
+const CLOCK_SKEW_SECONDS: i64 = 300;
+/// Google refuses OIDC tokens that live longer than a day.
+const MAX_OIDC_TOKEN_LIFETIME: i64 = 86_400;
 /// The header that binds a subject token to one provider.
 const TARGET_RESOURCE_HEADER: &str = "x-goog-cloud-target-resource";
 /// Google's answer for an unknown or disabled pool or provider.
@@ -152,42 +173,31 @@ fn exchange(state: &LabState, body: &[u8]) -> Result<serde_json::Value, OAuthErr
         .collect();
 
     let target = ProviderAudience::parse(audience)
-        .filter(|a| a.project_number == state.config.project_number)
-        .and_then(|a| {
-            state
-                .config
-                .aws_provider(&a.pool, &a.provider)
-                .map(|p| (a, p))
-        });
-    let Some((target, provider)) = target else {
-        return Err(refuse("invalid_target", INVALID_TARGET).because(format!(
-            "the lab has no workload identity pool provider {audience} (project number {})",
-            state.config.project_number
-        )));
+        .filter(|a| a.project_number == state.config.project_number);
+    let aws = target
+        .as_ref()
+        .and_then(|a| state.config.aws_provider(&a.pool, &a.provider));
+    let oidc = target
+        .as_ref()
+        .and_then(|a| state.config.pool_oidc_provider(&a.pool, &a.provider));
+    let (target, identity) = match (target, aws, oidc) {
+        (Some(target), Some(provider), _) => {
+            let identity =
+                exchange_aws(state, &target, provider, subject_token_type, subject_token)?;
+            (target, identity)
+        }
+        (Some(target), None, Some(provider)) => {
+            let identity =
+                exchange_oidc(state, &target, provider, subject_token_type, subject_token)?;
+            (target, identity)
+        }
+        _ => {
+            return Err(refuse("invalid_target", INVALID_TARGET).because(format!(
+                "the lab has no workload identity pool provider {audience} (project number {})",
+                state.config.project_number
+            )))
+        }
     };
-    if subject_token_type != AWS_SUBJECT_TOKEN_TYPE {
-        return Err(refuse(
-            "invalid_request",
-            format!("Invalid subject_token_type \"{subject_token_type}\" for an AWS provider; expected {AWS_SUBJECT_TOKEN_TYPE}."),
-        ));
-    }
-    let caller = verify_subject_token(state, subject_token, &target)?;
-
-    if caller.account != provider.aws_account_id {
-        return Err(refuse(
-            "invalid_grant",
-            "The AWS account of the credential is not allowed by the provider.",
-        )
-        .because(format!(
-            "the caller {} is in AWS account {}, but provider {} accepts only account {}",
-            caller.arn,
-            caller.account,
-            target.canonical(),
-            provider.aws_account_id
-        )));
-    }
-    let identity = aws_default_mapping(&caller.arn, &caller.account);
-    check_condition(provider, &target, &identity, &caller.account)?;
 
     let pool_resource = target.pool_resource();
     let (token, grant) = state.issue_grant(AccessGrant {
@@ -207,6 +217,197 @@ fn exchange(state: &LabState, body: &[u8]) -> Result<serde_json::Value, OAuthErr
         "token_type": "Bearer",
         "expires_in": (grant.expires_at - OffsetDateTime::now_utc()).as_seconds_f64().round().max(0.0) as i64,
     }))
+}
+
+/// An AWS provider: the signed `GetCallerIdentity`, the account pin, the default mapping, the
+/// condition.
+fn exchange_aws(
+    state: &LabState,
+    target: &ProviderAudience,
+    provider: &LabAwsProvider,
+    subject_token_type: &str,
+    subject_token: &str,
+) -> Result<FederatedIdentity, OAuthError> {
+    if subject_token_type != AWS_SUBJECT_TOKEN_TYPE {
+        return Err(refuse(
+            "invalid_request",
+            format!("Invalid subject_token_type \"{subject_token_type}\" for an AWS provider; expected {AWS_SUBJECT_TOKEN_TYPE}."),
+        ));
+    }
+    let caller = verify_subject_token(state, subject_token, target)?;
+
+    if caller.account != provider.aws_account_id {
+        return Err(refuse(
+            "invalid_grant",
+            "The AWS account of the credential is not allowed by the provider.",
+        )
+        .because(format!(
+            "the caller {} is in AWS account {}, but provider {} accepts only account {}",
+            caller.arn,
+            caller.account,
+            target.canonical(),
+            provider.aws_account_id
+        )));
+    }
+    let identity = aws_default_mapping(&caller.arn, &caller.account);
+    check_condition(
+        provider.attribute_condition.as_deref(),
+        target,
+        &identity.cel_variables(&caller.account),
+    )?;
+    Ok(FederatedIdentity {
+        subject: identity.subject,
+        attributes: identity.attributes,
+    })
+}
+
+/// An OIDC provider: the JWT's signature (the provider's JWKS), issuer, time claims and
+/// audience, then the provider's mapping and condition — what Google checks, in its order.
+fn exchange_oidc(
+    state: &LabState,
+    target: &ProviderAudience,
+    provider: &LabPoolOidcProvider,
+    subject_token_type: &str,
+    subject_token: &str,
+) -> Result<FederatedIdentity, OAuthError> {
+    if subject_token_type != JWT_SUBJECT_TOKEN_TYPE
+        && subject_token_type != ID_TOKEN_SUBJECT_TOKEN_TYPE
+    {
+        return Err(refuse(
+            "invalid_request",
+            format!("Invalid subject_token_type \"{subject_token_type}\" for an OIDC provider; expected {JWT_SUBJECT_TOKEN_TYPE} or {ID_TOKEN_SUBJECT_TOKEN_TYPE}."),
+        ));
+    }
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let claims = verify_oidc_token(state, target, provider, subject_token, now)?;
+    let assertion = assertion_variables(&claims);
+    let mapping = provider.mapping().map_err(|e| {
+        refuse(
+            "invalid_grant",
+            "The attribute mapping of the provider is invalid.",
+        )
+        .because(e.to_string())
+    })?;
+    let identity = mapping.apply(&assertion).map_err(|e| match e {
+        MappingError::SubjectTooLong { bytes } => refuse(
+            "invalid_request",
+            format!("The size of mapped attribute google.subject exceeds the {MAX_SUBJECT_BYTES} bytes limit. Either modify your attribute mapping or the incoming assertion to produce a mapped attribute that is less than {MAX_SUBJECT_BYTES} bytes."),
+        )
+        .because(format!("google.subject is {bytes} bytes under the mapping of provider {}", target.canonical())),
+        other => refuse("invalid_grant", format!("The attribute mapping could not be applied: {other}")),
+    })?;
+    check_condition(
+        provider.attribute_condition.as_deref(),
+        target,
+        &identity.cel_variables(&assertion),
+    )?;
+    Ok(identity)
+}
+
+/// Verifies an OIDC token as Google STS does for `provider`; returns its claims.
+fn verify_oidc_token(
+    state: &LabState,
+    target: &ProviderAudience,
+    provider: &LabPoolOidcProvider,
+    token: &str,
+    now: i64,
+) -> Result<Map<String, Value>, OAuthError> {
+    let grant = |m: String| refuse("invalid_grant", m);
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| grant(format!("Unable to parse the ID Token: {e}.")))?;
+    let keys: JwkSet = match &provider.jwks_json {
+        Some(jwks) => serde_json::from_str(jwks)
+            .map_err(|e| grant(format!("The provider's jwksJson is not a JWK set: {e}.")))?,
+        None => discovered_keys(state, &provider.issuer_uri)
+            .map_err(|e| grant(format!("The issuer's JWKS could not be read: {e}.")))?,
+    };
+    let key = match &header.kid {
+        Some(kid) => keys.find(kid),
+        None if keys.keys.len() == 1 => keys.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| {
+        grant(format!(
+            "The ID Token's key id {} is not among the keys of the issuer {}.",
+            header.kid.as_deref().unwrap_or("(none)"),
+            provider.issuer_uri
+        ))
+    })?;
+    let decoding = DecodingKey::from_jwk(key).map_err(|e| {
+        grant(format!(
+            "The issuer's key {:?} is unusable: {e}.",
+            header.kid
+        ))
+    })?;
+    let mut validation = Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &decoding, &validation)
+        .map_err(|e| {
+            grant("The ID Token signature could not be verified.".into()).because(format!(
+                "the token does not verify with the keys of {} ({e})",
+                provider.issuer_uri
+            ))
+        })?
+        .claims;
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or("(none)");
+    if iss != provider.issuer_uri {
+        return Err(grant(format!(
+            "The issuer in ID Token {iss} does not match the expected ISSUER {}.",
+            provider.issuer_uri
+        ))
+        .because(format!(
+            "provider {} trusts the issuer {}, and the token's iss is {iss}",
+            target.canonical(),
+            provider.issuer_uri
+        )));
+    }
+    let exp = claims.get("exp").and_then(Value::as_i64);
+    let iat = claims.get("iat").and_then(Value::as_i64);
+    let (Some(exp), Some(iat)) = (exp, iat) else {
+        return Err(grant("The ID Token must have iat and exp claims.".into()));
+    };
+    if exp <= now {
+        return Err(grant(format!(
+            "The ID Token has expired (exp {exp}, now {now})."
+        )));
+    }
+    if iat > now + CLOCK_SKEW_SECONDS {
+        return Err(grant(format!(
+            "The ID Token was issued in the future (iat {iat}, now {now})."
+        )));
+    }
+    if exp - iat > MAX_OIDC_TOKEN_LIFETIME {
+        return Err(grant(format!(
+            "The ID Token's lifetime exp - iat = {} s exceeds the {MAX_OIDC_TOKEN_LIFETIME} s allowed.",
+            exp - iat
+        )));
+    }
+    let audiences: Vec<String> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let accepted = accepted_audiences(&target.canonical(), &provider.allowed_audiences);
+    if !audiences.iter().any(|a| accepted.contains(a)) {
+        return Err(grant(format!(
+            "The audience in ID Token [{}] does not match the expected audience.",
+            audiences.join(", ")
+        ))
+        .because(format!(
+            "provider {} accepts the audiences {}",
+            target.canonical(),
+            accepted.join(", ")
+        )));
+    }
+    Ok(claims)
 }
 
 /// Decodes the subject token, checks it is a `GetCallerIdentity` to a real STS host bound to
@@ -336,14 +537,20 @@ fn verify_subject_token(
     Ok(caller)
 }
 
+/// The keys `issuer`'s discovery document points at, as Google fetches them for a provider
+/// without `jwksJson`. Every issuer the lab signs for ([`super::Lab::sign_claims`]) publishes
+/// the lab's key; an issuer the lab serves with keys of its own belongs here.
+fn discovered_keys(state: &LabState, _issuer: &str) -> Result<JwkSet, serde_json::Error> {
+    serde_json::from_value(json!({"keys": [state.key.jwk()]}))
+}
+
 /// Applies the provider's attribute condition; refusals explain which values made it false.
 fn check_condition(
-    provider: &LabAwsProvider,
+    condition: Option<&str>,
     target: &ProviderAudience,
-    identity: &crate::policy::workload_identity::AwsFederatedIdentity,
-    account: &str,
+    variables: &CelVariables,
 ) -> Result<(), OAuthError> {
-    let Some(condition) = &provider.attribute_condition else {
+    let Some(condition) = condition else {
         return Ok(());
     };
     // Validated when the lab starts; a parse failure here is a lab bug, refused, never admitted.
@@ -351,7 +558,6 @@ fn check_condition(
         refuse("unauthorized_client", REJECTED_BY_CONDITION)
             .because(format!("the attribute condition cannot be parsed: {e}"))
     })?;
-    let variables = identity.cel_variables(account);
     let values: BTreeMap<String, String> = expression
         .references()
         .into_iter()
@@ -368,7 +574,7 @@ fn check_condition(
         .map(|(k, v)| format!("{k} = {v}"))
         .collect::<Vec<_>>()
         .join(", ");
-    match expression.evaluate(&variables) {
+    match expression.evaluate(variables) {
         Ok(true) => Ok(()),
         Ok(false) => Err(
             refuse("unauthorized_client", REJECTED_BY_CONDITION).because(format!(

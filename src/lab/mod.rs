@@ -42,10 +42,10 @@ use tokio::task::JoinHandle;
 
 pub use config::{
     google_trust_policy, partner_trust_policy, LabAccount, LabAwsProvider, LabBucket, LabConfig,
-    LabEc2Instance, LabIamUser, LabOidcProvider, LabRole, LabServiceAccount, LabUser,
-    LabWorkloadIdentityPool, LabWorkloadIdentityUser, DEMO_ACCOUNT_ID, DEMO_AWS_PROVIDER,
-    DEMO_PARTNER_ACCOUNT_ID, DEMO_PARTNER_EXTERNAL_ID, DEMO_PARTNER_ROLE, DEMO_POOL,
-    DEMO_PROJECT_NUMBER,
+    LabEc2Instance, LabIamUser, LabOidcProvider, LabPoolOidcProvider, LabRole, LabServiceAccount,
+    LabUser, LabWorkloadIdentityPool, LabWorkloadIdentityUser, DEMO_ACCOUNT_ID, DEMO_AWS_PROVIDER,
+    DEMO_OIDC_ISSUER, DEMO_OIDC_PROVIDER, DEMO_PARTNER_ACCOUNT_ID, DEMO_PARTNER_EXTERNAL_ID,
+    DEMO_PARTNER_ROLE, DEMO_POOL, DEMO_PROJECT_NUMBER,
 };
 pub use config::{
     oidc_trust_policy, DEMO_GITHUB_ISSUER, DEMO_GITHUB_REPOSITORY, DEMO_KUBERNETES_ISSUER,
@@ -188,6 +188,18 @@ impl Lab {
         format!(
             "{}/providers/{provider}",
             crate::policy::workload_identity::pool_resource(&config.project_number, pool)
+        )
+    }
+
+    /// `//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/providers/P`
+    /// for a provider of the lab's project (whether or not it exists: tests need unknown ones).
+    pub fn provider_audience(&self, pool: &str, provider: &str) -> String {
+        format!(
+            "{}/providers/{provider}",
+            crate::policy::workload_identity::pool_resource(
+                &self.state.config.project_number,
+                pool
+            )
         )
     }
 
@@ -620,6 +632,33 @@ fn validate(config: &LabConfig) -> Result<(), LabError> {
                     LabError::Config(format!(
                         "the attribute condition of provider {}/{} is not usable: {e}",
                         pool.pool_id, provider.provider_id
+                    ))
+                })?;
+            }
+        }
+    }
+    for pool in &config.workload_identity_pools {
+        for provider in &pool.oidc_providers {
+            let name = format!("{}/{}", pool.pool_id, provider.provider_id);
+            if !provider.issuer_uri.starts_with("https://") {
+                return Err(LabError::Config(format!(
+                    "the OIDC provider {name} needs an https:// issuer URI, as Google does"
+                )));
+            }
+            provider.mapping().map_err(|e| {
+                LabError::Config(format!("the attribute mapping of provider {name}: {e}"))
+            })?;
+            if let Some(condition) = &provider.attribute_condition {
+                crate::policy::cel::CelExpression::parse(condition).map_err(|e| {
+                    LabError::Config(format!(
+                        "the attribute condition of provider {name} is not usable: {e}"
+                    ))
+                })?;
+            }
+            if let Some(jwks) = &provider.jwks_json {
+                serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(jwks).map_err(|e| {
+                    LabError::Config(format!(
+                        "the jwksJson of provider {name} is not a JWKS: {e}"
                     ))
                 })?;
             }

@@ -958,3 +958,222 @@ async fn real_aws_cli_uses_imds_and_the_container_endpoint() {
         "arn:aws:sts::123456789012:assumed-role/aws-workload/i-0123456789abcdef0"
     );
 }
+
+/// Posts a token exchange with an OIDC token; returns (status, JSON answer).
+async fn exchange_jwt(lab: &Lab, audience: &str, jwt: &str, token_type: &str) -> (u16, Value) {
+    let r = http()
+        .post(lab.google_sts_url())
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("audience", audience),
+            ("scope", CLOUD_PLATFORM),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("subject_token", jwt),
+            ("subject_token_type", token_type),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// Claims of a CI job of the demo OIDC issuer, minted for `aud`.
+fn ci_claims(aud: Value, owner: &str) -> Value {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    json!({
+        "iss": DEMO_OIDC_ISSUER, "aud": aud, "iat": now, "exp": now + 300,
+        "sub": format!("repo:{owner}/app:ref:refs/heads/main"),
+        "repository": format!("{owner}/app"), "repository_owner": owner,
+    })
+}
+
+#[tokio::test]
+async fn an_oidc_token_for_the_provider_gets_a_federated_token_that_impersonates_its_binding() {
+    let lab = demo_lab().await;
+    let provider = lab.provider_audience(DEMO_POOL, DEMO_OIDC_PROVIDER);
+    let https_name = provider.replacen("//", "https://", 1);
+    // Both default audiences, as a string or in an array, and both subject token types.
+    for (aud, token_type) in [
+        (json!(https_name), JWT_TYPE),
+        (
+            json!(["other", provider.clone()]),
+            "urn:ietf:params:oauth:token-type:id_token",
+        ),
+    ] {
+        let jwt = lab.sign_claims(&ci_claims(aud, "keyless-lab"));
+        let (status, answer) = exchange_jwt(&lab, &provider, &jwt, token_type).await;
+        assert_eq!(status, 200, "{answer}");
+        let federated = answer["access_token"].as_str().unwrap();
+        // The binding names attribute.repository_owner, which the mapping made.
+        let (status, answer) = generate_access_token(&lab, federated, COPYCAT, "600s").await;
+        assert_eq!(status, 200, "{answer}");
+        let (status, _) = generate_access_token(&lab, federated, CI_RUNNER, "600s").await;
+        assert_eq!(status, 403);
+    }
+    // An AWS subject token type at an OIDC provider, and a JWT at the AWS provider: refused.
+    let jwt = lab.sign_claims(&ci_claims(json!(https_name), "keyless-lab"));
+    let (status, answer) = exchange_jwt(
+        &lab,
+        &provider,
+        &jwt,
+        "urn:ietf:params:aws:token-type:aws4_request",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (status, answer) =
+        exchange_jwt(&lab, &lab.workload_identity_audience(), &jwt, JWT_TYPE).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn oidc_tokens_are_refused_for_what_google_checks_naming_it() {
+    let lab = demo_lab().await;
+    let provider = lab.provider_audience(DEMO_POOL, DEMO_OIDC_PROVIDER);
+    let https_name = provider.replacen("//", "https://", 1);
+    let good = ci_claims(json!(https_name), "keyless-lab");
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = good.clone();
+        f(&mut c);
+        c
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "wrong audience",
+            lab.sign_claims(&with(&|c| c["aud"] = json!("sts.amazonaws.com"))),
+            "invalid_grant",
+            "audience in ID Token [sts.amazonaws.com]",
+        ),
+        (
+            "unknown issuer",
+            lab.sign_claims(&with(&|c| c["iss"] = json!("https://evil.example"))),
+            "invalid_grant",
+            "issuer in ID Token https://evil.example does not match",
+        ),
+        (
+            "expired",
+            lab.sign_claims(&with(&|c| {
+                c["iat"] = json!(now - 600);
+                c["exp"] = json!(now - 1);
+            })),
+            "invalid_grant",
+            "expired",
+        ),
+        (
+            "no iat",
+            lab.sign_claims(&with(&|c| {
+                c.as_object_mut().unwrap().remove("iat");
+            })),
+            "invalid_grant",
+            "iat and exp",
+        ),
+        (
+            "condition false",
+            lab.sign_claims(&ci_claims(json!(https_name), "intruder")),
+            "unauthorized_client",
+            "rejected by the attribute condition",
+        ),
+        (
+            "subject too long",
+            lab.sign_claims(&with(&|c| c["sub"] = json!("s".repeat(128)))),
+            "invalid_request",
+            "exceeds the 127 bytes limit",
+        ),
+        (
+            "foreign key",
+            crate::lab::GoogleSigningKey::generate().sign(&good),
+            "invalid_grant",
+            "",
+        ),
+        (
+            "not a JWT",
+            "not-a-jwt".to_string(),
+            "invalid_grant",
+            "Unable to parse",
+        ),
+    ];
+    for (what, jwt, error, says) in cases {
+        let (status, answer) = exchange_jwt(&lab, &provider, &jwt, JWT_TYPE).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert_eq!(answer["error"], error, "{what}: {answer}");
+        let description = answer["error_description"].as_str().unwrap();
+        assert!(description.contains(says), "{what}: {description}");
+    }
+    // The lab says what Google does not: which values made the condition false.
+    let jwt = lab.sign_claims(&ci_claims(json!(https_name), "intruder"));
+    exchange_jwt(&lab, &provider, &jwt, JWT_TYPE).await;
+    let denial = lab.last_denial().unwrap();
+    assert!(
+        denial.contains("assertion.repository_owner = \"intruder\""),
+        "{denial}"
+    );
+}
+
+#[tokio::test]
+async fn inline_jwks_allowed_audiences_and_nested_claims_are_honoured() {
+    let foreign = crate::lab::GoogleSigningKey::generate();
+    let mut config = LabConfig::demo();
+    config.workload_identity_pools[0]
+        .oidc_providers
+        .push(LabPoolOidcProvider {
+            provider_id: "aws-outbound".into(),
+            issuer_uri: "https://abc.tokens.sts.global.api.aws".into(),
+            allowed_audiences: vec!["gcp-federation".into()],
+            jwks_json: Some(json!({"keys": [foreign.jwk()]}).to_string()),
+            attribute_mapping: vec![
+                ("google.subject".into(), "assertion.sub".into()),
+                (
+                    "attribute.aws_account".into(),
+                    "assertion['https://sts.amazonaws.com/'].aws_account".into(),
+                ),
+            ],
+            attribute_condition: Some("attribute.aws_account == '123456789012'".into()),
+        });
+    let lab = Lab::start(config).await.unwrap();
+    let provider = lab.provider_audience(DEMO_POOL, "aws-outbound");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = |aud: &str, account: &str| {
+        json!({
+            "iss": "https://abc.tokens.sts.global.api.aws", "aud": aud, "iat": now, "exp": now + 300,
+            "sub": "arn:aws:iam::123456789012:role/app",
+            "https://sts.amazonaws.com/": {"aws_account": account},
+        })
+    };
+    let ok = foreign.sign(&claims("gcp-federation", "123456789012"));
+    let (status, answer) = exchange_jwt(&lab, &provider, &ok, JWT_TYPE).await;
+    assert_eq!(status, 200, "{answer}");
+    // With allowedAudiences set, the provider's own name is no longer accepted.
+    let own_name = foreign.sign(&claims(&provider, "123456789012"));
+    let (status, answer) = exchange_jwt(&lab, &provider, &own_name, JWT_TYPE).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let other_account = foreign.sign(&claims("gcp-federation", "999999999999"));
+    let (status, answer) = exchange_jwt(&lab, &provider, &other_account, JWT_TYPE).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+    // The lab's own key is not this provider's.
+    let lab_signed = lab.sign_claims(&claims("gcp-federation", "123456789012"));
+    let (status, answer) = exchange_jwt(&lab, &provider, &lab_signed, JWT_TYPE).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}

@@ -165,6 +165,17 @@ impl CelExpression {
         }
     }
 
+    /// Evaluates an attribute mapping's expression, which must give a string.
+    pub fn evaluate_string(&self, variables: &CelVariables) -> Result<String, CelError> {
+        match eval(&self.root, variables)? {
+            Value::Str(s) => Ok(s),
+            other => Err(CelError::NoSuchOverload(format!(
+                "the mapping evaluates to a {}, not a string",
+                other.kind()
+            ))),
+        }
+    }
+
     /// The variables the expression refers to, in order of first use (for explanations).
     pub fn references(&self) -> Vec<String> {
         // Pre-order, children left to right: the order the expression names them.
@@ -631,6 +642,9 @@ impl Parser {
                 })
             }
         }
+        if name == "assertion" {
+            return self.assertion_path(offset);
+        }
         if matches!(self.peek(), Some(Token::Punct("["))) {
             return Err(CelError::Unsupported {
                 construct: format!("index access `{name}[...]`"),
@@ -656,6 +670,75 @@ impl Parser {
         }
         Ok(Node::Var(format!("{name}.{field}")))
     }
+
+    /// `assertion.a`, `assertion['https://sts.amazonaws.com/'].aws_account`, ...: a claim of the
+    /// token, nested or not, named by [`assertion_key`]'s canonical spelling.
+    fn assertion_path(&mut self, offset: usize) -> Result<Node, CelError> {
+        let mut path: Vec<String> = Vec::new();
+        loop {
+            if self.eat("[") {
+                let Some(Token::Str(key)) = self.peek().cloned() else {
+                    return Err(CelError::Unsupported {
+                        construct: "an index into assertion that is not a string literal".into(),
+                    });
+                };
+                self.position += 1;
+                self.expect("]")?;
+                path.push(key);
+                continue;
+            }
+            // `.name(` is a method call on the claim, for `member` to read.
+            let is_field = matches!(self.peek(), Some(Token::Punct(".")))
+                && matches!(
+                    self.tokens.get(self.position + 1),
+                    Some((_, Token::Ident(_)))
+                )
+                && !matches!(
+                    self.tokens.get(self.position + 2),
+                    Some((_, Token::Punct("(")))
+                );
+            if !is_field {
+                break;
+            }
+            self.position += 1;
+            if let Some(Token::Ident(field)) = self.peek().cloned() {
+                self.position += 1;
+                path.push(field);
+            }
+        }
+        if path.is_empty() {
+            return Err(CelError::Syntax {
+                offset,
+                message: "`assertion` needs a claim, e.g. `assertion.sub`".into(),
+            });
+        }
+        Ok(Node::Var(assertion_key(&path)))
+    }
+}
+
+/// The variable name of the claim at `path` in the token (`["sub"]` → `assertion.sub`,
+/// `["https://sts.amazonaws.com/", "aws_account"]` →
+/// `assertion['https://sts.amazonaws.com/'].aws_account`): how a condition names it however it
+/// is written (`assertion['sub']` is `assertion.sub`).
+pub fn assertion_key<S: AsRef<str>>(path: &[S]) -> String {
+    let mut key = String::from("assertion");
+    for part in path {
+        let part = part.as_ref();
+        let identifier = part
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if identifier {
+            key.push('.');
+            key.push_str(part);
+        } else {
+            key.push_str("['");
+            key.push_str(&part.replace('\\', "\\\\").replace('\'', "\\'"));
+            key.push_str("']");
+        }
+    }
+    key
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! AWS → GCP: the flow's steps in order — the AWS identity, the signed subject token, Google
-//! STS, and the optional impersonation — with errors that say which step failed.
+//! Any subject → GCP: the flow's steps in order — the subject (AWS credentials proven by a
+//! signed `GetCallerIdentity`, or an OIDC token from any registered source), Google STS, and the
+//! optional impersonation — with errors that say which step failed.
 
 use crate::credentials::{AwsCredentials, GoogleAccessToken};
 use crate::exchange::aws_sts::{fetch_caller_identity, ExchangeError, RetryPolicy, StsEndpoint};
@@ -12,12 +13,86 @@ use crate::exchange::google_sts::{
 use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::secret::Secret;
 use crate::source::aws::{AwsIdentitySource, AwsSourceError};
-use crate::types::UpstreamUrl;
+use crate::source::{IdTokenClaims, SharedTokenSource, SourceError};
+use crate::types::{TokenSourceSpec, UpstreamUrl};
 
-/// Everything that decides which Google token an AWS identity is traded for.
+/// What Google STS is given: which identity, and so which kind of provider must accept it.
+#[derive(Clone, Debug)]
+pub enum GcpSubject {
+    /// AWS credentials (the aws-config chain), proven by a signed `GetCallerIdentity`: for an
+    /// AWS provider (`--token-source aws`, the default).
+    Aws(AwsIdentitySource),
+    /// An OIDC token from a registered source, minted (where the source can choose) for
+    /// `audience`: for an OIDC provider.
+    Jwt {
+        source: SharedTokenSource,
+        /// The token's audience (`--token-audience`; default [`default_token_audience`]).
+        audience: String,
+    },
+}
+
+impl GcpSubject {
+    /// Where the subject comes from, for messages (no secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Aws(aws) => aws.describe(),
+            Self::Jwt { source, .. } => source.describe(),
+        }
+    }
+
+    /// The identity behind the subject as far as it can be known without the network: part of
+    /// every refresh engine's key, so one profile's tokens never stand for another identity.
+    /// `None` when it cannot be known now.
+    pub fn cached_identity(&self) -> Option<String> {
+        match self {
+            Self::Aws(aws) => Some(aws.describe()),
+            Self::Jwt { source, audience } => source
+                .cached_identity()
+                .map(|identity| format!("{} aud={audience} {identity}", source.describe())),
+        }
+    }
+}
+
+/// The `--token-source` (`token_source`) that proves the AWS identity: not a JWT source of the
+/// registry, and the default for every `gcp` command and AWS → GCP profile.
+pub const AWS_TOKEN_SOURCE: &str = "aws";
+
+/// Parses a token source for Google as written (clap's `value_parser`, keyless.toml): `aws`, or
+/// a registered JWT source.
+pub fn parse_token_source(value: &str) -> Result<TokenSourceSpec, SourceError> {
+    if value.trim() == AWS_TOKEN_SOURCE {
+        return Ok(TokenSourceSpec::new(AWS_TOKEN_SOURCE, None).expect("a valid spec"));
+    }
+    crate::source::registry::parse(value).map_err(|e| match e {
+        SourceError::UnknownTokenSource {
+            spec,
+            reason,
+            spellings,
+        } => SourceError::UnknownTokenSource {
+            spec,
+            reason,
+            spellings: format!("{spellings}, {AWS_TOKEN_SOURCE}"),
+        },
+        other => other,
+    })
+}
+
+/// The audience a JWT minted for Google gets unless `--token-audience` says otherwise: the
+/// provider's `https://iam.googleapis.com/projects/.../providers/X` name, which an OIDC provider
+/// without `allowedAudiences` accepts.
+pub fn default_token_audience(provider: &str) -> String {
+    let name = provider
+        .trim()
+        .trim_start_matches("https:")
+        .trim_start_matches("//iam.googleapis.com/")
+        .trim_start_matches('/');
+    format!("https://iam.googleapis.com/{name}")
+}
+
+/// Everything that decides which Google token a subject is traded for.
 #[derive(Clone, Debug)]
 pub struct GcpTokenProfile {
-    pub aws: AwsIdentitySource,
+    pub subject: GcpSubject,
     /// The workload identity provider, `//iam.googleapis.com/projects/N/.../providers/X`.
     pub audience: String,
     pub scopes: Vec<String>,
@@ -28,18 +103,27 @@ pub struct GcpTokenProfile {
     pub retry: RetryPolicy,
 }
 
+/// Who a federated token stands for: what was proven to Google STS.
+#[derive(Clone, Debug)]
+pub enum FederatedSubject {
+    /// The AWS credentials whose identity was federated (to name it without fetching again:
+    /// a profile with `role_arn` would assume the role a second time).
+    Aws(AwsCredentials),
+    /// The claims of the OIDC token that was traded (never the token itself).
+    Jwt(IdTokenClaims),
+}
+
 /// A Google token and who it stands for.
 #[derive(Clone, Debug)]
 pub struct GcpToken {
     pub token: GoogleAccessToken,
     /// The service account impersonated, if any.
     pub service_account: Option<String>,
-    /// The AWS credentials whose identity was federated (to name it without fetching again:
-    /// a profile with `role_arn` would assume the role a second time).
-    pub aws_credentials: AwsCredentials,
+    /// The identity that was federated.
+    pub subject: FederatedSubject,
 }
 
-/// Which step of the AWS → GCP flow failed; each variant's message says why and what to do.
+/// Which step of the flow to Google failed; each variant's message says why and what to do.
 ///
 /// The step's error is part of the message and deliberately not a `source()`: printed as a
 /// chain (`{:#}`), it would otherwise appear twice.
@@ -48,6 +132,9 @@ pub enum GcpFlowError {
     /// No AWS identity could be found.
     #[error("finding the AWS identity: {0}")]
     AwsSource(AwsSourceError),
+    /// The token source gave no token.
+    #[error("getting the token from {origin}: {error}")]
+    TokenSource { origin: String, error: SourceError },
     /// The subject token could not be signed.
     #[error("signing the subject token: {0}")]
     Signing(ExchangeError),
@@ -60,6 +147,9 @@ pub enum GcpFlowError {
     /// An ID token needs a service account to be minted for.
     #[error("an ID token needs --service-account (a federated principal cannot have one)")]
     NeedsServiceAccount,
+    /// Settings that do not go together (an AWS-only flag with a JWT source...); says which.
+    #[error("{0}")]
+    InvalidSettings(String),
 }
 
 impl From<AwsSourceError> for GcpFlowError {
@@ -91,9 +181,10 @@ impl GcpFlowError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::AwsSource(e) => e.is_transient(),
+            Self::TokenSource { error, .. } => error.is_transient(),
             Self::GoogleSts(e) => e.is_transient(),
             Self::Iam(e) => e.is_transient(),
-            Self::Signing(_) | Self::NeedsServiceAccount => false,
+            Self::Signing(_) | Self::NeedsServiceAccount | Self::InvalidSettings(_) => false,
         }
     }
 
@@ -112,45 +203,104 @@ impl crate::classify::Classify for GcpFlowError {
         use crate::classify::Class;
         match self {
             Self::AwsSource(source) => source.class(),
+            Self::TokenSource { error, .. } => error.class(),
             _ if self.is_refusal() => Class::Refused,
             _ if self.is_transient() => Class::Unavailable,
-            Self::NeedsServiceAccount => Class::Usage,
+            Self::NeedsServiceAccount | Self::InvalidSettings(_) => Class::Usage,
             _ => Class::Failure,
         }
     }
 }
 
 impl GcpTokenProfile {
-    /// The signed GetCallerIdentity request, serialised: proof of the AWS identity.
-    pub async fn subject_token(&self) -> Result<SubjectToken, GcpFlowError> {
-        let credentials = self.aws.fetch_credentials().await?;
-        Ok(build_subject_token(
-            &credentials,
-            self.aws.region(),
-            &self.audience,
-            std::time::SystemTime::now(),
-        )?)
+    /// What Google STS would be given: the serialised, signed GetCallerIdentity request, or
+    /// the JWT from the token source.
+    pub async fn subject_token(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<SubjectToken, GcpFlowError> {
+        Ok(self.fetch_subject(http).await?.0)
     }
 
-    /// The federated token (the AWS identity as a principal of the pool) and the AWS
-    /// credentials it was proven with.
+    /// The subject token and who it proves.
+    async fn fetch_subject(
+        &self,
+        http: &reqwest::Client,
+    ) -> Result<(SubjectToken, FederatedSubject), GcpFlowError> {
+        match &self.subject {
+            GcpSubject::Aws(aws) => {
+                let credentials = aws.fetch_credentials().await?;
+                let token = build_subject_token(
+                    &credentials,
+                    aws.region(),
+                    &self.audience,
+                    std::time::SystemTime::now(),
+                )?;
+                Ok((token, FederatedSubject::Aws(credentials)))
+            }
+            GcpSubject::Jwt { source, audience } => {
+                let failed = |error| GcpFlowError::TokenSource {
+                    origin: source.describe(),
+                    error,
+                };
+                // The token source has timeouts of its own; the deadline bounds it too.
+                let token = self
+                    .retry
+                    .budget()
+                    .within_deadline(self.fetch_jwt(source, http, audience))
+                    .await
+                    .map_err(|timed_out| {
+                        failed(SourceError::TimedOut {
+                            source_name: source.describe(),
+                            seconds: timed_out.after.as_secs_f64(),
+                        })
+                    })?
+                    .map_err(failed)?;
+                tracing::debug!(identity = %ExchangeRecord::token_identity(token.claims()),
+                    "token source: fetched a token for Google STS");
+                let claims = token.claims().clone();
+                Ok((SubjectToken::Jwt(token), FederatedSubject::Jwt(claims)))
+            }
+        }
+    }
+
+    /// The source's token for `audience`; like [`crate::source::TokenSource::fetch_for`], warns
+    /// when a source that cannot choose its audience gives a token Google will refuse. A
+    /// provider without allowedAudiences accepts its name with `https://iam.googleapis.com/` or
+    /// `//iam.googleapis.com/` in front, so the default audience stands for both.
+    async fn fetch_jwt(
+        &self,
+        source: &SharedTokenSource,
+        http: &reqwest::Client,
+        audience: &str,
+    ) -> Result<crate::source::IdToken, SourceError> {
+        let token = source.fetch(http, audience).await?;
+        let aud = &token.claims().aud;
+        let default = audience == default_token_audience(&self.audience);
+        let accepted = aud.contains(audience) || (default && aud.contains(&self.audience));
+        if !source.chooses_audience() && !accepted {
+            tracing::warn!(
+                source = %source.describe(),
+                token_audience = %aud,
+                expected = %audience,
+                "the token's audience is not one the provider accepts by default; Google STS will refuse it unless the provider lists it in allowedAudiences (mint the token for the expected audience, or pass --token-audience)"
+            );
+        }
+        Ok(token)
+    }
+
+    /// The federated token (the subject as a principal of the pool) and who it stands for.
     pub async fn fetch_federated(
         &self,
         http: &reqwest::Client,
-    ) -> Result<(GoogleAccessToken, AwsCredentials), GcpFlowError> {
-        let credentials = self.aws.fetch_credentials().await?;
-        let subject_token = build_subject_token(
-            &credentials,
-            self.aws.region(),
-            &self.audience,
-            std::time::SystemTime::now(),
-        )?;
+    ) -> Result<(GoogleAccessToken, FederatedSubject), GcpFlowError> {
+        let (subject_token, subject) = self.fetch_subject(http).await?;
         let exchange = TokenExchange {
             audience: self.audience.clone(),
             scopes: self.scopes.clone(),
             subject_token,
         };
-        let described = self.aws.describe();
+        let described = self.subject.describe();
         tracing::debug!(token_url = %self.token_url, audience = %self.audience,
             "Google STS: sending the token exchange");
         match exchange_subject_token(
@@ -169,10 +319,13 @@ impl GcpTokenProfile {
                 ..
             }) => {
                 // Name the ARN Google saw: that is what the attribute condition was tested on.
-                let principal = self
-                    .caller_arn(http, &credentials)
-                    .await
-                    .unwrap_or(described);
+                let principal = match &subject {
+                    FederatedSubject::Aws(credentials) => self
+                        .caller_arn(http, credentials)
+                        .await
+                        .unwrap_or(described),
+                    FederatedSubject::Jwt(_) => described,
+                };
                 Err(GoogleStsError::Refused {
                     audience,
                     principal,
@@ -181,7 +334,7 @@ impl GcpTokenProfile {
                 }
                 .into())
             }
-            other => Ok((other?, credentials)),
+            other => Ok((other?, subject)),
         }
     }
 
@@ -189,11 +342,11 @@ impl GcpTokenProfile {
     /// Both steps share the profile's one deadline.
     pub async fn fetch(&self, http: &reqwest::Client) -> Result<GcpToken, GcpFlowError> {
         let started = std::time::Instant::now();
-        let (federated, aws_credentials) = self.fetch_federated(http).await?;
+        let (federated, subject) = self.fetch_federated(http).await?;
         let Some(impersonation) = &self.impersonation else {
             self.record(
                 ExchangeTarget::GoogleSts,
-                &aws_credentials,
+                &subject,
                 self.audience.clone(),
                 federated.expires_at,
                 started,
@@ -202,7 +355,7 @@ impl GcpTokenProfile {
             return Ok(GcpToken {
                 token: federated,
                 service_account: None,
-                aws_credentials,
+                subject,
             });
         };
         tracing::debug!(service_account = %impersonation.service_account,
@@ -217,7 +370,7 @@ impl GcpTokenProfile {
                         self.iamcredentials_url.as_str(),
                         &federated.access_token,
                         impersonation,
-                        "the federated AWS identity",
+                        self.federated_name(),
                     )
                 },
                 IamError::is_transient,
@@ -227,7 +380,7 @@ impl GcpTokenProfile {
             .map_err(|(e, attempts)| e.after_attempts(attempts))?;
         self.record(
             ExchangeTarget::GoogleImpersonation,
-            &aws_credentials,
+            &subject,
             impersonation.service_account.clone(),
             token.expires_at,
             started,
@@ -236,7 +389,7 @@ impl GcpTokenProfile {
         Ok(GcpToken {
             token,
             service_account: Some(impersonation.service_account.clone()),
-            aws_credentials,
+            subject,
         })
     }
 
@@ -251,7 +404,7 @@ impl GcpTokenProfile {
             .as_ref()
             .ok_or(GcpFlowError::NeedsServiceAccount)?;
         let started = std::time::Instant::now();
-        let (federated, aws_credentials) = self.fetch_federated(http).await?;
+        let (federated, subject) = self.fetch_federated(http).await?;
         // The audience may come from a caller of the GCE-style endpoint: Debug keeps it on one line.
         tracing::debug!(service_account = %impersonation.service_account, ?target_audience,
             "IAM Credentials: sending generateIdToken");
@@ -267,7 +420,7 @@ impl GcpTokenProfile {
                         &impersonation.service_account,
                         target_audience,
                         &impersonation.delegates,
-                        "the federated AWS identity",
+                        self.federated_name(),
                     )
                 },
                 IamError::is_transient,
@@ -280,7 +433,7 @@ impl GcpTokenProfile {
             .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         self.record(
             ExchangeTarget::GoogleImpersonation,
-            &aws_credentials,
+            &subject,
             impersonation.service_account.clone(),
             expires_at,
             started,
@@ -289,26 +442,39 @@ impl GcpTokenProfile {
         Ok(token)
     }
 
-    /// The log line of one exchange of this profile: the AWS identity (where it came from and
-    /// its access key id, never the secret) and what it became. Google sends no request id.
+    /// How IAM Credentials' refusals name the caller.
+    fn federated_name(&self) -> &'static str {
+        match self.subject {
+            GcpSubject::Aws(_) => "the federated AWS identity",
+            GcpSubject::Jwt { .. } => "the federated OIDC identity",
+        }
+    }
+
+    /// The log line of one exchange of this profile: the identity (for AWS where it came from
+    /// and its access key id; for a JWT its issuer and subject; never a secret) and what it
+    /// became. Google sends no request id.
     fn record(
         &self,
         target: ExchangeTarget,
-        aws: &AwsCredentials,
+        subject: &FederatedSubject,
         role: String,
         expires_at: time::OffsetDateTime,
         started: std::time::Instant,
     ) -> ExchangeRecord {
-        ExchangeRecord {
-            target,
-            identity: format!(
+        let identity = match subject {
+            FederatedSubject::Aws(aws) => format!(
                 "{},access_key_id={}",
-                self.aws
+                self.subject
                     .describe()
                     .trim_start_matches("aws ")
                     .replace(' ', ","),
                 aws.access_key_id
             ),
+            FederatedSubject::Jwt(claims) => ExchangeRecord::token_identity(claims),
+        };
+        ExchangeRecord {
+            target,
+            identity,
             role,
             session: None,
             expires_at,
@@ -323,7 +489,10 @@ impl GcpTokenProfile {
         http: &reqwest::Client,
         credentials: &AwsCredentials,
     ) -> Option<String> {
-        let endpoint = StsEndpoint::resolve(None, Some(self.aws.region())).ok()?;
+        let GcpSubject::Aws(aws) = &self.subject else {
+            return None;
+        };
+        let endpoint = StsEndpoint::resolve(None, Some(aws.region())).ok()?;
         fetch_caller_identity(http, &endpoint, credentials)
             .await
             .ok()
@@ -375,5 +544,33 @@ impl crate::refresh::engine::Upstream for GcpIdTokenUpstream {
         let parsed = crate::source::IdToken::parse(token.clone(), "generateIdToken")
             .map_err(|e| crate::refresh::engine::RefreshError::from_error(&e, false))?;
         Ok((token, parsed.claims().expires_at()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jwt_for_google_defaults_to_the_providers_https_name() {
+        let https = "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+        for provider in [
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x",
+            "https://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x",
+        ] {
+            assert_eq!(default_token_audience(provider), https);
+        }
+    }
+
+    #[test]
+    fn token_sources_for_google_are_aws_or_the_registrys() {
+        assert_eq!(parse_token_source(" aws ").unwrap().to_string(), "aws");
+        assert_eq!(
+            parse_token_source("file:/t").unwrap().to_string(),
+            "file:/t"
+        );
+        let error = parse_token_source("gcloud").unwrap_err().to_string();
+        assert!(error.contains("aws-oidc, aws"), "{error}");
+        assert!(parse_token_source("aws:x").is_err());
     }
 }

@@ -8,6 +8,8 @@
 //! service-account tokens carry `["sts.amazonaws.com"]`), so [`Audience`] is one or many
 //! wherever claims are decoded: the sources, the doctor, the lab.
 
+pub mod google_sts;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
