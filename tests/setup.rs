@@ -1,8 +1,9 @@
 //! `keyless setup`, the real binary: every format of the GCP → AWS direction embeds exactly the
 //! recommended trust policy, which the lab accepts for a real exchange and the linter passes;
 //! each output is syntactically valid for its tool; bad inputs name the flag and the fix. The
-//! OIDC pairs (github, k8s, aws-oidc → aws, gcp) are held to the same: exact policies in every
-//! format, accepted by the lab's STS, lint clean.
+//! OIDC pairs (github, k8s → aws, gcp; aws-oidc → gcp) are held to the same: exact policies in
+//! every format, accepted by the lab's STS, lint clean. aws-oidc → aws is refused, as AWS refuses
+//! those tokens.
 
 mod support;
 
@@ -880,7 +881,7 @@ fn aws_to_gcp_configuration_lints_clean() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The OIDC sources: github, k8s, aws-oidc → aws, gcp.
+// The OIDC sources: github, k8s → aws, gcp; aws-oidc → gcp.
 
 const EKS_ISSUER: &str = "https://oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
 const EKS_HOST: &str = "oidc.eks.us-east-1.amazonaws.com/id/LAB0123456789ABCDEF";
@@ -930,14 +931,6 @@ fn oidc_source_args(pair: &str) -> Vec<&'static str> {
             "--k8s-service-account",
             "app",
         ],
-        "aws-oidc" if pair.ends_with("-to-aws") => vec![
-            "--aws-issuer",
-            OUTBOUND_ISSUER,
-            "--source-account",
-            "111111111111",
-            "--aws-role",
-            "app-role",
-        ],
         "aws-oidc" => vec![
             "--aws-issuer",
             OUTBOUND_ISSUER,
@@ -955,10 +948,7 @@ fn oidc_pin(pair: &str) -> (&'static str, &'static str) {
     match pair.split("-to-").next().unwrap() {
         "github" => (GITHUB_HOST, "repo:my-org/my-repo:ref:refs/heads/main"),
         "k8s" => (EKS_HOST, "system:serviceaccount:payments:app"),
-        _ => (
-            "a1b2c3d4-lab.tokens.sts.global.api.aws",
-            "arn:aws:iam::111111111111:role/app-role",
-        ),
+        other => panic!("{other}"),
     }
 }
 
@@ -1047,7 +1037,7 @@ fn value_of(call: &[String], flag: &str) -> String {
     call[i + 1].clone()
 }
 
-const OIDC_TO_AWS: [&str; 3] = ["github-to-aws", "k8s-to-aws", "aws-oidc-to-aws"];
+const OIDC_TO_AWS: [&str; 2] = ["github-to-aws", "k8s-to-aws"];
 const OIDC_TO_GCP: [&str; 3] = ["github-to-gcp", "k8s-to-gcp", "aws-oidc-to-gcp"];
 
 /// Every OIDC → AWS format embeds exactly the trust policy (the provider's ARN, or what the
@@ -1073,14 +1063,7 @@ fn oidc_to_aws_policies_are_exact_in_every_format() {
         }
         let (ok, calls, docs) = run_with_answering_stubs(
             &script,
-            &[
-                ("aws iam get-open-id-connect-provider", "", 254),
-                (
-                    "aws iam get-outbound-web-identity-federation-info",
-                    OUTBOUND_ISSUER,
-                    0,
-                ),
-            ],
+            &[("aws iam get-open-id-connect-provider", "", 254)],
         );
         assert!(ok, "{pair}: {calls:?}");
         let create = calls
@@ -1097,6 +1080,16 @@ fn oidc_to_aws_policies_are_exact_in_every_format() {
             expected_oidc_policy(pair, json!(provider_arn(pair))),
             "{pair}"
         );
+        // The provider exists: it is given the audience rather than created again.
+        let (ok, calls, _) =
+            run_with_answering_stubs(&script, &[("aws iam get-open-id-connect-provider", "", 0)]);
+        assert!(ok, "{pair}: {calls:?}");
+        assert!(calls
+            .iter()
+            .any(|c| c[2] == "add-client-id-to-open-id-connect-provider"));
+        assert!(!calls
+            .iter()
+            .any(|c| c[2] == "create-open-id-connect-provider"));
 
         // Terraform: the provider resource, and the principal refers to it.
         let doc = assert_hcl(&oidc_setup(pair, "terraform", &[]));
@@ -1152,7 +1145,7 @@ fn oidc_to_aws_policies_are_exact_in_every_format() {
 }
 
 /// aws-oidc: the caller's account gets outbound federation (enabled when it is not, stopped
-/// when its issuer is not the one given) and a policy for exactly the target's audience.
+/// when its issuer is not the one given) and a policy for exactly the provider's audience.
 #[test]
 fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
     let expected = |audience: &str| {
@@ -1166,7 +1159,8 @@ fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
             }]
         })
     };
-    let script = oidc_setup("aws-oidc-to-aws", "shell", &[]);
+    let audience = "https://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/providers/oidc-lab";
+    let script = oidc_setup("aws-oidc-to-gcp", "shell", &[]);
     // Not enabled yet: the get fails, the enable call answers with the issuer.
     let (ok, calls, docs) = run_with_answering_stubs(
         &script,
@@ -1177,7 +1171,6 @@ fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
                 OUTBOUND_ISSUER,
                 0,
             ),
-            ("aws iam get-open-id-connect-provider", "", 0),
         ],
     );
     assert!(ok, "{calls:?}");
@@ -1196,16 +1189,9 @@ fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
     assert_eq!(calls[2][..3], argv(&["aws", "iam", "put-role-policy"]));
     assert_eq!(value_of(&calls[2], "--role-name"), "app-role");
     let policy: Value = serde_json::from_str(&docs[0]).unwrap();
-    assert_eq!(policy, expected("sts.amazonaws.com"));
-    // The provider exists: it is given the audience rather than created again.
-    assert!(calls
-        .iter()
-        .any(|c| c[2] == "add-client-id-to-open-id-connect-provider"));
-    assert!(!calls
-        .iter()
-        .any(|c| c[2] == "create-open-id-connect-provider"));
+    assert_eq!(policy, expected(audience));
 
-    // Another issuer (another account): the script stops before touching IAM.
+    // Another issuer (another account): the script stops before touching IAM or Google.
     let (ok, calls, _) = run_with_answering_stubs(
         &script,
         &[(
@@ -1217,10 +1203,9 @@ fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
     assert!(!ok);
     assert_eq!(calls.len(), 1, "{calls:?}");
 
-    // To Google: the audience is the provider's, in every AWS-side format.
-    let audience = "https://iam.googleapis.com/projects/424242424242/locations/global/workloadIdentityPools/keyless-pool/providers/oidc-lab";
+    // Already enabled with that issuer: no enable call; the same policy in every AWS-side format.
     let (ok, calls, docs) = run_with_answering_stubs(
-        &oidc_setup("aws-oidc-to-gcp", "shell", &[]),
+        &script,
         &[(
             "aws iam get-outbound-web-identity-federation-info",
             OUTBOUND_ISSUER,
@@ -1228,6 +1213,9 @@ fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
         )],
     );
     assert!(ok, "{calls:?}");
+    assert!(!calls
+        .iter()
+        .any(|c| c[2] == "enable-outbound-web-identity-federation"));
     let policy: Value = serde_json::from_str(&docs[0]).unwrap();
     assert_eq!(policy, expected(audience));
     let cfn = cloudformation_document(&oidc_setup("aws-oidc-to-gcp", "cloudformation", &[]));
@@ -1248,9 +1236,8 @@ fn aws_oidc_turns_on_outbound_federation_for_one_audience() {
     assert_eq!(policy, expected(audience));
 }
 
-/// The lab's STS honours what k8s-to-aws, github-to-aws and aws-oidc-to-aws configure: the
-/// workload's token becomes credentials, a token of another subject of the same issuer is
-/// refused.
+/// The lab's STS honours what k8s-to-aws and github-to-aws configure: the workload's token
+/// becomes credentials, a token of another subject of the same issuer is refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn oidc_to_aws_configuration_is_accepted_by_the_lab() {
     let mut config = LabConfig::demo();
@@ -1258,14 +1245,7 @@ async fn oidc_to_aws_configuration_is_accepted_by_the_lab() {
     let mut roles = Vec::new();
     for pair in OIDC_TO_AWS {
         let (host, _) = oidc_pin(pair);
-        let (_, _, docs) = run_with_answering_stubs(
-            &oidc_setup(pair, "shell", &[]),
-            &[(
-                "aws iam get-outbound-web-identity-federation-info",
-                OUTBOUND_ISSUER,
-                0,
-            )],
-        );
+        let (_, _, docs) = run_with_answering_stubs(&oidc_setup(pair, "shell", &[]), &[]);
         let policy = docs.last().unwrap().replace("123456789012", &account);
         config.oidc_providers.push(keyless::lab::LabOidcProvider {
             issuer: format!("https://{host}"),
@@ -1519,7 +1499,6 @@ fn oidc_invalid_inputs_name_the_flag_and_the_fix() {
             "tokens.sts.global.api.aws",
         ),
         ("aws-oidc-to-gcp", "--aws-org-id", "org-1", "o-"),
-        ("aws-oidc-to-aws", "--source-account", "1234", "12 digits"),
     ] {
         let mut args: Vec<String> = vec!["setup".into(), pair.into()];
         args.extend(oidc_source_args(pair).iter().map(|s| s.to_string()));
@@ -1554,4 +1533,99 @@ fn oidc_invalid_inputs_name_the_flag_and_the_fix() {
         assert!(stderr.contains(flag), "{pair} {flag}: {stderr}");
         assert!(stderr.contains(fix), "{pair} {flag}: {stderr}");
     }
+}
+
+/// aws-oidc → aws cannot work (AWS refuses its own outbound tokens in
+/// AssumeRoleWithWebIdentity): the subcommand prints nothing to deploy, exits with the usage
+/// code, quotes AWS's rule and gives the alternative, whose trust statement and command the
+/// lab's STS accept (and refuse with another external ID).
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_oidc_to_aws_is_refused_with_the_rule_and_an_alternative_that_works() {
+    let old_command_line = [
+        "setup",
+        "aws-oidc-to-aws",
+        "--aws-issuer",
+        OUTBOUND_ISSUER,
+        "--source-account",
+        "111111111111",
+        "--aws-role",
+        "app-role",
+        "--aws-account",
+        "123456789012",
+        "--role-name",
+        "partner-access",
+        "--format",
+        "shell",
+    ];
+    let mut stderr = String::new();
+    for args in [&old_command_line[..], &old_command_line[..2]] {
+        let out = keyless(args);
+        stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let words = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        for expected in [
+            "The JSON Web Tokens (JWTs) generated by the GetWebIdentityToken API cannot be used for OpenID Connect (OIDC) federation into AWS (via the AssumeRoleWithWebIdentity API).",
+            "sts:AssumeRole",
+            "--chain-role",
+            "--external-id",
+            "docs/targets/aws-chaining.md",
+            "keyless setup aws-oidc-to-gcp",
+        ] {
+            assert!(words.contains(expected), "{expected}: {stderr}");
+        }
+    }
+
+    // The advice, with the lab's names: the partner's role trusts the lab's gcp-deploy.
+    let mut config = LabConfig::demo();
+    let caller = format!("arn:aws:iam::{}:role/gcp-deploy", config.account_id);
+    let partner = &mut config.other_accounts[0];
+    let target = format!("arn:aws:iam::{}:role/advised-partner", partner.account_id);
+    let fill = |text: &str| {
+        text.replace("CALLER_ROLE_ARN", &caller)
+            .replace("TARGET_ROLE_ARN", &target)
+            .replace(
+                "arn:aws:iam::CALLER_ACCOUNT:role/CALLER_ROLE",
+                caller.as_str(),
+            )
+            .replace("\"ID\"", "\"advised-external-id\"")
+            .replace(" ID", " advised-external-id")
+    };
+    let statement: String = stderr
+        .lines()
+        .skip_while(|l| *l != "  {")
+        .take_while(|l| *l != "  }")
+        .chain(["}"])
+        .collect();
+    let statement: Value = serde_json::from_str(&fill(&statement))
+        .unwrap_or_else(|e| panic!("no trust statement ({e}): {stderr}"));
+    assert_eq!(statement["Principal"]["AWS"], caller.as_str());
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["sts:ExternalId"],
+        "advised-external-id"
+    );
+    partner.roles.push(keyless::lab::LabRole {
+        name: "advised-partner".into(),
+        trust_policy: json!({"Version": "2012-10-17", "Statement": [statement]}).to_string(),
+        max_session_duration: 3600,
+    });
+    let command = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("keyless aws credentials"))
+        .unwrap_or_else(|| panic!("no command: {stderr}"));
+    let command = fill(command);
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let w = LabWorld::start_with(config).await;
+    let out = w
+        .keyless(&[&args[..], &["--format", "json"]].concat())
+        .await;
+    assert_eq!(out.code(), 0, "{command}: {}", out.stderr);
+    assert!(
+        out.stdout.contains(":assumed-role/advised-partner/"),
+        "{}",
+        out.stdout
+    );
+    let other = command.replace("advised-external-id", "another-id");
+    let args: Vec<&str> = other.split_whitespace().skip(1).collect();
+    assert_eq!(w.keyless(&args).await.code(), 3, "{other}");
 }

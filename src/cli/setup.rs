@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::cli::exit_code;
 use crate::duration::Seconds;
-use crate::setup::oidc::{GithubPin, OidcSource, OidcToAws, OidcToGcp};
+use crate::setup::oidc::{GithubPin, OidcSource, OidcToAws, OidcToGcp, AWS_OIDC_TO_AWS_REFUSED};
 use crate::setup::{self, AwsToGcp, GcpToAws, DEFAULT_AWS_AUDIENCE};
 
 /// The `setup` subcommands, one per direction.
@@ -48,12 +48,13 @@ pub enum SetupCommand {
         after_help = "Example:\n  keyless setup k8s-to-gcp --k8s-issuer https://container.googleapis.com/v1/projects/p/locations/l/clusters/c \\\n    --namespace payments --k8s-service-account app --project-id my-project --project-number 123456789 \\\n    --pool k8s-pool --provider cluster --service-account payments@my-project.iam.gserviceaccount.com --format shell"
     )]
     K8sToGcp(K8sToGcpArgs),
-    /// AWS outbound identity federation → AWS (another account): the caller's account mints
-    /// tokens, the target account trusts its issuer for one role.
+    /// AWS outbound identity federation → AWS: refused (AWS does not accept these tokens);
+    /// prints what to do instead: AssumeRole with an external ID (--chain-role).
     #[command(
-        after_help = "Example:\n  keyless setup aws-oidc-to-aws --aws-issuer https://EXAMPLE.tokens.sts.global.api.aws \\\n    --source-account 111111111111 --aws-role app-role \\\n    --aws-account 123456789012 --role-name partner-access --format shell > aws-oidc-to-aws.sh"
+        long_about = AWS_OIDC_TO_AWS_REFUSED,
+        after_help = "Example (instead: the calling role assumes the target role with an external ID):\n  keyless aws credentials --role-arn arn:aws:iam::111111111111:role/app-role \\\n    --chain-role arn:aws:iam::123456789012:role/partner-access --external-id partner-prod"
     )]
-    AwsOidcToAws(AwsOidcToAwsArgs),
+    AwsOidcToAws(RefusedPairArgs),
     /// AWS outbound identity federation → Google: the caller's account mints tokens for the
     /// provider, a pool OIDC provider admits the role, which may impersonate a service account.
     #[command(
@@ -324,21 +325,13 @@ pub struct K8sToGcpArgs {
     pub format: AwsToGcpFormat,
 }
 
-/// `keyless setup aws-oidc-to-aws`.
+/// A pair that cannot work (`aws-oidc-to-aws`): whatever flags follow are taken, so that the
+/// user sees why and what to do instead rather than a flag error.
 #[derive(Debug, Args)]
-pub struct AwsOidcToAwsArgs {
-    /// The caller's account's outbound issuer, https://ID.tokens.sts.global.api.aws (from
-    /// aws iam enable-outbound-web-identity-federation or get-outbound-web-identity-federation-info).
-    #[arg(long, value_name = "URL")]
-    pub aws_issuer: String,
-    /// The 12-digit account of the calling role (default: --aws-account).
-    #[arg(long, value_name = "ID")]
-    pub source_account: Option<String>,
-    /// The calling role's name (the token's sub is its ARN, not the session's).
-    #[arg(long)]
-    pub aws_role: String,
-    #[command(flatten)]
-    pub target: AwsRoleTargetArgs,
+pub struct RefusedPairArgs {
+    /// Ignored.
+    #[arg(hide = true, num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ignored: Vec<String>,
 }
 
 /// `keyless setup aws-oidc-to-gcp`.
@@ -421,27 +414,9 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
                 Err(e) => return Ok(usage(e)),
             }
         }
-        SetupCommand::AwsOidcToAws(a) => {
-            if let Some(Err(e)) = a
-                .source_account
-                .as_deref()
-                .map(|id| setup::aws_account("--source-account", id))
-            {
-                return Ok(usage(e));
-            }
-            let source = OidcSource::AwsOutbound {
-                issuer: a.aws_issuer,
-                account: a
-                    .source_account
-                    .unwrap_or_else(|| a.target.aws_account.clone()),
-                role: a.aws_role,
-                org_id: None,
-            };
-            let (spec, format) = a.target.plan(source);
-            match to_aws(&spec, format) {
-                Ok(text) => text,
-                Err(e) => return Ok(usage(e)),
-            }
+        SetupCommand::AwsOidcToAws(_) => {
+            eprintln!("keyless: setup aws-oidc-to-aws: {AWS_OIDC_TO_AWS_REFUSED}");
+            return Ok(exit_code::USAGE);
         }
         SetupCommand::GithubToGcp(a) => match to_gcp(&a.target.plan(a.github.source()), a.format) {
             Ok(text) => text,

@@ -132,8 +132,7 @@ fn outbound(out: &mut String, o: &Outbound) {
 }
 
 /// SOURCE → AWS: the IAM OIDC provider and the role whose trust policy names it (`!Ref` of the
-/// provider is its ARN), attachments; for `aws-oidc` the caller's side (when the caller's
-/// account is another one, deploy that resource there).
+/// provider is its ARN), attachments.
 pub fn oidc_to_aws(s: &OidcToAws) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -158,13 +157,6 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
             s.source.describe()
         )),
     );
-    if let Some(o) = s.outbound() {
-        out.push_str(&format!(
-            "  # In the caller's account {} (deploy this resource there if it is another account).\n",
-            o.account
-        ));
-        outbound(&mut out, &o);
-    }
     let _ = writeln!(
         out,
         "  KeylessOidcProvider:\n    \

@@ -157,8 +157,7 @@ fn outbound(out: &mut String, o: &Outbound) {
     );
 }
 
-/// SOURCE → AWS: the IAM OIDC provider, the role whose trust policy names it, attachments (and,
-/// for `aws-oidc`, the caller's side).
+/// SOURCE → AWS: the IAM OIDC provider, the role whose trust policy names it, attachments.
 pub fn oidc_to_aws(s: &OidcToAws) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -170,9 +169,6 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
         s.role_arn(),
         s.source.workload_notes(&s.audience),
     );
-    if let Some(o) = s.outbound() {
-        outbound(&mut out, &o);
-    }
     let principal = "\"__KEYLESS_PROVIDER_ARN__\"";
     let policy = super::oidc::pretty(&s.trust_policy_with("__KEYLESS_PROVIDER_ARN__"))
         .replace(principal, "arn")

@@ -178,7 +178,7 @@ fn outbound(out: &mut String, o: &Outbound) {
 const WORKDIR: &str = "work=\"$(mktemp -d)\"\ntrap 'rm -rf \"$work\"' EXIT\n";
 
 /// SOURCE → AWS: the IAM OIDC provider (created, or given the audience when it exists), the
-/// role with its trust policy, its attachments (and, for `aws-oidc`, the caller's side).
+/// role with its trust policy, its attachments.
 pub fn oidc_to_aws(s: &OidcToAws) -> String {
     let mut out = String::from(PREAMBLE);
     let _ = writeln!(
@@ -189,9 +189,6 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
         s.role_arn(),
         s.source.workload_notes(&s.audience),
     );
-    if let Some(o) = s.outbound() {
-        outbound(&mut out, &o);
-    }
     let _ = writeln!(
         out,
         "# The issuer's IAM OIDC provider (one per issuer and account): create it, or make sure the\n\

@@ -181,7 +181,7 @@ fn indent(text: &str, by: &str) -> String {
 }
 
 /// SOURCE → AWS: the issuer's IAM OIDC provider, the role pinning `HOST/PATH:aud` and `:sub`,
-/// its attachments (and, for `aws-oidc`, the caller's side).
+/// its attachments.
 pub fn oidc_to_aws(s: &OidcToAws) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -194,9 +194,6 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
         host = s.source.provider_host(),
         notes = s.source.workload_notes(&s.audience),
     );
-    if let Some(o) = s.outbound() {
-        outbound(&mut out, &o);
-    }
     let _ = writeln!(
         out,
         "# One IAM OIDC provider per issuer and account: if it exists, import it\n\

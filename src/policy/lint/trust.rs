@@ -773,7 +773,7 @@ fn check_outbound_audience(st: &Statement, st_at: &JsonPath, out: &mut Vec<Draft
         Draft::new("KL011", at)
             .message(message)
             .why("an AWS outbound token is accepted by every relying party that trusts the account's issuer for its audience; a principal that may choose the audience can get into any of them")
-            .fix(format!("\"Condition\": {{\"ForAllValues:StringEquals\": {{\"{TOKEN_AUDIENCE_KEY}\": [\"<each audience>\"]}}}} (keyless setup aws-oidc-to-aws and aws-oidc-to-gcp print it)")),
+            .fix(format!("\"Condition\": {{\"ForAllValues:StringEquals\": {{\"{TOKEN_AUDIENCE_KEY}\": [\"<each audience>\"]}}}} (keyless setup aws-oidc-to-gcp prints it)")),
     );
 }
 
