@@ -1822,3 +1822,164 @@ async fn a_chain_logs_no_secret_of_any_hop() {
     }
     assert!(!out.stderr.contains(keyless::lab::DEMO_PARTNER_EXTERNAL_ID));
 }
+
+// ---- The matrix: every source against AWS STS ----
+
+/// What a source must get from the lab's AssumeRoleWithWebIdentity.
+enum AwsOutcome {
+    /// The role, the token's subject and the provider STS names for its issuer.
+    Assumes {
+        role: &'static str,
+        subject: &'static str,
+        provider: &'static str,
+    },
+    /// Exit 3 with these words in the explanation.
+    Refused(&'static [&'static str]),
+}
+
+/// Every JWT source, each with the lab set-up a workload would have (the metadata server, a
+/// token file, a projected Kubernetes token, a GitHub job's variables, an AWS role session),
+/// reaches the role that trusts its issuer through `aws credentials`; the lab's STS verifies
+/// each with its issuer's own key and evaluates the role's conditions on its claims. aws-oidc
+/// is refused as AWS documents. The sources run at the same time: they share nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_jwt_source_reaches_aws() {
+    let mut config = keyless::lab::LabConfig::demo();
+    config.outbound_federation = true;
+    let w = LabWorld::start_with(config).await;
+    let google_token = w.write_token("deployer.jwt", DEPLOYER, Duration::from_secs(600));
+    let projected = w.home.home().join("projected-token");
+    w.lab
+        .write_kubernetes_token(&projected, "default", "deployer")
+        .unwrap();
+    let owned = |env: Vec<(&str, String)>| -> Vec<(String, String)> {
+        env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    };
+    let google = "accounts.google.com";
+    /// (source, environment, outcome)
+    type Case = (String, Vec<(String, String)>, AwsOutcome);
+    let cases: Vec<Case> = vec![
+        (
+            "metadata".into(),
+            vec![],
+            AwsOutcome::Assumes {
+                role: "gcp-deploy",
+                subject: "100000000000000000001",
+                provider: google,
+            },
+        ),
+        (
+            format!("impersonate:{CI_RUNNER}"),
+            vec![],
+            AwsOutcome::Assumes {
+                role: "ci-deploy",
+                subject: "100000000000000000002",
+                provider: google,
+            },
+        ),
+        (
+            file_source(&google_token),
+            vec![],
+            AwsOutcome::Assumes {
+                role: "gcp-deploy",
+                subject: "100000000000000000001",
+                provider: google,
+            },
+        ),
+        (
+            format!("command:cat {}", google_token.display()),
+            vec![],
+            AwsOutcome::Assumes {
+                role: "gcp-deploy",
+                subject: "100000000000000000001",
+                provider: google,
+            },
+        ),
+        (
+            format!("k8s:{}", projected.display()),
+            vec![],
+            AwsOutcome::Assumes {
+                role: "k8s-deploy",
+                subject: "system:serviceaccount:default:deployer",
+                provider: "oidc.eks.us-east-1.amazonaws.com/id/KEYLESSLABCLUSTER0001",
+            },
+        ),
+        (
+            "github".into(),
+            w.lab.github_actions_env(),
+            AwsOutcome::Assumes {
+                role: "github-deploy",
+                subject: "repo:keyless-lab/app:ref:refs/heads/main",
+                provider: "token.actions.githubusercontent.com",
+            },
+        ),
+        (
+            "aws-oidc".into(),
+            owned(role_session_env(&w, Duration::from_secs(3600))),
+            AwsOutcome::Refused(&[
+                "InvalidIdentityToken",
+                "cannot be used with AssumeRoleWithWebIdentity",
+                "sts:AssumeRole instead",
+            ]),
+        ),
+    ];
+    let role_of = |outcome: &AwsOutcome| match outcome {
+        AwsOutcome::Assumes { role, .. } => w.role(role),
+        AwsOutcome::Refused(_) => w.role("gcp-deploy"),
+    };
+    let runs = cases
+        .iter()
+        .map(|(source, env, outcome)| {
+            let args = [
+                "aws",
+                "credentials",
+                "--no-cache",
+                "--format",
+                "json",
+                "--role-arn",
+                &role_of(outcome),
+                "--token-source",
+                source,
+            ];
+            (args.map(String::from).to_vec(), env.clone())
+        })
+        .collect();
+    let outputs = w.keyless_all(runs).await;
+    assert_eq!(outputs.len(), 7);
+    for ((source, _, outcome), out) in cases.iter().zip(&outputs) {
+        match outcome {
+            AwsOutcome::Assumes {
+                role,
+                subject,
+                provider,
+            } => {
+                assert_eq!(out.code(), 0, "{source}: {out}");
+                let doc = out.json();
+                let arn = doc["AssumedRoleUser"]["Arn"].as_str().unwrap();
+                assert!(
+                    arn.starts_with(&format!("arn:aws:sts::123456789012:assumed-role/{role}/")),
+                    "{source}: {arn}"
+                );
+                assert_eq!(doc["SubjectFromWebIdentityToken"], *subject, "{source}");
+                assert!(
+                    doc["Provider"].as_str().unwrap().ends_with(provider),
+                    "{source}: {doc}"
+                );
+                assert!(
+                    doc["Credentials"]["SecretAccessKey"]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty()),
+                    "{source}"
+                );
+            }
+            AwsOutcome::Refused(words) => {
+                assert_eq!(out.code(), 3, "{source}: {out}");
+                for word in *words {
+                    assert!(out.stderr.contains(word), "{source}: {word} missing: {out}");
+                }
+            }
+        }
+    }
+    // One upstream mint per source that asks for its token, no more: the GitHub job's once.
+    assert_eq!(w.lab.github_tokens_minted(), 1);
+}

@@ -945,3 +945,150 @@ async fn google_auth_identity_pool_reads_a_url_source() {
     assert_eq!(*asked.lock().unwrap(), [audience]);
     assert_eq!(lab.stats().google_sts_exchanges, 1);
 }
+
+/// Every source, each with the lab set-up a workload would have and the demo pool's provider
+/// that trusts its issuer, becomes copycat's access token through `gcp token`, which a Google
+/// API accepts: the lab's Google STS verifies the signed GetCallerIdentity (`aws`) or the JWT
+/// with the keys its issuer publishes (the lab's Google key, GitHub's, the cluster's, the AWS
+/// outbound issuer's), maps it and applies the provider's condition; IAM checks copycat's
+/// binding. The sources run at the same time.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_source_reaches_google() {
+    use keyless::lab::{DEMO_GOOGLE_PROVIDER as GOOGLE_PROVIDER, DEMO_POOL};
+    let mut config = keyless::lab::LabConfig::demo();
+    config.outbound_federation = true;
+    let w = LabWorld::start_with(config).await;
+    let provider = |id: &str| w.lab.provider_audience(DEMO_POOL, id);
+    let oidc_file = oidc_token_file(&w, "ci.jwt", &oidc_provider(&w), "keyless-lab").1;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let k8s = provider(keyless::lab::DEMO_KUBERNETES_PROVIDER);
+    // The pod's projected token for the provider (`audience:` in the projection).
+    let projected = w.home.home().join("projected-token");
+    std::fs::write(
+        &projected,
+        w.lab.sign_claims(&serde_json::json!({
+            "iss": keyless::lab::DEMO_KUBERNETES_ISSUER,
+            "aud": [k8s.replacen("//", "https://", 1)],
+            "sub": "system:serviceaccount:default:deployer",
+            "iat": now, "nbf": now, "exp": now + 3600,
+            "kubernetes.io": {"namespace": "default", "serviceaccount": {"name": "deployer"}},
+        })),
+    )
+    .unwrap();
+    let session = support::lab_world::aws_env(&w.workload_session());
+    let session: Vec<(String, String)> = session
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let github_sub = "repo:keyless-lab/app:ref:refs/heads/main";
+    /// (source, provider, extra flags, environment, the identity keyless reports)
+    type Case = (
+        String,
+        String,
+        Vec<&'static str>,
+        Vec<(String, String)>,
+        String,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "aws".into(),
+            w.lab.workload_identity_audience(),
+            vec![],
+            session.clone(),
+            "aws=arn:aws:sts::123456789012:assumed-role/aws-workload/app".into(),
+        ),
+        (
+            "metadata".into(),
+            provider(GOOGLE_PROVIDER),
+            vec![],
+            vec![],
+            "iss=https://accounts.google.com sub=100000000000000000001".into(),
+        ),
+        (
+            "impersonate:ci-runner@keyless-lab.iam.gserviceaccount.com".into(),
+            provider(GOOGLE_PROVIDER),
+            vec![],
+            vec![],
+            "iss=https://accounts.google.com sub=100000000000000000002".into(),
+        ),
+        (
+            format!("file:{}", oidc_file.display()),
+            oidc_provider(&w),
+            vec![],
+            vec![],
+            format!("iss={} sub={github_sub}", keyless::lab::DEMO_OIDC_ISSUER),
+        ),
+        (
+            format!("command:cat {}", oidc_file.display()),
+            oidc_provider(&w),
+            vec![],
+            vec![],
+            format!("iss={} sub={github_sub}", keyless::lab::DEMO_OIDC_ISSUER),
+        ),
+        (
+            format!("k8s:{}", projected.display()),
+            k8s.clone(),
+            vec![],
+            vec![],
+            format!(
+                "iss={} sub=system:serviceaccount:default:deployer",
+                keyless::lab::DEMO_KUBERNETES_ISSUER
+            ),
+        ),
+        (
+            "github".into(),
+            provider(keyless::lab::DEMO_GITHUB_PROVIDER),
+            vec![],
+            w.lab.github_actions_env(),
+            format!("iss={} sub={github_sub}", keyless::lab::DEMO_GITHUB_ISSUER),
+        ),
+        (
+            "aws-oidc".into(),
+            provider(keyless::lab::DEMO_AWS_OIDC_PROVIDER),
+            // The AWS flags name the identity that asks STS for the token.
+            vec!["--aws-region", "us-east-1"],
+            session,
+            format!(
+                "iss={} sub=arn:aws:iam::123456789012:role/aws-workload",
+                w.lab.outbound_issuer()
+            ),
+        ),
+    ];
+    let runs = cases
+        .iter()
+        .map(|(source, audience, extra, env, _)| {
+            let mut args: Vec<String> = [
+                "gcp",
+                "token",
+                "--audience",
+                audience,
+                "--token-source",
+                source,
+                "--service-account",
+                COPYCAT,
+                "--format",
+                "json",
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend(extra.iter().map(|s| s.to_string()));
+            (args, env.clone())
+        })
+        .collect();
+    let outputs = w.keyless_all(runs).await;
+    assert_eq!(outputs.len(), 8);
+    for ((source, _, _, _, identity), out) in cases.iter().zip(&outputs) {
+        assert_eq!(out.code(), 0, "{source}: {out}");
+        let doc = out.json();
+        let reported = match (&doc["aws_identity"], &doc["token_identity"]) {
+            (Value::String(arn), Value::Null) => format!("aws={arn}"),
+            (Value::Null, Value::String(jwt)) => jwt.clone(),
+            other => panic!("{source}: {other:?}"),
+        };
+        assert_eq!(&reported, identity, "{source}");
+        assert_eq!(doc["service_account"], COPYCAT, "{source}");
+        let token = doc["access_token"].as_str().unwrap();
+        assert_eq!(w.storage_status(token).await, 200, "{source}");
+    }
+    assert_eq!(w.lab.stats().google_sts_exchanges, 8);
+}

@@ -967,3 +967,40 @@ async fn google_auth_uses_the_endpoint_with_a_jwt_source() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(w.lab.stats().google_sts_exchanges, 2);
 }
+
+/// In a GitHub Actions job, `gcp serve --token-source github` (the demo pool's `github-lab`
+/// provider, which verifies the job's token with GitHub's key): google-auth's Compute Engine
+/// credentials get copycat's token through it and a Google API accepts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn google_auth_uses_the_endpoint_in_a_github_job() {
+    let w = LabWorld::start().await;
+    let provider = w
+        .lab
+        .provider_audience(keyless::lab::DEMO_POOL, keyless::lab::DEMO_GITHUB_PROVIDER);
+    let job: Vec<(String, String)> = w.lab.github_actions_env();
+    let job: Vec<(&str, String)> = job.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let server = GceServer::start_for(
+        &w,
+        &provider,
+        &["--token-source", "github", "--service-account", COPYCAT],
+        &job,
+    )
+    .await;
+    let api = format!(
+        "{}/storage/v1/b?project=keyless-lab",
+        w.lab.google_apis_url()
+    );
+    let out = python_via_metadata(&w, &server, "gce_metadata_refresh.py", &["1", &api]).await;
+    assert_eq!(out.code(), 0, "{out}");
+    let doc = out.json();
+    assert_eq!(doc["email"], COPYCAT, "{out}");
+    let requests = doc["requests"].as_u64().unwrap();
+    assert!(requests >= 1, "{doc}");
+    assert_eq!(
+        doc["statuses"],
+        serde_json::json!({"200": requests}),
+        "{doc}"
+    );
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+    assert_eq!(w.lab.github_tokens_minted(), 1);
+}

@@ -603,12 +603,15 @@ pub async fn subject_from_args(
         }
         return Ok(GcpSubject::Aws(aws_source(&args.aws).await?));
     }
-    if args.aws.aws_profile.is_some()
-        || args.aws.aws_region.is_some()
-        || args.aws.assume_role.is_some()
+    // aws-oidc asks STS for its token as the AWS identity these flags name.
+    let signs_with_aws = args.token_source.name() == crate::source::aws_oidc::AWS_OIDC.name;
+    if !signs_with_aws
+        && (args.aws.aws_profile.is_some()
+            || args.aws.aws_region.is_some()
+            || args.aws.assume_role.is_some())
     {
         return Err(invalid(format!(
-            "--aws-profile, --aws-region and --assume-role apply to --token-source aws, not to {}",
+            "--aws-profile, --aws-region and --assume-role apply to --token-source aws and aws-oidc, not to {}",
             args.token_source
         )));
     }
@@ -616,6 +619,12 @@ pub async fn subject_from_args(
         &args.token_source,
         &crate::source::SourceContext {
             iamcredentials_url: Some(iamcredentials_url.clone()),
+            aws: AwsSourceOptions {
+                profile: args.aws.aws_profile.clone(),
+                region: args.aws.aws_region.clone(),
+                assume_role: args.aws.assume_role.clone(),
+                assume_role_session_name: None,
+            },
             ..crate::source::SourceContext::default()
         },
     )?;

@@ -706,4 +706,71 @@ mod tests {
         assert_eq!(status, 400, "{body}");
         assert!(body.contains("JWTPayloadSizeExceededException"), "{body}");
     }
+
+    /// The demo pool's aws-oidc provider verifies the outbound issuer's tokens with the keys its
+    /// JWKS publishes, RS256 and ES384 alike, and admits the lab account's; a token of another
+    /// key is refused.
+    #[tokio::test]
+    async fn google_sts_verifies_outbound_tokens_with_the_issuers_rsa_and_ec_keys() {
+        let lab = Lab::start(LabConfig::demo()).await.unwrap();
+        lab.enable_outbound_federation();
+        let session =
+            lab.issue_role_credentials("aws-workload", "s", std::time::Duration::from_secs(3600));
+        let provider =
+            lab.provider_audience(crate::lab::DEMO_POOL, crate::lab::DEMO_AWS_OIDC_PROVIDER);
+        let audience = provider.replacen("//", "https://", 1);
+        let exchange = |token: String| {
+            let form: [(&str, String); 6] = [
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+                ),
+                ("audience", provider.clone()),
+                (
+                    "scope",
+                    "https://www.googleapis.com/auth/cloud-platform".into(),
+                ),
+                (
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token".into(),
+                ),
+                ("subject_token", token),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:jwt".into(),
+                ),
+            ];
+            let url = lab.google_sts_url();
+            async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+        for algorithm in ["RS256", "ES384"] {
+            let form = [
+                ("Audience.member.1", audience.as_str()),
+                ("SigningAlgorithm", algorithm),
+            ];
+            let (status, body) = call(&lab, Some(&session), &form).await;
+            assert_eq!(status, 200, "{body}");
+            let (status, answer) = exchange(token_of(&body).to_string()).await;
+            assert_eq!(status, 200, "{algorithm}: {answer}");
+            assert!(answer.contains("access_token"), "{answer}");
+        }
+        // The same claims signed with the lab's Google key: not the issuer's.
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let forged = lab.state.key.sign(&json!({
+            "iss": lab.outbound_issuer(), "aud": audience, "iat": now, "exp": now + 300,
+            "sub": "arn:aws:iam::123456789012:role/aws-workload",
+            AWS_CLAIMS: {"aws_account": "123456789012"},
+        }));
+        let (status, answer) = exchange(forged).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.contains("invalid_grant"), "{answer}");
+    }
 }

@@ -121,7 +121,8 @@ pub struct LabPoolOidcProvider {
     /// `https://iam.googleapis.com/` in front.
     pub allowed_audiences: Vec<String>,
     /// `oidc.jwksJson`: the keys, inline; `None`: the keys the issuer's discovery document
-    /// publishes (the lab's issuers sign with the lab's key).
+    /// publishes (the lab's GitHub Actions, cluster and AWS outbound issuers their own keys,
+    /// every other issuer the lab's key).
     pub jwks_json: Option<String>,
     /// `attributeMapping` (`google.subject` → `assertion.sub`, ...); empty: the default,
     /// `google.subject=assertion.sub`.
@@ -280,7 +281,7 @@ impl LabConfig {
             "principalSet:{}/attribute.aws_role/{AWS_WORKLOAD_ROLE}",
             crate::policy::workload_identity::pool_resource(DEMO_PROJECT_NUMBER, DEMO_POOL)
         );
-        Self {
+        let mut demo = Self {
             account_id: DEMO_ACCOUNT_ID.to_string(),
             project_id: "keyless-lab".to_string(),
             project_number: DEMO_PROJECT_NUMBER.to_string(),
@@ -441,7 +442,26 @@ impl LabConfig {
                     max_session_duration: 3600,
                 }],
             }],
-        }
+        };
+        // The lab's other issuers, each with a provider of the pool and copycat bound to it.
+        demo.workload_identity_pools[0].oidc_providers.extend([
+            demo_google_provider(),
+            demo_github_provider(),
+            demo_kubernetes_provider(),
+            demo_aws_oidc_provider(),
+        ]);
+        demo.workload_identity_users.extend([
+            demo_pool_binding(&format!("attribute.email/{deployer}")),
+            demo_pool_binding("attribute.email/ci-runner@keyless-lab.iam.gserviceaccount.com"),
+            demo_pool_binding(&format!("attribute.repository/{DEMO_GITHUB_REPOSITORY}")),
+            demo_pool_binding("attribute.namespace/default"),
+            // aws-oidc's subject is the role (attributes are pool-wide: an
+            // `attribute.aws_account` binding would admit the aws-lab provider's callers too).
+            demo_pool_binding(&format!(
+                "subject/arn:aws:iam::{DEMO_ACCOUNT_ID}:role/aws-workload"
+            )),
+        ]);
+        demo
     }
 
     /// The AWS provider `provider` of pool `pool`, if it exists.
@@ -503,6 +523,111 @@ impl LabConfig {
 impl Default for LabConfig {
     fn default() -> Self {
         Self::demo()
+    }
+}
+
+/// The demo pool's provider for Google's issuer (`metadata`, `impersonate:`): service accounts
+/// of the lab project (`attribute.email`; deployer and ci-runner bound to copycat).
+pub const DEMO_GOOGLE_PROVIDER: &str = "google-lab";
+/// The demo pool's provider for [`DEMO_GITHUB_ISSUER`]: jobs of `keyless-lab`'s repositories,
+/// `attribute.repository` bound to copycat for [`DEMO_GITHUB_REPOSITORY`].
+pub const DEMO_GITHUB_PROVIDER: &str = "github-lab";
+/// The demo pool's provider for [`DEMO_KUBERNETES_ISSUER`]: service accounts of the `default`
+/// namespace (`attribute.namespace`, bound to copycat).
+pub const DEMO_KUBERNETES_PROVIDER: &str = "k8s-lab";
+/// The demo pool's provider for the lab account's AWS outbound issuer
+/// ([`super::Lab::outbound_issuer`]; tokens exist once outbound federation is enabled):
+/// the token's account must be the lab account; the `aws-workload` role's principal is bound to
+/// copycat.
+pub const DEMO_AWS_OIDC_PROVIDER: &str = "aws-oidc-lab";
+
+/// `name` mapped as `attribute.name` from the claim expression `claim`.
+fn attribute(name: &str, claim: &str) -> (String, String) {
+    (format!("attribute.{name}"), claim.to_string())
+}
+
+fn demo_google_provider() -> LabPoolOidcProvider {
+    LabPoolOidcProvider {
+        provider_id: DEMO_GOOGLE_PROVIDER.to_string(),
+        issuer_uri: super::google_keys::GOOGLE_ISSUER.to_string(),
+        allowed_audiences: Vec::new(),
+        jwks_json: None,
+        attribute_mapping: vec![
+            ("google.subject".into(), "assertion.sub".into()),
+            attribute("email", "assertion.email"),
+        ],
+        attribute_condition: Some(
+            "assertion.email.endsWith('@keyless-lab.iam.gserviceaccount.com')".to_string(),
+        ),
+    }
+}
+
+fn demo_github_provider() -> LabPoolOidcProvider {
+    LabPoolOidcProvider {
+        provider_id: DEMO_GITHUB_PROVIDER.to_string(),
+        issuer_uri: DEMO_GITHUB_ISSUER.to_string(),
+        allowed_audiences: Vec::new(),
+        jwks_json: None,
+        attribute_mapping: vec![
+            ("google.subject".into(), "assertion.sub".into()),
+            attribute("repository", "assertion.repository"),
+            attribute("repository_owner", "assertion.repository_owner"),
+        ],
+        attribute_condition: Some("assertion.repository_owner == 'keyless-lab'".to_string()),
+    }
+}
+
+fn demo_kubernetes_provider() -> LabPoolOidcProvider {
+    LabPoolOidcProvider {
+        provider_id: DEMO_KUBERNETES_PROVIDER.to_string(),
+        issuer_uri: DEMO_KUBERNETES_ISSUER.to_string(),
+        allowed_audiences: Vec::new(),
+        jwks_json: None,
+        attribute_mapping: vec![
+            ("google.subject".into(), "assertion.sub".into()),
+            attribute("namespace", "assertion['kubernetes.io'].namespace"),
+            attribute(
+                "service_account",
+                "assertion['kubernetes.io'].serviceaccount.name",
+            ),
+        ],
+        attribute_condition: Some("assertion['kubernetes.io'].namespace == 'default'".to_string()),
+    }
+}
+
+fn demo_aws_oidc_provider() -> LabPoolOidcProvider {
+    LabPoolOidcProvider {
+        provider_id: DEMO_AWS_OIDC_PROVIDER.to_string(),
+        issuer_uri: super::aws_outbound::issuer_for(DEMO_ACCOUNT_ID),
+        allowed_audiences: Vec::new(),
+        jwks_json: None,
+        attribute_mapping: vec![
+            ("google.subject".into(), "assertion.sub".into()),
+            attribute(
+                "aws_account",
+                "assertion['https://sts.amazonaws.com/'].aws_account",
+            ),
+        ],
+        attribute_condition: Some(format!(
+            "assertion['https://sts.amazonaws.com/'].aws_account == '{DEMO_ACCOUNT_ID}'"
+        )),
+    }
+}
+
+/// copycat may be impersonated by the demo pool's principals named by `rest`:
+/// `attribute.NAME/VALUE` (a principalSet) or `subject/SUBJECT` (one principal).
+fn demo_pool_binding(rest: &str) -> LabWorkloadIdentityUser {
+    let kind = if rest.starts_with("subject/") {
+        "principal"
+    } else {
+        "principalSet"
+    };
+    LabWorkloadIdentityUser {
+        service_account: COPYCAT.to_string(),
+        member: format!(
+            "{kind}:{}/{rest}",
+            crate::policy::workload_identity::pool_resource(DEMO_PROJECT_NUMBER, DEMO_POOL)
+        ),
     }
 }
 

@@ -2,7 +2,8 @@
 //! federated access token, checking what Google checks.
 //!
 //! For an OIDC provider the subject token is a JWT: its signature is checked against the
-//! provider's JWKS (inline `jwksJson`, or the lab's key, which the lab's issuers publish), then
+//! provider's JWKS (inline `jwksJson`, or what the issuer publishes: the GitHub Actions, cluster
+//! and AWS outbound issuers' own keys, RSA or P-384, else the lab's key), then
 //! `iss`, `exp`/`iat` and `aud` (the allowed audiences, by default the provider's own name with
 //! and without `https://iam.googleapis.com/`), then the attribute mapping
 //! ([`crate::policy::issuer::google_sts`], `google.subject` at most 127 bytes) and the condition.
@@ -538,10 +539,20 @@ fn verify_subject_token(
 }
 
 /// The keys `issuer`'s discovery document points at, as Google fetches them for a provider
-/// without `jwksJson`. Every issuer the lab signs for ([`super::Lab::sign_claims`]) publishes
-/// the lab's key; an issuer the lab serves with keys of its own belongs here.
-fn discovered_keys(state: &LabState, _issuer: &str) -> Result<JwkSet, serde_json::Error> {
-    serde_json::from_value(json!({"keys": [state.key.jwk()]}))
+/// without `jwksJson`: the GitHub Actions and Kubernetes issuers' own keys
+/// ([`LabState::signing_key_for`]), the account's AWS outbound issuer's RSA and P-384 keys once
+/// outbound federation is enabled (its JWKS is a 404 before), else the lab's key, which every
+/// other issuer the lab signs for ([`super::Lab::sign_claims`]) publishes.
+fn discovered_keys(state: &LabState, issuer: &str) -> Result<JwkSet, serde_json::Error> {
+    if issuer == state.outbound.issuer() {
+        if !state.outbound.is_enabled() {
+            return Err(serde::de::Error::custom(format!(
+                "{issuer}/.well-known/jwks.json answers 404 until outbound identity federation is enabled (aws iam enable-outbound-web-identity-federation)"
+            )));
+        }
+        return serde_json::from_value(super::aws_outbound::jwks());
+    }
+    serde_json::from_value(json!({"keys": [state.signing_key_for(Some(issuer)).jwk()]}))
 }
 
 /// Applies the provider's attribute condition; refusals explain which values made it false.

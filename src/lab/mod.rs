@@ -50,6 +50,9 @@ pub use config::{
 pub use config::{
     oidc_trust_policy, DEMO_GITHUB_ISSUER, DEMO_GITHUB_REPOSITORY, DEMO_KUBERNETES_ISSUER,
 };
+pub use config::{
+    DEMO_AWS_OIDC_PROVIDER, DEMO_GITHUB_PROVIDER, DEMO_GOOGLE_PROVIDER, DEMO_KUBERNETES_PROVIDER,
+};
 pub use error::LabError;
 pub use faults::{Fault, FaultKind, Faults, LabService};
 pub use google_keys::{GoogleSigningKey, GOOGLE_ISSUER};

@@ -1177,3 +1177,57 @@ async fn inline_jwks_allowed_audiences_and_nested_claims_are_honoured() {
         (400, Some("invalid_grant"))
     );
 }
+
+/// The demo pool's GitHub and Kubernetes providers verify the tokens of the lab's GitHub
+/// Actions and cluster issuers with each issuer's own key (what their discovery documents
+/// publish), map them and apply their conditions; the same claims signed with the lab's Google
+/// key are refused, as a token of another key would be.
+#[tokio::test]
+async fn github_and_kubernetes_tokens_verify_with_their_issuers_keys_at_the_pool() {
+    let lab = demo_lab().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let github = lab.provider_audience(DEMO_POOL, DEMO_GITHUB_PROVIDER);
+    let kubernetes = lab.provider_audience(DEMO_POOL, DEMO_KUBERNETES_PROVIDER);
+    let github_claims = |owner: &str| {
+        json!({
+            "iss": DEMO_GITHUB_ISSUER, "aud": github.replacen("//", "https://", 1),
+            "iat": now, "exp": now + 300,
+            "sub": format!("repo:{owner}/app:ref:refs/heads/main"),
+            "repository": format!("{owner}/app"), "repository_owner": owner,
+        })
+    };
+    let kubernetes_claims = |namespace: &str| {
+        json!({
+            "iss": DEMO_KUBERNETES_ISSUER, "aud": [kubernetes.clone()],
+            "iat": now, "exp": now + 300,
+            "sub": format!("system:serviceaccount:{namespace}:deployer"),
+            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": "deployer"}},
+        })
+    };
+    for (provider, claims) in [
+        (&github, github_claims("keyless-lab")),
+        (&kubernetes, kubernetes_claims("default")),
+    ] {
+        let jwt = lab.sign_claims(&claims);
+        let (status, answer) = exchange_jwt(&lab, provider, &jwt, JWT_TYPE).await;
+        assert_eq!(status, 200, "{answer}");
+        // The federated token impersonates copycat through the provider's binding.
+        let federated = answer["access_token"].as_str().unwrap();
+        let (status, answer) = generate_access_token(&lab, federated, COPYCAT, "3600s").await;
+        assert_eq!(status, 200, "{answer}");
+
+        let forged = lab.state.key.sign(&claims);
+        let (status, answer) = exchange_jwt(&lab, provider, &forged, JWT_TYPE).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"], "invalid_grant", "{answer}");
+    }
+    for (provider, claims) in [
+        (&github, github_claims("intruder")),
+        (&kubernetes, kubernetes_claims("kube-system")),
+    ] {
+        let (status, answer) =
+            exchange_jwt(&lab, provider, &lab.sign_claims(&claims), JWT_TYPE).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"], "unauthorized_client", "{answer}");
+    }
+}

@@ -70,6 +70,36 @@ impl LabWorld {
         super::Background::spawn(cmd)
     }
 
+    /// Runs `keyless ARGS` with extra environment for every `(ARGS, ENV)` of `runs` at the
+    /// same time (independent commands: a table of cases stays as fast as its slowest), off the
+    /// runtime; the outputs in the order of `runs`.
+    pub async fn keyless_all(&self, runs: Vec<KeylessRun>) -> Vec<CommandOutput> {
+        let commands: Vec<std::process::Command> = runs
+            .iter()
+            .map(|(args, env)| {
+                let mut cmd = self.home.keyless(args);
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                self.point_at_lab(&mut cmd, &env);
+                cmd
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            std::thread::scope(|scope| {
+                let running: Vec<_> = commands
+                    .into_iter()
+                    .map(|mut cmd| scope.spawn(move || super::process::run(&mut cmd)))
+                    .collect();
+                running
+                    .into_iter()
+                    .map(|run| run.join().expect("the command's thread"))
+                    .collect()
+            })
+        })
+        .await
+        .unwrap()
+    }
+
     /// Runs any prepared command (aws CLI, Python) against the lab, off the runtime.
     pub async fn run(&self, mut cmd: std::process::Command) -> CommandOutput {
         self.point_at_lab(&mut cmd, &[]);
@@ -78,6 +108,9 @@ impl LabWorld {
             .unwrap()
     }
 }
+
+/// One `keyless` run of [`LabWorld::keyless_all`]: its arguments and extra environment.
+pub type KeylessRun = (Vec<String>, Vec<(String, String)>);
 
 /// The environment variables that hand `credentials` to a child (the SDKs' first source).
 pub fn aws_env(credentials: &keyless::credentials::AwsCredentials) -> Vec<(&'static str, String)> {
