@@ -226,6 +226,20 @@ const PATH_KEYS: &[&str] = &[
     "ready_file",
 ];
 
+/// The keys of a profile that give `flag`'s value, in the order they are looked up: the flag's
+/// name, and the other spellings the file accepts (`source` is `--token-source`).
+fn key_spellings(flag: &str) -> Vec<&str> {
+    match flag {
+        "policy_arn" => vec!["policy_arn", "policy_arns"],
+        "allowed_host" => vec!["allowed_host", "allowed_hosts"],
+        "chain_role" => vec!["chain_role", "chain_roles"],
+        "tag" => vec!["tag", "tags"],
+        "transitive_tag_key" => vec!["transitive_tag_key", "transitive_tag_keys"],
+        "token_source" => vec!["source", "token_source"],
+        _ => vec![flag],
+    }
+}
+
 impl FileValues<'_> {
     /// The value for `flag` (snake_case) of the command `chain`, and the key it came from.
     fn lookup(&self, chain: &[&str], flag: &str) -> Option<(String, Vec<String>)> {
@@ -237,16 +251,8 @@ impl FileValues<'_> {
                     }
                 }
             }
-            let aliases: &[&str] = match flag {
-                "policy_arn" => &["policy_arn", "policy_arns"],
-                "allowed_host" => &["allowed_host", "allowed_hosts"],
-                "chain_role" => &["chain_role", "chain_roles"],
-                "tag" => &["tag", "tags"],
-                "transitive_tag_key" => &["transitive_tag_key", "transitive_tag_keys"],
-                _ => &[flag],
-            };
-            for key in aliases {
-                if let Some(v) = profile.get(*key) {
+            for key in key_spellings(flag) {
+                if let Some(v) = profile.get(key) {
                     return Some((key.to_string(), self.strings(key, v.get_ref())));
                 }
             }
@@ -260,8 +266,13 @@ impl FileValues<'_> {
                 return Some(("imds_listen".into(), vec!["true".into()]));
             }
         }
-        if let Some(v) = self.defaults.and_then(|d| d.get(flag)) {
-            return Some((flag.to_string(), self.strings(flag, v.get_ref())));
+        if let Some(defaults) = self.defaults {
+            // `[defaults]` holds flag names, and `source` for --token-source.
+            for key in key_spellings(flag) {
+                if let Some(v) = defaults.get(key) {
+                    return Some((key.to_string(), self.strings(key, v.get_ref())));
+                }
+            }
         }
         let top_key = match flag {
             "log_format" | "allow_remote" => flag,
@@ -284,7 +295,7 @@ impl FileValues<'_> {
                 vec![dir.join(s.as_ref()).display().to_string()]
             }
             // A `file:` token source's relative path is relative to the file, as in `serve`.
-            DeValue::String(s) if key == "token_source" => {
+            DeValue::String(s) if matches!(key, "source" | "token_source") => {
                 match s.trim().strip_prefix("file:").map(Path::new) {
                     Some(path) if path.is_relative() => {
                         let dir = self.path.parent().unwrap_or(Path::new("."));

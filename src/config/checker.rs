@@ -14,6 +14,12 @@ use super::to_aws::{GCP_TO_AWS_CHANNELS, GCP_TO_AWS_KEYS};
 use super::to_google::{is_provider_name, AWS_TO_GCP_CHANNELS, AWS_TO_GCP_KEYS};
 use super::{Config, Direction, LogFormat, Problem, ProblemKind, ProfileConfig, ReadFor};
 use crate::deliver::external_account::normalize_audience;
+use crate::refresh::gcp_token::AWS_TOKEN_SOURCE;
+
+/// `target = "aws"`: the profile makes AWS credentials.
+pub(super) const TARGET_AWS: &str = "aws";
+/// `target = "gcp"`: the profile makes Google tokens.
+pub(super) const TARGET_GCP: &str = "gcp";
 
 pub(super) const TOP_KEYS: &[&str] = &[
     "metrics_listen",
@@ -24,14 +30,21 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "profile",
 ];
 
-/// Keys both directions have.
-pub(super) const COMMON_KEYS: &[&str] = &["audience", "iamcredentials_url", "token_source"];
+/// Keys both directions have. `source` is the token source (`--token-source`).
+pub(super) const COMMON_KEYS: &[&str] = &["audience", "iamcredentials_url", "source"];
+/// Other spellings of a key, `(alias, key)`: read as the key; both at once is a problem.
+pub(super) const KEY_ALIASES: &[(&str, &str)] = &[("token_source", "source")];
 /// Keys about the profile's endpoints, either direction; never inherited from `[defaults]`.
 pub(super) const LISTENER_KEYS: &[&str] = &["allowed_hosts"];
+/// `target = "aws" | "gcp"`: the profile's direction, named rather than inferred from its keys;
+/// never inherited from `[defaults]`.
+pub(super) const TARGET_KEY: &str = "target";
 
 pub(super) fn all_profile_keys() -> impl Iterator<Item = &'static str> {
     COMMON_KEYS
         .iter()
+        .chain(KEY_ALIASES.iter().map(|(alias, _)| alias))
+        .chain(std::iter::once(&TARGET_KEY))
         .chain(LISTENER_KEYS)
         .chain(GCP_TO_AWS_KEYS)
         .chain(GCP_TO_AWS_CHANNELS)
@@ -63,6 +76,15 @@ pub(super) struct ProfileCtx<'n, 'a, 'i> {
 impl ProfileCtx<'_, '_, '_> {
     pub(super) fn dotted(&self, key: &str) -> String {
         format!("{}.{key}", self.table_key)
+    }
+
+    /// The dotted name of `key` as the file spells it (`token_source` for `source`, when the
+    /// file uses the alias), for messages.
+    pub(super) fn dotted_as_written(&self, key: &str) -> String {
+        match self.keys.get(key) {
+            Some((written, _)) => self.dotted(written.get_ref()),
+            None => self.dotted(key),
+        }
     }
 }
 
@@ -225,14 +247,64 @@ impl Checker<'_> {
                 }
             }
         }
+        for (alias, key) in KEY_ALIASES {
+            let Some(entry) = keys.remove(alias) else {
+                continue;
+            };
+            if keys.contains_key(key) {
+                self.problem(
+                    ProblemKind::ConflictingKeys,
+                    entry.0.span(),
+                    &format!("{table_key}.{alias}"),
+                    format!(
+                        "[{table_key}] has both `{key}` and `{alias}`, two spellings of one key"
+                    ),
+                    Some(format!(
+                        "keep `{key}` and remove `{alias}` (its older spelling)"
+                    )),
+                );
+            } else {
+                keys.insert(key, entry);
+            }
+        }
+        let target = match keys.remove(TARGET_KEY) {
+            Some((_, v)) => {
+                let dotted = format!("{table_key}.{TARGET_KEY}");
+                match self.string(v, &dotted).as_deref() {
+                    Some(TARGET_AWS) => Some(Direction::GcpToAws),
+                    Some(TARGET_GCP) => Some(Direction::AwsToGcp),
+                    Some(other) => {
+                        self.invalid(
+                            v,
+                            &dotted,
+                            format!("target = {other:?} is not a target"),
+                            "use target = \"aws\" (AWS credentials) or target = \"gcp\" (Google tokens)",
+                        );
+                        return None;
+                    }
+                    None => return None,
+                }
+            }
+            None => None,
+        };
         let wif_audience = keys
             .get("audience")
             .and_then(|(_, v)| v.get_ref().as_str())
             .is_some_and(|a| is_provider_name(&normalize_audience(a)));
+        let aws_source = keys
+            .get("source")
+            .and_then(|(_, v)| v.get_ref().as_str())
+            .is_some_and(|s| s.trim() == AWS_TOKEN_SOURCE);
         let has_any = |set: &[&str]| set.iter().any(|k| keys.contains_key(k));
-        let direction = if keys.contains_key("role_arn") {
+        let direction = if let Some(direction) = target {
+            direction
+        } else if keys.contains_key("role_arn") {
             Direction::GcpToAws
-        } else if wif_audience || has_any(AWS_TO_GCP_KEYS) || has_any(AWS_TO_GCP_CHANNELS) {
+        } else if wif_audience
+            || aws_source
+            || has_any(AWS_TO_GCP_KEYS)
+            || has_any(AWS_TO_GCP_CHANNELS)
+        {
             Direction::AwsToGcp
         } else if has_any(GCP_TO_AWS_KEYS) || has_any(GCP_TO_AWS_CHANNELS) {
             Direction::GcpToAws
@@ -242,7 +314,7 @@ impl Checker<'_> {
                 header,
                 &table_key,
                 format!("[{table_key}] is neither direction"),
-                Some("add role_arn = \"arn:aws:iam::ACCOUNT:role/NAME\" (GCP → AWS), or audience = \"//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER\" (AWS → GCP)".into()),
+                Some("add target = \"aws\" with role_arn = \"arn:aws:iam::ACCOUNT:role/NAME\" (GCP → AWS), or target = \"gcp\" with audience = \"//iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER\" (AWS → GCP)".into()),
             );
             return None;
         };
@@ -250,12 +322,15 @@ impl Checker<'_> {
             Direction::GcpToAws => (AWS_TO_GCP_KEYS, AWS_TO_GCP_CHANNELS, GCP_TO_AWS_CHANNELS),
             Direction::AwsToGcp => (GCP_TO_AWS_KEYS, GCP_TO_AWS_CHANNELS, AWS_TO_GCP_CHANNELS),
         };
-        let why = match direction {
-            Direction::GcpToAws => "it has role_arn",
-            Direction::AwsToGcp if wif_audience => {
+        let why = match (direction, target) {
+            (Direction::GcpToAws, Some(_)) => "target = \"aws\"",
+            (Direction::AwsToGcp, Some(_)) => "target = \"gcp\"",
+            (Direction::GcpToAws, None) => "it has role_arn",
+            (Direction::AwsToGcp, None) if wif_audience => {
                 "its audience is a workload identity provider and it has no role_arn"
             }
-            Direction::AwsToGcp => "it has no role_arn",
+            (Direction::AwsToGcp, None) if aws_source => "source = \"aws\" and no role_arn",
+            (Direction::AwsToGcp, None) => "it has no role_arn",
         };
         let mut mixed = false;
         for (k, (key, _)) in &keys {
@@ -287,7 +362,20 @@ impl Checker<'_> {
                     format!(
                         "`{k}` belongs to the other direction, but [{table_key}] is {direction} ({why})"
                     ),
-                    Some("one profile trades one way: split it into two profiles".into()),
+                    Some(match target {
+                        Some(_) => format!(
+                            "remove `{k}`, or set target = \"{}\" if the profile should make {}",
+                            match direction {
+                                Direction::GcpToAws => TARGET_GCP,
+                                Direction::AwsToGcp => TARGET_AWS,
+                            },
+                            match direction {
+                                Direction::GcpToAws => "Google tokens",
+                                Direction::AwsToGcp => "AWS credentials",
+                            }
+                        ),
+                        None => "one profile trades one way: split it into two profiles".into(),
+                    }),
                 );
             }
         }
@@ -304,7 +392,15 @@ impl Checker<'_> {
             if keys.contains_key(known) {
                 continue;
             }
-            if let Some(entry) = defaults.and_then(|d| d.get_key_value(*known)) {
+            let entry = defaults.and_then(|d| {
+                d.get_key_value(*known).or_else(|| {
+                    KEY_ALIASES
+                        .iter()
+                        .filter(|(_, key)| key == known)
+                        .find_map(|(alias, _)| d.get_key_value(*alias))
+                })
+            });
+            if let Some(entry) = entry {
                 keys.insert(known, entry);
             }
         }
@@ -330,6 +426,126 @@ mod tests {
     use super::*;
     use crate::config::testing::*;
 
+    const PROVIDER: &str =
+        "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/p/providers/x";
+
+    /// `source` names the token source and `target` the direction; `token_source` still works.
+    #[test]
+    fn source_and_target_name_a_profile_s_two_ends() {
+        let text = format!(
+            "[profile.ci]\ntarget = \"gcp\"\nsource = \"file:tokens/ci.jwt\"\naudience = \"{PROVIDER}\"\n\
+             gce_metadata_listen = \"127.0.0.1:9912\"\n\n\
+             [profile.deploy]\ntarget = \"aws\"\nsource = \"github\"\n\
+             role_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t.jwt\"\n\n\
+             [profile.old]\ntoken_source = \"impersonate:sa@p.iam.gserviceaccount.com\"\n\
+             role_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"old.jwt\"\n"
+        );
+        let config = parse_at(&text).unwrap();
+        let ProfileConfig::AwsToGcp(ci) = &config.profiles["ci"] else {
+            panic!("ci is → Google: {:?}", config.profiles["ci"]);
+        };
+        assert_eq!(
+            ci.token_source.to_string(),
+            "file:/etc/keyless/tokens/ci.jwt",
+            "relative to the file"
+        );
+        let ProfileConfig::GcpToAws(deploy) = &config.profiles["deploy"] else {
+            panic!("deploy is → AWS");
+        };
+        assert_eq!(deploy.token_source.to_string(), "github");
+        let ProfileConfig::GcpToAws(old) = &config.profiles["old"] else {
+            panic!("old is → AWS");
+        };
+        assert_eq!(
+            old.token_source.to_string(),
+            "impersonate:sa@p.iam.gserviceaccount.com"
+        );
+    }
+
+    #[test]
+    fn source_and_token_source_at_once_is_a_problem_naming_both() {
+        let (p, message) = problem(
+            "[profile.p]\nsource = \"github\"\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n\
+             token_source = \"metadata\"\ntoken_file = \"t\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::ConflictingKeys,
+            "profile.p.token_source",
+            4,
+            1,
+        );
+        assert!(
+            message.contains("both `source` and `token_source`"),
+            "{message}"
+        );
+        assert!(message.contains("remove `token_source`"), "{message}");
+    }
+
+    /// With `target`, keys of the other direction are problems that name the key and the fix,
+    /// even those (`role_arn`) that would otherwise decide the direction.
+    #[test]
+    fn a_named_target_makes_keys_of_the_other_direction_problems() {
+        let (p, message) = problem(&format!(
+            "[profile.p]\ntarget = \"gcp\"\naudience = \"{PROVIDER}\"\n\
+             role_arn = \"arn:aws:iam::123456789012:role/R\"\ngce_metadata_listen = \"127.0.0.1:1\"\n"
+        ));
+        assert_at(&p, ProblemKind::MixedDirections, "profile.p.role_arn", 4, 1);
+        assert!(message.contains("target = \"gcp\""), "{message}");
+        assert!(
+            message.contains("remove `role_arn`, or set target = \"aws\""),
+            "{message}"
+        );
+
+        let (p, message) = problem(
+            "[profile.p]\ntarget = \"aws\"\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n\
+             token_file = \"t\"\ngce_metadata_listen = \"127.0.0.1:1\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::WrongDirectionChannel,
+            "profile.p.gce_metadata_listen",
+            5,
+            1,
+        );
+        assert!(message.contains("(target = \"aws\")"), "{message}");
+
+        // Named, the direction needs its own required key.
+        let (p, _) = problem("[profile.p]\ntarget = \"aws\"\ntoken_file = \"t\"\n");
+        assert_at(&p, ProblemKind::MissingKey, "profile.p.role_arn", 1, 10);
+    }
+
+    #[test]
+    fn an_unknown_target_says_which_there_are() {
+        let (p, message) = problem(
+            "[profile.p]\ntarget = \"azure\"\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\n",
+        );
+        assert_at(&p, ProblemKind::InvalidValue, "profile.p.target", 2, 10);
+        assert!(
+            message.contains("target = \"aws\"") && message.contains("target = \"gcp\""),
+            "{message}"
+        );
+        let (p, _) = problem("[profile.p]\ntarget = 1\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\ntoken_file = \"t\"\n");
+        assert_at(&p, ProblemKind::WrongType, "profile.p.target", 2, 10);
+    }
+
+    /// Without `target` the direction is inferred as before; `source = "aws"` is → Google.
+    #[test]
+    fn without_target_source_aws_means_google_tokens() {
+        let config = parse_at(&format!(
+            "[profile.p]\nsource = \"aws\"\naudience = \"{PROVIDER}\"\ngce_metadata_listen = \"127.0.0.1:1\"\n"
+        ))
+        .unwrap();
+        let ProfileConfig::AwsToGcp(p) = &config.profiles["p"] else {
+            panic!("p is → Google");
+        };
+        assert_eq!(p.token_source.to_string(), "aws");
+        // `source = "aws"` alone says which direction, so what is missing is the audience.
+        let (p, _) =
+            problem("[profile.p]\nsource = \"aws\"\ngce_metadata_listen = \"127.0.0.1:1\"\n");
+        assert_at(&p, ProblemKind::MissingKey, "profile.p.audience", 1, 10);
+    }
+
     #[test]
     fn a_profile_key_at_the_top_level_says_where_it_belongs() {
         let error = parse_at("role_arn = \"x\"\n").unwrap_err().to_string();
@@ -344,7 +560,7 @@ mod tests {
     fn a_profile_of_neither_direction_points_at_its_header() {
         let (p, message) = problem("\n[profile.lost]\naudience = \"sts.amazonaws.com\"\n");
         assert_at(&p, ProblemKind::NoDirection, "profile.lost", 2, 10);
-        assert!(message.contains("add role_arn"), "{message}");
+        assert!(message.contains("with role_arn"), "{message}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use toml::de::{DeTable, DeValue};
 
-use super::checker::{sorted, Checker};
+use super::checker::{sorted, Checker, KEY_ALIASES};
 use super::suggestions::suggestion;
 use super::ProblemKind;
 
@@ -10,13 +10,33 @@ impl Checker<'_> {
     /// `[defaults]`: flag names of any command. Only the names are checked here; each value is
     /// checked by the command that uses it (clap), or by a profile that inherits it.
     pub(super) fn defaults(&mut self, table: &DeTable<'_>) {
+        for (alias, key) in KEY_ALIASES {
+            if let (Some(_), Some((written, _))) = (table.get(*key), table.get_key_value(*alias)) {
+                self.problem(
+                    ProblemKind::ConflictingKeys,
+                    written.span(),
+                    &format!("defaults.{alias}"),
+                    format!("[defaults] has both `{key}` and `{alias}`, two spellings of one key"),
+                    Some(format!(
+                        "keep `{key}` and remove `{alias}` (its older spelling)"
+                    )),
+                );
+            }
+        }
         let Some(known) = &self.reader.known_flags else {
             return;
         };
         let known = known.clone();
+        // A key whose alias is a flag (`source` for --token-source) is known too.
+        let is_known = |k: &str| {
+            known.iter().any(|f| f == k)
+                || KEY_ALIASES
+                    .iter()
+                    .any(|(alias, key)| *key == k && known.iter().any(|f| f == alias))
+        };
         for (key, value) in sorted(table) {
             let k = key.get_ref().as_ref();
-            if !known.iter().any(|f| f == k) {
+            if !is_known(k) {
                 let hint = suggestion(k, known.iter().map(String::as_str));
                 self.problem(
                     ProblemKind::UnknownKey,
@@ -43,6 +63,37 @@ impl Checker<'_> {
 mod tests {
     use super::*;
     use crate::config::testing::*;
+
+    /// `[defaults]` may name the token source `source` too (one-shot readers accept it as the
+    /// --token-source flag's key); both spellings at once is a problem.
+    #[test]
+    fn defaults_take_source_and_refuse_both_spellings() {
+        let text = "[defaults]\nsource = \"file:/t.jwt\"\n\n\
+                    [profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"\n";
+        let ProfileConfig::GcpToAws(a) = &parse_at(text).unwrap().profiles["a"] else {
+            panic!("a is → AWS");
+        };
+        assert_eq!(a.token_source.to_string(), "file:/t.jwt");
+        let reader = ReadFor {
+            one_shot: true,
+            known_flags: Some(vec!["token_source".into()]),
+            allow_remote: false,
+        };
+        parse_for(text, Path::new("k.toml"), &reader).expect("source is --token-source's key");
+
+        let (p, message) = problem(
+            "[defaults]\ntoken_source = \"metadata\"\nsource = \"github\"\n\n\
+             [profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ntoken_file = \"a.jwt\"\n",
+        );
+        assert_at(
+            &p,
+            ProblemKind::ConflictingKeys,
+            "defaults.token_source",
+            2,
+            1,
+        );
+        assert!(message.contains("remove `token_source`"), "{message}");
+    }
 
     #[test]
     fn defaults_fill_what_each_profile_leaves_out_for_its_own_direction() {

@@ -72,7 +72,9 @@ pub enum ProblemKind {
     WrongType,
     InvalidValue,
     MissingKey,
-    /// Neither `role_arn` nor a workload identity provider audience.
+    /// Two spellings of one key (`source` and `token_source`) in one table.
+    ConflictingKeys,
+    /// Neither `target`, `role_arn` nor a workload identity provider audience.
     NoDirection,
     /// Keys of both directions in one profile.
     MixedDirections,

@@ -70,7 +70,9 @@ pub(super) fn powers(table: &DeTable<'_>, prefix: &str) -> Option<String> {
                     return Some(found);
                 }
             }
-            DeValue::String(v) if key == "token_source" && v.trim().starts_with("command:") => {
+            DeValue::String(v)
+                if matches!(key, "source" | "token_source") && v.trim().starts_with("command:") =>
+            {
                 return Some(format!("runs a command (`{dotted}`)"));
             }
             _ if REDIRECTING_KEYS.contains(&key) => {
@@ -132,6 +134,9 @@ mod tests {
             err.contains("runs a command (`profile.p.token_source`)"),
             "{err}"
         );
+        write("[profile.p]\nsource = \"command:id\"\n", 0o620);
+        let err = read_config_file(&path).unwrap_err().to_string();
+        assert!(err.contains("runs a command (`profile.p.source`)"), "{err}");
         write("[profile.p]\ntoken_source = \"file:/t\"\n", 0o666);
         assert!(read_config_file(&path).is_ok(), "file: runs nothing");
 

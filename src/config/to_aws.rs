@@ -13,6 +13,7 @@ use crate::deliver::external_account::normalize_audience;
 use crate::deliver::server::AllowedHost;
 use crate::exchange::aws_chain::RoleChain;
 use crate::exchange::aws_sts::{RetryPolicy, RoleArn, SessionName, StsEndpoint};
+use crate::refresh::gcp_token::AWS_TOKEN_SOURCE;
 use crate::refresh::AwsRoleProfile;
 use crate::source::google::DEFAULT_AWS_AUDIENCE;
 use crate::source::{SharedTokenSource, SourceContext};
@@ -197,17 +198,34 @@ impl Checker<'_> {
             None => Some(DEFAULT_AWS_AUDIENCE.to_string()),
         };
         let iamcredentials_url = self.opt_url(ctx, "iamcredentials_url");
-        let token_source = match ctx.keys.get("token_source") {
+        let source_key = ctx.dotted_as_written("source");
+        let token_source = match ctx.keys.get("source") {
             Some((_, v)) => self
-                .string(v, &ctx.dotted("token_source"))
+                .string(v, &source_key)
                 .and_then(|text| {
+                    let written = source_key.rsplit('.').next().unwrap_or("source");
+                    if text.trim() == AWS_TOKEN_SOURCE {
+                        self.invalid(
+                            v,
+                            &source_key,
+                            format!(
+                                "{written} = \"{AWS_TOKEN_SOURCE}\" is the AWS identity, which trades for Google tokens, but [{}] makes AWS credentials",
+                                ctx.table_key
+                            ),
+                            &format!(
+                                "for AWS credentials use a JWT source, one of {}; for Google tokens set target = \"gcp\" and a workload identity provider audience",
+                                crate::source::registry::spellings()
+                            ),
+                        );
+                        return None;
+                    }
                     let spec = match crate::source::registry::parse(&text) {
                         Ok(spec) => spec,
                         Err(e) => {
                             self.invalid(
                                 v,
-                                &ctx.dotted("token_source"),
-                                format!("token_source {text:?} is not a token source: {e}"),
+                                &source_key,
+                                format!("{written} {text:?} is not a token source: {e}"),
                                 &format!("use one of {}", crate::source::registry::spellings()),
                             );
                             return None;
@@ -540,6 +558,37 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use crate::config::testing::*;
+
+    /// The AWS identity trades for Google tokens only: as the source of AWS credentials it is a
+    /// problem at the key the file wrote.
+    #[test]
+    fn source_aws_is_only_for_google_tokens() {
+        for key in ["source", "token_source"] {
+            let (p, message) = problem(&format!(
+                "[profile.p]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n{key} = \"aws\"\ntoken_file = \"t\"\n"
+            ));
+            assert_at(
+                &p,
+                ProblemKind::InvalidValue,
+                &format!("profile.p.{key}"),
+                3,
+                1 + key.len() + 3,
+            );
+            assert!(
+                message.contains(&format!("{key} = \"aws\" is the AWS identity")),
+                "{message}"
+            );
+            assert!(message.contains("set target = \"gcp\""), "{message}");
+        }
+        let (p, message) = problem(
+            "[profile.p]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\nsource = \"gcloud\"\ntoken_file = \"t\"\n",
+        );
+        assert_eq!(p.key, "profile.p.source", "{message}");
+        assert!(
+            message.contains("source \"gcloud\" is not a token source"),
+            "{message}"
+        );
+    }
 
     /// The chaining keys become the profile's chain; AWS's one-hour limit and a bad value are
     /// problems at the key, in the file's words.

@@ -225,30 +225,37 @@ impl Checker<'_> {
         });
         let token_url = self.opt_url(ctx, "token_url");
         let iamcredentials_url = self.opt_url(ctx, "iamcredentials_url");
-        let token_source = match ctx.keys.get("token_source") {
-            Some((_, v)) => self
-                .string(v, &ctx.dotted("token_source"))
-                .and_then(|text| match parse_token_source(&text) {
-                    // A relative `file:` path is relative to keyless.toml.
-                    Ok(spec) => match (spec.name(), spec.argument()) {
-                        ("file", Some(path)) => {
-                            Some(spec.with_argument(self.resolve(path).display().to_string()))
+        let source_key = ctx.dotted_as_written("source");
+        let written = source_key
+            .rsplit('.')
+            .next()
+            .unwrap_or("source")
+            .to_string();
+        let token_source = match ctx.keys.get("source") {
+            Some((_, v)) => {
+                self.string(v, &source_key)
+                    .and_then(|text| match parse_token_source(&text) {
+                        // A relative `file:` path is relative to keyless.toml.
+                        Ok(spec) => match (spec.name(), spec.argument()) {
+                            ("file", Some(path)) => {
+                                Some(spec.with_argument(self.resolve(path).display().to_string()))
+                            }
+                            _ => Some(spec),
+                        },
+                        Err(e) => {
+                            self.invalid(
+                                v,
+                                &source_key,
+                                format!("{written} {text:?} is not a token source: {e}"),
+                                &format!(
+                                    "use {AWS_TOKEN_SOURCE} (the default) or one of {}",
+                                    crate::source::registry::spellings()
+                                ),
+                            );
+                            None
                         }
-                        _ => Some(spec),
-                    },
-                    Err(e) => {
-                        self.invalid(
-                            v,
-                            &ctx.dotted("token_source"),
-                            format!("token_source {text:?} is not a token source: {e}"),
-                            &format!(
-                                "use {AWS_TOKEN_SOURCE} (the default) or one of {}",
-                                crate::source::registry::spellings()
-                            ),
-                        );
-                        None
-                    }
-                }),
+                    })
+            }
             None => Some(TokenSourceSpec::new(AWS_TOKEN_SOURCE, None).expect("a valid spec")),
         };
         let token_audience = ctx
@@ -267,10 +274,10 @@ impl Checker<'_> {
                         ProblemKind::InvalidValue,
                         k.span(),
                         &ctx.dotted(key),
-                        format!("{key} does not apply to token_source = {:?}", spec.to_string()),
+                        format!("{key} does not apply to {written} = {:?}", spec.to_string()),
                         Some(match spec.name() {
                             AWS_TOKEN_SOURCE => "token_audience is the audience of a JWT source's token; the AWS identity is bound to audience itself: remove it".into(),
-                            _ => format!("{key} applies to token_source = \"aws\" (the AWS identity): remove it"),
+                            _ => format!("{key} applies to {written} = \"aws\" (the AWS identity): remove it"),
                         }),
                     );
                 }
