@@ -537,6 +537,15 @@ fn a_profile_source_is_the_token_source_flag() {
             "{profile}: {expected}\n{out}"
         );
     }
+    // A profile that names its target is for that command only.
+    let out = run(&["--config-profile", "ci", "aws", "credentials"]);
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("[profile.ci] has target = \"gcp\", but `keyless aws` makes AWS credentials"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("`keyless gcp ...`"), "{out}");
 }
 
 /// A keyless.toml that can run a command or send tokens elsewhere is refused while others may

@@ -36,6 +36,18 @@ pub enum ConfigDefaultsError {
     /// The file is unreadable or invalid (each problem with its line and column).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The chosen profile names the other target (`target = "gcp"` for `keyless aws ...`).
+    #[error(
+        "{path}: [profile.{profile}] has target = \"{target}\", but `keyless {command}` makes {makes}\n  \
+         hint: use this profile with `keyless {target} ...`, or choose a profile with target = \"{command}\""
+    )]
+    WrongTarget {
+        path: PathBuf,
+        profile: String,
+        target: String,
+        command: String,
+        makes: &'static str,
+    },
     /// A value cannot become a flag value.
     #[error("{path}: `{key}` must be a single value for --{flag}, not a list or table")]
     NotAFlagValue {
@@ -145,6 +157,25 @@ pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsErr
         }
         None => None,
     };
+    // A profile that names its target is for that command only.
+    if let (Some(name), Some(t), Some(command)) = (&profile, chosen, chain.first()) {
+        let target = t.get("target").and_then(|v| v.get_ref().as_str());
+        if let (Some(target), "aws" | "gcp") = (target, command.as_str()) {
+            if target != command {
+                return Err(ConfigDefaultsError::WrongTarget {
+                    path,
+                    profile: name.clone(),
+                    target: target.to_string(),
+                    command: command.clone(),
+                    makes: if command == "aws" {
+                        "AWS credentials"
+                    } else {
+                        "Google tokens"
+                    },
+                });
+            }
+        }
+    }
     let values = FileValues {
         path: &path,
         profile_name: profile.as_deref(),
