@@ -493,6 +493,61 @@ async fn the_default_config_file_is_read_from_xdg_config_home() {
     assert!(out.stdout.contains("assumed-role/gcp-deploy/"), "{out}");
 }
 
+/// A profile's `source` (and `[defaults]`'s) is `--token-source` for one-shot commands, a
+/// relative `file:` path anchored at the file, as `--help` shows; `token_source` still works.
+#[test]
+fn a_profile_source_is_the_token_source_flag() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("keyless.toml");
+    std::fs::write(
+        &config,
+        "[defaults]\nsource = \"github\"\n\n\
+         [profile.ci]\ntarget = \"gcp\"\nsource = \"file:tokens/ci.jwt\"\n\
+         audience = \"//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x\"\n\n\
+         [profile.old]\ntoken_source = \"k8s\"\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n\n\
+         [profile.plain]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = bare_keyless(home.path());
+        cmd.arg("--config").arg(&config).args(args);
+        support::process::run(&mut cmd)
+    };
+    for (profile, command, expected) in [
+        (
+            "ci",
+            "gcp",
+            format!(
+                "[default: file:{}]",
+                home.path().join("tokens/ci.jwt").display()
+            ),
+        ),
+        ("old", "aws", "[default: k8s]".to_string()),
+        ("plain", "aws", "[default: github]".to_string()),
+    ] {
+        let sub = if command == "gcp" {
+            "token"
+        } else {
+            "credentials"
+        };
+        let out = run(&["--config-profile", profile, command, sub, "--help"]);
+        assert_eq!(out.code(), 0, "{out}");
+        assert!(
+            out.stdout.contains(&expected),
+            "{profile}: {expected}\n{out}"
+        );
+    }
+    // A profile that names its target is for that command only.
+    let out = run(&["--config-profile", "ci", "aws", "credentials"]);
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(
+        out.stderr
+            .contains("[profile.ci] has target = \"gcp\", but `keyless aws` makes AWS credentials"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("`keyless gcp ...`"), "{out}");
+}
+
 /// A keyless.toml that can run a command or send tokens elsewhere is refused while others may
 /// write it, by the one-shot commands and the daemon alike; `chmod go-w` is the fix.
 #[cfg(unix)]

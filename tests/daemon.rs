@@ -568,7 +568,8 @@ async fn server_channels_of_both_directions_run_in_one_daemon() {
 }
 
 /// An AWS → GCP profile with `token_source = "file:..."` trades an OIDC token at the lab's OIDC
-/// provider and serves copycat's token on its GCE-metadata-style endpoint.
+/// provider and serves copycat's token on its GCE-metadata-style endpoint; so does one that
+/// names its ends, `target = "gcp"` and `source = "file:..."` (relative to keyless.toml).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_aws_to_gcp_profile_takes_a_jwt_token_source() {
     let w = LabWorld::start().await;
@@ -582,40 +583,49 @@ async fn an_aws_to_gcp_profile_takes_a_jwt_token_source() {
         "sub": "repo:keyless-lab/app:ref:refs/heads/main", "repository_owner": "keyless-lab",
     }));
     let token = w.home.write_token("ci.jwt", &jwt);
-    let gce_port = free_port();
+    // keyless.toml is in the lab home; the token beside it, in ../tokens.
+    let root = w.home.home().parent().unwrap().to_path_buf();
+    let relative = std::path::Path::new("..").join(token.strip_prefix(&root).unwrap());
+    let (old_port, named_port) = (free_port(), free_port());
     let config = write_config(
         &w,
         &format!(
             "[profile.ci]\naudience = \"{provider}\"\ntoken_source = \"file:{}\"\n\
              service_account = \"copycat@keyless-lab.iam.gserviceaccount.com\"\n\
-             gce_metadata_listen = \"127.0.0.1:{gce_port}\"\n",
+             gce_metadata_listen = \"127.0.0.1:{old_port}\"\n\n\
+             [profile.named]\ntarget = \"gcp\"\nsource = \"file:{}\"\naudience = \"{provider}\"\n\
+             service_account = \"copycat@keyless-lab.iam.gserviceaccount.com\"\n\
+             gce_metadata_listen = \"127.0.0.1:{named_port}\"\n",
             token.display(),
+            relative.display(),
         ),
     );
     let mut serve = Serve::start(&w, &config);
     serve.ready(1).await;
-    let gce = reqwest::Client::new()
-        .get(format!(
-            "http://127.0.0.1:{gce_port}/computeMetadata/v1/instance/service-accounts/default/token"
-        ))
-        .header("Metadata-Flavor", "Google")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gce.status(), 200, "{}", serve.stderr());
-    let answer: serde_json::Value = gce.json().await.unwrap();
-    let status = reqwest::Client::new()
-        .get(format!(
-            "{}/storage/v1/b?project=keyless-lab",
-            w.lab.google_apis_url()
-        ))
-        .bearer_auth(answer["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
-    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+    for gce_port in [old_port, named_port] {
+        let gce = reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{gce_port}/computeMetadata/v1/instance/service-accounts/default/token"
+            ))
+            .header("Metadata-Flavor", "Google")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gce.status(), 200, "{gce_port}: {}", serve.stderr());
+        let answer: serde_json::Value = gce.json().await.unwrap();
+        let status = reqwest::Client::new()
+            .get(format!(
+                "{}/storage/v1/b?project=keyless-lab",
+                w.lab.google_apis_url()
+            ))
+            .bearer_auth(answer["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    assert_eq!(w.lab.stats().google_sts_exchanges, 2);
     assert_eq!(serve.terminate().await, 0);
 }
 

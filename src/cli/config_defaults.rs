@@ -36,6 +36,18 @@ pub enum ConfigDefaultsError {
     /// The file is unreadable or invalid (each problem with its line and column).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The chosen profile names the other target (`target = "gcp"` for `keyless aws ...`).
+    #[error(
+        "{path}: [profile.{profile}] has target = \"{target}\", but `keyless {command}` makes {makes}\n  \
+         hint: use this profile with `keyless {target} ...`, or choose a profile with target = \"{command}\""
+    )]
+    WrongTarget {
+        path: PathBuf,
+        profile: String,
+        target: String,
+        command: String,
+        makes: &'static str,
+    },
     /// A value cannot become a flag value.
     #[error("{path}: `{key}` must be a single value for --{flag}, not a list or table")]
     NotAFlagValue {
@@ -145,6 +157,25 @@ pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsErr
         }
         None => None,
     };
+    // A profile that names its target is for that command only.
+    if let (Some(name), Some(t), Some(command)) = (&profile, chosen, chain.first()) {
+        let target = t.get("target").and_then(|v| v.get_ref().as_str());
+        if let (Some(target), "aws" | "gcp") = (target, command.as_str()) {
+            if target != command {
+                return Err(ConfigDefaultsError::WrongTarget {
+                    path,
+                    profile: name.clone(),
+                    target: target.to_string(),
+                    command: command.clone(),
+                    makes: if command == "aws" {
+                        "AWS credentials"
+                    } else {
+                        "Google tokens"
+                    },
+                });
+            }
+        }
+    }
     let values = FileValues {
         path: &path,
         profile_name: profile.as_deref(),
@@ -226,6 +257,20 @@ const PATH_KEYS: &[&str] = &[
     "ready_file",
 ];
 
+/// The keys of a profile that give `flag`'s value, in the order they are looked up: the flag's
+/// name, and the other spellings the file accepts (`source` is `--token-source`).
+fn key_spellings(flag: &str) -> Vec<&str> {
+    match flag {
+        "policy_arn" => vec!["policy_arn", "policy_arns"],
+        "allowed_host" => vec!["allowed_host", "allowed_hosts"],
+        "chain_role" => vec!["chain_role", "chain_roles"],
+        "tag" => vec!["tag", "tags"],
+        "transitive_tag_key" => vec!["transitive_tag_key", "transitive_tag_keys"],
+        "token_source" => vec!["source", "token_source"],
+        _ => vec![flag],
+    }
+}
+
 impl FileValues<'_> {
     /// The value for `flag` (snake_case) of the command `chain`, and the key it came from.
     fn lookup(&self, chain: &[&str], flag: &str) -> Option<(String, Vec<String>)> {
@@ -237,16 +282,8 @@ impl FileValues<'_> {
                     }
                 }
             }
-            let aliases: &[&str] = match flag {
-                "policy_arn" => &["policy_arn", "policy_arns"],
-                "allowed_host" => &["allowed_host", "allowed_hosts"],
-                "chain_role" => &["chain_role", "chain_roles"],
-                "tag" => &["tag", "tags"],
-                "transitive_tag_key" => &["transitive_tag_key", "transitive_tag_keys"],
-                _ => &[flag],
-            };
-            for key in aliases {
-                if let Some(v) = profile.get(*key) {
+            for key in key_spellings(flag) {
+                if let Some(v) = profile.get(key) {
                     return Some((key.to_string(), self.strings(key, v.get_ref())));
                 }
             }
@@ -260,8 +297,13 @@ impl FileValues<'_> {
                 return Some(("imds_listen".into(), vec!["true".into()]));
             }
         }
-        if let Some(v) = self.defaults.and_then(|d| d.get(flag)) {
-            return Some((flag.to_string(), self.strings(flag, v.get_ref())));
+        if let Some(defaults) = self.defaults {
+            // `[defaults]` holds flag names, and `source` for --token-source.
+            for key in key_spellings(flag) {
+                if let Some(v) = defaults.get(key) {
+                    return Some((key.to_string(), self.strings(key, v.get_ref())));
+                }
+            }
         }
         let top_key = match flag {
             "log_format" | "allow_remote" => flag,
@@ -284,7 +326,7 @@ impl FileValues<'_> {
                 vec![dir.join(s.as_ref()).display().to_string()]
             }
             // A `file:` token source's relative path is relative to the file, as in `serve`.
-            DeValue::String(s) if key == "token_source" => {
+            DeValue::String(s) if matches!(key, "source" | "token_source") => {
                 match s.trim().strip_prefix("file:").map(Path::new) {
                     Some(path) if path.is_relative() => {
                         let dir = self.path.parent().unwrap_or(Path::new("."));
