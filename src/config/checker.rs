@@ -389,7 +389,11 @@ impl Checker<'_> {
             Direction::AwsToGcp => AWS_TO_GCP_KEYS,
         });
         for known in inherited {
-            if keys.contains_key(known) {
+            // A `[defaults]` source has meant the ID token of the → AWS profiles since before
+            // → Google profiles took a source; inheriting it there would silently turn their
+            // default (`aws`) into another identity. A → Google profile names its own source.
+            if keys.contains_key(known) || (*known == "source" && direction == Direction::AwsToGcp)
+            {
                 continue;
             }
             let entry = defaults.and_then(|d| {

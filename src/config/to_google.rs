@@ -67,6 +67,13 @@ impl AwsToGcpProfile {
                     &self.token_source,
                     &SourceContext {
                         iamcredentials_url: Some(iamcredentials_url.clone()),
+                        // aws-oidc asks STS for its token as the AWS identity these keys name.
+                        aws: AwsSourceOptions {
+                            profile: self.aws_profile.clone(),
+                            region: self.aws_region.clone(),
+                            assume_role: self.assume_role.clone(),
+                            assume_role_session_name: None,
+                        },
                         ..SourceContext::default()
                     },
                 )?,
@@ -263,8 +270,11 @@ impl Checker<'_> {
             .get("token_audience")
             .and_then(|(_, v)| self.string(v, &ctx.dotted("token_audience")));
         if let Some(spec) = token_source.as_ref() {
+            // aws-oidc signs its STS call as an AWS identity, so it takes the AWS keys too.
             let aws_keys: &[&str] = if spec.name() == AWS_TOKEN_SOURCE {
                 &["token_audience"]
+            } else if spec.name() == crate::source::aws_oidc::AWS_OIDC.name {
+                &[]
             } else {
                 &["aws_profile", "aws_region", "assume_role"]
             };
@@ -277,7 +287,7 @@ impl Checker<'_> {
                         format!("{key} does not apply to {written} = {:?}", spec.to_string()),
                         Some(match spec.name() {
                             AWS_TOKEN_SOURCE => "token_audience is the audience of a JWT source's token; the AWS identity is bound to audience itself: remove it".into(),
-                            _ => format!("{key} applies to {written} = \"aws\" (the AWS identity): remove it"),
+                            _ => format!("{key} applies to {written} = \"aws\" or \"aws-oidc\" (an AWS identity): remove it"),
                         }),
                     );
                 }
@@ -317,6 +327,44 @@ impl Checker<'_> {
 mod tests {
     use crate::config::testing::*;
 
+    /// A `[defaults]` source is the → AWS profiles' (its meaning before → Google profiles took
+    /// one): a → Google profile keeps `aws` unless it names its own. `aws-oidc` takes the AWS
+    /// keys, since it signs its STS call as that AWS identity.
+    #[test]
+    fn a_defaults_source_stays_with_aws_profiles_and_aws_oidc_takes_the_aws_keys() {
+        let provider =
+            "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/x";
+        let text = format!(
+            "[defaults]\nsource = \"metadata\"\n\n\
+             [profile.deploy]\nrole_arn = \"arn:aws:iam::123456789012:role/R\"\n\
+             credentials_file = \"creds\"\n\n\
+             [profile.gcp]\naudience = \"{provider}\"\ngce_metadata_listen = \"127.0.0.1:9912\"\n\n\
+             [profile.outbound]\naudience = \"{provider}\"\nsource = \"aws-oidc\"\n\
+             aws_region = \"eu-west-1\"\ngce_metadata_listen = \"127.0.0.1:9913\"\n"
+        );
+        let config = parse_at(&text).unwrap();
+        let ProfileConfig::GcpToAws(deploy) = &config.profiles["deploy"] else {
+            panic!("deploy is → AWS");
+        };
+        assert_eq!(deploy.token_source.to_string(), "metadata");
+        let ProfileConfig::AwsToGcp(gcp) = &config.profiles["gcp"] else {
+            panic!("gcp is → Google");
+        };
+        assert_eq!(gcp.token_source.to_string(), "aws");
+        let ProfileConfig::AwsToGcp(outbound) = &config.profiles["outbound"] else {
+            panic!("outbound is → Google");
+        };
+        assert_eq!(outbound.token_source.to_string(), "aws-oidc");
+        assert_eq!(
+            outbound
+                .aws_region
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("eu-west-1")
+        );
+    }
+
     /// AWS → GCP profiles take `token_source` (default `aws`) and `token_audience`; a JWT
     /// source's `file:` path is relative to the file, and AWS-only keys do not go with it.
     #[test]
@@ -354,7 +402,7 @@ mod tests {
             1,
         );
         assert!(
-            message.contains("applies to token_source = \"aws\""),
+            message.contains("applies to token_source = \"aws\" or \"aws-oidc\""),
             "{message}"
         );
         let (p, message) = problem(&format!(
