@@ -249,7 +249,7 @@ impl AwsOidcError {
     }
 
     /// Reads STS's error document (or, failing that, the status) into the error it means.
-    fn from_answer(url: &str, status: u16, content_type: String, body: &str) -> Self {
+    pub(crate) fn from_answer(url: &str, status: u16, content_type: String, body: &str) -> Self {
         let parsed = quick_xml::de::from_str::<ErrorResponse>(body).ok();
         let Some(ErrorResponse { error }) = parsed else {
             return if status >= 500 || status == 429 {
@@ -331,7 +331,7 @@ struct GetWebIdentityTokenResult {
 }
 
 /// Reads STS's `GetWebIdentityToken` answer: the token and, when present, its stated expiry.
-fn parse_answer(body: &str) -> Result<(Secret, Option<String>), String> {
+pub(crate) fn parse_answer(body: &str) -> Result<(Secret, Option<String>), String> {
     let parsed: GetWebIdentityTokenResponse = quick_xml::de::from_str(body)
         .map_err(|e| format!("not a GetWebIdentityToken answer: {e}"))?;
     let result = parsed.get_web_identity_token_result;

@@ -178,40 +178,7 @@ impl GithubActions {
                     host: host.clone(),
                     cause: e.to_string(),
                 })?;
-        if status != 200 {
-            return Err(GithubError::Refused {
-                host,
-                status,
-                message: truncate(body.trim(), 300),
-                hint: match status {
-                    401 | 403 => "\n  hint: the request token is valid only while its job runs, and only for a job with `permissions: id-token: write`",
-                    _ => "",
-                },
-            });
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            value: Option<String>,
-        }
-        let value = serde_json::from_str::<Answer>(&body)
-            .ok()
-            .and_then(|a| a.value)
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| GithubError::Malformed {
-                host: host.clone(),
-                reason: format!(
-                    "expected {{\"value\": JWT}}, got {}",
-                    truncate(body.trim(), 100)
-                ),
-            })?;
-        IdToken::parse(
-            Secret::new(value.trim()),
-            "the GitHub Actions token service",
-        )
-        .map_err(|e| GithubError::Malformed {
-            host,
-            reason: e.to_string(),
-        })
+        read_answer(host, status, &body)
     }
 }
 
@@ -230,6 +197,63 @@ impl TokenSource for GithubActions {
     fn fetch<'a>(&'a self, http: &'a reqwest::Client, audience: &'a str) -> TokenFuture<'a> {
         Box::pin(async move { Ok(self.fetch_token(http, audience).await?) })
     }
+}
+
+/// Reads the token service's answer: `{"value": JWT}` with status 200, else the refusal. The
+/// body holds the token: an answer that cannot be read is described, never quoted.
+pub(crate) fn read_answer(host: String, status: u16, body: &str) -> Result<IdToken, GithubError> {
+    if status != 200 {
+        return Err(GithubError::Refused {
+            host,
+            status,
+            message: truncate(body.trim(), 300),
+            hint: match status {
+                401 | 403 => "\n  hint: the request token is valid only while its job runs, and only for a job with `permissions: id-token: write`",
+                _ => "",
+            },
+        });
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        value: Option<serde_json::Value>,
+    }
+    let malformed = |got: String| GithubError::Malformed {
+        host: host.clone(),
+        reason: format!("expected {{\"value\": JWT}}, got {got}"),
+    };
+    let value = match serde_json::from_str::<Answer>(body) {
+        Ok(Answer {
+            value: Some(serde_json::Value::String(value)),
+        }) if !value.trim().is_empty() => value,
+        Ok(Answer {
+            value: Some(serde_json::Value::String(_)),
+        }) => return Err(malformed("an empty value".into())),
+        Ok(_) => return Err(malformed("JSON without a \"value\" string".into())),
+        Err(_) if body.trim().is_empty() => return Err(malformed("an empty body".into())),
+        Err(_) if body.trim_start().starts_with('<') => {
+            return Err(malformed(format!(
+                "HTML or XML ({} bytes; a proxy or a login page?)",
+                body.len()
+            )))
+        }
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(malformed(format!(
+                "invalid JSON at line {} column {} ({} bytes)",
+                e.line(),
+                e.column(),
+                body.len()
+            )))
+        }
+        Err(_) => return Err(malformed("JSON of another shape".into())),
+    };
+    IdToken::parse(
+        Secret::new(value.trim()),
+        "the GitHub Actions token service",
+    )
+    .map_err(|e| GithubError::Malformed {
+        host,
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

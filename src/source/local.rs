@@ -154,7 +154,11 @@ pub(crate) fn token_from_text(text: &str, origin: &str) -> Result<IdToken, Sourc
     )
 }
 
-fn token_from_text_at(text: &str, origin: &str, now: i64) -> Result<IdToken, SourceError> {
+pub(crate) fn token_from_text_at(
+    text: &str,
+    origin: &str,
+    now: i64,
+) -> Result<IdToken, SourceError> {
     if !text.starts_with('{') {
         return IdToken::parse(Secret::new(text), origin);
     }
