@@ -361,3 +361,60 @@ mod tests {
         assert!(SourceError::from(refused(502)).is_transient());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    const SIGNATURE: &str = "Z2l0aHViLXNpZ25hdHVyZS1uZXZlci1zaG93bg";
+
+    fn token() -> String {
+        let encode = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.{SIGNATURE}",
+            encode(serde_json::json!({"alg": "RS256"})),
+            encode(
+                serde_json::json!({"iss": "https://token.actions.githubusercontent.com", "aud": "a", "sub": "repo:o/r:ref:refs/heads/main", "exp": 2000000000})
+            ),
+        )
+    }
+
+    proptest! {
+        /// Any status and body: a token only from a 200 `{"value": JWT}`, else an error
+        /// classified by its status; an answer around a token never has the token quoted.
+        #[test]
+        fn any_answer_is_its_token_or_an_error_without_it(
+            status in prop_oneof![Just(200u16), 100u16..600],
+            body in prop_oneof![any::<String>(), "[{}\\[\\]\",:a-z0-9 ]{0,30}"],
+            shape in 0usize..5,
+        ) {
+            let token = token();
+            let answer = match shape {
+                0 => body.clone(),
+                1 => format!("{{\"value\":\"{token}\"{body}"),
+                2 => format!("{body}{{\"value\":\"{token}\"}}"),
+                3 => format!("{{\"value\":\"{token}{body}\"}}"),
+                _ => serde_json::json!({"count": 1, "value": token}).to_string(),
+            };
+            match read_answer("h".into(), status, &answer) {
+                Ok(read) => {
+                    prop_assert_eq!(status, 200);
+                    if shape == 4 {
+                        prop_assert_eq!(read.secret().expose(), token.as_str());
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(status != 200 || shape != 4, "{}", error);
+                    prop_assert_eq!(error.is_transient(), status >= 500 || status == 429, "{}", status);
+                    if status == 200 {
+                        prop_assert!(!error.to_string().contains(SIGNATURE), "{}", error);
+                    }
+                }
+            }
+        }
+    }
+}
