@@ -972,6 +972,19 @@ mod proptests {
             }
         }
 
+        /// Claim names that are CEL words or method names are claims too.
+        #[test]
+        fn claim_names_that_are_words_name_claims(word in prop::sample::select(vec!["in", "true", "false", "size", "contains", "startsWith", "endsWith", "assertion", "google", "attribute", "null", "has", "matches", "_"])) {
+            let key = assertion_key(&[word]);
+            for spelling in [key.clone(), format!("assertion['{word}']"), format!("assertion.a.{word}")] {
+                let condition = format!("{spelling} == 'v'");
+                let parsed = CelExpression::parse(&condition);
+                prop_assert!(parsed.is_ok(), "{} does not parse: {:?}", condition, parsed);
+            }
+            let parsed = CelExpression::parse(&format!("{key} == 'v'")).unwrap();
+            prop_assert_eq!(parsed.evaluate(&CelVariables::from([(key.clone(), "v".to_string())])), Ok(true));
+        }
+
         /// Any expression: parsed (and then evaluated to a bool or a CEL error) or refused.
         #[test]
         fn any_expression_parses_or_is_refused(text in prop_oneof![expression(), any::<String>()]) {
