@@ -383,6 +383,29 @@ mod proptests {
         )
     }
 
+    /// An answer that cannot be read used to be quoted (its first 100 characters), and a
+    /// cut-short `{"value": JWT` holds the token: now it is described, never quoted.
+    #[test]
+    fn an_unreadable_answer_is_described_not_quoted() {
+        let token = token();
+        for (body, says) in [
+            (format!("{{\"value\":\"{token}\""), "invalid JSON at line 1"),
+            (
+                format!("{{\"value\":[\"{token}\"]}}"),
+                "without a \"value\" string",
+            ),
+            ("<html>login</html>".to_string(), "HTML or XML"),
+            (String::new(), "an empty body"),
+            ("{\"value\":\" \"}".to_string(), "an empty value"),
+        ] {
+            let error = read_answer("h".into(), 200, &body).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains(says), "{text}");
+            assert!(!text.contains(&token[..20]), "{text}");
+            assert!(!error.is_transient());
+        }
+    }
+
     proptest! {
         /// Any status and body: a token only from a 200 `{"value": JWT}`, else an error
         /// classified by its status; an answer around a token never has the token quoted.
