@@ -134,6 +134,26 @@ pub const TARGETS: &[Target] = &[
         name: "router_metrics",
         run: router_metrics,
     },
+    Target {
+        name: "executable_json",
+        run: executable_json,
+    },
+    Target {
+        name: "github_answer",
+        run: github_answer,
+    },
+    Target {
+        name: "sts_outbound",
+        run: sts_outbound,
+    },
+    Target {
+        name: "chain_values",
+        run: chain_values,
+    },
+    Target {
+        name: "google_oidc_mapping",
+        run: google_oidc_mapping,
+    },
 ];
 
 /// A fixed "now" (2023-11-14T22:13:20Z), so that a crash reproduces whatever the clock says.
@@ -613,6 +633,338 @@ pub fn cel(data: &[u8]) {
     ] {
         let identity = aws_default_mapping(arn, "123456789012");
         let _ = expression.evaluate(&identity.cel_variables("123456789012"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The any-identity sources, role chaining and Google STS's OIDC providers
+// ---------------------------------------------------------------------------------------------
+
+/// The signature of [`planted_jwt`]: no error or log may ever show it.
+const PLANTED_SIGNATURE: &str = "cGxhbnRlZC1zaWduYXR1cmUtbmV2ZXItc2hvd24";
+/// The secret parts of the AssumeRole answer [`sts_outbound`] builds around its input.
+const PLANTED_SECRET_KEY: &str = "planted/secret+access+key/never/shown";
+const PLANTED_SESSION_TOKEN: &str = "planted-session-token-never-shown";
+
+/// A JWT valid at [`NOW`] whose signature is [`PLANTED_SIGNATURE`].
+fn planted_jwt() -> String {
+    use base64::Engine;
+    let encode = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.{PLANTED_SIGNATURE}",
+        encode(json!({"alg": "RS256", "kid": "fuzz"})),
+        encode(json!({
+            "iss": "https://token.actions.githubusercontent.com", "aud": "sts.amazonaws.com",
+            "sub": "repo:org/repo:ref:refs/heads/main", "exp": NOW + 3600, "iat": NOW,
+        }))
+    )
+}
+
+/// Whether `text` shows a planted secret.
+fn shows_planted_secret(text: &str) -> bool {
+    [PLANTED_SIGNATURE, PLANTED_SECRET_KEY, PLANTED_SESSION_TOKEN]
+        .iter()
+        .any(|s| text.contains(s))
+}
+
+/// The first byte as an HTTP status among those the clouds answer, the rest as the body.
+fn status_and_body(data: &[u8]) -> (u16, String) {
+    const STATUSES: [u16; 8] = [200, 200, 400, 401, 403, 429, 500, 503];
+    match data.split_first() {
+        Some((first, rest)) => (
+            STATUSES[usize::from(*first) % STATUSES.len()],
+            String::from_utf8_lossy(rest).into_owned(),
+        ),
+        None => (200, String::new()),
+    }
+}
+
+/// google-auth's executable-source answer as a `file:` or `command:` source reads it: any text
+/// is a token or an error; and any JSON object with a token planted in its `id_token` yields
+/// that token only when it is a successful version-1 answer, else an error that never shows it.
+pub fn executable_json(data: &[u8]) {
+    use crate::source::local::token_from_text_at;
+    let origin = "the command `fuzz`";
+    let text = String::from_utf8_lossy(data);
+    check_id_token(token_from_text_at(text.trim(), origin, NOW), &text);
+    check_id_token(token_from_command_output("fuzz", data), &text);
+    if shows_planted_secret(&text) {
+        return;
+    }
+    let Ok(Value::Object(mut answer)) = serde_json::from_str::<Value>(&text) else {
+        return;
+    };
+    let token = planted_jwt();
+    answer.insert("id_token".into(), Value::String(token.clone()));
+    let answer = Value::Object(answer);
+    match token_from_text_at(&answer.to_string(), origin, NOW) {
+        Ok(read) => {
+            assert_eq!(read.secret().expose(), token, "another token was read");
+            assert_eq!(answer["version"], json!(1), "a token without version 1");
+            assert_eq!(answer["success"], json!(true), "a token without success");
+            assert!(answer.get("saml_response").is_none(), "a token from SAML");
+            assert!(!shows_planted_secret(&format!("{read:?}")));
+        }
+        Err(error) => {
+            let text = error.to_string();
+            assert!(
+                !shows_planted_secret(&text),
+                "the error shows the token: {text}"
+            );
+            let _ = error.is_transient();
+        }
+    }
+}
+
+/// The GitHub Actions token service's answer (first byte: the status): a token only from a
+/// 200 `{"value": JWT}`; an answer that cannot be read never has its token quoted.
+pub fn github_answer(data: &[u8]) {
+    use crate::source::github::read_answer;
+    let host = || "pipelines.actions.githubusercontent.com".to_string();
+    let (status, body) = status_and_body(data);
+    match read_answer(host(), status, &body) {
+        Ok(token) => {
+            assert_eq!(status, 200, "a token from a {status} answer");
+            check_id_token(Ok(token), &body);
+        }
+        Err(error) => {
+            let _ = (error.is_configuration(), error.is_transient());
+            assert!(
+                !error.is_transient() || status >= 500 || status == 429,
+                "a {status} answer is transient: {error}"
+            );
+            if status == 200 && !shows_planted_secret(&body) {
+                let raw = body.trim();
+                if raw.len() >= 16 {
+                    assert!(
+                        !error.to_string().contains(raw),
+                        "the error quotes the answer"
+                    );
+                }
+            }
+        }
+    }
+    if shows_planted_secret(&body) {
+        return;
+    }
+    let token = planted_jwt();
+    for answer in [
+        format!("{{\"value\":\"{token}\"{body}"),
+        format!("{body}{{\"value\":\"{token}\"}}"),
+        format!("{{{body},\"value\":\"{token}\"}}"),
+        format!("{{\"value\":\"{token}{body}\"}}"),
+    ] {
+        match read_answer(host(), 200, &answer) {
+            Ok(read) => assert!(!shows_planted_secret(&format!("{read:?}"))),
+            Err(error) => {
+                let text = error.to_string();
+                assert!(
+                    !shows_planted_secret(&text),
+                    "the error shows the token: {text}"
+                );
+            }
+        }
+    }
+}
+
+/// AWS STS's outbound answers (first byte: the status): `GetWebIdentityToken` and its errors,
+/// and `AssumeRole` (a role chain's hops). Errors are classified consistently; the input
+/// spliced into answers holding a planted token or secret key never makes an error show them.
+pub fn sts_outbound(data: &[u8]) {
+    use crate::exchange::aws_chain::parse_assume_role_answer;
+    use crate::source::aws_oidc::{parse_answer, AwsOidcError};
+    let url = "https://sts.us-east-1.amazonaws.com";
+    let (status, body) = status_and_body(data);
+    let error = AwsOidcError::from_answer(url, status, "text/xml".into(), &body);
+    let _ = error.to_string();
+    assert!(
+        !(error.is_transient() && error.is_refusal()),
+        "both transient and refused: {error}"
+    );
+    if let Ok((token, _expiration)) = parse_answer(&body) {
+        if token.expose().len() >= 8 {
+            assert!(!format!("{token:?}").contains(token.expose()));
+        }
+        check_id_token(
+            IdToken::parse(token.clone(), "AWS STS GetWebIdentityToken"),
+            token.expose(),
+        );
+    }
+    if let Ok(role) = parse_assume_role_answer(&body) {
+        check_credential_outputs(&role);
+    }
+    if shows_planted_secret(&body) {
+        return;
+    }
+    let token = planted_jwt();
+    for answer in [
+        format!("<GetWebIdentityTokenResponse><GetWebIdentityTokenResult><WebIdentityToken>{token}</WebIdentityToken>{body}</GetWebIdentityTokenResult></GetWebIdentityTokenResponse>"),
+        format!("<GetWebIdentityTokenResponse><GetWebIdentityTokenResult>{body}<WebIdentityToken>{token}</WebIdentityToken></GetWebIdentityTokenResult></GetWebIdentityTokenResponse>"),
+        format!("<GetWebIdentityTokenResponse><GetWebIdentityTokenResult><WebIdentityToken>{token}{body}</WebIdentityToken></GetWebIdentityTokenResult></GetWebIdentityTokenResponse>"),
+    ] {
+        match parse_answer(&answer) {
+            Ok((read, _)) => {
+                let parsed = IdToken::parse(read, "AWS STS GetWebIdentityToken");
+                if let Err(e) = parsed {
+                    assert!(!shows_planted_secret(&e.to_string()), "{e}");
+                }
+            }
+            Err(detail) => assert!(!shows_planted_secret(&detail), "{detail}"),
+        }
+    }
+    let credentials = format!(
+        "<AccessKeyId>ASIAFUZZ</AccessKeyId><SecretAccessKey>{PLANTED_SECRET_KEY}</SecretAccessKey><SessionToken>{PLANTED_SESSION_TOKEN}</SessionToken>"
+    );
+    let user = "<AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/r/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>";
+    for answer in [
+        format!("<AssumeRoleResponse><AssumeRoleResult>{user}<Credentials>{credentials}<Expiration>{body}</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>"),
+        format!("<AssumeRoleResponse><AssumeRoleResult>{user}<Credentials>{credentials}<Expiration>2030-01-01T00:00:00Z</Expiration></Credentials><PackedPolicySize>{body}</PackedPolicySize></AssumeRoleResult></AssumeRoleResponse>"),
+        format!("<AssumeRoleResponse><AssumeRoleResult>{body}<Credentials>{credentials}<Expiration>2030-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>"),
+    ] {
+        match parse_assume_role_answer(&answer) {
+            Ok(role) => {
+                assert!(!shows_planted_secret(&format!("{role:?}")));
+                check_credential_outputs(&role);
+            }
+            Err(detail) => assert!(!shows_planted_secret(&detail), "{detail}"),
+        }
+    }
+}
+
+/// The values of a role chain and a token source as the command line, the environment and
+/// keyless.toml give them (one per line): whatever is accepted is exactly what was given,
+/// prints back to itself and keeps to STS's limits; a chain built from them never panics.
+pub fn chain_values(data: &[u8]) {
+    use crate::types::{ExternalId, SessionTag, SourceIdentity, TagKey, TokenSourceSpec};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (mut tags, mut keys) = (Vec::new(), Vec::new());
+    let (mut external_id, mut source_identity) = (None, None);
+    for line in text.split('\n').take(64) {
+        if let Ok(id) = ExternalId::parse(line) {
+            assert_eq!(id.as_str(), line);
+            assert!((2..=1224).contains(&line.chars().count()) && line.is_ascii());
+            external_id = Some(id);
+        }
+        if let Ok(id) = SourceIdentity::parse(line) {
+            assert_eq!(id.as_str(), line);
+            assert!((2..=64).contains(&line.len()) && line.is_ascii());
+            assert!(!line.to_ascii_lowercase().starts_with("aws:"));
+            source_identity = Some(id);
+        }
+        if let Ok(key) = TagKey::parse(line) {
+            assert_eq!(key.to_string(), line);
+            assert!(key.same_as(&key) && line.chars().count() <= 128);
+            keys.push(key);
+        }
+        if let Ok(tag) = SessionTag::parse(line) {
+            assert_eq!(tag.to_string(), line, "a tag does not print back");
+            assert_eq!(SessionTag::parse(&tag.to_string()).as_ref(), Ok(&tag));
+            assert!(tag.key.as_str().chars().count() <= 128 && tag.value().chars().count() <= 256);
+            tags.push(tag);
+        }
+        match TokenSourceSpec::parse(line) {
+            Ok(spec) => {
+                assert_eq!(
+                    TokenSourceSpec::parse(&spec.to_string()).as_ref(),
+                    Ok(&spec)
+                );
+                assert!(!spec.name().is_empty() && line.contains(spec.name()));
+                let _ = crate::source::registry::check(&spec).map(|r| r.name);
+            }
+            Err(error) => {
+                let _ = error.to_string();
+            }
+        }
+        let _ = crate::source::registry::parse(line);
+    }
+    let role = RoleArn::parse("arn:aws:iam::123456789012:role/fuzz").expect("a valid role ARN");
+    let chain = |external_id, source_identity, tags, keys| {
+        crate::exchange::aws_chain::RoleChain::new(
+            vec![role.clone()],
+            external_id,
+            source_identity,
+            tags,
+            keys,
+            Some(3600),
+        )
+    };
+    if let Ok(chain) = chain(external_id.clone(), source_identity, tags, keys) {
+        let _ = (chain.cache_parts(), chain.roles().len());
+    }
+    // The cache key names the chain, not its external ID.
+    if let Some(id) = external_id.filter(|id| id.as_str().len() >= 8) {
+        let key = chain(Some(id.clone()), None, Vec::new(), Vec::new())
+            .expect("a chain with one role and an external ID")
+            .cache_parts();
+        assert!(
+            key.iter()
+                .all(|part| !part.contains(id.as_str()) || role.to_string().contains(id.as_str())),
+            "the cache key shows the external ID: {key:?}"
+        );
+    }
+}
+
+/// A Google STS OIDC provider on any token: the first line is the claims (JSON), each further
+/// line a `TARGET=EXPRESSION` of the attribute mapping. A mapped subject keeps to Google's
+/// limit; every string claim is reachable by the CEL spelling of its path.
+pub fn google_oidc_mapping(data: &[u8]) {
+    use crate::policy::cel::assertion_key;
+    use crate::policy::issuer::google_sts::{
+        assertion_variables, AttributeMapping, MAX_SUBJECT_BYTES,
+    };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (claims, mapping) = text.split_once('\n').unwrap_or((text, ""));
+    let claims = match serde_json::from_str::<Value>(claims) {
+        Ok(Value::Object(claims)) => claims,
+        _ => serde_json::Map::new(),
+    };
+    let assertion = assertion_variables(&claims);
+    for (key, value) in claims.iter().take(16) {
+        if let Value::String(value) = value {
+            assert_eq!(assertion.get(&assertion_key(&[key])), Some(value));
+            let literal = format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"));
+            let condition = format!("{} == {literal}", assertion_key(&[key]));
+            if let Ok(expression) = CelExpression::parse(&condition) {
+                assert_eq!(
+                    expression.evaluate(&assertion),
+                    Ok(true),
+                    "{condition} does not hold for its own claim"
+                );
+            }
+        }
+    }
+    let pairs: Vec<(&str, &str)> = mapping
+        .lines()
+        .take(16)
+        .map(|line| line.split_once('=').unwrap_or((line, "")))
+        .collect();
+    let mapping = if pairs.is_empty() {
+        AttributeMapping::oidc_default()
+    } else {
+        match AttributeMapping::parse(&pairs) {
+            Ok(mapping) => mapping,
+            Err(error) => {
+                let _ = error.to_string();
+                return;
+            }
+        }
+    };
+    match mapping.apply(&assertion) {
+        Ok(identity) => {
+            assert!(identity.subject.len() <= MAX_SUBJECT_BYTES);
+            let vars = identity.cel_variables(&assertion);
+            assert_eq!(vars.get("google.subject"), Some(&identity.subject));
+            for (name, value) in &identity.attributes {
+                assert_eq!(vars.get(&format!("attribute.{name}")), Some(value));
+            }
+        }
+        Err(error) => {
+            let _ = error.to_string();
+        }
     }
 }
 

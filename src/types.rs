@@ -703,6 +703,55 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Any text: a role-chaining value exactly as given, within STS's limits, or an error;
+        /// an accepted value prints back to itself.
+        #[test]
+        fn chain_values_are_what_was_given_within_stss_limits(
+            text in prop_oneof![any::<String>(), "[A-Za-z0-9_+=,.@:/ -]{0,70}", "[a-zA-Z ]{1,10}=[a-z=;]{0,10}"],
+        ) {
+            if let Ok(id) = ExternalId::parse(&text) {
+                prop_assert_eq!(id.as_str(), text.as_str());
+                prop_assert!((2..=1224).contains(&text.len()) && text.is_ascii());
+                prop_assert_eq!(ExternalId::parse(id.as_str()), Ok(id));
+            }
+            match SourceIdentity::parse(&text) {
+                Ok(id) => {
+                    prop_assert_eq!(id.as_str(), text.as_str());
+                    prop_assert!((2..=64).contains(&text.len()));
+                    prop_assert!(!text.to_ascii_lowercase().starts_with("aws:"));
+                }
+                Err(e) => prop_assert!(e.to_string().contains("is not a source identity")),
+            }
+            if let Ok(key) = TagKey::parse(&text) {
+                prop_assert_eq!(key.to_string(), text.clone());
+                prop_assert!((1..=128).contains(&text.chars().count()));
+            }
+            match SessionTag::parse(&text) {
+                Ok(tag) => {
+                    prop_assert_eq!(tag.to_string(), text.clone());
+                    prop_assert_eq!(SessionTag::parse(&tag.to_string()), Ok(tag.clone()));
+                    prop_assert_eq!(SessionTag::new(tag.key.as_str(), tag.value()), Ok(tag));
+                }
+                Err(e) => prop_assert!(e.to_string().contains("is not a session tag")),
+            }
+        }
+
+        /// botocore's patterns for these fields are accepted.
+        #[test]
+        fn botocore_shaped_chain_values_are_accepted(
+            id in "[a-zA-Z0-9_+=,.@:/-]{2,64}",
+            identity in "[a-zA-Z0-9+=,.@-]{2,64}",
+            key in "[a-zA-Z0-9 _.:/+@-]{1,128}",
+            value in "[a-zA-Z0-9 _.:/=+@-]{0,256}",
+        ) {
+            prop_assert!(ExternalId::parse(&id).is_ok(), "{}", id);
+            prop_assume!(!identity.to_ascii_lowercase().starts_with("aws:"));
+            prop_assert!(SourceIdentity::parse(&identity).is_ok(), "{}", identity);
+            prop_assert!(SessionTag::new(&key, &value).is_ok(), "{}={}", key, value);
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn a_parsed_spec_prints_back_to_itself(value in "\\PC{0,40}") {

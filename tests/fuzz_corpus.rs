@@ -119,4 +119,9 @@ replay_tests!(
     router_imds,
     router_gce_metadata,
     router_metrics,
+    executable_json,
+    github_answer,
+    sts_outbound,
+    chain_values,
+    google_oidc_mapping,
 );

@@ -688,3 +688,50 @@ mod tests {
         assert!(parse_assume_role_answer("<html/>").is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::secret::Secret;
+    use proptest::prelude::*;
+
+    fn xml_escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+
+    proptest! {
+        /// Any values in an AssumeRole answer read back exactly; any expiration or extra
+        /// element is read or refused without showing the secret key or session token.
+        #[test]
+        fn any_assume_role_answer_reads_back_or_fails_without_its_secrets(
+            key_id in "[A-Z0-9]{16,20}",
+            secret in "[A-Za-z0-9/+]{40}",
+            session in "[A-Za-z0-9/+=]{20,200}",
+            arn in "arn:aws:sts::[0-9]{12}:assumed-role/[a-z]{1,10}/[a-z@.=-]{2,20}",
+            expiration in prop_oneof![Just("2030-01-01T00:00:00Z".to_string()), "[0-9T:Z.-]{0,24}", any::<String>()],
+            extra in prop_oneof![Just(String::new()), any::<String>().prop_map(|s| xml_escape(&s)), "<[A-Za-z]{1,8}>[0-9a-z]{0,6}</[A-Za-z]{1,8}>"],
+        ) {
+            let answer = format!(
+                "<AssumeRoleResponse><AssumeRoleResult>{extra}<AssumedRoleUser><Arn>{arn}</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser><Credentials><AccessKeyId>{key_id}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey><SessionToken>{session}</SessionToken><Expiration>{}</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>",
+                xml_escape(&expiration)
+            );
+            match parse_assume_role_answer(&answer) {
+                Ok(role) => {
+                    prop_assert_eq!(role.credentials.access_key_id.as_str(), key_id.as_str());
+                    prop_assert_eq!(role.credentials.secret_access_key.expose(), secret.as_str());
+                    prop_assert_eq!(role.credentials.session_token.as_ref().map(Secret::expose), Some(session.as_str()));
+                    prop_assert_eq!(role.assumed_role_arn.as_str(), arn.as_str());
+                    prop_assert!(role.credentials.expiration.is_some());
+                    let debug = format!("{role:?}");
+                    prop_assert!(!debug.contains(&secret) && !debug.contains(&session));
+                }
+                Err(detail) => {
+                    prop_assert!(!detail.contains(&secret) && !detail.contains(&session), "{}", detail);
+                    prop_assert!(expiration != "2030-01-01T00:00:00Z" || !extra.is_empty(), "{}", detail);
+                }
+            }
+        }
+    }
+}

@@ -946,6 +946,45 @@ mod proptests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
+        /// Any claim path, spelt as [`assertion_key`] does or with brackets throughout, names
+        /// the same variable: a condition on it holds for its value and only for it.
+        #[test]
+        fn any_assertion_path_names_its_claim(
+            path in proptest::collection::vec(prop_oneof!["[a-z_][a-z0-9_]{0,6}", any::<String>(), "[ -~]{1,6}"], 1..4),
+            value in any::<String>(),
+        ) {
+            let literal = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+            let key = assertion_key(&path);
+            let brackets: String = path.iter().map(|p| format!("[{}]", literal(p))).collect();
+            let vars = CelVariables::from([(key.clone(), value.clone())]);
+            for spelling in [key.clone(), format!("assertion{brackets}")] {
+                let condition = format!("{spelling} == {}", literal(&value));
+                if condition.chars().count() >= MAX_SOURCE_CHARS {
+                    continue;
+                }
+                let parsed = CelExpression::parse(&condition);
+                prop_assert!(parsed.is_ok(), "{} does not parse: {:?}", condition, parsed);
+                let parsed = parsed.unwrap();
+                prop_assert_eq!(parsed.references(), vec![key.clone()]);
+                prop_assert_eq!(parsed.evaluate(&vars), Ok(true));
+                let other = CelVariables::from([(key.clone(), format!("{value}x"))]);
+                prop_assert_eq!(parsed.evaluate(&other), Ok(false));
+            }
+        }
+
+        /// Claim names that are CEL words or method names are claims too.
+        #[test]
+        fn claim_names_that_are_words_name_claims(word in prop::sample::select(vec!["in", "true", "false", "size", "contains", "startsWith", "endsWith", "assertion", "google", "attribute", "null", "has", "matches", "_"])) {
+            let key = assertion_key(&[word]);
+            for spelling in [key.clone(), format!("assertion['{word}']"), format!("assertion.a.{word}")] {
+                let condition = format!("{spelling} == 'v'");
+                let parsed = CelExpression::parse(&condition);
+                prop_assert!(parsed.is_ok(), "{} does not parse: {:?}", condition, parsed);
+            }
+            let parsed = CelExpression::parse(&format!("{key} == 'v'")).unwrap();
+            prop_assert_eq!(parsed.evaluate(&CelVariables::from([(key.clone(), "v".to_string())])), Ok(true));
+        }
+
         /// Any expression: parsed (and then evaluated to a bool or a CEL error) or refused.
         #[test]
         fn any_expression_parses_or_is_refused(text in prop_oneof![expression(), any::<String>()]) {

@@ -893,3 +893,78 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::policy::cel::CelExpression;
+    use crate::policy::issuer::google_sts::{assertion_variables, AttributeMapping};
+    use proptest::prelude::*;
+
+    /// Values around the valid shapes and anything at all.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9][a-z0-9.-]{0,12}",
+            "[A-Za-z0-9_.-]{1,8}/[A-Za-z0-9_.-]{1,8}",
+            "refs/[a-z]{1,6}/[a-z0-9/._-]{1,10}",
+            "https://[a-z0-9.-]{1,12}(/[a-z0-9]{1,6})?",
+            "https://[a-z0-9]{1,8}\\.tokens\\.sts\\.global\\.api\\.aws",
+            "o-[a-z0-9]{8,34}",
+            "[0-9]{12}",
+            any::<String>(),
+            "[ -~]{0,12}",
+        ]
+    }
+
+    fn source() -> impl Strategy<Value = OidcSource> {
+        prop_oneof![
+            (value(), value(), any::<bool>()).prop_map(|(repo, pin, is_ref)| OidcSource::Github {
+                repo,
+                pin: if is_ref {
+                    GithubPin::Ref(pin)
+                } else {
+                    GithubPin::Environment(pin)
+                },
+            }),
+            (value(), value(), value()).prop_map(|(issuer, namespace, service_account)| {
+                OidcSource::Kubernetes {
+                    issuer,
+                    namespace,
+                    service_account,
+                }
+            }),
+            (value(), value(), value(), proptest::option::of(value())).prop_map(
+                |(issuer, account, role, org_id)| OidcSource::AwsOutbound {
+                    issuer,
+                    account,
+                    role,
+                    org_id,
+                }
+            ),
+        ]
+    }
+
+    proptest! {
+        /// Any input is accepted or refused naming its flag, never a panic; whatever is accepted
+        /// pins one exact subject (no wildcard, nothing that escapes a quoted string) whose
+        /// Google condition and mapping parse, and admit a token with that subject.
+        #[test]
+        fn accepted_sources_pin_one_subject_the_condition_admits(source in source()) {
+            let Ok(()) = source.validate() else {
+                prop_assert!(source.validate().unwrap_err().to_string().contains("--"));
+                return Ok(());
+            };
+            let subject = source.subject();
+            prop_assert!(!subject.contains(['*', '?', '\'', '"', '\\', '\n']), "{}", subject);
+            let condition = CelExpression::parse(&source.attribute_condition());
+            prop_assert!(condition.is_ok(), "{}", source.attribute_condition());
+            let mut claims = serde_json::json!({"iss": source.issuer(), "sub": subject});
+            if let OidcSource::AwsOutbound { org_id: Some(org), .. } = &source {
+                claims["https://sts.amazonaws.com/"] = serde_json::json!({"org_id": org});
+            }
+            let assertion = assertion_variables(claims.as_object().unwrap());
+            prop_assert_eq!(condition.unwrap().evaluate(&assertion), Ok(true));
+            prop_assert!(AttributeMapping::parse(&source.attribute_mapping()).is_ok());
+        }
+    }
+}

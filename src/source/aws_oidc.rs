@@ -249,7 +249,7 @@ impl AwsOidcError {
     }
 
     /// Reads STS's error document (or, failing that, the status) into the error it means.
-    fn from_answer(url: &str, status: u16, content_type: String, body: &str) -> Self {
+    pub(crate) fn from_answer(url: &str, status: u16, content_type: String, body: &str) -> Self {
         let parsed = quick_xml::de::from_str::<ErrorResponse>(body).ok();
         let Some(ErrorResponse { error }) = parsed else {
             return if status >= 500 || status == 429 {
@@ -331,7 +331,7 @@ struct GetWebIdentityTokenResult {
 }
 
 /// Reads STS's `GetWebIdentityToken` answer: the token and, when present, its stated expiry.
-fn parse_answer(body: &str) -> Result<(Secret, Option<String>), String> {
+pub(crate) fn parse_answer(body: &str) -> Result<(Secret, Option<String>), String> {
     let parsed: GetWebIdentityTokenResponse = quick_xml::de::from_str(body)
         .map_err(|e| format!("not a GetWebIdentityToken answer: {e}"))?;
     let result = parsed.get_web_identity_token_result;
@@ -704,5 +704,66 @@ mod tests {
         };
         let err = AwsOidcSource::new(&bad).unwrap_err().to_string();
         assert!(err.contains("60 to 3600"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn xml_escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    }
+
+    proptest! {
+        /// Any status and body: one error, never both transient and a refusal; STS's own code
+        /// and the status decide which.
+        #[test]
+        fn any_error_answer_is_classified_once(
+            status in 300u16..600,
+            code in prop_oneof![
+                Just("AccessDenied".to_string()), Just("Throttling".to_string()),
+                Just("OutboundWebIdentityFederationDisabledException".to_string()),
+                Just("JWTPayloadSizeExceededException".to_string()), "[A-Za-z]{1,20}",
+            ],
+            message in any::<String>(),
+            raw in any::<String>(),
+            as_document in any::<bool>(),
+        ) {
+            let body = if as_document {
+                format!("<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>r</RequestId></ErrorResponse>", xml_escape(&message))
+            } else {
+                raw
+            };
+            let error = AwsOidcError::from_answer("https://sts.us-east-1.amazonaws.com", status, "text/xml".into(), &body);
+            prop_assert!(!(error.is_transient() && error.is_refusal()), "{}", error);
+            if status >= 500 || status == 429 {
+                prop_assert!(error.is_transient() || matches!(error, AwsOidcError::FederationDisabled { .. } | AwsOidcError::PayloadTooLarge { .. } | AwsOidcError::SessionDurationEscalation { .. }), "{}", error);
+            }
+            if as_document && code == "AccessDenied" && status < 500 && status != 429 {
+                prop_assert!(error.is_refusal() && error.to_string().contains("sts:GetWebIdentityToken"), "{}", error);
+            }
+        }
+
+        /// Any token text STS could answer reads back exactly and stays out of `Debug`; any
+        /// other body is an error, never a panic.
+        #[test]
+        fn any_token_in_an_answer_reads_back_exactly(
+            token in "[A-Za-z0-9._&<>'-]{1,200}",
+            body in any::<String>(),
+        ) {
+            let answer = format!("<GetWebIdentityTokenResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetWebIdentityTokenResult><WebIdentityToken>{}</WebIdentityToken><Expiration>2026-12-04T22:05:00Z</Expiration></GetWebIdentityTokenResult></GetWebIdentityTokenResponse>", xml_escape(&token));
+            let (read, expiration) = parse_answer(&answer).unwrap();
+            prop_assert_eq!(read.expose(), token.as_str());
+            prop_assert_eq!(expiration.as_deref(), Some("2026-12-04T22:05:00Z"));
+            if token.len() >= 8 {
+                let debug = format!("{read:?}");
+                prop_assert!(!debug.contains(&token));
+            }
+            let _ = parse_answer(&body);
+        }
     }
 }

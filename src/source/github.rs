@@ -178,40 +178,7 @@ impl GithubActions {
                     host: host.clone(),
                     cause: e.to_string(),
                 })?;
-        if status != 200 {
-            return Err(GithubError::Refused {
-                host,
-                status,
-                message: truncate(body.trim(), 300),
-                hint: match status {
-                    401 | 403 => "\n  hint: the request token is valid only while its job runs, and only for a job with `permissions: id-token: write`",
-                    _ => "",
-                },
-            });
-        }
-        #[derive(Deserialize)]
-        struct Answer {
-            value: Option<String>,
-        }
-        let value = serde_json::from_str::<Answer>(&body)
-            .ok()
-            .and_then(|a| a.value)
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| GithubError::Malformed {
-                host: host.clone(),
-                reason: format!(
-                    "expected {{\"value\": JWT}}, got {}",
-                    truncate(body.trim(), 100)
-                ),
-            })?;
-        IdToken::parse(
-            Secret::new(value.trim()),
-            "the GitHub Actions token service",
-        )
-        .map_err(|e| GithubError::Malformed {
-            host,
-            reason: e.to_string(),
-        })
+        read_answer(host, status, &body)
     }
 }
 
@@ -230,6 +197,63 @@ impl TokenSource for GithubActions {
     fn fetch<'a>(&'a self, http: &'a reqwest::Client, audience: &'a str) -> TokenFuture<'a> {
         Box::pin(async move { Ok(self.fetch_token(http, audience).await?) })
     }
+}
+
+/// Reads the token service's answer: `{"value": JWT}` with status 200, else the refusal. The
+/// body holds the token: an answer that cannot be read is described, never quoted.
+pub(crate) fn read_answer(host: String, status: u16, body: &str) -> Result<IdToken, GithubError> {
+    if status != 200 {
+        return Err(GithubError::Refused {
+            host,
+            status,
+            message: truncate(body.trim(), 300),
+            hint: match status {
+                401 | 403 => "\n  hint: the request token is valid only while its job runs, and only for a job with `permissions: id-token: write`",
+                _ => "",
+            },
+        });
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        value: Option<serde_json::Value>,
+    }
+    let malformed = |got: String| GithubError::Malformed {
+        host: host.clone(),
+        reason: format!("expected {{\"value\": JWT}}, got {got}"),
+    };
+    let value = match serde_json::from_str::<Answer>(body) {
+        Ok(Answer {
+            value: Some(serde_json::Value::String(value)),
+        }) if !value.trim().is_empty() => value,
+        Ok(Answer {
+            value: Some(serde_json::Value::String(_)),
+        }) => return Err(malformed("an empty value".into())),
+        Ok(_) => return Err(malformed("JSON without a \"value\" string".into())),
+        Err(_) if body.trim().is_empty() => return Err(malformed("an empty body".into())),
+        Err(_) if body.trim_start().starts_with('<') => {
+            return Err(malformed(format!(
+                "HTML or XML ({} bytes; a proxy or a login page?)",
+                body.len()
+            )))
+        }
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(malformed(format!(
+                "invalid JSON at line {} column {} ({} bytes)",
+                e.line(),
+                e.column(),
+                body.len()
+            )))
+        }
+        Err(_) => return Err(malformed("JSON of another shape".into())),
+    };
+    IdToken::parse(
+        Secret::new(value.trim()),
+        "the GitHub Actions token service",
+    )
+    .map_err(|e| GithubError::Malformed {
+        host,
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -335,5 +359,85 @@ mod tests {
         assert!(refused(503).is_transient() && refused(429).is_transient());
         assert!(!refused(403).is_transient());
         assert!(SourceError::from(refused(502)).is_transient());
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    const SIGNATURE: &str = "Z2l0aHViLXNpZ25hdHVyZS1uZXZlci1zaG93bg";
+
+    fn token() -> String {
+        let encode = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.{SIGNATURE}",
+            encode(serde_json::json!({"alg": "RS256"})),
+            encode(
+                serde_json::json!({"iss": "https://token.actions.githubusercontent.com", "aud": "a", "sub": "repo:o/r:ref:refs/heads/main", "exp": 2000000000})
+            ),
+        )
+    }
+
+    /// An answer that cannot be read used to be quoted (its first 100 characters), and a
+    /// cut-short `{"value": JWT` holds the token: now it is described, never quoted.
+    #[test]
+    fn an_unreadable_answer_is_described_not_quoted() {
+        let token = token();
+        for (body, says) in [
+            (format!("{{\"value\":\"{token}\""), "invalid JSON at line 1"),
+            (
+                format!("{{\"value\":[\"{token}\"]}}"),
+                "without a \"value\" string",
+            ),
+            ("<html>login</html>".to_string(), "HTML or XML"),
+            (String::new(), "an empty body"),
+            ("{\"value\":\" \"}".to_string(), "an empty value"),
+        ] {
+            let error = read_answer("h".into(), 200, &body).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains(says), "{text}");
+            assert!(!text.contains(&token[..20]), "{text}");
+            assert!(!error.is_transient());
+        }
+    }
+
+    proptest! {
+        /// Any status and body: a token only from a 200 `{"value": JWT}`, else an error
+        /// classified by its status; an answer around a token never has the token quoted.
+        #[test]
+        fn any_answer_is_its_token_or_an_error_without_it(
+            status in prop_oneof![Just(200u16), 100u16..600],
+            body in prop_oneof![any::<String>(), "[{}\\[\\]\",:a-z0-9 ]{0,30}"],
+            shape in 0usize..5,
+        ) {
+            let token = token();
+            let answer = match shape {
+                0 => body.clone(),
+                1 => format!("{{\"value\":\"{token}\"{body}"),
+                2 => format!("{body}{{\"value\":\"{token}\"}}"),
+                3 => format!("{{\"value\":\"{token}{body}\"}}"),
+                _ => serde_json::json!({"count": 1, "value": token}).to_string(),
+            };
+            match read_answer("h".into(), status, &answer) {
+                Ok(read) => {
+                    prop_assert_eq!(status, 200);
+                    if shape == 4 {
+                        prop_assert_eq!(read.secret().expose(), token.as_str());
+                    }
+                }
+                Err(error) => {
+                    prop_assert!(status != 200 || shape != 4, "{}", error);
+                    prop_assert_eq!(error.is_transient(), status >= 500 || status == 429, "{}", status);
+                    if status == 200 {
+                        prop_assert!(!error.to_string().contains(SIGNATURE), "{}", error);
+                    }
+                }
+            }
+        }
     }
 }

@@ -343,3 +343,56 @@ mod tests {
             .is_none());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    const SIGNATURE: &str = "azhzLXNpZ25hdHVyZS1uZXZlci1zaG93bg";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any file: a token unexpired at `now`, or an error that never shows the token's
+        /// signature; an expired token says how long ago, a bad one is not a JWT.
+        #[test]
+        fn any_token_file_is_a_live_token_or_an_error_without_it(
+            content in prop_oneof![any::<String>(), "[A-Za-z0-9_.-]{0,60}"],
+            sub in "system:serviceaccount:[a-z]{1,8}:[a-z]{1,8}",
+            exp in 0i64..4_000,
+            as_token in any::<bool>(),
+            space in "[ \n\t]{0,3}",
+        ) {
+            let encode = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+            let token = format!(
+                "{}.{}.{SIGNATURE}",
+                encode(serde_json::json!({"alg": "RS256"})),
+                encode(serde_json::json!({"iss": "https://k8s.example", "aud": ["sts.amazonaws.com"], "sub": sub, "exp": exp})),
+            );
+            let written = if as_token { format!("{space}{token}{space}") } else { content };
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("token");
+            std::fs::write(&path, &written).unwrap();
+            let source = KubernetesToken::resolve(path.to_str(), |_| None);
+            match source.read(2_000) {
+                Ok(read) => {
+                    prop_assert!(read.claims().exp > 2_000);
+                    if as_token {
+                        prop_assert_eq!(read.secret().expose(), token.as_str());
+                    }
+                }
+                Err(error) => {
+                    let text = error.to_string();
+                    prop_assert!(!text.contains(SIGNATURE), "{}", text);
+                    if as_token {
+                        prop_assert!(exp <= 2_000, "{}", text);
+                        let is_expired = matches!(&error, SourceError::Kubernetes(KubernetesError::Expired { ago, .. }) if *ago == 2_000 - exp);
+                        prop_assert!(is_expired, "{}", text);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -154,7 +154,11 @@ pub(crate) fn token_from_text(text: &str, origin: &str) -> Result<IdToken, Sourc
     )
 }
 
-fn token_from_text_at(text: &str, origin: &str, now: i64) -> Result<IdToken, SourceError> {
+pub(crate) fn token_from_text_at(
+    text: &str,
+    origin: &str,
+    now: i64,
+) -> Result<IdToken, SourceError> {
     if !text.starts_with('{') {
         return IdToken::parse(Secret::new(text), origin);
     }
@@ -511,6 +515,63 @@ mod proptests {
             prop_assert_eq!(parsed.claims(), &claims);
             prop_assert_eq!(parsed.secret().expose(), token.as_str());
             let _ = parsed.claims().expires_at();
+        }
+
+        /// Any executable-source answer around a token: the token only from a successful
+        /// version-1 id_token/jwt answer that has not expired, else an error that never shows
+        /// the token (nor a SAML assertion).
+        #[test]
+        fn executable_answers_yield_their_token_or_an_error_without_it(
+            version in proptest::option::of(prop_oneof![Just(1i64), any::<i64>()]),
+            success in proptest::option::of(any::<bool>()),
+            token_type in proptest::option::of(prop_oneof![
+                Just(ID_TOKEN_TYPES[0].to_string()), Just(ID_TOKEN_TYPES[1].to_string()),
+                Just(SAML_TOKEN_TYPE.to_string()), any::<String>(),
+            ]),
+            with_token in any::<bool>(),
+            saml in any::<bool>(),
+            expiration_time in proptest::option::of(900i64..1100),
+            code in proptest::option::of(prop_oneof![any::<String>().prop_map(serde_json::Value::from), any::<i64>().prop_map(serde_json::Value::from)]),
+            message in proptest::option::of(any::<String>()),
+        ) {
+            let signature = "dGhlLXNpZ25hdHVyZS1uZXZlci1zaG93bg";
+            let token = format!(
+                "{}.{}.{signature}",
+                encode(&serde_json::json!({"alg": "RS256"})),
+                encode(&serde_json::json!({"iss": "https://i.example", "aud": "a", "sub": "s", "exp": 2000})),
+            );
+            let mut answer = serde_json::json!({});
+            let fields: [(&str, Option<serde_json::Value>); 8] = [
+                ("version", version.map(Into::into)),
+                ("success", success.map(Into::into)),
+                ("token_type", token_type.clone().map(Into::into)),
+                ("id_token", with_token.then(|| token.clone().into())),
+                ("saml_response", saml.then(|| "PHNhbWw+c2VjcmV0PC9zYW1sPg".into())),
+                ("expiration_time", expiration_time.map(Into::into)),
+                ("code", code),
+                ("message", message.map(Into::into)),
+            ];
+            for (name, value) in fields {
+                if let Some(value) = value { answer[name] = value; }
+            }
+            let read = token_from_text_at(&answer.to_string(), "the command `t`", 1000);
+            let usable = version == Some(1)
+                && success == Some(true)
+                && token_type.as_deref().is_some_and(|t| ID_TOKEN_TYPES.contains(&t))
+                && !saml
+                && expiration_time.is_none_or(|exp| exp > 1000)
+                && with_token;
+            match read {
+                Ok(read) => {
+                    prop_assert!(usable, "{}", answer);
+                    prop_assert_eq!(read.secret().expose(), token.as_str());
+                }
+                Err(error) => {
+                    prop_assert!(!usable, "{}: {}", answer, error);
+                    let text = error.to_string();
+                    prop_assert!(!text.contains(signature) && !text.contains("PHNhbWw+c2VjcmV0"), "{}", text);
+                }
+            }
         }
 
         /// Any text, any bytes from a command: a token or an error, never a panic, and the

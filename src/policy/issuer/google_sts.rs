@@ -301,3 +301,89 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::policy::cel::assertion_key;
+    use proptest::prelude::*;
+
+    /// Claims as tokens carry them: strings, numbers, lists and nested objects, any keys.
+    fn claims() -> impl Strategy<Value = Map<String, Value>> {
+        let leaf = prop_oneof![
+            any::<String>().prop_map(Value::String),
+            "[a-z0-9:/._-]{0,20}".prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::Bool),
+        ];
+        let value = leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        proptest::collection::btree_map(
+            prop_oneof![any::<String>(), "[a-z_]{1,8}", Just("sub".to_string())],
+            value,
+            0..6,
+        )
+        .prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        /// Any claims: every top-level string claim is the `assertion` variable of its path,
+        /// which a condition reaches however its key is spelt; the default mapping takes `sub`
+        /// exactly when it is a string within Google's limit.
+        #[test]
+        fn every_string_claim_is_reachable_and_the_subject_is_bounded(claims in claims()) {
+            let assertion = assertion_variables(&claims);
+            for (key, value) in &claims {
+                if let Value::String(value) = value {
+                    let name = assertion_key(&[key]);
+                    prop_assert_eq!(assertion.get(&name), Some(value));
+                    let literal = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+                    let condition = format!("assertion[{}] == {}", literal(key), literal(value));
+                    let parsed = CelExpression::parse(&condition);
+                    if condition.len() < 2000 {
+                        prop_assert!(parsed.is_ok(), "{}", condition);
+                        prop_assert_eq!(parsed.unwrap().evaluate(&assertion), Ok(true));
+                    }
+                }
+            }
+            match (AttributeMapping::oidc_default().apply(&assertion), claims.get("sub")) {
+                (Ok(identity), Some(Value::String(sub))) => {
+                    prop_assert_eq!(&identity.subject, sub);
+                    prop_assert!(sub.len() <= MAX_SUBJECT_BYTES);
+                }
+                (Ok(identity), other) => prop_assert!(false, "mapped {:?} from {:?}", identity, other),
+                (Err(MappingError::SubjectTooLong { bytes }), Some(Value::String(sub))) => {
+                    prop_assert_eq!(bytes, sub.len());
+                    prop_assert!(bytes > MAX_SUBJECT_BYTES);
+                }
+                (Err(MappingError::Evaluate { .. }), sub) => prop_assert!(!matches!(sub, Some(Value::String(_)))),
+                (Err(e), _) => prop_assert!(false, "{}", e),
+            }
+        }
+
+        /// Any `TARGET = EXPRESSION` pairs: a mapping or an error naming the target, never a
+        /// panic; a parsed mapping keeps its entries as written.
+        #[test]
+        fn any_mapping_parses_or_names_its_target(
+            pairs in proptest::collection::vec((prop_oneof![Just("google.subject".to_string()), "attribute\\.[a-z_]{0,6}", any::<String>()], prop_oneof![Just("assertion.sub".to_string()), "assertion\\[?'?[a-z.:/]{0,8}'?\\]?", any::<String>()]), 0..4),
+        ) {
+            match AttributeMapping::parse(&pairs) {
+                Ok(mapping) => {
+                    let written: Vec<(String, String)> = pairs.iter().map(|(t, e)| (t.trim().to_string(), e.clone())).collect();
+                    let entries: Vec<(String, String)> = mapping.entries().map(|(t, e)| (t.to_string(), e.to_string())).collect();
+                    prop_assert_eq!(entries, written);
+                }
+                Err(MappingError::UnknownTarget { target } | MappingError::Parse { target, .. }) => {
+                    prop_assert!(pairs.iter().any(|(t, _)| t.trim() == target));
+                }
+                Err(MappingError::NoSubject) => prop_assert!(pairs.iter().all(|(t, _)| t.trim() != "google.subject")),
+                Err(e) => prop_assert!(false, "{}", e),
+            }
+        }
+    }
+}
