@@ -17,15 +17,14 @@ use time::OffsetDateTime;
 
 use crate::credentials::AwsCredentials;
 use crate::exchange::aws_sts::{
-    parse_fault, parse_timestamp, request_id_of, sign_request, AssumedRole, AssumedRoleUser,
-    Attempt, ExchangeError, Reaction, Reply, RoleArn, SessionName, StsEndpoint, StsFault,
-    XmlCredentials,
+    parse_fault, parse_timestamp, send_and_read, sign_request, AssumedRole, AssumedRoleUser,
+    Attempt, ExchangeError, Reaction, RoleArn, SessionName, StsEndpoint, StsFault, XmlCredentials,
 };
 use crate::exchange::clock_skew;
 use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::exchange::retry::{RetryPolicy, TimedOut};
 use crate::types::{ExternalId, SessionTag, SourceIdentity, SpecError, TagKey};
-use crate::wire::{error_chain, truncate};
+use crate::wire::truncate;
 
 /// AWS's limit on a session obtained by role chaining, in seconds.
 pub const CHAINED_SESSION_MAX_SECONDS: u32 = 3600;
@@ -418,35 +417,8 @@ async fn call_assume_role(
     for (name, value) in &headers {
         builder = builder.header(name.as_str(), value.expose());
     }
-    let sent_at = OffsetDateTime::now_utc();
-    let response = builder
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| Attempt::Network(error_chain(&e)))?;
-    let status = response.status().as_u16();
-    let content_type = crate::wire::http::content_type_of(response.headers());
-    let date = clock_skew::date_header(response.headers());
-    let request_id = request_id_of(response.headers());
-    let body =
-        crate::wire::http::read_body(response)
-            .await
-            .map_err(|e| match e.is_transient() {
-                true => Attempt::Network(e.to_string()),
-                false => Attempt::Unreadable {
-                    status,
-                    content_type: content_type.clone(),
-                    detail: e.to_string(),
-                },
-            })?;
-    let reply = Reply {
-        status,
-        content_type,
-        date,
-        sent_at,
-        request_id,
-        body,
-    };
+    let reply = send_and_read(builder.body(body)).await?;
+    let status = reply.status;
     if status != 200 {
         return Err(parse_fault(&reply));
     }

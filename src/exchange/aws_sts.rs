@@ -691,10 +691,15 @@ async fn post_form(
     url: &str,
     form: &[(String, &str)],
 ) -> Result<Reply, Attempt> {
+    send_and_read(http.post(url).form(form)).await
+}
+
+/// Sends an STS request and reads its answer with what the exchanges need of it (status, `Date`
+/// against the time it left, request id); shared by every STS call (AssumeRoleWithWebIdentity,
+/// AssumeRole for chains).
+pub(crate) async fn send_and_read(request: reqwest::RequestBuilder) -> Result<Reply, Attempt> {
     let sent_at = OffsetDateTime::now_utc();
-    let response = http
-        .post(url)
-        .form(form)
+    let response = request
         .send()
         .await
         .map_err(|e| Attempt::Network(error_chain(&e)))?;
