@@ -902,6 +902,17 @@ async fn verbose_logs_one_line_per_exchange_with_role_session_expiry_and_request
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_default();
     assert_eq!(request_id.len(), 36, "the lab's x-amzn-RequestId: {line}");
+    // The audit log has the same exchange, with the same request id.
+    let events = w.audit_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].session_name.as_deref(), Some("audit-me"));
+    assert_eq!(events[0].upstream.len(), 1);
+    assert_eq!(
+        events[0].upstream[0].request_id.as_deref(),
+        Some(request_id)
+    );
+    assert_eq!(events[0].source.email.as_deref(), Some(DEPLOYER));
+    assert_eq!(events[0].channel.as_deref(), Some("credential-process"));
     // And one line for the hand-over: where the credentials went, whose, until when.
     let delivered = out
         .stderr
@@ -932,6 +943,7 @@ async fn verbose_logs_one_line_per_exchange_with_role_session_expiry_and_request
     assert_eq!(out.code(), 0, "{out}");
     assert!(!out.stderr.contains("exchanged"), "{out}");
     assert!(out.stderr.contains("cache hit"), "{out}");
+    assert_eq!(w.audit_events().len(), 1, "a cache hit is no exchange");
     assert!(out.stderr.contains("delivered"), "{out}");
     let out = w
         .keyless(&[
@@ -1982,4 +1994,18 @@ async fn every_jwt_source_reaches_aws() {
     }
     // One upstream mint per source that asks for its token, no more: the GitHub job's once.
     assert_eq!(w.lab.github_tokens_minted(), 1);
+    // One audit event per exchange, the refusal included, and no secret in any.
+    let trail: Vec<(&str, &str, &str)> = [
+        "metadata",
+        "impersonate",
+        "file",
+        "command",
+        "k8s",
+        "github",
+    ]
+    .iter()
+    .map(|kind| (*kind, "aws-sts", "ok"))
+    .chain([("aws-oidc", "aws-sts", "refused")])
+    .collect();
+    w.assert_audit_trail(&trail);
 }
