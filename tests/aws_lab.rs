@@ -497,6 +497,49 @@ async fn untrusted_identity_is_refused_with_the_claims_compared() {
         1,
         "AccessDenied must not be retried"
     );
+    // The refusal is in the audit trail: who was refused what, with STS's code and request id.
+    let events = w.audit_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.outcome, keyless::audit::Outcome::Refused);
+    assert_eq!(event.error_class.as_deref(), Some("AccessDenied"));
+    assert_eq!(event.source.kind, "file");
+    assert_eq!(event.source.email.as_deref(), Some(INTRUDER));
+    assert_eq!(event.target.role_arn.as_deref(), Some(role.as_str()));
+    assert_eq!(event.expires_at, None);
+    assert_eq!(event.upstream.len(), 1);
+    assert_eq!(event.upstream[0].status, Some(403));
+    assert_eq!(
+        event.upstream[0].request_id.as_ref().map(String::len),
+        Some(36)
+    );
+    assert!(event.error.as_deref().unwrap().contains("AccessDenied"));
+    w.assert_audit_trail(&[("file", "aws-sts", "refused")]);
+}
+
+/// `--audit-log` refuses a file others may write (a forged line would pass for keyless's own)
+/// with exit 2 and the fix, before anything is exchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_log_others_may_write_is_refused_before_any_exchange() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = LabWorld::start().await;
+    let shared = w.home.home().join("shared-audit.jsonl");
+    std::fs::write(&shared, "").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--audit-log",
+            shared.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("writable by others"), "{out}");
+    assert!(out.stderr.contains("chmod go-w"), "{out}");
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 0);
 }
 
 /// An expired token is re-minted once; a file that keeps serving it fails with a clock hint.

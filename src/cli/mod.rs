@@ -245,7 +245,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     crate::audit::set_process_profile(cli.config_profile.clone());
     if let Some(path) = &cli.audit_log {
         crate::audit::install_log(crate::audit::AuditLog::open(path)?);
-        reopen_audit_log_on_hangup()?;
+        // `serve` reopens it itself, before reloading (its SIGHUP).
+        if !matches!(cli.command, Command::Serve(_)) {
+            reopen_audit_log_on_hangup()?;
+        }
     }
     match cli.command {
         Command::Aws(cmd) => aws::run(*cmd).await,
@@ -267,8 +270,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// SIGHUP reopens `--audit-log` (logrotate's `postrotate kill -HUP`), for every command: `serve`
-/// also reloads on it, and a one-shot command would otherwise die of it mid-exchange.
+/// SIGHUP reopens `--audit-log` (logrotate's `postrotate kill -HUP`) for the commands other
+/// than `serve`: `aws serve` and `gcp serve` run for days, and a one-shot command would
+/// otherwise die of it mid-exchange.
 fn reopen_audit_log_on_hangup() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
