@@ -334,8 +334,13 @@ fn trail(t: &Trail) -> String {
          fi\n\
          aws s3api put-public-access-block --bucket {bucket} \\\n  \
            --public-access-block-configuration {block}\n\
-         bucket_policy=\"$(cat <<EOF\n{policy}\nEOF\n)\"\n\
-         aws s3api put-bucket-policy --bucket {bucket} --policy \"$bucket_policy\"\n\
+         (\n  \
+           audit_work=\"$(mktemp -d)\"\n  \
+           trap 'rm -rf \"$audit_work\"' EXIT\n  \
+           cat >\"$audit_work/bucket-policy.json\" <<EOF\n{policy}\nEOF\n  \
+           aws s3api put-bucket-policy --bucket {bucket} \\\n    \
+             --policy \"file://$audit_work/bucket-policy.json\"\n\
+         )\n\
          aws cloudtrail create-trail --name {name} --s3-bucket-name {bucket} \\\n  \
            {multi} {global} {validation} \\\n  \
            --region \"$trail_region\"\n\
