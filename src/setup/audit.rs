@@ -22,8 +22,8 @@ pub const GOOGLE_SERVICES: [&str; 2] = ["sts.googleapis.com", "iamcredentials.go
 /// `GenerateAccessToken`/`GenerateIdToken`; `ADMIN_READ` the reads of their configuration.
 pub const LOG_TYPES: [&str; 2] = ["ADMIN_READ", "DATA_READ"];
 
-/// CloudTrail's event selector: every management event, read-only ones included (CloudTrail
-/// marks `AssumeRoleWithWebIdentity` and `AssumeRole` read-only).
+/// CloudTrail's event selector: every management event, read and write, so the STS calls are
+/// kept whichever way CloudTrail classes them.
 pub const READ_WRITE_TYPE: &str = "All";
 
 /// What `keyless audit gcp` says when the logs it needs are off (`service` is one of
