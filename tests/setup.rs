@@ -976,7 +976,8 @@ fn provider_arn(pair: &str) -> String {
 }
 
 /// Runs a generated script against `aws`/`gcloud` stubs that record each call and each
-/// `file://` document; `answers` are (the call's first words, stdout, exit status).
+/// `file://` document (or `.json` path); `answers` are (the call's first words, stdout, exit
+/// status).
 fn run_with_answering_stubs(
     script: &str,
     answers: &[(&str, &str, i32)],
@@ -992,7 +993,7 @@ fn run_with_answering_stubs(
     let stub = format!(
         "#!/usr/bin/env bash\n\
          {{ printf '%s' \"$(basename \"$0\")\"; printf '\\t%s' \"$@\"; printf '\\n'; }} >>'{log}'\n\
-         for a in \"$@\"; do case \"$a\" in file://*) cat \"${{a#file://}}\" >'{docs}'/\"$(wc -l <'{log}')\";; esac; done\n\
+         for a in \"$@\"; do case \"$a\" in file://*) cat \"${{a#file://}}\" >'{docs}'/\"$(wc -l <'{log}')\";; /*.json) cat \"$a\" >'{docs}'/\"$(wc -l <'{log}')\";; esac; done\n\
          case \"$(basename \"$0\") $*\" in\n{cases}esac\n",
         log = log.display(),
         docs = docs.display(),
@@ -1628,4 +1629,459 @@ async fn aws_oidc_to_aws_is_refused_with_the_rule_and_an_alternative_that_works(
     let other = command.replace("advised-external-id", "another-id");
     let args: Vec<&str> = other.split_whitespace().skip(1).collect();
     assert_eq!(w.keyless(&args).await.code(), 3, "{other}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `--audit`: a CloudTrail trail on the AWS side, Data Access logs on the Google side.
+
+/// Every pair with `--audit`, and the formats it prints.
+const AUDIT_PAIRS: [(&str, &[&str]); 7] = [
+    (
+        "gcp-to-aws",
+        &["terraform", "cloudformation", "shell", "pulumi"],
+    ),
+    ("aws-to-gcp", &["terraform", "shell", "pulumi"]),
+    (
+        "github-to-aws",
+        &["terraform", "cloudformation", "shell", "pulumi"],
+    ),
+    (
+        "k8s-to-aws",
+        &["terraform", "cloudformation", "shell", "pulumi"],
+    ),
+    ("github-to-gcp", &["terraform", "shell", "pulumi"]),
+    ("k8s-to-gcp", &["terraform", "shell", "pulumi"]),
+    (
+        "aws-oidc-to-gcp",
+        &["terraform", "cloudformation", "shell", "pulumi"],
+    ),
+];
+
+const STS_GOOGLE: &str = "sts.googleapis.com";
+const IAM_CREDENTIALS: &str = "iamcredentials.googleapis.com";
+
+/// `keyless setup PAIR --format FORMAT` (with `extra`, e.g. `--audit`).
+fn any_setup(pair: &str, format: &str, extra: &[&str]) -> String {
+    match pair {
+        "gcp-to-aws" => gcp_to_aws(format, extra),
+        "aws-to-gcp" => {
+            let mut args = AWS_TO_GCP_ARGS.to_vec();
+            args.extend(["--role", "roles/storage.objectViewer", "--format", format]);
+            args.extend_from_slice(extra);
+            stdout(&keyless(&args))
+        }
+        _ => oidc_setup(pair, format, extra),
+    }
+}
+
+/// The account whose trail `--audit` adds (the role's, or the AWS caller's), and the Google
+/// services whose Data Access logs it turns on.
+fn audit_sides(pair: &str) -> (Option<&'static str>, Vec<&'static str>) {
+    match pair {
+        // The source side: generateIdToken, when the workload impersonates the account.
+        "gcp-to-aws" => (Some("123456789012"), vec![IAM_CREDENTIALS]),
+        "aws-to-gcp" => (Some("123456789012"), vec![STS_GOOGLE, IAM_CREDENTIALS]),
+        "github-to-aws" | "k8s-to-aws" => (Some("123456789012"), vec![]),
+        "github-to-gcp" | "k8s-to-gcp" => (None, vec![STS_GOOGLE, IAM_CREDENTIALS]),
+        "aws-oidc-to-gcp" => (Some("111111111111"), vec![STS_GOOGLE, IAM_CREDENTIALS]),
+        other => panic!("{other}"),
+    }
+}
+
+/// The bucket policy CloudTrail requires (AWS's documented one), for this trail only.
+fn expected_bucket_policy(account: &str, trail_arn: Value) -> Value {
+    let bucket = format!("arn:aws:s3:::keyless-audit-{account}");
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AWSCloudTrailAclCheck",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                "Action": "s3:GetBucketAcl",
+                "Resource": bucket,
+                "Condition": {"StringEquals": {"aws:SourceArn": trail_arn}}
+            },
+            {
+                "Sid": "AWSCloudTrailWrite",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                "Action": "s3:PutObject",
+                "Resource": format!("{bucket}/AWSLogs/{account}/*"),
+                "Condition": {"StringEquals": {
+                    "s3:x-amz-acl": "bucket-owner-full-control",
+                    "aws:SourceArn": trail_arn
+                }}
+            }
+        ]
+    })
+}
+
+fn trail_arn(region: &str, account: &str) -> String {
+    format!("arn:aws:cloudtrail:{region}:{account}:trail/keyless-audit")
+}
+
+/// The project's IAM policy before `--audit`: another service's config, and an exemption on
+/// IAM Credentials that the merge must keep.
+const PROJECT_POLICY: &str = r#"{"bindings":[{"role":"roles/viewer","members":["user:a@example.com"]}],"etag":"BwX1","version":1,"auditConfigs":[{"service":"storage.googleapis.com","auditLogConfigs":[{"logType":"DATA_WRITE"}]},{"service":"iamcredentials.googleapis.com","auditLogConfigs":[{"logType":"DATA_READ","exemptedMembers":["user:b@example.com"]}]}]}"#;
+
+/// [`PROJECT_POLICY`] with `services`' Data Access logs on, nothing else changed.
+fn expected_project_policy(services: &[&str]) -> Value {
+    let mut configs = vec![
+        json!({"service": "storage.googleapis.com", "auditLogConfigs": [{"logType": "DATA_WRITE"}]}),
+    ];
+    configs.push(json!({"service": IAM_CREDENTIALS, "auditLogConfigs": [
+        {"logType": "DATA_READ", "exemptedMembers": ["user:b@example.com"]},
+        {"logType": "ADMIN_READ"}
+    ]}));
+    if services.contains(&STS_GOOGLE) {
+        configs.push(json!({"service": STS_GOOGLE, "auditLogConfigs": [
+            {"logType": "ADMIN_READ"}, {"logType": "DATA_READ"}
+        ]}));
+    }
+    json!({
+        "bindings": [{"role": "roles/viewer", "members": ["user:a@example.com"]}],
+        "etag": "BwX1",
+        "version": 1,
+        "auditConfigs": configs
+    })
+}
+
+/// Without `--audit` nothing of it is printed (the other tests hold the rest of the output).
+#[test]
+fn without_audit_nothing_is_added() {
+    for (pair, formats) in AUDIT_PAIRS {
+        for format in formats.iter().copied() {
+            let text = any_setup(pair, format, &[]);
+            for word in [
+                "keyless-audit",
+                "cloudtrail",
+                "auditConfigs",
+                "audit_config",
+                "IAMAuditConfig",
+            ] {
+                assert!(!text.contains(word), "{pair} {format}: {word}\n{text}");
+            }
+            let audited = any_setup(pair, format, &["--audit"]);
+            assert!(audited.len() > text.len(), "{pair} {format}");
+        }
+    }
+}
+
+/// Terraform: the trail's settings, the public access block, the exact bucket policy (the
+/// region is the provider's), one audit config per Google service with both log types.
+#[test]
+fn audit_terraform_has_the_trail_and_the_audit_configs() {
+    for (pair, _) in AUDIT_PAIRS {
+        let (account, services) = audit_sides(pair);
+        let doc = assert_hcl(&any_setup(pair, "terraform", &["--audit"]));
+        let trails = hcl_blocks(&doc, "resource", "aws_cloudtrail");
+        let policies = hcl_blocks(&doc, "resource", "aws_s3_bucket_policy");
+        match account {
+            None => assert!(trails.is_empty() && policies.is_empty(), "{pair}: {doc}"),
+            Some(account) => {
+                assert_eq!(trails.len(), 1, "{pair}: {doc}");
+                let trail = &trails[0].1;
+                assert_eq!(trail["name"], "\"keyless-audit\"");
+                assert_eq!(trail["is_multi_region_trail"], true, "{pair}");
+                assert_eq!(trail["include_global_service_events"], true, "{pair}");
+                assert_eq!(trail["enable_log_file_validation"], true, "{pair}");
+                assert_eq!(trail["event_selector"][0]["read_write_type"], "\"All\"");
+                assert_eq!(
+                    trail["event_selector"][0]["include_management_events"],
+                    true
+                );
+                let bucket = hcl_blocks(&doc, "resource", "aws_s3_bucket");
+                assert_eq!(
+                    bucket[0].1["bucket"],
+                    format!("\"keyless-audit-{account}\"")
+                );
+                let block = hcl_blocks(&doc, "resource", "aws_s3_bucket_public_access_block");
+                for flag in [
+                    "block_public_acls",
+                    "block_public_policy",
+                    "ignore_public_acls",
+                    "restrict_public_buckets",
+                ] {
+                    assert_eq!(block[0].1[flag], true, "{pair}: {flag}");
+                }
+                let text = policies[0].1["policy"].as_str().unwrap();
+                let (start, end) = (text.find('{').unwrap(), text.rfind('}').unwrap());
+                let text =
+                    text[start..=end].replace("${data.aws_region.current.name}", "eu-west-1");
+                let policy: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(
+                    policy,
+                    expected_bucket_policy(account, json!(trail_arn("eu-west-1", account))),
+                    "{pair}"
+                );
+            }
+        }
+        let configs = hcl_blocks(&doc, "resource", "google_project_iam_audit_config");
+        let configured: Vec<String> = configs
+            .iter()
+            .map(|(_, c)| {
+                assert_eq!(c["project"], "\"keyless-lab\"", "{pair}");
+                let types: Vec<&str> = c["audit_log_config"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["log_type"].as_str().unwrap())
+                    .collect();
+                assert_eq!(types, ["\"ADMIN_READ\"", "\"DATA_READ\""], "{pair}");
+                c["service"].as_str().unwrap().trim_matches('"').to_string()
+            })
+            .collect();
+        assert_eq!(configured, services, "{pair}");
+    }
+}
+
+/// CloudFormation: cfn-lint passes; the bucket is kept with the stack gone and closed to the
+/// public, its policy exact (the trail's ARN in the stack's region), the trail's settings; the
+/// Google side, which CloudFormation cannot set, is the gcloud merge as a comment.
+#[test]
+fn audit_cloudformation_has_the_trail() {
+    for (pair, formats) in AUDIT_PAIRS {
+        if !formats.contains(&"cloudformation") {
+            continue;
+        }
+        let (account, services) = audit_sides(pair);
+        let account = account.expect("every CloudFormation pair has an AWS side");
+        let template = any_setup(pair, "cloudformation", &["--audit"]);
+        let doc = cloudformation_document(&template);
+        let resources = &doc["Resources"];
+        let bucket = &resources["KeylessAuditBucket"];
+        assert_eq!(bucket["DeletionPolicy"], "Retain", "{pair}");
+        assert_eq!(
+            bucket["Properties"]["PublicAccessBlockConfiguration"],
+            json!({"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true})
+        );
+        assert_eq!(
+            bucket["Properties"]["BucketName"],
+            format!("keyless-audit-{account}")
+        );
+        let sub = json!({"Fn::Sub": trail_arn("${AWS::Region}", account)});
+        assert_eq!(
+            resources["KeylessAuditBucketPolicy"]["Properties"]["PolicyDocument"],
+            expected_bucket_policy(account, sub),
+            "{pair}"
+        );
+        let trail = &resources["KeylessAuditTrail"];
+        assert_eq!(trail["DependsOn"], "KeylessAuditBucketPolicy");
+        assert_eq!(
+            trail["Properties"],
+            json!({
+                "TrailName": "keyless-audit",
+                "S3BucketName": {"Ref": "KeylessAuditBucket"},
+                "IsLogging": true,
+                "IsMultiRegionTrail": true,
+                "IncludeGlobalServiceEvents": true,
+                "EnableLogFileValidation": true,
+                "EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": true}]
+            }),
+            "{pair}"
+        );
+        assert!(
+            template.contains("Event history keeps 90 days"),
+            "{template}"
+        );
+        assert!(
+            template.contains("`keyless audit aws` reads Event history"),
+            "{template}"
+        );
+        let merge =
+            "#     gcloud projects set-iam-policy 'keyless-lab' \"$audit_work/audited.json\"";
+        assert_eq!(
+            template.contains(merge),
+            !services.is_empty(),
+            "{pair}: {template}"
+        );
+        for service in services {
+            assert!(
+                template.contains(&format!("\"service\":\"{service}\"")),
+                "{pair}: {template}"
+            );
+        }
+    }
+}
+
+/// Pulumi: the programs compile; the bucket policy is exact (the trail's ARN in the stack's
+/// region), the trail's settings, one `IAMAuditConfig` per Google service.
+#[test]
+fn audit_pulumi_has_the_trail_and_the_audit_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    for (pair, _) in AUDIT_PAIRS {
+        let (account, services) = audit_sides(pair);
+        let program = any_setup(pair, "pulumi", &["--audit"]);
+        let file = write_temp(&dir, &format!("{}.py", pair.replace('-', "_")), &program);
+        assert_ok(
+            Command::new(python())
+                .args(["-m", "py_compile", &file])
+                .output()
+                .unwrap(),
+            "py_compile",
+        );
+        assert_eq!(
+            program.contains("aws.cloudtrail.Trail("),
+            account.is_some(),
+            "{pair}"
+        );
+        if let Some(account) = account {
+            assert!(program.contains("import json\n"), "{pair}");
+            assert!(program.contains("import pulumi_aws as aws\n"), "{pair}");
+            let region = "{aws.config.region}";
+            assert!(
+                program.contains(&format!(
+                    "trail_arn = f\"{}\"\n",
+                    trail_arn(region, account)
+                )),
+                "{program}"
+            );
+            let marker = "audit_bucket_policy = aws.s3.BucketPolicy(";
+            let from = program.find(marker).unwrap();
+            let start = from + program[from..].find("json.dumps(").unwrap() + "json.dumps(".len();
+            let end = start + program[start..].find("\n    ),\n)\n").unwrap();
+            let policy = program[start..end]
+                .replace("trail_arn", &format!("\"{}\"", trail_arn(region, account)));
+            let policy: Value = serde_json::from_str(&policy).unwrap();
+            assert_eq!(
+                policy,
+                expected_bucket_policy(account, json!(trail_arn(region, account))),
+                "{pair}"
+            );
+            for setting in [
+                "is_multi_region_trail=True",
+                "include_global_service_events=True",
+                "enable_log_file_validation=True",
+                "read_write_type=\"All\"",
+                "restrict_public_buckets=True",
+            ] {
+                assert!(program.contains(setting), "{pair}: {setting}");
+            }
+        }
+        assert_eq!(
+            program.matches("gcp.projects.IAMAuditConfig(").count(),
+            services.len(),
+            "{pair}"
+        );
+        for service in services {
+            assert!(program.contains(&format!("    service=\"{service}\",\n    audit_log_configs=[\n        gcp.projects.IAMAuditConfigAuditLogConfigArgs(log_type=\"ADMIN_READ\"),\n        gcp.projects.IAMAuditConfigAuditLogConfigArgs(log_type=\"DATA_READ\"),\n    ],")), "{pair}: {program}");
+        }
+    }
+}
+
+/// Shell, run against stubs: the bucket, its public access block and exact policy (in the
+/// trail's region), the trail with its settings, started; the project's policy read, merged
+/// (other services and exemptions kept) and written back.
+#[test]
+fn audit_scripts_create_the_trail_and_merge_the_audit_config() {
+    let dir = tempfile::tempdir().unwrap();
+    for (pair, _) in AUDIT_PAIRS {
+        let (account, services) = audit_sides(pair);
+        let script = any_setup(pair, "shell", &["--audit"]);
+        let file = write_temp(&dir, &format!("{pair}.sh"), &script);
+        assert_ok(
+            Command::new("bash").args(["-n", &file]).output().unwrap(),
+            "bash -n",
+        );
+        if support::tools::installed("shellcheck") {
+            assert_ok(
+                Command::new("shellcheck").arg(&file).output().unwrap(),
+                "shellcheck",
+            );
+        }
+        let (ok, calls, docs) = run_with_answering_stubs(
+            &script,
+            &[
+                ("aws configure get region", "eu-west-1", 0),
+                ("gcloud iam service-accounts describe", DEPLOYER_ID, 0),
+                (
+                    "aws iam get-outbound-web-identity-federation-info",
+                    OUTBOUND_ISSUER,
+                    0,
+                ),
+                ("gcloud projects get-iam-policy", PROJECT_POLICY, 0),
+            ],
+        );
+        assert!(ok, "{pair}: {calls:?}");
+        let call = |words: &[&str]| {
+            calls
+                .iter()
+                .find(|c| c.len() > words.len() && c[..words.len()] == argv(words)[..])
+        };
+        match account {
+            None => assert!(
+                call(&["aws", "cloudtrail", "create-trail"]).is_none(),
+                "{pair}"
+            ),
+            Some(account) => {
+                let bucket = format!("keyless-audit-{account}");
+                let create = call(&["aws", "cloudtrail", "create-trail"]).expect("create-trail");
+                let region = value_of(create, "--region");
+                for flag in [
+                    "--is-multi-region-trail",
+                    "--include-global-service-events",
+                    "--enable-log-file-validation",
+                ] {
+                    assert!(create.contains(&flag.to_string()), "{pair}: {create:?}");
+                }
+                assert_eq!(value_of(create, "--name"), "keyless-audit");
+                assert_eq!(value_of(create, "--s3-bucket-name"), bucket);
+                let put = call(&["aws", "s3api", "put-bucket-policy"]).expect("put-bucket-policy");
+                assert_eq!(value_of(put, "--bucket"), bucket);
+                assert!(value_of(put, "--policy").starts_with("file://"));
+                let policy: Value = docs
+                    .iter()
+                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                    .find(|d| d["Statement"][0]["Sid"] == "AWSCloudTrailAclCheck")
+                    .expect("the bucket policy");
+                assert_eq!(
+                    policy,
+                    expected_bucket_policy(account, json!(trail_arn(&region, account))),
+                    "{pair}"
+                );
+                let block = call(&["aws", "s3api", "put-public-access-block"]).expect("block");
+                assert_eq!(
+                    value_of(block, "--public-access-block-configuration"),
+                    "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true"
+                );
+                let selectors =
+                    call(&["aws", "cloudtrail", "put-event-selectors"]).expect("selectors");
+                let selectors: Value =
+                    serde_json::from_str(&value_of(selectors, "--event-selectors")).unwrap();
+                assert_eq!(
+                    selectors,
+                    json!([{"ReadWriteType": "All", "IncludeManagementEvents": true}])
+                );
+                let order: Vec<&str> = calls
+                    .iter()
+                    .filter(|c| c[0] == "aws" && (c[1] == "s3api" || c[1] == "cloudtrail"))
+                    .map(|c| c[2].as_str())
+                    .collect();
+                assert_eq!(
+                    order,
+                    [
+                        "create-bucket",
+                        "put-public-access-block",
+                        "put-bucket-policy",
+                        "create-trail",
+                        "put-event-selectors",
+                        "start-logging"
+                    ],
+                    "{pair}"
+                );
+            }
+        }
+        let set = call(&["gcloud", "projects", "set-iam-policy"]);
+        assert_eq!(set.is_some(), !services.is_empty(), "{pair}");
+        if let Some(set) = set {
+            assert_eq!(set[3], "keyless-lab");
+            let merged: Value = docs
+                .iter()
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .find(|d| d.get("etag").is_some())
+                .expect("the merged project policy");
+            assert_eq!(merged, expected_project_policy(&services), "{pair}");
+        }
+    }
 }

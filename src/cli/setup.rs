@@ -108,6 +108,10 @@ pub struct GcpToAwsArgs {
     #[arg(long, value_name = "DUR", default_value_t = Seconds::new(3600),
           value_parser = clap::value_parser!(Seconds))]
     pub max_session_duration: Seconds,
+    /// Also print what `keyless audit` needs: a CloudTrail trail on the AWS side, Data Access
+    /// logs for Google STS and IAM Credentials on the Google side.
+    #[arg(long)]
+    pub audit: bool,
     /// What to print.
     #[arg(long, value_enum)]
     pub format: GcpToAwsFormat,
@@ -140,6 +144,10 @@ pub struct AwsToGcpArgs {
     /// A project role to grant the service account (e.g. roles/storage.objectViewer).
     #[arg(long)]
     pub role: Option<String>,
+    /// Also print what `keyless audit` needs: a CloudTrail trail on the AWS side, Data Access
+    /// logs for Google STS and IAM Credentials on the Google side.
+    #[arg(long)]
+    pub audit: bool,
     /// What to print.
     #[arg(long, value_enum)]
     pub format: AwsToGcpFormat,
@@ -164,6 +172,10 @@ pub struct AwsRoleTargetArgs {
     #[arg(long, value_name = "DUR", default_value_t = Seconds::new(3600),
           value_parser = clap::value_parser!(Seconds))]
     pub max_session_duration: Seconds,
+    /// Also print what `keyless audit` needs: a CloudTrail trail on the AWS side, Data Access
+    /// logs for Google STS and IAM Credentials on the Google side.
+    #[arg(long)]
+    pub audit: bool,
     /// What to print.
     #[arg(long, value_enum)]
     pub format: GcpToAwsFormat,
@@ -194,11 +206,15 @@ pub struct GcpTargetArgs {
     /// https://iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/providers/PROVIDER).
     #[arg(long, value_name = "AUD")]
     pub token_audience: Option<String>,
+    /// Also print what `keyless audit` needs: a CloudTrail trail on the AWS side, Data Access
+    /// logs for Google STS and IAM Credentials on the Google side.
+    #[arg(long)]
+    pub audit: bool,
 }
 
 impl GcpTargetArgs {
-    fn plan(self, source: OidcSource) -> OidcToGcp {
-        OidcToGcp {
+    fn plan(self, source: OidcSource) -> (OidcToGcp, bool) {
+        let spec = OidcToGcp {
             source,
             project_id: self.project_id,
             project_number: self.project_number,
@@ -207,12 +223,13 @@ impl GcpTargetArgs {
             service_account: self.service_account,
             role: self.role,
             token_audience: self.token_audience,
-        }
+        };
+        (spec, self.audit)
     }
 }
 
 impl AwsRoleTargetArgs {
-    fn plan(self, source: OidcSource) -> (OidcToAws, GcpToAwsFormat) {
+    fn plan(self, source: OidcSource) -> (OidcToAws, GcpToAwsFormat, bool) {
         (
             OidcToAws {
                 source,
@@ -223,6 +240,7 @@ impl AwsRoleTargetArgs {
                 max_session_duration: self.max_session_duration.as_secs_u32(),
             },
             self.format,
+            self.audit,
         )
     }
 }
@@ -357,22 +375,31 @@ pub struct AwsOidcToGcpArgs {
     pub format: GcpToAwsFormat,
 }
 
-fn to_aws(spec: &OidcToAws, format: GcpToAwsFormat) -> Result<String, setup::InvalidInput> {
+fn to_aws(
+    (spec, format, audit): (OidcToAws, GcpToAwsFormat, bool),
+) -> Result<String, setup::InvalidInput> {
     spec.validate()?;
+    let audit = audit.then(|| spec.audit());
+    let (spec, audit) = (&spec, audit.as_ref());
     Ok(match format {
-        GcpToAwsFormat::Terraform => setup::terraform::oidc_to_aws(spec),
-        GcpToAwsFormat::Cloudformation => setup::cloudformation::oidc_to_aws(spec),
-        GcpToAwsFormat::Shell => setup::shell::oidc_to_aws(spec),
-        GcpToAwsFormat::Pulumi => setup::pulumi::oidc_to_aws(spec),
+        GcpToAwsFormat::Terraform => setup::terraform::oidc_to_aws(spec, audit),
+        GcpToAwsFormat::Cloudformation => setup::cloudformation::oidc_to_aws(spec, audit),
+        GcpToAwsFormat::Shell => setup::shell::oidc_to_aws(spec, audit),
+        GcpToAwsFormat::Pulumi => setup::pulumi::oidc_to_aws(spec, audit),
     })
 }
 
-fn to_gcp(spec: &OidcToGcp, format: AwsToGcpFormat) -> Result<String, setup::InvalidInput> {
+fn to_gcp(
+    (spec, audit): (OidcToGcp, bool),
+    format: AwsToGcpFormat,
+) -> Result<String, setup::InvalidInput> {
     spec.validate()?;
+    let audit = audit.then(|| spec.audit());
+    let (spec, audit) = (&spec, audit.as_ref());
     Ok(match format {
-        AwsToGcpFormat::Terraform => setup::terraform::oidc_to_gcp(spec),
-        AwsToGcpFormat::Shell => setup::shell::oidc_to_gcp(spec),
-        AwsToGcpFormat::Pulumi => setup::pulumi::oidc_to_gcp(spec),
+        AwsToGcpFormat::Terraform => setup::terraform::oidc_to_gcp(spec, audit),
+        AwsToGcpFormat::Shell => setup::shell::oidc_to_gcp(spec, audit),
+        AwsToGcpFormat::Pulumi => setup::pulumi::oidc_to_gcp(spec, audit),
     })
 }
 
@@ -393,41 +420,37 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
                 eprintln!("keyless: {e}");
                 return Ok(exit_code::USAGE);
             }
+            let audit = a.audit.then(|| spec.audit());
+            let audit = audit.as_ref();
             match a.format {
-                GcpToAwsFormat::Terraform => setup::terraform::gcp_to_aws(&spec),
-                GcpToAwsFormat::Cloudformation => setup::cloudformation::gcp_to_aws(&spec),
-                GcpToAwsFormat::Shell => setup::shell::gcp_to_aws(&spec),
-                GcpToAwsFormat::Pulumi => setup::pulumi::gcp_to_aws(&spec),
+                GcpToAwsFormat::Terraform => setup::terraform::gcp_to_aws(&spec, audit),
+                GcpToAwsFormat::Cloudformation => setup::cloudformation::gcp_to_aws(&spec, audit),
+                GcpToAwsFormat::Shell => setup::shell::gcp_to_aws(&spec, audit),
+                GcpToAwsFormat::Pulumi => setup::pulumi::gcp_to_aws(&spec, audit),
             }
         }
-        SetupCommand::GithubToAws(a) => {
-            let (spec, format) = a.target.plan(a.github.source());
-            match to_aws(&spec, format) {
-                Ok(text) => text,
-                Err(e) => return Ok(usage(e)),
-            }
-        }
-        SetupCommand::K8sToAws(a) => {
-            let (spec, format) = a.target.plan(a.k8s.source());
-            match to_aws(&spec, format) {
-                Ok(text) => text,
-                Err(e) => return Ok(usage(e)),
-            }
-        }
+        SetupCommand::GithubToAws(a) => match to_aws(a.target.plan(a.github.source())) {
+            Ok(text) => text,
+            Err(e) => return Ok(usage(e)),
+        },
+        SetupCommand::K8sToAws(a) => match to_aws(a.target.plan(a.k8s.source())) {
+            Ok(text) => text,
+            Err(e) => return Ok(usage(e)),
+        },
         SetupCommand::AwsOidcToAws(_) => {
             eprintln!("keyless: setup aws-oidc-to-aws: {AWS_OIDC_TO_AWS_REFUSED}");
             return Ok(exit_code::USAGE);
         }
-        SetupCommand::GithubToGcp(a) => match to_gcp(&a.target.plan(a.github.source()), a.format) {
+        SetupCommand::GithubToGcp(a) => match to_gcp(a.target.plan(a.github.source()), a.format) {
             Ok(text) => text,
             Err(e) => return Ok(usage(e)),
         },
-        SetupCommand::K8sToGcp(a) => match to_gcp(&a.target.plan(a.k8s.source()), a.format) {
+        SetupCommand::K8sToGcp(a) => match to_gcp(a.target.plan(a.k8s.source()), a.format) {
             Ok(text) => text,
             Err(e) => return Ok(usage(e)),
         },
         SetupCommand::AwsOidcToGcp(a) => {
-            let spec = a.target.plan(OidcSource::AwsOutbound {
+            let (spec, audit) = a.target.plan(OidcSource::AwsOutbound {
                 issuer: a.aws_issuer,
                 account: a.aws_account,
                 role: a.aws_role,
@@ -440,10 +463,11 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
                 GcpToAwsFormat::Cloudformation => None,
             };
             let text = match format {
-                Some(format) => to_gcp(&spec, format),
-                None => spec
-                    .validate()
-                    .map(|()| setup::cloudformation::oidc_to_gcp(&spec)),
+                Some(format) => to_gcp((spec, audit), format),
+                None => spec.validate().map(|()| {
+                    let audit = audit.then(|| spec.audit());
+                    setup::cloudformation::oidc_to_gcp(&spec, audit.as_ref())
+                }),
             };
             match text {
                 Ok(text) => text,
@@ -465,10 +489,12 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
                 eprintln!("keyless: {e}");
                 return Ok(exit_code::USAGE);
             }
+            let audit = a.audit.then(|| spec.audit());
+            let audit = audit.as_ref();
             match a.format {
-                AwsToGcpFormat::Terraform => setup::terraform::aws_to_gcp(&spec),
-                AwsToGcpFormat::Shell => setup::shell::aws_to_gcp(&spec),
-                AwsToGcpFormat::Pulumi => setup::pulumi::aws_to_gcp(&spec),
+                AwsToGcpFormat::Terraform => setup::terraform::aws_to_gcp(&spec, audit),
+                AwsToGcpFormat::Shell => setup::shell::aws_to_gcp(&spec, audit),
+                AwsToGcpFormat::Pulumi => setup::pulumi::aws_to_gcp(&spec, audit),
             }
         }
     };

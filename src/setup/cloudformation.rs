@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use super::audit::{Audit, GoogleAuditConfig, Trail, READ_WRITE_TYPE, TRAIL_NAME};
 use super::oidc::{OidcToAws, OidcToGcp, Outbound, OUTBOUND_POLICY_NAME};
 use super::{quoted, GcpToAws, PolicyValue};
 
@@ -17,9 +18,9 @@ fn q(value: &str) -> String {
 }
 
 /// The role with its trust policy, attachments and session limit; the ARN as an output.
-pub fn gcp_to_aws(s: &GcpToAws) -> String {
+pub fn gcp_to_aws(s: &GcpToAws, audit: Option<&Audit>) -> String {
     let mut out = String::new();
-    let (google_side, parameters) = if s.creates_service_account() {
+    let (mut google_side, parameters) = if s.creates_service_account() {
         (
             format!(
                 "# The Google side (not expressible in CloudFormation): create the account, then\n\
@@ -47,6 +48,9 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
             String::new(),
         )
     };
+    if let Some(g) = audit.and_then(|a| a.google.as_ref()) {
+        google_side.push_str(&google_audit_comment(g));
+    }
     let _ = writeln!(
         out,
         "# keyless setup gcp-to-aws: {sa} may assume {arn}.\n\
@@ -95,6 +99,9 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
             let _ = writeln!(out, "        - {}", q(arn));
         }
     }
+    if let Some(t) = audit.and_then(|a| a.trail.as_ref()) {
+        trail(&mut out, t);
+    }
     out.push_str(
         "Outputs:\n  RoleArn:\n    Description: The role keyless assumes (--role-arn)\n    Value: !GetAtt KeylessRole.Arn\n",
     );
@@ -133,7 +140,7 @@ fn outbound(out: &mut String, o: &Outbound) {
 
 /// SOURCE → AWS: the IAM OIDC provider and the role whose trust policy names it (`!Ref` of the
 /// provider is its ARN), attachments.
-pub fn oidc_to_aws(s: &OidcToAws) -> String {
+pub fn oidc_to_aws(s: &OidcToAws, audit: Option<&Audit>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -193,6 +200,9 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
             let _ = writeln!(out, "        - {}", q(arn));
         }
     }
+    if let Some(t) = audit.and_then(|a| a.trail.as_ref()) {
+        trail(&mut out, t);
+    }
     out.push_str(
         "Outputs:\n  RoleArn:\n    Description: The role keyless assumes (--role-arn)\n    Value: !GetAtt KeylessRole.Arn\n",
     );
@@ -201,12 +211,12 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
 
 /// `aws-oidc` → Google: the AWS half only (the caller's policy); the Google half is the gcloud
 /// script as a comment, since CloudFormation cannot create Google resources.
-pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
+pub fn oidc_to_gcp(s: &OidcToGcp, audit: Option<&Audit>) -> String {
     let mut out = String::new();
-    let google: String = super::shell::oidc_to_gcp_google_side(s)
-        .lines()
-        .map(|l| format!("#   {l}\n").replace("#   \n", "#\n"))
-        .collect();
+    let mut google = commented(&super::shell::oidc_to_gcp_google_side(s));
+    if let Some(g) = audit.and_then(|a| a.google.as_ref()) {
+        google.push_str(&google_audit_comment(g));
+    }
     let _ = writeln!(
         out,
         "# keyless setup {source}-to-gcp: {who} may impersonate {sa}.\n\
@@ -231,5 +241,71 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
     if let Some(o) = s.outbound() {
         outbound(&mut out, &o);
     }
+    if let Some(t) = audit.and_then(|a| a.trail.as_ref()) {
+        trail(&mut out, t);
+    }
     out
+}
+
+/// Shell lines as an indented comment block (blank lines stay bare `#`).
+fn commented(script: &str) -> String {
+    script
+        .lines()
+        .map(|l| format!("#   {l}\n").replace("#   \n", "#\n"))
+        .collect()
+}
+
+/// The project's audit config, which CloudFormation cannot set: the gcloud and jq steps.
+fn google_audit_comment(g: &GoogleAuditConfig) -> String {
+    format!(
+        "#\n# --audit, the Google side (not expressible in CloudFormation):\n{}",
+        commented(&super::shell::google_audit(g))
+    )
+}
+
+/// `--audit`: the bucket (kept when the stack goes: it holds the audit trail), the policy
+/// CloudTrail requires, then the trail, in the stack's region.
+fn trail(out: &mut String, t: &Trail) {
+    let arn = serde_json::json!({"Fn::Sub": t.arn_in("${AWS::Region}")});
+    let notes: String = t.notes().iter().map(|l| format!("  # {l}\n")).collect();
+    let _ = writeln!(
+        out,
+        "{notes}  \
+         KeylessAuditBucket:\n    \
+           Type: AWS::S3::Bucket\n    \
+           DeletionPolicy: Retain\n    \
+           UpdateReplacePolicy: Retain\n    \
+           Properties:\n      \
+             BucketName: {bucket}\n      \
+             PublicAccessBlockConfiguration:\n        \
+               BlockPublicAcls: true\n        \
+               BlockPublicPolicy: true\n        \
+               IgnorePublicAcls: true\n        \
+               RestrictPublicBuckets: true\n  \
+         KeylessAuditBucketPolicy:\n    \
+           Type: AWS::S3::BucketPolicy\n    \
+           Properties:\n      \
+             Bucket: !Ref KeylessAuditBucket\n      \
+             PolicyDocument:\n{policy}\n  \
+         KeylessAuditTrail:\n    \
+           Type: AWS::CloudTrail::Trail\n    \
+           DependsOn: KeylessAuditBucketPolicy\n    \
+           Properties:\n      \
+             TrailName: {name}\n      \
+             S3BucketName: !Ref KeylessAuditBucket\n      \
+             IsLogging: true\n      \
+             IsMultiRegionTrail: {multi}\n      \
+             IncludeGlobalServiceEvents: {global}\n      \
+             EnableLogFileValidation: {validation}\n      \
+             EventSelectors:\n        \
+               - ReadWriteType: {rw}\n          \
+                 IncludeManagementEvents: true",
+        bucket = q(&t.bucket()),
+        policy = block(&t.bucket_policy_with(arn), "        "),
+        name = q(TRAIL_NAME),
+        multi = Trail::MULTI_REGION,
+        global = Trail::INCLUDE_GLOBAL_SERVICE_EVENTS,
+        validation = Trail::LOG_FILE_VALIDATION,
+        rw = q(READ_WRITE_TYPE),
+    );
 }

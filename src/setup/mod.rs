@@ -6,6 +6,7 @@
 //! the tests can hold all of them to the policy the lab and the linter accept. Each format lives
 //! in its own file and only arranges these values in its own syntax.
 
+pub mod audit;
 pub mod cloudformation;
 pub mod oidc;
 pub mod pulumi;

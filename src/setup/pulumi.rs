@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::audit::{Audit, GoogleAuditConfig, Trail, LOG_TYPES, READ_WRITE_TYPE, TRAIL_NAME};
 use super::oidc::{OidcToAws, OidcToGcp, Outbound, OUTBOUND_POLICY_NAME};
 use super::{quoted, AwsToGcp, GcpToAws, ATTRIBUTE_MAPPING, WORKLOAD_IDENTITY_USER};
 
@@ -13,7 +14,7 @@ fn q(value: &str) -> String {
 /// The role with its trust policy and attachments, and the Google service account: created here
 /// (the policy is built from its `unique_id` once it exists), or looked up when it exists and its
 /// id is given (the program stops if the id differs).
-pub fn gcp_to_aws(s: &GcpToAws) -> String {
+pub fn gcp_to_aws(s: &GcpToAws, audit: Option<&Audit>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -78,6 +79,7 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
             q(arn)
         );
     }
+    audit_section(&mut out, audit);
     let _ = writeln!(
         out,
         "pulumi.export(\"role_arn\", role.arn)\npulumi.export(\"service_account\", service_account.email)\n# Then, on GCP:\n#   {}",
@@ -87,12 +89,15 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
 }
 
 /// The pool, the AWS provider, the service account and its bindings.
-pub fn aws_to_gcp(s: &AwsToGcp) -> String {
+pub fn aws_to_gcp(s: &AwsToGcp, audit: Option<&Audit>) -> String {
     let mut out = String::new();
+    let trail = audit.is_some_and(|a| a.trail.is_some());
     let _ = writeln!(
         out,
         "\"\"\"keyless setup aws-to-gcp: sessions of the AWS role {role} may impersonate {sa}.\"\"\"\n\n\
-         import pulumi\nimport pulumi_gcp as gcp\n",
+         {json}import pulumi\n{aws}import pulumi_gcp as gcp\n",
+        json = if trail { "import json\n\n" } else { "" },
+        aws = if trail { "import pulumi_aws as aws\n" } else { "" },
         role = s.aws_role,
         sa = s.service_account
     );
@@ -131,6 +136,7 @@ pub fn aws_to_gcp(s: &AwsToGcp) -> String {
             q(role)
         );
     }
+    audit_section(&mut out, audit);
     let _ = writeln!(
         out,
         "pulumi.export(\"service_account\", service_account.email)\npulumi.export(\"audience\", {})\n# Then, on AWS:\n#   {}",
@@ -158,7 +164,7 @@ fn outbound(out: &mut String, o: &Outbound) {
 }
 
 /// SOURCE → AWS: the IAM OIDC provider, the role whose trust policy names it, attachments.
-pub fn oidc_to_aws(s: &OidcToAws) -> String {
+pub fn oidc_to_aws(s: &OidcToAws, audit: Option<&Audit>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -193,6 +199,7 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
             q(arn)
         );
     }
+    audit_section(&mut out, audit);
     let _ = writeln!(
         out,
         "pulumi.export(\"role_arn\", role.arn)\n# Then, in the workload:\n#   {}",
@@ -203,7 +210,7 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
 
 /// SOURCE → Google: the pool, the OIDC provider, the service account and its bindings (and,
 /// for `aws-oidc`, the caller's side).
-pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
+pub fn oidc_to_gcp(s: &OidcToGcp, audit: Option<&Audit>) -> String {
     let mut out = String::new();
     let outbound_side = s.outbound();
     let _ = writeln!(
@@ -255,6 +262,7 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
             q(role)
         );
     }
+    audit_section(&mut out, audit);
     let _ = writeln!(
         out,
         "pulumi.export(\"service_account\", service_account.email)\npulumi.export(\"audience\", {})\n# Then, in the workload:\n#   {}",
@@ -262,4 +270,82 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
         s.keyless_command()
     );
     out
+}
+
+/// `--audit`, before the exports: the trail, then the project's audit configs.
+fn audit_section(out: &mut String, audit: Option<&Audit>) {
+    let Some(audit) = audit else {
+        return;
+    };
+    if let Some(t) = &audit.trail {
+        trail(out, t);
+    }
+    if let Some(g) = &audit.google {
+        google_audit(out, g);
+    }
+}
+
+fn comments(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("# {l}\n")).collect()
+}
+
+fn py_bool(value: bool) -> &'static str {
+    if value {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// The trail in the stack's AWS region (`aws:region`), its bucket and the policy first:
+/// CloudTrail checks the bucket policy when the trail is created.
+fn trail(out: &mut String, t: &Trail) {
+    const REGION: &str = "__KEYLESS_TRAIL_REGION__";
+    let placeholder = quoted(&t.arn_in(REGION), false);
+    let policy = t
+        .bucket_policy_pretty(REGION)
+        .replace(&placeholder, "trail_arn")
+        .replace('\n', "\n        ");
+    let _ = writeln!(
+        out,
+        "{notes}audit_bucket = aws.s3.Bucket(\"keyless-audit\", bucket={bucket})\n\n\
+         aws.s3.BucketPublicAccessBlock(\n    \"keyless-audit\",\n    bucket=audit_bucket.id,\n    block_public_acls=True,\n    block_public_policy=True,\n    ignore_public_acls=True,\n    restrict_public_buckets=True,\n)\n\n\
+         trail_arn = f{arn}\n\
+         audit_bucket_policy = aws.s3.BucketPolicy(\n    \"keyless-audit\",\n    bucket=audit_bucket.id,\n    policy=json.dumps(\n        {policy}\n    ),\n)\n\n\
+         aws.cloudtrail.Trail(\n    \"keyless-audit\",\n    name={name},\n    s3_bucket_name=audit_bucket.id,\n    is_multi_region_trail={multi},\n    include_global_service_events={global},\n    enable_log_file_validation={validation},\n    \
+         event_selectors=[\n        aws.cloudtrail.TrailEventSelectorArgs(\n            read_write_type={rw},\n            include_management_events=True,\n        )\n    ],\n    \
+         opts=pulumi.ResourceOptions(depends_on=[audit_bucket_policy]),\n)\n",
+        notes = comments(&t.notes()),
+        bucket = q(&t.bucket()),
+        arn = q(&t.arn_in("{aws.config.region}")),
+        name = q(TRAIL_NAME),
+        multi = py_bool(Trail::MULTI_REGION),
+        global = py_bool(Trail::INCLUDE_GLOBAL_SERVICE_EVENTS),
+        validation = py_bool(Trail::LOG_FILE_VALIDATION),
+        rw = q(READ_WRITE_TYPE),
+    );
+}
+
+/// One `IAMAuditConfig` per service: authoritative for that service only, so other services'
+/// configs stay.
+fn google_audit(out: &mut String, g: &GoogleAuditConfig) {
+    out.push_str(&comments(&g.notes()));
+    for service in &g.services {
+        let label = service.split('.').next().unwrap_or(service);
+        let configs: String = LOG_TYPES
+            .iter()
+            .map(|t| {
+                format!(
+                    "        gcp.projects.IAMAuditConfigAuditLogConfigArgs(log_type={}),\n",
+                    q(t)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "gcp.projects.IAMAuditConfig(\n    \"keyless-audit-{label}\",\n    project={},\n    service={},\n    audit_log_configs=[\n{configs}    ],\n)\n",
+            q(&g.project_id),
+            q(service),
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::audit::{Audit, GoogleAuditConfig, Trail, READ_WRITE_TYPE, TRAIL_NAME};
 use super::oidc::{OidcToAws, OidcToGcp, Outbound, OUTBOUND_POLICY_NAME};
 use super::{shell_quote as sq, AwsToGcp, GcpToAws, ATTRIBUTE_MAPPING, WORKLOAD_IDENTITY_USER};
 
@@ -10,7 +11,7 @@ const PREAMBLE: &str = "#!/usr/bin/env bash\nset -euo pipefail\n";
 
 /// The service account (created, or checked when its id is given), the role (trust policy from
 /// a heredoc), its attachments.
-pub fn gcp_to_aws(s: &GcpToAws) -> String {
+pub fn gcp_to_aws(s: &GcpToAws, audit: Option<&Audit>) -> String {
     let mut out = String::from(PREAMBLE);
     let _ = writeln!(
         out,
@@ -74,6 +75,7 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
             sq(arn)
         );
     }
+    audit_section(&mut out, audit);
     let _ = writeln!(
         out,
         "\necho 'Then, on GCP:'\necho {}",
@@ -83,7 +85,7 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
 }
 
 /// The pool, the AWS provider, the service account and its bindings.
-pub fn aws_to_gcp(s: &AwsToGcp) -> String {
+pub fn aws_to_gcp(s: &AwsToGcp, audit: Option<&Audit>) -> String {
     let mut out = String::from(PREAMBLE);
     let _ = writeln!(
         out,
@@ -127,6 +129,7 @@ pub fn aws_to_gcp(s: &AwsToGcp) -> String {
             sq(role)
         );
     }
+    audit_section(&mut out, audit);
     let _ = writeln!(
         out,
         "\necho 'Then, on AWS:'\necho {}",
@@ -179,7 +182,7 @@ const WORKDIR: &str = "work=\"$(mktemp -d)\"\ntrap 'rm -rf \"$work\"' EXIT\n";
 
 /// SOURCE → AWS: the IAM OIDC provider (created, or given the audience when it exists), the
 /// role with its trust policy, its attachments.
-pub fn oidc_to_aws(s: &OidcToAws) -> String {
+pub fn oidc_to_aws(s: &OidcToAws, audit: Option<&Audit>) -> String {
     let mut out = String::from(PREAMBLE);
     let _ = writeln!(
         out,
@@ -216,6 +219,7 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
             sq(arn)
         );
     }
+    audit_section(&mut out, audit);
     let _ = writeln!(
         out,
         "\necho 'Then, in the workload:'\necho {}",
@@ -226,7 +230,7 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
 
 /// SOURCE → Google: the pool, the OIDC provider, the service account and its bindings (and,
 /// for `aws-oidc`, the caller's side).
-pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
+pub fn oidc_to_gcp(s: &OidcToGcp, audit: Option<&Audit>) -> String {
     let mut out = String::from(PREAMBLE);
     let _ = writeln!(
         out,
@@ -242,6 +246,7 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
         out.push('\n');
     }
     out.push_str(&oidc_to_gcp_google_side(s));
+    audit_section(&mut out, audit);
     let _ = writeln!(
         out,
         "\necho 'Then, in the workload:'\necho {}",
@@ -281,4 +286,96 @@ pub(crate) fn oidc_to_gcp_google_side(s: &OidcToGcp) -> String {
         );
     }
     out
+}
+
+/// `--audit`, before the closing hint: the trail, then the project's audit config.
+fn audit_section(out: &mut String, audit: Option<&Audit>) {
+    let Some(audit) = audit else {
+        return;
+    };
+    if let Some(t) = &audit.trail {
+        out.push('\n');
+        out.push_str(&trail(t));
+    }
+    if let Some(g) = &audit.google {
+        out.push('\n');
+        out.push_str(&google_audit(g));
+    }
+}
+
+fn comments(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("# {l}\n")).collect()
+}
+
+/// The trail in the region the AWS CLI uses (its home region), its bucket first: CloudTrail
+/// checks the bucket policy when the trail is created, and `create-trail` does not start it.
+fn trail(t: &Trail) -> String {
+    let bucket = sq(&t.bucket());
+    let name = sq(TRAIL_NAME);
+    let flag = |on: bool, flag: &str| {
+        if on {
+            format!("--{flag}")
+        } else {
+            format!("--no-{flag}")
+        }
+    };
+    format!(
+        "{notes}# Run with credentials for account {account}.\n\
+         trail_region=\"${{AWS_REGION:-${{AWS_DEFAULT_REGION:-$(aws configure get region || true)}}}}\"\n\
+         if [ -z \"$trail_region\" ]; then\n  \
+           echo 'the trail needs a home region: set AWS_REGION' >&2\n  \
+           exit 1\n\
+         fi\n\
+         if [ \"$trail_region\" = us-east-1 ]; then\n  \
+           aws s3api create-bucket --bucket {bucket} --region \"$trail_region\"\n\
+         else\n  \
+           aws s3api create-bucket --bucket {bucket} --region \"$trail_region\" \\\n    \
+             --create-bucket-configuration \"LocationConstraint=$trail_region\"\n\
+         fi\n\
+         aws s3api put-public-access-block --bucket {bucket} \\\n  \
+           --public-access-block-configuration {block}\n\
+         (\n  \
+           audit_work=\"$(mktemp -d)\"\n  \
+           trap 'rm -rf \"$audit_work\"' EXIT\n  \
+           cat >\"$audit_work/bucket-policy.json\" <<EOF\n{policy}\nEOF\n  \
+           aws s3api put-bucket-policy --bucket {bucket} \\\n    \
+             --policy \"file://$audit_work/bucket-policy.json\"\n\
+         )\n\
+         aws cloudtrail create-trail --name {name} --s3-bucket-name {bucket} \\\n  \
+           {multi} {global} {validation} \\\n  \
+           --region \"$trail_region\"\n\
+         aws cloudtrail put-event-selectors --trail-name {name} --region \"$trail_region\" \\\n  \
+           --event-selectors {selectors}\n\
+         aws cloudtrail start-logging --name {name} --region \"$trail_region\"\n",
+        notes = comments(&t.notes()),
+        account = t.account,
+        block = sq("BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true"),
+        policy = t.bucket_policy_pretty("${trail_region}"),
+        multi = flag(Trail::MULTI_REGION, "is-multi-region-trail"),
+        global = flag(Trail::INCLUDE_GLOBAL_SERVICE_EVENTS, "include-global-service-events"),
+        validation = flag(Trail::LOG_FILE_VALIDATION, "enable-log-file-validation"),
+        selectors = sq(&serde_json::json!([{"ReadWriteType": READ_WRITE_TYPE, "IncludeManagementEvents": true}]).to_string()),
+    )
+}
+
+/// The project's IAM policy read, the audit configs merged in with jq (nothing else changes;
+/// the etag makes a concurrent change fail rather than be lost), written back. Also shown by
+/// CloudFormation, which cannot run it.
+pub(crate) fn google_audit(g: &GoogleAuditConfig) -> String {
+    format!(
+        "{notes}(\n  \
+           command -v jq >/dev/null || {{ echo 'merging the audit config needs jq' >&2; exit 1; }}\n  \
+           audit_work=\"$(mktemp -d)\"\n  \
+           trap 'rm -rf \"$audit_work\"' EXIT\n  \
+           gcloud projects get-iam-policy {project} --format json >\"$audit_work/policy.json\"\n  \
+           jq --argjson wanted {wanted} \\\n    \
+             {merge} \\\n    \
+             \"$audit_work/policy.json\" >\"$audit_work/audited.json\"\n  \
+           gcloud projects set-iam-policy {project} \"$audit_work/audited.json\"\n\
+         )\n",
+        notes = comments(&g.notes()),
+        project = sq(&g.project_id),
+        wanted = sq(&g.audit_configs().to_string()),
+        merge = sq(GoogleAuditConfig::JQ_MERGE),
+    )
 }

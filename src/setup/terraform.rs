@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::audit::{Audit, GoogleAuditConfig, Trail, LOG_TYPES, READ_WRITE_TYPE, TRAIL_NAME};
 use super::oidc::{OidcToAws, OidcToGcp, Outbound, OUTBOUND_POLICY_NAME};
 use super::{quoted, AwsToGcp, GcpToAws, PolicyValue, ATTRIBUTE_MAPPING, WORKLOAD_IDENTITY_USER};
 
@@ -14,7 +15,7 @@ fn q(value: &str) -> String {
 /// here (the conditions refer to its `unique_id`), or, when it exists and its id is given, read
 /// with a `data` source that checks the id, so a re-created account with the same email fails
 /// the plan instead of being trusted under the old id.
-pub fn gcp_to_aws(s: &GcpToAws) -> String {
+pub fn gcp_to_aws(s: &GcpToAws, audit: Option<&Audit>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -87,11 +88,12 @@ pub fn gcp_to_aws(s: &GcpToAws) -> String {
         "output \"role_arn\" {{\n  description = {}\n  value       = aws_iam_role.keyless.arn\n}}",
         q(&format!("Then, on GCP: {}", s.keyless_command()))
     );
+    audit_section(&mut out, audit);
     out
 }
 
 /// The pool, the AWS provider, the service account and its bindings.
-pub fn aws_to_gcp(s: &AwsToGcp) -> String {
+pub fn aws_to_gcp(s: &AwsToGcp, audit: Option<&Audit>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -152,6 +154,7 @@ pub fn aws_to_gcp(s: &AwsToGcp) -> String {
         s.keyless_command(),
         q(&s.keyless_command())
     );
+    audit_section(&mut out, audit);
     out
 }
 
@@ -182,7 +185,7 @@ fn indent(text: &str, by: &str) -> String {
 
 /// SOURCE → AWS: the issuer's IAM OIDC provider, the role pinning `HOST/PATH:aud` and `:sub`,
 /// its attachments.
-pub fn oidc_to_aws(s: &OidcToAws) -> String {
+pub fn oidc_to_aws(s: &OidcToAws, audit: Option<&Audit>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -236,12 +239,13 @@ pub fn oidc_to_aws(s: &OidcToAws) -> String {
         "output \"role_arn\" {{\n  description = {}\n  value       = aws_iam_role.keyless.arn\n}}",
         q(&format!("Then, in the workload: {}", s.keyless_command()))
     );
+    audit_section(&mut out, audit);
     out
 }
 
 /// SOURCE → Google: the pool, its OIDC provider admitting only the workload's subject, the
 /// service account, the binding for that subject (and, for `aws-oidc`, the caller's side).
-pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
+pub fn oidc_to_gcp(s: &OidcToGcp, audit: Option<&Audit>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -305,5 +309,72 @@ pub fn oidc_to_gcp(s: &OidcToGcp) -> String {
         s.keyless_command(),
         q(&s.keyless_command())
     );
+    audit_section(&mut out, audit);
     out
+}
+
+/// `--audit`, after the federation: the trail (its bucket first, since CloudTrail checks the
+/// bucket policy when the trail is created) and the project's audit configs.
+fn audit_section(out: &mut String, audit: Option<&Audit>) {
+    let Some(audit) = audit else {
+        return;
+    };
+    if let Some(t) = &audit.trail {
+        trail(out, t);
+    }
+    if let Some(g) = &audit.google {
+        google_audit(out, g);
+    }
+}
+
+fn comments(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("# {l}\n")).collect()
+}
+
+/// The trail's ARN names the provider's region, which the bucket policy must match.
+const REGION: &str = "${data.aws_region.current.name}";
+
+fn trail(out: &mut String, t: &Trail) {
+    let _ = writeln!(
+        out,
+        "\n{notes}data \"aws_region\" \"current\" {{}}\n\n\
+         resource \"aws_s3_bucket\" \"keyless_audit\" {{\n  bucket = {bucket}\n}}\n\n\
+         resource \"aws_s3_bucket_public_access_block\" \"keyless_audit\" {{\n  bucket                  = aws_s3_bucket.keyless_audit.id\n  block_public_acls       = true\n  block_public_policy     = true\n  ignore_public_acls      = true\n  restrict_public_buckets = true\n}}\n\n\
+         resource \"aws_s3_bucket_policy\" \"keyless_audit\" {{\n  bucket = aws_s3_bucket.keyless_audit.id\n  policy = <<-EOT\n{policy}\n  EOT\n\n  depends_on = [aws_s3_bucket_public_access_block.keyless_audit]\n}}\n\n\
+         resource \"aws_cloudtrail\" \"keyless_audit\" {{\n  name                          = {name}\n  s3_bucket_name                = aws_s3_bucket.keyless_audit.id\n  is_multi_region_trail         = {multi}\n  include_global_service_events = {global}\n  enable_log_file_validation    = {validation}\n\n  \
+         event_selector {{\n    read_write_type           = {rw}\n    include_management_events = true\n  }}\n\n  depends_on = [aws_s3_bucket_policy.keyless_audit]\n}}",
+        notes = comments(&t.notes()),
+        bucket = q(&t.bucket()),
+        policy = indent(&t.bucket_policy_pretty(REGION), "    "),
+        name = q(TRAIL_NAME),
+        multi = Trail::MULTI_REGION,
+        global = Trail::INCLUDE_GLOBAL_SERVICE_EVENTS,
+        validation = Trail::LOG_FILE_VALIDATION,
+        rw = q(READ_WRITE_TYPE),
+    );
+}
+
+/// One `google_project_iam_audit_config` per service: authoritative for that service only, so
+/// other services' configs stay.
+fn google_audit(out: &mut String, g: &GoogleAuditConfig) {
+    let mut notes = g.notes();
+    notes.push(
+        "Each resource owns its service's config: if the project has one, import it first."
+            .to_string(),
+    );
+    let _ = write!(out, "\n{}", comments(&notes));
+    for (i, service) in g.services.iter().enumerate() {
+        let label = service.split('.').next().unwrap_or(service);
+        let configs: String = LOG_TYPES
+            .iter()
+            .map(|t| format!("\n  audit_log_config {{\n    log_type = {}\n  }}\n", q(t)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{sep}resource \"google_project_iam_audit_config\" \"keyless_audit_{label}\" {{\n  project = {project}\n  service = {service}\n{configs}}}",
+            sep = if i == 0 { "" } else { "\n" },
+            project = q(&g.project_id),
+            service = q(service),
+        );
+    }
 }
