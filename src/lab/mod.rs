@@ -8,6 +8,10 @@
 //! tests point keyless at them with [`Lab::env`], break them on purpose with [`Lab::faults`] and
 //! count upstream calls with [`Lab::stats`].
 //!
+//! The clouds' audit trails are emulated too: CloudTrail records of the STS calls, served by
+//! `LookupEvents` ([`Lab::cloudtrail_events`]), and Cloud Audit Logs of Google STS and IAM
+//! Credentials, served by Cloud Logging `entries.list` ([`Lab::audit_log_entries`]).
+//!
 //! Both directions are covered: Google identities become AWS credentials
 //! (AssumeRoleWithWebIdentity), and AWS identities — static IAM user keys, AssumeRole sessions,
 //! IMDS and container credentials — become Google tokens through Google STS's AWS provider
@@ -17,6 +21,8 @@ mod aws_auth;
 mod aws_metadata;
 mod aws_outbound;
 pub(crate) mod aws_sts;
+mod cloud_logging;
+mod cloudtrail;
 mod config;
 mod error;
 mod faults;
@@ -25,6 +31,7 @@ mod google_keys;
 mod google_sts;
 mod ids;
 mod issuers;
+mod logging_filter;
 mod metadata;
 pub mod sigv4;
 pub(crate) mod state;
@@ -44,8 +51,8 @@ pub use config::{
     google_trust_policy, partner_trust_policy, LabAccount, LabAwsProvider, LabBucket, LabConfig,
     LabEc2Instance, LabIamUser, LabOidcProvider, LabPoolOidcProvider, LabRole, LabServiceAccount,
     LabUser, LabWorkloadIdentityPool, LabWorkloadIdentityUser, DEMO_ACCOUNT_ID, DEMO_AWS_PROVIDER,
-    DEMO_OIDC_ISSUER, DEMO_OIDC_PROVIDER, DEMO_PARTNER_ACCOUNT_ID, DEMO_PARTNER_EXTERNAL_ID,
-    DEMO_PARTNER_ROLE, DEMO_POOL, DEMO_PROJECT_NUMBER,
+    DEMO_DATA_ACCESS_SERVICES, DEMO_OIDC_ISSUER, DEMO_OIDC_PROVIDER, DEMO_PARTNER_ACCOUNT_ID,
+    DEMO_PARTNER_EXTERNAL_ID, DEMO_PARTNER_ROLE, DEMO_POOL, DEMO_PROJECT_NUMBER,
 };
 pub use config::{
     oidc_trust_policy, DEMO_GITHUB_ISSUER, DEMO_GITHUB_REPOSITORY, DEMO_KUBERNETES_ISSUER,
@@ -68,9 +75,9 @@ use state::LabState;
 pub struct LabPorts {
     /// The GCE metadata server.
     pub metadata: u16,
-    /// IAM Credentials, OAuth token endpoint, JWKS, discovery.
+    /// IAM Credentials, OAuth token endpoint, JWKS, discovery, Cloud Logging.
     pub google_apis: u16,
-    /// AWS STS (and the `/_lab/` admin API).
+    /// AWS STS, CloudTrail `LookupEvents` (and the `/_lab/` admin API).
     pub aws_sts: u16,
     /// The EC2 IMDSv2 and container-credentials endpoints.
     pub aws_metadata: u16,
@@ -150,7 +157,9 @@ impl Lab {
         let (tx, rx) = oneshot::channel::<()>();
         self.stop.push(tx);
         self.tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, router).with_graceful_shutdown(async {
+            // The peer address is CloudTrail's `sourceIPAddress` and Cloud Audit Logs' `callerIp`.
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(listener, service).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
             if let Err(e) = served.await {
@@ -172,6 +181,53 @@ impl Lab {
     /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_STS`.
     pub fn aws_sts_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.aws_sts)
+    }
+
+    /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_CLOUDTRAIL` (`LookupEvents` is
+    /// served on the STS listener).
+    pub fn cloudtrail_url(&self) -> String {
+        self.aws_sts_url()
+    }
+
+    /// What CloudTrail recorded, oldest first: one record per `AssumeRoleWithWebIdentity`,
+    /// `AssumeRole` and `GetWebIdentityToken` answered, plus any seeded ones (also
+    /// `GET /_lab/cloudtrail`).
+    pub fn cloudtrail_events(&self) -> Vec<serde_json::Value> {
+        self.state.cloudtrail.records()
+    }
+
+    /// Adds a CloudTrail record as if AWS had recorded it (an event from last week, another
+    /// account's call); it needs `eventTime` (RFC 3339) and `eventName`, and gets an `eventID`
+    /// if it has none. Also `POST /_lab/cloudtrail`.
+    pub fn record_cloudtrail_event(&self, record: serde_json::Value) -> Result<(), String> {
+        self.state.cloudtrail.push(record)
+    }
+
+    /// `http://127.0.0.1:PORT` of the Google APIs listener, which also serves Cloud Logging
+    /// `entries.list` and Resource Manager `getIamPolicy`: the value for `--logging-url`.
+    pub fn logging_url(&self) -> String {
+        self.google_apis_url()
+    }
+
+    /// The project's Cloud Audit Log entries, oldest first: one per Google STS token exchange
+    /// and IAM Credentials `generateAccessToken` / `generateIdToken` answered while the
+    /// service's Data Access logs were on, plus any seeded ones.
+    pub fn audit_log_entries(&self) -> Vec<serde_json::Value> {
+        self.state.audit_logs.entries()
+    }
+
+    /// Adds a log entry as if Google had recorded it (from before the lab started); it needs
+    /// `timestamp` (RFC 3339) and `logName` (`projects/PROJECT/logs/...`) to be listed, and
+    /// gets an `insertId` if it has none. Also `POST /_lab/audit-log` on the STS listener.
+    pub fn record_audit_log_entry(&self, entry: serde_json::Value) -> Result<(), String> {
+        self.state.audit_logs.push(entry)
+    }
+
+    /// Turns the project's Data Access audit logs for `service` (`sts.googleapis.com`,
+    /// `iamcredentials.googleapis.com`) on or off, as editing the project's `auditConfigs`
+    /// does. Also `POST /_lab/data-access` with `{"service": ..., "enabled": bool}`.
+    pub fn set_data_access_logs(&self, service: &str, enabled: bool) {
+        self.state.audit_logs.set_data_access(service, enabled);
     }
 
     /// The audience of the demo AWS provider:
@@ -305,6 +361,7 @@ impl Lab {
             ("GCE_METADATA_HOST", self.metadata_host()),
             ("GCE_METADATA_IP", self.metadata_host()),
             ("AWS_ENDPOINT_URL_STS", self.aws_sts_url()),
+            ("AWS_ENDPOINT_URL_CLOUDTRAIL", self.cloudtrail_url()),
             ("KEYLESS_IAMCREDENTIALS_URL", self.google_apis_url()),
             ("KEYLESS_TOKEN_URL", self.google_sts_url()),
             ("AWS_REGION", "us-east-1".to_string()),
@@ -702,5 +759,7 @@ fn port(listener: &TcpListener) -> u16 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_audit;
 #[cfg(test)]
 mod tests_aws_to_gcp;

@@ -147,6 +147,10 @@ pub(crate) struct LabState {
     pub issuers: super::issuers::IssuersState,
     /// AWS outbound identity federation: enabled or not, the account's issuer.
     pub outbound: super::aws_outbound::OutboundFederation,
+    /// What CloudTrail recorded of the STS calls.
+    pub cloudtrail: super::cloudtrail::Trail,
+    /// The project's Cloud Audit Logs and its Data Access switch.
+    pub audit_logs: super::cloud_logging::AuditLogs,
 }
 
 /// The secrets the lab issued, for leak tests: kept in memory, and appended to a file when one
@@ -192,6 +196,7 @@ impl LabState {
             &config.account_id,
             config.outbound_federation,
         );
+        let audit_logs = super::cloud_logging::AuditLogs::new(&config.data_access_logs);
         let state = Self {
             config,
             key,
@@ -207,6 +212,8 @@ impl LabState {
             role_sessions: Mutex::new(HashMap::new()),
             issued: Mutex::new(IssuedSecrets::default()),
             issuers: super::issuers::IssuersState::new(),
+            cloudtrail: super::cloudtrail::Trail::default(),
+            audit_logs,
         };
         state.record(state.container_authorization_token.expose());
         state.record(state.issuers.github_request_token.expose());
