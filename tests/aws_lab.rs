@@ -1635,6 +1635,18 @@ async fn a_chain_role_in_another_account_is_assumed_with_its_external_id() {
         .as_str()
         .unwrap()
         .contains(":assumed-role/partner-readonly/"));
+    // Three exchanges (the plain one, the chain, whoami's chain; the cache hit is none), each
+    // one event whose calls are CloudTrail's records, request id for request id.
+    w.assert_audit_trail(&[
+        ("metadata", "aws-sts", "ok"),
+        ("metadata", "aws-sts", "ok"),
+        ("metadata", "aws-sts", "ok"),
+    ]);
+    let chained = &w.audit_events()[1];
+    assert_eq!(chained.target.chain, vec![partner.clone()]);
+    let actions: Vec<&str> = chained.upstream.iter().map(|c| c.action.as_str()).collect();
+    assert_eq!(actions, ["AssumeRoleWithWebIdentity", "AssumeRole"]);
+    assert_eq!(w.audit_events()[2].channel.as_deref(), Some("whoami"));
 }
 
 /// Without the external ID the partner's trust policy refuses at once (exit 3, one call), and
@@ -1687,6 +1699,23 @@ async fn a_chain_role_without_its_external_id_is_refused_naming_the_condition() 
     assert_eq!(out.code(), 3, "{}", out.stderr);
     assert!(out.stderr.contains("sts:ExternalId set"), "{}", out.stderr);
     assert!(!out.stderr.contains("someone-elses-id"), "{}", out.stderr);
+    // Both refusals are in the trail with AssumeRole's code, as CloudTrail has them.
+    w.assert_audit_trail(&[
+        ("metadata", "aws-sts", "refused"),
+        ("metadata", "aws-sts", "refused"),
+    ]);
+    let events = w.audit_events();
+    assert!(events
+        .iter()
+        .all(|e| e.error_class.as_deref() == Some("AccessDenied")));
+    let refused = w
+        .lab
+        .cloudtrail_events()
+        .into_iter()
+        .filter(|r| r["eventName"] == "AssumeRole")
+        .filter(|r| r["errorCode"] == "AccessDenied")
+        .count();
+    assert_eq!(refused, 2);
 }
 
 /// AWS caps chained sessions at one hour: a longer --duration with --chain-role is a usage

@@ -101,6 +101,70 @@ impl LabWorld {
         seen.sort();
         want.sort();
         assert_eq!(seen, want, "one audit event per exchange:\n{text}");
+        self.assert_audit_matches_the_clouds();
+    }
+
+    /// keyless's audit events and what the lab's clouds recorded are the same calls, none
+    /// missing, none extra: every AWS STS call of every event is a CloudTrail record with its
+    /// request id (and every AssumeRoleWithWebIdentity/AssumeRole record is one of them), and
+    /// the Google calls match the Cloud Audit Log entries made with a federated token (Google
+    /// sends no request id: by service and method). GetWebIdentityToken records and
+    /// generateIdToken entries of a user or service account are the sources' own calls.
+    pub fn assert_audit_matches_the_clouds(&self) {
+        let events = self.audit_events();
+        let calls = || events.iter().flat_map(|e| e.upstream.iter());
+        let mut ours: Vec<(String, String)> = calls()
+            .filter(|c| c.service == "sts.amazonaws.com")
+            .map(|c| (c.action.clone(), c.request_id.clone().unwrap_or_default()))
+            .collect();
+        let mut trail: Vec<(String, String)> = self
+            .lab
+            .cloudtrail_events()
+            .iter()
+            .filter(|r| r["eventName"] != "GetWebIdentityToken")
+            .map(|r| {
+                (
+                    r["eventName"].as_str().unwrap_or_default().to_string(),
+                    r["requestID"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        ours.sort();
+        trail.sort();
+        assert_eq!(
+            ours, trail,
+            "keyless's AWS STS calls and CloudTrail's records"
+        );
+        let mut ours: Vec<(String, String)> = calls()
+            .filter(|c| c.service.ends_with(".googleapis.com"))
+            .map(|c| (c.service.clone(), c.action.clone()))
+            .collect();
+        let mut logged: Vec<(String, String)> = self
+            .lab
+            .audit_log_entries()
+            .iter()
+            .filter(|e| {
+                e["protoPayload"]["authenticationInfo"]["principalSubject"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("principal://"))
+            })
+            .map(|e| {
+                let method = e["protoPayload"]["methodName"].as_str().unwrap_or_default();
+                (
+                    e["protoPayload"]["serviceName"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    method.rsplit('.').next().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        ours.sort();
+        logged.sort();
+        assert_eq!(
+            ours, logged,
+            "keyless's Google calls and Cloud Audit Logs' entries"
+        );
     }
 
     pub fn write_token(&self, name: &str, email: &str, lifetime: Duration) -> PathBuf {
