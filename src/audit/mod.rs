@@ -284,7 +284,9 @@ impl Exchange<'_> {
     where
         E: crate::classify::Classify + std::fmt::Display,
     {
-        let (result, recorded) = recorder::collect(exchange).await;
+        // On the heap: an exchange's future is large (retries, signing, the source's own), and
+        // wrapping it in the scope would otherwise double what a handler keeps on its stack.
+        let (result, recorded) = recorder::collect(Box::pin(exchange)).await;
         let ended = match &result {
             Ok(value) => Ok(expiry(value)),
             Err(e) => Err(Failure::of(e, word(e))),
