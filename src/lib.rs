@@ -43,6 +43,7 @@ pub mod cache;
 pub mod classify;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod cloud_audit;
 #[cfg(feature = "cli")]
 pub mod config;
 pub mod credentials;
