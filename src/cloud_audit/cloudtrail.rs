@@ -156,7 +156,8 @@ fn lookup_body(event_name: &str, window: &TimeWindow, next_token: Option<&str>) 
     let mut body = serde_json::json!({
         "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": event_name}],
         "StartTime": window.start.unix_timestamp(),
-        "EndTime": window.end.unix_timestamp(),
+        // Whole seconds, rounded outwards: an event a fraction of a second before now counts.
+        "EndTime": window.end.unix_timestamp() + 1,
         "MaxResults": PAGE_SIZE,
     });
     if let Some(token) = next_token {
