@@ -1285,6 +1285,7 @@ thread_local! {
         let closed = "http://127.0.0.1:0";
         GceSetup {
             profile: GcpTokenProfile {
+                audit: Default::default(),
                 subject: crate::refresh::gcp_token::GcpSubject::Aws(
                     aws.expect("an AWS source with a region needs no network"),
                 ),

@@ -39,6 +39,7 @@
 //! [`exchange::google_sts::exchange_subject_token`] trade it, and [`refresh::Refresher`] keeps
 //! any of them fresh.
 
+pub mod audit;
 pub mod cache;
 pub mod classify;
 #[cfg(feature = "cli")]

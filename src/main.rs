@@ -147,12 +147,35 @@ fn init_logging(cli: &Cli, format: LogFormat) {
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => tracing_subscriber::registry()
+            .with(audit_journal())
             .with(layer.json().with_filter(filter))
             .init(),
         LogFormat::Text => tracing_subscriber::registry()
+            .with(audit_journal())
             .with(layer.without_time().with_target(false).with_filter(filter))
             .init(),
     }
+}
+
+/// Under systemd (which sets `JOURNAL_STREAM` for a service whose output goes to the journal),
+/// every audit event also goes to the journal as its own entry with one field per value
+/// (`OUTCOME=ok`, `ROLE=…`, `REQUEST_ID=…`), so `journalctl -t keyless OUTCOME=refused` finds
+/// refusals; whatever -v/-q say, since an audit trail is not verbosity.
+fn audit_journal<S>() -> Option<impl Layer<S>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    std::env::var_os("JOURNAL_STREAM")?;
+    let journal = match tracing_journald::layer() {
+        Ok(journal) => journal.with_syslog_identifier("keyless".into()),
+        Err(e) => {
+            eprintln!("keyless: JOURNAL_STREAM is set but the journal cannot be reached ({e}); audit events go to the log only");
+            return None;
+        }
+    };
+    Some(journal.with_filter(filter_fn(|meta| {
+        meta.target() == keyless::audit::LOG_TARGET && *meta.level() <= tracing::Level::INFO
+    })))
 }
 
 /// Crates whose `trace` events carry credentials (the AWS SDK's orchestrator logs every request

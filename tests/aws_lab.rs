@@ -497,6 +497,49 @@ async fn untrusted_identity_is_refused_with_the_claims_compared() {
         1,
         "AccessDenied must not be retried"
     );
+    // The refusal is in the audit trail: who was refused what, with STS's code and request id.
+    let events = w.audit_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event.outcome, keyless::audit::Outcome::Refused);
+    assert_eq!(event.error_class.as_deref(), Some("AccessDenied"));
+    assert_eq!(event.source.kind, "file");
+    assert_eq!(event.source.email.as_deref(), Some(INTRUDER));
+    assert_eq!(event.target.role_arn.as_deref(), Some(role.as_str()));
+    assert_eq!(event.expires_at, None);
+    assert_eq!(event.upstream.len(), 1);
+    assert_eq!(event.upstream[0].status, Some(403));
+    assert_eq!(
+        event.upstream[0].request_id.as_ref().map(String::len),
+        Some(36)
+    );
+    assert!(event.error.as_deref().unwrap().contains("AccessDenied"));
+    w.assert_audit_trail(&[("file", "aws-sts", "refused")]);
+}
+
+/// `--audit-log` refuses a file others may write (a forged line would pass for keyless's own)
+/// with exit 2 and the fix, before anything is exchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_log_others_may_write_is_refused_before_any_exchange() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = LabWorld::start().await;
+    let shared = w.home.home().join("shared-audit.jsonl");
+    std::fs::write(&shared, "").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--audit-log",
+            shared.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.code(), 2, "{out}");
+    assert!(out.stderr.contains("writable by others"), "{out}");
+    assert!(out.stderr.contains("chmod go-w"), "{out}");
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 0);
 }
 
 /// An expired token is re-minted once; a file that keeps serving it fails with a clock hint.
@@ -902,6 +945,17 @@ async fn verbose_logs_one_line_per_exchange_with_role_session_expiry_and_request
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_default();
     assert_eq!(request_id.len(), 36, "the lab's x-amzn-RequestId: {line}");
+    // The audit log has the same exchange, with the same request id.
+    let events = w.audit_events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].session_name.as_deref(), Some("audit-me"));
+    assert_eq!(events[0].upstream.len(), 1);
+    assert_eq!(
+        events[0].upstream[0].request_id.as_deref(),
+        Some(request_id)
+    );
+    assert_eq!(events[0].source.email.as_deref(), Some(DEPLOYER));
+    assert_eq!(events[0].channel.as_deref(), Some("credential-process"));
     // And one line for the hand-over: where the credentials went, whose, until when.
     let delivered = out
         .stderr
@@ -932,6 +986,7 @@ async fn verbose_logs_one_line_per_exchange_with_role_session_expiry_and_request
     assert_eq!(out.code(), 0, "{out}");
     assert!(!out.stderr.contains("exchanged"), "{out}");
     assert!(out.stderr.contains("cache hit"), "{out}");
+    assert_eq!(w.audit_events().len(), 1, "a cache hit is no exchange");
     assert!(out.stderr.contains("delivered"), "{out}");
     let out = w
         .keyless(&[
@@ -1982,4 +2037,18 @@ async fn every_jwt_source_reaches_aws() {
     }
     // One upstream mint per source that asks for its token, no more: the GitHub job's once.
     assert_eq!(w.lab.github_tokens_minted(), 1);
+    // One audit event per exchange, the refusal included, and no secret in any.
+    let trail: Vec<(&str, &str, &str)> = [
+        "metadata",
+        "impersonate",
+        "file",
+        "command",
+        "k8s",
+        "github",
+    ]
+    .iter()
+    .map(|kind| (*kind, "aws-sts", "ok"))
+    .chain([("aws-oidc", "aws-sts", "refused")])
+    .collect();
+    w.assert_audit_trail(&trail);
 }

@@ -407,11 +407,33 @@ credentials_profile = "b"
     assert_eq!(before.id_tokens_minted, 3, "{before:?}");
     let a_key = access_key_of(&w, "a").expect("profile a written");
     let b_key = access_key_of(&w, "b").expect("profile b written");
+    // Each exchange is in the audit log under its profile.
+    let mut profiles: Vec<(Option<String>, Option<String>)> = w
+        .audit_events()
+        .into_iter()
+        .map(|e| (e.profile, e.channel))
+        .collect();
+    profiles.sort();
+    let serve_of = |p: &str| (Some(p.to_string()), Some("serve".to_string()));
+    assert_eq!(profiles, vec![serve_of("a"), serve_of("b")]);
 
-    // b changes, a does not, c goes away.
+    // b changes, a does not, c goes away; logrotate moved the audit log away just before.
+    let rotated = w.home.audit_log().with_extension("jsonl.1");
+    std::fs::rename(w.home.audit_log(), &rotated).unwrap();
     std::fs::write(&config, config_text("second", false)).unwrap();
     serve.signal("HUP");
     let ready = serve.ready(2).await;
+    let after_rotation = w.audit_events();
+    assert_eq!(
+        after_rotation.len(),
+        1,
+        "b's exchange, in the reopened file"
+    );
+    assert_eq!(after_rotation[0].profile.as_deref(), Some("b"));
+    assert_eq!(
+        std::fs::read_to_string(&rotated).unwrap().lines().count(),
+        2
+    );
     assert_eq!(ready["reload_error"], serde_json::Value::Null, "{ready}");
     assert_eq!(ready["profiles"]["a"]["started_generation"], 1, "{ready}");
     assert_eq!(ready["profiles"]["b"]["started_generation"], 2, "{ready}");
@@ -437,6 +459,12 @@ credentials_profile = "b"
     assert!(
         text.contains("keyless_refreshes_total{profile=\"b\"} 1"),
         "{text}"
+    );
+    assert!(
+        text.contains(
+            "keyless_exchanges_total{target=\"aws-sts\",outcome=\"ok\",error_class=\"none\"} 3"
+        ),
+        "every exchange counted:\n{text}"
     );
     assert!(
         !text.contains("profile=\"c/id_token\""),

@@ -1091,4 +1091,13 @@ async fn every_source_reaches_google() {
         assert_eq!(w.storage_status(token).await, 200, "{source}");
     }
     assert_eq!(w.lab.stats().google_sts_exchanges, 8);
+    let kinds: Vec<String> = cases
+        .iter()
+        .map(|(source, ..)| keyless::audit::source_kind(source))
+        .collect();
+    let trail: Vec<(&str, &str, &str)> = kinds
+        .iter()
+        .map(|kind| (kind.as_str(), "google-sts+iamcredentials", "ok"))
+        .collect();
+    w.assert_audit_trail(&trail);
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::audit::AuditContext;
 use crate::cache::CredentialCache;
 use crate::credentials::AwsCredentials;
 use crate::deliver::imds_server::{self, InstanceIdentity};
@@ -337,7 +338,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
     let http = crate::wire::http::LazyClient::default();
     match command {
         AwsCommand::Credentials(args) => {
-            let role = obtain(&http, &args.role).await?;
+            let role = obtain(&http, &args.role, &format_name(args.format)).await?;
             let region = region_of(&args.role.exchange)?;
             let text = match args.format {
                 OutputFormat::CredentialProcess => {
@@ -360,7 +361,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         AwsCommand::Exec(args) => {
-            let role = obtain(&http, &args.role).await?;
+            let role = obtain(&http, &args.role, "exec").await?;
             let region = region_of(&args.role.exchange)?;
             let vars = env::aws_env_vars(&role.credentials, region.as_ref().map(Region::as_str));
             let program = args
@@ -371,7 +372,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
             Ok(env::exec_with_env(&args.command, &vars)?)
         }
         AwsCommand::WriteProfile(args) => {
-            let role = obtain(&http, &args.role).await?;
+            let role = obtain(&http, &args.role, "write-profile").await?;
             let path = match args.credentials_file {
                 Some(p) => p,
                 None => aws_files::default_credentials_path()?,
@@ -405,7 +406,7 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
                         role_arn: arn.clone(),
                         exchange: args.exchange,
                     };
-                    obtain(&http, &role_args).await?.credentials
+                    obtain(&http, &role_args, "whoami").await?.credentials
                 }
                 (None, _) if !args.exchange.chain.chain_roles.is_empty() => {
                     return Err(SpecError::InvalidRoleChain {
@@ -442,7 +443,8 @@ pub async fn run(command: AwsCommand) -> anyhow::Result<i32> {
 /// first requests wait for it (one exchange however many arrive), and a failure is answered with
 /// a JSON error naming the cause, never with an expired credential.
 async fn serve(http: reqwest::Client, args: ServeArgs) -> anyhow::Result<i32> {
-    let profile = profile_from_args(&args.role)?;
+    let mut profile = profile_from_args(&args.role)?;
+    profile.audit = AuditContext::new(None, if args.imds { "serve:imds" } else { "serve:ecs" });
     let role_arn = profile.final_role().clone();
     let region = region_of(&args.role.exchange)?;
     let refresher = Refresher::new(
@@ -646,12 +648,15 @@ fn http_client(http: &crate::wire::http::LazyClient) -> anyhow::Result<&reqwest:
 }
 
 /// Builds the profile from the flags and obtains credentials (through the cache unless told not
-/// to); the HTTP client is built only when the cache cannot answer.
+/// to); the HTTP client is built only when the cache cannot answer. `channel` names the command
+/// in the exchange's audit event.
 pub async fn obtain(
     http: &crate::wire::http::LazyClient,
     args: &RoleArgs,
+    channel: &str,
 ) -> anyhow::Result<AssumedRole> {
-    let profile = profile_from_args(args)?;
+    let mut profile = profile_from_args(args)?;
+    profile.audit = AuditContext::new(None, channel);
     let cache = if args.exchange.no_cache {
         None
     } else {
@@ -709,6 +714,7 @@ pub fn profile_from_args(args: &RoleArgs) -> anyhow::Result<AwsRoleProfile> {
         duration_seconds,
     )?;
     Ok(AwsRoleProfile {
+        audit: Default::default(),
         token_source: crate::source::registry::build(
             &x.token_source,
             &SourceContext {

@@ -325,19 +325,38 @@ async fn exchange_token(
     token: &IdToken,
 ) -> Result<crate::exchange::aws_sts::AssumedRole, ExchangeError> {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    exchange_web_identity(
+    let context = crate::audit::AuditContext::new(None, "demo");
+    let audit = crate::audit::Exchange {
+        context: &context,
+        source_kind: "metadata".into(),
+        target: crate::audit::AuditTarget::aws(request.role_arn.to_string()),
+        requested_duration_secs: request.duration_seconds.map(u64::from),
+        started: std::time::Instant::now(),
+    };
+    let retry = RetryPolicy::default();
+    let exchange = exchange_web_identity(
         http,
         endpoint,
         request,
-        &RetryPolicy::default(),
+        &retry,
         &host,
         "the demo's token",
         || {
             let t = token.clone();
             async move { Ok(t) }
         },
-    )
-    .await
+    );
+    audit
+        .run(
+            exchange,
+            |role| {
+                role.credentials
+                    .expiration
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            },
+            ExchangeError::audit_word,
+        )
+        .await
 }
 
 fn step(n: u32, title: &str) {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 
+use crate::audit::AuditContext;
 use crate::credentials::format_expiration;
 use crate::deliver::env;
 use crate::deliver::external_account::{
@@ -290,7 +291,8 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
     let http = crate::wire::http::build().context("could not start the HTTP client")?;
     match command {
         GcpCommand::Token(args) => {
-            let profile = profile_from_args(&args.request).await?;
+            let mut profile = profile_from_args(&args.request).await?;
+            profile.audit = AuditContext::new(None, "token");
             let token = profile.fetch(&http).await?;
             let text = match args.format {
                 TokenFormat::Token => format!("{}\n", token.token.access_token.expose()),
@@ -314,7 +316,8 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         GcpCommand::IdToken(args) => {
-            let profile = profile_from_args(&args.request).await?;
+            let mut profile = profile_from_args(&args.request).await?;
+            profile.audit = AuditContext::new(None, "id-token");
             let token = profile.fetch_id_token(&http, &args.target_audience).await?;
             write_stdout(&format!("{}\n", token.expose()))?;
             DeliveryRecord {
@@ -333,7 +336,8 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
             Ok(0)
         }
         GcpCommand::Exec(args) => {
-            let profile = profile_from_args(&args.request).await?;
+            let mut profile = profile_from_args(&args.request).await?;
+            profile.audit = AuditContext::new(None, "exec");
             let token = profile.fetch(&http).await?;
             let program = args
                 .command
@@ -407,7 +411,8 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
 async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
     use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
 
-    let profile = profile_from_args(&args.request).await?;
+    let mut profile = profile_from_args(&args.request).await?;
+    profile.audit = AuditContext::new(None, "serve:gce");
     let endpoint = GceMetadataServer::new(
         profile,
         GceMetadataOptions {
@@ -645,6 +650,7 @@ pub async fn profile_from_args(args: &TokenRequestArgs) -> anyhow::Result<GcpTok
     );
     let audience = normalize_audience(&args.provider.audience);
     Ok(GcpTokenProfile {
+        audit: Default::default(),
         subject: subject_from_args(&args.subject, &audience, &args.provider.iamcredentials_url)
             .await?,
         audience,

@@ -74,6 +74,12 @@ pub struct Cli {
     )]
     pub config_profile: Option<String>,
 
+    /// Append one JSON line per exchange (who became what, until when, the upstream request
+    /// ids, the outcome; never a secret) to PATH: created 0600, reopened on SIGHUP for
+    /// logrotate. See docs/audit.md.
+    #[arg(long, global = true, env = "KEYLESS_AUDIT_LOG", value_name = "PATH", help_heading = GLOBAL_OPTIONS)]
+    pub audit_log: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -240,6 +246,14 @@ pub use crate::classify::exit_code;
 
 /// Runs the parsed command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    crate::audit::set_process_profile(cli.config_profile.clone());
+    if let Some(path) = &cli.audit_log {
+        crate::audit::install_log(crate::audit::AuditLog::open(path)?);
+        // `serve` reopens it itself, before reloading (its SIGHUP).
+        if !matches!(cli.command, Command::Serve(_)) {
+            reopen_audit_log_on_hangup()?;
+        }
+    }
     match cli.command {
         Command::Aws(cmd) => aws::run(*cmd).await,
         Command::Gcp(cmd) => gcp::run(*cmd).await,
@@ -259,6 +273,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Man(args) => manual::run(args),
         Command::Probe(args) => probe::run(args).await,
     }
+}
+
+/// SIGHUP reopens `--audit-log` (logrotate's `postrotate kill -HUP`) for the commands other
+/// than `serve`: `aws serve` and `gcp serve` run for days, and a one-shot command would
+/// otherwise die of it mid-exchange.
+fn reopen_audit_log_on_hangup() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = signal(SignalKind::hangup())
+            .map_err(|e| anyhow::anyhow!("could not watch SIGHUP for --audit-log: {e}"))?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match crate::audit::reopen_log() {
+                    Ok(()) => tracing::info!("SIGHUP: reopened the audit log"),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: {e}; still writing to the file opened before")
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Writes generated text to standard output; a reader that stops early (`| head`) is not an
@@ -296,5 +333,6 @@ const CLASSIFIED: &[crate::classify::Classifier] = {
         of::<crate::cloud_audit::correlate::LocalLogError>,
         of::<crate::cloud_audit::expect::ExpectError>,
         of::<crate::cloud_audit::EmptyWindow>,
+        of::<crate::audit::AuditLogError>,
     ]
 };

@@ -97,6 +97,7 @@ impl GcpToAwsProfile {
             None => UpstreamUrl::from_env("KEYLESS_STS_ENDPOINT")?,
         };
         Ok(AwsRoleProfile {
+            audit: Default::default(),
             token_source: self.google_token_source()?,
             audience: self.audience.clone(),
             request: crate::exchange::aws_sts::WebIdentityRequest {

@@ -84,6 +84,7 @@ impl AwsToGcpProfile {
             }
         };
         Ok(GcpTokenProfile {
+            audit: Default::default(),
             subject,
             audience: self.audience.clone(),
             scopes: self.scopes.clone(),

@@ -178,6 +178,10 @@ pub async fn run(args: Options) -> anyhow::Result<i32> {
     );
 
     while let Event::Reload = signals.next().await {
+        // First the audit log (logrotate's HUP): the reload's own exchanges go to the new file.
+        if let Err(e) = crate::audit::reopen_log() {
+            tracing::error!("SIGHUP: {e}; still writing to the file opened before");
+        }
         daemon.reload().await;
     }
     tracing::info!("shutting down");

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::audit::AuditContext;
 use crate::classify::{Class, Classify};
 use crate::config::{Channel, Config, ProfileConfig};
 use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
@@ -187,8 +188,10 @@ impl Daemon {
                     )
                 });
                 let role = if needs_role {
+                    let mut role_profile = p.role_profile().map_err(|e| failed(e.to_string()))?;
+                    role_profile.audit = AuditContext::new(Some(name), "serve");
                     let upstream = AwsRoleUpstream {
-                        profile: p.role_profile().map_err(|e| failed(e.to_string()))?,
+                        profile: role_profile,
                         http: self.http.clone(),
                     };
                     Some(self.refresher(name.to_string(), upstream, &mut running))
@@ -229,7 +232,9 @@ impl Daemon {
                 }
             }
             ProfileConfig::AwsToGcp(p) => {
-                let token_profile = p.token_profile().await.map_err(|e| failed(e.to_string()))?;
+                let mut token_profile =
+                    p.token_profile().await.map_err(|e| failed(e.to_string()))?;
+                token_profile.audit = AuditContext::new(Some(name), "serve:gce");
                 for channel in &p.channels {
                     let Channel::GceMetadataServer { listen } = channel else {
                         continue;

@@ -201,6 +201,7 @@ impl Builder {
             self.duration_seconds,
         )?;
         let profile = AwsRoleProfile {
+            audit: Default::default(),
             token_source: crate::source::registry::build(
                 &crate::source::registry::parse(&self.token_source)?,
                 &crate::source::SourceContext {

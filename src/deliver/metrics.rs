@@ -150,6 +150,7 @@ impl MetricsRegistry {
                 }
             }
         }
+        render_exchanges(&mut out, &crate::audit::exchange_counts());
         out
     }
 
@@ -186,6 +187,33 @@ impl MetricsRegistry {
                     }
                 }),
             )
+    }
+}
+
+/// `keyless_exchanges_total{target, outcome, error_class}`: every exchange of this process, as
+/// its audit events counted them ([`crate::audit`]); the labels take a fixed set of values, so
+/// the series stay few however the upstreams misbehave.
+fn render_exchanges(
+    out: &mut String,
+    counts: &[(
+        crate::audit::TargetKind,
+        crate::audit::Outcome,
+        &'static str,
+        u64,
+    )],
+) {
+    let name = "keyless_exchanges_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Exchanges by target, outcome and error class (none when ok).\n# TYPE {name} counter"
+    );
+    for (target, outcome, class, n) in counts {
+        let _ = writeln!(
+            out,
+            "{name}{{target=\"{}\",outcome=\"{}\",error_class=\"{class}\"}} {n}",
+            target.as_str(),
+            outcome.as_str()
+        );
     }
 }
 

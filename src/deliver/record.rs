@@ -2,7 +2,7 @@
 //!
 //! At `-v` every hand-over to a program (standard output, an `exec`'d command's environment, a
 //! credentials profile, a token file, a file channel of `serve`) logs one info line built here,
-//! next to the exchange's own line (`exchanged`, from [`crate::exchange::record`]) — or alone,
+//! next to the exchange's own line (`exchanged`, from [`crate::audit`]) — or alone,
 //! when the credential came from the cache. Names and times only: never the credential itself.
 //! The local servers log each request they answer at debug instead: SDKs poll them, and one
 //! line per poll would bury everything else.

@@ -91,7 +91,7 @@ impl<U: Upstream<Value = IdToken>> TokenFileKeeper<U> {
         crate::deliver::record::DeliveryRecord {
             channel: "token-file",
             destination: self.path.display().to_string(),
-            credential: crate::exchange::record::ExchangeRecord::token_identity(token.claims()),
+            credential: crate::audit::source_identity(&crate::audit::jwt_source(token.claims())),
             expires_at: Some(expires_at),
         }
         .log();

@@ -13,15 +13,14 @@
 use std::time::SystemTime;
 
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use crate::credentials::AwsCredentials;
 use crate::exchange::aws_sts::{
-    parse_fault, parse_timestamp, send_and_read, sign_request, AssumedRole, AssumedRoleUser,
-    Attempt, ExchangeError, Reaction, RoleArn, SessionName, StsEndpoint, StsFault, XmlCredentials,
+    audit_call, parse_fault, parse_timestamp, send_and_read, sign_request, AssumedRole,
+    AssumedRoleUser, Attempt, ExchangeError, Reaction, RoleArn, SessionName, StsEndpoint, StsFault,
+    XmlCredentials,
 };
 use crate::exchange::clock_skew;
-use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::exchange::retry::{RetryPolicy, TimedOut};
 use crate::types::{ExternalId, SessionTag, SourceIdentity, SpecError, TagKey};
 use crate::wire::truncate;
@@ -263,7 +262,6 @@ pub async fn assume_chain(
     let mut current = first;
     let last = chain.roles.len().saturating_sub(1);
     for (index, role) in chain.roles.iter().enumerate() {
-        let started = std::time::Instant::now();
         let (policy, policy_arns) = match index == last {
             true => (policy, policy_arns),
             false => (None, &[][..]),
@@ -283,7 +281,7 @@ pub async fn assume_chain(
                 |t: TimedOut| Attempt::Network(t.to_string()),
             )
             .await;
-        let (next, request_id) = match outcome {
+        let next = match outcome {
             Ok(answer) => answer,
             Err((failure, attempts)) => {
                 return Err(classify(
@@ -291,19 +289,6 @@ pub async fn assume_chain(
                 ))
             }
         };
-        ExchangeRecord {
-            target: ExchangeTarget::AwsSts,
-            identity: current.assumed_role_arn.clone(),
-            role: role.to_string(),
-            session: Some(session.as_str().to_string()),
-            expires_at: next
-                .credentials
-                .expiration
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            request_id,
-            elapsed: started.elapsed(),
-        }
-        .log();
         current = next;
     }
     Ok(current)
@@ -389,7 +374,7 @@ async fn call_assume_role(
     endpoint: &StsEndpoint,
     form: &[(String, String)],
     caller: &AwsCredentials,
-) -> Result<(AssumedRole, Option<String>), Attempt> {
+) -> Result<AssumedRole, Attempt> {
     let body = serde_urlencoded::to_string(form).map_err(|e| Attempt::Unreadable {
         status: 0,
         content_type: String::new(),
@@ -417,7 +402,9 @@ async fn call_assume_role(
     for (name, value) in &headers {
         builder = builder.header(name.as_str(), value.expose());
     }
-    let reply = send_and_read(builder.body(body)).await?;
+    let reply = send_and_read(builder.body(body)).await;
+    audit_call("AssumeRole", &reply);
+    let reply = reply?;
     let status = reply.status;
     if status != 200 {
         return Err(parse_fault(&reply));
@@ -430,7 +417,7 @@ async fn call_assume_role(
     role.credentials.expiration = role.credentials.expiration.map(|expires_at| {
         clock_skew::local_expiry(expires_at, reply.date, reply.sent_at, "AWS STS")
     });
-    Ok((role, reply.request_id))
+    Ok(role)
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 
 use crate::credentials::{format_expiration, AwsCredentials};
 use crate::exchange::clock_skew;
-use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::exchange::retry::Budget;
 pub use crate::exchange::retry::RetryPolicy;
 use crate::policy::issuer::Issuer;
@@ -338,6 +337,23 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
+    /// keyless's word for this failure in an audit event, when STS gave no error code of its
+    /// own (`source`, `network`, `unreadable`, `configuration`, `failure`).
+    pub fn audit_word(&self) -> &'static str {
+        match self {
+            Self::Source(_) => "source",
+            Self::Unavailable { .. } => "network",
+            Self::UnexpectedAnswer { .. } => "unreadable",
+            Self::InvalidRoleArn { .. } | Self::InvalidSessionName { .. } => "configuration",
+            Self::Refused { .. }
+            | Self::ChainRefused { .. }
+            | Self::TokenRejected { .. }
+            | Self::InvalidRequest { .. }
+            | Self::CallerIdentityRefused { .. } => "refused",
+            Self::Signing(_) => "failure",
+        }
+    }
+
     /// Retrying later may help (network, throttling, IdP hiccups); a refusal will not change by itself.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -420,7 +436,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<IdToken, SourceError>>,
 {
-    let started = std::time::Instant::now();
     let budget = retry.budget();
     let mut delays = retry.delays();
     let mut attempts = 0u32;
@@ -433,7 +448,8 @@ where
             // The token source has timeouts of its own; the deadline bounds it too.
             None => match budget.within_deadline(mint()).await {
                 Ok(Ok(t)) => {
-                    tracing::debug!(identity = %ExchangeRecord::token_identity(t.claims()),
+                    crate::audit::recorder::note_source(crate::audit::jwt_source(t.claims()));
+                    tracing::debug!(identity = %crate::audit::source_identity(&crate::audit::jwt_source(t.claims())),
                         expires_at = %format_expiration(t.claims().expires_at()),
                         "token source: fetched an ID token");
                     let result =
@@ -450,25 +466,7 @@ where
             },
         };
         let failure = match outcome {
-            Ok((role, answered)) => {
-                ExchangeRecord {
-                    target: ExchangeTarget::AwsSts,
-                    identity: token
-                        .as_ref()
-                        .map(|t| ExchangeRecord::token_identity(t.claims()))
-                        .unwrap_or_default(),
-                    role: request.role_arn.to_string(),
-                    session: Some(answered.session.as_str().to_string()),
-                    expires_at: role
-                        .credentials
-                        .expiration
-                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                    request_id: answered.request_id,
-                    elapsed: started.elapsed(),
-                }
-                .log();
-                return Ok(role);
-            }
+            Ok(role) => return Ok(role),
             Err(f) => f,
         };
         let (reaction, last) = match &failure {
@@ -586,12 +584,6 @@ pub(crate) enum Attempt {
     },
 }
 
-/// What an answer said besides the credentials, for the exchange's log line.
-struct Answered {
-    session: SessionName,
-    request_id: Option<String>,
-}
-
 /// One `AssumeRoleWithWebIdentity` call, bounded by the attempt timeout (or the deadline).
 async fn call_assume_role(
     budget: &Budget,
@@ -601,7 +593,7 @@ async fn call_assume_role(
     token: &IdToken,
     host: &str,
     attempt: u32,
-) -> Result<(AssumedRole, Answered), Attempt> {
+) -> Result<AssumedRole, Attempt> {
     let call = async {
         let session = request
             .session_name
@@ -626,7 +618,10 @@ async fn call_assume_role(
         for (i, arn) in request.policy_arns.iter().enumerate() {
             form.push((format!("PolicyArns.member.{}.arn", i + 1), arn));
         }
-        let reply = post_form(http, &endpoint.url, &form).await?;
+        crate::audit::recorder::note_session(session.as_str());
+        let reply = post_form(http, &endpoint.url, &form).await;
+        audit_call("AssumeRoleWithWebIdentity", &reply);
+        let reply = reply?;
         tracing::debug!(
             status = reply.status,
             request_id = reply.request_id.as_deref().unwrap_or("none"),
@@ -644,14 +639,7 @@ async fn call_assume_role(
         role.credentials.expiration = role.credentials.expiration.map(|expires_at| {
             clock_skew::local_expiry(expires_at, reply.date, reply.sent_at, "AWS STS")
         });
-        let request_id = reply.request_id;
-        Ok((
-            role,
-            Answered {
-                session,
-                request_id,
-            },
-        ))
+        Ok(role)
     };
     budget
         .attempt(call)
@@ -684,6 +672,29 @@ impl Reply {
             body: body.into(),
         }
     }
+}
+
+/// Reports an STS call to the running exchange's audit scope ([`crate::audit::recorder`]): its
+/// request id (CloudTrail's `requestID`) and, when STS refused, its error code.
+pub(crate) fn audit_call(action: &str, reply: &Result<Reply, Attempt>) {
+    let (request_id, status, error_code) = match reply {
+        Ok(r) => (
+            r.request_id.clone(),
+            Some(r.status),
+            (r.status != 200).then(|| match parse_fault(r) {
+                Attempt::Fault(f) => f.code,
+                _ => "unreadable".to_string(),
+            }),
+        ),
+        Err(_) => (None, None, Some("network".to_string())),
+    };
+    crate::audit::recorder::record_call(crate::audit::UpstreamCall {
+        service: crate::audit::event::AWS_STS.into(),
+        action: action.into(),
+        request_id,
+        status,
+        error_code,
+    });
 }
 
 async fn post_form(

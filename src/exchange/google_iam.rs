@@ -145,6 +145,39 @@ impl IamError {
     }
 }
 
+/// Reports an IAM Credentials call of the target flow to the running exchange's audit scope
+/// (the `impersonate:` source's own generateIdToken is the source's, not reported). Google sends
+/// no request id; a refusal is recorded with the canonical code its HTTP status stands for.
+fn audit_call(action: &str, failed: Option<&IamCallError>) {
+    let (status, error_code) = match failed {
+        None => (Some(200), None),
+        Some(e) => (
+            e.status,
+            Some(
+                match e.status {
+                    None => "network",
+                    Some(400) => "INVALID_ARGUMENT",
+                    Some(401) => "UNAUTHENTICATED",
+                    Some(403) => "PERMISSION_DENIED",
+                    Some(404) => "NOT_FOUND",
+                    Some(429) => "RESOURCE_EXHAUSTED",
+                    Some(503) => "UNAVAILABLE",
+                    Some(_) if e.unreadable => "unreadable",
+                    Some(_) => "INTERNAL",
+                }
+                .to_string(),
+            ),
+        ),
+    };
+    crate::audit::recorder::record_call(crate::audit::UpstreamCall {
+        service: crate::audit::event::IAM_CREDENTIALS.into(),
+        action: action.into(),
+        request_id: None,
+        status,
+        error_code,
+    });
+}
+
 /// `generateAccessToken` for the service account, authorised by `bearer` (e.g. the federated
 /// token). `principal` names the caller in a refusal.
 pub async fn generate_access_token(
@@ -169,7 +202,7 @@ pub async fn generate_access_token(
             e,
         )
     };
-    let answer: IamAnswer<AccessTokenAnswer> = call_iam_credentials(
+    let answer: Result<IamAnswer<AccessTokenAnswer>, _> = call_iam_credentials(
         http,
         iamcredentials_url,
         bearer,
@@ -177,8 +210,9 @@ pub async fn generate_access_token(
         "generateAccessToken",
         &body,
     )
-    .await
-    .map_err(from_call)?;
+    .await;
+    audit_call("GenerateAccessToken", answer.as_ref().err());
+    let answer = answer.map_err(from_call)?;
     let token = answer
         .value
         .into_token()
@@ -233,7 +267,7 @@ pub async fn generate_id_token(
     delegates: &[String],
     principal: &str,
 ) -> Result<Secret, IamError> {
-    fetch_generated_id_token(
+    let token = fetch_generated_id_token(
         http,
         iamcredentials_url,
         bearer,
@@ -242,8 +276,9 @@ pub async fn generate_id_token(
         true,
         delegates,
     )
-    .await
-    .map_err(|e| IamError::from_call("mint an ID token", service_account, principal, e))
+    .await;
+    audit_call("GenerateIdToken", token.as_ref().err());
+    token.map_err(|e| IamError::from_call("mint an ID token", service_account, principal, e))
 }
 
 #[cfg(test)]

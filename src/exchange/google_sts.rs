@@ -334,12 +334,10 @@ async fn post_exchange(
     request: &TokenExchange,
     principal: &str,
 ) -> Result<GoogleAccessToken, StsAttempt> {
-    let response = http
-        .post(token_url)
-        .form(form)
-        .send()
-        .await
-        .map_err(|e| StsAttempt::Transient(error_chain(&e)))?;
+    let response = http.post(token_url).form(form).send().await.map_err(|e| {
+        audit_call(None, None);
+        StsAttempt::Transient(error_chain(&e))
+    })?;
     let status = response.status().as_u16();
     let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
     // A body cut short (the connection dropped mid-answer) is no answer: retried; one larger
@@ -356,6 +354,10 @@ async fn post_exchange(
                     detail: e.to_string(),
                 }),
             })?;
+    audit_call(
+        Some(status),
+        (status != 200).then(|| oauth_error_code(&body)),
+    );
     read_exchange_answer(
         status,
         &content_type,
@@ -365,6 +367,29 @@ async fn post_exchange(
         principal,
         OffsetDateTime::now_utc(),
     )
+}
+
+/// Reports a token exchange call to the running exchange's audit scope: Google sends no request
+/// id, so the status and the OAuth error code are what there is to record.
+fn audit_call(status: Option<u16>, error_code: Option<String>) {
+    crate::audit::recorder::record_call(crate::audit::UpstreamCall {
+        service: crate::audit::event::GOOGLE_STS.into(),
+        action: "ExchangeToken".into(),
+        request_id: None,
+        status,
+        error_code: error_code.or_else(|| status.is_none().then(|| "network".to_string())),
+    });
+}
+
+/// The OAuth `error` of a refusal (`invalid_grant`, `unauthorized_client`…), else `HTTP n`.
+fn oauth_error_code(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .filter(|code| {
+            code.len() <= 64 && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+        .unwrap_or_else(|| "unreadable".to_string())
 }
 
 /// What Google STS's answer (`status`, `content_type`, `body`) means, at `now`: the token, a

@@ -6,5 +6,4 @@ pub mod aws_sts;
 pub mod clock_skew;
 pub mod google_iam;
 pub mod google_sts;
-pub mod record;
 pub mod retry;

@@ -7,6 +7,7 @@
 
 use time::OffsetDateTime;
 
+use crate::audit::{AuditContext, AuditTarget};
 use crate::cache::{CacheError, CredentialCache};
 use crate::exchange::aws_chain::{assume_chain, RoleChain};
 use crate::exchange::aws_sts::{
@@ -26,6 +27,8 @@ pub struct AwsRoleProfile {
     /// Roles assumed after the web identity one (`--chain-role`), signed with the previous
     /// session's credentials; empty: the web identity role's credentials are the answer.
     pub chain: RoleChain,
+    /// The profile and channel this profile's audit events name.
+    pub audit: AuditContext,
 }
 
 impl AwsRoleProfile {
@@ -70,8 +73,34 @@ impl AwsRoleProfile {
 
     /// Always exchanges: mints a token and calls STS (with retries and one re-mint), then
     /// assumes the chain's roles in turn. With a chain, the session policy narrows the final
-    /// role (the one handed out), not the web identity one.
+    /// role (the one handed out), not the web identity one. Emits the exchange's one audit
+    /// event ([`crate::audit`]), whatever the outcome.
     pub async fn fetch(&self, http: &reqwest::Client) -> Result<AssumedRole, ExchangeError> {
+        let exchange = crate::audit::Exchange {
+            context: &self.audit,
+            source_kind: crate::audit::source_kind(&self.token_source.describe()),
+            target: AuditTarget {
+                chain: self.chain.roles().iter().map(ToString::to_string).collect(),
+                ..AuditTarget::aws(self.request.role_arn.to_string())
+            },
+            requested_duration_secs: self.request.duration_seconds.map(u64::from),
+            started: std::time::Instant::now(),
+        };
+        exchange
+            .run(
+                self.exchange(http),
+                |role| {
+                    role.credentials
+                        .expiration
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+                },
+                ExchangeError::audit_word,
+            )
+            .await
+    }
+
+    /// The exchange itself: the web identity role, then the chain.
+    async fn exchange(&self, http: &reqwest::Client) -> Result<AssumedRole, ExchangeError> {
         let started = std::time::Instant::now();
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let first_request = match self.chain.is_empty() {

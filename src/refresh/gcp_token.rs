@@ -10,7 +10,6 @@ use crate::exchange::google_iam::{
 use crate::exchange::google_sts::{
     build_subject_token, exchange_subject_token, GoogleStsError, SubjectToken, TokenExchange,
 };
-use crate::exchange::record::{ExchangeRecord, ExchangeTarget};
 use crate::secret::Secret;
 use crate::source::aws::{AwsIdentitySource, AwsSourceError};
 use crate::source::{IdTokenClaims, SharedTokenSource, SourceError};
@@ -101,6 +100,8 @@ pub struct GcpTokenProfile {
     /// `None`: the federated token itself (direct resource access).
     pub impersonation: Option<Impersonation>,
     pub retry: RetryPolicy,
+    /// The profile and channel this profile's audit events name.
+    pub audit: crate::audit::AuditContext,
 }
 
 /// Who a federated token stands for: what was proven to Google STS.
@@ -188,6 +189,19 @@ impl GcpFlowError {
         }
     }
 
+    /// keyless's word for this failure in an audit event, when Google gave no error code of its
+    /// own (`source`, `network`, `refused`, `configuration`, `failure`).
+    pub fn audit_word(&self) -> &'static str {
+        match self {
+            Self::AwsSource(_) | Self::TokenSource { .. } => "source",
+            Self::NeedsServiceAccount | Self::InvalidSettings(_) => "configuration",
+            Self::Signing(_) => "failure",
+            _ if self.is_transient() => "network",
+            _ if self.is_refusal() => "refused",
+            _ => "unreadable",
+        }
+    }
+
     /// The other cloud refused the identity.
     pub fn is_refusal(&self) -> bool {
         match self {
@@ -230,6 +244,10 @@ impl GcpTokenProfile {
         match &self.subject {
             GcpSubject::Aws(aws) => {
                 let credentials = aws.fetch_credentials().await?;
+                crate::audit::recorder::note_source(crate::audit::AuditSource {
+                    access_key_id: Some(credentials.access_key_id.clone()),
+                    ..Default::default()
+                });
                 let token = build_subject_token(
                     &credentials,
                     aws.region(),
@@ -256,8 +274,10 @@ impl GcpTokenProfile {
                         })
                     })?
                     .map_err(failed)?;
-                tracing::debug!(identity = %ExchangeRecord::token_identity(token.claims()),
+                let identity = crate::audit::jwt_source(token.claims());
+                tracing::debug!(identity = %crate::audit::source_identity(&identity),
                     "token source: fetched a token for Google STS");
+                crate::audit::recorder::note_source(identity);
                 let claims = token.claims().clone();
                 Ok((SubjectToken::Jwt(token), FederatedSubject::Jwt(claims)))
             }
@@ -339,19 +359,45 @@ impl GcpTokenProfile {
     }
 
     /// The federated token, then the service account's token when impersonation is asked for.
-    /// Both steps share the profile's one deadline.
+    /// Both steps share the profile's one deadline. Emits the exchange's one audit event
+    /// ([`crate::audit`]), whatever the outcome.
     pub async fn fetch(&self, http: &reqwest::Client) -> Result<GcpToken, GcpFlowError> {
+        self.audited(self.exchange_token(http), |t| t.token.expires_at)
+            .await
+    }
+
+    /// Runs `exchange` in an audit scope and emits its event; `expiry` reads a success.
+    async fn audited<T>(
+        &self,
+        exchange: impl std::future::Future<Output = Result<T, GcpFlowError>>,
+        expiry: impl FnOnce(&T) -> time::OffsetDateTime,
+    ) -> Result<T, GcpFlowError> {
+        let audit = crate::audit::Exchange {
+            context: &self.audit,
+            source_kind: match &self.subject {
+                GcpSubject::Aws(_) => "aws".to_string(),
+                GcpSubject::Jwt { source, .. } => crate::audit::source_kind(&source.describe()),
+            },
+            target: crate::audit::AuditTarget::google(
+                self.audience.clone(),
+                self.impersonation
+                    .as_ref()
+                    .map(|i| i.service_account.clone()),
+            ),
+            requested_duration_secs: self
+                .impersonation
+                .as_ref()
+                .and_then(|i| i.lifetime)
+                .map(u64::from),
+            started: std::time::Instant::now(),
+        };
+        audit.run(exchange, expiry, GcpFlowError::audit_word).await
+    }
+
+    async fn exchange_token(&self, http: &reqwest::Client) -> Result<GcpToken, GcpFlowError> {
         let started = std::time::Instant::now();
         let (federated, subject) = self.fetch_federated(http).await?;
         let Some(impersonation) = &self.impersonation else {
-            self.record(
-                ExchangeTarget::GoogleSts,
-                &subject,
-                self.audience.clone(),
-                federated.expires_at,
-                started,
-            )
-            .log();
             return Ok(GcpToken {
                 token: federated,
                 service_account: None,
@@ -378,14 +424,6 @@ impl GcpTokenProfile {
             )
             .await
             .map_err(|(e, attempts)| e.after_attempts(attempts))?;
-        self.record(
-            ExchangeTarget::GoogleImpersonation,
-            &subject,
-            impersonation.service_account.clone(),
-            token.expires_at,
-            started,
-        )
-        .log();
         Ok(GcpToken {
             token,
             service_account: Some(impersonation.service_account.clone()),
@@ -393,8 +431,22 @@ impl GcpTokenProfile {
         })
     }
 
-    /// An ID token for `target_audience`, minted for the impersonated service account.
+    /// An ID token for `target_audience`, minted for the impersonated service account; one
+    /// audit event, as for [`GcpTokenProfile::fetch`].
     pub async fn fetch_id_token(
+        &self,
+        http: &reqwest::Client,
+        target_audience: &str,
+    ) -> Result<Secret, GcpFlowError> {
+        self.audited(self.exchange_id_token(http, target_audience), |token| {
+            crate::source::IdToken::parse(token.clone(), "generateIdToken")
+                .map(|t| t.claims().expires_at())
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        })
+        .await
+    }
+
+    async fn exchange_id_token(
         &self,
         http: &reqwest::Client,
         target_audience: &str,
@@ -404,7 +456,7 @@ impl GcpTokenProfile {
             .as_ref()
             .ok_or(GcpFlowError::NeedsServiceAccount)?;
         let started = std::time::Instant::now();
-        let (federated, subject) = self.fetch_federated(http).await?;
+        let (federated, _subject) = self.fetch_federated(http).await?;
         // The audience may come from a caller of the GCE-style endpoint: Debug keeps it on one line.
         tracing::debug!(service_account = %impersonation.service_account, ?target_audience,
             "IAM Credentials: sending generateIdToken");
@@ -428,17 +480,6 @@ impl GcpTokenProfile {
             )
             .await
             .map_err(|(e, attempts)| e.after_attempts(attempts))?;
-        let expires_at = crate::source::IdToken::parse(token.clone(), "generateIdToken")
-            .map(|t| t.claims().expires_at())
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        self.record(
-            ExchangeTarget::GoogleImpersonation,
-            &subject,
-            impersonation.service_account.clone(),
-            expires_at,
-            started,
-        )
-        .log();
         Ok(token)
     }
 
@@ -447,39 +488,6 @@ impl GcpTokenProfile {
         match self.subject {
             GcpSubject::Aws(_) => "the federated AWS identity",
             GcpSubject::Jwt { .. } => "the federated OIDC identity",
-        }
-    }
-
-    /// The log line of one exchange of this profile: the identity (for AWS where it came from
-    /// and its access key id; for a JWT its issuer and subject; never a secret) and what it
-    /// became. Google sends no request id.
-    fn record(
-        &self,
-        target: ExchangeTarget,
-        subject: &FederatedSubject,
-        role: String,
-        expires_at: time::OffsetDateTime,
-        started: std::time::Instant,
-    ) -> ExchangeRecord {
-        let identity = match subject {
-            FederatedSubject::Aws(aws) => format!(
-                "{},access_key_id={}",
-                self.subject
-                    .describe()
-                    .trim_start_matches("aws ")
-                    .replace(' ', ","),
-                aws.access_key_id
-            ),
-            FederatedSubject::Jwt(claims) => ExchangeRecord::token_identity(claims),
-        };
-        ExchangeRecord {
-            target,
-            identity,
-            role,
-            session: None,
-            expires_at,
-            request_id: None,
-            elapsed: started.elapsed(),
         }
     }
 

@@ -50,6 +50,11 @@ impl AwsHome {
         self.root.path().join("cache")
     }
 
+    /// The audit log every keyless run against the lab writes (`KEYLESS_AUDIT_LOG`).
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.path().join("audit.jsonl")
+    }
+
     /// Writes `token` to a file for `--token-source file:PATH` and returns the path.
     pub fn write_token(&self, name: &str, token: &str) -> PathBuf {
         let path = self.root.path().join("tokens").join(name);

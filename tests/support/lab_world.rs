@@ -45,13 +45,62 @@ impl LabWorld {
             .unwrap()
     }
 
+    /// The lab's environment, and an audit log in the world's home: every keyless run against
+    /// the lab leaves its audit events there ([`LabWorld::audit_events`]), also when a client
+    /// (the aws CLI, boto3) runs keyless through credential_process.
     pub fn point_at_lab(&self, cmd: &mut std::process::Command, extra: &[(&str, &str)]) {
         for (k, v) in self.lab.env() {
             cmd.env(k, v);
         }
+        cmd.env("KEYLESS_AUDIT_LOG", self.home.audit_log());
         for (k, v) in extra {
             cmd.env(k, v);
         }
+    }
+
+    /// Every audit event keyless wrote in this world so far, in order.
+    pub fn audit_events(&self) -> Vec<keyless::audit::AuditEvent> {
+        match std::fs::read_to_string(self.home.audit_log()) {
+            Ok(text) => text
+                .lines()
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line ({e}): {l}"))
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("audit log: {e}"),
+        }
+    }
+
+    /// The audit trail of this world holds exactly the exchanges `expected` lists, as
+    /// `(source kind, target kind, outcome)` in any order, and none of the secrets the lab
+    /// issued (tokens, keys, session tokens, request tokens) appears anywhere in it.
+    pub fn assert_audit_trail(&self, expected: &[(&str, &str, &str)]) {
+        let text = std::fs::read_to_string(self.home.audit_log()).unwrap_or_default();
+        for secret in self.lab.issued_secrets() {
+            assert!(
+                !text.contains(secret.expose()),
+                "the audit log holds a secret the lab issued"
+            );
+        }
+        let mut seen: Vec<(String, String, String)> = self
+            .audit_events()
+            .iter()
+            .map(|e| {
+                (
+                    e.source.kind.clone(),
+                    e.target.kind.as_str().to_string(),
+                    e.outcome.as_str().to_string(),
+                )
+            })
+            .collect();
+        let mut want: Vec<(String, String, String)> = expected
+            .iter()
+            .map(|(s, t, o)| (s.to_string(), t.to_string(), o.to_string()))
+            .collect();
+        seen.sort();
+        want.sort();
+        assert_eq!(seen, want, "one audit event per exchange:\n{text}");
     }
 
     pub fn write_token(&self, name: &str, email: &str, lifetime: Duration) -> PathBuf {
