@@ -57,6 +57,17 @@ pub(crate) fn authenticate(
     request: &SignedRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<AwsCaller, AwsAuthError> {
+    authenticate_for(state, request, now, "sts")
+}
+
+/// Authenticates a request signed for `service` (`sts`, `cloudtrail`): the credential scope
+/// must name it, as every AWS endpoint checks.
+pub(crate) fn authenticate_for(
+    state: &LabState,
+    request: &SignedRequest<'_>,
+    now: OffsetDateTime,
+    service: &str,
+) -> Result<AwsCaller, AwsAuthError> {
     let header = |name: &str| {
         request
             .headers
@@ -96,12 +107,12 @@ pub(crate) fn authenticate(
             "The security token included in the request is expired",
         ));
     }
-    if auth.service != "sts" {
+    if auth.service != service {
         return Err(AwsAuthError::new(
             403,
             "SignatureDoesNotMatch",
             format!(
-                "Credential should be scoped to correct service: 'sts'. (got '{}')",
+                "Credential should be scoped to correct service: '{service}'. (got '{}')",
                 auth.service
             ),
         ));

@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 
 use super::aws_auth;
 use super::aws_outbound;
+use super::cloudtrail;
 use super::faults::{self, Fault, LabService};
 use super::google_keys::TokenRejection;
 use super::ids;
@@ -47,7 +48,17 @@ const NOT_AUTHORIZED: &str = "Not authorized to perform sts:AssumeRoleWithWebIde
 /// The STS routes and the admin API.
 pub(crate) fn router(state: Arc<LabState>) -> Router {
     Router::new()
-        .route("/", any(sts))
+        .route(
+            "/",
+            any(sts).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                cloudtrail::record_sts,
+            )),
+        )
+        .route(
+            "/_lab/cloudtrail",
+            get(cloudtrail_events).post(seed_cloudtrail_event),
+        )
         .route(
             "/_lab/faults",
             get(list_faults).post(queue_faults).delete(clear_faults),
@@ -88,7 +99,7 @@ impl StsError {
 }
 
 /// All parameters, from the query string and (for POST) the form body.
-fn parameters(uri: &Uri, body: &[u8]) -> Vec<(String, String)> {
+pub(super) fn parameters(uri: &Uri, body: &[u8]) -> Vec<(String, String)> {
     let mut params: Vec<(String, String)> =
         serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default();
     if !body.is_empty() {
@@ -113,6 +124,9 @@ async fn sts(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if headers.contains_key("x-amz-target") {
+        return cloudtrail::json_api(&state, &method, &uri, &headers, &body).await;
+    }
     let request_id = ids::request_id();
     let params = parameters(&uri, &body);
     let action = param(&params, "Action").unwrap_or("");
@@ -933,6 +947,22 @@ async fn clear_faults(State(state): State<Arc<LabState>>) -> Response {
 
 async fn stats(State(state): State<Arc<LabState>>) -> Response {
     Json(state.counters.snapshot()).into_response()
+}
+
+/// `GET /_lab/cloudtrail`: every CloudTrail record, oldest first.
+async fn cloudtrail_events(State(state): State<Arc<LabState>>) -> Response {
+    Json(state.cloudtrail.records()).into_response()
+}
+
+/// `POST /_lab/cloudtrail` with one record (events from before the lab started, for tests).
+async fn seed_cloudtrail_event(State(state): State<Arc<LabState>>, body: Bytes) -> Response {
+    let pushed = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| format!("not JSON: {e}"))
+        .and_then(|record| state.cloudtrail.push(record));
+    match pushed {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    }
 }
 
 async fn last_denial(State(state): State<Arc<LabState>>) -> Response {

@@ -21,6 +21,11 @@ pub enum LabService {
     Metadata,
     /// IAM Credentials, OAuth token endpoint, JWKS.
     GoogleApis,
+    /// CloudTrail `LookupEvents` on the AWS STS listener (`only` matches the operation name).
+    Cloudtrail,
+    /// Cloud Logging `entries.list` and Resource Manager `getIamPolicy` on the Google APIs
+    /// listener (`only` matches a path fragment).
+    CloudLogging,
 }
 
 /// What happens to a faulted request.
@@ -135,7 +140,7 @@ impl Faults {
     pub(crate) fn take(&self, service: LabService, target: &str) -> Option<FaultKind> {
         let mut queue = self.lock();
         // An STS action is matched exactly (`AssumeRole` is not `AssumeRoleWithWebIdentity`).
-        let exact = service == LabService::AwsSts;
+        let exact = matches!(service, LabService::AwsSts | LabService::Cloudtrail);
         let index = queue.iter().position(|f| {
             f.service == service
                 && f.only

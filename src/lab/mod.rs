@@ -17,6 +17,7 @@ mod aws_auth;
 mod aws_metadata;
 mod aws_outbound;
 pub(crate) mod aws_sts;
+mod cloudtrail;
 mod config;
 mod error;
 mod faults;
@@ -150,7 +151,9 @@ impl Lab {
         let (tx, rx) = oneshot::channel::<()>();
         self.stop.push(tx);
         self.tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, router).with_graceful_shutdown(async {
+            // The peer address is CloudTrail's `sourceIPAddress` and Cloud Audit Logs' `callerIp`.
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(listener, service).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
             if let Err(e) = served.await {
@@ -172,6 +175,26 @@ impl Lab {
     /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_STS`.
     pub fn aws_sts_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.aws_sts)
+    }
+
+    /// `http://127.0.0.1:PORT`: the value for `AWS_ENDPOINT_URL_CLOUDTRAIL` (`LookupEvents` is
+    /// served on the STS listener).
+    pub fn cloudtrail_url(&self) -> String {
+        self.aws_sts_url()
+    }
+
+    /// What CloudTrail recorded, oldest first: one record per `AssumeRoleWithWebIdentity`,
+    /// `AssumeRole` and `GetWebIdentityToken` answered, plus any seeded ones (also
+    /// `GET /_lab/cloudtrail`).
+    pub fn cloudtrail_events(&self) -> Vec<serde_json::Value> {
+        self.state.cloudtrail.records()
+    }
+
+    /// Adds a CloudTrail record as if AWS had recorded it (an event from last week, another
+    /// account's call); it needs `eventTime` (RFC 3339) and `eventName`, and gets an `eventID`
+    /// if it has none. Also `POST /_lab/cloudtrail`.
+    pub fn record_cloudtrail_event(&self, record: serde_json::Value) -> Result<(), String> {
+        self.state.cloudtrail.push(record)
     }
 
     /// The audience of the demo AWS provider:
@@ -305,6 +328,7 @@ impl Lab {
             ("GCE_METADATA_HOST", self.metadata_host()),
             ("GCE_METADATA_IP", self.metadata_host()),
             ("AWS_ENDPOINT_URL_STS", self.aws_sts_url()),
+            ("AWS_ENDPOINT_URL_CLOUDTRAIL", self.cloudtrail_url()),
             ("KEYLESS_IAMCREDENTIALS_URL", self.google_apis_url()),
             ("KEYLESS_TOKEN_URL", self.google_sts_url()),
             ("AWS_REGION", "us-east-1".to_string()),
@@ -702,5 +726,7 @@ fn port(listener: &TcpListener) -> u16 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_audit;
 #[cfg(test)]
 mod tests_aws_to_gcp;

@@ -147,6 +147,8 @@ pub(crate) struct LabState {
     pub issuers: super::issuers::IssuersState,
     /// AWS outbound identity federation: enabled or not, the account's issuer.
     pub outbound: super::aws_outbound::OutboundFederation,
+    /// What CloudTrail recorded of the STS calls.
+    pub cloudtrail: super::cloudtrail::Trail,
 }
 
 /// The secrets the lab issued, for leak tests: kept in memory, and appended to a file when one
@@ -207,6 +209,7 @@ impl LabState {
             role_sessions: Mutex::new(HashMap::new()),
             issued: Mutex::new(IssuedSecrets::default()),
             issuers: super::issuers::IssuersState::new(),
+            cloudtrail: super::cloudtrail::Trail::default(),
         };
         state.record(state.container_authorization_token.expose());
         state.record(state.issuers.github_request_token.expose());
