@@ -10,9 +10,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use time::OffsetDateTime;
-
 use crate::cloud_audit::report::{
     Cloud, CloudEvent, Correlation, KeylessExchange, Report, UnrecordedExchange,
 };
@@ -22,72 +19,11 @@ use crate::cloud_audit::TimeWindow;
 /// differ, and Google timestamps the entry when it handled the request.
 pub const GOOGLE_TIME_WINDOW: time::Duration = time::Duration::seconds(120);
 
-/// One exchange from keyless's audit log: the fields correlation reads of
-/// `keyless::audit::AuditEvent` (the JSON-lines contract; unknown fields are ignored, so later
-/// additions read fine).
-#[derive(Clone, Debug, Deserialize)]
-pub struct LocalExchange {
-    #[serde(with = "time::serde::rfc3339")]
-    pub time: OffsetDateTime,
-    pub host: String,
-    #[serde(default)]
-    pub profile: Option<String>,
-    #[serde(default)]
-    pub channel: Option<String>,
-    #[serde(default)]
-    pub source: LocalSource,
-    pub target: LocalTarget,
-    #[serde(default)]
-    pub session_name: Option<String>,
-    #[serde(default)]
-    pub upstream: Vec<LocalCall>,
-    pub outcome: String,
-}
+/// One exchange from keyless's audit log (`--audit-log`, one JSON object per line).
+pub type LocalExchange = crate::audit::AuditEvent;
 
-/// The identity presented.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct LocalSource {
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub issuer: Option<String>,
-    #[serde(default)]
-    pub subject: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub audience: Option<String>,
-    #[serde(default)]
-    pub aws_arn: Option<String>,
-}
-
-/// What it was traded for.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct LocalTarget {
-    #[serde(default)]
-    pub kind: String,
-    #[serde(default)]
-    pub role_arn: Option<String>,
-    #[serde(default)]
-    pub chain: Vec<String>,
-    #[serde(default)]
-    pub provider: Option<String>,
-    #[serde(default)]
-    pub service_account: Option<String>,
-}
-
-/// One call to the target.
-#[derive(Clone, Debug, Deserialize)]
-pub struct LocalCall {
-    pub service: String,
-    pub action: String,
-    #[serde(default)]
-    pub request_id: Option<String>,
-    #[serde(default)]
-    pub status: Option<u16>,
-    #[serde(default)]
-    pub error_code: Option<String>,
-}
+/// One call keyless made to the target during an exchange.
+type LocalCall = crate::audit::UpstreamCall;
 
 /// keyless's audit log could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +154,7 @@ pub fn correlate(report: &mut Report, local: &[LocalExchange], scope: &Scope) {
                     host: exchange.host.clone(),
                     profile: exchange.profile.clone(),
                     channel: exchange.channel.clone(),
-                    outcome: exchange.outcome.clone(),
+                    outcome: exchange.outcome.as_str().to_string(),
                     matched_by,
                 })
             }
@@ -241,7 +177,7 @@ pub fn correlate(report: &mut Report, local: &[LocalExchange], scope: &Scope) {
                 outcome: call
                     .error_code
                     .clone()
-                    .unwrap_or_else(|| exchange.outcome.clone()),
+                    .unwrap_or_else(|| exchange.outcome.as_str().to_string()),
             }
         })
         .collect();
