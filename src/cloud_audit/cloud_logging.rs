@@ -137,12 +137,13 @@ pub fn project_of(
         .ok_or(CloudLoggingError::NoProject)
 }
 
-/// The `entries.list` filter: the project's Data Access log, the two services, the window.
-/// Methods, service accounts and providers are matched here on the entries, so the filter
-/// stays in the subset every Cloud Logging implementation reads.
-pub fn entries_filter(project: &str, window: &TimeWindow) -> String {
+/// The `entries.list` filter: the Data Access log, the two services, the window (the project
+/// is the request's `resourceNames`: a log name holds the project *id*, and `--project` may be
+/// a number). Methods, service accounts and providers are matched here on the entries, so the
+/// filter stays in the subset every Cloud Logging implementation reads.
+pub fn entries_filter(window: &TimeWindow) -> String {
     format!(
-        "logName=\"projects/{project}/logs/cloudaudit.googleapis.com%2Fdata_access\" \
+        "logName:\"/logs/cloudaudit.googleapis.com%2Fdata_access\" \
          AND (protoPayload.serviceName=\"{}\" OR protoPayload.serviceName=\"{}\") \
          AND timestamp>=\"{}\" AND timestamp<=\"{}\"",
         AUDITED_SERVICES[0],
@@ -178,7 +179,7 @@ pub async fn fetch_federation_entries(
     retry: &RetryPolicy,
 ) -> Result<Vec<CloudEvent>, CloudLoggingError> {
     let url = format!("{}/v2/entries:list", logging_url.as_str());
-    let filter = entries_filter(&query.project, &query.window);
+    let filter = entries_filter(&query.window);
     let mut entries = Vec::new();
     let mut page_token: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -588,9 +589,9 @@ mod tests {
                 Err(CloudLoggingError::NoProject)
             ));
         }
-        let filter = entries_filter("p", &query().window);
+        let filter = entries_filter(&query().window);
         assert!(
-            filter.contains("logName=\"projects/p/logs/cloudaudit.googleapis.com%2Fdata_access\""),
+            filter.contains("logName:\"/logs/cloudaudit.googleapis.com%2Fdata_access\""),
             "{filter}"
         );
         assert!(
