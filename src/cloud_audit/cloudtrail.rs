@@ -178,6 +178,8 @@ pub async fn fetch_federation_events(
 ) -> Result<Vec<CloudEvent>, CloudTrailError> {
     let mut events = Vec::new();
     for event_name in FEDERATION_EVENTS {
+        // LookupEvents answers newest first; rows read oldest first.
+        let start = events.len();
         let mut next_token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let body = lookup_body(event_name, window, next_token.as_deref());
@@ -214,6 +216,7 @@ pub async fn fetch_federation_events(
                 break;
             }
         }
+        events[start..].reverse();
     }
     Ok(events)
 }

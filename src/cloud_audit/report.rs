@@ -189,7 +189,8 @@ pub struct Report {
 impl Report {
     /// Rows for `events`, oldest first, not yet correlated nor checked.
     pub fn new(mut events: Vec<CloudEvent>) -> Self {
-        events.sort_by(|a, b| a.time.cmp(&b.time).then(a.event_id.cmp(&b.event_id)));
+        // Stable: events of the same instant stay in the order the cloud gave them.
+        events.sort_by_key(|e| e.time);
         Self {
             events: events
                 .into_iter()
