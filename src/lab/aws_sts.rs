@@ -63,6 +63,11 @@ pub(crate) fn router(state: Arc<LabState>) -> Router {
             "/_lab/faults",
             get(list_faults).post(queue_faults).delete(clear_faults),
         )
+        .route(
+            "/_lab/audit-log",
+            get(audit_log_entries).post(seed_audit_log_entry),
+        )
+        .route("/_lab/data-access", axum::routing::post(set_data_access))
         .route("/_lab/stats", get(stats))
         .route("/_lab/last-denial", get(last_denial))
         .route(
@@ -962,6 +967,42 @@ async fn seed_cloudtrail_event(State(state): State<Arc<LabState>>, body: Bytes) 
     match pushed {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    }
+}
+
+/// `GET /_lab/audit-log`: the Google project's Cloud Audit Log entries, oldest first.
+async fn audit_log_entries(State(state): State<Arc<LabState>>) -> Response {
+    Json(state.audit_logs.entries()).into_response()
+}
+
+/// `POST /_lab/audit-log` with one log entry (from before the lab started, for tests).
+async fn seed_audit_log_entry(State(state): State<Arc<LabState>>, body: Bytes) -> Response {
+    let pushed = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| format!("not JSON: {e}"))
+        .and_then(|entry| state.audit_logs.push(entry));
+    match pushed {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e}))).into_response(),
+    }
+}
+
+/// `POST /_lab/data-access` with `{"service": "sts.googleapis.com", "enabled": false}`.
+async fn set_data_access(State(state): State<Arc<LabState>>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Switch {
+        service: String,
+        enabled: bool,
+    }
+    match serde_json::from_slice::<Switch>(&body) {
+        Ok(s) => {
+            state.audit_logs.set_data_access(&s.service, s.enabled);
+            Json(json!({"data_access": state.audit_logs.data_access_services()})).into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": format!("{e}; expected {{\"service\":\"sts.googleapis.com\",\"enabled\":false}}")})),
+        )
+            .into_response(),
     }
 }
 

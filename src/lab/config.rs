@@ -54,7 +54,16 @@ pub struct LabConfig {
     /// Other AWS accounts (a partner's, production's): their roles can be assumed with
     /// `AssumeRole` by sessions their trust policies name (the cross-account pattern).
     pub other_accounts: Vec<LabAccount>,
+    /// The services whose Data Access audit logs (`DATA_READ`) the project has turned on: only
+    /// their calls leave Cloud Audit Log entries, as in Google. The demo turns on
+    /// `sts.googleapis.com` and `iamcredentials.googleapis.com`;
+    /// [`super::Lab::set_data_access_logs`] changes it while the lab runs.
+    pub data_access_logs: Vec<String>,
 }
+
+/// The services whose Data Access logs the demo project turns on.
+pub const DEMO_DATA_ACCESS_SERVICES: [&str; 2] =
+    ["sts.googleapis.com", "iamcredentials.googleapis.com"];
 
 /// Another AWS account and its roles.
 #[derive(Debug, Clone)]
@@ -442,6 +451,7 @@ impl LabConfig {
                     max_session_duration: 3600,
                 }],
             }],
+            data_access_logs: DEMO_DATA_ACCESS_SERVICES.map(String::from).to_vec(),
         };
         // The lab's other issuers, each with a provider of the pool and copycat bound to it.
         demo.workload_identity_pools[0].oidc_providers.extend([

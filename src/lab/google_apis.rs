@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::cloud_logging;
 use super::config::LabServiceAccount;
 use super::faults::{self, LabService};
 use super::state::{AccessGrant, LabState};
@@ -33,10 +34,21 @@ pub(crate) fn router(state: Arc<LabState>) -> Router {
     Router::new()
         .route(
             "/v1/projects/-/serviceAccounts/{action}",
-            post(iam_credentials),
+            post(iam_credentials).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                cloud_logging::record_google,
+            )),
         )
         .route("/token", post(oauth_token))
-        .route("/v1/token", post(super::google_sts::token))
+        .route(
+            "/v1/token",
+            post(super::google_sts::token).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                cloud_logging::record_google,
+            )),
+        )
+        .route("/v2/entries:list", post(cloud_logging::entries_list))
+        .route("/v1/projects/{action}", post(cloud_logging::project_action))
         .route("/storage/v1/b", get(list_buckets))
         .route("/oauth2/v3/certs", get(jwks))
         .route("/.well-known/openid-configuration", get(discovery))
@@ -54,14 +66,19 @@ async fn inject_faults(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path().to_string();
-    match faults::apply(&state.faults, LabService::GoogleApis, &path).await {
+    let service = if path == "/v2/entries:list" || path.ends_with(":getIamPolicy") {
+        LabService::CloudLogging
+    } else {
+        LabService::GoogleApis
+    };
+    match faults::apply(&state.faults, service, &path).await {
         Some(fault) => fault,
         None => next.run(request).await,
     }
 }
 
 /// A Google API error: `{"error": {"code", "message", "status"}}`.
-fn google_error(code: u16, status: &str, message: &str) -> Response {
+pub(super) fn google_error(code: u16, status: &str, message: &str) -> Response {
     let http = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         http,
@@ -210,7 +227,7 @@ fn parse_lifetime(lifetime: Option<&str>, extension_allowed: bool) -> Result<i64
 
 /// The caller's grant, from a known, unexpired lab access token with one of `scopes`.
 #[allow(clippy::result_large_err)]
-fn authorize_bearer(
+pub(super) fn authorize_bearer(
     state: &LabState,
     headers: &HeaderMap,
     scopes: &[&str],

@@ -17,6 +17,7 @@ mod aws_auth;
 mod aws_metadata;
 mod aws_outbound;
 pub(crate) mod aws_sts;
+mod cloud_logging;
 mod cloudtrail;
 mod config;
 mod error;
@@ -26,6 +27,7 @@ mod google_keys;
 mod google_sts;
 mod ids;
 mod issuers;
+mod logging_filter;
 mod metadata;
 pub mod sigv4;
 pub(crate) mod state;
@@ -45,8 +47,8 @@ pub use config::{
     google_trust_policy, partner_trust_policy, LabAccount, LabAwsProvider, LabBucket, LabConfig,
     LabEc2Instance, LabIamUser, LabOidcProvider, LabPoolOidcProvider, LabRole, LabServiceAccount,
     LabUser, LabWorkloadIdentityPool, LabWorkloadIdentityUser, DEMO_ACCOUNT_ID, DEMO_AWS_PROVIDER,
-    DEMO_OIDC_ISSUER, DEMO_OIDC_PROVIDER, DEMO_PARTNER_ACCOUNT_ID, DEMO_PARTNER_EXTERNAL_ID,
-    DEMO_PARTNER_ROLE, DEMO_POOL, DEMO_PROJECT_NUMBER,
+    DEMO_DATA_ACCESS_SERVICES, DEMO_OIDC_ISSUER, DEMO_OIDC_PROVIDER, DEMO_PARTNER_ACCOUNT_ID,
+    DEMO_PARTNER_EXTERNAL_ID, DEMO_PARTNER_ROLE, DEMO_POOL, DEMO_PROJECT_NUMBER,
 };
 pub use config::{
     oidc_trust_policy, DEMO_GITHUB_ISSUER, DEMO_GITHUB_REPOSITORY, DEMO_KUBERNETES_ISSUER,
@@ -195,6 +197,33 @@ impl Lab {
     /// if it has none. Also `POST /_lab/cloudtrail`.
     pub fn record_cloudtrail_event(&self, record: serde_json::Value) -> Result<(), String> {
         self.state.cloudtrail.push(record)
+    }
+
+    /// `http://127.0.0.1:PORT` of the Google APIs listener, which also serves Cloud Logging
+    /// `entries.list` and Resource Manager `getIamPolicy`: the value for `--logging-url`.
+    pub fn logging_url(&self) -> String {
+        self.google_apis_url()
+    }
+
+    /// The project's Cloud Audit Log entries, oldest first: one per Google STS token exchange
+    /// and IAM Credentials `generateAccessToken` / `generateIdToken` answered while the
+    /// service's Data Access logs were on, plus any seeded ones.
+    pub fn audit_log_entries(&self) -> Vec<serde_json::Value> {
+        self.state.audit_logs.entries()
+    }
+
+    /// Adds a log entry as if Google had recorded it (from before the lab started); it needs
+    /// `timestamp` (RFC 3339) and `logName` (`projects/PROJECT/logs/...`) to be listed, and
+    /// gets an `insertId` if it has none. Also `POST /_lab/audit-log` on the STS listener.
+    pub fn record_audit_log_entry(&self, entry: serde_json::Value) -> Result<(), String> {
+        self.state.audit_logs.push(entry)
+    }
+
+    /// Turns the project's Data Access audit logs for `service` (`sts.googleapis.com`,
+    /// `iamcredentials.googleapis.com`) on or off, as editing the project's `auditConfigs`
+    /// does. Also `POST /_lab/data-access` with `{"service": ..., "enabled": bool}`.
+    pub fn set_data_access_logs(&self, service: &str, enabled: bool) {
+        self.state.audit_logs.set_data_access(service, enabled);
     }
 
     /// The audience of the demo AWS provider:

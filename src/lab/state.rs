@@ -149,6 +149,8 @@ pub(crate) struct LabState {
     pub outbound: super::aws_outbound::OutboundFederation,
     /// What CloudTrail recorded of the STS calls.
     pub cloudtrail: super::cloudtrail::Trail,
+    /// The project's Cloud Audit Logs and its Data Access switch.
+    pub audit_logs: super::cloud_logging::AuditLogs,
 }
 
 /// The secrets the lab issued, for leak tests: kept in memory, and appended to a file when one
@@ -194,6 +196,7 @@ impl LabState {
             &config.account_id,
             config.outbound_federation,
         );
+        let audit_logs = super::cloud_logging::AuditLogs::new(&config.data_access_logs);
         let state = Self {
             config,
             key,
@@ -210,6 +213,7 @@ impl LabState {
             issued: Mutex::new(IssuedSecrets::default()),
             issuers: super::issuers::IssuersState::new(),
             cloudtrail: super::cloudtrail::Trail::default(),
+            audit_logs,
         };
         state.record(state.container_authorization_token.expose());
         state.record(state.issuers.github_request_token.expose());

@@ -718,7 +718,7 @@ async fn metadata_identity_tokens_are_fresh_and_shaped_like_googles() {
 
 // ---------------------------------------------------------------- Google APIs
 
-async fn metadata_access_token(lab: &Lab, scopes: &str) -> String {
+pub(super) async fn metadata_access_token(lab: &Lab, scopes: &str) -> String {
     let tok: Value = metadata_get(
         lab,
         &format!("/computeMetadata/v1/instance/service-accounts/default/token?scopes={scopes}"),
@@ -730,7 +730,7 @@ async fn metadata_access_token(lab: &Lab, scopes: &str) -> String {
     tok["access_token"].as_str().unwrap().to_string()
 }
 
-async fn generate_id_token(
+pub(super) async fn generate_id_token(
     lab: &Lab,
     bearer: Option<&str>,
     email: &str,

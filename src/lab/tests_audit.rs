@@ -444,3 +444,374 @@ async fn the_admin_api_seeds_and_reads_records() {
     assert_eq!(records.len(), 1);
     assert!(records[0]["eventID"].as_str().is_some());
 }
+
+// ---------------------------------------------------------------- Cloud Audit Logs
+
+const COPYCAT: &str = "copycat@keyless-lab.iam.gserviceaccount.com";
+const CI_RUNNER: &str = "ci-runner@keyless-lab.iam.gserviceaccount.com";
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+async fn entries_list(lab: &Lab, bearer: Option<&str>, body: Value) -> (u16, Value) {
+    let mut r = http()
+        .post(format!("{}/v2/entries:list", lab.logging_url()))
+        .json(&body);
+    if let Some(b) = bearer {
+        r = r.bearer_auth(b);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn get_iam_policy(lab: &Lab, bearer: &str, project: &str) -> (u16, Value) {
+    let r = http()
+        .post(format!(
+            "{}/v1/projects/{project}:getIamPolicy",
+            lab.logging_url()
+        ))
+        .bearer_auth(bearer)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+fn services_with_data_access(policy: &Value) -> Vec<&str> {
+    policy["auditConfigs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["service"].as_str().unwrap())
+        .collect()
+}
+
+/// A token exchange and the impersonation it enables leave one entry each, naming the
+/// federated principal; refusals carry the gRPC status; no token is recorded.
+#[tokio::test]
+async fn google_sts_and_generate_access_token_leave_entries_with_principal_subject() {
+    let lab = demo_lab().await;
+    let federated = super::tests_aws_to_gcp::federated_token(&lab).await;
+    let (status, answer) =
+        super::tests_aws_to_gcp::generate_access_token(&lab, &federated, COPYCAT, "3600s").await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) =
+        super::tests_aws_to_gcp::generate_access_token(&lab, &federated, CI_RUNNER, "3600s").await;
+    assert_eq!(status, 403);
+    let unknown = lab.provider_audience("keyless-pool", "no-such-provider");
+    let (status, _) = super::tests_aws_to_gcp::exchange(&lab, &unknown, "x").await;
+    assert_eq!(status, 400);
+
+    let entries = lab.audit_log_entries();
+    assert_eq!(entries.len(), 4, "{entries:#?}");
+    let (sts, impersonation, refused, bad_target) =
+        (&entries[0], &entries[1], &entries[2], &entries[3]);
+    let pool = format!(
+        "principal://iam.googleapis.com/projects/{DEMO_PROJECT_NUMBER}/locations/global/workloadIdentityPools/{DEMO_POOL}/subject/"
+    );
+    let subject = sts["protoPayload"]["authenticationInfo"]["principalSubject"]
+        .as_str()
+        .unwrap();
+    assert!(subject.starts_with(&pool), "{subject}");
+    assert!(subject.contains("aws-workload"), "{subject}");
+    assert_eq!(
+        sts["logName"],
+        "projects/keyless-lab/logs/cloudaudit.googleapis.com%2Fdata_access"
+    );
+    let p = &sts["protoPayload"];
+    assert_eq!(
+        p["@type"],
+        "type.googleapis.com/google.cloud.audit.AuditLog"
+    );
+    assert_eq!(p["serviceName"], "sts.googleapis.com");
+    assert_eq!(
+        p["methodName"],
+        "google.identity.sts.v1.SecurityTokenService.ExchangeToken"
+    );
+    assert_eq!(p["status"], json!({}));
+    assert_eq!(p["requestMetadata"]["callerIp"], "127.0.0.1");
+    assert!(p["resourceName"]
+        .as_str()
+        .unwrap()
+        .starts_with("projects/424242424242/locations/global/workloadIdentityPools/"));
+    assert_eq!(sts["severity"], "INFO");
+    assert!(sts["insertId"].as_str().is_some() && sts["timestamp"].as_str().is_some());
+
+    let p = &impersonation["protoPayload"];
+    assert_eq!(p["serviceName"], "iamcredentials.googleapis.com");
+    assert_eq!(p["methodName"], "GenerateAccessToken");
+    assert_eq!(p["authenticationInfo"]["principalSubject"], subject);
+    assert_eq!(p["authorizationInfo"][0]["granted"], true);
+    assert_eq!(
+        p["authorizationInfo"][0]["permission"],
+        "iam.serviceAccounts.getAccessToken"
+    );
+    assert_eq!(impersonation["resource"]["labels"]["email_id"], COPYCAT);
+    assert_eq!(p["request"]["lifetime"], "3600s");
+    assert!(p["response"]["expireTime"].as_str().is_some());
+
+    let p = &refused["protoPayload"];
+    assert_eq!(p["status"]["code"], 7, "{refused:#}");
+    assert_eq!(p["authorizationInfo"][0]["granted"], false);
+    assert_eq!(refused["severity"], "ERROR");
+    let p = &bad_target["protoPayload"];
+    assert!(p["status"]["code"].as_i64().unwrap() > 0, "{bad_target:#}");
+    assert!(p["authenticationInfo"].get("principalSubject").is_none());
+
+    let text = Value::from(entries).to_string();
+    assert_no_secret(&lab, &text);
+    assert!(!text.contains(&federated));
+}
+
+/// A service account or user caller is named by `principalEmail`; generateIdToken is recorded
+/// as GenerateIdToken.
+#[tokio::test]
+async fn an_email_caller_is_named_by_principal_email() {
+    let lab = demo_lab().await;
+    let bearer = super::tests::metadata_access_token(&lab, CLOUD_PLATFORM).await;
+    let (status, _) = super::tests::generate_id_token(
+        &lab,
+        Some(&bearer),
+        CI_RUNNER,
+        json!({"audience": "sts.amazonaws.com", "includeEmail": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // No credentials at all: not authenticated, not recorded (as Google does).
+    let (status, _) = super::tests::generate_id_token(
+        &lab,
+        None,
+        CI_RUNNER,
+        json!({"audience": "sts.amazonaws.com"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let entries = lab.audit_log_entries();
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    let p = &entries[0]["protoPayload"];
+    assert_eq!(p["methodName"], "GenerateIdToken");
+    assert_eq!(p["authenticationInfo"]["principalEmail"], DEPLOYER);
+    assert_eq!(p["request"]["audience"], "sts.amazonaws.com");
+    assert_eq!(
+        p["resourceName"],
+        "projects/-/serviceAccounts/100000000000000000002"
+    );
+    assert_no_secret(&lab, &entries[0].to_string());
+}
+
+/// With Data Access logs off for a service its calls leave nothing, and getIamPolicy shows the
+/// project's auditConfigs as the switch has them.
+#[tokio::test]
+async fn data_access_off_leaves_no_entry_and_get_iam_policy_shows_it() {
+    let lab = demo_lab().await;
+    let reader = super::tests::metadata_access_token(&lab, CLOUD_PLATFORM).await;
+    let (status, policy) = get_iam_policy(&lab, &reader, "keyless-lab").await;
+    assert_eq!(status, 200, "{policy}");
+    assert_eq!(
+        services_with_data_access(&policy),
+        ["iamcredentials.googleapis.com", "sts.googleapis.com"]
+    );
+    assert_eq!(
+        policy["auditConfigs"][0]["auditLogConfigs"],
+        json!([{"logType": "DATA_READ"}, {"logType": "ADMIN_READ"}])
+    );
+
+    lab.set_data_access_logs("iamcredentials.googleapis.com", false);
+    let federated = super::tests_aws_to_gcp::federated_token(&lab).await;
+    let (status, _) =
+        super::tests_aws_to_gcp::generate_access_token(&lab, &federated, COPYCAT, "3600s").await;
+    assert_eq!(status, 200);
+    let entries = lab.audit_log_entries();
+    assert_eq!(entries.len(), 1, "{entries:#?}");
+    assert_eq!(
+        entries[0]["protoPayload"]["serviceName"],
+        "sts.googleapis.com"
+    );
+    let (_, policy) = get_iam_policy(&lab, &reader, DEMO_PROJECT_NUMBER).await;
+    assert_eq!(services_with_data_access(&policy), ["sts.googleapis.com"]);
+
+    // Over the admin API, for an out-of-process lab.
+    let r = http()
+        .post(format!("{}/_lab/data-access", lab.aws_sts_url()))
+        .json(&json!({"service": "sts.googleapis.com", "enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    super::tests_aws_to_gcp::federated_token(&lab).await;
+    assert_eq!(lab.audit_log_entries().len(), 1);
+    let (_, policy) = get_iam_policy(&lab, &reader, "keyless-lab").await;
+    assert!(policy.get("auditConfigs").is_none(), "{policy}");
+    let (status, denied) = get_iam_policy(&lab, &reader, "someone-else").await;
+    assert_eq!(
+        (status, denied["error"]["status"].as_str()),
+        (403, Some("PERMISSION_DENIED"))
+    );
+}
+
+fn seeded_entry(method: &str, ago: time::Duration) -> Value {
+    let at = (time::OffsetDateTime::now_utc() - ago)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    json!({
+        "logName": "projects/keyless-lab/logs/cloudaudit.googleapis.com%2Fdata_access",
+        "timestamp": at,
+        "severity": "INFO",
+        "protoPayload": {"serviceName": "iamcredentials.googleapis.com", "methodName": method},
+    })
+}
+
+/// entries.list: bearer auth, project check, filter, order, paging, errors and throttling.
+#[tokio::test]
+async fn entries_list_filters_orders_pages_and_refuses() {
+    let lab = demo_lab().await;
+    let hour: time::Duration = time::Duration::hours(1);
+    for (i, method) in ["GenerateIdToken", "GenerateAccessToken", "GenerateIdToken"]
+        .iter()
+        .enumerate()
+    {
+        lab.record_audit_log_entry(seeded_entry(
+            method,
+            hour * (10 - i32::try_from(i).unwrap()),
+        ))
+        .unwrap();
+    }
+    let mut other = seeded_entry("GenerateIdToken", hour);
+    other["logName"] = "projects/elsewhere/logs/cloudaudit.googleapis.com%2Fdata_access".into();
+    lab.record_audit_log_entry(other).unwrap();
+    let reader = super::tests::metadata_access_token(&lab, CLOUD_PLATFORM).await;
+    let project = json!(["projects/keyless-lab"]);
+
+    let (status, all) = entries_list(&lab, Some(&reader), json!({"resourceNames": project})).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["entries"].as_array().unwrap().len(), 3);
+    assert!(all.get("nextPageToken").is_none());
+    let ids: Vec<Value> = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["insertId"].clone())
+        .collect();
+
+    let (_, desc) = entries_list(
+        &lab,
+        Some(&reader),
+        json!({"resourceNames": project, "orderBy": "timestamp desc"}),
+    )
+    .await;
+    let reversed: Vec<Value> = desc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["insertId"].clone())
+        .collect();
+    assert_eq!(reversed, ids.iter().rev().cloned().collect::<Vec<_>>());
+
+    let filter = r#"protoPayload.serviceName="iamcredentials.googleapis.com" AND protoPayload.methodName="GenerateIdToken""#;
+    let (_, filtered) = entries_list(
+        &lab,
+        Some(&reader),
+        json!({"resourceNames": project, "filter": filter}),
+    )
+    .await;
+    assert_eq!(
+        filtered["entries"].as_array().unwrap().len(),
+        2,
+        "{filtered}"
+    );
+    let since = (time::OffsetDateTime::now_utc() - time::Duration::minutes(9 * 60 + 30))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let recent = format!(r#"timestamp>="{since}""#);
+    let (_, recent) = entries_list(
+        &lab,
+        Some(&reader),
+        json!({"resourceNames": project, "filter": recent}),
+    )
+    .await;
+    assert_eq!(recent["entries"].as_array().unwrap().len(), 2, "{recent}");
+
+    let mut paged = Vec::new();
+    let mut request = json!({"resourceNames": project, "pageSize": 1});
+    loop {
+        let (status, page) = entries_list(&lab, Some(&reader), request.clone()).await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(
+            page["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["insertId"].clone()),
+        );
+        match page.get("nextPageToken") {
+            Some(token) => request["pageToken"] = token.clone(),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids);
+
+    let (status, e) = entries_list(&lab, None, json!({"resourceNames": project})).await;
+    assert_eq!(
+        (status, e["error"]["status"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+    let (status, _) =
+        entries_list(&lab, Some("ya29.forged"), json!({"resourceNames": project})).await;
+    assert_eq!(status, 401);
+    let bad = [
+        json!({"resourceNames": ["projects/elsewhere"]}),
+        json!({}),
+        json!({"resourceNames": ["organizations/1"]}),
+        json!({"resourceNames": project, "filter": "severity=ERROR)"}),
+        json!({"resourceNames": project, "orderBy": "severity"}),
+        json!({"resourceNames": project, "pageSize": 1001}),
+        json!({"resourceNames": project, "pageToken": "bogus"}),
+    ];
+    let expected = [
+        (403, "PERMISSION_DENIED"),
+        (400, "INVALID_ARGUMENT"),
+        (400, "INVALID_ARGUMENT"),
+        (400, "INVALID_ARGUMENT"),
+        (400, "INVALID_ARGUMENT"),
+        (400, "INVALID_ARGUMENT"),
+        (400, "INVALID_ARGUMENT"),
+    ];
+    for (body, (code, status_name)) in bad.into_iter().zip(expected) {
+        let (status, e) = entries_list(&lab, Some(&reader), body.clone()).await;
+        assert_eq!(
+            (status, e["error"]["status"].as_str()),
+            (code, Some(status_name)),
+            "{body} → {e}"
+        );
+    }
+    let (_, e) = entries_list(
+        &lab,
+        Some(&reader),
+        json!({"resourceNames": project, "filter": "severity=ERROR)"}),
+    )
+    .await;
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1, column 15"),
+        "{e}"
+    );
+
+    lab.faults().http_error(
+        LabService::CloudLogging,
+        429,
+        r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,
+        1,
+    );
+    let (status, e) = entries_list(&lab, Some(&reader), json!({"resourceNames": project})).await;
+    assert_eq!(
+        (status, e["error"]["status"].as_str()),
+        (429, Some("RESOURCE_EXHAUSTED"))
+    );
+    assert_eq!(
+        entries_list(&lab, Some(&reader), json!({"resourceNames": project}))
+            .await
+            .0,
+        200
+    );
+}

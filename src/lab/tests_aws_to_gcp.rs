@@ -80,7 +80,7 @@ fn subject_token(
 }
 
 /// Posts a token exchange; returns (status, JSON answer).
-async fn exchange(lab: &Lab, audience: &str, subject_token: &str) -> (u16, Value) {
+pub(super) async fn exchange(lab: &Lab, audience: &str, subject_token: &str) -> (u16, Value) {
     let r = http()
         .post(lab.google_sts_url())
         .form(&[
@@ -111,7 +111,7 @@ fn workload_credentials(lab: &Lab) -> crate::credentials::AwsCredentials {
 }
 
 /// A federated access token for an `aws-workload` session.
-async fn federated_token(lab: &Lab) -> String {
+pub(super) async fn federated_token(lab: &Lab) -> String {
     let aud = lab.workload_identity_audience();
     let token = subject_token(
         &workload_credentials(lab),
@@ -123,7 +123,7 @@ async fn federated_token(lab: &Lab) -> String {
     answer["access_token"].as_str().unwrap().to_string()
 }
 
-async fn generate_access_token(
+pub(super) async fn generate_access_token(
     lab: &Lab,
     bearer: &str,
     email: &str,
