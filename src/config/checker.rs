@@ -24,6 +24,7 @@ pub(super) const TARGET_GCP: &str = "gcp";
 pub(super) const TOP_KEYS: &[&str] = &[
     "metrics_listen",
     "log_format",
+    "audit_log",
     "allow_remote",
     "allowed_hosts",
     "defaults",
@@ -104,6 +105,7 @@ impl Checker<'_> {
     pub(super) fn config(&mut self, doc: &DeTable<'_>) -> Option<Config> {
         let mut metrics_listen = None;
         let mut log_format = None;
+        let mut audit_log = None;
         let mut allow_remote = false;
         let mut allowed_hosts = Vec::new();
         let mut profiles = BTreeMap::new();
@@ -147,6 +149,7 @@ impl Checker<'_> {
                         None => None,
                     }
                 }
+                "audit_log" => audit_log = self.path(value, "audit_log"),
                 "allow_remote" => {
                     allow_remote = self.boolean(value, "allow_remote").unwrap_or(false);
                 }
@@ -199,6 +202,7 @@ impl Checker<'_> {
         Some(Config {
             metrics_listen,
             log_format,
+            audit_log,
             allow_remote,
             allowed_hosts,
             profiles,

@@ -56,6 +56,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How log lines look, unless `--log-format` says otherwise.
     pub log_format: Option<LogFormat>,
+    /// Where `keyless serve` appends its audit events, unless `--audit-log` says otherwise
+    /// (relative to the file's directory).
+    pub audit_log: Option<PathBuf>,
     /// `allow_remote = true`: the endpoints may listen on non-loopback addresses, like
     /// `--allow-remote` (each listener still checks `Host` for its own address).
     pub allow_remote: bool,
@@ -224,6 +227,18 @@ mod tests {
     use super::*;
     use crate::config::testing::*;
     use crate::exchange::google_sts::CLOUD_PLATFORM_SCOPE;
+
+    #[test]
+    fn audit_log_is_a_path_relative_to_the_file() {
+        let text = "audit_log = \"audit/keyless.jsonl\"\n[profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ncredentials_profile = \"a\"\n";
+        let config = parse(text, Path::new("/etc/keyless/keyless.toml")).unwrap();
+        assert_eq!(
+            config.audit_log.as_deref(),
+            Some(Path::new("/etc/keyless/audit/keyless.jsonl"))
+        );
+        let (p, _) = problem("audit_log = \"\"\n[profile.a]\nrole_arn = \"arn:aws:iam::123456789012:role/A\"\ncredentials_profile = \"a\"\n");
+        assert_eq!(p.kind, ProblemKind::InvalidValue, "{p:?}");
+    }
 
     #[test]
     fn one_shot_readers_need_no_channel_and_no_profile() {

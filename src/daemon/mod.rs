@@ -89,6 +89,16 @@ pub async fn run(args: Options) -> anyhow::Result<i32> {
         eprintln!("keyless: {e}");
         return Ok(exit_code::USAGE);
     }
+    // The file's audit log, unless --audit-log (installed by the command line) names one.
+    if let (None, Some(path)) = (crate::audit::installed_log(), &config.audit_log) {
+        match crate::audit::AuditLog::open(path) {
+            Ok(log) => crate::audit::install_log(log),
+            Err(e) => {
+                eprintln!("keyless: {e}");
+                return Ok(exit_code::USAGE);
+            }
+        }
+    }
     // Signal handlers before anything is announced: a SIGHUP right after the ready file appears
     // must reload, not kill the process (the default action).
     let mut signals = Signals::install().context("could not install signal handlers")?;
