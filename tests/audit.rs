@@ -325,3 +325,209 @@ async fn aws_refusal_and_outage_have_their_exit_codes() {
     let out = audit(&w, &["aws", "--deadline", "2s"]).await;
     assert_eq!(out.code(), 4, "{}", out.stderr);
 }
+
+// ---------------------------------------------------------------- Google
+
+const COPYCAT: &str = "copycat@keyless-lab.iam.gserviceaccount.com";
+
+/// `keyless gcp token` as the AWS session `aws-workload/SESSION`, impersonating copycat,
+/// logging to `log`.
+async fn gcp_exchange(w: &LabWorld, session: &str, log: &std::path::Path) {
+    let credentials =
+        w.lab
+            .issue_role_credentials("aws-workload", session, Duration::from_secs(3600));
+    let mut env: Vec<(&str, String)> = aws_env(&credentials);
+    env.push(("KEYLESS_AUDIT_LOG", log.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let audience = w.lab.workload_identity_audience();
+    let out = w
+        .keyless_env(
+            &[
+                "gcp",
+                "token",
+                "--audience",
+                &audience,
+                "--service-account",
+                COPYCAT,
+            ],
+            &env,
+        )
+        .await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+}
+
+/// `keyless audit gcp ARGS` as the metadata server's account (the lab's default reader).
+async fn audit_gcp(w: &LabWorld, args: &[&str]) -> support::CommandOutput {
+    let logging = w.lab.logging_url();
+    let mut all = vec![
+        "audit",
+        "gcp",
+        "--project",
+        "keyless-lab",
+        "--logging-url",
+        &logging,
+        "--resource-manager-url",
+        &logging,
+    ];
+    all.extend_from_slice(args);
+    w.keyless(&all).await
+}
+
+/// The token exchange and the impersonation keyless made are matched to its audit event by
+/// principal, service account and time; another keyless's are "no keyless on record".
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_entries_are_matched_by_principal_and_time() {
+    let w = LabWorld::start().await;
+    let log = w.home.audit_log();
+    gcp_exchange(&w, "app", &log).await;
+    gcp_exchange(&w, "other", &w.home.home().join("elsewhere.jsonl")).await;
+
+    let out = audit_gcp(&w, &["--format", "json", "--local", log.to_str().unwrap()]).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let doc = out.json();
+    let rows = events(&doc);
+    let actions: Vec<&str> = rows.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        [
+            "ExchangeToken",
+            "GenerateAccessToken",
+            "ExchangeToken",
+            "GenerateAccessToken"
+        ],
+        "{doc:#}"
+    );
+    for event in &rows {
+        let subject = event["subject"].as_str().unwrap();
+        let ours = subject.ends_with("assumed-role/aws-workload/app");
+        assert!(
+            ours || subject.ends_with("assumed-role/aws-workload/other"),
+            "{event:#}"
+        );
+        assert!(event["principal"]
+            .as_str()
+            .unwrap()
+            .starts_with("principal://iam.googleapis.com/projects/"));
+        if event["action"] == "GenerateAccessToken" {
+            assert_eq!(event["service_account"], COPYCAT);
+        }
+        match ours {
+            true => assert_eq!(
+                event["keyless"]["matched_by"], "principal-and-time",
+                "{event:#}"
+            ),
+            false => assert!(event["keyless"].is_null(), "{event:#}"),
+        }
+    }
+    assert_eq!(doc["keyless_without_cloud_record"], Value::Array(vec![]));
+
+    // keyless.toml meant deployer, not copycat: both impersonations are flagged, exit 1.
+    let config = w.home.home().join("keyless.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.to-gcp]\ntarget = \"gcp\"\naudience = \"{}\"\nservice_account = \"{DEPLOYER}\"\n",
+            w.lab.workload_identity_audience()
+        ),
+    )
+    .unwrap();
+    let out = audit_gcp(&w, &["--expect", config.to_str().unwrap()]).await;
+    assert_eq!(out.code(), 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("2 event(s) by identities not among the expected ones"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("service account {COPYCAT} is in no profile")),
+        "{}",
+        out.stdout
+    );
+
+    // --service-account narrows to that account's impersonations and their principals.
+    let out = audit_gcp(&w, &["--format", "json", "--service-account", DEPLOYER]).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(events(&out.json()).len(), 0);
+}
+
+/// A provider's attribute condition that admits one session only flags the other's exchange.
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_expect_evaluates_the_provider_condition_on_the_caller() {
+    let w = LabWorld::start().await;
+    gcp_exchange(&w, "app", &w.home.audit_log()).await;
+    gcp_exchange(&w, "other", &w.home.audit_log()).await;
+    let audience = w.lab.workload_identity_audience();
+    let provider = serde_json::json!({
+        "name": audience.trim_start_matches("//iam.googleapis.com/"),
+        "aws": {"accountId": "123456789012"},
+        "attributeCondition": "assertion.arn == 'arn:aws:sts::123456789012:assumed-role/aws-workload/app'",
+    });
+    let file = w.home.home().join("provider.json");
+    std::fs::write(&file, provider.to_string()).unwrap();
+    let out = audit_gcp(
+        &w,
+        &["--format", "json", "--expect", file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    let doc = out.json();
+    assert_eq!(doc["flagged"], 2, "{doc:#}");
+    for event in events(&doc) {
+        let other = event["subject"].as_str().unwrap().ends_with("/other");
+        assert_eq!(event.get("flagged").is_some(), other, "{event:#}");
+    }
+}
+
+/// Data Access logs off for IAM Credentials: nothing to read, and keyless says which switch
+/// to turn on (exit 2) rather than report "no events".
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_data_access_off_is_a_configuration_error_naming_the_service() {
+    let w = LabWorld::start().await;
+    w.lab
+        .set_data_access_logs("iamcredentials.googleapis.com", false);
+    gcp_exchange(&w, "app", &w.home.audit_log()).await;
+    let out = audit_gcp(&w, &[]).await;
+    assert_eq!(out.code(), 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "enable DATA_READ for iamcredentials.googleapis.com: see `keyless setup … --audit`"
+        ),
+        "{}",
+        out.stderr
+    );
+    w.lab
+        .set_data_access_logs("iamcredentials.googleapis.com", true);
+    gcp_exchange(&w, "app", &w.home.audit_log()).await;
+    let out = audit_gcp(&w, &[]).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+}
+
+/// More entries than a page holds come back whole, and 429s are retried.
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_entries_page_and_retry_throttling() {
+    let w = LabWorld::start().await;
+    gcp_exchange(&w, "app", &w.home.audit_log()).await;
+    let template = w.lab.audit_log_entries()[0].clone();
+    for n in 0..1005 {
+        let mut entry = template.clone();
+        entry.as_object_mut().unwrap().remove("insertId");
+        entry["protoPayload"]["requestMetadata"]["callerIp"] =
+            Value::String(format!("10.0.{}.{}", n / 256, n % 256));
+        w.lab.record_audit_log_entry(entry).unwrap();
+    }
+    w.lab.faults().http_error(
+        LabService::CloudLogging,
+        429,
+        r#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED"}}"#,
+        2,
+    );
+    let out = audit_gcp(&w, &["--format", "json"]).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert_eq!(events(&out.json()).len(), 1007);
+    assert!(
+        w.lab.faults().pending().is_empty(),
+        "both 429s were met and retried"
+    );
+}

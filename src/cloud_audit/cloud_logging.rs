@@ -28,8 +28,9 @@ pub const DEFAULT_RESOURCE_MANAGER_URL: &str = "https://cloudresourcemanager.goo
 pub const AUDITED_SERVICES: [&str; 2] = ["sts.googleapis.com", "iamcredentials.googleapis.com"];
 /// The methods read, by their last name segment.
 const METHODS: [&str; 3] = ["ExchangeToken", "GenerateAccessToken", "GenerateIdToken"];
-/// `entries.list`' largest page.
-const PAGE_SIZE: u32 = 1000;
+/// Entries per `entries.list` page: an audit entry is one to two KiB, so a page stays well
+/// under the cap on an answer's size (`wire::http::MAX_BODY_BYTES`).
+const PAGE_SIZE: u32 = 200;
 /// A bound on pages, so an endpoint that always answers a `nextPageToken` cannot keep us
 /// paging forever.
 const MAX_PAGES: usize = 1000;
@@ -149,7 +150,8 @@ pub fn entries_filter(window: &TimeWindow) -> String {
         AUDITED_SERVICES[0],
         AUDITED_SERVICES[1],
         super::report::rfc3339(window.start),
-        super::report::rfc3339(window.end),
+        // Whole seconds, rounded outwards: an entry a fraction of a second before now counts.
+        super::report::rfc3339(window.end + time::Duration::seconds(1)),
     )
 }
 
@@ -213,8 +215,26 @@ pub async fn fetch_federation_entries(
             break;
         }
     }
-    if entries.is_empty() {
-        check_data_access(http, resource_manager_url, token, &query.project, retry).await?;
+    let silent: Vec<&str> = AUDITED_SERVICES
+        .into_iter()
+        .filter(|service| {
+            !entries.iter().any(|e| {
+                e.pointer("/protoPayload/serviceName")
+                    .and_then(Value::as_str)
+                    == Some(*service)
+            })
+        })
+        .collect();
+    if !silent.is_empty() {
+        check_data_access(
+            http,
+            resource_manager_url,
+            token,
+            &query.project,
+            &silent,
+            retry,
+        )
+        .await?;
     }
     let mut events = Vec::new();
     for entry in &entries {
@@ -270,14 +290,16 @@ fn pool_of(name: &str) -> String {
     name[..end].to_string() + "/"
 }
 
-/// Reads the project's audit config; fails with [`CloudLoggingError::DataAccessOff`] when
-/// `DATA_READ` is off for a federation service. A config keyless may not read is no reason to
+/// Reads the project's audit config for the `silent` services (no entry in the window);
+/// fails with [`CloudLoggingError::DataAccessOff`] when `DATA_READ` is off for one of them, as
+/// their calls would be missing without a word. A config keyless may not read is no reason to
 /// fail: "no events" stands, with a warning.
 async fn check_data_access(
     http: &reqwest::Client,
     resource_manager_url: &UpstreamUrl,
     token: &Secret,
     project: &str,
+    silent: &[&str],
     retry: &RetryPolicy,
 ) -> Result<(), CloudLoggingError> {
     let url = format!(
@@ -301,7 +323,10 @@ async fn check_data_access(
             return Ok(());
         }
     };
-    let services = services_without_data_read(&policy);
+    let services: Vec<&str> = services_without_data_read(&policy)
+        .into_iter()
+        .filter(|s| silent.contains(s))
+        .collect();
     if services.is_empty() {
         return Ok(());
     }
@@ -436,8 +461,9 @@ pub fn parse_entry(entry: &Value) -> Result<CloudEvent, String> {
                 format!("//iam.googleapis.com/{}", pool.trim_end_matches('/'))
             })
     });
+    // The request names the account by email; `resourceName` by its unique id, as Google does.
     let resource =
-        field("/protoPayload/resourceName").or_else(|| field("/protoPayload/request/name"));
+        field("/protoPayload/request/name").or_else(|| field("/protoPayload/resourceName"));
     event.service_account = resource
         .as_deref()
         .and_then(|r| r.split("serviceAccounts/").nth(1))
