@@ -531,3 +531,53 @@ async fn gcp_entries_page_and_retry_throttling() {
         "both 429s were met and retried"
     );
 }
+
+/// The logs can be read as any keyless identity: here an AWS session federated at the lab's
+/// provider and impersonating copycat (the `gcp token` flow), instead of ADC or the metadata
+/// server.
+#[tokio::test(flavor = "multi_thread")]
+async fn gcp_logs_are_read_as_a_federated_identity() {
+    let w = LabWorld::start().await;
+    gcp_exchange(&w, "app", &w.home.audit_log()).await;
+    let reader = w
+        .lab
+        .issue_role_credentials("aws-workload", "auditor", Duration::from_secs(3600));
+    let env: Vec<(&str, String)> = aws_env(&reader);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let audience = w.lab.workload_identity_audience();
+    let logging = w.lab.logging_url();
+    let args = [
+        "audit",
+        "gcp",
+        "--project",
+        "keyless-lab",
+        "--logging-url",
+        &logging,
+        "--resource-manager-url",
+        &logging,
+        "--format",
+        "json",
+        "--token-source",
+        "aws",
+        "--audience",
+        &audience,
+        "--impersonate-service-account",
+        COPYCAT,
+    ];
+    let out = w.keyless_env(&args, &env).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let doc = out.json();
+    let subjects: Vec<String> = events(&doc)
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        subjects.iter().any(|s| s.ends_with("aws-workload/app")),
+        "{doc:#}"
+    );
+    // The reader's own exchange happened before the lookup: it is on record too.
+    assert!(
+        subjects.iter().any(|s| s.ends_with("aws-workload/auditor")),
+        "{doc:#}"
+    );
+}
