@@ -14,7 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::cloud_audit::report::{Cloud, CloudEvent};
-use crate::cloud_audit::TimeWindow;
+use crate::cloud_audit::{pool_of, TimeWindow};
 use crate::exchange::retry::{count_attempts, RetryPolicy, TimedOut};
 use crate::secret::Secret;
 use crate::types::UpstreamUrl;
@@ -253,7 +253,10 @@ pub async fn fetch_federation_entries(
 /// Keeps the events of `query.provider`'s pool and, with a service account, its
 /// impersonations and the token exchanges of the principals that impersonated it.
 fn narrow(events: Vec<CloudEvent>, query: &LoggingQuery) -> Vec<CloudEvent> {
-    let pool = query.provider.as_deref().map(pool_of);
+    let pool = query
+        .provider
+        .as_deref()
+        .map(|p| format!("{}/", pool_of(p)));
     let events: Vec<CloudEvent> = events
         .into_iter()
         .filter(|e| match (&pool, &e.principal) {
@@ -277,17 +280,6 @@ fn narrow(events: Vec<CloudEvent>, query: &LoggingQuery) -> Vec<CloudEvent> {
             None => impersonators.contains(&e.principal),
         })
         .collect()
-}
-
-/// `projects/N/locations/global/workloadIdentityPools/P` of a provider or principal name.
-fn pool_of(name: &str) -> String {
-    let start = name.find("projects/").unwrap_or(0);
-    let name = &name[start..];
-    let end = name
-        .find("/providers/")
-        .or_else(|| name.find("/subject/"))
-        .unwrap_or(name.len());
-    name[..end].to_string() + "/"
 }
 
 /// Reads the project's audit config for the `silent` services (no entry in the window);
@@ -456,10 +448,7 @@ pub fn parse_entry(entry: &Value) -> Result<CloudEvent, String> {
         subject
             .as_deref()
             .filter(|s| s.contains("/subject/"))
-            .map(|s| {
-                let pool = pool_of(s);
-                format!("//iam.googleapis.com/{}", pool.trim_end_matches('/'))
-            })
+            .map(|s| format!("//iam.googleapis.com/{}", pool_of(s)))
     });
     // The request names the account by email; `resourceName` by its unique id, as Google does.
     let resource =

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::cloud_audit::report::{
     Cloud, CloudEvent, Correlation, KeylessExchange, Report, UnrecordedExchange,
 };
-use crate::cloud_audit::TimeWindow;
+use crate::cloud_audit::{pool_of, TimeWindow};
 
 /// How far apart a keyless call and a Google entry may be and still be the same call: clocks
 /// differ, and Google timestamps the entry when it handled the request.
@@ -97,7 +97,7 @@ impl Scope {
             .as_deref()
             .is_none_or(|sa| exchange.target.service_account.as_deref() == Some(sa));
         let provider = match (&self.provider, &exchange.target.provider) {
-            (Some(wanted), Some(used)) => pool(wanted) == pool(used),
+            (Some(wanted), Some(used)) => pool_of(wanted) == pool_of(used),
             (Some(_), None) => false,
             (None, _) => true,
         };
@@ -112,17 +112,6 @@ fn call_roles<'a>(exchange: &'a LocalExchange, call: &LocalCall) -> Vec<&'a str>
         "AssumeRole" => exchange.target.chain.iter().map(String::as_str).collect(),
         _ => exchange.target.role_arn.as_deref().into_iter().collect(),
     }
-}
-
-/// `projects/N/locations/global/workloadIdentityPools/P` of a provider or principal.
-fn pool(name: &str) -> &str {
-    let start = name.find("projects/").unwrap_or(0);
-    let name = &name[start..];
-    let end = name
-        .find("/providers/")
-        .or_else(|| name.find("/subject/"))
-        .unwrap_or(name.len());
-    &name[..end]
 }
 
 /// Fills in which keyless exchange each row was, and lists the exchanges in `scope` whose
@@ -254,7 +243,7 @@ fn find_by_identity(
                     event.service_account.as_deref(),
                 ) && agrees(subject, event.subject.as_deref())
                     && match (&exchange.target.provider, &event.provider) {
-                        (Some(a), Some(b)) => pool(a) == pool(b),
+                        (Some(a), Some(b)) => pool_of(a) == pool_of(b),
                         _ => true,
                     }
             }

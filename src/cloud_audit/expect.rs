@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use toml::de::{DeTable, DeValue};
 
+use crate::cloud_audit::pool_of;
 use crate::cloud_audit::report::{Cloud, CloudEvent, Report};
 use crate::policy::cel::{CelExpression, CelVariables};
 use crate::policy::evaluate::{evaluate, ConditionContext, Request, RequestPrincipal};
@@ -169,7 +170,7 @@ impl Expectation {
                 };
                 let known = allowed
                     .iter()
-                    .any(|a| a == value || (what == "provider" && pool(a) == pool(value)));
+                    .any(|a| a == value || (what == "provider" && pool_of(a) == pool_of(value)));
                 Some(if known {
                     Ok(())
                 } else {
@@ -190,7 +191,7 @@ fn judge_trust_policy(
     event: &CloudEvent,
     role: &str,
 ) -> Result<(), String> {
-    let (principal, action, context) = if event.action == "AssumeRoleWithWebIdentity" {
+    let (principals, action, context) = if event.action == "AssumeRoleWithWebIdentity" {
         let provider = event.identity_provider.as_deref().unwrap_or_default();
         let host = provider.rsplit("oidc-provider/").next().unwrap_or(provider);
         let account = role.split(':').nth(4).unwrap_or_default();
@@ -212,35 +213,59 @@ fn judge_trust_policy(
         }
         let context = crate::policy::issuer::condition_context(&claims);
         (
-            RequestPrincipal::Federated(principal),
+            vec![RequestPrincipal::Federated(principal)],
             "sts:AssumeRoleWithWebIdentity",
             context,
         )
     } else {
         let caller = event.principal.clone().unwrap_or_default();
         (
-            RequestPrincipal::Aws(caller),
+            aws_principal_spellings(&caller)
+                .into_iter()
+                .map(RequestPrincipal::Aws)
+                .collect(),
             "sts:AssumeRole",
             ConditionContext::new("the caller"),
         )
     };
-    let decision = evaluate(
-        policy,
-        &Request {
-            principal,
-            action,
-            context: &context,
-        },
-    );
-    if decision.is_allowed() {
-        Ok(())
-    } else {
-        Err(format!(
+    let decisions: Vec<_> = principals
+        .into_iter()
+        .map(|principal| {
+            evaluate(
+                policy,
+                &Request {
+                    principal,
+                    action,
+                    context: &context,
+                },
+            )
+        })
+        .collect();
+    match decisions.iter().find(|d| d.is_allowed()) {
+        Some(_) => Ok(()),
+        None => Err(format!(
             "the trust policy would not admit {}: {}",
             event.identity(),
-            decision.explain()
-        ))
+            decisions.first().map(|d| d.explain()).unwrap_or_default()
+        )),
     }
+}
+
+/// The ways a trust policy may name an `AssumeRole` caller: its ARN as CloudTrail records it
+/// (a role session `arn:aws:sts::A:assumed-role/R/S`), the role itself
+/// (`arn:aws:iam::A:role/R`), the account (`arn:aws:iam::A:root`, `A`).
+fn aws_principal_spellings(caller: &str) -> Vec<String> {
+    let mut spellings = vec![caller.to_string()];
+    let account = caller.split(':').nth(4).unwrap_or_default();
+    if let Some(rest) = caller.split_once(":assumed-role/").map(|(_, r)| r) {
+        let role = rest.split('/').next().unwrap_or(rest);
+        spellings.push(format!("arn:aws:iam::{account}:role/{role}"));
+    }
+    if !account.is_empty() {
+        spellings.push(format!("arn:aws:iam::{account}:root"));
+        spellings.push(account.to_string());
+    }
+    spellings
 }
 
 /// Whether the provider's attribute condition admits the event's federated subject. Cloud
@@ -252,7 +277,7 @@ fn judge_provider(
     event: &CloudEvent,
 ) -> Result<(), String> {
     if let (Some(name), Some(principal)) = (name, event.principal.as_deref()) {
-        if principal.contains("workloadIdentityPools/") && pool(name) != pool(principal) {
+        if principal.contains("workloadIdentityPools/") && pool_of(name) != pool_of(principal) {
             return Err(format!("{principal} is not of the pool of {name}"));
         }
     }
@@ -277,17 +302,6 @@ fn judge_provider(
             condition.source()
         )),
     }
-}
-
-/// `projects/N/locations/global/workloadIdentityPools/P` of a provider or principal name.
-fn pool(name: &str) -> &str {
-    let start = name.find("projects/").unwrap_or(0);
-    let name = &name[start..];
-    let end = name
-        .find("/providers/")
-        .or_else(|| name.find("/subject/"))
-        .unwrap_or(name.len());
-    &name[..end]
 }
 
 /// The roles, service accounts and providers keyless.toml's `[defaults]` and profiles name.
@@ -487,6 +501,30 @@ mod tests {
             "{:?}",
             report.events[2].flagged
         );
+    }
+
+    #[test]
+    fn an_assume_role_caller_is_admitted_by_its_role_or_account() {
+        let policy = r#"{"Statement":[{"Effect":"Allow","Action":"sts:AssumeRole",
+            "Principal":{"AWS":"arn:aws:iam::123456789012:role/gcp-deploy"}}]}"#;
+        let expect = Expectation::parse(Path::new("partner.json"), policy).unwrap();
+        let hop = |caller: &str| {
+            let mut e = CloudEvent::new(
+                Cloud::Aws,
+                datetime!(2026-12-04 23:40 UTC),
+                "sts.amazonaws.com",
+                "AssumeRole",
+            );
+            e.principal = Some(caller.into());
+            e.role_arn = Some("arn:aws:iam::210987654321:role/partner-readonly".into());
+            e
+        };
+        let mut report = Report::new(vec![
+            hop("arn:aws:sts::123456789012:assumed-role/gcp-deploy/keyless-node-1"),
+            hop("arn:aws:sts::123456789012:assumed-role/admin/x"),
+        ]);
+        assert_eq!(flag_unexpected(&mut report, &[expect]), 1);
+        assert!(report.events[0].flagged.is_none());
     }
 
     #[test]

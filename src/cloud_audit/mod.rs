@@ -17,6 +17,19 @@ use std::str::FromStr;
 
 use time::{Duration, OffsetDateTime};
 
+/// `projects/N/locations/global/workloadIdentityPools/P` of a provider, pool or principal
+/// name (`//iam.googleapis.com/…/providers/X`, `principal://…/subject/S`): what a federated
+/// principal, a provider and an exchange's audience have in common.
+pub fn pool_of(name: &str) -> &str {
+    let start = name.find("projects/").unwrap_or(0);
+    let name = &name[start..];
+    let end = name
+        .find("/providers/")
+        .or_else(|| name.find("/subject/"))
+        .unwrap_or(name.len());
+    &name[..end]
+}
+
 /// `--since` / `--until`: a time ago (`24h`, `7d`, `90m`, plain seconds) or an RFC 3339 instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PointInTime {
