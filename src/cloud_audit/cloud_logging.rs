@@ -151,7 +151,7 @@ pub fn entries_filter(window: &TimeWindow) -> String {
         AUDITED_SERVICES[1],
         super::report::rfc3339(window.start),
         // Whole seconds, rounded outwards: an entry a fraction of a second before now counts.
-        super::report::rfc3339(window.end + time::Duration::seconds(1)),
+        super::report::rfc3339(window.end.saturating_add(time::Duration::seconds(1))),
     )
 }
 

@@ -86,8 +86,8 @@ impl Scope {
             Cloud::Aws => &["sts.amazonaws.com"],
             Cloud::Gcp => &["sts.googleapis.com", "iamcredentials.googleapis.com"],
         };
-        let near = self.window.start - GOOGLE_TIME_WINDOW <= exchange.time
-            && exchange.time <= self.window.end + GOOGLE_TIME_WINDOW;
+        let near = self.window.start.saturating_sub(GOOGLE_TIME_WINDOW) <= exchange.time
+            && exchange.time <= self.window.end.saturating_add(GOOGLE_TIME_WINDOW);
         let role = self
             .role_arn
             .as_deref()

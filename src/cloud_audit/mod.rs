@@ -39,6 +39,9 @@ pub enum PointInTime {
     At(OffsetDateTime),
 }
 
+/// How far back `--since` may reach: ten years.
+const MAX_AGO_SECONDS: u64 = 3650 * 86_400;
+
 /// A `--since` / `--until` value that is neither a duration nor an RFC 3339 time.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is neither a duration (24h, 7d, 90m, 3600) nor an RFC 3339 time (2026-12-04T23:00:00Z)")]
@@ -59,13 +62,22 @@ impl FromStr for PointInTime {
             return Ok(Self::At(at));
         }
         // CloudTrail keeps 90 days: days are the natural unit, which `Seconds` does not have.
-        if let Some(days) = text.strip_suffix('d') {
-            let days: i64 = days.parse().map_err(|_| invalid())?;
-            return Ok(Self::Ago(Duration::days(days)));
+        let seconds = match text.strip_suffix('d') {
+            Some(days) => days
+                .parse::<u64>()
+                .ok()
+                .and_then(|d| d.checked_mul(86_400))
+                .ok_or_else(invalid)?,
+            None => {
+                let seconds: crate::duration::Seconds = text.parse().map_err(|_| invalid())?;
+                seconds.as_duration().as_secs()
+            }
+        };
+        // Bounded, so `now - ago` is always a time: no audit log goes back further.
+        if seconds > MAX_AGO_SECONDS {
+            return Err(invalid());
         }
-        let seconds: crate::duration::Seconds = text.parse().map_err(|_| invalid())?;
-        let seconds = i64::try_from(seconds.as_duration().as_secs()).map_err(|_| invalid())?;
-        Ok(Self::Ago(Duration::seconds(seconds)))
+        Ok(Self::Ago(Duration::seconds(seconds as i64)))
     }
 }
 
@@ -147,6 +159,8 @@ mod tests {
         assert_eq!(at("90"), datetime!(2026-12-04 11:58:30 UTC));
         assert_eq!(at("2026-12-01T00:00:00Z"), datetime!(2026-12-01 0:00 UTC));
         assert!("yesterday".parse::<PointInTime>().is_err());
+        assert!("99999999999999999d".parse::<PointInTime>().is_err());
+        assert!("18446744073709551615".parse::<PointInTime>().is_err());
     }
 
     #[test]
