@@ -214,17 +214,25 @@ impl Report {
     pub fn to_text(&self) -> String {
         let correlated = self.keyless_without_cloud_record.is_some();
         let expected = self.events.iter().any(|r| r.flagged.is_some()) || self.flagged > 0;
-        let mut header = vec![
-            "TIME",
-            "EVENT",
-            "IDENTITY",
-            "AUDIENCE",
-            "TARGET",
-            "SESSION",
-            "SOURCE IP",
-            "REQUEST ID",
-            "RESULT",
-        ];
+        // AWS rows have an audience, a session and a request id; Google's have none of them.
+        let aws = self
+            .events
+            .first()
+            .is_none_or(|r| r.event.cloud == Cloud::Aws);
+        let mut header = match aws {
+            true => vec![
+                "TIME",
+                "EVENT",
+                "IDENTITY",
+                "AUDIENCE",
+                "TARGET",
+                "SESSION",
+                "SOURCE IP",
+                "REQUEST ID",
+                "RESULT",
+            ],
+            false => vec!["TIME", "METHOD", "SUBJECT", "TARGET", "CALLER IP", "RESULT"],
+        };
         if correlated {
             header.push("KEYLESS");
         }
@@ -235,17 +243,27 @@ impl Report {
         for row in &self.events {
             let e = &row.event;
             let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-            let mut cells = vec![
-                rfc3339(e.time),
-                e.action.clone(),
-                e.identity(),
-                dash(&e.audience),
-                e.target(),
-                dash(&e.session_name),
-                dash(&e.source_ip),
-                dash(&e.request_id),
-                e.outcome().to_string(),
-            ];
+            let mut cells = match aws {
+                true => vec![
+                    rfc3339(e.time),
+                    e.action.clone(),
+                    e.identity(),
+                    dash(&e.audience),
+                    e.target(),
+                    dash(&e.session_name),
+                    dash(&e.source_ip),
+                    dash(&e.request_id),
+                    e.outcome().to_string(),
+                ],
+                false => vec![
+                    rfc3339(e.time),
+                    e.action.clone(),
+                    e.identity(),
+                    e.target(),
+                    dash(&e.source_ip),
+                    e.outcome().to_string(),
+                ],
+            };
             if correlated {
                 cells.push(match &row.keyless {
                     Correlation::Exchange(x) => x.describe(),
