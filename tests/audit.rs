@@ -581,3 +581,64 @@ async fn gcp_logs_are_read_as_a_federated_identity() {
         "{doc:#}"
     );
 }
+
+/// A role chain is two STS calls: both are in CloudTrail, both matched to the one keyless
+/// exchange; `--role-arn` of the partner's role keeps the hop into it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chain_hop_is_matched_to_its_exchange() {
+    let w = LabWorld::start().await;
+    let partner = format!(
+        "arn:aws:iam::{}:role/{}",
+        keyless::lab::DEMO_PARTNER_ACCOUNT_ID,
+        keyless::lab::DEMO_PARTNER_ROLE
+    );
+    let out = w
+        .keyless(&[
+            "aws",
+            "credentials",
+            "--no-cache",
+            "--role-arn",
+            &w.role("gcp-deploy"),
+            "--chain-role",
+            &partner,
+            "--external-id",
+            keyless::lab::DEMO_PARTNER_EXTERNAL_ID,
+        ])
+        .await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let log = w.home.audit_log();
+    let out = audit(
+        &w,
+        &["aws", "--format", "json", "--local", log.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let doc = out.json();
+    let rows = events(&doc);
+    let actions: Vec<&str> = rows.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["AssumeRoleWithWebIdentity", "AssumeRole"],
+        "{doc:#}"
+    );
+    let hop = &rows[1];
+    assert_eq!(hop["role_arn"], partner.as_str());
+    assert!(
+        hop["principal"]
+            .as_str()
+            .unwrap()
+            .contains(":assumed-role/gcp-deploy/"),
+        "{hop:#}"
+    );
+    assert_eq!(hop["keyless"]["matched_by"], "request-id", "{hop:#}");
+    assert_eq!(
+        rows[0]["keyless"]["time"], hop["keyless"]["time"],
+        "one exchange, two calls"
+    );
+
+    let out = audit(&w, &["aws", "--format", "json", "--role-arn", &partner]).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let rows = events(&out.json());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["action"], "AssumeRole");
+}
