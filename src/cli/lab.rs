@@ -14,10 +14,11 @@ pub struct LabArgs {
     /// Port of the Google metadata server emulation (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub metadata_port: u16,
-    /// Port of the Google APIs emulation: IAM Credentials, OAuth, JWKS (0: any free port).
+    /// Port of the Google APIs emulation: IAM Credentials, OAuth, JWKS, Cloud Logging
+    /// (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub google_port: u16,
-    /// Port of the AWS STS emulation (0: any free port).
+    /// Port of the AWS STS emulation, which also serves CloudTrail (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub sts_port: u16,
     /// Port of the EC2 IMDSv2 and container-credentials emulation (0: any free port).
@@ -91,6 +92,16 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
     eprintln!(
         "  container authorization token: {}",
         lab.container_authorization_token()
+    );
+    eprintln!("Audit records (what the clouds recorded of the calls above):");
+    eprintln!(
+        "  CloudTrail LookupEvents: AWS_ENDPOINT_URL_CLOUDTRAIL={}  (signed with ci-user's key or any session the lab issued)",
+        lab.cloudtrail_url()
+    );
+    eprintln!(
+        "  Cloud Logging entries.list and getIamPolicy: --logging-url {}  (Data Access logs on for {})",
+        lab.logging_url(),
+        config.data_access_logs.join(", ")
     );
     // A projected token kept fresh as the kubelet would, and a GitHub Actions job's variables.
     let k8s_dir =

@@ -8,6 +8,10 @@
 //! tests point keyless at them with [`Lab::env`], break them on purpose with [`Lab::faults`] and
 //! count upstream calls with [`Lab::stats`].
 //!
+//! The clouds' audit trails are emulated too: CloudTrail records of the STS calls, served by
+//! `LookupEvents` ([`Lab::cloudtrail_events`]), and Cloud Audit Logs of Google STS and IAM
+//! Credentials, served by Cloud Logging `entries.list` ([`Lab::audit_log_entries`]).
+//!
 //! Both directions are covered: Google identities become AWS credentials
 //! (AssumeRoleWithWebIdentity), and AWS identities — static IAM user keys, AssumeRole sessions,
 //! IMDS and container credentials — become Google tokens through Google STS's AWS provider
@@ -71,9 +75,9 @@ use state::LabState;
 pub struct LabPorts {
     /// The GCE metadata server.
     pub metadata: u16,
-    /// IAM Credentials, OAuth token endpoint, JWKS, discovery.
+    /// IAM Credentials, OAuth token endpoint, JWKS, discovery, Cloud Logging.
     pub google_apis: u16,
-    /// AWS STS (and the `/_lab/` admin API).
+    /// AWS STS, CloudTrail `LookupEvents` (and the `/_lab/` admin API).
     pub aws_sts: u16,
     /// The EC2 IMDSv2 and container-credentials endpoints.
     pub aws_metadata: u16,

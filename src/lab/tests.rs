@@ -1136,6 +1136,7 @@ async fn fixed_ports_env_and_config_validation() {
     assert_eq!(env["GCE_METADATA_HOST"], lab.metadata_host());
     assert_eq!(env["GCE_METADATA_IP"], lab.metadata_host());
     assert_eq!(env["AWS_ENDPOINT_URL_STS"], lab.aws_sts_url());
+    assert_eq!(env["AWS_ENDPOINT_URL_CLOUDTRAIL"], lab.aws_sts_url());
     assert_eq!(env["KEYLESS_IAMCREDENTIALS_URL"], lab.google_apis_url());
     assert_eq!(env["AWS_REGION"], "us-east-1");
     let taken = Lab::start_on(

@@ -815,3 +815,116 @@ async fn entries_list_filters_orders_pages_and_refuses() {
         200
     );
 }
+
+/// GetWebIdentityToken signed by a role session is recorded with the `AssumedRole` identity and
+/// its session issuer, and without the token it minted.
+#[tokio::test]
+async fn get_web_identity_token_is_recorded_without_the_token() {
+    let lab = demo_lab().await;
+    lab.enable_outbound_federation();
+    let session = lab.issue_role_credentials("aws-workload", "build-7", Duration::from_secs(3600));
+    let url = format!("{}/", lab.aws_sts_url());
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let body = "Action=GetWebIdentityToken&Version=2011-06-15&Audience.member.1=https%3A%2F%2Frp.example&SigningAlgorithm=RS256";
+    let signed = crate::exchange::aws_sts::sign_request(
+        "POST",
+        &url,
+        &headers,
+        body.as_bytes(),
+        &session,
+        "us-east-1",
+        "sts",
+        SystemTime::now(),
+    )
+    .unwrap();
+    let mut request = http()
+        .post(&url)
+        .header(headers[0].0, headers[0].1)
+        .body(body);
+    for (k, v) in signed {
+        request = request.header(k, v.expose().to_string());
+    }
+    let r = request.send().await.unwrap();
+    let request_id = r.headers()["x-amzn-requestid"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let answer = r.text().await.unwrap();
+    assert!(answer.contains("<WebIdentityToken>"), "{answer}");
+    let token = xml_text(&answer, "WebIdentityToken").unwrap();
+
+    let records = lab.cloudtrail_events();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let r = &records[0];
+    assert_eq!(r["eventName"], "GetWebIdentityToken");
+    assert_eq!(r["requestID"], request_id.as_str());
+    let identity = &r["userIdentity"];
+    assert_eq!(identity["type"], "AssumedRole");
+    assert_eq!(
+        identity["arn"],
+        format!(
+            "arn:aws:sts::{}:assumed-role/aws-workload/build-7",
+            lab.account_id()
+        )
+    );
+    assert_eq!(identity["accessKeyId"], session.access_key_id.as_str());
+    assert_eq!(
+        identity["sessionContext"]["sessionIssuer"]["arn"],
+        lab.role_arn("aws-workload")
+    );
+    assert_eq!(
+        r["requestParameters"]["audience"],
+        json!(["https://rp.example"])
+    );
+    assert!(r["responseElements"]["expiration"].as_str().is_some());
+    let text = r.to_string();
+    assert!(!text.contains(&token));
+    assert_no_secret(&lab, &text);
+}
+
+/// By hand: the real `aws` CLI reads LookupEvents from the lab, following NextToken page by
+/// page. `cargo test --lib aws_cli_looks_up -- --ignored` (needs `aws` on PATH, e.g. the test
+/// venv's).
+#[tokio::test]
+#[ignore = "needs the aws CLI"]
+async fn aws_cli_looks_up_events_page_by_page() {
+    let lab = demo_lab().await;
+    for n in 0..3 {
+        let token = lab.mint_id_token(DEPLOYER, "sts.amazonaws.com", Duration::from_secs(600));
+        let (status, _, _) = assume_with_web_identity(&lab, "gcp-deploy", &token).await;
+        assert_eq!(status, 200, "exchange {n}");
+    }
+    let user = lab.aws_user_credentials("ci-user");
+    let out = tokio::process::Command::new("aws")
+        .args([
+            "cloudtrail",
+            "lookup-events",
+            "--lookup-attributes",
+            "AttributeKey=EventName,AttributeValue=AssumeRoleWithWebIdentity",
+            "--page-size",
+            "1",
+            "--output",
+            "json",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_CLOUDTRAIL", lab.cloudtrail_url())
+        .env("AWS_ACCESS_KEY_ID", &user.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", user.secret_access_key.expose())
+        .output()
+        .await
+        .expect("the aws CLI runs");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let events = answer["Events"].as_array().unwrap();
+    assert_eq!(events.len(), 3, "{answer:#}");
+    let record: Value =
+        serde_json::from_str(events[0]["CloudTrailEvent"].as_str().unwrap()).unwrap();
+    assert_eq!(record["userIdentity"]["type"], "WebIdentityUser");
+}
