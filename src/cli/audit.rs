@@ -12,13 +12,13 @@ use crate::cli::exit_code;
 use crate::cloud_audit::cloud_logging::{
     self, LoggingQuery, DEFAULT_LOGGING_URL, DEFAULT_RESOURCE_MANAGER_URL,
 };
-use crate::cloud_audit::cloudtrail::{self, CloudTrailEndpoint};
+use crate::cloud_audit::cloudtrail::{self, CloudTrailEndpoint, CloudTrailError};
 use crate::cloud_audit::correlate::{self, Scope};
 use crate::cloud_audit::expect::{self, Expectation};
 use crate::cloud_audit::report::{Cloud, CloudEvent, Report};
 use crate::cloud_audit::{PointInTime, TimeWindow};
 use crate::secret::Secret;
-use crate::source::aws::{AwsIdentitySource, AwsSourceOptions};
+use crate::source::aws::{AwsIdentitySource, AwsSourceError, AwsSourceOptions};
 use crate::types::{Region, TokenSourceSpec, UpstreamUrl};
 
 /// The `audit` subcommands.
@@ -215,7 +215,11 @@ async fn audit_aws(
         region: args.region.clone(),
         ..Default::default()
     })
-    .await?;
+    .await
+    .map_err(|e| match e {
+        AwsSourceError::NoRegion { .. } => anyhow::Error::new(CloudTrailError::NoRegion),
+        other => other.into(),
+    })?;
     let endpoint = CloudTrailEndpoint::resolve(source.region())?;
     let credentials = source.fetch_credentials().await?;
     let events = cloudtrail::fetch_federation_events(

@@ -114,6 +114,11 @@ pub enum CloudTrailError {
     /// The request could not be signed.
     #[error("could not sign the LookupEvents request: {0}")]
     Signing(String),
+
+    /// No region anywhere: CloudTrail's Event history is regional.
+    #[error("no AWS region to read CloudTrail in: each region keeps its own Event history (calls to the global STS endpoint are in us-east-1)\n  \
+             hint: pass --region REGION (or set AWS_REGION)")]
+    NoRegion,
 }
 
 impl crate::classify::Classify for CloudTrailError {
@@ -123,6 +128,7 @@ impl crate::classify::Classify for CloudTrailError {
             Self::Refused { .. } => Class::Refused,
             Self::Unavailable { .. } => Class::Unavailable,
             Self::Failed { status, .. } if *status >= 500 => Class::Unavailable,
+            Self::NoRegion => Class::Usage,
             Self::Failed { .. } | Self::Unreadable { .. } | Self::Signing(_) => Class::Failure,
         }
     }
