@@ -154,6 +154,10 @@ pub const TARGETS: &[Target] = &[
         name: "google_oidc_mapping",
         run: google_oidc_mapping,
     },
+    Target {
+        name: "cloud_audit",
+        run: cloud_audit,
+    },
 ];
 
 /// A fixed "now" (2023-11-14T22:13:20Z), so that a crash reproduces whatever the clock says.
@@ -1311,6 +1315,63 @@ thread_local! {
             http: crate::wire::http::build().expect("an HTTP client"),
         }
     };
+}
+
+/// What `keyless audit` reads: a CloudTrail record, a Cloud Audit Logs entry, keyless's own
+/// audit-log lines, an `--expect` file (JSON or keyless.toml) and a `--since` value. Whatever
+/// parses correlates, is checked and renders; the JSON report reads back, and a record's
+/// row only ever holds what the record said (never more text than it had).
+pub fn cloud_audit(data: &[u8]) {
+    use crate::cloud_audit::correlate::{correlate, parse_local_log, Scope};
+    use crate::cloud_audit::expect::{flag_unexpected, Expectation};
+    use crate::cloud_audit::report::{Cloud, Report};
+    use crate::cloud_audit::{cloud_logging, cloudtrail, PointInTime, TimeWindow};
+
+    let text = String::from_utf8_lossy(data);
+    let mut events = Vec::new();
+    if let Ok(event) = cloudtrail::parse_record(&text) {
+        events.push(event);
+    }
+    if let Ok(entry) = serde_json::from_str::<Value>(&text) {
+        if let Ok(event) = cloud_logging::parse_entry(&entry) {
+            events.push(event);
+        }
+    }
+    for event in &events {
+        let row = serde_json::to_string(event).expect("a row serialises");
+        assert!(
+            row.len() <= 4 * text.len() + 1024,
+            "a row is made of the record's text"
+        );
+    }
+    let local = parse_local_log(Path::new("audit.jsonl"), &text).unwrap_or_default();
+    let expectations: Vec<Expectation> = ["expect.json", "keyless.toml"]
+        .iter()
+        .filter_map(|file| Expectation::parse(Path::new(file), &text).ok())
+        .collect();
+    let now = OffsetDateTime::from_unix_timestamp(NOW).expect("a fixed time");
+    if let Ok(since) = text.trim().parse::<PointInTime>() {
+        let _ = TimeWindow::new(since, None, now);
+    }
+    let window = TimeWindow {
+        start: OffsetDateTime::UNIX_EPOCH,
+        end: now,
+    };
+    for cloud in [Cloud::Aws, Cloud::Gcp] {
+        let mut report = Report::new(events.clone());
+        let scope = Scope {
+            cloud,
+            window,
+            role_arn: None,
+            service_account: None,
+            provider: None,
+        };
+        correlate(&mut report, &local, &scope);
+        flag_unexpected(&mut report, &expectations);
+        let _ = report.to_text();
+        let json: Value = serde_json::from_str(&report.to_json()).expect("the report is JSON");
+        assert_eq!(json["events"].as_array().map(Vec::len), Some(events.len()));
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ const PLACES: &[(&str, Place)] = &[
     ("main", Place::Layer(0)),
     ("cli", Place::Layer(1)),
     ("setup", Place::Layer(2)),
+    // `keyless audit`: reads what the clouds recorded; uses sources for credentials.
+    ("cloud_audit", Place::Layer(2)),
     ("daemon", Place::Layer(3)),
     // keyless.toml: read by the daemon and the command line; names channels and sources.
     ("config", Place::Layer(4)),

@@ -7,7 +7,8 @@
 //! clouds that the tests and `keyless demo` run against. [`refresh`] keeps credentials fresh
 //! for the long-running servers and [`daemon`] (what `keyless serve` runs, from [`config`]);
 //! [`setup`] generates both clouds' trust configuration, which `keyless lint` and `keyless
-//! doctor` check with [`policy`]. [`cli`] is the command line only: flags, rendering, and the
+//! doctor` check with [`policy`]; [`cloud_audit`] reads what the clouds recorded for `keyless
+//! audit`. [`cli`] is the command line only: flags, rendering, and the
 //! exit code each error's [`classify::Class`] gives.
 //!
 //! Dependencies point one way: `cli → daemon → deliver → refresh → exchange → source → wire`;
@@ -44,6 +45,7 @@ pub mod cache;
 pub mod classify;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod cloud_audit;
 #[cfg(feature = "cli")]
 pub mod config;
 pub mod credentials;

@@ -124,4 +124,5 @@ replay_tests!(
     sts_outbound,
     chain_values,
     google_oidc_mapping,
+    cloud_audit,
 );

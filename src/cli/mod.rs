@@ -7,6 +7,7 @@
 //! `[defaults]` there are meant literally, not as rustdoc links.
 #![allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
 
+pub mod audit;
 pub mod aws;
 pub mod completions;
 pub mod config_defaults;
@@ -149,6 +150,9 @@ pub enum Command {
         after_help = "Examples:\n  keyless lint trust-policy.json\n  aws iam get-role --role-name DeploymentRole > role.json && keyless lint role.json --fail-on medium\n  keyless lint --format sarif policies/*.json > lint.sarif"
     )]
     Lint(lint::LintArgs),
+    /// Read what the clouds recorded (CloudTrail, Cloud Audit Logs): who crossed which boundary, as whom.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the cloud resources a federation needs (Terraform, CloudFormation, shell, Pulumi).
     #[command(subcommand)]
     Setup(setup::SetupCommand),
@@ -263,6 +267,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Lint(args) => lint::run(args).await,
         Command::Doctor(cmd) => doctor::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
         Command::Setup(cmd) => setup::run(cmd).await,
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => manual::run(args),
@@ -323,6 +328,11 @@ const CLASSIFIED: &[crate::classify::Classifier] = {
         of::<crate::types::SpecError>,
         of::<crate::deliver::server::ServerError>,
         of::<crate::deliver::ecs_server::AuthTokenFileError>,
+        of::<crate::cloud_audit::cloudtrail::CloudTrailError>,
+        of::<crate::cloud_audit::cloud_logging::CloudLoggingError>,
+        of::<crate::cloud_audit::correlate::LocalLogError>,
+        of::<crate::cloud_audit::expect::ExpectError>,
+        of::<crate::cloud_audit::EmptyWindow>,
         of::<crate::audit::AuditLogError>,
     ]
 };

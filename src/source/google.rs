@@ -230,10 +230,7 @@ impl Impersonation {
         http: &reqwest::Client,
         audience: &str,
     ) -> Result<IdToken, SourceError> {
-        let (access_token, caller) = match find_authorized_user_adc()? {
-            Some((path, adc)) => (adc.fetch_access_token(http, &path).await?, adc.describe()),
-            None => self.metadata.fetch_access_token(http).await?,
-        };
+        let (access_token, caller) = fetch_caller_access_token(http, &self.metadata).await?;
         let token = fetch_generated_id_token(
             http,
             &self.iamcredentials_url,
@@ -261,6 +258,20 @@ impl Impersonation {
             },
         })?;
         IdToken::parse(token, "IAM Credentials generateIdToken")
+    }
+}
+
+/// An access token for the Google caller keyless runs as, and who that is: the
+/// `authorized_user` Application Default Credentials file when there is one (a developer's
+/// laptop), else the metadata server's default service account. What `impersonate:` calls IAM
+/// Credentials with, and what `keyless audit gcp` reads Cloud Logging with.
+pub async fn fetch_caller_access_token(
+    http: &reqwest::Client,
+    metadata: &MetadataServer,
+) -> Result<(Secret, String), SourceError> {
+    match find_authorized_user_adc()? {
+        Some((path, adc)) => Ok((adc.fetch_access_token(http, &path).await?, adc.describe())),
+        None => metadata.fetch_access_token(http).await,
     }
 }
 
