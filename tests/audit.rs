@@ -642,3 +642,52 @@ async fn a_chain_hop_is_matched_to_its_exchange() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["action"], "AssumeRole");
 }
+
+/// The real `aws` CLI (the test venv's) reads the lab's CloudTrail: `aws cloudtrail
+/// lookup-events` signs for `cloudtrail`, follows NextToken page by page, and finds each of
+/// keyless's exchanges under the request id keyless's own audit log has for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_cli_reads_the_lab_cloudtrail_page_by_page() {
+    let w = LabWorld::start().await;
+    two_exchanges(&w).await;
+    let user = w.lab.aws_user_credentials("ci-user");
+    let mut cmd = std::process::Command::new(support::venv::bin("aws"));
+    cmd.args([
+        "cloudtrail",
+        "lookup-events",
+        "--lookup-attributes",
+        "AttributeKey=EventName,AttributeValue=AssumeRoleWithWebIdentity",
+        "--page-size",
+        "1",
+        "--output",
+        "json",
+    ])
+    .env("HOME", w.home.home())
+    .env("AWS_CONFIG_FILE", w.home.config_file())
+    .env("AWS_SHARED_CREDENTIALS_FILE", w.home.credentials_file());
+    for (k, v) in aws_env(&user) {
+        cmd.env(k, v);
+    }
+    let out = w.run(cmd).await;
+    assert_eq!(out.code(), 0, "{out}");
+    let answer: Value = serde_json::from_str(&out.stdout).unwrap();
+    let events = answer["Events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "both pages, one event each: {answer:#}");
+    let mut recorded: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let record: Value =
+                serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap();
+            assert_eq!(record["userIdentity"]["type"], "WebIdentityUser");
+            record["requestID"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let mut logged: Vec<String> = w
+        .audit_events()
+        .iter()
+        .flat_map(|e| e.upstream.iter().filter_map(|c| c.request_id.clone()))
+        .collect();
+    recorded.sort();
+    logged.sort();
+    assert_eq!(recorded, logged);
+}
