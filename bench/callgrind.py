@@ -45,7 +45,7 @@ def callgrind(name, argv, env, work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.environ.get(
-        "KEYLESS_BENCH_BINARY", str(suite.ROOT / "target" / "release" / "keyless")))
+        "KEYLESS_BENCH_BINARY", str(suite.ROOT / "target" / "dist" / "keyless")))
     args = ap.parse_args()
     binary = args.binary
     work = Path(tempfile.mkdtemp(prefix="keyless-callgrind-"))

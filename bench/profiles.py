@@ -5,7 +5,7 @@ time and measures size, the warm credential_process and `--version`.
 Variants (cumulative, each from the one above):
   cargo-defaults  opt-level 3, lto = false, codegen-units = 16, panic = unwind, no strip
   lto             + lto = "fat"
-  release         + codegen-units = 1, strip = true   (what Cargo.toml ships)
+  dist            + codegen-units = 1, strip = true   (what ships: `--profile dist`)
   panic-abort     + panic = "abort"                   (measured, not shipped: see BENCHMARKS.md)
 
 Each build goes to target/bench-profiles/build, which is deleted after its binary is copied
@@ -34,7 +34,7 @@ VARIANTS = [
      {"lto": "false", "codegen-units": "16", "strip": "false", "panic": '"unwind"'}),
     ("lto", "+ lto=fat", {"lto": "true", "codegen-units": "16", "strip": "false",
                           "panic": '"unwind"'}),
-    ("release", "+ codegen-units=1, strip (shipped)", None),
+    ("dist", "+ codegen-units=1, strip (shipped: --profile dist)", None),
     ("panic-abort", "+ panic=abort", {"lto": "true", "codegen-units": "1", "strip": "true",
                                       "panic": '"abort"'}),
 ]
@@ -43,7 +43,7 @@ VARIANTS = [
 def build(name, overrides, reuse):
     if overrides is None:
         binary = Path(os.environ.get("KEYLESS_BENCH_BINARY",
-                                     suite.ROOT / "target" / "release" / "keyless"))
+                                     suite.ROOT / "target" / "dist" / "keyless"))
         return binary, None
     keep = TARGET / "bin" / name
     took_file = keep.with_suffix(".seconds")
@@ -77,7 +77,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="keyless-profiles-"))
     env = suite.base_env(work)
     variants = []
-    lab = suite.Lab(str(builds["release"][0]), work)
+    lab = suite.Lab(str(builds["dist"][0]), work)
     try:
         lab_env = {**env, **lab.env}
         for name, settings, _ in VARIANTS:
@@ -105,7 +105,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     shipped_build = suite.BENCH / "results" / "build-time.json"
     for v in variants:
-        if v["name"] == "release" and shipped_build.exists():
+        if v["name"] == "dist" and shipped_build.exists():
             v["build_seconds"] = json.loads(shipped_build.read_text())["seconds"]
     out = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

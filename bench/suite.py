@@ -492,7 +492,7 @@ SECTIONS = ["credential_process", "aws_to_gcp", "micro", "endpoints", "single_fl
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--binary", default=os.environ.get(
-        "KEYLESS_BENCH_BINARY", str(ROOT / "target" / "release" / "keyless")))
+        "KEYLESS_BENCH_BINARY", str(ROOT / "target" / "dist" / "keyless")))
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test, not figures)")
     ap.add_argument("--only", action="append", choices=SECTIONS,
                     help="run only these sections (repeatable); the others keep their last results")

@@ -965,7 +965,8 @@ fn the_dockerfile_is_lint_clean_multi_stage_and_non_root() {
     assert_ne!(uid, 0);
     assert!(after_runtime.contains("ENTRYPOINT [\"/usr/local/bin/keyless\"]"));
     let build = text.split(froms[1]).next().unwrap();
-    assert!(build.contains("cargo build --release --locked --bin keyless"));
+    // The shipped binary is the dist profile's (fat LTO, one codegen unit), not the quick release.
+    assert!(build.contains("cargo build --profile dist --locked --bin keyless"));
 
     let ignore = std::fs::read_to_string(repo().join("deploy/Dockerfile.dockerignore")).unwrap();
     assert!(
