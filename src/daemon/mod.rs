@@ -49,7 +49,7 @@ use crate::deliver::metrics::MetricsRegistry;
 use crate::deliver::{listen_fds, server};
 
 use profile::RunningProfile;
-pub use profile::{check_supported, StartError};
+pub use profile::StartError;
 use signals::{Event, Signals};
 
 /// What `keyless serve` was told on its command line (or by `KEYLESS_*` variables).
@@ -85,10 +85,6 @@ pub async fn run(args: Options) -> anyhow::Result<i32> {
             return Ok(exit_code::USAGE);
         }
     };
-    if let Err(e) = check_supported(&config) {
-        eprintln!("keyless: {e}");
-        return Ok(exit_code::USAGE);
-    }
     // The file's audit log, unless --audit-log (installed by the command line) names one.
     if let (None, Some(path)) = (crate::audit::installed_log(), &config.audit_log) {
         match crate::audit::AuditLog::open(path) {

@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::audit::AuditContext;
 use crate::classify::{Class, Classify};
-use crate::config::{Channel, Config, ProfileConfig};
+use crate::config::{Channel, ProfileConfig};
 use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
 use crate::deliver::{aws_files, ecs_server, imds_server, server};
 use crate::exchange::aws_sts::RoleArn;
@@ -29,16 +29,6 @@ type StatusFn = Box<dyn Fn() -> crate::refresh::RefreshStatus + Send + Sync>;
 /// Why a profile could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The channel's server is not part of this build yet.
-    #[error(
-        "profile `{profile}`: {key} is not supported by `keyless serve` in this build\n  \
-         hint: run `keyless {command}` for this profile instead, or remove {key}"
-    )]
-    ChannelNotInThisBuild {
-        profile: String,
-        key: &'static str,
-        command: &'static str,
-    },
     /// The profile could not be turned into a working credential source.
     #[error("profile `{profile}`: {cause}")]
     Profile { profile: String, cause: String },
@@ -54,8 +44,7 @@ impl StartError {
     /// The profile it is about.
     pub fn profile(&self) -> &str {
         match self {
-            Self::ChannelNotInThisBuild { profile, .. }
-            | Self::Profile { profile, .. }
+            Self::Profile { profile, .. }
             | Self::Listen { profile, .. } => profile,
         }
     }
@@ -71,36 +60,6 @@ impl Classify for StartError {
             } => Class::Failure,
             _ => Class::Usage,
         }
-    }
-}
-
-/// Fails on the first channel this build cannot run, before anything starts.
-///
-/// Hook for the servers: when `ecs_server`, `imds_server` and `gce_metadata_server` are merged,
-/// make `start_channel` start them and drop their arms here.
-pub fn check_supported(config: &Config) -> Result<(), StartError> {
-    for (name, profile) in &config.profiles {
-        for channel in profile.channels() {
-            if let Some(command) = unsupported_channel(channel) {
-                return Err(StartError::ChannelNotInThisBuild {
-                    profile: name.clone(),
-                    key: channel.key(),
-                    command,
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The standalone command that serves `channel`, if the daemon cannot run it yet.
-fn unsupported_channel(channel: &Channel) -> Option<&'static str> {
-    match channel {
-        Channel::EcsServer { .. }
-        | Channel::ImdsServer { .. }
-        | Channel::GceMetadataServer { .. }
-        | Channel::TokenFile { .. }
-        | Channel::CredentialsFile { .. } => None,
     }
 }
 

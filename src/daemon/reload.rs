@@ -8,16 +8,14 @@ use std::net::SocketAddr;
 use crate::config::{self, Channel, Config, ProfileConfig};
 use crate::deliver::{listen_fds, server};
 
-use super::profile::{check_supported, RunningProfile, StartError};
+use super::profile::{RunningProfile, StartError};
 use super::Daemon;
 
 impl Daemon {
     pub(super) async fn reload(&mut self) {
         self.generation += 1;
         tracing::info!(config = %self.config_path.display(), "SIGHUP: reloading");
-        let loaded = config::load_for(&self.config_path, &self.reader)
-            .map_err(|e| e.to_string())
-            .and_then(|c| check_supported(&c).map(|()| c).map_err(|e| e.to_string()));
+        let loaded = config::load_for(&self.config_path, &self.reader).map_err(|e| e.to_string());
         match loaded {
             Ok(config) => {
                 self.reload_error = None;
