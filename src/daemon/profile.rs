@@ -44,8 +44,7 @@ impl StartError {
     /// The profile it is about.
     pub fn profile(&self) -> &str {
         match self {
-            Self::Profile { profile, .. }
-            | Self::Listen { profile, .. } => profile,
+            Self::Profile { profile, .. } | Self::Listen { profile, .. } => profile,
         }
     }
 }

@@ -224,6 +224,7 @@ impl crate::refresh::engine::Upstream for AwsRoleUpstream {
     async fn fetch(
         &self,
     ) -> Result<(AssumedRole, OffsetDateTime), crate::refresh::engine::RefreshError> {
+        let _turn = crate::refresh::in_flight::turn(&self.profile.endpoint.url).await;
         let role =
             self.profile.fetch(&self.http).await.map_err(|e| {
                 crate::refresh::engine::RefreshError::from_error(&e, e.is_transient())

@@ -521,6 +521,7 @@ impl crate::refresh::engine::Upstream for GcpTokenUpstream {
     async fn fetch(
         &self,
     ) -> Result<(GcpToken, time::OffsetDateTime), crate::refresh::engine::RefreshError> {
+        let _turn = crate::refresh::in_flight::turn(self.profile.token_url.as_str()).await;
         let token =
             self.profile.fetch(&self.http).await.map_err(|e| {
                 crate::refresh::engine::RefreshError::from_error(&e, e.is_transient())
@@ -544,6 +545,7 @@ impl crate::refresh::engine::Upstream for GcpIdTokenUpstream {
     async fn fetch(
         &self,
     ) -> Result<(Secret, time::OffsetDateTime), crate::refresh::engine::RefreshError> {
+        let _turn = crate::refresh::in_flight::turn(self.profile.token_url.as_str()).await;
         let token = self
             .profile
             .fetch_id_token(&self.http, &self.target_audience)

@@ -6,6 +6,7 @@
 pub mod aws_role;
 pub mod engine;
 pub mod gcp_token;
+pub mod in_flight;
 
 pub use aws_role::{AwsRoleProfile, AwsRoleUpstream, GoogleIdTokenUpstream};
 pub use engine::{
