@@ -17,7 +17,7 @@
 //!    which holds the same roots a file each (reading both doubled the cost).
 //! 3. The system's certificate directory (`/etc/ssl/certs`, …) when there is no bundle file.
 //! 4. Mozilla's roots compiled into keyless (`webpki-roots`), when the system has no store at
-//!    all (a distroless or `scratch` image).
+//!    all (a `scratch` image, or one without `ca-certificates`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
