@@ -209,7 +209,7 @@ type Loaded = Result<(Arc<WebPkiServerVerifier>, Origin), Arc<RootsError>>;
 
 impl LazyRoots {
     /// Roots from `locations` (tests); [`process`] is the one everything else shares.
-    pub fn from(locations: Locations) -> Arc<Self> {
+    pub fn at(locations: Locations) -> Arc<Self> {
         Arc::new(Self::new(Some(locations)))
     }
 
@@ -414,7 +414,7 @@ mod tests {
     #[tokio::test]
     async fn an_http_request_never_loads_the_roots() {
         let dir = tempfile::tempdir().unwrap();
-        let roots = LazyRoots::from(env_file(&dir.path().join("never-read.pem")));
+        let roots = LazyRoots::at(env_file(&dir.path().join("never-read.pem")));
         let url = serve(None).await;
         assert_eq!(get(&roots, &url).await.unwrap(), "hello");
         assert!(roots.loaded().is_none(), "{:?}", roots.loaded());
@@ -428,13 +428,13 @@ mod tests {
         std::fs::write(&ca, &pki.ca_pem).unwrap();
         let url = serve(Some(pki.server.clone())).await;
 
-        let roots = LazyRoots::from(env_file(&ca));
+        let roots = LazyRoots::at(env_file(&ca));
         assert_eq!(get(&roots, &url).await.unwrap(), "hello");
         assert_eq!(get(&roots, &url).await.unwrap(), "hello");
         assert_eq!(roots.loaded().unwrap().unwrap(), &Origin::Environment);
 
         // The compiled roots (what a store-less system trusts) do not know this CA.
-        let compiled = LazyRoots::from(Locations::default());
+        let compiled = LazyRoots::at(Locations::default());
         let err = get(&compiled, &url).await.unwrap_err();
         assert!(err.contains("UnknownIssuer"), "{err}");
         assert_eq!(compiled.loaded().unwrap().unwrap(), &Origin::Compiled);
@@ -446,7 +446,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
         let url = serve(Some(pki.server)).await;
-        let roots = LazyRoots::from(env_file(&missing));
+        let roots = LazyRoots::at(env_file(&missing));
         let err = get(&roots, &url).await.unwrap_err();
         assert!(
             err.contains(&format!("SSL_CERT_FILE={}", missing.display())),
