@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use support::LabWorld;
+use support::{LabWorld, UnreadRoots};
 
 const DEPLOYER: &str = "deployer@keyless-lab.iam.gserviceaccount.com";
 const CI_RUNNER: &str = "ci-runner@keyless-lab.iam.gserviceaccount.com";
@@ -91,6 +91,24 @@ async fn second_call_is_served_from_the_cache() {
     assert_eq!(third.code(), 0, "{}", third.stderr);
     assert_ne!(first.json()["AccessKeyId"], third.json()["AccessKeyId"]);
     assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 2);
+}
+
+/// A cold exchange against the lab's `http://` endpoints never reads the TLS roots (they were
+/// nine tenths of its CPU, BENCHMARKS.md "Profile"): an `SSL_CERT_FILE` that tells whether it
+/// was opened stays unopened.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_exchange_never_reads_the_tls_roots() {
+    let w = LabWorld::start().await;
+    let roots = UnreadRoots::new();
+    let path = roots.path().to_str().unwrap().to_string();
+    let role = w.role("gcp-deploy");
+    let args = ["aws", "credentials", "--role-arn", &role, "--no-cache"];
+    let out = w.keyless_env(&args, &[("SSL_CERT_FILE", &path)]).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        !roots.was_opened(),
+        "the roots were read for http:// endpoints"
+    );
 }
 
 /// The cache follows the identity, not the source's name: a token file replaced with another

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use keyless::credentials::AwsCredentials;
 use serde_json::Value;
-use support::{CommandOutput, LabWorld};
+use support::{CommandOutput, LabWorld, UnreadRoots};
 
 const COPYCAT: &str = "copycat@keyless-lab.iam.gserviceaccount.com";
 const DEPLOYER: &str = "deployer@keyless-lab.iam.gserviceaccount.com";
@@ -226,6 +226,33 @@ async fn imdsv2_credentials_and_region() {
     let out = w.run(cmd).await;
     assert_eq!(out.code(), 0, "{out}");
     assert_eq!(w.storage_status(out.stdout.trim()).await, 200);
+}
+
+/// The AWS SDK's client reaches IMDS (and the lab's Google side) over `http://` without
+/// building its TLS connector, which would read the roots: `SSL_CERT_FILE` stays unopened.
+#[tokio::test(flavor = "multi_thread")]
+async fn imds_over_http_never_reads_the_tls_roots() {
+    let w = LabWorld::start().await;
+    let roots = UnreadRoots::new();
+    let audience = w.lab.workload_identity_audience();
+    let mut cmd = w.home.keyless([
+        "gcp",
+        "token",
+        "--audience",
+        &audience,
+        "--service-account",
+        COPYCAT,
+    ]);
+    w.point_at_lab(&mut cmd, &[]);
+    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", w.lab.imds_endpoint())
+        .env("SSL_CERT_FILE", roots.path());
+    let out = w.run(cmd).await;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        !roots.was_opened(),
+        "the roots were read for http:// endpoints"
+    );
 }
 
 /// An identity the provider's attribute condition does not admit (the IAM user itself, not the

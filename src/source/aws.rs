@@ -41,7 +41,17 @@ use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::tls;
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
+use aws_smithy_types::config_bag::ConfigBag;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
@@ -512,19 +522,96 @@ impl CredentialChain {
     }
 }
 
-/// The one HTTPS client for every AWS call of this process: rustls on ring (no aws-lc in our
-/// build), native roots loaded on the first HTTPS connection, not here.
+/// The one HTTP client for every AWS call of this process: the ECS and IMDS endpoints (and the
+/// lab) are `http://` and go through a plain client; anything else through rustls on ring (no
+/// aws-lc in our build). The TLS client is asked for a connector only by the first request that
+/// needs one, because building it parses the system's roots (the bundle and the directory:
+/// ~18 M instructions, BENCHMARKS.md "Profile") that an `http://` endpoint has no use for.
 fn https_client() -> SharedHttpClient {
     static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build_https()
+            SharedHttpClient::new(BySchemeClient {
+                plain: aws_smithy_http_client::Builder::new().build_http(),
+                tls: aws_smithy_http_client::Builder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            })
         })
         .clone()
+}
+
+/// Picks the plain or the TLS client by each request's scheme (see [`https_client`]). Both cache
+/// their connectors per settings, so asking them per request costs no new pool.
+#[derive(Debug)]
+struct BySchemeClient {
+    plain: SharedHttpClient,
+    tls: SharedHttpClient,
+}
+
+impl HttpClient for BySchemeClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(BySchemeConnector {
+            plain: self.plain.http_connector(settings, components),
+            tls: self.tls.clone(),
+            settings: settings.clone(),
+            components: components.clone(),
+        })
+    }
+
+    // The SDK's clients validate their HTTP client when built; the TLS client's validation
+    // builds its connector (and reads the roots), so only the plain one, which checks the same
+    // settings, is asked.
+    fn validate_base_client_config(
+        &self,
+        components: &RuntimeComponentsBuilder,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.plain.validate_base_client_config(components, cfg)
+    }
+
+    fn validate_final_config(
+        &self,
+        components: &RuntimeComponents,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.plain.validate_final_config(components, cfg)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.tls.connector_metadata()
+    }
+}
+
+#[derive(Debug)]
+struct BySchemeConnector {
+    plain: SharedHttpConnector,
+    tls: SharedHttpClient,
+    settings: HttpConnectorSettings,
+    components: RuntimeComponents,
+}
+
+impl HttpConnector for BySchemeConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        if is_plain_http(request.uri()) {
+            self.plain.call(request)
+        } else {
+            self.tls
+                .http_connector(&self.settings, &self.components)
+                .call(request)
+        }
+    }
+}
+
+fn is_plain_http(uri: &str) -> bool {
+    uri.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
 }
 
 /// The region chain of the SDKs: environment, the profile's `region`, then instance metadata.
@@ -684,6 +771,14 @@ fn looks_transient(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_http_skips_the_tls_client() {
+        assert!(is_plain_http("http://169.254.169.254/latest/api/token"));
+        assert!(is_plain_http("HTTP://127.0.0.1:8080/creds"));
+        assert!(!is_plain_http("https://sts.us-east-1.amazonaws.com/"));
+        assert!(!is_plain_http("http:"));
+    }
 
     #[test]
     fn the_flag_beats_aws_profile_which_beats_default() {

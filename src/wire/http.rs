@@ -1,11 +1,14 @@
 //! The one HTTP client every exchange and source uses.
 //!
-//! Built once per process with both root stores (the system's, and webpki's bundled roots so
-//! that minimal containers without a CA bundle still reach STS), bounded timeouts so a dead
-//! endpoint fails instead of hanging an SDK that called `credential_process`, and a user agent
-//! that shows up in CloudTrail as keyless.
+//! Built with rustls verifying against [`roots`](super::roots), which reads the trusted roots
+//! on the first `https://` connection and not before (the `http://` lab and metadata endpoints
+//! never pay for them); bounded timeouts so a dead endpoint fails instead of hanging an SDK that
+//! called `credential_process`; and a user agent that shows up in CloudTrail as keyless.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::roots::LazyRoots;
 
 /// The `Content-Type` of an answer, for messages (`(none)` when absent).
 pub fn content_type_of(headers: &reqwest::header::HeaderMap) -> String {
@@ -88,9 +91,9 @@ pub async fn read_body_capped(
     })
 }
 
-/// The shared client, built on first use. Building it loads and parses both root stores (the
-/// system's certificate files and webpki's bundle): about nine tenths of the instructions of a
-/// `credential_process` run, which a cache hit has no use for (BENCHMARKS.md, "Profile").
+/// The shared client, built on first use: a cache hit has no use for a connection pool, a
+/// resolver or a TLS configuration (the roots themselves wait for the first `https://`
+/// connection, [`super::roots`]).
 #[derive(Debug, Default)]
 pub struct LazyClient(std::sync::OnceLock<reqwest::Client>);
 
@@ -105,9 +108,16 @@ impl LazyClient {
     }
 }
 
-/// Builds the shared client. Failure here means the TLS stack could not start at all.
+/// Builds the shared client, trusting this process's roots ([`super::roots::process`]).
+/// Failure here means the TLS stack could not start at all.
 pub fn build() -> Result<reqwest::Client, reqwest::Error> {
+    build_with(&super::roots::process())
+}
+
+/// [`build`] trusting `roots` (tests give their own).
+pub fn build_with(roots: &Arc<LazyRoots>) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
+        .use_preconfigured_tls(roots.client_config())
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30))

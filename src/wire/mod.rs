@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod iam_credentials;
+pub mod roots;
 pub mod sigv4;
 
 /// The error and its causes on one line: reqwest's top-level message alone hides the reason.

@@ -15,6 +15,7 @@ pub mod process;
 pub mod served;
 pub mod service;
 pub mod tools;
+pub mod unread_roots;
 pub mod venv;
 
 pub use aws_home::AwsHome;
@@ -26,3 +27,4 @@ pub use lab_world::LabWorld;
 pub use moto::Moto;
 pub use process::{expect_failure, expect_success, CommandOutput};
 pub use served::{Answer, Delivery, Served};
+pub use unread_roots::UnreadRoots;
