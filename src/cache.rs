@@ -147,6 +147,18 @@ impl CredentialCache {
         now: OffsetDateTime,
         expiration: impl Fn(&T) -> Option<OffsetDateTime>,
     ) -> Option<T> {
+        self.load_with_margin(key_parts, now, MIN_REMAINING, expiration)
+    }
+
+    /// As [`CredentialCache::load`], for a kind of credential whose consumers need another
+    /// margin (Google tokens: [`crate::refresh::gcp_cache::MIN_REMAINING`]).
+    pub fn load_with_margin<T: DeserializeOwned>(
+        &self,
+        key_parts: &[&str],
+        now: OffsetDateTime,
+        min_remaining: Duration,
+        expiration: impl Fn(&T) -> Option<OffsetDateTime>,
+    ) -> Option<T> {
         let path = self.path_for(key_parts);
         if let Err(e) = self.check_dir() {
             if self.dir.exists() {
@@ -161,7 +173,7 @@ impl CredentialCache {
             return None;
         }
         match expiration(&entry.value) {
-            Some(exp) if exp - now > MIN_REMAINING => Some(entry.value),
+            Some(exp) if exp - now > min_remaining => Some(entry.value),
             _ => None,
         }
     }
