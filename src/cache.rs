@@ -14,6 +14,9 @@
 //! descriptor (ours, 0600, a regular file); the directory must be ours and 0700. Each entry
 //! carries the full hash of its key, so a file renamed or planted under another key's name is
 //! not served; a corrupt, foreign or mismatched entry is ignored and overwritten.
+//!
+//! The `gcp` one-shot commands keep Google tokens here too, under their own kind and margin
+//! ([`crate::refresh::gcp_cache`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1114,6 +1114,9 @@ fn gcp_cache_entries(w: &LabWorld) -> Vec<std::path::PathBuf> {
     entries
 }
 
+/// Extra environment of a `gcp` run.
+type Env = [(&'static str, String)];
+
 /// A `--format json` document without `expires_in`, which counts down between two runs.
 fn without_countdown(mut doc: Value) -> Value {
     doc.as_object_mut().unwrap().remove("expires_in");
@@ -1195,7 +1198,7 @@ async fn a_different_service_account_scope_or_identity_is_a_miss() {
         Duration::from_secs(3600),
     ));
     let scopes = "https://www.googleapis.com/auth/cloud-platform,https://www.googleapis.com/auth/userinfo.email";
-    let runs: [(&[&str], &[(&str, String)]); 4] = [
+    let runs: [(&[&str], &Env); 4] = [
         (&["token", "--service-account", COPYCAT], &env),
         (
             &["token", "--service-account", COPYCAT, "--scopes", scopes],
