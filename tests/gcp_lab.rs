@@ -1280,3 +1280,29 @@ async fn id_tokens_are_cached_per_target_audience() {
     assert_eq!(w.lab.stats().google_sts_exchanges, 3);
     assert_eq!(w.audit_events().len(), 3);
 }
+
+/// A hit stored by a plain run names the AWS caller the first time JSON is asked for (one
+/// GetCallerIdentity), and keeps it: later JSON hits ask nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_after_a_plain_run_names_the_caller_from_then_on() {
+    let w = LabWorld::start().await;
+    let env = support::lab_world::aws_env(&w.workload_session());
+    let plain = w.gcp(&["token", "--service-account", COPYCAT], &env).await;
+    assert_eq!(plain.code(), 0, "{plain}");
+    let json = ["token", "--service-account", COPYCAT, "--format", "json"];
+    let calls = w.lab.stats().get_caller_identity_calls;
+    let first = w.gcp(&json, &env).await;
+    assert_eq!(first.code(), 0, "{first}");
+    let first = first.json();
+    assert_eq!(first["access_token"].as_str(), Some(plain.stdout.trim()));
+    assert_eq!(
+        first["aws_identity"],
+        "arn:aws:sts::123456789012:assumed-role/aws-workload/app"
+    );
+    let asked = w.lab.stats().get_caller_identity_calls;
+    assert!(asked > calls);
+    let second = w.gcp(&json, &env).await.json();
+    assert_eq!(without_countdown(second), without_countdown(first));
+    assert_eq!(w.lab.stats().get_caller_identity_calls, asked);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+}
