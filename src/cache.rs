@@ -14,6 +14,9 @@
 //! descriptor (ours, 0600, a regular file); the directory must be ours and 0700. Each entry
 //! carries the full hash of its key, so a file renamed or planted under another key's name is
 //! not served; a corrupt, foreign or mismatched entry is ignored and overwritten.
+//!
+//! The `gcp` one-shot commands keep Google tokens here too, under their own kind and margin
+//! ([`crate::refresh::gcp_cache`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -147,6 +150,18 @@ impl CredentialCache {
         now: OffsetDateTime,
         expiration: impl Fn(&T) -> Option<OffsetDateTime>,
     ) -> Option<T> {
+        self.load_with_margin(key_parts, now, MIN_REMAINING, expiration)
+    }
+
+    /// As [`CredentialCache::load`], for a kind of credential whose consumers need another
+    /// margin (Google tokens: [`crate::refresh::gcp_cache::MIN_REMAINING`]).
+    pub fn load_with_margin<T: DeserializeOwned>(
+        &self,
+        key_parts: &[&str],
+        now: OffsetDateTime,
+        min_remaining: Duration,
+        expiration: impl Fn(&T) -> Option<OffsetDateTime>,
+    ) -> Option<T> {
         let path = self.path_for(key_parts);
         if let Err(e) = self.check_dir() {
             if self.dir.exists() {
@@ -161,7 +176,7 @@ impl CredentialCache {
             return None;
         }
         match expiration(&entry.value) {
-            Some(exp) if exp - now > MIN_REMAINING => Some(entry.value),
+            Some(exp) if exp - now > min_remaining => Some(entry.value),
             _ => None,
         }
     }

@@ -503,6 +503,8 @@ async fn verbose_logs_one_line_per_exchange_naming_identity_and_service_account(
                 "json",
                 "--service-account",
                 COPYCAT,
+                // The first run's token is cached: this one must exchange to log its steps.
+                "--no-cache",
             ],
             &env,
         )
@@ -1127,4 +1129,207 @@ async fn every_source_reaches_google() {
         .map(|kind| (kind.as_str(), "google-sts+iamcredentials", "ok"))
         .collect();
     w.assert_audit_trail(&trail);
+}
+
+/// The cache entries of this world's `gcp` commands (`$XDG_CACHE_HOME/keyless/gcp/`).
+fn gcp_cache_entries(w: &LabWorld) -> Vec<std::path::PathBuf> {
+    let dir = w.home.cache_dir().join("keyless").join("gcp");
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+/// Extra environment of a `gcp` run.
+type Env = [(&'static str, String)];
+
+/// A `--format json` document without `expires_in`, which counts down between two runs.
+fn without_countdown(mut doc: Value) -> Value {
+    doc.as_object_mut().unwrap().remove("expires_in");
+    doc
+}
+
+/// The second `gcp token` is a cache hit: no new Google STS exchange, no new GetCallerIdentity,
+/// no audit event, and the same JSON as the miss (the caller's ARN kept in the entry); the
+/// entry is 0600 in a 0700 directory. `--no-cache` exchanges and leaves the entry alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_token_is_served_from_the_cache() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = LabWorld::start().await;
+    let env = support::lab_world::aws_env(&w.workload_session());
+    let json = ["token", "--service-account", COPYCAT, "--format", "json"];
+    let miss = w.gcp(&json, &env).await;
+    assert_eq!(miss.code(), 0, "{miss}");
+    let stats = w.lab.stats();
+    assert_eq!(stats.google_sts_exchanges, 1);
+    assert_eq!(w.audit_events().len(), 1);
+
+    let hit = w.gcp(&json, &env).await;
+    assert_eq!(hit.code(), 0, "{hit}");
+    assert_eq!(
+        w.lab.stats().google_sts_exchanges,
+        1,
+        "a hit is no exchange"
+    );
+    assert_eq!(
+        w.lab.stats().get_caller_identity_calls,
+        stats.get_caller_identity_calls,
+        "a hit names the caller from the entry"
+    );
+    assert_eq!(w.audit_events().len(), 1, "a hit is no audit event");
+    let (miss, hit) = (miss.json(), hit.json());
+    assert!(
+        (miss["expires_in"].as_i64().unwrap() - hit["expires_in"].as_i64().unwrap()).abs() <= 5
+    );
+    assert_eq!(without_countdown(hit.clone()), without_countdown(miss));
+
+    let token = w.gcp(&["token", "--service-account", COPYCAT], &env).await;
+    assert_eq!(token.stdout.trim(), hit["access_token"].as_str().unwrap());
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+
+    let entries = gcp_cache_entries(&w);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&entries[0]), 0o600);
+    assert_eq!(mode(entries[0].parent().unwrap()), 0o700);
+    let stored = std::fs::read(&entries[0]).unwrap();
+
+    let bypass = w
+        .gcp(&["token", "--service-account", COPYCAT, "--no-cache"], &env)
+        .await;
+    assert_eq!(bypass.code(), 0, "{bypass}");
+    assert_eq!(
+        w.lab.stats().google_sts_exchanges,
+        2,
+        "--no-cache exchanges"
+    );
+    assert_ne!(bypass.stdout.trim(), token.stdout.trim());
+    assert_eq!(
+        std::fs::read(&entries[0]).unwrap(),
+        stored,
+        "--no-cache writes nothing"
+    );
+    assert_eq!(gcp_cache_entries(&w).len(), 1);
+}
+
+/// Another service account, other scopes, the federated token alone, or another AWS identity
+/// behind the same flags each get their own entry: a miss, then a hit of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_different_service_account_scope_or_identity_is_a_miss() {
+    let w = LabWorld::start().await;
+    let env = support::lab_world::aws_env(&w.workload_session());
+    let other_identity = support::lab_world::aws_env(&w.lab.issue_role_credentials(
+        "aws-workload",
+        "other",
+        Duration::from_secs(3600),
+    ));
+    let scopes = "https://www.googleapis.com/auth/cloud-platform,https://www.googleapis.com/auth/userinfo.email";
+    let runs: [(&[&str], &Env); 4] = [
+        (&["token", "--service-account", COPYCAT], &env),
+        (
+            &["token", "--service-account", COPYCAT, "--scopes", scopes],
+            &env,
+        ),
+        (&["token"], &env),
+        (&["token", "--service-account", COPYCAT], &other_identity),
+    ];
+    let mut tokens = Vec::new();
+    for (n, (args, env)) in runs.iter().enumerate() {
+        let out = w.gcp(args, env).await;
+        assert_eq!(out.code(), 0, "{out}");
+        assert_eq!(w.lab.stats().google_sts_exchanges, n as u64 + 1, "{args:?}");
+        tokens.push(out.stdout);
+    }
+    for ((args, env), token) in runs.iter().zip(&tokens) {
+        let again = w.gcp(args, env).await;
+        assert_eq!(&again.stdout, token, "{args:?}");
+    }
+    assert_eq!(w.lab.stats().google_sts_exchanges, 4);
+    assert_eq!(gcp_cache_entries(&w).len(), 4);
+}
+
+/// An entry with ten minutes or less left is not served: the next call exchanges and stores
+/// the new token, which the call after that is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_near_its_end_is_exchanged_again() {
+    let w = LabWorld::start().await;
+    let env = support::lab_world::aws_env(&w.workload_session());
+    let args = ["token", "--service-account", COPYCAT];
+    let first = w.gcp(&args, &env).await;
+    assert_eq!(first.code(), 0, "{first}");
+    let [entry] = &gcp_cache_entries(&w)[..] else {
+        panic!("one entry");
+    };
+    let mut stored: Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::minutes(9);
+    stored["value"]["token"]["expires_at"] = keyless::credentials::format_expiration(soon).into();
+    std::fs::write(entry, serde_json::to_vec(&stored).unwrap()).unwrap();
+
+    let second = w.gcp(&args, &env).await;
+    assert_eq!(second.code(), 0, "{second}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 2);
+    assert_ne!(second.stdout, first.stdout);
+    let third = w.gcp(&args, &env).await;
+    assert_eq!(third.stdout, second.stdout);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 2);
+}
+
+/// `gcp id-token` is cached per target audience; `--no-cache` bypasses.
+#[tokio::test(flavor = "multi_thread")]
+async fn id_tokens_are_cached_per_target_audience() {
+    let w = LabWorld::start().await;
+    let env = support::lab_world::aws_env(&w.workload_session());
+    let id_token = |audience: &'static str, extra: &'static [&'static str]| {
+        let mut args = vec![
+            "id-token",
+            "--service-account",
+            COPYCAT,
+            "--target-audience",
+            audience,
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let a = w.gcp(&id_token("https://a.example", &[]), &env).await;
+    assert_eq!(a.code(), 0, "{a}");
+    let a_again = w.gcp(&id_token("https://a.example", &[]), &env).await;
+    assert_eq!(a_again.stdout, a.stdout);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+    let b = w.gcp(&id_token("https://b.example", &[]), &env).await;
+    assert_eq!(b.code(), 0, "{b}");
+    assert_ne!(b.stdout, a.stdout);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 2);
+    let bypass = w
+        .gcp(&id_token("https://a.example", &["--no-cache"]), &env)
+        .await;
+    assert_eq!(bypass.code(), 0, "{bypass}");
+    assert_eq!(w.lab.stats().google_sts_exchanges, 3);
+    assert_eq!(w.audit_events().len(), 3);
+}
+
+/// A hit stored by a plain run names the AWS caller the first time JSON is asked for (one
+/// GetCallerIdentity), and keeps it: later JSON hits ask nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_after_a_plain_run_names_the_caller_from_then_on() {
+    let w = LabWorld::start().await;
+    let env = support::lab_world::aws_env(&w.workload_session());
+    let plain = w.gcp(&["token", "--service-account", COPYCAT], &env).await;
+    assert_eq!(plain.code(), 0, "{plain}");
+    let json = ["token", "--service-account", COPYCAT, "--format", "json"];
+    let calls = w.lab.stats().get_caller_identity_calls;
+    let first = w.gcp(&json, &env).await;
+    assert_eq!(first.code(), 0, "{first}");
+    let first = first.json();
+    assert_eq!(first["access_token"].as_str(), Some(plain.stdout.trim()));
+    assert_eq!(
+        first["aws_identity"],
+        "arn:aws:sts::123456789012:assumed-role/aws-workload/app"
+    );
+    let asked = w.lab.stats().get_caller_identity_calls;
+    assert!(asked > calls);
+    let second = w.gcp(&json, &env).await.json();
+    assert_eq!(without_countdown(second), without_countdown(first));
+    assert_eq!(w.lab.stats().get_caller_identity_calls, asked);
+    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
 }

@@ -313,6 +313,8 @@ async fn fetch_reader_token(
         scopes: vec![crate::exchange::google_sts::CLOUD_PLATFORM_SCOPE.to_string()],
         lifetime: None,
         delegates: Vec::new(),
+        // profile_from_args only: this exchange never goes through the cache.
+        no_cache: true,
         timeouts: timeouts.clone(),
     };
     let profile = crate::cli::gcp::profile_from_args(&request).await?;

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 
 use crate::audit::AuditContext;
+use crate::cache::CredentialCache;
 use crate::credentials::format_expiration;
+use crate::credentials::GoogleAccessToken;
 use crate::deliver::env;
 use crate::deliver::external_account::{
     external_account_config, normalize_audience, ExternalAccountOptions, JwtCredentialSource,
@@ -20,10 +22,11 @@ use crate::deliver::server;
 use crate::duration::Seconds;
 use crate::exchange::google_iam::Impersonation;
 use crate::exchange::google_sts::{CLOUD_PLATFORM_SCOPE, DEFAULT_TOKEN_URL};
+use crate::refresh::gcp_cache::{self, CachedGcpToken, CachedIdToken, CachedSubject};
 use crate::refresh::gcp_token::{
     default_token_audience, parse_token_source, FederatedSubject, GcpSubject, AWS_TOKEN_SOURCE,
 };
-use crate::refresh::{GcpToken, GcpTokenProfile};
+use crate::refresh::GcpTokenProfile;
 use crate::source::aws::{AwsIdentitySource, AwsSourceOptions};
 use crate::source::google::DEFAULT_IAMCREDENTIALS_URL;
 use crate::types::{TokenSourceSpec, UpstreamUrl};
@@ -148,6 +151,10 @@ pub struct TokenRequestArgs {
     /// Delegation chain of service accounts, comma-separated, in order.
     #[arg(long, env = "KEYLESS_DELEGATES", value_delimiter = ',')]
     pub delegates: Vec<String>,
+
+    /// Always exchange; neither read nor write the credential cache.
+    #[arg(long, env = "KEYLESS_NO_CACHE")]
+    pub no_cache: bool,
 
     #[command(flatten)]
     pub timeouts: crate::cli::TimeoutArgs,
@@ -288,27 +295,19 @@ pub struct ServeArgs {
 
 /// Runs a `gcp` subcommand.
 pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
-    let http = crate::wire::http::build().context("could not start the HTTP client")?;
+    // Built on first use: a `gcp token` answered from the cache never starts TLS.
+    let http = crate::wire::http::LazyClient::default();
     match command {
         GcpCommand::Token(args) => {
             let mut profile = profile_from_args(&args.request).await?;
             profile.audit = AuditContext::new(None, "token");
-            let token = profile.fetch(&http).await?;
+            let json = args.format == TokenFormat::Json;
+            let token = obtain_token(&http, &profile, args.request.no_cache, json).await?;
             let text = match args.format {
                 TokenFormat::Token => format!("{}\n", token.token.access_token.expose()),
-                TokenFormat::Env => env::export_lines(&google_env_vars(&token)),
+                TokenFormat::Env => env::export_lines(&google_env_vars(&token.token)),
                 TokenFormat::Json => {
-                    let identity = match &token.subject {
-                        FederatedSubject::Aws(credentials) => {
-                            profile.caller_arn(&http, credentials).await
-                        }
-                        FederatedSubject::Jwt(claims) => Some(claims.sub.clone()),
-                    };
-                    serde_json::to_string_pretty(&token_json(
-                        &token,
-                        &profile,
-                        identity.as_deref(),
-                    ))? + "\n"
+                    serde_json::to_string_pretty(&token_json(&token, &profile))? + "\n"
                 }
             };
             write_stdout(&text)?;
@@ -318,8 +317,14 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
         GcpCommand::IdToken(args) => {
             let mut profile = profile_from_args(&args.request).await?;
             profile.audit = AuditContext::new(None, "id-token");
-            let token = profile.fetch_id_token(&http, &args.target_audience).await?;
-            write_stdout(&format!("{}\n", token.expose()))?;
+            let token = obtain_id_token(
+                &http,
+                &profile,
+                &args.target_audience,
+                args.request.no_cache,
+            )
+            .await?;
+            write_stdout(&format!("{}\n", token.token.expose()))?;
             DeliveryRecord {
                 channel: "stdout",
                 destination: format!("id-token for {}", args.target_audience),
@@ -328,9 +333,7 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                     .as_ref()
                     .map(|i| i.service_account.clone())
                     .unwrap_or_default(),
-                expires_at: crate::source::IdToken::parse(token, "generateIdToken")
-                    .ok()
-                    .map(|t| t.claims().expires_at()),
+                expires_at: Some(token.expires_at),
             }
             .log();
             Ok(0)
@@ -338,13 +341,16 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
         GcpCommand::Exec(args) => {
             let mut profile = profile_from_args(&args.request).await?;
             profile.audit = AuditContext::new(None, "exec");
-            let token = profile.fetch(&http).await?;
+            let token = obtain_token(&http, &profile, args.request.no_cache, false).await?;
             let program = args
                 .command
                 .first()
                 .map(|c| c.to_string_lossy().into_owned());
             delivered(&token, "exec", program.unwrap_or_default());
-            Ok(env::exec_with_env(&args.command, &google_env_vars(&token))?)
+            Ok(env::exec_with_env(
+                &args.command,
+                &google_env_vars(&token.token),
+            )?)
         }
         GcpCommand::Config(args) => {
             let config = external_account_config(&ExternalAccountOptions {
@@ -391,7 +397,7 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
                     .clone()
                 }
                 GcpSubject::Jwt { source, audience } => source
-                    .fetch_for(&http, audience)
+                    .fetch_for(http_client(&http)?, audience)
                     .await
                     .map_err(|error| crate::refresh::GcpFlowError::TokenSource {
                         origin: source.describe(),
@@ -403,8 +409,104 @@ pub async fn run(command: GcpCommand) -> anyhow::Result<i32> {
             write_stdout(&format!("{}\n", token.expose()))?;
             Ok(0)
         }
-        GcpCommand::Serve(args) => serve(args, http).await,
+        GcpCommand::Serve(args) => serve(args, http_client(&http)?.clone()).await,
     }
+}
+
+fn http_client(http: &crate::wire::http::LazyClient) -> anyhow::Result<&reqwest::Client> {
+    http.get().context("could not start the HTTP client")
+}
+
+/// The user's `gcp` cache, unless `--no-cache`; a cache that cannot be found is reported and
+/// the call goes on without one.
+fn user_cache(no_cache: bool) -> Option<CredentialCache> {
+    if no_cache {
+        return None;
+    }
+    CredentialCache::user_default("gcp")
+        .inspect_err(|e| tracing::warn!("{e}; continuing without a cache"))
+        .ok()
+}
+
+/// The access token through the cache ([`crate::refresh::gcp_cache`]); the HTTP client is
+/// built only when the cache cannot answer. `identity`: `--format json` names the AWS caller's
+/// ARN, which a fresh exchange does not learn: it is asked of STS once and kept in the entry,
+/// so a hit prints what a miss does.
+async fn obtain_token(
+    http: &crate::wire::http::LazyClient,
+    profile: &GcpTokenProfile,
+    no_cache: bool,
+    identity: bool,
+) -> anyhow::Result<CachedGcpToken> {
+    let cache = user_cache(no_cache);
+    // Taken before the exchange: the entry is stored under the identity asked for.
+    let key = cache.as_ref().and_then(|_| profile.token_cache_key());
+    let cached = match (&cache, &key) {
+        (Some(cache), Some(key)) => profile.load_cached_token(cache, key),
+        _ => None,
+    };
+    let (mut token, fresh_credentials, mut changed) = match cached {
+        Some(hit) => (hit, None, false),
+        None => {
+            let fresh = profile.fetch(http_client(http)?).await?;
+            let credentials = match &fresh.subject {
+                FederatedSubject::Aws(credentials) => Some(credentials.clone()),
+                FederatedSubject::Jwt(_) => None,
+            };
+            (CachedGcpToken::from_fresh(&fresh), credentials, true)
+        }
+    };
+    let arn_unknown = matches!(token.subject, CachedSubject::Aws { caller_arn: None });
+    if let (true, true, GcpSubject::Aws(aws)) = (identity, arn_unknown, &profile.subject) {
+        // A hit stored by a run that did not print JSON: the credentials are asked again
+        // (locally, for most sources), then STS once.
+        let credentials = match fresh_credentials {
+            Some(credentials) => Some(credentials),
+            None => aws.fetch_credentials().await.ok(),
+        };
+        if let Some(credentials) = credentials {
+            let arn = profile.caller_arn(http_client(http)?, &credentials).await;
+            changed |= arn.is_some();
+            token.subject = CachedSubject::Aws { caller_arn: arn };
+        }
+    }
+    if let (Some(cache), Some(key), true) = (&cache, &key, changed) {
+        gcp_cache::store(cache, key, &token);
+    }
+    Ok(token)
+}
+
+/// The ID token for `target_audience` through the cache, as [`obtain_token`].
+async fn obtain_id_token(
+    http: &crate::wire::http::LazyClient,
+    profile: &GcpTokenProfile,
+    target_audience: &str,
+    no_cache: bool,
+) -> anyhow::Result<CachedIdToken> {
+    let cache = user_cache(no_cache);
+    let key = cache
+        .as_ref()
+        .and_then(|_| profile.id_token_cache_key(target_audience));
+    if let (Some(cache), Some(key)) = (&cache, &key) {
+        if let Some(hit) = profile.load_cached_id_token(cache, key) {
+            return Ok(hit);
+        }
+    }
+    let token = profile
+        .fetch_id_token(http_client(http)?, target_audience)
+        .await?;
+    let expires_at = crate::source::IdToken::parse(token.clone(), "generateIdToken")
+        .ok()
+        .map(|t| t.claims().expires_at());
+    let token = CachedIdToken {
+        token,
+        // An ID token whose end cannot be read is handed out but never cached.
+        expires_at: expires_at.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    };
+    if let (Some(cache), Some(key), Some(_)) = (&cache, &key, expires_at) {
+        gcp_cache::store(cache, key, &token);
+    }
+    Ok(token)
 }
 
 /// `keyless gcp serve`: bind, announce, serve until SIGTERM/SIGINT.
@@ -669,7 +771,7 @@ pub async fn profile_from_args(args: &TokenRequestArgs) -> anyhow::Result<GcpTok
 
 /// The variables gcloud and the Google SDKs read an access token from.
 /// Logs the hand-over of `token` (one info line; see [`DeliveryRecord`]).
-fn delivered(token: &GcpToken, channel: &'static str, destination: String) {
+fn delivered(token: &CachedGcpToken, channel: &'static str, destination: String) {
     DeliveryRecord {
         channel,
         destination,
@@ -682,19 +784,19 @@ fn delivered(token: &GcpToken, channel: &'static str, destination: String) {
     .log();
 }
 
-pub fn google_env_vars(token: &GcpToken) -> Vec<(String, String)> {
-    let value = token.token.access_token.expose().to_string();
+pub fn google_env_vars(token: &GoogleAccessToken) -> Vec<(String, String)> {
+    let value = token.access_token.expose().to_string();
     vec![
         ("CLOUDSDK_AUTH_ACCESS_TOKEN".into(), value.clone()),
         ("GOOGLE_OAUTH_ACCESS_TOKEN".into(), value),
     ]
 }
 
-fn token_json(
-    token: &GcpToken,
-    profile: &GcpTokenProfile,
-    subject: Option<&str>,
-) -> serde_json::Value {
+fn token_json(token: &CachedGcpToken, profile: &GcpTokenProfile) -> serde_json::Value {
+    let subject = match &token.subject {
+        CachedSubject::Aws { caller_arn } => caller_arn.as_deref(),
+        CachedSubject::Jwt { sub, .. } => Some(sub.as_str()),
+    };
     let expires_in = (token.token.expires_at - OffsetDateTime::now_utc())
         .whole_seconds()
         .max(0);
@@ -710,10 +812,8 @@ fn token_json(
     let principal =
         subject.map(|subject| format!("principal://iam.googleapis.com/{pool}/subject/{subject}"));
     let (aws_identity, token_identity) = match &token.subject {
-        FederatedSubject::Aws(_) => (subject, None),
-        FederatedSubject::Jwt(claims) => {
-            (None, Some(format!("iss={} sub={}", claims.iss, claims.sub)))
-        }
+        CachedSubject::Aws { .. } => (subject, None),
+        CachedSubject::Jwt { iss, sub } => (None, Some(format!("iss={iss} sub={sub}"))),
     };
     serde_json::json!({
         "access_token": token.token.access_token.expose(),

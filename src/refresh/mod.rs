@@ -5,6 +5,7 @@
 
 pub mod aws_role;
 pub mod engine;
+pub mod gcp_cache;
 pub mod gcp_token;
 pub mod in_flight;
 

@@ -63,6 +63,18 @@ use crate::secret::Secret;
 /// cache keys.
 pub const DEFAULT_ASSUME_ROLE_SESSION_NAME: &str = "keyless";
 
+/// The variables that decide whose credentials the chain finds (besides the profile): part of
+/// [`AwsIdentitySource::cached_identity`].
+const IDENTITY_VARIABLES: [&str; 7] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+];
+
 /// The profile aws-config reads when neither `--aws-profile` nor `AWS_PROFILE` names one.
 const DEFAULT_PROFILE: &str = "default";
 
@@ -394,6 +406,54 @@ impl AwsIdentitySource {
             ));
         }
         text
+    }
+
+    /// Who these credentials would be, as far as can be known without the network: the
+    /// description (profile, region, assumed role), a fingerprint of the variables that pick
+    /// the identity (the access key id in the environment, the web identity role and token
+    /// file, the container endpoint, the config file paths) and of the shared config and
+    /// credentials files' size and modification time, so a key swapped in a profile is a new
+    /// identity. Never a secret. Keys the `gcp` disk cache.
+    pub fn cached_identity(&self) -> String {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut feed = |name: &str, value: &[u8]| {
+            hasher.update((name.len() as u64).to_be_bytes());
+            hasher.update(name.as_bytes());
+            hasher.update((value.len() as u64).to_be_bytes());
+            hasher.update(value);
+        };
+        for variable in IDENTITY_VARIABLES {
+            let value = std::env::var_os(variable).unwrap_or_default();
+            feed(variable, value.as_encoded_bytes());
+        }
+        for (variable, default) in [
+            ("AWS_CONFIG_FILE", "config"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+        ] {
+            let path = std::env::var_os(variable)
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from)
+                .or_else(|| dirs::home_dir().map(|home| home.join(".aws").join(default)));
+            let stamp = path
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map(|meta| {
+                    let modified = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_nanos())
+                        .unwrap_or_default();
+                    format!("{} {modified}", meta.len())
+                })
+                .unwrap_or_default();
+            feed(default, stamp.as_bytes());
+        }
+        format!(
+            "{} callers={}",
+            self.describe(),
+            hex::encode(&hasher.finalize()[..12])
+        )
     }
 
     /// The SDK default chain, built from aws-config's providers in the SDK's order.
