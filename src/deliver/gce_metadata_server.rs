@@ -39,6 +39,18 @@
 //! - **Request values are escaped** ([`crate::deliver::server::escaped`]) wherever they are
 //!   logged, named (engine names reach logs and `/metrics`) or shown in an error body.
 //!
+//! **No work per request beyond the lookup.** SDKs ask for the same token again and again, so
+//! each engine keeps the answer it rendered last and every response shares its bytes: an
+//! access token's JSON is rendered once per token and second of `expires_in` (which is
+//! computed per request, as before), an ID token once per token; the plain values (`email`,
+//! `scopes`, `aliases`, `hostname`, the project's, `universe-domain`) once at start, in both
+//! their text and `?alt=json` forms. The value is shared with the engine, never copied, and
+//! the request's URI and peer are copied only when debug logging is on. The answers are byte
+//! for byte what rendering per request gave (unit tests compare them).
+//!
+//! With `/healthz` served, [`GceMetadataServer::warm`] fetches the default token at start, so
+//! `/healthz` 200 means a token is held (see docs/serve.md).
+//!
 //! Without a service account (the federated token alone) there is no account address: `email`
 //! answers `default`, which is what the SDKs re-request under, and `identity` answers 404 (an ID
 //! token can only be minted for a service account).
@@ -57,7 +69,7 @@ use axum::routing::get;
 use axum::Router;
 use time::OffsetDateTime;
 
-use crate::deliver::metrics::MetricsRegistry;
+use crate::deliver::metrics::{MetricsRegistry, ProfileState};
 use crate::deliver::server::{escaped, SecretBody};
 use crate::exchange::google_sts::CLOUD_PLATFORM_SCOPE;
 use crate::refresh::{
@@ -217,6 +229,28 @@ impl GceMetadataServer {
     /// The engines' state for `/healthz` and `/metrics` (serve its router on its own address).
     pub fn metrics(&self) -> &MetricsRegistry {
         &self.inner.metrics
+    }
+
+    /// Makes the default token's engine now and keeps it fresh from now on, so `/healthz` has
+    /// a credential to wait for (200 means every engine holds one) and the first SDK request
+    /// finds a token. Without it the first engine is made by the first request.
+    pub fn warm(&self) {
+        let s = &self.inner;
+        let key = format!("{}\n{}", s.default_set.join(","), s.subject_identity());
+        let Ok(engine) = s.tokens.engine(&key, || s.default_token_engine()) else {
+            return; // the budget starts full: unreachable for the first engine
+        };
+        s.tokens.keep(&key, &engine);
+    }
+
+    /// How ready the endpoint is: its least ready engine's state; `starting` before any.
+    pub fn state(&self) -> ProfileState {
+        let mut states = self.inner.tokens.states();
+        states.extend(self.inner.identities.states());
+        states
+            .into_iter()
+            .reduce(ProfileState::worst)
+            .unwrap_or(ProfileState::Starting)
     }
 
     /// The project id the endpoint answers, if it knows one.
@@ -732,17 +766,12 @@ impl ServerState {
         // The identity behind the source is part of the key: a token file that now holds
         // another subject gets a new engine, never the previous subject's token.
         let key = format!("{key}\n{}", self.subject_identity());
-        let engine = self.tokens.engine(&key, || {
-            let name = match &set {
-                None => "gce-metadata token".to_string(),
-                Some(set) => format!("gce-metadata token scopes={}", escaped(&set.join(","))),
-            };
-            let scopes = set.unwrap_or_else(|| self.default_scopes.clone());
-            let upstream = GcpTokenUpstream {
-                profile: self.profile_for_scopes(scopes),
-                http: self.http.clone(),
-            };
-            Refresher::new(name, upstream, RefreshPolicy::default(), Clock::System)
+        let engine = self.tokens.engine(&key, || match set {
+            None => self.default_token_engine(),
+            Some(set) => {
+                let name = format!("gce-metadata token scopes={}", escaped(&set.join(",")));
+                self.token_engine(name, set)
+            }
         });
         let engine = match engine {
             Ok(engine) => engine,
@@ -758,6 +787,19 @@ impl ServerState {
             }
             Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         }
+    }
+
+    /// The engine for a token of the configured scopes.
+    fn default_token_engine(&self) -> Refresher<GcpTokenUpstream> {
+        self.token_engine("gce-metadata token".into(), self.default_scopes.clone())
+    }
+
+    fn token_engine(&self, name: String, scopes: Vec<String>) -> Refresher<GcpTokenUpstream> {
+        let upstream = GcpTokenUpstream {
+            profile: self.profile_for_scopes(scopes),
+            http: self.http.clone(),
+        };
+        Refresher::new(name, upstream, RefreshPolicy::default(), Clock::System)
     }
 
     /// An ID token for `?audience=` (required), minted for the service account.
@@ -1066,6 +1108,28 @@ impl<U: Upstream> Engines<U> {
         Ok(engine)
     }
 
+    /// Each engine's state.
+    fn states(&self) -> Vec<ProfileState> {
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table
+            .iter()
+            .map(|slot| ProfileState::of(&slot.engine.refresher.status()))
+            .collect()
+    }
+
+    /// Starts `engine`'s keeper if it has none.
+    fn keep(&self, key: &str, engine: &Engine<U>) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = table.iter_mut().find(|s| s.key == key) {
+            if slot.keeper.is_none() {
+                slot.keeper = Some(slot.engine.refresher.spawn_keeper());
+            }
+            engine
+                .kept
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
     /// The value `engine` holds, shared (not copied); on the first success its keeper starts.
     async fn get(
         &self,
@@ -1075,13 +1139,7 @@ impl<U: Upstream> Engines<U> {
         use std::sync::atomic::Ordering;
         let value = engine.refresher.get_shared().await?;
         if !engine.kept.load(Ordering::Acquire) {
-            let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(slot) = table.iter_mut().find(|s| s.key == key) {
-                if slot.keeper.is_none() {
-                    slot.keeper = Some(slot.engine.refresher.spawn_keeper());
-                }
-                slot.engine.kept.store(true, Ordering::Release);
-            }
+            self.keep(key, engine);
         }
         Ok(value)
     }

@@ -15,6 +15,11 @@
 //! `/latest/meta-data/placement/region`, `.../placement/availability-zone` and
 //! `/latest/meta-data/instance-id`. The instance profile and instance id are stand-ins derived
 //! from the role and this host; the credentials are the role's, refreshed by the engine.
+//!
+//! Tools ask for the same credentials again and again: the credentials document is rendered
+//! once per credential (its `LastUpdated` is when its access key was first served, as before)
+//! and every answer shares its bytes; the credential is shared with the engine, not copied;
+//! the role name, region, zone and instance id are answer bodies made once at start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
