@@ -194,6 +194,9 @@ pub async fn run(args: Options) -> anyhow::Result<i32> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
+            // Signals first: a reload or a stop is never put off by a ready-file check (with
+            // a random order, tests/daemon.rs's socket-activation reload failed 2 runs in 5).
+            biased;
             event = signals.next() => event,
             _ = tick.tick(), if daemon.ready_file.is_some() => {
                 let now = daemon.profile_states();
