@@ -153,6 +153,8 @@ def section_micro(s):
         ("refresher_get_cached", "refresh engine `get()` with a valid credential held"),
         ("ecs_response_body", "ECS-style response body (JSON) from held credentials"),
         ("credential_process_cache_hit", "credential_process cache hit in process: read, check, parse the entry, render JSON"),
+        ("ecs_handler_credentials", "ECS-style endpoint: one request through its router (auth, handler, shared body), no socket"),
+        ("imds_handler_credentials", "IMDS-style endpoint: one credentials request through its router (session check, handler, shared body), no socket"),
     ]
     for key, what in extra:
         if key in rust:

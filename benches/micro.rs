@@ -164,5 +164,66 @@ fn serving(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signing, parsing, ini, serving);
+/// One request through an endpoint's whole router (its middleware and handler, no socket),
+/// with the credential held: the per-request work the ECS- and IMDS-style servers do.
+fn handlers(c: &mut Criterion) {
+    use keyless::deliver::{ecs_server, imds_server};
+    use tower_service::Service as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let refresher = Refresher::new(
+        "bench",
+        Instant(assumed_role()),
+        RefreshPolicy::default(),
+        Clock::System,
+    );
+    runtime.block_on(refresher.get()).unwrap();
+    let call = |router: &axum::Router, request: axum::http::Request<axum::body::Body>| {
+        let mut router = router.clone();
+        runtime.block_on(async move {
+            let response = router.call(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap()
+        })
+    };
+    let token = "t".repeat(43);
+    let ecs = ecs_server::router(refresher.clone(), Secret::new(token.clone()));
+    c.bench_function("ecs_handler_credentials", |b| {
+        b.iter(|| {
+            let request = axum::http::Request::get(ecs_server::CREDENTIALS_PATH)
+                .header("authorization", &token)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            call(&ecs, request)
+        })
+    });
+    let role =
+        keyless::exchange::aws_sts::RoleArn::parse("arn:aws:iam::123456789012:role/bench").unwrap();
+    let identity = imds_server::InstanceIdentity::for_role(&role, None);
+    let imds = imds_server::router(refresher, identity);
+    let session = call(
+        &imds,
+        axum::http::Request::put("/latest/api/token")
+            .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    );
+    let session = String::from_utf8(session.to_vec()).unwrap();
+    c.bench_function("imds_handler_credentials", |b| {
+        b.iter(|| {
+            let request =
+                axum::http::Request::get("/latest/meta-data/iam/security-credentials/bench")
+                    .header("x-aws-ec2-metadata-token", &session)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+            call(&imds, request)
+        })
+    });
+}
+
+criterion_group!(benches, signing, parsing, ini, serving, handlers);
 criterion_main!(benches);

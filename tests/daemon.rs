@@ -236,6 +236,9 @@ token_file = "tokens/webid.jwt"
         ready["profiles"]["webid"]["first_delivery"], "ok",
         "{ready}"
     );
+    // Every credential is held: each profile's state is `ok`.
+    assert_eq!(ready["profiles"]["deploy"]["state"], "ok", "{ready}");
+    assert_eq!(ready["profiles"]["webid"]["state"], "ok", "{ready}");
     let stats = w.lab.stats();
     assert_eq!(stats.assume_role_with_web_identity_calls, 1, "{stats:?}");
     assert_eq!(stats.id_tokens_minted, 2, "{stats:?}");
@@ -321,6 +324,7 @@ credentials_profile = "refused"
     );
     let mut serve = Serve::start(&w, &config);
     let ready = serve.ready(1).await;
+    assert_eq!(ready["profiles"]["refused"]["state"], "failing", "{ready}");
     let metrics = ready["metrics_listen"].as_str().unwrap();
     let healthz = format!("http://{metrics}/healthz");
     let (status, _) = fetch(&healthz).await;

@@ -409,6 +409,28 @@ async fn concurrent_cold_start_requests_share_one_exchange() {
         &workload_env(&w),
     )
     .await;
+    // With /healthz served, the default token is fetched at start: /healthz is 200 once it is
+    // held (and only then), its line saying so.
+    let metrics = server
+        .announcement
+        .lines()
+        .find_map(|l| l.strip_prefix("# /healthz and /metrics: "))
+        .expect("the metrics address is announced")
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let health = loop {
+        let response = reqwest::get(format!("{metrics}/healthz")).await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        if status == 200 {
+            break body;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(health.starts_with("gce-metadata token: ok "), "{health}");
+    let exchanges_before = w.lab.stats().google_sts_exchanges;
     let path = format!(
         "/computeMetadata/v1/instance/service-accounts/default/token?scopes={READ_ONLY},{CLOUD_PLATFORM}"
     );
@@ -437,13 +459,8 @@ async fn concurrent_cold_start_requests_share_one_exchange() {
         })
         .collect();
     assert_eq!(tokens.len(), 1, "every caller got the one token");
-    assert_eq!(w.lab.stats().google_sts_exchanges, 1);
+    assert_eq!(w.lab.stats().google_sts_exchanges, exchanges_before + 1);
 
-    let metrics = server
-        .announcement
-        .lines()
-        .find_map(|l| l.strip_prefix("# /healthz and /metrics: "))
-        .expect("the metrics address is announced");
     let text = reqwest::get(format!("{metrics}/metrics"))
         .await
         .unwrap()

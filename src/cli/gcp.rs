@@ -534,6 +534,11 @@ async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
         }
         None => None,
     };
+    if metrics_listener.is_some() {
+        // `/healthz` is 200 once a token is held: fetch the default one now (not on the first
+        // request), and keep it fresh.
+        endpoint.warm();
+    }
     // Before announcing: whoever reads the announcement may stop us at once.
     let signal = server::shutdown_signal();
     let mut announcement = metadata_env_announcement(server::reachable(addr));

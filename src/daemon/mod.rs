@@ -27,8 +27,9 @@
 //! can take a fixed port in between.
 //!
 //! `--ready-file PATH` is how supervisors and tests know where things stand without racing the
-//! logs: it is written atomically once every profile has made its first delivery attempt, and
-//! again after each reload, as JSON with a `generation` that counts loads.
+//! logs: it is written atomically once every profile has made its first delivery attempt, again
+//! after each reload, and whenever a profile's `state` changes, as JSON with a `generation` that
+//! counts loads.
 
 mod file_channel;
 mod profile;
@@ -183,12 +184,32 @@ pub async fn run(args: Options) -> anyhow::Result<i32> {
         config_path.display()
     );
 
-    while let Event::Reload = signals.next().await {
+    // The ready file follows the profiles' states: checked once a second, rewritten on a change.
+    let mut states = daemon.profile_states();
+    let mut tick = tokio::time::interval(READY_FILE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let event = tokio::select! {
+            // Signals first: a reload or a stop is never put off by a ready-file check (with
+            // a random order, tests/daemon.rs's socket-activation reload failed 2 runs in 5).
+            biased;
+            event = signals.next() => event,
+            _ = tick.tick(), if daemon.ready_file.is_some() => {
+                let now = daemon.profile_states();
+                if now != states {
+                    states = now;
+                    daemon.write_ready_file();
+                }
+                continue;
+            }
+        };
+        let Event::Reload = event else { break };
         // First the audit log (logrotate's HUP): the reload's own exchanges go to the new file.
         if let Err(e) = crate::audit::reopen_log() {
             tracing::error!("SIGHUP: {e}; still writing to the file opened before");
         }
         daemon.reload().await;
+        states = daemon.profile_states();
     }
     tracing::info!("shutting down");
     let names: Vec<String> = daemon.running.keys().cloned().collect();
@@ -207,6 +228,10 @@ pub async fn run(args: Options) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+/// How often the ready file's per-profile states are compared with the profiles' (a change
+/// rewrites it).
+const READY_FILE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the daemon holds: the running profiles and what the ready file reports.
 struct Daemon {

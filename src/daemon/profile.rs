@@ -11,6 +11,7 @@ use crate::audit::AuditContext;
 use crate::classify::{Class, Classify};
 use crate::config::{Channel, ProfileConfig};
 use crate::deliver::gce_metadata_server::{GceMetadataOptions, GceMetadataServer};
+use crate::deliver::metrics::ProfileState;
 use crate::deliver::{aws_files, ecs_server, imds_server, server};
 use crate::exchange::aws_sts::RoleArn;
 use crate::refresh::{
@@ -25,6 +26,8 @@ pub(super) type FirstDelivery = oneshot::Receiver<Result<(), String>>;
 
 /// A refresher's status, for `/metrics` and `/healthz`.
 type StatusFn = Box<dyn Fn() -> crate::refresh::RefreshStatus + Send + Sync>;
+/// How ready one of a profile's credentials (or endpoints) is, for the ready file.
+type StateFn = Box<dyn Fn() -> ProfileState + Send + Sync>;
 
 /// Why a profile could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,8 @@ pub(super) struct RunningProfile {
     /// Its refreshers' status, registered for `/metrics` only once it replaces the old version
     /// (both report under the same names).
     pub(super) unregistered_metrics: Vec<(String, StatusFn)>,
+    /// Its credentials' readiness: the profile is as ready as the least ready one.
+    pub(super) states: Vec<StateFn>,
     /// The generation that started it (unchanged profiles keep theirs across reloads).
     pub(super) started_generation: u64,
     /// `ok`, or why the first delivery failed (the refresher keeps retrying).
@@ -81,6 +86,15 @@ pub(super) struct RunningProfile {
 }
 
 impl RunningProfile {
+    /// The least ready of its credentials' states (`starting` when it holds none yet).
+    pub(super) fn state(&self) -> ProfileState {
+        self.states
+            .iter()
+            .map(|state| state())
+            .reduce(ProfileState::worst)
+            .unwrap_or(ProfileState::Starting)
+    }
+
     /// Reads each ECS token file again and swaps in a changed token (compared by digest); a
     /// file that became unusable is reported and the old token stays.
     pub(super) fn reread_auth_tokens(&self, name: &str) {
@@ -126,6 +140,7 @@ impl Daemon {
             tasks: Vec::new(),
             metric_names: Vec::new(),
             unregistered_metrics: Vec::new(),
+            states: Vec::new(),
             started_generation: self.generation,
             first_delivery: "pending".into(),
             auth_tokens: Vec::new(),
@@ -210,6 +225,10 @@ impl Daemon {
                         &access,
                         endpoint.router(),
                     )?);
+                    // Ready means a token is held: fetch the default one now, keep it fresh.
+                    endpoint.warm();
+                    let state = endpoint.clone();
+                    running.states.push(Box::new(move || state.state()));
                 }
             }
         }
@@ -234,6 +253,10 @@ impl Daemon {
         running
             .unregistered_metrics
             .push((metric_name, Box::new(move || status.status())));
+        let state = refresher.clone();
+        running
+            .states
+            .push(Box::new(move || ProfileState::of(&state.status())));
         refresher
     }
 }

@@ -1,10 +1,20 @@
 //! `--ready-file`: how supervisors and tests know where the daemon stands without racing the logs.
+//!
+//! Each profile carries its `state` (`ok`, `starting`, `refreshing`, `failing`, `expired`: the
+//! least ready of its credentials, the words `/healthz` uses), and the file is written again
+//! whenever a state changes, so an orchestrator can wait for every profile to be `ok` without
+//! polling `/healthz`.
 
 use crate::config::Channel;
 
 use super::Daemon;
 
 impl Daemon {
+    /// Each profile's state as the ready file reports it (to rewrite the file when one changes).
+    pub(super) fn profile_states(&self) -> Vec<&'static str> {
+        self.running.values().map(|r| r.state().word()).collect()
+    }
+
     /// Writes the status JSON atomically (readers never see half of it).
     pub(super) fn write_ready_file(&self) {
         let Some(path) = &self.ready_file else {
@@ -21,6 +31,7 @@ impl Daemon {
                         "channels": r.config.channels().iter().map(Channel::key).collect::<Vec<_>>(),
                         "started_generation": r.started_generation,
                         "first_delivery": r.first_delivery,
+                        "state": r.state().word(),
                     }),
                 )
             })

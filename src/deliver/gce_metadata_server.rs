@@ -39,6 +39,18 @@
 //! - **Request values are escaped** ([`crate::deliver::server::escaped`]) wherever they are
 //!   logged, named (engine names reach logs and `/metrics`) or shown in an error body.
 //!
+//! **No work per request beyond the lookup.** SDKs ask for the same token again and again, so
+//! each engine keeps the answer it rendered last and every response shares its bytes: an
+//! access token's JSON is rendered once per token and second of `expires_in` (which is
+//! computed per request, as before), an ID token once per token; the plain values (`email`,
+//! `scopes`, `aliases`, `hostname`, the project's, `universe-domain`) once at start, in both
+//! their text and `?alt=json` forms. The value is shared with the engine, never copied, and
+//! the request's URI and peer are copied only when debug logging is on. The answers are byte
+//! for byte what rendering per request gave (unit tests compare them).
+//!
+//! With `/healthz` served, [`GceMetadataServer::warm`] fetches the default token at start, so
+//! `/healthz` 200 means a token is held (see docs/serve.md).
+//!
 //! Without a service account (the federated token alone) there is no account address: `email`
 //! answers `default`, which is what the SDKs re-request under, and `identity` answers 404 (an ID
 //! token can only be minted for a service account).
@@ -48,6 +60,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -56,12 +69,12 @@ use axum::routing::get;
 use axum::Router;
 use time::OffsetDateTime;
 
-use crate::deliver::metrics::MetricsRegistry;
+use crate::deliver::metrics::{MetricsRegistry, ProfileState};
 use crate::deliver::server::{escaped, SecretBody};
 use crate::exchange::google_sts::CLOUD_PLATFORM_SCOPE;
 use crate::refresh::{
-    Clock, GcpIdTokenUpstream, GcpTokenProfile, GcpTokenUpstream, RefreshPolicy, Refresher,
-    Upstream,
+    Clock, GcpIdTokenUpstream, GcpToken, GcpTokenProfile, GcpTokenUpstream, RefreshPolicy,
+    Refresher, Upstream,
 };
 
 /// What `universe/universe-domain` answers: the public Google Cloud universe.
@@ -125,8 +138,12 @@ struct ServerState {
     profile: GcpTokenProfile,
     /// The scopes of a token request without `?scopes=`, as configured.
     default_scopes: Vec<String>,
+    /// [`Self::default_scopes`] sorted, without duplicates (how a requested set is compared).
+    default_set: Vec<String>,
     project_id: Option<String>,
     project_number: Option<String>,
+    /// The values that never change while serving, rendered once (see [`Leaves`]).
+    leaves: Leaves,
     http: reqwest::Client,
     tokens: Engines<GcpTokenUpstream>,
     identities: Engines<GcpIdTokenUpstream>,
@@ -171,12 +188,36 @@ impl GceMetadataServer {
         let project_number = options
             .project_number
             .or_else(|| project_number_of_audience(&profile.audience));
+        let mut default_set = default_scopes.clone();
+        default_set.sort();
+        default_set.dedup();
+        let email = service_account.unwrap_or("default");
+        let host = hostname();
+        let leaves = Leaves {
+            email: Leaf::new(email.to_string(), email.into()),
+            aliases: Leaf::new("default\n".into(), serde_json::json!(["default"])),
+            scopes: Leaf::new(
+                default_scopes.iter().map(|s| format!("{s}\n")).collect(),
+                serde_json::json!(default_scopes),
+            ),
+            hostname: Leaf::new(host.clone(), host.clone().into()),
+            project_id: project_id
+                .as_ref()
+                .map(|id| Leaf::new(id.clone(), id.clone().into())),
+            project_number: project_number
+                .as_ref()
+                .map(|n| Leaf::new(n.clone(), number_json(n))),
+            universe_domain: Leaf::new(UNIVERSE_DOMAIN.to_string(), UNIVERSE_DOMAIN.into()),
+            host,
+        };
         Self {
             inner: Arc::new(ServerState {
                 profile,
                 default_scopes,
+                default_set,
                 project_id,
                 project_number,
+                leaves,
                 http,
                 tokens: Engines::new(MAX_SCOPE_SETS, metrics.clone()),
                 identities: Engines::new(MAX_AUDIENCES, metrics.clone()),
@@ -188,6 +229,28 @@ impl GceMetadataServer {
     /// The engines' state for `/healthz` and `/metrics` (serve its router on its own address).
     pub fn metrics(&self) -> &MetricsRegistry {
         &self.inner.metrics
+    }
+
+    /// Makes the default token's engine now and keeps it fresh from now on, so `/healthz` has
+    /// a credential to wait for (200 means every engine holds one) and the first SDK request
+    /// finds a token. Without it the first engine is made by the first request.
+    pub fn warm(&self) {
+        let s = &self.inner;
+        let key = format!("{}\n{}", s.default_set.join(","), s.subject_identity());
+        let Ok(engine) = s.tokens.engine(&key, || s.default_token_engine()) else {
+            return; // the budget starts full: unreachable for the first engine
+        };
+        s.tokens.keep(&key, &engine);
+    }
+
+    /// How ready the endpoint is: its least ready engine's state; `starting` before any.
+    pub fn state(&self) -> ProfileState {
+        let mut states = self.inner.tokens.states();
+        states.extend(self.inner.identities.states());
+        states
+            .into_iter()
+            .reduce(ProfileState::worst)
+            .unwrap_or(ProfileState::Starting)
     }
 
     /// The project id the endpoint answers, if it knows one.
@@ -213,18 +276,20 @@ impl GceMetadataServer {
             .route(&format!("{V1}/universe/"), get(universe_directory))
             .route(
                 &format!("{V1}/instance/hostname"),
-                get(|Query(q): Query<HashMap<String, String>>| async move {
-                    let host = hostname();
-                    value(&q, host.clone(), serde_json::Value::from(host))
-                }),
+                get(
+                    |State(s): State<Arc<ServerState>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        value(&q, &s.leaves.hostname)
+                    },
+                ),
             )
             .route(
                 &format!("{V1}/project/project-id"),
                 get(
                     |State(s): State<Arc<ServerState>>,
                      Query(q): Query<HashMap<String, String>>| async move {
-                        match &s.project_id {
-                            Some(id) => value(&q, id.clone(), serde_json::Value::from(id.clone())),
+                        match &s.leaves.project_id {
+                            Some(id) => value(&q, id),
                             None => not_found(
                                 "the project id is unknown: pass --project-id (it is derived only \
                                  from a service account address NAME@PROJECT.iam.gserviceaccount.com)",
@@ -238,8 +303,8 @@ impl GceMetadataServer {
                 get(
                     |State(s): State<Arc<ServerState>>,
                      Query(q): Query<HashMap<String, String>>| async move {
-                        match &s.project_number {
-                            Some(number) => value(&q, number.clone(), number_json(number)),
+                        match &s.leaves.project_number {
+                            Some(number) => value(&q, number),
                             None => not_found("the project number is unknown: pass --project-number"),
                         }
                     },
@@ -247,9 +312,12 @@ impl GceMetadataServer {
             )
             .route(
                 &format!("{V1}/universe/universe-domain"),
-                get(|Query(q): Query<HashMap<String, String>>| async move {
-                    value(&q, UNIVERSE_DOMAIN.to_string(), UNIVERSE_DOMAIN.into())
-                }),
+                get(
+                    |State(s): State<Arc<ServerState>>,
+                     Query(q): Query<HashMap<String, String>>| async move {
+                        value(&q, &s.leaves.universe_domain)
+                    },
+                ),
             )
             .route(SA, get(list_accounts))
             .route(&format!("{SA}/"), get(list_accounts))
@@ -271,7 +339,7 @@ const NOT_SERVED: &str = "no such metadata path here. keyless emulates only what
     instance/zone, instance/id, instance/name, attributes, network-interfaces or other \
     Compute Engine facts: this workload does not run on Compute Engine";
 
-/// This machine's host name (what `instance/hostname` answers).
+/// This machine's host name (what `instance/hostname` answers, read once at start).
 fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
@@ -303,11 +371,44 @@ fn alt(query: &HashMap<String, String>, default: Alt) -> Result<Alt, Box<Respons
     }
 }
 
+/// A value that does not change while the endpoint serves (the account's address, the
+/// project, the host name...), rendered once in both forms: each answer shares the bytes.
+struct Leaf {
+    text: Bytes,
+    json: Bytes,
+}
+
+impl Leaf {
+    fn new(as_text: String, as_json: serde_json::Value) -> Self {
+        Self {
+            text: Bytes::from(as_text),
+            json: Bytes::from(as_json.to_string()),
+        }
+    }
+}
+
+/// Every [`Leaf`] the endpoint answers.
+struct Leaves {
+    email: Leaf,
+    aliases: Leaf,
+    scopes: Leaf,
+    hostname: Leaf,
+    project_id: Option<Leaf>,
+    project_number: Option<Leaf>,
+    universe_domain: Leaf,
+    /// This machine's host name when the endpoint started (the recursive trees show it).
+    host: String,
+}
+
 /// A leaf value: text by default, JSON with `?alt=json`.
-fn value(query: &HashMap<String, String>, as_text: String, as_json: serde_json::Value) -> Response {
+fn value(query: &HashMap<String, String>, leaf: &Leaf) -> Response {
     match alt(query, Alt::Text) {
-        Ok(Alt::Text) => text(as_text),
-        Ok(Alt::Json) => json(&as_json),
+        Ok(Alt::Text) => ([(header::CONTENT_TYPE, TEXT)], leaf.text.clone()).into_response(),
+        Ok(Alt::Json) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            leaf.json.clone(),
+        )
+            .into_response(),
         Err(refusal) => *refusal,
     }
 }
@@ -473,6 +574,10 @@ pub fn scope_set(scopes: &str, configured: &[String]) -> Result<Vec<String>, Sco
 /// Refuses what the real server refuses, stamps `Metadata-Flavor: Google` on every answer and
 /// logs one line per request (path and query hold no secrets; answers are never logged).
 async fn guard(request: Request, next: Next) -> Response {
+    // Nothing to log (the default): no copies of the method, URI and peer on the request path.
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return flavored(request, next).await;
+    }
     let started = Instant::now();
     let method = request.method().clone();
     let uri = request.uri().clone();
@@ -480,6 +585,20 @@ async fn guard(request: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let response = flavored(request, next).await;
+    tracing::debug!(
+        %method,
+        uri = %escaped(&uri.to_string()),
+        status = response.status().as_u16(),
+        peer = ?peer,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "gce metadata request"
+    );
+    response
+}
+
+/// The checks and the `Metadata-Flavor` answer header of [`guard`].
+async fn flavored(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let mut response = if headers.contains_key("x-forwarded-for") {
         refuse(
@@ -487,7 +606,7 @@ async fn guard(request: Request, next: Next) -> Response {
             "refusing a request with X-Forwarded-For: the metadata endpoint serves local \
              processes directly, never through a proxy",
         )
-    } else if uri.path().starts_with("/computeMetadata/") && !has_flavor(headers) {
+    } else if request.uri().path().starts_with("/computeMetadata/") && !has_flavor(headers) {
         refuse(
             StatusCode::FORBIDDEN,
             "missing the header Metadata-Flavor: Google (the metadata endpoint requires it, as \
@@ -499,14 +618,6 @@ async fn guard(request: Request, next: Next) -> Response {
     response
         .headers_mut()
         .insert(FLAVOR, HeaderValue::from_static(GOOGLE));
-    tracing::debug!(
-        %method,
-        uri = %escaped(&uri.to_string()),
-        status = response.status().as_u16(),
-        peer = ?peer,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "gce metadata request"
-    );
     response
 }
 
@@ -556,16 +667,9 @@ async fn account_item(
         return s.unknown_account(&name);
     }
     match item.as_str() {
-        "email" => value(&query, s.email().to_string(), s.email().into()),
-        "aliases" => value(&query, "default\n".into(), serde_json::json!(["default"])),
-        "scopes" => value(
-            &query,
-            s.default_scopes
-                .iter()
-                .map(|scope| format!("{scope}\n"))
-                .collect::<String>(),
-            serde_json::json!(s.default_scopes),
-        ),
+        "email" => value(&query, &s.leaves.email),
+        "aliases" => value(&query, &s.leaves.aliases),
+        "scopes" => value(&query, &s.leaves.scopes),
         "token" => s.token(query.get("scopes").map(String::as_str)).await,
         "identity" => s.identity(&query).await,
         _ => not_found("no such service account attribute"),
@@ -606,7 +710,7 @@ impl ServerState {
     /// `instance/?recursive=true`: what is known about the "instance".
     fn instance_tree(&self) -> serde_json::Value {
         serde_json::json!({
-            "hostname": hostname(),
+            "hostname": self.leaves.host,
             "serviceAccounts": self.accounts_tree(),
         })
     }
@@ -654,28 +758,20 @@ impl ServerState {
             }
             Some(Err(refusal)) => return refuse(StatusCode::FORBIDDEN, &refusal.to_string()),
         };
-        let mut default_set = self.default_scopes.clone();
-        default_set.sort();
-        default_set.dedup();
-        let (key, set) = if set.is_empty() || set == default_set {
-            (default_set, None)
+        let (key, set) = if set.is_empty() || set == self.default_set {
+            (self.default_set.join(","), None)
         } else {
-            (set.clone(), Some(set))
+            (set.join(","), Some(set))
         };
         // The identity behind the source is part of the key: a token file that now holds
         // another subject gets a new engine, never the previous subject's token.
-        let key = format!("{}\n{}", key.join(","), self.subject_identity());
-        let engine = self.tokens.engine(&key, || {
-            let name = match &set {
-                None => "gce-metadata token".to_string(),
-                Some(set) => format!("gce-metadata token scopes={}", escaped(&set.join(","))),
-            };
-            let scopes = set.unwrap_or_else(|| self.default_scopes.clone());
-            let upstream = GcpTokenUpstream {
-                profile: self.profile_for_scopes(scopes),
-                http: self.http.clone(),
-            };
-            Refresher::new(name, upstream, RefreshPolicy::default(), Clock::System)
+        let key = format!("{key}\n{}", self.subject_identity());
+        let engine = self.tokens.engine(&key, || match set {
+            None => self.default_token_engine(),
+            Some(set) => {
+                let name = format!("gce-metadata token scopes={}", escaped(&set.join(",")));
+                self.token_engine(name, set)
+            }
         });
         let engine = match engine {
             Ok(engine) => engine,
@@ -683,23 +779,27 @@ impl ServerState {
         };
         match self.tokens.get(&key, &engine).await {
             Ok((token, expires_at)) => {
-                #[derive(serde::Serialize)]
-                struct AccessToken<'a> {
-                    access_token: &'a str,
-                    expires_in: i64,
-                    token_type: &'a str,
-                }
-                secret_answer(
-                    "application/json",
-                    SecretBody::json(&AccessToken {
-                        access_token: token.token.access_token.expose(),
-                        expires_in: seconds_left(expires_at),
-                        token_type: "Bearer",
-                    }),
-                )
+                let expires_in = seconds_left(expires_at);
+                let body = engine.body_for(&token, expires_in, |token| {
+                    access_token_body(token, expires_in)
+                });
+                secret_answer("application/json", body)
             }
             Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         }
+    }
+
+    /// The engine for a token of the configured scopes.
+    fn default_token_engine(&self) -> Refresher<GcpTokenUpstream> {
+        self.token_engine("gce-metadata token".into(), self.default_scopes.clone())
+    }
+
+    fn token_engine(&self, name: String, scopes: Vec<String>) -> Refresher<GcpTokenUpstream> {
+        let upstream = GcpTokenUpstream {
+            profile: self.profile_for_scopes(scopes),
+            http: self.http.clone(),
+        };
+        Refresher::new(name, upstream, RefreshPolicy::default(), Clock::System)
     }
 
     /// An ID token for `?audience=` (required), minted for the service account.
@@ -744,7 +844,10 @@ impl ServerState {
             Err(retry_after) => return too_many_new("ID-token audiences", retry_after),
         };
         match self.identities.get(&key, &engine).await {
-            Ok((token, _)) => secret_answer(TEXT, SecretBody::text(token.expose())),
+            Ok((token, _)) => {
+                let body = engine.body_for(&token, 0, |token| SecretBody::text(token.expose()));
+                secret_answer(TEXT, body)
+            }
             Err(error) => refuse(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
         }
     }
@@ -777,6 +880,21 @@ impl ServerState {
         profile.scopes = vec![CLOUD_PLATFORM_SCOPE.to_string()];
         profile
     }
+}
+
+/// The `token` answer: what google-auth and the other SDKs parse.
+fn access_token_body(token: &GcpToken, expires_in: i64) -> SecretBody {
+    #[derive(serde::Serialize)]
+    struct AccessToken<'a> {
+        access_token: &'a str,
+        expires_in: i64,
+        token_type: &'a str,
+    }
+    SecretBody::json(&AccessToken {
+        access_token: token.token.access_token.expose(),
+        expires_in,
+        token_type: "Bearer",
+    })
 }
 
 fn seconds_left(expires_at: OffsetDateTime) -> i64 {
@@ -865,10 +983,59 @@ struct Engines<U: Upstream> {
 
 struct EngineSlot<U: Upstream> {
     key: String,
-    engine: Refresher<U>,
+    engine: Arc<Engine<U>>,
     last_used: u64,
     /// Started after the first success (see the module doc); stopped when the slot is dropped.
     keeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// One engine and the last answer rendered from its value: SDKs ask for the same token again
+/// and again, so the answer is rendered once per token (and, for an access token, once per
+/// second of its `expires_in`), then served as shared bytes. The rendered answer is a
+/// [`SecretBody`]: replaced, its bytes are wiped once no response is still sending them.
+struct Engine<U: Upstream> {
+    refresher: Refresher<U>,
+    /// Set once the keeper runs, so later requests skip the table lock.
+    kept: std::sync::atomic::AtomicBool,
+    rendered: Mutex<Option<Rendered<U::Value>>>,
+}
+
+/// The value rendered last, what else the answer depended on, and the answer.
+type Rendered<V> = (Arc<V>, i64, SecretBody);
+
+impl<U: Upstream> Engine<U> {
+    fn new(refresher: Refresher<U>) -> Self {
+        Self {
+            refresher,
+            kept: Default::default(),
+            rendered: Mutex::new(None),
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.refresher.name()
+    }
+
+    /// The answer for `value` and `extra` (what else goes into it, e.g. the seconds left),
+    /// rendered by `render` only when either differs from the last one's.
+    fn body_for(
+        &self,
+        value: &Arc<U::Value>,
+        extra: i64,
+        render: impl FnOnce(&U::Value) -> SecretBody,
+    ) -> Bytes {
+        let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((from, from_extra, body)) = rendered.as_ref() {
+            if Arc::ptr_eq(from, value) && *from_extra == extra {
+                return body.body();
+            }
+        }
+        let body = render(value);
+        let bytes = body.body();
+        // The previous answer is dropped here (wiped once in-flight answers are sent).
+        *rendered = Some((value.clone(), extra, body));
+        bytes
+    }
 }
 
 impl<U: Upstream> Engines<U> {
@@ -899,7 +1066,7 @@ impl<U: Upstream> Engines<U> {
         &self,
         key: &str,
         make: impl FnOnce() -> Refresher<U>,
-    ) -> Result<Refresher<U>, Duration> {
+    ) -> Result<Arc<Engine<U>>, Duration> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(slot) = table.iter_mut().find(|s| s.key == key) {
@@ -928,8 +1095,8 @@ impl<U: Upstream> Engines<U> {
                 );
             }
         }
-        let engine = make();
-        let status = engine.clone();
+        let engine = Arc::new(Engine::new(make()));
+        let status = engine.refresher.clone();
         self.metrics
             .register(engine.name().to_string(), move || status.status());
         table.push(EngineSlot {
@@ -941,18 +1108,38 @@ impl<U: Upstream> Engines<U> {
         Ok(engine)
     }
 
-    /// A value from `engine`; on the first success its keeper starts.
-    async fn get(
-        &self,
-        key: &str,
-        engine: &Refresher<U>,
-    ) -> Result<(U::Value, OffsetDateTime), crate::refresh::ServeError> {
-        let value = engine.get().await?;
+    /// Each engine's state.
+    fn states(&self) -> Vec<ProfileState> {
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table
+            .iter()
+            .map(|slot| ProfileState::of(&slot.engine.refresher.status()))
+            .collect()
+    }
+
+    /// Starts `engine`'s keeper if it has none.
+    fn keep(&self, key: &str, engine: &Engine<U>) {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = table.iter_mut().find(|s| s.key == key) {
             if slot.keeper.is_none() {
-                slot.keeper = Some(slot.engine.spawn_keeper());
+                slot.keeper = Some(slot.engine.refresher.spawn_keeper());
             }
+            engine
+                .kept
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    /// The value `engine` holds, shared (not copied); on the first success its keeper starts.
+    async fn get(
+        &self,
+        key: &str,
+        engine: &Engine<U>,
+    ) -> Result<(Arc<U::Value>, OffsetDateTime), crate::refresh::ServeError> {
+        use std::sync::atomic::Ordering;
+        let value = engine.refresher.get_shared().await?;
+        if !engine.kept.load(Ordering::Acquire) {
+            self.keep(key, engine);
         }
         Ok(value)
     }
@@ -969,9 +1156,9 @@ impl<U: Upstream> Drop for Engines<U> {
     }
 }
 
-/// An answer holding a token: its body is wiped once sent (see [`SecretBody`]).
-fn secret_answer(content_type: &'static str, body: SecretBody) -> Response {
-    ([(header::CONTENT_TYPE, content_type)], body.body()).into_response()
+/// An answer holding a token: its body (a [`SecretBody`]'s, shared) is wiped once sent.
+fn secret_answer(content_type: &'static str, body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 fn text(body: impl Into<String>) -> Response {
@@ -1091,6 +1278,67 @@ mod tests {
         assert!(!has_keeper(&engines));
         engines.get("a", &a).await.unwrap();
         assert!(has_keeper(&engines));
+    }
+
+    /// An answer is rendered once per value and `extra` (an access token's seconds left), then
+    /// shared; a replaced answer is wiped once no response still sends it.
+    #[test]
+    fn answers_are_rendered_once_per_value_and_shared() {
+        let engine = Engine::new(counting("engine"));
+        let renders = std::cell::Cell::new(0);
+        let render = |n: &u64| {
+            renders.set(renders.get() + 1);
+            SecretBody::text(&format!("token {n}"))
+        };
+        let (one, two) = (Arc::new(1u64), Arc::new(2u64));
+        let wiped = || crate::deliver::server::WIPED.with(|w| w.get());
+        let before = wiped();
+        let first = engine.body_for(&one, 3599, render);
+        let again = engine.body_for(&one, 3599, render);
+        assert_eq!(renders.get(), 1, "served from the cache");
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a copy");
+        assert_eq!(&first[..], b"token 1");
+        engine.body_for(&one, 3598, render);
+        assert_eq!(renders.get(), 2, "a new second is a new answer");
+        drop((first, again));
+        assert_eq!(wiped(), before + 1, "the replaced answer was wiped");
+        assert_eq!(&engine.body_for(&two, 3598, render)[..], b"token 2");
+        assert_eq!(renders.get(), 3, "a new value is a new answer");
+    }
+
+    /// The token answer is byte for byte what the endpoint always sent.
+    #[test]
+    fn the_token_answer_keeps_its_bytes() {
+        use crate::secret::Secret;
+        let token = GcpToken {
+            token: crate::credentials::GoogleAccessToken {
+                access_token: Secret::new("ya29.fake"),
+                expires_at: OffsetDateTime::now_utc(),
+            },
+            service_account: None,
+            subject: crate::refresh::gcp_token::FederatedSubject::Aws(
+                crate::credentials::AwsCredentials {
+                    access_key_id: "ASIAFAKE".into(),
+                    secret_access_key: Secret::new("s"),
+                    session_token: None,
+                    expiration: None,
+                },
+            ),
+        };
+        assert_eq!(
+            &access_token_body(&token, 3599).body()[..],
+            br#"{"access_token":"ya29.fake","expires_in":3599,"token_type":"Bearer"}"#
+        );
+    }
+
+    /// Leaves answer the same bytes as the values rendered per request did.
+    #[test]
+    fn leaves_keep_their_bytes() {
+        let leaf = Leaf::new("a\nb\n".into(), serde_json::json!(["a", "b"]));
+        assert_eq!(&leaf.text[..], b"a\nb\n");
+        assert_eq!(&leaf.json[..], br#"["a","b"]"#);
+        let number = Leaf::new("42".into(), number_json("42"));
+        assert_eq!(&number.json[..], b"42");
     }
 
     fn configured(scopes: &[&str]) -> Vec<String> {

@@ -15,11 +15,17 @@
 //! `/latest/meta-data/placement/region`, `.../placement/availability-zone` and
 //! `/latest/meta-data/instance-id`. The instance profile and instance id are stand-ins derived
 //! from the role and this host; the credentials are the role's, refreshed by the engine.
+//!
+//! Tools ask for the same credentials again and again: the credentials document is rendered
+//! once per credential (its `LastUpdated` is when its access key was first served, as before)
+//! and every answer shares its bytes; the credential is shared with the engine, not copied;
+//! the role name, region, zone and instance id are answer bodies made once at start.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -143,12 +149,65 @@ fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// What the handlers share. Tools ask for the same credentials again and again: the document
+/// is rendered once per credential (not once per request) and every answer shares its bytes;
+/// the identity's plain values are rendered once at start.
 struct Endpoint<U: Upstream<Value = AssumedRole>> {
     refresher: Refresher<U>,
     identity: InstanceIdentity,
+    /// `role_name`, `region`, its availability zone and `instance_id`, as answer bodies.
+    role_name: Bytes,
+    region: Bytes,
+    zone: Bytes,
+    instance_id: Bytes,
     sessions: SessionTokens,
-    /// The access key last served and when it was first seen: IMDS's `LastUpdated`.
-    last_updated: Mutex<Option<(String, OffsetDateTime)>>,
+    rendered: Mutex<Option<Rendered>>,
+}
+
+/// The credentials document last rendered, a [`SecretBody`]: when a refresh replaces it, its
+/// bytes are wiped as soon as no response is still sending them.
+struct Rendered {
+    role: Arc<AssumedRole>,
+    /// When its access key was first served: IMDS's `LastUpdated`.
+    last_updated: OffsetDateTime,
+    body: SecretBody,
+}
+
+impl<U: Upstream<Value = AssumedRole>> Endpoint<U> {
+    fn new(refresher: Refresher<U>, identity: InstanceIdentity) -> Self {
+        Self {
+            refresher,
+            role_name: Bytes::from(identity.role_name.clone()),
+            region: Bytes::from(identity.region.clone()),
+            zone: Bytes::from(format!("{}a", identity.region)),
+            instance_id: Bytes::from(identity.instance_id.clone()),
+            identity,
+            sessions: SessionTokens::new(MAX_SESSIONS),
+            rendered: Mutex::new(None),
+        }
+    }
+
+    /// The credentials document for `role`, rendered when `role` is not the one rendered last
+    /// (`now`: its `LastUpdated` when its access key is new).
+    fn body_for(&self, role: &Arc<AssumedRole>, now: OffsetDateTime) -> Bytes {
+        let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let last_updated = match rendered.as_ref() {
+            Some(last) if Arc::ptr_eq(&last.role, role) => return last.body.body(),
+            Some(last) if last.role.credentials.access_key_id == role.credentials.access_key_id => {
+                last.last_updated
+            }
+            _ => now,
+        };
+        let body = credentials_body(role, last_updated);
+        let bytes = body.body();
+        // The previous document is dropped here (wiped once in-flight answers are sent).
+        *rendered = Some(Rendered {
+            role: role.clone(),
+            last_updated,
+            body,
+        });
+        bytes
+    }
 }
 
 /// The IMDSv2 routes, serving `refresher`'s credentials as the instance profile's role.
@@ -156,12 +215,7 @@ pub fn router<U: Upstream<Value = AssumedRole>>(
     refresher: Refresher<U>,
     identity: InstanceIdentity,
 ) -> Router {
-    let endpoint = Arc::new(Endpoint {
-        refresher,
-        identity,
-        sessions: SessionTokens::new(MAX_SESSIONS),
-        last_updated: Mutex::new(None),
-    });
+    let endpoint = Arc::new(Endpoint::new(refresher, identity));
     Router::new()
         .route("/latest/api/token", put(issue_token::<U>))
         .fallback(metadata::<U>)
@@ -169,7 +223,7 @@ pub fn router<U: Upstream<Value = AssumedRole>>(
         .layer(axum::middleware::from_fn(super::ecs_server::log_request))
 }
 
-fn text(status: StatusCode, body: impl Into<String>) -> Response {
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain")], body.into()).into_response()
 }
 
@@ -225,7 +279,9 @@ async fn metadata<U: Upstream<Value = AssumedRole>>(
     let credentials_path = "/latest/meta-data/iam/security-credentials/";
     match uri.path() {
         "/latest/meta-data/iam/security-credentials"
-        | "/latest/meta-data/iam/security-credentials/" => text(StatusCode::OK, &id.role_name),
+        | "/latest/meta-data/iam/security-credentials/" => {
+            text(StatusCode::OK, endpoint.role_name.clone())
+        }
         "/latest/meta-data/iam/info" => Json(json!({
             "Code": "Success",
             "LastUpdated": format_expiration(OffsetDateTime::now_utc()),
@@ -246,11 +302,11 @@ async fn metadata<U: Upstream<Value = AssumedRole>>(
             "version": "2017-09-30",
         }))
         .into_response(),
-        "/latest/meta-data/placement/region" => text(StatusCode::OK, &id.region),
+        "/latest/meta-data/placement/region" => text(StatusCode::OK, endpoint.region.clone()),
         "/latest/meta-data/placement/availability-zone" => {
-            text(StatusCode::OK, format!("{}a", id.region))
+            text(StatusCode::OK, endpoint.zone.clone())
         }
-        "/latest/meta-data/instance-id" => text(StatusCode::OK, &id.instance_id),
+        "/latest/meta-data/instance-id" => text(StatusCode::OK, endpoint.instance_id.clone()),
         path if path.strip_prefix(credentials_path) == Some(id.role_name.as_str()) => {
             role_credentials(&endpoint).await
         }
@@ -272,37 +328,29 @@ struct InstanceCredentials<'a> {
     expiration: Option<String>,
 }
 
+/// The role-credentials document for `role`, rendered straight into a buffer that is wiped
+/// when replaced (no copies of the secrets in an intermediate JSON value).
+fn credentials_body(role: &AssumedRole, last_updated: OffsetDateTime) -> SecretBody {
+    let c = &role.credentials;
+    SecretBody::json(&InstanceCredentials {
+        code: "Success",
+        last_updated: format_expiration(last_updated),
+        kind: "AWS-HMAC",
+        access_key_id: &c.access_key_id,
+        secret_access_key: c.secret_access_key.expose(),
+        token: c.session_token.as_ref().map(Secret::expose),
+        expiration: c.expiration.map(format_expiration),
+    })
+}
+
 async fn role_credentials<U: Upstream<Value = AssumedRole>>(endpoint: &Endpoint<U>) -> Response {
     let now = OffsetDateTime::now_utc();
-    match endpoint.refresher.get().await {
-        Ok((role, _)) => {
-            let c = &role.credentials;
-            let last_updated = {
-                let mut last = endpoint
-                    .last_updated
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                match &*last {
-                    Some((key, at)) if *key == c.access_key_id => *at,
-                    _ => {
-                        *last = Some((c.access_key_id.clone(), now));
-                        now
-                    }
-                }
-            };
-            // Rendered straight into a buffer wiped when the answer is sent (no copies of the
-            // secrets in an intermediate JSON value).
-            let body = SecretBody::json(&InstanceCredentials {
-                code: "Success",
-                last_updated: format_expiration(last_updated),
-                kind: "AWS-HMAC",
-                access_key_id: &c.access_key_id,
-                secret_access_key: c.secret_access_key.expose(),
-                token: c.session_token.as_ref().map(Secret::expose),
-                expiration: c.expiration.map(format_expiration),
-            });
-            ([(header::CONTENT_TYPE, "application/json")], body.body()).into_response()
-        }
+    match endpoint.refresher.get_shared().await {
+        Ok((role, _)) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            endpoint.body_for(&role, now),
+        )
+            .into_response(),
         // A non-200 makes the SDKs retry, then report that no credentials could be found; the
         // body says why for whoever looks.
         Err(e) => (
@@ -502,6 +550,58 @@ mod tests {
             sessions.issue(Duration::from_secs(5));
         }
         assert_eq!(sessions.len(), 3);
+    }
+
+    /// The document is rendered once per credential, byte for byte what was rendered per
+    /// request before; `LastUpdated` stays while the access key does; a replaced one is wiped.
+    #[test]
+    fn the_credentials_document_is_rendered_once_per_credential() {
+        let endpoint = Endpoint::new(
+            Refresher::new(
+                "deploy",
+                FakeSts::default(),
+                RefreshPolicy::default(),
+                Clock::System,
+            ),
+            identity(),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let role = |key: &str| {
+            let mut role = runtime.block_on(FakeSts::default().fetch()).unwrap().0;
+            role.credentials.access_key_id = key.into();
+            role.credentials.expiration = Some(time::macros::datetime!(2030-01-01 12:00 UTC));
+            Arc::new(role)
+        };
+        let (first, same_key, second) = (role("ASIAFIRST"), role("ASIAFIRST"), role("ASIASECOND"));
+        let t0 = time::macros::datetime!(2026-12-05 00:00:00 UTC);
+        let t1 = t0 + time::Duration::minutes(5);
+        let wiped = || crate::deliver::server::WIPED.with(|w| w.get());
+        let before = wiped();
+        let in_flight = endpoint.body_for(&first, t0);
+        assert_eq!(
+            &in_flight[..],
+            br#"{"Code":"Success","LastUpdated":"2026-12-05T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAFIRST","SecretAccessKey":"fake-secret-key","Token":"fake-session-token","Expiration":"2030-01-01T12:00:00Z"}"#
+        );
+        let again = endpoint.body_for(&first, t1);
+        assert_eq!(
+            in_flight.as_ptr(),
+            again.as_ptr(),
+            "shared, not rendered again"
+        );
+        assert_eq!(
+            endpoint.body_for(&same_key, t1),
+            in_flight,
+            "LastUpdated kept"
+        );
+        assert_eq!(wiped(), before, "answers still send the first document");
+        drop((in_flight, again));
+        assert_eq!(wiped(), before + 1, "the replaced document was wiped");
+        let doc: serde_json::Value =
+            serde_json::from_slice(&endpoint.body_for(&second, t1)).unwrap();
+        assert_eq!(doc["LastUpdated"], "2026-12-05T00:05:00Z");
+        assert_eq!(doc["AccessKeyId"], "ASIASECOND");
     }
 
     #[test]

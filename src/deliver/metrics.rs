@@ -4,6 +4,11 @@
 //! Every kept-fresh credential registers a status function; the endpoint reads them on demand,
 //! so the hot path (serving credentials) does no metrics work at all.
 //!
+//! `/healthz` is 200 exactly when every registered credential is valid now ([`ProfileState`]
+//! `ok` or `refreshing`): a credential not fetched yet (`starting`) is not ready, so an
+//! orchestrator waiting for 200 never starts a workload before its credentials are held. A
+//! registry with nothing registered is ready (there is nothing to wait for).
+//!
 //! `/healthz` reports each profile's *state* ([`ProfileState`]: a word, the seconds until its
 //! credential expires, the failure count), never the upstream's error text: the Kubernetes
 //! manifests expose it to the cluster network, and an upstream message can name roles, accounts,
@@ -82,8 +87,16 @@ impl MetricsRegistry {
             .collect()
     }
 
-    /// Healthy when every profile holds a credential that has not expired (or has never been
-    /// asked for and has not failed). The report has one line per profile,
+    /// Each registered credential's state, in registration order.
+    pub fn states(&self) -> Vec<(String, ProfileState)> {
+        self.snapshot()
+            .into_iter()
+            .map(|(name, status)| (name, ProfileState::of(&status)))
+            .collect()
+    }
+
+    /// Ready when every registered credential is valid now ([`ProfileState::is_ready`]; one not
+    /// fetched yet is not). The report has one line per profile,
     /// `NAME: STATE [expires_in=SECONDSs] [failures=N]`, and no error text.
     pub fn healthy(&self) -> (bool, String) {
         if self.starting.load(Ordering::Acquire) {
@@ -96,7 +109,7 @@ impl MetricsRegistry {
         let mut healthy = true;
         for (name, status) in self.snapshot() {
             let state = ProfileState::of(&status);
-            healthy &= state.is_healthy();
+            healthy &= state.is_ready();
             let _ = write!(report, "{name}: {}", state.word());
             if let Some(left) = status.seconds_until_expiry.filter(|left| *left > 0.0) {
                 let _ = write!(report, " expires_in={}s", left.floor());
@@ -104,7 +117,7 @@ impl MetricsRegistry {
             if status.failures > 0 {
                 let _ = write!(report, " failures={}", status.failures);
             }
-            if !state.is_healthy() {
+            if matches!(state, ProfileState::Failing | ProfileState::Expired) {
                 report.push_str(" (why: see keyless's log)");
             }
             report.push('\n');
@@ -220,11 +233,11 @@ fn render_exchanges(
 /// What `/healthz` says of one profile: a state, never the upstream's words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProfileState {
-    /// Not asked for yet, and nothing failed.
+    /// No credential held yet, and nothing failed (not ready).
     Starting,
     /// A valid credential is held and the last attempt succeeded.
     Ok,
-    /// A valid credential is held but the last refresh failed; retrying (still healthy).
+    /// A valid credential is held but the last refresh failed; retrying (still ready).
     Refreshing,
     /// No valid credential and the last attempt failed.
     Failing,
@@ -255,9 +268,26 @@ impl ProfileState {
         }
     }
 
-    /// Whether programs can get a valid credential (or have not asked yet).
-    pub fn is_healthy(self) -> bool {
-        matches!(self, Self::Starting | Self::Ok | Self::Refreshing)
+    /// Whether a valid credential is held now: what `/healthz` 200 means for every profile.
+    pub fn is_ready(self) -> bool {
+        matches!(self, Self::Ok | Self::Refreshing)
+    }
+
+    /// The less ready of two states (a profile with several credentials is as ready as its
+    /// least ready one): expired, failing, starting, refreshing, ok.
+    pub fn worst(self, other: Self) -> Self {
+        let rank = |s: Self| match s {
+            Self::Expired => 0,
+            Self::Failing => 1,
+            Self::Starting => 2,
+            Self::Refreshing => 3,
+            Self::Ok => 4,
+        };
+        if rank(other) < rank(self) {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -279,8 +309,46 @@ mod tests {
         assert!(!ok);
         assert!(report.starts_with("starting"), "{report}");
         registry.mark_started();
-        assert!(registry.healthy().0, "no profile has failed");
+        assert!(registry.healthy().0, "nothing to wait for");
         assert!(MetricsRegistry::default().healthy().0);
+    }
+
+    /// 200 means every credential is held: one not fetched yet keeps `/healthz` at 503.
+    #[test]
+    fn ready_only_once_every_credential_is_held() {
+        let held = std::sync::Arc::new(AtomicBool::new(false));
+        let registry = MetricsRegistry::default();
+        registry.register("deploy", || RefreshStatus {
+            seconds_until_expiry: Some(600.0),
+            ..RefreshStatus::default()
+        });
+        let later = held.clone();
+        registry.register("copycat", move || RefreshStatus {
+            seconds_until_expiry: later.load(Ordering::SeqCst).then_some(60.0),
+            ..RefreshStatus::default()
+        });
+        assert_eq!(
+            registry.healthy(),
+            (
+                false,
+                "deploy: ok expires_in=600s\ncopycat: starting\n".to_string()
+            )
+        );
+        held.store(true, Ordering::SeqCst);
+        assert_eq!(
+            registry.healthy(),
+            (
+                true,
+                "deploy: ok expires_in=600s\ncopycat: ok expires_in=60s\n".to_string()
+            )
+        );
+        assert_eq!(
+            registry.states(),
+            [
+                ("deploy".to_string(), ProfileState::Ok),
+                ("copycat".to_string(), ProfileState::Ok)
+            ]
+        );
     }
 
     #[test]
@@ -342,7 +410,7 @@ mod tests {
             ..RefreshStatus::default()
         };
         for (left, error, word, healthy) in [
-            (None, false, "starting", true),
+            (None, false, "starting", false),
             (Some(60.0), false, "ok", true),
             (Some(60.0), true, "refreshing", true),
             (None, true, "failing", false),
@@ -351,7 +419,7 @@ mod tests {
         ] {
             let state = ProfileState::of(&status(left, error));
             assert_eq!(state.word(), word);
-            assert_eq!(state.is_healthy(), healthy, "{word}");
+            assert_eq!(state.is_ready(), healthy, "{word}");
         }
     }
 }
