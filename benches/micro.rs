@@ -122,7 +122,8 @@ fn assumed_role() -> AssumedRole {
     role
 }
 
-fn serving(c: &mut Criterion) {
+/// A current-thread runtime and a refresher that already holds [`assumed_role`].
+fn held_refresher() -> (tokio::runtime::Runtime, Refresher<Instant>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -134,6 +135,11 @@ fn serving(c: &mut Criterion) {
         Clock::System,
     );
     runtime.block_on(refresher.get()).unwrap();
+    (runtime, refresher)
+}
+
+fn serving(c: &mut Criterion) {
+    let (runtime, refresher) = held_refresher();
     c.bench_function("refresher_get_cached", |b| {
         b.iter(|| runtime.block_on(refresher.get()).unwrap())
     });
@@ -169,17 +175,7 @@ fn serving(c: &mut Criterion) {
 fn handlers(c: &mut Criterion) {
     use keyless::deliver::{ecs_server, imds_server};
     use tower_service::Service as _;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let refresher = Refresher::new(
-        "bench",
-        Instant(assumed_role()),
-        RefreshPolicy::default(),
-        Clock::System,
-    );
-    runtime.block_on(refresher.get()).unwrap();
+    let (runtime, refresher) = held_refresher();
     let call = |router: &axum::Router, request: axum::http::Request<axum::body::Body>| {
         let mut router = router.clone();
         runtime.block_on(async move {
