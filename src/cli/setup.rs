@@ -101,20 +101,8 @@ pub struct GcpToAwsArgs {
     /// The ID token audience the trust policy requires (`oaud`).
     #[arg(long, default_value = DEFAULT_AWS_AUDIENCE)]
     pub audience: String,
-    /// A managed policy to attach (repeatable).
-    #[arg(long = "policy-arn", value_name = "ARN")]
-    pub policy_arns: Vec<String>,
-    /// The role's maximum session duration: 1h to 12h, as 3600s, 90m, 1h or plain seconds.
-    #[arg(long, value_name = "DUR", default_value_t = Seconds::new(3600),
-          value_parser = clap::value_parser!(Seconds))]
-    pub max_session_duration: Seconds,
-    /// Also print what `keyless audit` needs: a CloudTrail trail on the AWS side, Data Access
-    /// logs for Google STS and IAM Credentials on the Google side.
-    #[arg(long)]
-    pub audit: bool,
-    /// What to print.
-    #[arg(long, value_enum)]
-    pub format: GcpToAwsFormat,
+    #[command(flatten)]
+    pub role: AwsRoleOptions,
 }
 
 /// `keyless setup aws-to-gcp`.
@@ -153,18 +141,10 @@ pub struct AwsToGcpArgs {
     pub format: AwsToGcpFormat,
 }
 
-/// The AWS role an OIDC source may assume (the flags of `gcp-to-aws`, without the service account).
+/// The flags every pair that makes an AWS role shares, after its own: the role's policies and
+/// session limit, `--audit`, the format.
 #[derive(Debug, Args)]
-pub struct AwsRoleTargetArgs {
-    /// The 12-digit AWS account of the role and the IAM OIDC provider.
-    #[arg(long)]
-    pub aws_account: String,
-    /// The role's name.
-    #[arg(long)]
-    pub role_name: String,
-    /// The token's audience: the IAM OIDC provider's client id and the `HOST/PATH:aud` pin.
-    #[arg(long, default_value = DEFAULT_AWS_AUDIENCE)]
-    pub audience: String,
+pub struct AwsRoleOptions {
     /// A managed policy to attach (repeatable).
     #[arg(long = "policy-arn", value_name = "ARN")]
     pub policy_arns: Vec<String>,
@@ -179,6 +159,22 @@ pub struct AwsRoleTargetArgs {
     /// What to print.
     #[arg(long, value_enum)]
     pub format: GcpToAwsFormat,
+}
+
+/// The AWS role an OIDC source may assume (the flags of `gcp-to-aws`, without the service account).
+#[derive(Debug, Args)]
+pub struct AwsRoleTargetArgs {
+    /// The 12-digit AWS account of the role and the IAM OIDC provider.
+    #[arg(long)]
+    pub aws_account: String,
+    /// The role's name.
+    #[arg(long)]
+    pub role_name: String,
+    /// The token's audience: the IAM OIDC provider's client id and the `HOST/PATH:aud` pin.
+    #[arg(long, default_value = DEFAULT_AWS_AUDIENCE)]
+    pub audience: String,
+    #[command(flatten)]
+    pub role: AwsRoleOptions,
 }
 
 /// The Google side for an OIDC source (the flags of `aws-to-gcp`, without the AWS account).
@@ -236,11 +232,11 @@ impl AwsRoleTargetArgs {
                 aws_account: self.aws_account,
                 role_name: self.role_name,
                 audience: self.audience,
-                policy_arns: self.policy_arns,
-                max_session_duration: self.max_session_duration.as_secs_u32(),
+                policy_arns: self.role.policy_arns,
+                max_session_duration: self.role.max_session_duration.as_secs_u32(),
             },
-            self.format,
-            self.audit,
+            self.role.format,
+            self.role.audit,
         )
     }
 }
@@ -413,16 +409,16 @@ pub async fn run(command: SetupCommand) -> anyhow::Result<i32> {
                 aws_account: a.aws_account,
                 role_name: a.role_name,
                 audience: a.audience,
-                policy_arns: a.policy_arns,
-                max_session_duration: a.max_session_duration.as_secs_u32(),
+                policy_arns: a.role.policy_arns,
+                max_session_duration: a.role.max_session_duration.as_secs_u32(),
             };
             if let Err(e) = spec.validate() {
                 eprintln!("keyless: {e}");
                 return Ok(exit_code::USAGE);
             }
-            let audit = a.audit.then(|| spec.audit());
+            let audit = a.role.audit.then(|| spec.audit());
             let audit = audit.as_ref();
-            match a.format {
+            match a.role.format {
                 GcpToAwsFormat::Terraform => setup::terraform::gcp_to_aws(&spec, audit),
                 GcpToAwsFormat::Cloudformation => setup::cloudformation::gcp_to_aws(&spec, audit),
                 GcpToAwsFormat::Shell => setup::shell::gcp_to_aws(&spec, audit),
