@@ -238,7 +238,11 @@ def poll(serve, seconds, rate):
     least_left = None
     end = time.monotonic() + seconds
     gap = 1.0 / rate
+    rss, next_sample = [], time.monotonic()
     while time.monotonic() < end:
+        if time.monotonic() >= next_sample:  # RSS once a minute: does it level off?
+            rss.append(serve.rss_kb())
+            next_sample += 60
         i = random.randrange(len(serve.ports))
         try:
             status, doc = serve.credential(i)
@@ -255,8 +259,9 @@ def poll(serve, seconds, rate):
         if left <= 0:
             expired += 1
         time.sleep(gap)
+    rss.append(serve.rss_kb())
     return {"served": served, "expired": expired, "errors": errors,
-            "least_seconds_left": least_left}
+            "least_seconds_left": least_left, "rss_kb_per_minute": rss}
 
 
 def bench_scale(binary, env, work, quick):
