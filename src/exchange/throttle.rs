@@ -3,8 +3,8 @@
 //!
 //! A daemon with 1,000 profiles has up to 16 exchanges in flight to one STS
 //! (`refresh/in_flight.rs`) and a queue behind them. When STS answers `Throttling` (also
-//! `ThrottlingException`, `RequestLimitExceeded`, HTTP 429) or Google answers 429
-//! `RESOURCE_EXHAUSTED`, the account is over its rate: each exchange retrying after its own
+//! `ThrottlingException`, `RequestLimitExceeded`, HTTP 429) or Google STS or IAM Credentials
+//! answer 429 `RESOURCE_EXHAUSTED`, the account is over its rate: each exchange retrying after its own
 //! 200 ms, and the queue sending the next 16 at once, only keeps it there. So a throttled answer
 //! sets one deadline for that upstream URL, and every attempt of the process to it (the retries
 //! of the exchanges in flight and the first attempts of those queued) waits until it passes.
