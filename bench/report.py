@@ -5,6 +5,8 @@ hand-written analysis in bench/notes.md into BENCHMARKS.md. Standard library onl
 import json
 from pathlib import Path
 
+import scale  # bench/scale.py: section 7
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
@@ -316,6 +318,7 @@ def main():
         ("4. Local endpoints under load", "endpoints", section_endpoints),
         ("5. Single flight at expiry", "single_flight", section_single_flight),
         ("6. Footprint", "footprint", section_footprint),
+        ("7. One daemon, 1,000 profiles", "scale", scale.section_scale),
     ):
         parts.append(f"## {title}")
         parts.append(fn(s[key]) if key in s else "Not measured in this run.")

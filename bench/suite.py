@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import scale  # bench/scale.py: section 7
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VENV = BENCH / ".venv"
@@ -496,7 +498,8 @@ def machine():
     }
 
 
-SECTIONS = ["credential_process", "aws_to_gcp", "micro", "endpoints", "single_flight", "footprint"]
+SECTIONS = ["credential_process", "aws_to_gcp", "micro", "endpoints", "single_flight", "footprint",
+            "scale"]
 
 
 def main():
@@ -530,6 +533,8 @@ def main():
             s["single_flight"] = bench_single_flight(args.quick)
         if "footprint" in sections:
             s["footprint"] = bench_footprint(args.binary, env, args.quick)
+        if "scale" in sections:
+            s["scale"] = scale.bench_scale(args.binary, env, work, args.quick)
     finally:
         if lab:
             lab.stop()

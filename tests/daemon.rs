@@ -599,6 +599,82 @@ async fn server_channels_of_both_directions_run_in_one_daemon() {
     assert_eq!(serve.terminate().await, 0);
 }
 
+/// A GCE-style profile's engines are named after it in `/metrics` and `/healthz`
+/// (`copycat/gce-metadata token`), and leave with it: restarted on SIGHUP, the old version's
+/// engine is gone (one series, not two — a stale one would turn `/healthz` 503 once it expired);
+/// removed, nothing of it remains.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gce_profiles_engines_are_named_after_it_and_leave_with_it() {
+    let w = LabWorld::start().await;
+    let session = w
+        .lab
+        .issue_role_credentials("aws-workload", "daemon", Duration::from_secs(3600));
+    w.home.add_static_profile(
+        "workload",
+        &session.access_key_id,
+        session.secret_access_key.expose(),
+        session.session_token.as_ref().unwrap().expose(),
+    );
+    let gce_port = free_port();
+    let config_text = |lifetime: Option<u32>| {
+        let mut text = format!(
+            "metrics_listen = \"127.0.0.1:0\"\n\n[profile.deploy]\nrole_arn = \"{}\"\ntoken_file = \"d.jwt\"\n",
+            w.lab.role_arn("gcp-deploy"),
+        );
+        if let Some(lifetime) = lifetime {
+            text.push_str(&format!(
+                "\n[profile.copycat]\naudience = \"{}\"\nservice_account = \"copycat@keyless-lab.iam.gserviceaccount.com\"\n\
+                 aws_profile = \"workload\"\naws_region = \"us-east-1\"\nlifetime = {lifetime}\n\
+                 gce_metadata_listen = \"127.0.0.1:{gce_port}\"\n",
+                w.lab.workload_identity_audience(),
+            ));
+        }
+        text
+    };
+    let config = write_config(&w, &config_text(Some(3600)));
+    let mut serve = Serve::start(&w, &config);
+    let ready = serve.ready(1).await;
+    let metrics = ready["metrics_listen"].as_str().unwrap().to_string();
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("keyless_refreshes_total{profile=\"copycat/gce-metadata token\"}")
+            })
+            .count()
+    };
+    let (_, text) = fetch(&format!("http://{metrics}/metrics")).await;
+    assert_eq!(series(&text), 1, "{text}");
+    let (status, health) = fetch(&format!("http://{metrics}/healthz")).await;
+    assert_eq!(status, 200, "{health}");
+    assert!(
+        health.contains("copycat/gce-metadata token: ok"),
+        "{health}"
+    );
+
+    std::fs::write(&config, config_text(Some(1800))).unwrap();
+    serve.signal("HUP");
+    let ready = serve.ready(2).await;
+    assert_eq!(
+        ready["profiles"]["copycat"]["started_generation"], 2,
+        "{ready}"
+    );
+    let (_, text) = fetch(&format!("http://{metrics}/metrics")).await;
+    assert_eq!(
+        series(&text),
+        1,
+        "the restarted profile's engine only: {text}"
+    );
+
+    std::fs::write(&config, config_text(None)).unwrap();
+    serve.signal("HUP");
+    serve.ready(3).await;
+    let (_, text) = fetch(&format!("http://{metrics}/metrics")).await;
+    assert!(!text.contains("copycat"), "{text}");
+    let (status, health) = fetch(&format!("http://{metrics}/healthz")).await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(serve.terminate().await, 0);
+}
+
 /// An AWS → GCP profile with `token_source = "file:..."` trades an OIDC token at the lab's OIDC
 /// provider and serves copycat's token on its GCE-metadata-style endpoint; so does one that
 /// names its ends, `target = "gcp"` and `source = "file:..."` (relative to keyless.toml).

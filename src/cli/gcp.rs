@@ -520,6 +520,7 @@ async fn serve(args: ServeArgs, http: reqwest::Client) -> anyhow::Result<i32> {
         GceMetadataOptions {
             project_id: args.project_id.clone(),
             project_number: args.project_number.clone(),
+            profile_name: None,
         },
         http,
     );

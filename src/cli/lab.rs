@@ -28,6 +28,20 @@ pub struct LabArgs {
     #[arg(long)]
     pub env_file: Option<PathBuf>,
 
+    /// Answer every upstream call (AWS STS, Google STS, IAM Credentials) after this long, as a
+    /// real endpoint 20–100 ms away would: `50ms`, `1s` (default: at once).
+    #[arg(long, value_name = "DUR", value_parser = parse_latency)]
+    pub latency: Option<std::time::Duration>,
+    /// Lab only: issue AWS sessions and Google tokens lasting at most this long (`60s`), to see
+    /// many refreshes in a short run. Real STS refuses `DurationSeconds` below 900; the lab
+    /// accepts the request as STS would and caps what it issues.
+    #[arg(long, value_name = "DUR")]
+    pub credential_lifetime: Option<crate::duration::Seconds>,
+    /// Answer upstream calls with the service's throttling error (AWS `Throttling`, Google
+    /// `RESOURCE_EXHAUSTED`) while more than N are in flight.
+    #[arg(long, value_name = "N")]
+    pub throttle_above: Option<u32>,
+
     /// Append every secret the lab issues to this file (for leak tests).
     #[arg(long, hide = true, env = "KEYLESS_LAB_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
@@ -35,7 +49,10 @@ pub struct LabArgs {
 
 /// Runs the lab until Ctrl-C or SIGTERM.
 pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
-    let config = LabConfig::demo();
+    let mut config = LabConfig::demo();
+    config.upstream_latency = args.latency.unwrap_or_default();
+    config.credential_lifetime_cap = args.credential_lifetime.map(Into::into);
+    config.throttle_above = args.throttle_above;
     let lab = Lab::start_on(
         config.clone(),
         LabPorts {
@@ -138,4 +155,21 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
     rotation.abort();
     lab.shutdown().await;
     Ok(0)
+}
+
+/// `50ms`, or a duration in seconds as everywhere else (`1s`, `2`).
+fn parse_latency(text: &str) -> Result<std::time::Duration, String> {
+    if let Some(ms) = text.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| {
+                format!(
+                    "{text:?} is not a latency\n  hint: write milliseconds (50ms) or seconds (1s)"
+                )
+            });
+    }
+    text.parse::<crate::duration::Seconds>()
+        .map(Into::into)
+        .map_err(|e| e.to_string())
 }

@@ -72,6 +72,9 @@ pub(super) struct RunningProfile {
     pub(super) access: server::Access,
     pub(super) tasks: Vec<JoinHandle<()>>,
     pub(super) metric_names: Vec<String>,
+    /// The GCE-style endpoints' views of the registry: their engines, made as requests ask for
+    /// them, are unregistered with the profile.
+    pub(super) owned_metrics: Vec<crate::deliver::metrics::MetricsRegistry>,
     /// Its refreshers' status, registered for `/metrics` only once it replaces the old version
     /// (both report under the same names).
     pub(super) unregistered_metrics: Vec<(String, StatusFn)>,
@@ -139,6 +142,7 @@ impl Daemon {
             access: access.clone(),
             tasks: Vec::new(),
             metric_names: Vec::new(),
+            owned_metrics: Vec::new(),
             unregistered_metrics: Vec::new(),
             states: Vec::new(),
             started_generation: self.generation,
@@ -212,12 +216,18 @@ impl Daemon {
                     let Channel::GceMetadataServer { listen } = channel else {
                         continue;
                     };
+                    // Its engines are named after the profile and leave `/metrics` with it.
+                    let metrics = self.registry.for_owner();
                     let endpoint = GceMetadataServer::with_metrics(
                         token_profile.clone(),
-                        GceMetadataOptions::default(),
+                        GceMetadataOptions {
+                            profile_name: Some(name.to_string()),
+                            ..GceMetadataOptions::default()
+                        },
                         self.http.clone(),
-                        self.registry.clone(),
+                        metrics.clone(),
                     );
+                    running.owned_metrics.push(metrics);
                     running.tasks.push(spawn_server(
                         name,
                         *listen,

@@ -161,6 +161,9 @@ impl Daemon {
             for metric in &running.metric_names {
                 self.registry.unregister(metric);
             }
+            for owned in &running.owned_metrics {
+                owned.unregister_owned();
+            }
             drop(running); // aborts its tasks
         }
     }

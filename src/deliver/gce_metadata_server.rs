@@ -125,6 +125,9 @@ pub struct GceMetadataOptions {
     pub project_id: Option<String>,
     /// `project/numeric-project-id`; `None`: the number in the provider's audience.
     pub project_number: Option<String>,
+    /// The daemon profile this endpoint serves: its engines appear in `/metrics` and
+    /// `/healthz` as `NAME/gce-metadata token`, so two profiles' engines never share a name.
+    pub profile_name: Option<String>,
 }
 
 /// The endpoint's state: the profile every token derives from and the engines made so far.
@@ -148,6 +151,8 @@ struct ServerState {
     tokens: Engines<GcpTokenUpstream>,
     identities: Engines<GcpIdTokenUpstream>,
     metrics: MetricsRegistry,
+    /// `NAME/` for a daemon profile's endpoint, else empty: in front of every engine's name.
+    engine_prefix: String,
 }
 
 impl GceMetadataServer {
@@ -222,6 +227,10 @@ impl GceMetadataServer {
                 tokens: Engines::new(MAX_SCOPE_SETS, metrics.clone()),
                 identities: Engines::new(MAX_AUDIENCES, metrics.clone()),
                 metrics,
+                engine_prefix: options
+                    .profile_name
+                    .map(|name| format!("{name}/"))
+                    .unwrap_or_default(),
             }),
         }
     }
@@ -769,7 +778,11 @@ impl ServerState {
         let engine = self.tokens.engine(&key, || match set {
             None => self.default_token_engine(),
             Some(set) => {
-                let name = format!("gce-metadata token scopes={}", escaped(&set.join(",")));
+                let name = format!(
+                    "{}gce-metadata token scopes={}",
+                    self.engine_prefix,
+                    escaped(&set.join(","))
+                );
                 self.token_engine(name, set)
             }
         });
@@ -791,7 +804,10 @@ impl ServerState {
 
     /// The engine for a token of the configured scopes.
     fn default_token_engine(&self) -> Refresher<GcpTokenUpstream> {
-        self.token_engine("gce-metadata token".into(), self.default_scopes.clone())
+        self.token_engine(
+            format!("{}gce-metadata token", self.engine_prefix),
+            self.default_scopes.clone(),
+        )
     }
 
     fn token_engine(&self, name: String, scopes: Vec<String>) -> Refresher<GcpTokenUpstream> {
@@ -833,7 +849,11 @@ impl ServerState {
                 http: self.http.clone(),
             };
             Refresher::new(
-                format!("gce-metadata id-token audience={}", escaped(audience)),
+                format!(
+                    "{}gce-metadata id-token audience={}",
+                    self.engine_prefix,
+                    escaped(audience)
+                ),
                 upstream,
                 RefreshPolicy::default(),
                 Clock::System,

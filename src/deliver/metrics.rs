@@ -38,7 +38,11 @@ type Family = (
 /// The credentials whose state `/metrics` and `/healthz` report.
 #[derive(Clone, Default)]
 pub struct MetricsRegistry {
-    entries: Arc<RwLock<Vec<(String, StatusFn)>>>,
+    /// (name, owner, status): the owner is the [`MetricsRegistry::for_owner`] view that
+    /// registered it (0: none), so a stopped GCE-style endpoint's engines leave together.
+    entries: Arc<RwLock<Vec<(String, u64, StatusFn)>>>,
+    /// Who registers through this view (0: nobody in particular).
+    owner: u64,
     /// Set while the owner's first deliveries are still being made: `/healthz` answers 503 so a
     /// startup probe does not let an app start before the files it reads exist.
     starting: Arc<AtomicBool>,
@@ -67,7 +71,7 @@ impl MetricsRegistry {
         self.entries
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push((profile.into(), Box::new(status)));
+            .push((profile.into(), self.owner, Box::new(status)));
     }
 
     /// Forgets a profile (the daemon's reload removed it).
@@ -75,7 +79,29 @@ impl MetricsRegistry {
         self.entries
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(name, _)| name != profile);
+            .retain(|(name, _, _)| name != profile);
+    }
+
+    /// The same registry, for one owner (a GCE-style endpoint that makes engines as requests
+    /// ask for them): what it registers, [`MetricsRegistry::unregister_owned`] removes at once.
+    pub fn for_owner(&self) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Self {
+            owner: NEXT.fetch_add(1, Ordering::Relaxed),
+            ..self.clone()
+        }
+    }
+
+    /// Forgets everything registered through this view (its owner stopped); nothing for the
+    /// registry itself.
+    pub fn unregister_owned(&self) {
+        if self.owner == 0 {
+            return;
+        }
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(_, owner, _)| *owner != self.owner);
     }
 
     fn snapshot(&self) -> Vec<(String, RefreshStatus)> {
@@ -83,7 +109,7 @@ impl MetricsRegistry {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(name, status)| (name.clone(), status()))
+            .map(|(name, _, status)| (name.clone(), status()))
             .collect()
     }
 
@@ -311,6 +337,28 @@ mod tests {
         registry.mark_started();
         assert!(registry.healthy().0, "nothing to wait for");
         assert!(MetricsRegistry::default().healthy().0);
+    }
+
+    /// What an owner (a GCE-style endpoint) registered leaves with it, and only that: an engine
+    /// of a stopped or restarted profile can never keep `/healthz` at 503 once it expires.
+    #[test]
+    fn an_owners_entries_leave_together_and_nothing_else_does() {
+        let registry = MetricsRegistry::default();
+        registry.register("deploy", RefreshStatus::default);
+        let old = registry.for_owner();
+        old.register("copycat/gce-metadata token", RefreshStatus::default);
+        old.register(
+            "copycat/gce-metadata id-token audience=a",
+            RefreshStatus::default,
+        );
+        let new = registry.for_owner();
+        new.register("copycat/gce-metadata token", RefreshStatus::default);
+        old.unregister_owned();
+        let names: Vec<String> = registry.states().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["deploy", "copycat/gce-metadata token"]);
+        new.unregister_owned();
+        registry.unregister_owned(); // the registry itself owns nothing
+        assert_eq!(registry.states().len(), 1);
     }
 
     /// 200 means every credential is held: one not fetched yet keeps `/healthz` at 503.

@@ -22,6 +22,7 @@ use crate::exchange::aws_sts::{
 };
 use crate::exchange::clock_skew;
 use crate::exchange::retry::{RetryPolicy, TimedOut};
+use crate::exchange::throttle;
 use crate::types::{ExternalId, SessionTag, SourceIdentity, SpecError, TagKey};
 use crate::wire::truncate;
 
@@ -270,9 +271,22 @@ pub async fn assume_chain(
         tracing::debug!(endpoint = %endpoint.url, %role, caller = %current.assumed_role_arn,
             session = session.as_str(), hop = index + 1, "AWS STS: sending AssumeRole");
         let caller = current.credentials.clone();
+        let (form, caller) = (&form, &caller);
         let outcome = retry
             .run(
-                || call_assume_role(http, endpoint, &form, &caller),
+                || async move {
+                    // Throttling is shared by every exchange of the process (see `throttle`).
+                    throttle::wait(&endpoint.url, throttle::MOST_BACKOFF * 2).await;
+                    let answer = call_assume_role(http, endpoint, form, caller).await;
+                    match &answer {
+                        Err(Attempt::Fault(f)) if f.is_throttling() => {
+                            throttle::throttled(&endpoint.url)
+                        }
+                        Ok(_) | Err(Attempt::Fault(_)) => throttle::answered(&endpoint.url),
+                        Err(_) => {}
+                    }
+                    answer
+                },
                 |a: &Attempt| match a {
                     Attempt::Fault(f) => f.reaction() == Reaction::Retry,
                     Attempt::Network(_) => true,

@@ -403,6 +403,16 @@ pub(crate) enum Reaction {
 }
 
 impl StsFault {
+    /// AWS says the account sends too much: `Throttling` (STS's query protocol),
+    /// `ThrottlingException` (JSON protocols), `RequestLimitExceeded` (EC2-style), or HTTP 429.
+    /// Every exchange of the process to this endpoint backs off together (`throttle`).
+    pub(crate) fn is_throttling(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            "Throttling" | "ThrottlingException" | "RequestLimitExceeded"
+        ) || self.status == 429
+    }
+
     pub(crate) fn reaction(&self) -> Reaction {
         match self.code.as_str() {
             "IDPCommunicationError"
@@ -443,6 +453,8 @@ where
     let mut token: Option<IdToken> = None;
     loop {
         attempts += 1;
+        // Another exchange of this process was throttled: wait with it (see `throttle`).
+        crate::exchange::throttle::wait(&endpoint.url, budget.left()).await;
         let outcome = match &token {
             Some(t) => call_assume_role(&budget, http, endpoint, request, t, host, attempts).await,
             // The token source has timeouts of its own; the deadline bounds it too.
@@ -466,9 +478,19 @@ where
             },
         };
         let failure = match outcome {
-            Ok(role) => return Ok(role),
+            Ok(role) => {
+                crate::exchange::throttle::answered(&endpoint.url);
+                return Ok(role);
+            }
             Err(f) => f,
         };
+        if let Attempt::Fault(fault) = &failure {
+            if fault.is_throttling() {
+                crate::exchange::throttle::throttled(&endpoint.url);
+            } else {
+                crate::exchange::throttle::answered(&endpoint.url);
+            }
+        }
         let (reaction, last) = match &failure {
             Attempt::Fault(f) => (f.reaction(), format!("{} ({})", f.code, f.message)),
             Attempt::Network(cause) => (Reaction::Retry, cause.clone()),

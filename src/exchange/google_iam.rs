@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::credentials::GoogleAccessToken;
 use crate::exchange::clock_skew;
 use crate::exchange::retry::TimedOut;
+use crate::exchange::throttle;
 use crate::secret::Secret;
 use crate::wire::iam_credentials::{
     call_iam_credentials, delegate_resource_names, fetch_generated_id_token, IamAnswer,
@@ -202,6 +203,7 @@ pub async fn generate_access_token(
             e,
         )
     };
+    throttle::wait(iamcredentials_url, throttle::MOST_BACKOFF * 2).await;
     let answer: Result<IamAnswer<AccessTokenAnswer>, _> = call_iam_credentials(
         http,
         iamcredentials_url,
@@ -211,6 +213,7 @@ pub async fn generate_access_token(
         &body,
     )
     .await;
+    note_throttling(iamcredentials_url, answer.as_ref().err());
     audit_call("GenerateAccessToken", answer.as_ref().err());
     let answer = answer.map_err(from_call)?;
     let token = answer
@@ -267,6 +270,7 @@ pub async fn generate_id_token(
     delegates: &[String],
     principal: &str,
 ) -> Result<Secret, IamError> {
+    throttle::wait(iamcredentials_url, throttle::MOST_BACKOFF * 2).await;
     let token = fetch_generated_id_token(
         http,
         iamcredentials_url,
@@ -277,8 +281,19 @@ pub async fn generate_id_token(
         delegates,
     )
     .await;
+    note_throttling(iamcredentials_url, token.as_ref().err());
     audit_call("GenerateIdToken", token.as_ref().err());
     token.map_err(|e| IamError::from_call("mint an ID token", service_account, principal, e))
+}
+
+/// A 429 (`RESOURCE_EXHAUSTED`) makes every call of the process to IAM Credentials back off
+/// together (`throttle`); any other answer resets the growth; no answer says nothing.
+fn note_throttling(url: &str, failed: Option<&IamCallError>) {
+    match failed.map(|e| e.status) {
+        Some(Some(429)) => throttle::throttled(url),
+        None | Some(Some(_)) => throttle::answered(url),
+        Some(None) => {}
+    }
 }
 
 #[cfg(test)]

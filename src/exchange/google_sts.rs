@@ -334,11 +334,20 @@ async fn post_exchange(
     request: &TokenExchange,
     principal: &str,
 ) -> Result<GoogleAccessToken, StsAttempt> {
+    // Another exchange of this process was throttled: wait with it (within this attempt's
+    // timeout; see `throttle`).
+    crate::exchange::throttle::wait(token_url, crate::exchange::throttle::MOST_BACKOFF * 2).await;
     let response = http.post(token_url).form(form).send().await.map_err(|e| {
         audit_call(None, None);
         StsAttempt::Transient(error_chain(&e))
     })?;
     let status = response.status().as_u16();
+    // 429 is Google's RESOURCE_EXHAUSTED: every exchange of the process to it backs off.
+    if status == 429 {
+        crate::exchange::throttle::throttled(token_url);
+    } else {
+        crate::exchange::throttle::answered(token_url);
+    }
     let content_type = crate::exchange::aws_sts::content_type_of(response.headers());
     // A body cut short (the connection dropped mid-answer) is no answer: retried; one larger
     // than Google STS ever sends is not Google STS.

@@ -7,3 +7,4 @@ pub mod clock_skew;
 pub mod google_iam;
 pub mod google_sts;
 pub mod retry;
+pub mod throttle;

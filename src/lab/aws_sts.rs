@@ -69,6 +69,10 @@ pub(crate) fn router(state: Arc<LabState>) -> Router {
         )
         .route("/_lab/data-access", axum::routing::post(set_data_access))
         .route("/_lab/stats", get(stats))
+        .route(
+            "/_lab/stats/reset-in-flight",
+            axum::routing::post(reset_most_in_flight),
+        )
         .route("/_lab/last-denial", get(last_denial))
         .route(
             "/_lab/outbound-federation",
@@ -141,6 +145,10 @@ async fn sts(
         "GetCallerIdentity" => Counters::bump(&state.counters.caller_identity_calls),
         "AssumeRole" => Counters::bump(&state.counters.assume_role_calls),
         _ => {}
+    }
+    let (_in_flight, throttled) = super::upstream_load::pace(&state, LabService::AwsSts).await;
+    if let Some(throttled) = throttled {
+        return throttled;
     }
     if let Some(fault) = faults::apply(&state.faults, LabService::AwsSts, action).await {
         return fault;
@@ -951,7 +959,14 @@ async fn clear_faults(State(state): State<Arc<LabState>>) -> Response {
 }
 
 async fn stats(State(state): State<Arc<LabState>>) -> Response {
-    Json(state.counters.snapshot()).into_response()
+    Json(state.counters.snapshot(&state.upstream_load)).into_response()
+}
+
+/// `POST /_lab/stats/reset-in-flight`: count the most upstream calls in flight from now on (a
+/// benchmark measuring one phase after another).
+async fn reset_most_in_flight(State(state): State<Arc<LabState>>) -> Response {
+    state.upstream_load.reset_most();
+    StatusCode::NO_CONTENT.into_response()
 }
 
 /// `GET /_lab/cloudtrail`: every CloudTrail record, oldest first.

@@ -528,6 +528,10 @@ pub(crate) async fn json_api(
                 message.unwrap_or_else(|| format!("{code} (injected by the keyless lab)"));
             return error_answer(status, &code, &message, &request_id);
         }
+        Some(FaultKind::Throttled {}) => {
+            // The JSON protocol's name for it (the query protocol says `Throttling`).
+            return error_answer(400, "ThrottlingException", "Rate exceeded", &request_id);
+        }
         None => {}
     }
     if operation != "LookupEvents" {

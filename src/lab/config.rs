@@ -37,6 +37,12 @@ pub struct LabConfig {
     /// Caps the lifetime of every AWS session and Google access token the lab issues (`None`:
     /// the real services' lifetimes). Refresh tests shorten it to see several refreshes.
     pub credential_lifetime_cap: Option<Duration>,
+    /// How long each upstream call (AWS STS, Google STS, IAM Credentials) takes before it is
+    /// answered (zero: at once). A real STS is 20–100 ms away; the scale benchmark uses 50 ms.
+    pub upstream_latency: Duration,
+    /// Answer upstream calls with the service's throttling error (`Throttling`,
+    /// `RESOURCE_EXHAUSTED`) while more than this many are in flight (`None`: never).
+    pub throttle_above: Option<u32>,
     /// The EC2 instance the IMDSv2 emulation describes; `None`: no instance (every IMDS path 404s).
     pub ec2_instance: Option<LabEc2Instance>,
     /// IAM OIDC providers of the AWS account besides Google's built-in one (an EKS cluster's
@@ -353,6 +359,8 @@ impl LabConfig {
             ],
             id_token_lifetime: Duration::from_secs(3600),
             credential_lifetime_cap: None,
+            upstream_latency: Duration::ZERO,
+            throttle_above: None,
             iam_users: vec![LabIamUser {
                 name: "ci-user".to_string(),
                 access_key_id: "AKIALABCIUSER0000001".to_string(),

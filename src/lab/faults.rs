@@ -52,6 +52,9 @@ pub enum FaultKind {
     },
     /// Wait this long, then answer normally (tests timeouts and single-flight).
     DelayMs(u64),
+    /// The service's own throttling answer: AWS `Throttling` (400, "Rate exceeded"), Google
+    /// `RESOURCE_EXHAUSTED` (429). JSON: `{"service": "aws_sts", "throttled": {}, "times": 5}`.
+    Throttled {},
 }
 
 /// A queued fault.
@@ -116,6 +119,16 @@ impl Faults {
         });
     }
 
+    /// Makes the next `times` requests to `service` answer with its throttling error.
+    pub fn throttle(&self, service: LabService, times: u32) {
+        self.push(Fault {
+            service,
+            kind: FaultKind::Throttled {},
+            times,
+            only: None,
+        });
+    }
+
     /// Delays the next `times` requests to `service` by `delay`.
     pub fn delay(&self, service: LabService, delay: Duration, times: u32) {
         self.push(Fault {
@@ -175,6 +188,7 @@ pub(crate) async fn apply(
             tokio::time::sleep(Duration::from_millis(ms)).await;
             None
         }
+        FaultKind::Throttled {} => Some(super::upstream_load::throttled_response(service)),
         FaultKind::Http { status, body } => {
             let status = axum::http::StatusCode::from_u16(status)
                 .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
@@ -255,5 +269,8 @@ mod tests {
         );
         let f: Fault = serde_json::from_str(r#"{"service":"metadata","delay_ms":250}"#).unwrap();
         assert_eq!((f.kind, f.times), (FaultKind::DelayMs(250), 1));
+        let f: Fault =
+            serde_json::from_str(r#"{"service":"google_apis","throttled":{},"times":5}"#).unwrap();
+        assert_eq!((f.kind, f.times), (FaultKind::Throttled {}, 5));
     }
 }

@@ -71,6 +71,17 @@ async fn inject_faults(
     } else {
         LabService::GoogleApis
     };
+    // Google STS and IAM Credentials are the upstreams keyless exchanges against: paced.
+    let upstream = path == "/v1/token" || path.starts_with("/v1/projects/-/serviceAccounts/");
+    let _in_flight = if upstream {
+        let (call, throttled) = super::upstream_load::pace(&state, service).await;
+        if let Some(throttled) = throttled {
+            return throttled;
+        }
+        Some(call)
+    } else {
+        None
+    };
     match faults::apply(&state.faults, service, &path).await {
         Some(fault) => fault,
         None => next.run(request).await,

@@ -36,6 +36,7 @@ mod metadata;
 pub mod sigv4;
 pub(crate) mod state;
 pub(crate) mod sts_xml;
+mod upstream_load;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -587,7 +588,7 @@ impl Lab {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> LabStats {
-        self.state.counters.snapshot()
+        self.state.counters.snapshot(&self.state.upstream_load)
     }
 
     /// Why the last request was refused, as the clouds never say: the trust-policy evaluation of

@@ -87,6 +87,13 @@ pub struct LabStats {
     pub assume_role_calls: u64,
     /// Credentials handed out by the IMDS and container-credentials emulations.
     pub aws_metadata_credentials_served: u64,
+    /// Upstream calls (AWS STS, Google STS, IAM Credentials) in flight now.
+    pub upstream_calls_in_flight: u64,
+    /// The most upstream calls that were in flight at once.
+    pub most_upstream_calls_in_flight: u64,
+    /// Upstream calls answered with a throttling error because more than `throttle_above` were
+    /// in flight (queued `throttled` faults are not counted here).
+    pub throttled_calls: u64,
 }
 
 #[derive(Debug, Default)]
@@ -100,6 +107,7 @@ pub(crate) struct Counters {
     pub google_sts_refusals: AtomicU64,
     pub assume_role_calls: AtomicU64,
     pub aws_metadata_credentials: AtomicU64,
+    pub throttled: AtomicU64,
 }
 
 impl Counters {
@@ -107,8 +115,11 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> LabStats {
+    pub fn snapshot(&self, load: &super::upstream_load::UpstreamLoad) -> LabStats {
         LabStats {
+            upstream_calls_in_flight: load.in_flight(),
+            most_upstream_calls_in_flight: load.most_in_flight(),
+            throttled_calls: self.throttled.load(Ordering::Relaxed),
             assume_role_with_web_identity_calls: self.assume_calls.load(Ordering::Relaxed),
             assume_role_with_web_identity_successes: self.assume_successes.load(Ordering::Relaxed),
             id_tokens_minted: self.id_tokens.load(Ordering::Relaxed),
@@ -129,6 +140,8 @@ pub(crate) struct LabState {
     pub key: Arc<GoogleSigningKey>,
     pub faults: Faults,
     pub counters: Counters,
+    /// Upstream calls in flight (latency and throttling: `upstream_latency`, `throttle_above`).
+    pub upstream_load: super::upstream_load::UpstreamLoad,
     /// Filled in once the Google APIs listener is bound (the discovery doc points at it).
     pub google_apis_url: Mutex<String>,
     access_tokens: Mutex<HashMap<String, AccessGrant>>,
@@ -202,6 +215,7 @@ impl LabState {
             key,
             faults: Faults::default(),
             counters: Counters::default(),
+            upstream_load: Default::default(),
             google_apis_url: Mutex::new(String::new()),
             access_tokens: Mutex::new(HashMap::new()),
             aws_credentials: Mutex::new(HashMap::new()),

@@ -1279,3 +1279,58 @@ async fn aws_cli_assumes_the_role_and_gets_caller_identity() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The lab as a loaded upstream: with `throttle_above = 2`, five STS calls in flight together
+/// get three AWS `Throttling` answers (HTTP 400, as STS throttles); the stats report the most
+/// in flight and the throttled calls; `credential_lifetime_cap` caps what is issued whatever
+/// `DurationSeconds` asked for; a queued `throttled` fault answers Google's way (429,
+/// `RESOURCE_EXHAUSTED`). The latency only makes the five overlap; nothing here is timed.
+#[tokio::test]
+async fn a_slow_upstream_counts_calls_in_flight_and_throttles_above_its_threshold() {
+    let config = LabConfig {
+        upstream_latency: Duration::from_millis(300),
+        throttle_above: Some(2),
+        credential_lifetime_cap: Some(Duration::from_secs(60)),
+        ..LabConfig::demo()
+    };
+    let lab = std::sync::Arc::new(Lab::start(config).await.unwrap());
+    let token = metadata_id_token(&lab, AUD).await;
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let (lab, token) = (lab.clone(), token.clone());
+            tokio::spawn(async move { assume(&lab, "gcp-deploy", &token, &[]).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    let throttled: Vec<_> = answers
+        .iter()
+        .filter(|(_, body)| xml_text(body, "Code").as_deref() == Some("Throttling"))
+        .collect();
+    assert_eq!(throttled.len(), 3, "{answers:?}");
+    assert!(throttled.iter().all(|(status, _)| *status == 400));
+    let (_, issued) = answers.iter().find(|(status, _)| *status == 200).unwrap();
+    let expiration = xml_text(issued, "Expiration").unwrap();
+    let expiration =
+        time::OffsetDateTime::parse(&expiration, &time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let left = expiration - time::OffsetDateTime::now_utc();
+    assert!(left <= time::Duration::seconds(60), "{left}");
+    let stats = lab.stats();
+    assert_eq!(stats.most_upstream_calls_in_flight, 5);
+    assert_eq!(stats.upstream_calls_in_flight, 0);
+    assert_eq!(stats.throttled_calls, 3);
+
+    lab.faults().throttle(LabService::GoogleApis, 1);
+    let r = http()
+        .post(format!("{}/v1/token", lab.google_apis_url()))
+        .form(&[("grant_type", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
+}

@@ -10,6 +10,14 @@
 //! but never later than half-way through a short lifetime (a 60 s lab token is refreshed after
 //! ~30 s, not immediately and forever). Twenty minutes matter: boto3 re-fetches on every call
 //! once fewer than 15 minutes remain, so what we serve should always have more.
+//!
+//! Jitter: up to 10 % of that lead is added at random, per refresh, so refreshes only come
+//! earlier. A daemon whose 1,000 profiles got their one-hour credentials together (start-up
+//! takes ~4 s against a 50 ms STS: the queue of `in_flight`) refreshes them spread over the
+//! 2 minutes before the 20-minute mark (~8 a second), not in one burst, and the spread is drawn
+//! again at every refresh, so it never collapses; with 60 s lab credentials the spread is 3 s of
+//! a 30 s lead. The shared queue and back-off (`in_flight`, `exchange/throttle.rs`) absorb what
+//! still coincides.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -701,6 +709,34 @@ mod tests {
             lead >= time::Duration::minutes(20) && lead <= time::Duration::minutes(22),
             "{lead}"
         );
+    }
+
+    /// 1,000 profiles whose credentials arrive together do not come due together: their
+    /// refreshes spread over the jitter's 2 minutes (10 % of a 20-minute lead), a few a second.
+    #[tokio::test(start_paused = true)]
+    async fn a_thousand_profiles_started_together_refresh_spread_out() {
+        let clock = Clock::tokio();
+        let mut due = Vec::new();
+        for _ in 0..1000 {
+            let mut fake = Fake::new(clock, Duration::from_secs(3600));
+            fake.delay = Duration::ZERO; // every credential arrives at the same instant
+            let refresher = Refresher::new("p", fake, RefreshPolicy::default(), clock);
+            refresher.get().await.unwrap();
+            due.push(refresher.current().unwrap().refresh_at);
+        }
+        let first = *due.iter().min().unwrap();
+        let last = *due.iter().max().unwrap();
+        assert!(
+            last - first >= time::Duration::seconds(100),
+            "{}",
+            last - first
+        );
+        let mut per_second = std::collections::HashMap::<i64, usize>::new();
+        for at in &due {
+            *per_second.entry((*at - first).whole_seconds()).or_default() += 1;
+        }
+        let busiest = per_second.values().max().unwrap();
+        assert!(*busiest <= 40, "{busiest} refreshes due in one second");
     }
 
     /// An upstream whose answers are already expired by our clock (a broken upstream, a clock
