@@ -17,12 +17,11 @@
 //! a throttle resets the growth. Entries exist only for upstreams that throttled (a handful of
 //! URLs); one-shot commands pay one map lookup per attempt.
 //!
-//! What it does not do: shrink the cap of 16. Against `keyless lab --throttle-above 8` (an
-//! upstream that throttles above 8 calls in flight), 200 profiles were ready after 19.6 s, about
-//! 8 exchanges per back-off episode, with 128 of 328 calls throttled. A cap that halves on each
-//! episode and grows back by one per window of successes (AIMD) would keep such an upstream
-//! busy instead of idle for most of each second; real STS throttles by rate, where the shared
-//! deadline alone already spreads the load.
+//! The episodes are counted (`episodes`): `refresh/in_flight.rs` halves the upstream's cap of
+//! concurrent exchanges on each and grows it back as turns end calm. Against an upstream that
+//! throttles above 8 calls in flight, 200 exchanges then make 224 calls with 24 throttled in
+//! 10.9 s, where a fixed cap of 16 made 392 calls with 192 throttled in 28 s (the paused-clock
+//! scene of `in_flight`'s tests).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -44,6 +43,8 @@ struct Backoff {
     until: Instant,
     /// The next episode's back-off.
     next: Duration,
+    /// Throttling episodes so far: `refresh/in_flight.rs` halves the upstream's cap on each.
+    episodes: u64,
 }
 
 fn backoffs() -> &'static Mutex<HashMap<String, Backoff>> {
@@ -91,6 +92,7 @@ pub fn throttled(upstream: &str) {
         let backoff = all.entry(upstream.to_string()).or_insert(Backoff {
             until: now,
             next: FIRST_BACKOFF,
+            episodes: 0,
         });
         if backoff.until > now {
             return; // this episode's back-off is already running
@@ -99,12 +101,18 @@ pub fn throttled(upstream: &str) {
         let jitter = delay.mul_f64(rand::thread_rng().gen_range(0.0..JITTER));
         backoff.until = now + delay + jitter;
         backoff.next = (delay * 2).min(MOST_BACKOFF);
+        backoff.episodes += 1;
         tracing::warn!(
             upstream,
             backoff_seconds = (delay + jitter).as_secs_f64(),
             "the upstream is throttling; every exchange to it waits"
         );
     });
+}
+
+/// How many throttling episodes `upstream` has started (zero for one that never throttled).
+pub fn episodes(upstream: &str) -> u64 {
+    with(|all| all.get(upstream).map_or(0, |b| b.episodes))
 }
 
 /// `upstream` answered without throttling: the next episode starts again from the first
