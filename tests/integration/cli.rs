@@ -5,7 +5,7 @@
 //! Help snapshots live in tests/data/help/; after an intended change regenerate them with
 //! `KEYLESS_UPDATE_SNAPSHOTS=1 cargo test --test cli` and review the diff.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

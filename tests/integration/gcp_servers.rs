@@ -4,7 +4,7 @@
 //! the tokens they get are checked on the lab's storage stand-in, which accepts only tokens the
 //! lab's Google STS and IAM Credentials issued and that have not expired.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! a minute spans several refreshes; the lab's STS verifies every signature and every expiry, so
 //! a stale or expired credential would fail the workload, not pass unnoticed.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::Path;
