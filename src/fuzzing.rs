@@ -1,5 +1,5 @@
 //! Fuzz targets: one function per parser that takes outside input, shared by the cargo-fuzz
-//! targets in `fuzz/` (run with `tools/fuzz`) and by `tests/fuzz_corpus.rs`, which replays the
+//! targets in `fuzz/` (run with `tools/fuzz`) and by `tests/integration/fuzz_corpus.rs`, which replays the
 //! committed seeds and every crash ever found on stable Rust as part of `cargo test`.
 //!
 //! Each target takes arbitrary bytes and hands them to a parser the way keyless receives them:

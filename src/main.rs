@@ -179,5 +179,5 @@ where
 }
 
 /// Crates whose `trace` events carry credentials (the AWS SDK's orchestrator logs every request
-/// and response it sends, headers and all); `tests/secrets.rs` finds what else would leak.
+/// and response it sends, headers and all); `tests/integration/secrets.rs` finds what else would leak.
 const SECRET_TRACING_TARGETS: &[&str] = &["aws_smithy_"];

@@ -191,7 +191,7 @@ pub async fn run(args: Options) -> anyhow::Result<i32> {
     loop {
         let event = tokio::select! {
             // Signals first: a reload or a stop is never put off by a ready-file check (with
-            // a random order, tests/daemon.rs's socket-activation reload failed 2 runs in 5).
+            // a random order, tests/integration/daemon.rs's socket-activation reload failed 2 runs in 5).
             biased;
             event = signals.next() => event,
             _ = tick.tick(), if daemon.ready_file.is_some() => {

@@ -1,4 +1,4 @@
-"""What tests/deploy.rs cannot do in Rust: read YAML, check it against the Kubernetes schemas and
+"""What tests/validators/deploy.rs cannot do in Rust: read YAML, check it against the Kubernetes schemas and
 render the Helm chart with Helm's own engine. Every command prints JSON on stdout.
 
     deploy_check.py load FILE...              the YAML documents of each file ("-": stdin)

@@ -1,4 +1,4 @@
-"""Steady load on keyless's ECS-style and GCE-style endpoints, for tests/soak.rs.
+"""Steady load on keyless's ECS-style and GCE-style endpoints, for tests/integration/soak.rs.
 
 Usage: soak_client.py SECONDS RATE ECS_URL ECS_TOKEN GCE_HOST
 

@@ -2,6 +2,11 @@
 //! free loopback port with a clean environment and its own temp dir, polled until ready (a
 //! bounded condition, not a sleep), restarted on another port if the first one was taken, killed
 //! on drop with the end of its log printed when the test failed.
+//!
+//! Ready means *our* child listens on the port: between `free_port` and the child's bind (moto
+//! takes a second or two to import) another test's server can take the same port, and an HTTP
+//! answer from it would otherwise pass for ours (seen with 16 tests at once: moto's setup then
+//! met another test's moto with auth on).
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -73,7 +78,7 @@ impl Service {
             if let Some(status) = self.child.try_wait().expect("the server's status") {
                 return Err(format!("{} exited: {status}", self.name));
             }
-            if ready(self.port) {
+            if ready(self.port) && listens_on(self.child.id(), self.port) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -122,4 +127,30 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// Process `pid` holds the socket listening on 127.0.0.1:`port` (from /proc/net/tcp and the
+/// process's descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let sockets: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state (0A: LISTEN), inode
+            (fields.len() > 9 && fields[1] == local && fields[3] == "0A")
+                .then(|| format!("socket:[{}]", fields[9]))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
+    })
 }

@@ -5,7 +5,7 @@
 //! every format, accepted by the lab's STS, lint clean. aws-oidc → aws is refused, as AWS refuses
 //! those tokens.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Output};
 

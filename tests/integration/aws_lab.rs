@@ -3,7 +3,7 @@
 //! Google check (JWT signatures, trust conditions, SigV4), so a pass here means the bytes are
 //! right, not merely that something answered.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::Duration;

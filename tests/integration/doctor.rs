@@ -2,7 +2,7 @@
 //! key is named, with the expected and the actual value; a working federation says so; the AWS →
 //! GCP doctor names the failing step.
 
-mod support;
+use crate::support;
 
 use keyless::lab::LabConfig;
 use support::{CommandOutput, LabWorld};

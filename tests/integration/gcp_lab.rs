@@ -5,7 +5,7 @@
 //! condition, and its IAM checks the workloadIdentityUser binding; the token is then used on a
 //! stand-in Google API. google-auth, loading `keyless gcp config`'s file, refreshes against it too.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

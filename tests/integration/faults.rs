@@ -10,7 +10,7 @@
 //! Below it, the servers (`aws serve`, `gcp serve`) go through an outage of each kind: they keep
 //! serving the still-valid credential, never an expired one, and recover when the upstream does.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! wrote (`--local`) and flags identities nobody intended (`--expect`), with the documented exit
 //! codes.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,9 +3,9 @@
 //! documented precedence (command line > KEYLESS_* > profile > [defaults] > built-in).
 //!
 //! Help snapshots live in tests/data/help/; after an intended change regenerate them with
-//! `KEYLESS_UPDATE_SNAPSHOTS=1 cargo test --test cli` and review the diff.
+//! `KEYLESS_UPDATE_SNAPSHOTS=1 cargo test --test integration cli::` and review the diff.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,7 +84,7 @@ fn every_command_has_help_with_an_example_matching_its_snapshot() {
     }
     assert!(
         mismatched.is_empty(),
-        "--help changed for {mismatched:?}; if intended, run KEYLESS_UPDATE_SNAPSHOTS=1 cargo test --test cli and review the diff"
+        "--help changed for {mismatched:?}; if intended, run KEYLESS_UPDATE_SNAPSHOTS=1 cargo test --test integration cli:: and review the diff"
     );
     // No stale snapshots of commands that no longer exist.
     let snapshots = std::fs::read_dir(snapshot_dir()).unwrap().count();

@@ -25,7 +25,17 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Targets whose harness sets variables in its process (`router_gce_metadata`: fake AWS keys for
+/// its AWS source). The integration tests share one process, so these replay in a child.
+const SETS_PROCESS_ENV: &[&str] = &["router_gce_metadata"];
+
+/// Set in the child that replays a [`SETS_PROCESS_ENV`] target.
+const IN_CHILD: &str = "KEYLESS_FUZZ_REPLAY_CHILD";
+
 fn replay(target: &str) {
+    if SETS_PROCESS_ENV.contains(&target) && std::env::var_os(IN_CHILD).is_none() {
+        return replay_in_child(target);
+    }
     let run = TARGETS
         .iter()
         .find(|t| t.name == target)
@@ -38,6 +48,21 @@ fn replay(target: &str) {
         let outcome = std::panic::catch_unwind(|| run(&data));
         assert!(outcome.is_ok(), "{} fails {target}", file.display());
     }
+}
+
+/// Runs this binary again, filtered to the test replaying `target`, with [`IN_CHILD`] set.
+fn replay_in_child(target: &str) {
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([&format!("fuzz_corpus::{target}"), "--test-threads=1"])
+        .env(IN_CHILD, "1")
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "replaying {target} in a child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every directory under `fuzz/corpus` and `fuzz/regressions` belongs to a target, so a

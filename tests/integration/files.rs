@@ -7,7 +7,7 @@
 //! `KEYLESS_FILES_WRITERS` and `KEYLESS_FILES_KILLS` (tools/reliability runs more); each test
 //! prints a `figures:` line that RELIABILITY.md quotes.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

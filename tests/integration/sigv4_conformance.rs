@@ -35,7 +35,7 @@ fn header<'a>(case: &'a Value, name: &str) -> Option<&'a str> {
 #[test]
 fn signatures_match_google_auth_reference_cases() {
     let all: Vec<Value> =
-        serde_json::from_str(include_str!("data/sigv4/google-auth-python.json")).unwrap();
+        serde_json::from_str(include_str!("../data/sigv4/google-auth-python.json")).unwrap();
     let cases: Vec<&Value> = all
         .iter()
         .filter(|c| c["name"].as_str().unwrap().starts_with("google-"))

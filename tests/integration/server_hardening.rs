@@ -7,7 +7,7 @@
 //!
 //! The figures printed (`figure: ...`, run with `--nocapture`) are the ones in RELIABILITY.md.
 
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

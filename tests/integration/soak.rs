@@ -9,7 +9,7 @@
 //! `KEYLESS_SOAK_SECS` (default 20, for CI; `tools/reliability` runs 300) and prints a
 //! `figures: soak ...` line; `KEYLESS_SOAK_SEED` replays a flapping schedule.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

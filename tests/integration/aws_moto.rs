@@ -16,7 +16,7 @@
 //! - a test allows exactly one unauthenticated request and lets the client's first
 //!   `credential_process` run take it (the cold path a user meets first).
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{expect_failure, expect_success, AwsHome, GoogleIdentity, Moto};

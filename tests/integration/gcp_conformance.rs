@@ -5,7 +5,7 @@
 //! differs. Everything else — form fields, header names, order and values, JSON layout, URL
 //! encoding — is byte-identical.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

@@ -6,7 +6,7 @@
 //! accepted by the real binary; the Dockerfile through hadolint; the systemd unit through
 //! `systemd-analyze verify` and its offline security score.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! keyless as a library: the AWS SDK for Rust takes credentials from
 //! [`GoogleFederatedProvider`] through `aws_config`, exactly as the example in `examples/` does.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, SystemTime};
 

@@ -6,7 +6,7 @@
 //! Readiness is the daemon's `--ready-file` (written atomically, with a generation per load),
 //! polled with a bound: no sleeps stand in for synchronisation.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};

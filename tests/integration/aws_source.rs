@@ -14,7 +14,7 @@
 //! The child prints one JSON line with what the library returned; the parent asserts on it. The
 //! fake endpoints (container, IMDS) run in the parent, on loopback, for the child to call.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -153,13 +153,9 @@ impl Outcome {
 /// One child run: `home`'s clean environment, minus `unset`, plus `env`.
 fn run_case(home: &AwsHome, unset: &[&str], env: &[(&str, String)]) -> Outcome {
     let mut command = home.command(std::env::current_exe().expect("test binary"));
-    command.args([
-        CHILD,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
+    // No `--exact`: the test's full name carries the module path of the binary it is in; the
+    // name is unique, and `--ignored` runs nothing else.
+    command.args([CHILD, "--ignored", "--nocapture", "--test-threads=1"]);
     for name in unset {
         command.env_remove(name);
     }

@@ -13,7 +13,7 @@
 //! and `keyless lab`'s own container and GitHub request tokens, printed for a person trying the lab by hand. The
 //! table says which, case by case.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
