@@ -8,7 +8,7 @@ use clap::Args;
 use crate::deliver::env::export_lines;
 use crate::lab::{Lab, LabConfig, LabPorts};
 
-/// `keyless lab`.
+// `keyless lab`.
 #[derive(Debug, Args)]
 pub struct LabArgs {
     /// Port of the Google metadata server emulation (0: any free port).
