@@ -27,6 +27,11 @@ pub struct LabArgs {
     /// Also write the `export` lines to this file (for scripts: `. FILE`).
     #[arg(long)]
     pub env_file: Option<PathBuf>,
+    /// Also serve AWS STS and the Google APIs over HTTPS, with a certificate from a CA made at
+    /// start and written to PATH; the export lines then name the https:// endpoints and
+    /// SSL_CERT_FILE=PATH (so keyless trusts that CA alone).
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca_file: Option<PathBuf>,
 
     /// Append every secret the lab issues to this file (for leak tests).
     #[arg(long, hide = true, env = "KEYLESS_LAB_SECRETS_FILE")]
@@ -36,7 +41,7 @@ pub struct LabArgs {
 /// Runs the lab until Ctrl-C or SIGTERM.
 pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
     let config = LabConfig::demo();
-    let lab = Lab::start_on(
+    let mut lab = Lab::start_on(
         config.clone(),
         LabPorts {
             metadata: args.metadata_port,
@@ -51,9 +56,24 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
         lab.record_issued_secrets_to(path)
             .with_context(|| format!("could not write {}", path.display()))?;
     }
+    let mut env = lab.env();
+    if let Some(path) = &args.tls_ca_file {
+        let https = lab
+            .serve_https()
+            .await
+            .context("could not serve the lab over HTTPS")?;
+        crate::private_file::write_private_file_atomically(path, https.ca_pem.as_bytes())
+            .with_context(|| format!("could not write {}", path.display()))?;
+        for (name, value) in https.env(path) {
+            match env.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => env.push((name, value)),
+            }
+        }
+    }
     // Before the export lines: a script that read them may stop the lab at once.
     let shutdown = crate::deliver::server::shutdown_signal();
-    let exports = export_lines(&lab.env());
+    let exports = export_lines(&env);
     if let Some(path) = &args.env_file {
         // Atomic, so a script polling for the file never reads half of it.
         crate::private_file::write_private_file_atomically(path, exports.as_bytes())
