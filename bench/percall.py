@@ -251,7 +251,7 @@ def endpoints_rows(s, table, us, mb, met):
             ["p99 latency while they are held", us(w["p99_us"]), "≤ 1 ms",
              met(w["p99_us"] <= 1000)],
         ]
-        out.append("**10,000 idle keep-alive connections (ECS-style, `aws serve`)**\n\n"
+        out.append(f"**{i['connections']:,} idle keep-alive connections (ECS-style, `aws serve`)**\n\n"
                    + table(["", "keyless", "", "target / met?"], rows)
                    + "\n\nEach connection sends one credentials request, reads the answer and "
                    "stays open. The server's defaults would not hold them (src/deliver/server.rs, "
