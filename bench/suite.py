@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import scale  # bench/scale.py: section 7
+import percall
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -209,7 +210,9 @@ def bench_credential_process(binary, lab, env, work, quick):
     before = lab.stats()
     warm = measure(warm_argv, env, runs=50 if quick else 300, warmup=10, expect=expect)
     after = lab.stats()
+    floor = percall.credential_process_floor(sys.modules[__name__], warm_argv, env, work, quick)
     cold = measure(warm_argv + ["--no-cache"], env, runs=10 if quick else 40, warmup=2, expect=expect)
+    cold_tls = percall.tls_cold(sys.modules[__name__], binary, env, work, quick)
     token_file = work / "id_token.jwt"
     token_file.write_text(lab.id_token())
     peer_runs = 5 if quick else 15
@@ -226,6 +229,8 @@ def bench_credential_process(binary, lab, env, work, quick):
     return {
         "keyless_warm": warm,
         "keyless_cold": cold,
+        "floor": floor,
+        "keyless_cold_tls": cold_tls,
         "aws_cli": aws_cli,
         "boto3": boto3,
         # The warm runs must all be cache hits: no STS call while they ran.
@@ -398,6 +403,8 @@ def bench_endpoints(binary, lab, env, work, quick):
             "keyless gce", proc.pid, url, ["Metadata-Flavor: Google"], rounds, seconds, conns)
     finally:
         stop(proc)
+    results.update(percall.endpoints(sys.modules[__name__], binary, env, ROLE, rounds, seconds,
+                                     conns, quick))
 
     port_file = work / "stub.port"
     proc = subprocess.Popen([PY, BENCH / "peers" / "stub_server.py", port_file],

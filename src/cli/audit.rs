@@ -23,6 +23,7 @@ use crate::types::{Region, TokenSourceSpec, UpstreamUrl};
 
 /// The `audit` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum AuditCommand {
     /// What CloudTrail recorded: every AssumeRoleWithWebIdentity and AssumeRole (who, as which
     /// role and session, from where, refused or not).
@@ -49,7 +50,7 @@ pub enum AuditCommand {
     Gcp(Box<AuditGcpArgs>),
 }
 
-/// What both clouds' audits take.
+// What both clouds' audits take.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// From when: a time ago (24h, 7d, 90m, plain seconds) or an RFC 3339 time. CloudTrail
@@ -99,7 +100,7 @@ pub enum AuditFormat {
     Json,
 }
 
-/// `keyless audit aws`.
+// `keyless audit aws`.
 #[derive(Debug, Args)]
 pub struct AuditAwsArgs {
     /// Only events for this role (AssumeRoleWithWebIdentity into it, AssumeRole hops to it).
@@ -116,7 +117,7 @@ pub struct AuditAwsArgs {
     pub audit: AuditArgs,
 }
 
-/// `keyless audit gcp`.
+// `keyless audit gcp`.
 #[derive(Debug, Args)]
 pub struct AuditGcpArgs {
     /// Only impersonations of this service account (and the token exchanges of the
@@ -149,8 +150,8 @@ pub struct AuditGcpArgs {
     pub audit: AuditArgs,
 }
 
-/// Who reads the logs: Application Default Credentials (or the metadata server) by default, or
-/// any keyless source through workload identity federation.
+// Who reads the logs: Application Default Credentials (or the metadata server) by default, or
+// any keyless source through workload identity federation.
 #[derive(Debug, Args)]
 pub struct GoogleReaderArgs {
     /// Read the logs as a federated identity instead of Application Default Credentials: a

@@ -36,6 +36,7 @@ use crate::types::{
 
 /// The `aws` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum AwsCommand {
     /// Print AWS credentials (credential_process JSON by default) for a role trusted by this
     /// Google identity.
@@ -93,7 +94,7 @@ fn token_source_help() -> String {
     )
 }
 
-/// How to obtain the token and what to ask STS for; shared by every `aws` command.
+// How to obtain the token and what to ask STS for; shared by every `aws` command.
 #[derive(Debug, Args)]
 pub struct ExchangeArgs {
     /// The audience of the Google ID token (what the role's trust policy calls accounts.google.com:oaud).
@@ -151,8 +152,8 @@ pub struct ExchangeArgs {
     pub timeouts: crate::cli::TimeoutArgs,
 }
 
-/// Roles to assume after the first one (`--chain-role`) and what to send with them; boxed in
-/// [`ExchangeArgs`] to keep the command enums small.
+// Roles to assume after the first one (`--chain-role`) and what to send with them; boxed in
+// [`ExchangeArgs`] to keep the command enums small.
 #[derive(Debug, Args)]
 pub struct ChainArgs {
     /// Then assume this role with the previous role's credentials (STS AssumeRole); repeatable,
@@ -192,7 +193,7 @@ pub struct ChainArgs {
     pub transitive_tag_keys: Vec<TagKey>,
 }
 
-/// A role to assume plus how.
+// A role to assume plus how.
 #[derive(Debug, Args)]
 pub struct RoleArgs {
     /// The AWS role to assume.
@@ -214,7 +215,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// `keyless aws credentials`.
+// `keyless aws credentials`.
 #[derive(Debug, Args)]
 pub struct CredentialsArgs {
     #[command(flatten)]
@@ -225,7 +226,7 @@ pub struct CredentialsArgs {
     pub format: OutputFormat,
 }
 
-/// `keyless aws exec`.
+// `keyless aws exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
     #[command(flatten)]
@@ -236,7 +237,7 @@ pub struct ExecArgs {
     pub command: Vec<OsString>,
 }
 
-/// `keyless aws write-profile`.
+// `keyless aws write-profile`.
 #[derive(Debug, Args)]
 pub struct WriteProfileArgs {
     #[command(flatten)]
@@ -251,7 +252,7 @@ pub struct WriteProfileArgs {
     pub credentials_file: Option<PathBuf>,
 }
 
-/// `keyless aws whoami`.
+// `keyless aws whoami`.
 #[derive(Debug, Args)]
 pub struct WhoamiArgs {
     /// Assume this role first and show who that makes us (otherwise: ambient credentials).
@@ -270,7 +271,7 @@ pub struct WhoamiArgs {
     pub exchange: ExchangeArgs,
 }
 
-/// `keyless aws serve`.
+// `keyless aws serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -308,7 +309,7 @@ pub struct ServeArgs {
     pub access: super::AccessArgs,
 }
 
-/// `keyless aws token-file`.
+// `keyless aws token-file`.
 #[derive(Debug, Args)]
 pub struct TokenFileArgs {
     /// The file to keep fresh (replaced atomically, 0600, no trailing newline).

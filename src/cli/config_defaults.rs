@@ -82,7 +82,7 @@ fn may_name_a_file(args: &[OsString]) -> bool {
 
 /// The clap command for `args`, with the configuration file's values as flag defaults.
 pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsError> {
-    let base = super::command();
+    let mut base = super::command();
     if !may_name_a_file(args) {
         return Ok(base);
     }
@@ -126,6 +126,13 @@ pub fn command_for(args: &[OsString]) -> Result<clap::Command, ConfigDefaultsErr
             }
         },
     };
+    // Every command's flags, so that the file's values can become their defaults: a command
+    // adds its flags only when built (`defer`, see `cli::command`). Building the whole tree
+    // also copies the global flags into each command, where `with_defaults` sets them too.
+    // This path (a keyless.toml may apply) costs what every run cost before `defer`. (After
+    // the lenient parse: a built tree has already handed its settings down, `ignore_errors`
+    // would no longer reach the subcommands.)
+    base.build();
     let reader = ReadFor {
         one_shot: true,
         known_flags: Some(flag_keys(&base)),
@@ -210,17 +217,25 @@ fn available(config: &config::Config) -> String {
 
 /// Every long flag of every command, snake_case: what `[defaults]` may set.
 pub(crate) fn flag_keys(command: &clap::Command) -> Vec<String> {
+    // A command's own flags exist once it is built (`defer`, see `cli::command`).
+    let mut built = command.clone();
+    built.build();
+    let mut keys = long_flags(&built);
+    keys.sort();
+    keys.dedup();
+    keys.retain(|k| !matches!(k.as_str(), "help" | "version" | "config" | "config_profile"));
+    keys
+}
+
+fn long_flags(command: &clap::Command) -> Vec<String> {
     let mut keys: Vec<String> = command
         .get_arguments()
         .filter_map(|a| a.get_long())
         .map(snake)
         .collect();
     for sub in command.get_subcommands() {
-        keys.extend(flag_keys(sub));
+        keys.extend(long_flags(sub));
     }
-    keys.sort();
-    keys.dedup();
-    keys.retain(|k| !matches!(k.as_str(), "help" | "version" | "config" | "config_profile"));
     keys
 }
 
@@ -392,7 +407,12 @@ fn with_defaults(
         if found.is_empty() {
             continue;
         }
-        command = command.mut_arg(id.as_str(), |arg| {
+        // In place (`mut_arg` would move the flag last): the tree is built, and a built
+        // command finds its flags by position.
+        command = command.mut_args(|arg| {
+            if arg.get_id() != id.as_str() {
+                return arg;
+            }
             let many = matches!(arg.get_action(), ArgAction::Append)
                 || arg.get_value_delimiter().is_some();
             let arg = arg.required(false);

@@ -19,7 +19,7 @@ use crate::secret::Secret;
 use crate::source::google::{MetadataServer, DEFAULT_AWS_AUDIENCE};
 use crate::source::IdToken;
 
-/// `keyless demo`.
+// `keyless demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Append every secret the demo's lab issues to this file (for leak tests).

@@ -25,6 +25,7 @@ use crate::refresh::gcp_token::GcpSubject;
 
 /// The `doctor` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum DoctorCommand {
     /// Any token → AWS: why can't this identity (Google, Kubernetes, GitHub Actions, AWS
     /// outbound, any OIDC issuer) assume the role?
@@ -39,7 +40,7 @@ pub enum DoctorCommand {
     Gcp(DoctorGcpArgs),
 }
 
-/// `keyless doctor aws`.
+// `keyless doctor aws`.
 #[derive(Debug, Args)]
 pub struct DoctorAwsArgs {
     #[command(flatten)]
@@ -52,7 +53,7 @@ pub struct DoctorAwsArgs {
     pub trust_policy: Option<PathBuf>,
 }
 
-/// `keyless doctor gcp`.
+// `keyless doctor gcp`.
 #[derive(Debug, Args)]
 pub struct DoctorGcpArgs {
     #[command(flatten)]

@@ -33,6 +33,7 @@ use crate::types::{TokenSourceSpec, UpstreamUrl};
 
 /// The `gcp` subcommands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum GcpCommand {
     /// Print a Google access token for this AWS identity (like `gcloud auth print-access-token`).
     #[command(
@@ -67,7 +68,7 @@ pub enum GcpCommand {
     Serve(ServeArgs),
 }
 
-/// The provider and the Google endpoints; shared by every `gcp` command.
+// The provider and the Google endpoints; shared by every `gcp` command.
 #[derive(Debug, Args)]
 pub struct ProviderArgs {
     /// The workload identity provider: //iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER.
@@ -92,7 +93,7 @@ fn token_source_help() -> String {
     )
 }
 
-/// Where the subject comes from: a JWT source, or the AWS identity (`aws`, the default).
+// Where the subject comes from: a JWT source, or the AWS identity (`aws`, the default).
 #[derive(Debug, Args)]
 pub struct SubjectArgs {
     #[arg(long, env = "KEYLESS_TOKEN_SOURCE", default_value = AWS_TOKEN_SOURCE,
@@ -108,7 +109,7 @@ pub struct SubjectArgs {
     pub aws: AwsSourceArgs,
 }
 
-/// Where the AWS identity comes from.
+// Where the AWS identity comes from.
 #[derive(Debug, Args)]
 pub struct AwsSourceArgs {
     /// The AWS shared-config profile (default: AWS_PROFILE, else the SDK default chain).
@@ -124,7 +125,7 @@ pub struct AwsSourceArgs {
     pub assume_role: Option<String>,
 }
 
-/// What token to ask for.
+// What token to ask for.
 #[derive(Debug, Args)]
 pub struct TokenRequestArgs {
     #[command(flatten)]
@@ -171,7 +172,7 @@ pub enum TokenFormat {
     Env,
 }
 
-/// `keyless gcp token`.
+// `keyless gcp token`.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     #[command(flatten)]
@@ -182,7 +183,7 @@ pub struct TokenArgs {
     pub format: TokenFormat,
 }
 
-/// `keyless gcp id-token`.
+// `keyless gcp id-token`.
 #[derive(Debug, Args)]
 pub struct IdTokenArgs {
     #[command(flatten)]
@@ -193,7 +194,7 @@ pub struct IdTokenArgs {
     pub target_audience: String,
 }
 
-/// `keyless gcp exec`.
+// `keyless gcp exec`.
 #[derive(Debug, Args)]
 pub struct GcpExecArgs {
     #[command(flatten)]
@@ -204,7 +205,7 @@ pub struct GcpExecArgs {
     pub command: Vec<OsString>,
 }
 
-/// `keyless gcp config`.
+// `keyless gcp config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
     #[command(flatten)]
@@ -246,7 +247,7 @@ pub struct ConfigArgs {
     pub output: Option<PathBuf>,
 }
 
-/// `keyless gcp subject-token`.
+// `keyless gcp subject-token`.
 #[derive(Debug, Args)]
 pub struct SubjectTokenArgs {
     /// The workload identity provider the token is bound to.
@@ -261,7 +262,7 @@ pub struct SubjectTokenArgs {
     pub iamcredentials_url: UpstreamUrl,
 }
 
-/// `keyless gcp serve`.
+// `keyless gcp serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]

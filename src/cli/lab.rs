@@ -8,7 +8,7 @@ use clap::Args;
 use crate::deliver::env::export_lines;
 use crate::lab::{Lab, LabConfig, LabPorts};
 
-/// `keyless lab`.
+// `keyless lab`.
 #[derive(Debug, Args)]
 pub struct LabArgs {
     /// Port of the Google metadata server emulation (0: any free port).
@@ -27,6 +27,11 @@ pub struct LabArgs {
     /// Also write the `export` lines to this file (for scripts: `. FILE`).
     #[arg(long)]
     pub env_file: Option<PathBuf>,
+    /// Also serve AWS STS and the Google APIs over HTTPS, with a certificate from a CA made at
+    /// start and written to PATH; the export lines then name the https:// endpoints and
+    /// SSL_CERT_FILE=PATH (so keyless trusts that CA alone).
+    #[arg(long, value_name = "PATH")]
+    pub tls_ca_file: Option<PathBuf>,
 
     /// Answer every upstream call (AWS STS, Google STS, IAM Credentials) after this long, as a
     /// real endpoint 20–100 ms away would: `50ms`, `1s` (default: at once).
@@ -53,7 +58,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
     config.upstream_latency = args.latency.unwrap_or_default();
     config.credential_lifetime_cap = args.credential_lifetime.map(Into::into);
     config.throttle_above = args.throttle_above;
-    let lab = Lab::start_on(
+    let mut lab = Lab::start_on(
         config.clone(),
         LabPorts {
             metadata: args.metadata_port,
@@ -68,9 +73,24 @@ pub async fn run(args: LabArgs) -> anyhow::Result<i32> {
         lab.record_issued_secrets_to(path)
             .with_context(|| format!("could not write {}", path.display()))?;
     }
+    let mut env = lab.env();
+    if let Some(path) = &args.tls_ca_file {
+        let https = lab
+            .serve_https()
+            .await
+            .context("could not serve the lab over HTTPS")?;
+        crate::private_file::write_private_file_atomically(path, https.ca_pem.as_bytes())
+            .with_context(|| format!("could not write {}", path.display()))?;
+        for (name, value) in https.env(path) {
+            match env.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = value,
+                None => env.push((name, value)),
+            }
+        }
+    }
     // Before the export lines: a script that read them may stop the lab at once.
     let shutdown = crate::deliver::server::shutdown_signal();
-    let exports = export_lines(&lab.env());
+    let exports = export_lines(&env);
     if let Some(path) = &args.env_file {
         // Atomic, so a script polling for the file never reads half of it.
         crate::private_file::write_private_file_atomically(path, exports.as_bytes())

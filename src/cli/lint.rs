@@ -17,7 +17,7 @@ pub const FINDINGS: i32 = 1;
 /// An input could not be read or understood (also the code clap uses for a bad command line).
 pub const UNREADABLE: i32 = 2;
 
-/// `keyless lint`.
+// `keyless lint`.
 #[derive(Debug, Args)]
 pub struct LintArgs {
     /// Files to lint (`-` reads stdin): AWS trust policies, `aws iam get-role` output, `gcloud

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, CommandFactory};
 
-/// `keyless man`.
+// `keyless man`.
 #[derive(Debug, Args)]
 pub struct ManArgs {
     /// Write keyless.1 and one page per subcommand (keyless-aws-credentials.1, ...) into this

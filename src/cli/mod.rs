@@ -95,6 +95,13 @@ pub const GLOBAL_OPTIONS: &str = "Global options";
 /// `\` (or an INI line that cannot have one), so a copied example no longer runs. The literal
 /// text of a help template is not re-wrapped: each command with an after-help gets the default
 /// template with that text appended verbatim. Completions and man pages do not use templates.
+///
+/// Each command's flags are added only when that command is parsed or its help shown
+/// (`#[command(defer = true)]` on every subcommand enum): a cached `credential_process` run
+/// builds the flags of `aws credentials` alone, not those of all 40 commands; building and
+/// dropping the whole tree was 60% of such a run's instructions (BENCHMARKS.md, "Profile").
+/// clap adds a deferred command's flags after its variant's doc comment, so an `Args` struct's
+/// own doc comment would replace the command's about: those structs carry `//` comments.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
     verbatim_after_help(Cli::command())
@@ -122,6 +129,7 @@ pub enum LogFormat {
 
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// GCP → AWS: trade a Google identity for AWS credentials.
     #[command(subcommand)]
@@ -179,7 +187,7 @@ pub enum Command {
     Probe(probe::ProbeArgs),
 }
 
-/// Who may reach a local endpoint; shared by `aws serve`, `gcp serve` and `keyless serve`.
+// Who may reach a local endpoint; shared by `aws serve`, `gcp serve` and `keyless serve`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct AccessArgs {
     /// Allow the endpoints to listen on non-loopback addresses (0.0.0.0, a bridge or LAN
@@ -211,7 +219,7 @@ impl AccessArgs {
     }
 }
 
-/// How long the exchanges may take; shared by every command that calls an upstream.
+// How long the exchanges may take; shared by every command that calls an upstream.
 #[derive(Clone, Debug, clap::Args)]
 pub struct TimeoutArgs {
     /// Give up on one attempt (connect, send, read the whole answer) after this long: 1s to

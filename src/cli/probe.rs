@@ -12,7 +12,7 @@ use clap::Args;
 /// How much of a failing answer's body is shown (`/healthz` says which profile fails and why).
 const BODY_EXCERPT: usize = 200;
 
-/// `keyless probe`.
+// `keyless probe`.
 #[derive(Debug, Args)]
 pub struct ProbeArgs {
     /// The URL to GET, plain http:// (e.g. http://127.0.0.1:9910/healthz, the --metrics-listen

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// `keyless serve`.
+// `keyless serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Serve /healthz and /metrics here (overrides the file's metrics_listen).

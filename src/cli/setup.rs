@@ -12,6 +12,7 @@ use crate::setup::{self, AwsToGcp, GcpToAws, DEFAULT_AWS_AUDIENCE};
 
 /// The `setup` subcommands, one per direction.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum SetupCommand {
     /// GCP → AWS: an AWS role a Google service account may assume.
     #[command(
@@ -80,7 +81,7 @@ pub enum AwsToGcpFormat {
     Pulumi,
 }
 
-/// `keyless setup gcp-to-aws`.
+// `keyless setup gcp-to-aws`.
 #[derive(Debug, Args)]
 pub struct GcpToAwsArgs {
     /// The Google service account (NAME@PROJECT.iam.gserviceaccount.com).
@@ -105,7 +106,7 @@ pub struct GcpToAwsArgs {
     pub role: AwsRoleOptions,
 }
 
-/// `keyless setup aws-to-gcp`.
+// `keyless setup aws-to-gcp`.
 #[derive(Debug, Args)]
 pub struct AwsToGcpArgs {
     /// The Google project id.
@@ -141,8 +142,8 @@ pub struct AwsToGcpArgs {
     pub format: AwsToGcpFormat,
 }
 
-/// The flags every pair that makes an AWS role shares, after its own: the role's policies and
-/// session limit, `--audit`, the format.
+// The flags every pair that makes an AWS role shares, after its own: the role's policies and
+// session limit, `--audit`, the format.
 #[derive(Debug, Args)]
 pub struct AwsRoleOptions {
     /// A managed policy to attach (repeatable).
@@ -161,7 +162,7 @@ pub struct AwsRoleOptions {
     pub format: GcpToAwsFormat,
 }
 
-/// The AWS role an OIDC source may assume (the flags of `gcp-to-aws`, without the service account).
+// The AWS role an OIDC source may assume (the flags of `gcp-to-aws`, without the service account).
 #[derive(Debug, Args)]
 pub struct AwsRoleTargetArgs {
     /// The 12-digit AWS account of the role and the IAM OIDC provider.
@@ -177,7 +178,7 @@ pub struct AwsRoleTargetArgs {
     pub role: AwsRoleOptions,
 }
 
-/// The Google side for an OIDC source (the flags of `aws-to-gcp`, without the AWS account).
+// The Google side for an OIDC source (the flags of `aws-to-gcp`, without the AWS account).
 #[derive(Debug, Args)]
 pub struct GcpTargetArgs {
     /// The Google project id.
@@ -241,7 +242,7 @@ impl AwsRoleTargetArgs {
     }
 }
 
-/// Which GitHub Actions jobs: one repository, on one ref or in one environment.
+// Which GitHub Actions jobs: one repository, on one ref or in one environment.
 #[derive(Debug, Args)]
 pub struct GithubSourceArgs {
     /// The repository whose jobs get in, ORG/REPO.
@@ -273,7 +274,7 @@ impl GithubSourceArgs {
     }
 }
 
-/// Which Kubernetes service account, of which cluster.
+// Which Kubernetes service account, of which cluster.
 #[derive(Debug, Args)]
 pub struct K8sSourceArgs {
     /// The cluster's service-account issuer URL, as its tokens carry it in `iss`.
@@ -297,7 +298,7 @@ impl K8sSourceArgs {
     }
 }
 
-/// `keyless setup github-to-aws`.
+// `keyless setup github-to-aws`.
 #[derive(Debug, Args)]
 pub struct GithubToAwsArgs {
     #[command(flatten)]
@@ -306,7 +307,7 @@ pub struct GithubToAwsArgs {
     pub target: AwsRoleTargetArgs,
 }
 
-/// `keyless setup github-to-gcp`.
+// `keyless setup github-to-gcp`.
 #[derive(Debug, Args)]
 pub struct GithubToGcpArgs {
     #[command(flatten)]
@@ -318,7 +319,7 @@ pub struct GithubToGcpArgs {
     pub format: AwsToGcpFormat,
 }
 
-/// `keyless setup k8s-to-aws`.
+// `keyless setup k8s-to-aws`.
 #[derive(Debug, Args)]
 pub struct K8sToAwsArgs {
     #[command(flatten)]
@@ -327,7 +328,7 @@ pub struct K8sToAwsArgs {
     pub target: AwsRoleTargetArgs,
 }
 
-/// `keyless setup k8s-to-gcp`.
+// `keyless setup k8s-to-gcp`.
 #[derive(Debug, Args)]
 pub struct K8sToGcpArgs {
     #[command(flatten)]
@@ -339,8 +340,8 @@ pub struct K8sToGcpArgs {
     pub format: AwsToGcpFormat,
 }
 
-/// A pair that cannot work (`aws-oidc-to-aws`): whatever flags follow are taken, so that the
-/// user sees why and what to do instead rather than a flag error.
+// A pair that cannot work (`aws-oidc-to-aws`): whatever flags follow are taken, so that the
+// user sees why and what to do instead rather than a flag error.
 #[derive(Debug, Args)]
 pub struct RefusedPairArgs {
     /// Ignored.
@@ -348,7 +349,7 @@ pub struct RefusedPairArgs {
     pub ignored: Vec<String>,
 }
 
-/// `keyless setup aws-oidc-to-gcp`.
+// `keyless setup aws-oidc-to-gcp`.
 #[derive(Debug, Args)]
 pub struct AwsOidcToGcpArgs {
     /// The account's outbound issuer, https://ID.tokens.sts.global.api.aws (from

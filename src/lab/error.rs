@@ -13,6 +13,9 @@ pub enum LabError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The HTTPS listeners' certificate could not be made (`keyless lab --tls-ca-file`).
+    #[error("the lab could not make its TLS certificate: {0}")]
+    Tls(String),
     /// The configuration is inconsistent.
     #[error("the lab configuration is invalid: {0}")]
     Config(String),

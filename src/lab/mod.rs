@@ -36,6 +36,7 @@ mod metadata;
 pub mod sigv4;
 pub(crate) mod state;
 pub(crate) mod sts_xml;
+mod tls;
 mod upstream_load;
 
 use std::io::Write;
@@ -82,6 +83,37 @@ pub struct LabPorts {
     pub aws_sts: u16,
     /// The EC2 IMDSv2 and container-credentials endpoints.
     pub aws_metadata: u16,
+}
+
+/// The lab's HTTPS endpoints ([`Lab::serve_https`]) and the CA that signed their certificate.
+#[derive(Debug, Clone)]
+pub struct LabHttps {
+    /// The CA certificate, PEM (public): what `SSL_CERT_FILE` should hold.
+    pub ca_pem: String,
+    /// `https://localhost:PORT` of AWS STS.
+    pub aws_sts_url: String,
+    /// `https://localhost:PORT` of IAM Credentials, Google STS (`/v1/token`) and OAuth.
+    pub google_apis_url: String,
+}
+
+impl LabHttps {
+    /// The variables of [`Lab::env`] these endpoints replace, and `SSL_CERT_FILE` (the CA
+    /// written to `ca_file`).
+    pub fn env(&self, ca_file: &Path) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL_STS", self.aws_sts_url.clone()),
+            ("AWS_ENDPOINT_URL_CLOUDTRAIL", self.aws_sts_url.clone()),
+            ("KEYLESS_IAMCREDENTIALS_URL", self.google_apis_url.clone()),
+            (
+                "KEYLESS_TOKEN_URL",
+                format!("{}/v1/token", self.google_apis_url),
+            ),
+            ("SSL_CERT_FILE", ca_file.display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
 }
 
 /// A running lab. Dropping it stops the listeners; [`Lab::shutdown`] also waits for them.
@@ -154,7 +186,38 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Also serves AWS STS and the Google APIs over HTTPS, on two more loopback ports, with a
+    /// certificate from a CA made now (src/lab/tls.rs): the same state, so what one side
+    /// issues the other knows. [`LabHttps::env`] points keyless at them.
+    pub async fn serve_https(&mut self) -> Result<LabHttps, LabError> {
+        let tls = tls::LabTls::generate()?;
+        let sts = bind("AWS STS over HTTPS", 0).await?;
+        let google = bind("Google APIs over HTTPS", 0).await?;
+        let https = LabHttps {
+            ca_pem: tls.ca_pem().to_string(),
+            aws_sts_url: format!("https://localhost:{}", port(&sts)),
+            google_apis_url: format!("https://localhost:{}", port(&google)),
+        };
+        self.serve_on(tls.listener(sts), aws_sts::router(self.state.clone()));
+        self.serve_on(
+            tls.listener(google),
+            google_apis::router(self.state.clone()),
+        );
+        tracing::info!(sts = %https.aws_sts_url, google_apis = %https.google_apis_url, "lab serves HTTPS");
+        Ok(https)
+    }
+
     fn serve(&mut self, listener: TcpListener, router: axum::Router) {
+        self.serve_on(listener, router)
+    }
+
+    fn serve_on<L>(&mut self, listener: L, router: axum::Router)
+    where
+        L: axum::serve::Listener<Addr = SocketAddr>,
+    {
+        use axum::serve::ListenerExt;
+        // `tap_io` makes any listener's peer address available as `ConnectInfo`.
+        let listener = listener.tap_io(|_| {});
         let (tx, rx) = oneshot::channel::<()>();
         self.stop.push(tx);
         self.tasks.push(tokio::spawn(async move {

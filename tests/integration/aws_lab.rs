@@ -111,6 +111,58 @@ async fn an_http_exchange_never_reads_the_tls_roots() {
     );
 }
 
+/// Over HTTPS (`keyless lab --tls-ca-file`), the exchange trusts exactly `SSL_CERT_FILE`: with
+/// the lab's CA there it gets the role; with another CA there it is refused at the handshake,
+/// although the lab's certificate is valid (nothing else, system store or compiled roots, is
+/// trusted instead).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_exchange_trusts_exactly_ssl_cert_file() {
+    let mut w = LabWorld::start().await;
+    let https = w.lab.serve_https().await.expect("the lab serves HTTPS");
+    let dir = tempfile::tempdir().unwrap();
+    let lab_ca = dir.path().join("lab-ca.pem");
+    std::fs::write(&lab_ca, &https.ca_pem).unwrap();
+    let env: Vec<(String, String)> = https.env(&lab_ca);
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(
+        extra.contains(&("AWS_ENDPOINT_URL_STS", https.aws_sts_url.as_str()))
+            && https.aws_sts_url.starts_with("https://"),
+        "{extra:?}"
+    );
+    let role = w.role("gcp-deploy");
+    let args = ["aws", "credentials", "--role-arn", &role, "--no-cache"];
+
+    let out = w.keyless_env(&args, &extra).await;
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.json()["AccessKeyId"]
+        .as_str()
+        .unwrap()
+        .starts_with("ASIA"));
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 1);
+
+    // Another CA in SSL_CERT_FILE: the lab's certificate is not trusted.
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let mut other = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    other.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = dir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, other.self_signed(&other_key).unwrap().pem()).unwrap();
+    let other_path = other_ca.to_str().unwrap();
+    let mut extra = extra.clone();
+    for (k, v) in extra.iter_mut() {
+        if *k == "SSL_CERT_FILE" {
+            *v = other_path;
+        }
+    }
+    let out = w.keyless_env(&args, &extra).await;
+    assert_ne!(out.code(), 0, "an unknown CA was trusted: {}", out.stdout);
+    assert!(
+        out.stderr.to_lowercase().contains("certificate"),
+        "the error should say the certificate was not trusted: {}",
+        out.stderr
+    );
+    assert_eq!(w.lab.stats().assume_role_with_web_identity_calls, 1);
+}
+
 /// The cache follows the identity, not the source's name: a token file replaced with another
 /// identity's token is exchanged (and refused here), not answered with the first one's
 /// credentials; switching back finds the first identity's entry again.
