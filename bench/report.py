@@ -198,6 +198,7 @@ def section_endpoints(s):
         out.append(f"keyless {label} requests/s over the {w['rounds']} rounds: {rng(k['rps'])}; "
                    f"stub: {rng(p['rps'])}.")
     out += percall.endpoints_rows(s, table, us, mb, met)
+    out += percall.floor_rows(s, table, us)
     out.append(
         f"wrk: 1 thread, {w['connections']} keep-alive connections, {w['rounds']} rounds of "
         f"{w['seconds']} s after a 2 s warm-up; medians of the rounds. The stub is "
@@ -210,7 +211,8 @@ def section_endpoints(s):
 def section_single_flight(s):
     rows = []
     for key, what in (("engine", "refresh engine, `Refresher::get` from 1,000 tasks"),
-                      ("ecs_http", "ECS-style endpoint, 1,000 HTTP clients on their own connections (as shipped: listen backlog 128)"),
+                      ("ecs_http", "ECS-style endpoint, 1,000 HTTP clients on their own connections (as shipped: listen backlog 4,096, the connection cap)"),
+                      ("ecs_http_backlog_128", "the same behind std's listen backlog of 128 (`TcpListener::bind`, as keyless's servers once listened)"),
                       ("ecs_http_backlog_1024", "the same, listen backlog 1,024"),
                       ("naive", "peer: hand-written cache (RwLock, fetch when expired)")):
         if key not in s:

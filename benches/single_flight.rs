@@ -6,9 +6,11 @@
 //! takes [`UPSTREAM_LATENCY`] (an STS round trip on a good day):
 //! - `engine`: 1,000 tasks call `Refresher::get` directly;
 //! - `ecs_http`: 1,000 HTTP/1.1 clients, each on its own connection, ask keyless's ECS-style
-//!   endpoint (the real router, on loopback; latency includes connecting);
-//! - `ecs_http_backlog_1024`: the same with the listener's backlog raised from std's 128 to
-//!   1,024 (a connect storm overflows 128, and the dropped clients retry after a second);
+//!   endpoint (the real router, on loopback, listening with the backlog keyless's servers use:
+//!   `deliver::server::DEFAULT_MAX_CONNECTIONS`; latency includes connecting);
+//! - `ecs_http_backlog_128`: the same behind std's backlog of 128, what `TcpListener::bind`
+//!   gives and what keyless's servers used before: a connect storm overflows it, and the
+//!   dropped clients retry after a second;
 //! - `naive`: the peer, a cache as people write it by hand (check a lock, fetch when expired,
 //!   store), which sends every caller that saw the expired value upstream.
 //!
@@ -174,15 +176,13 @@ async fn ecs_http_scene(callers: usize, name: &'static str, backlog: Option<u32>
     let (refresher, sts) = expired_refresher().await;
     let token = "bench-token";
     let app = keyless::deliver::ecs_server::router(refresher, Secret::new(token));
-    // As shipped, keyless's servers bind with `TcpListener::bind` (std's listen backlog, 128);
-    // `Some(n)` listens with a backlog of n instead.
-    let listener = match backlog {
-        None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        Some(n) => {
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            socket.listen(n).unwrap()
-        }
+    // As shipped (`None`), keyless's servers listen with a backlog as deep as their connection
+    // cap (`deliver::server`); `Some(n)` listens with a backlog of n instead.
+    let backlog = backlog.unwrap_or(keyless::deliver::server::DEFAULT_MAX_CONNECTIONS as u32);
+    let listener = {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        socket.listen(backlog).unwrap()
     };
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -260,7 +260,7 @@ fn main() {
         vec![
             engine_scene(callers).await,
             ecs_http_scene(callers, "ecs_http", None).await,
-            ecs_http_scene(callers, "ecs_http_backlog_1024", Some(1024)).await,
+            ecs_http_scene(callers, "ecs_http_backlog_128", Some(128)).await,
             naive_scene(callers).await,
         ]
     });
