@@ -389,6 +389,9 @@ def bench_endpoints(binary, lab, env, work, quick):
         url = exports["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
         auth = f"Authorization: {exports['AWS_CONTAINER_AUTHORIZATION_TOKEN']}"
         results["keyless_ecs"] = wrk_series("keyless ecs", proc.pid, url, [auth], rounds, seconds, conns)
+        request = urllib.request.Request(url, headers={"Authorization": auth.split(": ", 1)[1]})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            ecs_body = answer.read()
     finally:
         stop(proc)
 
@@ -404,7 +407,7 @@ def bench_endpoints(binary, lab, env, work, quick):
     finally:
         stop(proc)
     results.update(percall.endpoints(sys.modules[__name__], binary, env, ROLE, rounds, seconds,
-                                     conns, quick))
+                                     conns, quick, ecs_body, work))
 
     port_file = work / "stub.port"
     proc = subprocess.Popen([PY, BENCH / "peers" / "stub_server.py", port_file],
