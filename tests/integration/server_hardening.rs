@@ -1003,7 +1003,17 @@ async fn servers_write_no_core_files_and_are_not_dumpable() {
     use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
     const NOBODY: u32 = 65534;
-    let mut cmd = w.home.keyless(args);
+    // nobody must reach the binary: a checkout under a private directory (/root, a 0700 temp
+    // dir) would refuse it, so run a copy from a directory anyone may enter.
+    let shared = tempfile::tempdir().unwrap();
+    let binary = shared.path().join("keyless");
+    std::fs::copy(support::aws_home::keyless_bin(), &binary).unwrap();
+    for (path, mode) in [(shared.path(), 0o755), (binary.as_path(), 0o755)] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut cmd = w.home.command(&binary);
+    cmd.args(args);
     w.point_at_lab(&mut cmd, &[]);
     // nobody cannot write the world's audit log (this user's private file).
     cmd.current_dir("/")
