@@ -121,8 +121,32 @@ impl Drop for Service {
     }
 }
 
-/// A port nobody listens on right now (the kernel's pick for an ephemeral bind).
+/// A port nobody listens on right now, for a server that binds it itself.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, 32768–60999 by default),
+/// from which every outgoing connection of the tests running beside this one takes its source
+/// port: a port picked there can be a client's by the time the server binds it (a daemon that
+/// then exits with "address in use"). A counter keeps this process's tests apart; the kernel's
+/// own pick is the fallback where the range leaves no room below it.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let low = ephemeral_low.saturating_sub(12_000).max(10_000);
+    if ephemeral_low > low + 1_000 {
+        let span = ephemeral_low - low;
+        let start = std::process::id() % span;
+        for _ in 0..span {
+            let port = low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            let port = u16::try_from(port).expect("below the ephemeral range");
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
