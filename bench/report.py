@@ -290,7 +290,8 @@ def section_ci(c):
              r.get("load_at_start", "not recorded"), met(r["seconds"] <= target),
              r.get("note", r.get("date", ""))] for r in c["runs"]]
     out = [table(["run", "commit", "wall", "load at start", "≤ 6 min", "note"], rows)]
-    last = next((r for r in reversed(c["runs"]) if r.get("steps")), None)
+    last = next((r for r in reversed(c["runs"])
+                 if r.get("steps") and r["label"].startswith("after")), None)
     if last:
         out.append(f"Where the time goes ({last['label']}, `{last['commit']}`):")
         out.append(table(["step of `.ci/run`", "seconds"],
