@@ -211,9 +211,8 @@ def section_endpoints(s):
 def section_single_flight(s):
     rows = []
     for key, what in (("engine", "refresh engine, `Refresher::get` from 1,000 tasks"),
-                      ("ecs_http", "ECS-style endpoint, 1,000 HTTP clients on their own connections (as shipped: listen backlog 4,096, the connection cap)"),
+                      ("ecs_http", "ECS-style endpoint, 1,000 HTTP clients on their own connections (as shipped: `deliver::server`'s listener, backlog 4,096)"),
                       ("ecs_http_backlog_128", "the same behind std's listen backlog of 128 (`TcpListener::bind`, as keyless's servers once listened)"),
-                      ("ecs_http_backlog_1024", "the same, listen backlog 1,024"),
                       ("naive", "peer: hand-written cache (RwLock, fetch when expired)")):
         if key not in s:
             continue

@@ -6,8 +6,8 @@
 //! takes [`UPSTREAM_LATENCY`] (an STS round trip on a good day):
 //! - `engine`: 1,000 tasks call `Refresher::get` directly;
 //! - `ecs_http`: 1,000 HTTP/1.1 clients, each on its own connection, ask keyless's ECS-style
-//!   endpoint (the real router, on loopback, listening with the backlog keyless's servers use:
-//!   `deliver::server::DEFAULT_MAX_CONNECTIONS`; latency includes connecting);
+//!   endpoint as shipped (its router, listener and server, on loopback; latency includes
+//!   connecting);
 //! - `ecs_http_backlog_128`: the same behind std's backlog of 128, what `TcpListener::bind`
 //!   gives and what keyless's servers used before: a connect storm overflows it, and the
 //!   dropped clients retry after a second;
@@ -176,16 +176,30 @@ async fn ecs_http_scene(callers: usize, name: &'static str, backlog: Option<u32>
     let (refresher, sts) = expired_refresher().await;
     let token = "bench-token";
     let app = keyless::deliver::ecs_server::router(refresher, Secret::new(token));
-    // As shipped (`None`), keyless's servers listen with a backlog as deep as their connection
-    // cap (`deliver::server`); `Some(n)` listens with a backlog of n instead.
-    let backlog = backlog.unwrap_or(keyless::deliver::server::DEFAULT_MAX_CONNECTIONS as u32);
-    let listener = {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        socket.listen(backlog).unwrap()
+    // As shipped (`None`): keyless's own listener and server (`deliver::server::bind` and
+    // `serve`: its backlog, connection cap and guards). `Some(n)`: the same router behind a plain
+    // listener with a backlog of n.
+    use keyless::deliver::server::{self, Access, Endpoint};
+    let (addr, server) = match backlog {
+        None => {
+            let listener = server::bind("127.0.0.1:0", Endpoint::EcsCredentials, &Access::local())
+                .await
+                .unwrap();
+            let addr = listener.local_addr().unwrap();
+            let served = server::serve(listener, app, std::future::pending());
+            (addr, tokio::spawn(async move { drop(served.await) }))
+        }
+        Some(n) => {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let listener = socket.listen(n).unwrap();
+            let addr = listener.local_addr().unwrap();
+            (
+                addr,
+                tokio::spawn(async move { drop(axum::serve(listener, app).await) }),
+            )
+        }
     };
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
     // Each caller opens its own connection, as 1,000 SDK processes would, and speaks plain
     // HTTP/1.1 over it (no client library between the clock and the socket).
     let (latencies, failures) = stampede(callers, move || async move {
