@@ -24,20 +24,21 @@ FLOOR_RATIO_TARGET = 1.5
 WARM_MEDIAN_TARGET_MS = 1.2
 
 
-def build_floor(work):
-    """bench/floor.c, linked statically; None (with the reason logged) without a C toolchain."""
-    out = work / "floor"
+def build_c(work, name, *flags):
+    """bench/NAME.c built with `cc -O2 FLAGS` into `work`: (path, None), or (None, why) without
+    a C toolchain."""
+    out = work / name
     try:
-        subprocess.run(["cc", "-O2", "-static", "-o", str(out), str(BENCH / "floor.c")],
+        subprocess.run(["cc", "-O2", *flags, "-o", str(out), str(BENCH / f"{name}.c")],
                        check=True, capture_output=True, text=True)
     except (OSError, subprocess.CalledProcessError) as e:
-        return None, f"could not build bench/floor.c statically: {getattr(e, 'stderr', e)}"
+        return None, f"could not build bench/{name}.c {' '.join(flags)}: {getattr(e, 'stderr', e)}"
     return out, None
 
 
 def credential_process_floor(suite, warm_argv, env, work, quick):
     """The floor process's figures, measured like keyless's warm runs; or why there are none."""
-    floor, why = build_floor(work)
+    floor, why = build_c(work, "floor", "-static")
     if floor is None:
         suite.log(f"   floor: {why}")
         return {"error": why}
@@ -213,14 +214,11 @@ def bench_endpoint_floor(suite, body, work, rounds, seconds, conns):
     """bench/floor_server.c answering every request with `body` (the bytes keyless's ECS-style
     endpoint served), under the same wrk runs: what loopback HTTP gives on this machine."""
     import signal
-    server, port_file = work / "floor_server", work / "floor_server.port"
-    try:
-        subprocess.run(["cc", "-O2", "-o", str(server), str(BENCH / "floor_server.c")],
-                       check=True, capture_output=True, text=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        why = f"could not build bench/floor_server.c: {getattr(e, 'stderr', e)}"
+    server, why = build_c(work, "floor_server")
+    if server is None:
         suite.log(f"   endpoint floor: {why}")
         return {"error": why}
+    port_file = work / "floor_server.port"
     body_file = work / "ecs-body.json"
     body_file.write_bytes(body)
     proc = subprocess.Popen([server, body_file, port_file], stdout=subprocess.DEVNULL,
